@@ -1,0 +1,51 @@
+"""Settings: one ``DJANGO_JOBS`` dict, read at attribute access so ``override_settings`` works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+# Every key, its default and a one-line description. checks.py validates user values against this.
+DEFAULTS: dict[str, Any] = {
+    # Database alias the job tables live in.
+    "DATABASE": "default",
+    # Queue a job goes to when neither @job nor using() names one.
+    "DEFAULT_QUEUE": "default",
+    # Attempts before a failing job goes dead, when @job doesn't say.
+    "DEFAULT_MAX_ATTEMPTS": 3,
+    # Seconds an attempt may run before it is killed, when @job doesn't say. None: no limit.
+    "DEFAULT_TIMEOUT": None,
+    # Exponential backoff between failed attempts: see retry.py for the formula.
+    "BACKOFF_BASE": 5.0,
+    "BACKOFF_FACTOR": 2.0,
+    "BACKOFF_MAX": 3600.0,
+    "BACKOFF_JITTER": 0.1,
+    # Largest JSON payload (args + kwargs) accepted at enqueue time, in bytes.
+    "MAX_PAYLOAD_BYTES": 256 * 1024,
+    # Seconds an idle worker waits before looking for jobs when no notification woke it.
+    "POLL_INTERVAL": 1.0,
+    # Wake idle workers with LISTEN/NOTIFY on PostgreSQL. Turn off behind PgBouncer in
+    # transaction mode, where LISTEN doesn't work; workers then rely on POLL_INTERVAL alone.
+    "LISTEN_NOTIFY": True,
+    # Child processes per worker when --concurrency isn't given. None: one per CPU.
+    "CONCURRENCY": None,
+    # Seconds a worker waits before reconnecting after losing the database (doubles up to 30).
+    "RECONNECT_BACKOFF": 0.5,
+}
+
+
+class JobsSettings:
+    """Attribute access to ``settings.DJANGO_JOBS`` merged over ``DEFAULTS``."""
+
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(django_settings, "DJANGO_JOBS", None)
+        return value if isinstance(value, dict) else {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"DJANGO_JOBS has no setting {name!r}")
+        return self.user_settings().get(name, DEFAULTS[name])
+
+
+jobs_settings = JobsSettings()

@@ -1,0 +1,76 @@
+"""``manage.py runjobs``: parse options, build a Worker, run it."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_jobs.conf import jobs_settings
+from django_jobs.worker import Worker, default_worker_id
+
+
+def _positive_int(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise CommandError(f"{name} takes a whole number, not {value!r}.") from None
+    if number < 1:
+        raise CommandError(f"{name} must be at least 1, not {number}.")
+    return number
+
+
+class Command(BaseCommand):
+    help = "Run a worker that claims and runs queued jobs until stopped (SIGTERM/SIGINT)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queue", action="append", dest="queues", default=[], metavar="NAME",
+            help="Only run jobs from this queue (repeatable). Default: every queue.",
+        )
+        parser.add_argument(
+            "--concurrency", default=None, metavar="N",
+            help="Jobs run at once, each in its own child process. Default: one per CPU.",
+        )
+        parser.add_argument("--burst", action="store_true", help="Exit once no job is ready.")
+        parser.add_argument("--max-jobs", default=None, metavar="N", help="Exit after claiming N jobs.")
+        parser.add_argument("--worker-id", default=None, help="Name for this worker. Default: host:pid.")
+        parser.add_argument(
+            "--grace", default="25", metavar="SECONDS",
+            help="On SIGTERM/SIGINT, seconds running jobs get to finish before they are handed back.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        queues = []
+        for queue in options["queues"]:
+            queues.extend(q.strip() for q in queue.split(",") if q.strip())
+        if options["queues"] and not queues:
+            raise CommandError("--queue needs a queue name.")
+        concurrency = options["concurrency"]
+        if concurrency is None:
+            concurrency = jobs_settings.CONCURRENCY or os.cpu_count() or 1
+        concurrency = _positive_int("--concurrency", concurrency)
+        max_jobs = options["max_jobs"]
+        if max_jobs is not None:
+            max_jobs = _positive_int("--max-jobs", max_jobs)
+        try:
+            grace = float(options["grace"])
+        except ValueError:
+            raise CommandError(f"--grace takes seconds, not {options['grace']!r}.") from None
+        if grace < 0:
+            raise CommandError(f"--grace can't be negative ({grace:g}).")
+        worker_id = options["worker_id"] or default_worker_id()
+        if not worker_id.strip():
+            raise CommandError("--worker-id can't be empty.")
+        worker = Worker(
+            queues=queues,
+            concurrency=concurrency,
+            burst=options["burst"],
+            max_jobs=max_jobs,
+            worker_id=worker_id,
+            grace=grace,
+        )
+        code = worker.run()
+        if code:
+            raise SystemExit(code)

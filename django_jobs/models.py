@@ -1,0 +1,288 @@
+"""The tables: jobs, live workers, pauses and cron schedules.
+
+State changes of a job happen only through the methods here (and the SQL in queries.py that they
+call); nothing else writes ``Job.status``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.timezone import now as _now
+
+
+class JobStatus(models.TextChoices):
+    """Where a job is in its life. See docs/lifecycle.md for the diagram."""
+
+    # Waiting to run once run_at has passed.
+    QUEUED = "queued", "Queued"
+    # Claimed by a worker; an attempt is in progress.
+    RUNNING = "running", "Running"
+    # An attempt failed; the next one is due at run_at.
+    RETRYING = "retrying", "Retrying"
+    # Finished: the last attempt returned normally; its return value is in result.
+    SUCCEEDED = "succeeded", "Succeeded"
+    # Finished: stopped by an operator or by the job itself. Runs again only if retried.
+    STOPPED = "stopped", "Stopped"
+    # Finished: failed for good (attempts spent, a non-retryable error, or dead-lettered).
+    DEAD = "dead", "Dead"
+
+
+#: A worker may claim jobs in these states once run_at has passed.
+READY_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING)
+#: Jobs that will still run or are running: unique_key is enforced among these.
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
+#: Outcomes: nothing runs these again unless an operator retries them.
+FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.STOPPED, JobStatus.DEAD)
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def ready(self, now: datetime | None = None) -> JobQuerySet:
+        """Jobs a worker could claim now."""
+        return self.filter(status__in=READY_STATUSES, run_at__lte=now or timezone.now())
+
+    def active(self) -> JobQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+
+class Job(models.Model):
+    """One unit of background work and the record of every attempt at it."""
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=255, help_text="The registered job name.")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=100, default="default")
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts started so far.")
+    max_attempts = models.PositiveIntegerField(default=3)
+    timeout = models.FloatField(null=True, blank=True, help_text="Seconds an attempt may run.")
+    run_at = models.DateTimeField(default=timezone.now, help_text="Not before this time.")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    unique_key = models.CharField(max_length=255, null=True, blank=True)
+    # Which worker holds the current attempt (a worker id), empty when none does.
+    worker_id = models.CharField(max_length=255, blank=True, default="")
+    # One entry per finished attempt: attempt, worker, started_at, finished_at, outcome, error.
+    history = models.JSONField(default=list, blank=True)
+    # First line of the last attempt's error, for lists and search.
+    last_error = models.TextField(blank=True, default="")
+    # Set when someone asked a running job to stop; the worker acts on it.
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # What the job last reported of its progress: {"percent": 40, "message": "..."}.
+    progress = models.JSONField(null=True, blank=True)
+    schedule = models.ForeignKey(
+        "django_jobs.Schedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        help_text="The cron schedule that enqueued this job, if any.",
+    )
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The claim's index: only ready rows are in it, so it stays small however many
+            # finished rows pile up, and its order is the claim's ORDER BY (see queries.py).
+            models.Index(
+                F("priority").desc(),
+                "run_at",
+                "id",
+                name="django_jobs_ready_idx",
+                condition=Q(status__in=READY_STATUSES),
+            ),
+            # Rescue looks up running jobs by worker; few rows are ever running.
+            models.Index(
+                "worker_id",
+                name="django_jobs_running_idx",
+                condition=Q(status=JobStatus.RUNNING),
+            ),
+            # Pruning walks finished rows by age.
+            models.Index(
+                "finished_at",
+                name="django_jobs_finished_idx",
+                condition=Q(status__in=FINISHED_STATUSES),
+            ),
+        ]
+        constraints = [
+            # At most one active job per unique_key. The database enforces it, so two concurrent
+            # enqueues can't race past each other; enqueue() turns the conflict into "return the
+            # existing job" (ON CONFLICT … DO NOTHING in queries.py).
+            models.UniqueConstraint(
+                fields=["unique_key"],
+                name="django_jobs_unique_key_active",
+                condition=Q(status__in=ACTIVE_STATUSES),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.name} ({self.status})"
+
+    # -- transitions an operator or application code may ask for -------------------------------
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def retry(self, now: datetime | None = None) -> bool:
+        """Queue a dead, stopped or retrying job to run now, keeping its history.
+
+        Returns False (and changes nothing) when the job is in another state. A dead or stopped job
+        gets a fresh budget: as many attempts again as its registered job allows (``attempts``
+        keeps counting up, so the attempt number stays a fencing token).
+        """
+        from .registry import registry
+
+        now = now or timezone.now()
+        allowed = (JobStatus.DEAD, JobStatus.STOPPED, JobStatus.RETRYING)
+        definition = registry.get(self.name)
+        budget = definition.effective_max_attempts if definition else self.max_attempts
+        updated = Job.objects.filter(pk=self.pk, status__in=allowed).update(
+            status=JobStatus.QUEUED,
+            run_at=now,
+            finished_at=None,
+            stop_requested_at=None,
+            max_attempts=models.Case(
+                models.When(status=JobStatus.RETRYING, then=F("max_attempts")),
+                default=F("attempts") + budget,
+            ),
+        )
+        self.refresh_from_db()
+        if updated:
+            _notify(self.queue)
+        return bool(updated)
+
+    def stop(self, reason: str = "", now: datetime | None = None) -> bool:
+        """Stop this job: a waiting job ends ``stopped`` at once; a running one is asked to stop.
+
+        Returns False when the job had already finished.
+        """
+        now = now or timezone.now()
+        with transaction.atomic(using=Job.objects.db):
+            stopped = Job.objects.filter(pk=self.pk, status__in=READY_STATUSES).update(
+                status=JobStatus.STOPPED,
+                finished_at=now,
+                last_error=reason or "stopped before it ran",
+            )
+            requested = 0
+            if not stopped:
+                requested = Job.objects.filter(
+                    pk=self.pk, status=JobStatus.RUNNING, stop_requested_at__isnull=True
+                ).update(stop_requested_at=now)
+        self.refresh_from_db()
+        return bool(stopped or requested or self.stop_requested_at)
+
+    def dead_letter(self, note: str = "", now: datetime | None = None) -> bool:
+        """Move a queued, retrying or stopped job to ``dead``, with an optional operator note."""
+        now = now or timezone.now()
+        allowed = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.STOPPED)
+        entry: dict[str, Any] = {"event": "dead-lettered", "at": now.isoformat(), "note": note}
+        job = Job.objects.filter(pk=self.pk, status__in=allowed).first()
+        if job is None:
+            return False
+        updated = Job.objects.filter(pk=self.pk, status=job.status).update(
+            status=JobStatus.DEAD,
+            finished_at=now,
+            last_error=f"dead-lettered by an operator: {note}" if note else "dead-lettered",
+            history=job.history + [entry],
+        )
+        self.refresh_from_db()
+        return bool(updated)
+
+
+def _notify(queue: str) -> None:
+    from . import queries
+
+    queries.notify(queue)
+
+
+class Worker(models.Model):
+    """A live ``runjobs`` process. Its row is removed when it exits cleanly."""
+
+    worker_id = models.CharField(max_length=255, primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = models.JSONField(default=list, help_text="Empty: every queue.")
+    concurrency = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    # Ids of the jobs this worker is running now.
+    running = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["worker_id"]
+
+    def __str__(self) -> str:
+        return self.worker_id
+
+
+class Pause(models.Model):
+    """A paused queue or job name: workers don't claim matching jobs until the row is removed."""
+
+    class Kind(models.TextChoices):
+        QUEUE = "queue", "Queue"
+        NAME = "name", "Job name"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.CharField(max_length=255)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "value"], name="django_jobs_pause_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+class Schedule(models.Model):
+    """A recurring job: fires its registered job on a cron rhythm (see scheduler.py)."""
+
+    class CatchUp(models.TextChoices):
+        SKIP = "skip", "Skip missed ticks"
+        ONCE = "once", "Run once for all missed ticks"
+        ALL = "all", "Run every missed tick (capped)"
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        CODE = "code", "Code"
+
+    name = models.CharField(max_length=200, unique=True)
+    job_name = models.CharField(max_length=255)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    cron = models.CharField(max_length=200, help_text="minute hour day-of-month month day-of-week")
+    timezone = models.CharField(max_length=64, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    queue = models.CharField(max_length=100, blank=True, default="")
+    priority = models.IntegerField(null=True, blank=True)
+    catch_up = models.CharField(max_length=8, choices=CatchUp.choices, default=CatchUp.ONCE)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.ADMIN)
+    created_at = models.DateTimeField(default=_now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

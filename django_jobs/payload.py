@@ -1,0 +1,68 @@
+"""Checks that job arguments are JSON that comes back unchanged, so a job sees what was enqueued."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .exceptions import InvalidPayload
+
+_HINTS = {
+    "datetime": "pass value.isoformat() and parse it in the job",
+    "date": "pass value.isoformat() and parse it in the job",
+    "time": "pass value.isoformat() and parse it in the job",
+    "timedelta": "pass value.total_seconds()",
+    "Decimal": "pass str(value) and rebuild it with Decimal() in the job",
+    "UUID": "pass str(value)",
+    "tuple": "pass a list",
+    "set": "pass a sorted list",
+    "frozenset": "pass a sorted list",
+    "bytes": "pass a base64 string",
+}
+
+
+def _problem(value: Any, path: str) -> str | None:
+    """Describe the first part of ``value`` that JSON would change, or None when it round-trips."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return f"{path} is {value!r}, which JSON can't represent"
+        return None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _problem(item, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} has the key {key!r} ({type(key).__name__}); JSON object keys are strings"
+            problem = _problem(item, f"{path}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    kind = type(value).__name__
+    if hasattr(value, "_meta") and hasattr(value, "pk"):
+        hint = "pass its primary key (obj.pk) and load it in the job"
+    else:
+        hint = _HINTS.get(kind, "convert it to str, int, float, bool, None, list or dict")
+    return f"{path} is a {kind}, which doesn't survive a JSON round trip; {hint}"
+
+
+def check_json(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Raise InvalidPayload naming the first argument that isn't plain JSON."""
+    for i, value in enumerate(args):
+        problem = _problem(value, f"positional argument {i}")
+        if problem:
+            raise InvalidPayload(f"Can't enqueue {name!r}: {problem}.")
+    for key, value in kwargs.items():
+        problem = _problem(value, f"argument {key!r}")
+        if problem:
+            raise InvalidPayload(f"Can't enqueue {name!r}: {problem}.")
+
+
+def payload_size(args: list[Any], kwargs: dict[str, Any]) -> int:
+    """Bytes of the arguments as compact JSON."""
+    return len(json.dumps([args, kwargs], separators=(",", ":")).encode())

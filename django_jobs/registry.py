@@ -1,0 +1,235 @@
+"""The ``@job`` decorator and the name → job lookup. Only jobs registered here ever run."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from .exceptions import InvalidJobOptions, JobNotRegistered
+from .retry import Backoff
+
+if TYPE_CHECKING:
+    from .models import Job
+
+
+class Registry:
+    """Registered jobs by name."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobDefinition] = {}
+
+    def register(self, definition: JobDefinition) -> None:
+        existing = self._jobs.get(definition.name)
+        if existing is not None and existing.func_path != definition.func_path:
+            raise InvalidJobOptions(
+                f"Two jobs are registered as {definition.name!r}: {existing.func_path} and "
+                f"{definition.func_path}. Give one of them another name with @job(name=...)."
+            )
+        self._jobs[definition.name] = definition
+
+    def get(self, name: str) -> JobDefinition | None:
+        return self._jobs.get(name)
+
+    def lookup(self, name: str) -> JobDefinition:
+        """Return the job registered as ``name`` or raise JobNotRegistered saying what to do."""
+        try:
+            return self._jobs[name]
+        except KeyError:
+            pass
+        close = difflib.get_close_matches(name, self._jobs, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise JobNotRegistered(
+            f"No job is registered as {name!r}.{hint} Jobs are registered by decorating a "
+            f"function with @job in a module that is imported at startup: put it in a jobs.py "
+            f"module of an app in INSTALLED_APPS."
+        )
+
+    def names(self) -> list[str]:
+        return sorted(self._jobs)
+
+    def __iter__(self) -> Iterable[JobDefinition]:
+        return iter(list(self._jobs.values()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+
+registry = Registry()
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    """Per-enqueue options given with ``using()``. None means "the job's default"."""
+
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    run_at: datetime | None = None
+    delay: timedelta | None = None
+    unique_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.run_at is not None and self.delay is not None:
+            raise InvalidJobOptions("Give using() either run_at= or delay=, not both.")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise InvalidJobOptions(
+                f"run_at={self.run_at!r} is a naive datetime; pass an aware one "
+                f"(django.utils.timezone.now() + timedelta(...))."
+            )
+        if self.delay is not None and not isinstance(self.delay, timedelta):
+            raise InvalidJobOptions(f"delay must be a timedelta, not {type(self.delay).__name__}.")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise InvalidJobOptions(f"max_attempts must be at least 1, not {self.max_attempts}.")
+        if self.unique_key is not None and not (isinstance(self.unique_key, str) and self.unique_key):
+            raise InvalidJobOptions("unique_key must be a non-empty string.")
+        if self.priority is not None and not isinstance(self.priority, int):
+            raise InvalidJobOptions(f"priority must be an int, not {type(self.priority).__name__}.")
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A function registered with ``@job``. Calling it calls the function directly."""
+
+    func: Callable[..., Any]
+    name: str
+    queue: str | None = None
+    priority: int = 0
+    max_attempts: int | None = None
+    timeout: float | None = None
+    backoff: Backoff | None = None
+    dont_retry: tuple[type[BaseException], ...] = ()
+    options: EnqueueOptions = field(default_factory=EnqueueOptions)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    @property
+    def func_path(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    @property
+    def effective_max_attempts(self) -> int:
+        from .conf import jobs_settings
+
+        return self.max_attempts or int(jobs_settings.DEFAULT_MAX_ATTEMPTS)
+
+    @property
+    def effective_timeout(self) -> float | None:
+        from .conf import jobs_settings
+
+        return self.timeout if self.timeout is not None else jobs_settings.DEFAULT_TIMEOUT
+
+    @property
+    def effective_backoff(self) -> Backoff:
+        from .retry import default_backoff
+
+        return self.backoff or default_backoff()
+
+    @property
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.func)
+
+    def using(self, **options: Any) -> JobDefinition:
+        """Return a copy whose enqueues use these options (queue, priority, max_attempts,
+        run_at, delay, unique_key)."""
+        unknown = set(options) - set(EnqueueOptions.__dataclass_fields__)
+        if unknown:
+            allowed = ", ".join(EnqueueOptions.__dataclass_fields__)
+            raise InvalidJobOptions(f"using() got unknown option(s) {sorted(unknown)}; use {allowed}.")
+        merged = {k: v for k, v in vars(self.options).items() if v is not None}
+        if "run_at" in options:
+            merged.pop("delay", None)
+        if "delay" in options:
+            merged.pop("run_at", None)
+        merged.update(options)
+        return replace(self, options=EnqueueOptions(**merged))
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> Job:
+        """Write a job row in the current transaction and return it."""
+        from .enqueueing import enqueue
+
+        return enqueue(self, *args, **kwargs)
+
+    def enqueue_many(self, calls: Iterable[dict[str, Any] | list[Any] | tuple[Any, ...]]) -> list[Job]:
+        """Enqueue one job per item (a dict of keyword arguments, or a list of positional ones)."""
+        from .enqueueing import enqueue_many
+
+        return enqueue_many(self, calls)
+
+
+def job(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+    max_attempts: int | None = None,
+    timeout: float | timedelta | None = None,
+    backoff: Backoff | None = None,
+    dont_retry: Iterable[type[BaseException]] = (),
+) -> Any:
+    """Register a function as a job: ``@job`` or ``@job(queue="emails", max_attempts=5, timeout=30)``.
+
+    ``dont_retry`` lists exception classes that end the job as dead on the first failure.
+    """
+
+    def decorate(f: Callable[..., Any]) -> JobDefinition:
+        if not callable(f):
+            raise InvalidJobOptions(f"@job decorates a function, not {f!r}.")
+        if inspect.iscoroutinefunction(f):
+            raise InvalidJobOptions(
+                f"{f.__qualname__} is an async function; django-jobs runs plain functions. "
+                f"Wrap it: def job(): asyncio.run(your_coroutine())."
+            )
+        t = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if t is not None and t <= 0:
+            raise InvalidJobOptions(f"timeout must be positive seconds, not {timeout!r}.")
+        if max_attempts is not None and max_attempts < 1:
+            raise InvalidJobOptions(f"max_attempts must be at least 1, not {max_attempts}.")
+        exc_classes = tuple(dont_retry)
+        for cls in exc_classes:
+            if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+                raise InvalidJobOptions(f"dont_retry takes exception classes, not {cls!r}.")
+        definition = JobDefinition(
+            func=f,
+            name=name or f"{f.__module__}.{f.__name__}",
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=t,
+            backoff=backoff,
+            dont_retry=exc_classes,
+        )
+        registry.register(definition)
+        return definition
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+def resolve(target: str | JobDefinition | Callable[..., Any]) -> JobDefinition:
+    """Turn a registered name, a JobDefinition or a decorated function into its JobDefinition."""
+    if isinstance(target, JobDefinition):
+        return target
+    if isinstance(target, str):
+        return registry.lookup(target)
+    if callable(target):
+        for definition in registry:
+            if definition.func is target:
+                return definition
+        raise JobNotRegistered(
+            f"{getattr(target, '__qualname__', target)!r} is not a registered job; decorate it "
+            f"with @job first."
+        )
+    raise JobNotRegistered(f"Can't enqueue {target!r}: pass a job name or a @job function.")
+
+
+def autodiscover() -> None:
+    """Import the ``jobs`` module of every installed app so their @job functions register."""
+    from django.utils.module_loading import autodiscover_modules
+
+    autodiscover_modules("jobs")

@@ -1,0 +1,485 @@
+"""The worker loop behind ``manage.py runjobs``: claim, hand to a child, record the outcome.
+
+The main process owns every database write about jobs; children only run job functions. It never
+holds a transaction open while a job runs: the claim is one autocommitted statement and so is each
+outcome write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from multiprocessing.connection import wait
+from typing import Any, Callable
+
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from . import queries
+from .conf import jobs_settings
+from .executor import Slot
+from .log import log_event
+from .models import Job, JobStatus
+from .registry import registry
+from .signals import job_finished, job_started
+
+logger = logging.getLogger("django_jobs")
+
+# Errors that mean "the database went away", which the worker waits out instead of dying.
+_DB_DOWN = (OperationalError, InterfaceError)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Outcome:
+    """An attempt's result waiting to be written (kept until the database takes it)."""
+
+    slot_job: dict[str, Any]
+    reply: dict[str, Any]
+    duration: float
+    started_at: datetime
+    finished_at: datetime
+
+
+class Listener(threading.Thread):
+    """Holds a LISTEN connection and pokes the worker's wake-up pipe on each NOTIFY."""
+
+    def __init__(self, using: str, wake_fd: int, queues: set[str]):
+        super().__init__(name="django_jobs-listener", daemon=True)
+        self.using = using
+        self.wake_fd = wake_fd
+        self.queues = queues
+        self.stopping = threading.Event()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self.wake_fd, b"n")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full: the worker is awake anyway
+
+    def run(self) -> None:
+        wrapper = connections[self.using]
+        delay = float(jobs_settings.RECONNECT_BACKOFF)
+        while not self.stopping.is_set():
+            conn = None
+            try:
+                conn = wrapper.get_new_connection(wrapper.get_connection_params())
+                conn.autocommit = True
+                conn.execute(f"LISTEN {queries.CHANNEL}")
+                delay = float(jobs_settings.RECONNECT_BACKOFF)
+                # Anything enqueued while we weren't listening would otherwise wait for a poll.
+                self._wake()
+                while not self.stopping.is_set():
+                    for notify in conn.notifies(timeout=1.0):
+                        if not self.queues or notify.payload in self.queues:
+                            self._wake()
+            except Exception as exc:  # noqa: BLE001 - any failure here means "reconnect later"
+                if self.stopping.is_set():
+                    break
+                log_event("listen_lost", logging.WARNING, error=str(exc)[:200], retry_in=f"{delay:.1f}s")
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+            finally:
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+@dataclass
+class Worker:
+    """A pool of child processes fed by batched claims. ``run()`` returns an exit code."""
+
+    queues: list[str] = field(default_factory=list)
+    concurrency: int = 1
+    burst: bool = False
+    max_jobs: int | None = None
+    worker_id: str = field(default_factory=default_worker_id)
+    grace: float = 25.0
+    using: str = field(default_factory=lambda: jobs_settings.DATABASE)
+    clock: Callable[[], datetime] = timezone.now
+
+    def __post_init__(self) -> None:
+        self.slots = [Slot(i, self.worker_id) for i in range(self.concurrency)]
+        self.pending: list[Outcome] = []
+        self.claimed_total = 0
+        self.stopping = False
+        self.stop_deadline: float | None = None
+        self.force = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._listener: Listener | None = None
+        self._paused: tuple[float, list[str], list[str]] = (0.0, [], [])
+        self._db_backoff = float(jobs_settings.RECONNECT_BACKOFF)
+        self._db_down_until = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        # Children are forked before any thread starts, and inherit no open database connection.
+        connections.close_all()
+        for slot in self.slots:
+            slot.start()
+        if queries.is_postgres(self.using) and jobs_settings.LISTEN_NOTIFY:
+            self._listener = Listener(self.using, self._wake_w, set(self.queues))
+            self._listener.start()
+        log_event(
+            "worker_started",
+            worker=self.worker_id,
+            queues=",".join(self.queues) or "*",
+            concurrency=self.concurrency,
+            pid=os.getpid(),
+        )
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log_event("worker_stopped", worker=self.worker_id, jobs=self.claimed_total)
+        return 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            self.force = True
+            log_event("worker_stopping", worker=self.worker_id, mode="now", signal=signal.Signals(signum).name)
+        else:
+            self.stopping = True
+            self.stop_deadline = time.monotonic() + self.grace
+            log_event(
+                "worker_stopping", worker=self.worker_id, mode="graceful",
+                signal=signal.Signals(signum).name, grace=f"{self.grace:g}s",
+            )
+        try:
+            os.write(self._wake_w, b"s")
+        except OSError:
+            pass
+
+    def _shutdown(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+        for slot in self.slots:
+            if slot.busy:
+                slot.kill()
+                self._hand_back(slot)
+            else:
+                self._stop_child(slot)
+        self._flush(final=True)
+        if self._listener is not None:
+            self._listener.join(timeout=3)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        close_old_connections()
+
+    def _stop_child(self, slot: Slot) -> None:
+        if slot.conn is not None:
+            try:
+                slot.conn.close()  # EOF on its pipe: the child returns from its loop
+            except OSError:
+                pass
+            slot.conn = None
+        if slot.process is not None:
+            slot.process.join(timeout=5)
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join(timeout=5)
+            slot.process = None
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _busy(self) -> list[Slot]:
+        return [s for s in self.slots if s.busy]
+
+    def _loop(self) -> None:
+        while True:
+            if self.force:
+                return
+            if self.stopping:
+                if not self._busy():
+                    return
+                if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
+                    return
+            self._enforce_deadlines()
+            self._flush()
+            idle = [s for s in self.slots if not s.busy]
+            want = len(idle)
+            if self.max_jobs is not None:
+                want = min(want, self.max_jobs - self.claimed_total)
+            claimed = 0
+            if want > 0 and not self.stopping and not self.pending and time.monotonic() >= self._db_down_until:
+                rows = self._claim(want)
+                claimed = len(rows)
+                for slot, row in zip(idle, rows):
+                    self._dispatch(slot, row)
+            busy = self._busy()
+            if not busy and not self.pending:
+                if self.burst and claimed == 0 and time.monotonic() >= self._db_down_until:
+                    return
+                if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
+                    return
+            self._wait(idle_left=want > 0 and claimed == want)
+
+    def _wait(self, idle_left: bool) -> None:
+        """Block until a child replies, a notification or signal arrives, or the next deadline."""
+        now = time.monotonic()
+        if self._db_down_until > now:
+            timeout = self._db_down_until - now
+        elif idle_left:
+            timeout = 0.0  # the claim filled every idle slot: there may be more ready right away
+        else:
+            timeout = float(jobs_settings.POLL_INTERVAL)
+        deadlines = [s.deadline for s in self.slots if s.deadline is not None]
+        if self.stop_deadline is not None:
+            deadlines.append(self.stop_deadline)
+        if deadlines:
+            timeout = max(0.0, min(timeout, min(deadlines) - now))
+        ready = wait([s.conn for s in self._busy()] + [self._wake_r], timeout)
+        for item in ready:
+            if item == self._wake_r:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            slot = next(s for s in self.slots if s.conn is item)
+            self._collect(slot)
+
+    # -- claiming and dispatching ---------------------------------------------------------------
+
+    def _paused_lists(self) -> tuple[list[str], list[str]]:
+        expires, queues, names = self._paused
+        if time.monotonic() >= expires:
+            queues, names = queries.paused(self.using)
+            self._paused = (time.monotonic() + 1.0, queues, names)
+        return queues, names
+
+    def _claim(self, limit: int) -> list[dict[str, Any]]:
+        try:
+            paused_queues, paused_names = self._paused_lists()
+            now = self.clock()
+            rows = queries.claim(
+                self.using,
+                worker_id=self.worker_id,
+                limit=limit,
+                now=now,
+                queues=self.queues,
+                paused_queues=paused_queues,
+                paused_names=paused_names,
+            )
+            unknown = [r for r in rows if r["name"] not in registry]
+            if unknown:
+                queries.mark_unregistered(self.using, unknown, self.worker_id, now)
+                for row in unknown:
+                    log_event("unregistered", logging.ERROR, job=row["id"], name=row["name"], worker=self.worker_id)
+            self._db_ok()
+        except _DB_DOWN as exc:
+            self._db_lost(exc)
+            return []
+        known = [r for r in rows if r["name"] in registry]
+        self.claimed_total += len(rows)
+        return known
+
+    def _dispatch(self, slot: Slot, row: dict[str, Any]) -> None:
+        row["started_at"] = self.clock().isoformat()
+        try:
+            slot.send(row, self.using)
+        except OSError:
+            # The child died while idle: replace it and hand the job to the new one.
+            slot.close()
+            slot.start()
+            slot.send(row, self.using)
+        job_started.send(
+            sender=Job, job_id=row["id"], name=row["name"], attempt=row["attempt"], worker_id=self.worker_id
+        )
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def _collect(self, slot: Slot) -> None:
+        reply = slot.receive()
+        if reply is None:
+            assert slot.process is not None
+            slot.process.join(timeout=5)
+            reason = slot.exit_description()
+            reply = {
+                "outcome": "lost",
+                "retryable": True,
+                "error": {
+                    "class": "django_jobs.exceptions.WorkerLost",
+                    "message": f"{reason} before the job finished",
+                    "traceback": "",
+                },
+            }
+            self._finish(slot, reply)
+            slot.close()
+            slot.start()
+            return
+        self._finish(slot, reply)
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.deadline is not None and now >= slot.deadline and slot.job is not None:
+                timeout = slot.job.get("timeout")
+                slot.kill()
+                self._finish(
+                    slot,
+                    {
+                        "outcome": "timeout",
+                        "retryable": True,
+                        "error": {
+                            "class": "django_jobs.exceptions.JobTimeout",
+                            "message": f"the attempt ran past its {timeout:g}s timeout and was killed",
+                            "traceback": "",
+                        },
+                    },
+                )
+                slot.start()
+
+    def _hand_back(self, slot: Slot) -> None:
+        """Shutdown ran out of grace: give the job back to the queue without spending an attempt."""
+        self._finish(slot, {"outcome": "handed_back"})
+
+    def _finish(self, slot: Slot, reply: dict[str, Any]) -> None:
+        assert slot.job is not None
+        finished_at = self.clock()
+        started_at = parse_datetime(slot.job["started_at"]) or finished_at
+        self.pending.append(
+            Outcome(slot.job, reply, time.monotonic() - slot.started, started_at, finished_at)
+        )
+        slot.done()
+        self._flush()
+
+    def _flush(self, final: bool = False) -> None:
+        """Write pending outcomes; on a database outage keep them and try again later."""
+        if not self.pending or (not final and time.monotonic() < self._db_down_until):
+            return
+        attempts = 5 if final else 1
+        for _ in range(attempts):
+            try:
+                while self.pending:
+                    self._write(self.pending[0])
+                    self.pending.pop(0)
+                self._db_ok()
+                return
+            except _DB_DOWN as exc:
+                self._db_lost(exc)
+                if final:
+                    time.sleep(min(self._db_backoff, 2.0))
+        for outcome in self.pending:
+            log_event(
+                "outcome_unwritten", logging.ERROR, job=outcome.slot_job["id"], worker=self.worker_id,
+                note="the database stayed unreachable; the job stays running until rescued",
+            )
+
+    def _write(self, outcome: Outcome) -> None:
+        row, reply = outcome.slot_job, outcome.reply
+        kind = reply["outcome"]
+        now = outcome.finished_at
+        entry: dict[str, Any] = {
+            "attempt": row["attempt"],
+            "worker": self.worker_id,
+            "started_at": outcome.started_at.isoformat(),
+            "finished_at": now.isoformat(),
+            "duration": round(outcome.duration, 6),
+            "outcome": kind,
+        }
+        error = reply.get("error")
+        fields: dict[str, Any] = {}
+        if kind == "succeeded":
+            status = JobStatus.SUCCEEDED
+            fields.update(finished_at=now, result=reply.get("result"), last_error="")
+        elif kind == "retry":
+            status = JobStatus.QUEUED
+            at = parse_datetime(reply["at"]) if reply.get("at") else None
+            fields.update(
+                run_at=at or now + timedelta(seconds=reply.get("delay", 0.0)),
+                # Rescheduling isn't a failure: give back the attempt it used.
+                max_attempts_delta=1,
+            )
+            entry["run_at"] = fields["run_at"].isoformat()
+        elif kind == "stopped":
+            status = JobStatus.STOPPED
+            fields.update(finished_at=now, last_error=reply.get("reason") or "stopped by the job")
+            entry["reason"] = reply.get("reason", "")
+        elif kind == "handed_back":
+            status = JobStatus.QUEUED
+            fields.update(run_at=now, attempts_delta=-1)
+        else:  # failed, timeout, lost
+            definition = registry.get(row["name"])
+            retryable = reply.get("retryable", True) and row["attempt"] < row["max_attempts"]
+            entry["error"] = error
+            message = f"{error['class'].rsplit('.', 1)[-1]}: {error['message']}" if error else kind
+            fields["last_error"] = message.strip().splitlines()[0][:1000] if message.strip() else kind
+            if retryable and definition is not None:
+                status = JobStatus.RETRYING
+                delay = definition.effective_backoff.delay(row["attempt"])
+                fields["run_at"] = now + timedelta(seconds=delay)
+                entry["retry_at"] = fields["run_at"].isoformat()
+            else:
+                status = JobStatus.DEAD
+                fields["finished_at"] = now
+        written = queries.record_outcome(
+            self.using,
+            job_id=row["id"],
+            attempt=row["attempt"],
+            worker_id=self.worker_id,
+            status=status,
+            history_entry=entry,
+            **fields,
+        )
+        if not written:
+            log_event(
+                "outcome_fenced", logging.WARNING, job=row["id"], attempt=row["attempt"],
+                worker=self.worker_id, note="the claim was lost (rescued elsewhere); outcome dropped",
+            )
+            return
+        job_finished.send(
+            sender=Job,
+            job_id=row["id"],
+            name=row["name"],
+            attempt=row["attempt"],
+            worker_id=self.worker_id,
+            status=status.value,
+            outcome=kind,
+            duration=outcome.duration,
+            error=error,
+        )
+
+    # -- database health ------------------------------------------------------------------------
+
+    def _db_lost(self, exc: BaseException) -> None:
+        log_event(
+            "db_unavailable", logging.WARNING, worker=self.worker_id,
+            error=str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
+            retry_in=f"{self._db_backoff:.1f}s",
+        )
+        try:
+            connections[self.using].close()
+        except DatabaseError:
+            pass
+        connections[self.using].connection = None
+        self._db_down_until = time.monotonic() + self._db_backoff
+        self._db_backoff = min(self._db_backoff * 2, 30.0)
+
+    def _db_ok(self) -> None:
+        if self._db_backoff != float(jobs_settings.RECONNECT_BACKOFF):
+            log_event("db_available", worker=self.worker_id)
+        self._db_backoff = float(jobs_settings.RECONNECT_BACKOFF)
+        self._db_down_until = 0.0

@@ -1,0 +1,91 @@
+"""Jobs the test suite enqueues. Each records a SideEffect row when its body runs."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+from django_jobs import Backoff, Retry, StopJob, current_job, job
+
+from .models import SideEffect
+
+
+def _record(label: str = "") -> None:
+    ctx = current_job()
+    SideEffect.objects.create(job_id=ctx.id if ctx else 0, label=label, attempt=ctx.attempt if ctx else 0)
+
+
+@job
+def noop() -> None:
+    """Do nothing (for throughput)."""
+
+
+@job
+def record(label: str = "") -> str:
+    _record(label)
+    return label
+
+
+@job(name="tests.add")
+def add(a: int, b: int) -> int:
+    _record("add")
+    return a + b
+
+
+@job(max_attempts=3, backoff=Backoff(base=0.05, factor=1, max_delay=0.05, jitter=0))
+def fail_always(label: str = "") -> None:
+    _record(label)
+    raise ValueError(f"boom {label}")
+
+
+@job(max_attempts=3, backoff=Backoff(base=0.05, factor=1, max_delay=0.05, jitter=0))
+def fail_then_succeed(fail_times: int) -> str:
+    _record()
+    if current_job().attempt <= fail_times:
+        raise ConnectionError(f"flaky attempt {current_job().attempt}")
+    return "ok"
+
+
+@job(max_attempts=5, dont_retry=(KeyError,))
+def fail_fatally() -> None:
+    _record()
+    raise KeyError("no such thing")
+
+
+@job(max_attempts=2)
+def snooze_once(seconds: float) -> str:
+    _record()
+    if current_job().attempt == 1:
+        raise Retry(in_=timedelta(seconds=seconds))
+    return "woke"
+
+
+@job
+def stop_self(reason: str) -> None:
+    _record()
+    raise StopJob(reason)
+
+
+@job(timeout=0.5, max_attempts=2, backoff=Backoff(base=0.05, factor=1, max_delay=0.05, jitter=0))
+def sleep_forever() -> None:
+    _record()
+    time.sleep(3600)
+
+
+@job
+def sleep_for(seconds: float) -> str:
+    _record()
+    time.sleep(seconds)
+    return "slept"
+
+
+@job
+def returns_unjsonable() -> object:
+    return {1, 2}
+
+
+@job
+def crash_process() -> None:
+    _record()
+    os._exit(3)
