@@ -112,6 +112,8 @@ class Worker:
     grace: float = 25.0
     using: str = field(default_factory=lambda: jobs_settings.DATABASE)
     clock: Callable[[], datetime] = timezone.now
+    #: Run the cron scheduler in this worker (``runjobs --no-scheduler`` turns it off).
+    scheduler: bool = True
 
     def __post_init__(self) -> None:
         self.slots = [Slot(i, self.worker_id) for i in range(self.concurrency)]
@@ -127,6 +129,10 @@ class Worker:
         self._paused: tuple[float, list[str], list[str]] = (0.0, [], [])
         self._db_backoff = float(jobs_settings.RECONNECT_BACKOFF)
         self._db_down_until = 0.0
+        from .services import default_services
+
+        self.services = default_services(self)
+        self._service_due = {id(s): 0.0 for s in self.services}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -217,6 +223,7 @@ class Worker:
                     return
             self._enforce_deadlines()
             self._flush()
+            self._run_services()
             idle = [s for s in self.slots if not s.busy]
             want = len(idle)
             if self.max_jobs is not None:
@@ -245,6 +252,7 @@ class Worker:
         else:
             timeout = float(jobs_settings.POLL_INTERVAL)
         deadlines = [s.deadline for s in self.slots if s.deadline is not None]
+        deadlines.extend(self._service_due.values())
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
         if deadlines:
@@ -260,6 +268,25 @@ class Worker:
                 continue
             slot = next(s for s in self.slots if s.conn is item)
             self._collect(slot)
+
+    def _run_services(self) -> None:
+        if self.stopping or time.monotonic() < self._db_down_until:
+            return
+        for service in self.services:
+            if time.monotonic() < self._service_due[id(service)]:
+                continue
+            try:
+                delay = service.run(self.clock())
+                self._db_ok()
+            except _DB_DOWN as exc:
+                self._db_lost(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - a broken service must not stop the worker
+                logger.exception(
+                    "django_jobs event=service_failed service=%s worker=%s", service.name, self.worker_id
+                )
+                delay = 5.0
+            self._service_due[id(service)] = time.monotonic() + max(0.0, delay)
 
     # -- claiming and dispatching ---------------------------------------------------------------
 

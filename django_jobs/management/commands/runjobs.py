@@ -37,6 +37,10 @@ class Command(BaseCommand):
         parser.add_argument("--max-jobs", default=None, metavar="N", help="Exit after claiming N jobs.")
         parser.add_argument("--worker-id", default=None, help="Name for this worker. Default: host:pid.")
         parser.add_argument(
+            "--no-scheduler", action="store_false", dest="scheduler",
+            help="Don't fire cron schedules from this worker.",
+        )
+        parser.add_argument(
             "--grace", default="25", metavar="SECONDS",
             help="On SIGTERM/SIGINT, seconds running jobs get to finish before they are handed back.",
         )
@@ -70,6 +74,7 @@ class Command(BaseCommand):
             max_jobs=max_jobs,
             worker_id=worker_id,
             grace=grace,
+            scheduler=options["scheduler"],
         )
         code = worker.run()
         if code:
