@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Run the django-jobs demo: ``python3 example_project/demo.py [--port 8000] [--check]``.
+
+Needs only Python 3.11+. It creates or reuses ``.venv`` (shared with ``tests/run.py``),
+migrates the database (``DATABASE_URL``, default SQLite in ``var/``), makes sure a
+superuser ``admin`` exists (its random password is kept in ``var/demo-admin-password``
+and printed on every run), then runs a worker (``manage.py runjobs``) and the web server
+(``manage.py runserver 127.0.0.1:PORT``) until Ctrl-C or SIGTERM, and stops both.
+
+``--check`` does all of that, waits until the admin login page answers over HTTP and
+the worker is still running, then stops both and exits 0 (non-zero on any failure):
+proof for tests and CI that the quickstart works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from example_project import _bootstrap  # noqa: E402  (stdlib only, on purpose)
+from example_project._bootstrap import REPO, say  # noqa: E402
+
+VAR_DIR = REPO / "var"
+PASSWORD_FILE = VAR_DIR / "demo-admin-password"
+ADMIN_USERNAME = "admin"
+
+READY_TIMEOUT = 90  # seconds for runserver to answer; first runs on slow CI are slow
+WORKER_STOP_TIMEOUT = 40  # runjobs gives running jobs 25 s (--grace) to finish on SIGTERM
+SERVER_STOP_TIMEOUT = 10
+
+# Run with the venv's python through `manage.py shell -c`. Never resets an existing
+# admin's password: it only reports whether the stored one still works.
+_ENSURE_ADMIN = """
+import os
+from django.contrib.auth import get_user_model
+User = get_user_model()
+name, password = os.environ["DEMO_ADMIN_USERNAME"], os.environ["DEMO_ADMIN_PASSWORD"]
+user = User.objects.filter(**{User.USERNAME_FIELD: name}).first()
+if user is None:
+    User.objects.create_superuser(name, "admin@example.com", password)
+    print("created")
+elif user.check_password(password):
+    print("exists")
+else:
+    print("password-differs")
+"""
+
+
+class DemoError(RuntimeError):
+    """The demo could not be set up or did not come up."""
+
+
+def admin_password() -> str:
+    """Return the demo admin's password, creating and storing a random one the first time."""
+    VAR_DIR.mkdir(exist_ok=True)
+    try:
+        return PASSWORD_FILE.read_text().strip()
+    except FileNotFoundError:
+        password = secrets.token_urlsafe(12)
+        fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        return password
+
+
+def manage(python: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a management command to completion, its output captured; raise when it fails."""
+    result = subprocess.run(
+        [str(python), "manage.py", *args], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise DemoError(f"manage.py {' '.join(args)} failed (exit {result.returncode}):\n"
+                        f"{result.stdout}{result.stderr}")
+    return result
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def answers_http(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class Demo:
+    """The worker and web server subprocesses, and their orderly shutdown."""
+
+    def __init__(self, python: Path, port: int, env: dict[str, str]) -> None:
+        self.python = python
+        self.port = port
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.wake = threading.Event()  # set by a signal or by a child that exited
+        self.stop_requested = False
+
+    def spawn(self, name: str, *args: str) -> None:
+        # Each child leads its own process group: runserver's autoreloader forks a second
+        # process, and only a group signal reaches both. Ctrl-C therefore comes to us
+        # alone, and we decide the order of shutdown.
+        proc = subprocess.Popen([str(self.python), "manage.py", *args], cwd=REPO, env=self.env,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs[name] = proc
+        threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        self.wake.set()
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        self.stop_requested = True
+        # Not wake.set() here: the handler runs in the main thread, possibly while it holds
+        # the Event's internal lock, and would deadlock on it. A thread waits its turn.
+        threading.Thread(target=self.wake.set, daemon=True).start()
+
+    def dead(self) -> list[str]:
+        return [f"{name} (exit {p.returncode})" for name, p in self.procs.items()
+                if p.poll() is not None]
+
+    def wait_ready(self, url: str, timeout: float) -> None:
+        """Wait until ``url`` answers 200 while every child lives; raise DemoError if not."""
+        deadline = time.monotonic() + timeout
+        while not answers_http(url):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            if self.dead():
+                raise DemoError(f"exited before the site came up: {', '.join(self.dead())}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"{url} did not answer within {timeout:g}s")
+            self.wake.wait(0.25)  # the poll interval; a signal or a child's exit cuts it short
+
+    def run_until_stopped(self) -> int:
+        """Block until a signal or a child's exit; return 0 for a signal, 1 for a crash."""
+        while not self.stop_requested and not self.dead():
+            self.wake.wait()
+            self.wake.clear()
+        if self.stop_requested:
+            return 0
+        say(f"stopping: {', '.join(self.dead())} exited on its own")
+        return 1
+
+    def shutdown(self) -> None:
+        """Stop the worker and the server, politely first, within a deadline (idempotent)."""
+        plan = [("runjobs", signal.SIGTERM, False, WORKER_STOP_TIMEOUT),
+                ("runserver", signal.SIGTERM, True, SERVER_STOP_TIMEOUT)]
+        for name, sig, whole_group, _ in plan:
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                # The worker supervises its own job processes: signal it alone.
+                send = os.killpg if whole_group else os.kill
+                try:
+                    send(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+        for name, _, _, timeout in plan:
+            proc = self.procs.get(name)
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop within {timeout}s; killing it")
+            # Leftovers in the group (the autoreloader's child, job processes) go too.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8000, help="runserver port (default 8000)")
+    parser.add_argument("--check", action="store_true",
+                        help="start everything, check it answers, stop, exit 0")
+    options = parser.parse_args(argv)
+
+    python = _bootstrap.ensure_venv("dev")
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="example_project.settings",
+               PYTHONUNBUFFERED="1")
+
+    say("migrating the database")
+    manage(python, "migrate", "--noinput", env=env)
+    password = admin_password()
+    state = manage(python, "shell", "-c", _ENSURE_ADMIN,
+                   env=dict(env, DEMO_ADMIN_USERNAME=ADMIN_USERNAME,
+                            DEMO_ADMIN_PASSWORD=password)).stdout.strip().splitlines()[-1]
+    if state == "created":
+        say(f"created the superuser {ADMIN_USERNAME!r}")
+
+    if not port_is_free(options.port):
+        raise DemoError(f"port {options.port} on 127.0.0.1 is in use; pick another with --port")
+    base = f"http://127.0.0.1:{options.port}"
+    demo = Demo(python, options.port, env)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, demo.on_signal)
+    try:
+        demo.spawn("runjobs", "runjobs")
+        demo.spawn("runserver", "runserver", f"127.0.0.1:{options.port}")
+        demo.wait_ready(f"{base}/admin/login/", READY_TIMEOUT)
+        if state == "password-differs":
+            credentials = (f"user {ADMIN_USERNAME!r} already existed with another password "
+                           f"(reset it: .venv/bin/python manage.py changepassword {ADMIN_USERNAME})")
+        else:
+            credentials = f"user {ADMIN_USERNAME}  password {password}"
+        print(f"\n  django-jobs demo: {base}/admin/\n  {credentials}\n"
+              f"  (password kept in {PASSWORD_FILE.relative_to(REPO)})\n", flush=True)
+        if options.check:
+            if demo.dead():
+                raise DemoError(f"exited: {', '.join(demo.dead())}")
+            say("the admin answers and the worker is running; stopping both")
+            demo.shutdown()
+            # A worker that crashes on its way out (or on its first claim) fails the check.
+            worker_exit = demo.procs["runjobs"].returncode
+            if worker_exit != 0:
+                raise DemoError(f"runjobs exited {worker_exit} after SIGTERM instead of 0")
+            say("check passed")
+            return 0
+        say("running; Ctrl-C stops the worker and the web server")
+        return demo.run_until_stopped()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        demo.shutdown()
+        say("stopped")
+
+
+if __name__ == "__main__":
+    _bootstrap.require_python()
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (DemoError, _bootstrap.BootstrapError) as exc:
+        print(f"example_project/demo.py: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C before the worker and server started
+        sys.exit(130)
