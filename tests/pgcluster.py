@@ -18,6 +18,7 @@ it returns the cluster ``tests/run.py`` started (``can_restart`` is True) or an
 Binaries are looked up in this order (see ``find_bindir``): ``$DJANGO_JOBS_PG_BINDIR``;
 the newest ``/usr/lib/postgresql/*/bin``; the directory of ``pg_ctl`` on ``PATH``;
 the binaries bundled in the ``pgserver`` wheel (``pgserver/pginstall/bin``).
+``DJANGO_JOBS_PG_BINDIR=pgserver`` skips straight to the last.
 
 initdb and postgres refuse to run as root. When the effective uid is 0 they run as
 the ``postgres`` OS user, or ``nobody`` when there is none (override with
@@ -89,6 +90,8 @@ def _version_key(path: str) -> tuple[int, ...]:
 def system_bindir() -> Path | None:
     """Return the newest system PostgreSQL bin directory, or None."""
     override = os.environ.get("DJANGO_JOBS_PG_BINDIR")
+    if override == "pgserver":  # skip system binaries: proves the pgserver fallback
+        return None
     if override:
         path = Path(override)
         if not _has_binaries(path):

@@ -26,7 +26,8 @@ Environment given to pytest:
     ``tests.pgcluster.server_under_test()``; without this variable it returns an
     ``ExternalServer`` whose ``can_restart`` is False.
 
-Other variables read: ``DJANGO_JOBS_PG_BINDIR`` (use these PostgreSQL binaries) and
+Other variables read: ``DJANGO_JOBS_PG_BINDIR`` (use these PostgreSQL binaries; the value
+``pgserver`` ignores system ones, installing pgserver if needed) and
 ``DJANGO_JOBS_PG_OS_USER`` (the account PostgreSQL runs as when we are root), see
 tests/pgcluster.py.
 
@@ -85,7 +86,7 @@ def postgres_binaries(python: Path, *, required: bool) -> Path | None:
     bindir = pgcluster.find_bindir(python)
     if bindir is not None:
         return bindir
-    say("no PostgreSQL binaries on this machine; installing pgserver into .venv for them")
+    say("no PostgreSQL binaries found; installing pgserver into .venv for its bundled ones")
     try:
         _bootstrap.pip_install("pgserver")
     except _bootstrap.BootstrapError as exc:
