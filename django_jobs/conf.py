@@ -32,6 +32,17 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": None,
     # Seconds a worker waits before reconnecting after losing the database (doubles up to 30).
     "RECONNECT_BACKOFF": 0.5,
+    # Seconds between a worker's heartbeats (written by a thread a busy job can't starve).
+    "HEARTBEAT_INTERVAL": 5.0,
+    # Seconds without a heartbeat after which a worker counts as lost and its jobs are rescued.
+    "RESCUE_AFTER": 60.0,
+    # Seconds a running job gets to return after a stop request before its process is killed.
+    "STOP_GRACE": 10.0,
+    # How long finished jobs are kept, in seconds per outcome; None keeps them forever.
+    "RETENTION": {"succeeded": 7 * 86400, "stopped": 30 * 86400, "dead": 30 * 86400},
+    # Rows deleted per pruning statement, and seconds between a worker's pruning runs.
+    "PRUNE_BATCH": 1000,
+    "PRUNE_INTERVAL": 300.0,
 }
 
 

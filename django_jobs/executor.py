@@ -150,6 +150,7 @@ class Slot:
     def done(self) -> None:
         self.job = None
         self.deadline = None
+        self.extra.clear()
 
     def kill(self) -> None:
         """Kill the child at once (a timeout, a stop, a forced shutdown); start() makes a new one."""

@@ -182,6 +182,8 @@ class Job(models.Model):
                 requested = Job.objects.filter(
                     pk=self.pk, status=JobStatus.RUNNING, stop_requested_at__isnull=True
                 ).update(stop_requested_at=now)
+            if requested:
+                _notify(CONTROL_STOP)
         self.refresh_from_db()
         return bool(stopped or requested or self.stop_requested_at)
 
@@ -201,6 +203,11 @@ class Job(models.Model):
         )
         self.refresh_from_db()
         return bool(updated)
+
+
+#: NOTIFY payloads that aren't queue names start with "!": every worker acts on them.
+CONTROL_STOP = "!stop"
+CONTROL_PAUSE = "!pause"
 
 
 def _notify(queue: str) -> None:
@@ -229,6 +236,32 @@ class Worker(models.Model):
         return self.worker_id
 
 
+class PauseManager(models.Manager["Pause"]):
+    def pause(self, kind: str, value: str, reason: str = "") -> Pause:
+        """Pause a queue or job name on every worker (idempotent)."""
+        pause, _ = self.get_or_create(kind=kind, value=value, defaults={"reason": reason})
+        _notify(CONTROL_PAUSE)
+        return pause
+
+    def resume(self, kind: str, value: str) -> bool:
+        """Lift a pause; returns False when it wasn't paused."""
+        deleted, _ = self.filter(kind=kind, value=value).delete()
+        _notify(CONTROL_PAUSE)
+        return bool(deleted)
+
+    def pause_queue(self, queue: str, reason: str = "") -> Pause:
+        return self.pause(Pause.Kind.QUEUE, queue, reason)
+
+    def resume_queue(self, queue: str) -> bool:
+        return self.resume(Pause.Kind.QUEUE, queue)
+
+    def pause_job(self, name: str, reason: str = "") -> Pause:
+        return self.pause(Pause.Kind.NAME, name, reason)
+
+    def resume_job(self, name: str) -> bool:
+        return self.resume(Pause.Kind.NAME, name)
+
+
 class Pause(models.Model):
     """A paused queue or job name: workers don't claim matching jobs until the row is removed."""
 
@@ -240,6 +273,8 @@ class Pause(models.Model):
     value = models.CharField(max_length=255)
     reason = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PauseManager()
 
     class Meta:
         constraints = [

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from django.db import connections
 
-from .models import Job, JobStatus, READY_STATUSES
+from .models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Schedule, Worker
 
 TABLE = Job._meta.db_table
 CHANNEL = "django_jobs"
@@ -182,54 +182,177 @@ def record_outcome(
     worker_id: str,
     status: JobStatus,
     history_entry: dict[str, Any],
-    finished_at: datetime | None = None,
+    finished_at: datetime,
     run_at: datetime | None = None,
     result: Any = _UNSET,
     last_error: str | None = None,
     attempts_delta: int = 0,
     max_attempts_delta: int = 0,
-) -> bool:
-    """Write one attempt's outcome, fenced by the claim; False when the claim was lost.
+) -> str | None:
+    """Write one attempt's outcome, fenced by the claim; return the status written, or None when
+    the claim was lost.
 
     The WHERE clause checks that the job is still running *this* attempt for *this* worker. A worker
     that was frozen while its job was rescued and claimed again finds 0 rows here, so it can't
-    overwrite the newer attempt's outcome.
+    overwrite the newer attempt's outcome. A stop request beats every other outcome: whatever the
+    attempt did, a job someone asked to stop ends ``stopped`` (decided here, in the same statement,
+    so a request that lands while the outcome is being written is never lost).
     """
     connection = connections[using]
-    sets = ["status = %s", "worker_id = ''"]
-    params: list[Any] = [status.value]
+    stopped = JobStatus.STOPPED.value
+    adapt = connection.ops.adapt_datetimefield_value
+    sets = [
+        "status = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END",
+        "worker_id = ''",
+        "finished_at = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END",
+    ]
+    done = status in FINISHED_STATUSES
+    params: list[Any] = [status.value, stopped, adapt(finished_at) if done else None, adapt(finished_at)]
     if connection.vendor == "postgresql":
         sets.append("history = history || CAST(%s AS jsonb)")
         params.append(json.dumps([history_entry]))
     else:
         sets.append("history = json_insert(history, '$[#]', json(%s))")
         params.append(json.dumps(history_entry))
-    if finished_at is not None:
-        sets.append("finished_at = %s")
-        params.append(connection.ops.adapt_datetimefield_value(finished_at))
     if run_at is not None:
         sets.append("run_at = %s")
-        params.append(connection.ops.adapt_datetimefield_value(run_at))
+        params.append(adapt(run_at))
     if result is not _UNSET:
         sets.append("result = %s")
         params.append(_json_param(using, result))
     if last_error is not None:
-        sets.append("last_error = %s")
-        params.append(last_error)
+        sets.append("last_error = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END")
+        params.extend([last_error, "stopped on request"])
+    elif status != JobStatus.SUCCEEDED:
+        sets.append("last_error = CASE WHEN stop_requested_at IS NULL THEN last_error ELSE %s END")
+        params.append("stopped on request")
     if attempts_delta:
-        sets.append("attempts = attempts + %s")
+        sets.append("attempts = attempts + CASE WHEN stop_requested_at IS NULL THEN %s ELSE 0 END")
         params.append(attempts_delta)
     if max_attempts_delta:
         sets.append("max_attempts = max_attempts + %s")
         params.append(max_attempts_delta)
     sql = (
         f"UPDATE {TABLE} SET {', '.join(sets)} "
-        f"WHERE id = %s AND status = '{JobStatus.RUNNING.value}' AND attempts = %s AND worker_id = %s"
+        f"WHERE id = %s AND status = '{JobStatus.RUNNING.value}' AND attempts = %s AND worker_id = %s "
+        f"RETURNING status"
     )
     params.extend([job_id, attempt, worker_id])
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount == 1
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def rescue_lost(
+    using: str,
+    *,
+    now: datetime,
+    stale_before: datetime,
+    worker_ids: Sequence[str] = (),
+    rescuer: str,
+) -> list[tuple[int, str, str]]:
+    """Give back jobs whose worker is gone; return (id, name, new status) for each.
+
+    A job is lost when it is running for a worker that has no heartbeat since ``stale_before`` (or
+    no row at all, once the job started before ``stale_before``), or for one of ``worker_ids``
+    (a restarted worker naming its own previous incarnations). The lost attempt is recorded as
+    failed with a WorkerLost error; the job goes to retrying, or dead when its attempts are spent,
+    or stopped when someone had asked it to stop. SKIP LOCKED plus the status check make two
+    rescuers running at once split the rows instead of rescuing one twice.
+    """
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    workers = Worker._meta.db_table
+    running = JobStatus.RUNNING.value
+    own = f"OR j.worker_id IN {_in(worker_ids)}" if worker_ids else ""
+    message = "WorkerLost: the worker running this attempt stopped sending heartbeats"
+    if connection.vendor == "postgresql":
+        lock = "FOR UPDATE SKIP LOCKED"
+        entry = (
+            "history || jsonb_build_array(jsonb_build_object("
+            "'attempt', attempts, 'worker', worker_id, 'started_at', started_at, "
+            "'finished_at', CAST(%s AS timestamptz), 'outcome', 'lost', 'rescued_by', CAST(%s AS text), "
+            "'error', jsonb_build_object('class', 'django_jobs.exceptions.WorkerLost', "
+            "'message', CAST(%s AS text), 'traceback', '')))"
+        )
+    else:
+        lock = ""
+        entry = (
+            "json_insert(history, '$[#]', json_object("
+            "'attempt', attempts, 'worker', worker_id, 'started_at', started_at, "
+            "'finished_at', %s, 'outcome', 'lost', 'rescued_by', %s, "
+            "'error', json_object('class', 'django_jobs.exceptions.WorkerLost', "
+            "'message', %s, 'traceback', '')))"
+        )
+    select = (
+        f"SELECT j.id FROM {TABLE} AS j WHERE j.status = '{running}' AND ("
+        f"(j.started_at < %s AND NOT EXISTS (SELECT 1 FROM {workers} AS w "
+        f"WHERE w.worker_id = j.worker_id AND w.last_heartbeat >= %s)) {own}) {lock}"
+    )
+    new_status = (
+        f"CASE WHEN stop_requested_at IS NOT NULL THEN '{JobStatus.STOPPED.value}' "
+        f"WHEN attempts >= max_attempts THEN '{JobStatus.DEAD.value}' "
+        f"ELSE '{JobStatus.RETRYING.value}' END"
+    )
+    finished = (
+        f"CASE WHEN stop_requested_at IS NOT NULL OR attempts >= max_attempts THEN %s ELSE NULL END"
+    )
+    params: list[Any] = [
+        adapt(now), rescuer, message.split(": ", 1)[1],  # history entry
+        adapt(now), adapt(now),  # finished_at, run_at
+        message,
+        adapt(stale_before), adapt(stale_before), *worker_ids,
+    ]
+    sql = (
+        f"UPDATE {TABLE} SET history = {entry}, status = {new_status}, finished_at = {finished}, "
+        f"run_at = %s, worker_id = '', last_error = %s "
+        f"WHERE id IN ({select}) AND status = '{running}' RETURNING id, name, status"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(r) for r in cursor.fetchall()]
+
+
+def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry_run: bool = False) -> int:
+    """Delete up to ``batch`` jobs finished with ``status`` before ``finished_before``.
+
+    Bounded batches keep each statement short (no long locks, modest WAL) however much is due;
+    callers loop. Only finished statuses are ever passed in, and the WHERE clause repeats the
+    status, so nothing that can still run is deleted. A job that a schedule points at as its
+    ``last_job`` is kept (a raw DELETE would trip that foreign key).
+    """
+    if status not in {s.value for s in FINISHED_STATUSES}:
+        raise ValueError(f"prune() only deletes finished jobs, not {status!r}")
+    connection = connections[using]
+    schedules = Schedule._meta.db_table
+    where = (
+        f"status = %s AND finished_at < %s AND NOT EXISTS "
+        f"(SELECT 1 FROM {schedules} AS s WHERE s.last_job_id = {TABLE}.id)"
+    )
+    params = [status, connection.ops.adapt_datetimefield_value(finished_before)]
+    with connection.cursor() as cursor:
+        if dry_run:
+            cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {where}", params)
+            return int(cursor.fetchone()[0])
+        lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+        cursor.execute(
+            f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} WHERE {where} LIMIT %s {lock})",
+            [*params, batch],
+        )
+        return cursor.rowcount
+
+
+def stop_requested(using: str, job_ids: Sequence[int]) -> list[int]:
+    """Which of these running jobs someone asked to stop."""
+    if not job_ids:
+        return []
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {TABLE} WHERE id IN {_in(job_ids)} AND stop_requested_at IS NOT NULL",
+            list(job_ids),
+        )
+        return [r[0] for r in cursor.fetchall()]
 
 
 def notify(queue: str, using: str | None = None) -> None:

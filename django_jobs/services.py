@@ -22,5 +22,8 @@ class Service(Protocol):
 
 def default_services(worker: Worker) -> list[Service]:
     """The services a worker runs, given its options (e.g. ``--no-scheduler``)."""
-    services: list[Service] = []
+    from .prune import Pruner
+    from .rescue import Rescuer
+
+    services: list[Service] = [Rescuer(worker), Pruner(worker)]
     return services

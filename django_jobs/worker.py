@@ -28,6 +28,7 @@ from .executor import Slot
 from .log import log_event
 from .models import Job, JobStatus
 from .registry import registry
+from .rescue import own_previous_ids
 from .signals import job_finished, job_started
 
 logger = logging.getLogger("django_jobs")
@@ -60,6 +61,8 @@ class Listener(threading.Thread):
         self.wake_fd = wake_fd
         self.queues = queues
         self.stopping = threading.Event()
+        # Set on a control notification ("!stop", "!pause"): the main loop re-reads state.
+        self.control = threading.Event()
 
     def _wake(self) -> None:
         try:
@@ -81,7 +84,10 @@ class Listener(threading.Thread):
                 self._wake()
                 while not self.stopping.is_set():
                     for notify in conn.notifies(timeout=1.0):
-                        if not self.queues or notify.payload in self.queues:
+                        if notify.payload.startswith("!"):
+                            self.control.set()
+                            self._wake()
+                        elif not self.queues or notify.payload in self.queues:
                             self._wake()
             except Exception as exc:  # noqa: BLE001 - any failure here means "reconnect later"
                 if self.stopping.is_set():
@@ -95,6 +101,38 @@ class Listener(threading.Thread):
                         conn.close()
                     except Exception:  # noqa: BLE001
                         pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class Heartbeat(threading.Thread):
+    """Writes the worker's heartbeat and picks up stop requests, on its own connection.
+
+    A thread of the main process, not a child: jobs run in children, so a job stuck in a C call
+    can't starve it, while a frozen or killed worker stops beating, which is what rescue looks for.
+    """
+
+    def __init__(self, worker: Worker):
+        super().__init__(name="django_jobs-heartbeat", daemon=True)
+        self.worker = worker
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        interval = float(jobs_settings.HEARTBEAT_INTERVAL)
+        try:
+            while not self.stopping.wait(interval):
+                try:
+                    self.worker.beat()
+                except Exception as exc:  # noqa: BLE001 - keep beating once the database is back
+                    log_event("heartbeat_failed", logging.WARNING, worker=self.worker.worker_id,
+                              error=str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
+                    try:
+                        connections[self.worker.using].close()
+                    except Exception:  # noqa: BLE001
+                        connections[self.worker.using].connection = None
+        finally:
+            connections.close_all()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -126,6 +164,10 @@ class Worker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._listener: Listener | None = None
+        self._heartbeat: Heartbeat | None = None
+        # Job ids someone asked to stop, filled by the heartbeat thread and the listener.
+        self._stop_ids: set[int] = set()
+        self._stop_lock = threading.Lock()
         self._paused: tuple[float, list[str], list[str]] = (0.0, [], [])
         self._db_backoff = float(jobs_settings.RECONNECT_BACKOFF)
         self._db_down_until = 0.0
@@ -138,6 +180,7 @@ class Worker:
 
     def run(self) -> int:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._register()
         # Children are forked before any thread starts, and inherit no open database connection.
         connections.close_all()
         for slot in self.slots:
@@ -145,6 +188,8 @@ class Worker:
         if queries.is_postgres(self.using) and jobs_settings.LISTEN_NOTIFY:
             self._listener = Listener(self.using, self._wake_w, set(self.queues))
             self._listener.start()
+        self._heartbeat = Heartbeat(self)
+        self._heartbeat.start()
         log_event(
             "worker_started",
             worker=self.worker_id,
@@ -158,8 +203,108 @@ class Worker:
             self._shutdown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        self._unregister()
         log_event("worker_stopped", worker=self.worker_id, jobs=self.claimed_total)
         return 0
+
+    # -- the worker's row, heartbeats and stop requests ------------------------------------------
+
+    def _register(self) -> None:
+        """Write this worker's row, and rescue jobs left running by its own earlier incarnations."""
+        from .models import Worker as WorkerRow
+
+        for attempt in range(60):
+            try:
+                WorkerRow.objects.using(self.using).update_or_create(
+                    worker_id=self.worker_id,
+                    defaults={
+                        "hostname": socket.gethostname(),
+                        "pid": os.getpid(),
+                        "queues": self.queues,
+                        "concurrency": self.concurrency,
+                        "started_at": self.clock(),
+                        "last_heartbeat": self.clock(),
+                        "running": [],
+                    },
+                )
+                from .rescue import rescue
+
+                rescue(self.using, now=self.clock(), rescuer=self.worker_id, own=own_previous_ids(self))
+                self._db_ok()
+                return
+            except _DB_DOWN as exc:
+                self._db_lost(exc)
+                time.sleep(max(0.0, self._db_down_until - time.monotonic()))
+        raise RuntimeError("the database stayed unreachable; giving up")
+
+    def _unregister(self) -> None:
+        from .models import Worker as WorkerRow
+
+        try:
+            WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).delete()
+        except DatabaseError:
+            pass  # rescue removes stale rows
+
+    def running_ids(self) -> list[int]:
+        ids = []
+        for slot in self.slots:
+            job = slot.job
+            if job is not None:
+                ids.append(job["id"])
+        return ids
+
+    def beat(self) -> None:
+        """Record a heartbeat and look for stop requests (called from the heartbeat thread)."""
+        from .models import Worker as WorkerRow
+
+        running = self.running_ids()
+        updated = WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).update(
+            last_heartbeat=self.clock(), running=running
+        )
+        if not updated:
+            # A rescuer took us for dead (a long freeze or outage); come back, and let fencing
+            # drop any outcome of a job that was rescued meanwhile.
+            log_event("worker_reappeared", logging.WARNING, worker=self.worker_id)
+            WorkerRow.objects.using(self.using).update_or_create(
+                worker_id=self.worker_id,
+                defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
+                          "concurrency": self.concurrency, "last_heartbeat": self.clock(), "running": running},
+            )
+        self.request_stops(queries.stop_requested(self.using, running))
+
+    def request_stops(self, job_ids: list[int]) -> None:
+        if not job_ids:
+            return
+        with self._stop_lock:
+            new = set(job_ids) - self._stop_ids
+            self._stop_ids.update(new)
+        if new:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+
+    def _apply_stop_requests(self) -> None:
+        if self._listener is not None and self._listener.control.is_set():
+            self._listener.control.clear()
+            self._paused = (0.0, [], [])  # re-read pauses before the next claim
+            try:
+                self.request_stops(queries.stop_requested(self.using, self.running_ids()))
+            except _DB_DOWN as exc:
+                self._db_lost(exc)
+        with self._stop_lock:
+            if not self._stop_ids:
+                return
+            ids = set(self._stop_ids)
+        grace = float(jobs_settings.STOP_GRACE)
+        for slot in self.slots:
+            job = slot.job
+            if job is not None and job["id"] in ids and "stop_deadline" not in slot.extra:
+                slot.extra["stop_deadline"] = time.monotonic() + grace
+                log_event("stop_requested", job=job["id"], name=job["name"], worker=self.worker_id,
+                          grace=f"{grace:g}s")
+        with self._stop_lock:
+            self._stop_ids &= set(self.running_ids())
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.stopping:
@@ -180,6 +325,8 @@ class Worker:
     def _shutdown(self) -> None:
         if self._listener is not None:
             self._listener.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         for slot in self.slots:
             if slot.busy:
                 slot.kill()
@@ -189,6 +336,8 @@ class Worker:
         self._flush(final=True)
         if self._listener is not None:
             self._listener.join(timeout=3)
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
         os.close(self._wake_r)
         os.close(self._wake_w)
         close_old_connections()
@@ -221,6 +370,7 @@ class Worker:
                     return
                 if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
                     return
+            self._apply_stop_requests()
             self._enforce_deadlines()
             self._flush()
             self._run_services()
@@ -252,6 +402,7 @@ class Worker:
         else:
             timeout = float(jobs_settings.POLL_INTERVAL)
         deadlines = [s.deadline for s in self.slots if s.deadline is not None]
+        deadlines.extend(s.extra["stop_deadline"] for s in self.slots if "stop_deadline" in s.extra)
         deadlines.extend(self._service_due.values())
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
@@ -362,6 +513,13 @@ class Worker:
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for slot in self.slots:
+            stop_at = slot.extra.get("stop_deadline")
+            if stop_at is not None and now >= stop_at and slot.job is not None:
+                slot.kill()
+                self._finish(slot, {"outcome": "stopped", "reason": "stopped on request; killed after "
+                                    f"{float(jobs_settings.STOP_GRACE):g}s stop grace"})
+                slot.start()
+        for slot in self.slots:
             if slot.deadline is not None and now >= slot.deadline and slot.job is not None:
                 timeout = slot.job.get("timeout")
                 slot.kill()
@@ -431,7 +589,7 @@ class Worker:
         fields: dict[str, Any] = {}
         if kind == "succeeded":
             status = JobStatus.SUCCEEDED
-            fields.update(finished_at=now, result=reply.get("result"), last_error="")
+            fields.update(result=reply.get("result"), last_error="")
         elif kind == "retry":
             status = JobStatus.QUEUED
             at = parse_datetime(reply["at"]) if reply.get("at") else None
@@ -443,7 +601,7 @@ class Worker:
             entry["run_at"] = fields["run_at"].isoformat()
         elif kind == "stopped":
             status = JobStatus.STOPPED
-            fields.update(finished_at=now, last_error=reply.get("reason") or "stopped by the job")
+            fields.update(last_error=reply.get("reason") or "stopped by the job")
             entry["reason"] = reply.get("reason", "")
         elif kind == "handed_back":
             status = JobStatus.QUEUED
@@ -461,7 +619,6 @@ class Worker:
                 entry["retry_at"] = fields["run_at"].isoformat()
             else:
                 status = JobStatus.DEAD
-                fields["finished_at"] = now
         written = queries.record_outcome(
             self.using,
             job_id=row["id"],
@@ -469,9 +626,10 @@ class Worker:
             worker_id=self.worker_id,
             status=status,
             history_entry=entry,
+            finished_at=now,
             **fields,
         )
-        if not written:
+        if written is None:
             log_event(
                 "outcome_fenced", logging.WARNING, job=row["id"], attempt=row["attempt"],
                 worker=self.worker_id, note="the claim was lost (rescued elsewhere); outcome dropped",
@@ -483,7 +641,7 @@ class Worker:
             name=row["name"],
             attempt=row["attempt"],
             worker_id=self.worker_id,
-            status=status.value,
+            status=written,
             outcome=kind,
             duration=outcome.duration,
             error=error,

@@ -1,0 +1,69 @@
+"""Retention: delete finished jobs once they are older than ``DJANGO_JOBS["RETENTION"]`` says."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from . import queries
+from .conf import jobs_settings
+from .log import log_event
+from .models import FINISHED_STATUSES
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+def retention() -> dict[str, timedelta | None]:
+    """How long each finished status is kept; None keeps it forever."""
+    configured = jobs_settings.RETENTION or {}
+    result: dict[str, timedelta | None] = {}
+    for status in FINISHED_STATUSES:
+        value = configured.get(status.value)
+        if value is None:
+            result[status.value] = None
+        elif isinstance(value, timedelta):
+            result[status.value] = value
+        else:
+            result[status.value] = timedelta(seconds=float(value))
+    return result
+
+
+def prune(
+    using: str, *, now: datetime, dry_run: bool = False, batch: int | None = None,
+    max_batches: int | None = None,
+) -> dict[str, int]:
+    """Delete (or with ``dry_run`` count) finished jobs past retention, in bounded batches."""
+    batch = batch or int(jobs_settings.PRUNE_BATCH)
+    counts: dict[str, int] = {}
+    for status, keep in retention().items():
+        if keep is None:
+            continue
+        cutoff = now - keep
+        if dry_run:
+            counts[status] = queries.prune(using, status=status, finished_before=cutoff, batch=batch, dry_run=True)
+            continue
+        total = batches = 0
+        while max_batches is None or batches < max_batches:
+            deleted = queries.prune(using, status=status, finished_before=cutoff, batch=batch)
+            total += deleted
+            batches += 1
+            if deleted < batch:
+                break
+        counts[status] = total
+        if total:
+            log_event("pruned", status=status, jobs=total, older_than=cutoff.isoformat())
+    return counts
+
+
+class Pruner:
+    """The pruning service: every ``PRUNE_INTERVAL`` seconds, at most 20 batches per status."""
+
+    name = "prune"
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    def run(self, now: datetime) -> float:
+        prune(self.worker.using, now=now, max_batches=20)
+        return float(jobs_settings.PRUNE_INTERVAL)

@@ -1,0 +1,74 @@
+"""Crash recovery: give jobs of dead workers back to the queue. Any worker may do it; no leader."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Iterable
+
+from . import queries
+from .conf import jobs_settings
+from .log import log_event
+from .models import Job, JobStatus, Worker as WorkerRow
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) -> list[tuple[int, str, str]]:
+    """Rescue jobs of workers silent for ``RESCUE_AFTER`` seconds (and of ``own`` ids at once)."""
+    own = list(own)
+    stale_before = now - timedelta(seconds=float(jobs_settings.RESCUE_AFTER))
+    rows = queries.rescue_lost(using, now=now, stale_before=stale_before, worker_ids=own, rescuer=rescuer)
+    for job_id, name, status in rows:
+        log_event("rescued", job=job_id, name=name, status=status, rescuer=rescuer)
+    stale = WorkerRow.objects.using(using).filter(last_heartbeat__lt=stale_before)
+    stale.exclude(worker_id=rescuer).delete()
+    WorkerRow.objects.using(using).filter(worker_id__in=[w for w in own if w != rescuer]).delete()
+    return rows
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def own_previous_ids(worker: Worker) -> list[str]:
+    """Worker ids whose jobs this starting worker knows are orphaned, without waiting for rescue.
+
+    Its own id (a restarted worker with a fixed ``--worker-id``, or a container whose pid is
+    always the same), and default ``host:pid`` ids of this host whose process no longer exists.
+    """
+    host = socket.gethostname()
+    ids = {worker.worker_id}
+    rows = set(WorkerRow.objects.using(worker.using).filter(hostname=host).values_list("worker_id", flat=True))
+    rows |= set(
+        Job.objects.using(worker.using)
+        .filter(status=JobStatus.RUNNING, worker_id__startswith=f"{host}:")
+        .values_list("worker_id", flat=True)
+        .distinct()
+    )
+    for worker_id in rows:
+        name, _, pid = worker_id.rpartition(":")
+        if name == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            ids.add(worker_id)
+    return sorted(ids)
+
+
+class Rescuer:
+    """The rescue service each worker runs every quarter of ``RESCUE_AFTER`` (1 to 15 s)."""
+
+    name = "rescue"
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    def run(self, now: datetime) -> float:
+        rescue(self.worker.using, now=now, rescuer=self.worker.worker_id)
+        return min(15.0, max(1.0, float(jobs_settings.RESCUE_AFTER) / 4))
