@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import environ
@@ -55,6 +56,8 @@ STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DJANGO_JOBS = {"POLL_INTERVAL": 0.2}
+# Subprocess tests tune timings (heartbeat, rescue window, grace) for the processes they start.
+DJANGO_JOBS.update(json.loads(os.environ.get("DJANGO_JOBS_TEST_SETTINGS", "{}")))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

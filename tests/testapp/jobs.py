@@ -89,3 +89,15 @@ def returns_unjsonable() -> object:
 def crash_process() -> None:
     _record()
     os._exit(3)
+
+
+@job
+def cooperative_loop(limit: float = 30.0) -> str:
+    """Work in small steps until asked to stop (or ``limit`` seconds pass)."""
+    _record()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if current_job().stop_requested:
+            return "noticed the stop request"
+        time.sleep(0.05)
+    return "ran out of time"
