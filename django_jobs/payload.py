@@ -21,9 +21,17 @@ _HINTS = {
 }
 
 
+_NUL = "\x00"
+# Valid JSON, but PostgreSQL's jsonb rejects \u0000: the INSERT would fail, and abort the caller's
+# transaction, with an error that names neither the job nor the argument.
+_NUL_HINT = "a NUL character (\\x00), which PostgreSQL can't store in JSON; strip it"
+
+
 def _problem(value: Any, path: str) -> str | None:
     """Describe the first part of ``value`` that JSON would change, or None when it round-trips."""
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        return f"{path} contains {_NUL_HINT}" if _NUL in value else None
+    if value is None or isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -39,6 +47,8 @@ def _problem(value: Any, path: str) -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"{path} has the key {key!r} ({type(key).__name__}); JSON object keys are strings"
+            if _NUL in key:
+                return f"{path} has the key {key!r}, which contains {_NUL_HINT}"
             problem = _problem(item, f"{path}[{key!r}]")
             if problem:
                 return problem
@@ -64,5 +74,5 @@ def check_json(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
 
 
 def payload_size(args: list[Any], kwargs: dict[str, Any]) -> int:
-    """Bytes of the arguments as compact JSON."""
-    return len(json.dumps([args, kwargs], separators=(",", ":")).encode())
+    """Bytes of the arguments as compact UTF-8 JSON (as stored, not as ``\\uXXXX`` escapes)."""
+    return len(json.dumps([args, kwargs], separators=(",", ":"), ensure_ascii=False).encode())

@@ -60,6 +60,12 @@ class Registry:
 registry = Registry()
 
 
+def _check_queue(queue: object) -> None:
+    # An empty queue would quietly fall back to the default one; a non-string one be stringified.
+    if queue is not None and not (isinstance(queue, str) and queue):
+        raise InvalidJobOptions(f"queue must be a non-empty string, not {queue!r}.")
+
+
 @dataclass(frozen=True)
 class EnqueueOptions:
     """Per-enqueue options given with ``using()``. None means "the job's default"."""
@@ -87,6 +93,7 @@ class EnqueueOptions:
             raise InvalidJobOptions("unique_key must be a non-empty string.")
         if self.priority is not None and not isinstance(self.priority, int):
             raise InvalidJobOptions(f"priority must be an int, not {type(self.priority).__name__}.")
+        _check_queue(self.queue)
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,7 @@ def job(
             raise InvalidJobOptions(f"timeout must be positive seconds, not {timeout!r}.")
         if max_attempts is not None and max_attempts < 1:
             raise InvalidJobOptions(f"max_attempts must be at least 1, not {max_attempts}.")
+        _check_queue(queue)
         exc_classes = tuple(dont_retry)
         for cls in exc_classes:
             if not (isinstance(cls, type) and issubclass(cls, BaseException)):

@@ -34,8 +34,11 @@ class Backoff:
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt ``attempt``; ``rand`` returns a float in [0, 1)."""
         exponent = max(attempt - 1, 0)
-        # Cap before multiplying further so huge attempt numbers can't overflow.
-        raw = self.base * self.factor**exponent if exponent < 64 else float("inf")
+        try:
+            raw = self.base * float(self.factor) ** exponent
+        except OverflowError:
+            # Past the largest float (a big factor, or a huge attempt number): past any cap too.
+            raw = float("inf") if self.base else 0.0
         capped = min(self.max_delay, raw)
         return capped * (1 + self.jitter * (2 * rand() - 1))
 
