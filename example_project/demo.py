@@ -115,6 +115,7 @@ class Demo:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.wake = threading.Event()  # set by a signal or by a child that exited
         self.stop_requested = False
+        self.shutting_down = False
 
     def spawn(self, name: str, *args: str) -> None:
         # Each child leads its own process group: runserver's autoreloader forks a second
@@ -130,6 +131,10 @@ class Demo:
         self.wake.set()
 
     def on_signal(self, signum: int, frame: object) -> None:
+        if self.shutting_down:
+            # A second Ctrl-C: runjobs takes its second signal as "stop now, hand jobs back".
+            self._signal("runjobs", signal.SIGTERM, whole_group=False)
+            return
         self.stop_requested = True
         # Not wake.set() here: the handler runs in the main thread, possibly while it holds
         # the Event's internal lock, and would deadlock on it. A thread waits its turn.
@@ -161,20 +166,26 @@ class Demo:
         say(f"stopping: {', '.join(self.dead())} exited on its own")
         return 1
 
+    def _signal(self, name: str, signum: int, *, whole_group: bool) -> None:
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            (os.killpg if whole_group else os.kill)(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
     def shutdown(self) -> None:
         """Stop the worker and the server, politely first, within a deadline (idempotent)."""
-        plan = [("runjobs", signal.SIGTERM, False, WORKER_STOP_TIMEOUT),
-                ("runserver", signal.SIGTERM, True, SERVER_STOP_TIMEOUT)]
-        for name, sig, whole_group, _ in plan:
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is None:
-                # The worker supervises its own job processes: signal it alone.
-                send = os.killpg if whole_group else os.kill
-                try:
-                    send(proc.pid, sig)
-                except ProcessLookupError:
-                    pass
-        for name, _, _, timeout in plan:
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        # The worker supervises its own job processes: signal it alone. runserver's
+        # autoreloader does not pass signals on to the server it forked: signal the group.
+        self._signal("runjobs", signal.SIGTERM, whole_group=False)
+        self._signal("runserver", signal.SIGTERM, whole_group=True)
+        plan = [("runjobs", WORKER_STOP_TIMEOUT), ("runserver", SERVER_STOP_TIMEOUT)]
+        for name, timeout in plan:
             proc = self.procs.get(name)
             if proc is None:
                 continue
