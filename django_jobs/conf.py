@@ -43,6 +43,14 @@ DEFAULTS: dict[str, Any] = {
     # Rows deleted per pruning statement, and seconds between a worker's pruning runs.
     "PRUNE_BATCH": 1000,
     "PRUNE_INTERVAL": 300.0,
+    # Cron schedules declared in code, synced into the schedule table when workers start:
+    # {"nightly-report": {"job": "shop.jobs.report", "cron": "5 0 * * *", ...}}. See
+    # docs/reference/schedules.md for the keys.
+    "SCHEDULES": {},
+    # Seconds after its time a schedule tick still counts as on time rather than missed.
+    "SCHEDULE_MISFIRE_GRACE": 60.0,
+    # Most jobs one catch-up enqueues for a schedule with catch_up="all" (the latest ticks win).
+    "SCHEDULE_CATCH_UP_MAX": 100,
 }
 
 

@@ -59,6 +59,16 @@ def _build(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -
     )
 
 
+def validate_arguments(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Raise InvalidJobArguments or InvalidPayload unless enqueue() would accept these arguments."""
+    _validate(definition, list(args), dict(kwargs))
+
+
+def build_job(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> Job:
+    """Validate the arguments and return the unsaved row enqueue() would insert for them."""
+    return _build(definition, list(args), dict(kwargs))
+
+
 def _existing(job: Job, using: str) -> Job | None:
     return Job.objects.using(using).filter(unique_key=job.unique_key, status__in=ACTIVE_STATUSES).first()
 

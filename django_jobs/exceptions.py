@@ -33,6 +33,14 @@ class InvalidJobOptions(JobsError, ValueError):
     """A bad option given to ``@job`` or ``using()``."""
 
 
+class InvalidSchedule(JobsError, ValueError):
+    """A cron schedule that can't be used: a bad declaration in code or settings, or bad fields."""
+
+
+class InvalidCron(InvalidSchedule):
+    """A cron expression or timezone name that can't be parsed."""
+
+
 class JobTimeout(JobsError, TimeoutError):
     """An attempt that ran past its job's ``timeout`` and was killed."""
 

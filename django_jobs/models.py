@@ -89,6 +89,11 @@ class Job(models.Model):
         related_name="jobs",
         help_text="The cron schedule that enqueued this job, if any.",
     )
+    # The cron tick this job was enqueued for; empty for jobs not fired by a schedule's rhythm
+    # (including a schedule's "run now"). Unique per schedule: see the constraint below.
+    scheduled_for = models.DateTimeField(
+        null=True, blank=True, help_text="The schedule tick this job was enqueued for."
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -125,6 +130,14 @@ class Job(models.Model):
                 fields=["unique_key"],
                 name="django_jobs_unique_key_active",
                 condition=Q(status__in=ACTIVE_STATUSES),
+            ),
+            # Each tick of a schedule enqueues at most one job, however many workers race on it
+            # and whatever an edit does to next_run_at (see scheduler.py). Partial: only
+            # scheduled jobs are in the index.
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_for"],
+                name="django_jobs_schedule_tick_unique",
+                condition=Q(scheduled_for__isnull=False),
             ),
         ]
 
@@ -285,39 +298,201 @@ class Pause(models.Model):
         return f"{self.kind} {self.value}"
 
 
+def default_timezone() -> str:
+    """The timezone a schedule's cron is read in unless it names one: ``settings.TIME_ZONE``."""
+    from django.conf import settings
+
+    return getattr(settings, "TIME_ZONE", None) or "UTC"
+
+
+class ScheduleQuerySet(models.QuerySet["Schedule"]):
+    def enable(self, now: datetime | None = None) -> int:
+        """Enable the disabled schedules among these, each from its next tick after ``now``."""
+        count = 0
+        for schedule in self.filter(enabled=False):
+            count += schedule.enable(now=now)
+        return count
+
+    def disable(self) -> int:
+        """Disable the enabled schedules among these: no tick fires until they are enabled."""
+        return self.filter(enabled=True).update(enabled=False, next_run_at=None, updated_at=_now())
+
+
 class Schedule(models.Model):
-    """A recurring job: fires its registered job on a cron rhythm (see scheduler.py)."""
+    """A recurring job: enqueues its registered job on a cron rhythm (see scheduler.py).
+
+    ``next_run_at`` is recomputed on save whenever it would otherwise be wrong: for a new
+    schedule, an edited ``cron`` or ``timezone``, or a schedule enabled again (from now on: ticks
+    missed while it was disabled are not replayed). A disabled schedule has no ``next_run_at``.
+    """
 
     class CatchUp(models.TextChoices):
+        # Ticks more than SCHEDULE_MISFIRE_GRACE seconds late are dropped.
         SKIP = "skip", "Skip missed ticks"
+        # However many ticks were missed, one job runs (for the latest of them).
         ONCE = "once", "Run once for all missed ticks"
+        # One job per missed tick, at most SCHEDULE_CATCH_UP_MAX (the latest ones).
         ALL = "all", "Run every missed tick (capped)"
 
     class Source(models.TextChoices):
+        # Created and owned in the admin.
         ADMIN = "admin", "Admin"
+        # Declared with @job(cron=…) or DJANGO_JOBS["SCHEDULES"]; workers sync it at start.
         CODE = "code", "Code"
 
-    name = models.CharField(max_length=200, unique=True)
-    job_name = models.CharField(max_length=255)
-    args = models.JSONField(default=list, blank=True)
-    kwargs = models.JSONField(default=dict, blank=True)
-    cron = models.CharField(max_length=200, help_text="minute hour day-of-month month day-of-week")
-    timezone = models.CharField(max_length=64, blank=True, default="")
+    name = models.CharField(max_length=200, unique=True, help_text="A unique name, e.g. nightly-report.")
+    job_name = models.CharField(max_length=255, help_text="The registered job it enqueues.")
+    args = models.JSONField(
+        default=list, blank=True, help_text='Positional arguments as a JSON list, e.g. [7, "eu"].'
+    )
+    kwargs = models.JSONField(
+        default=dict, blank=True, help_text='Keyword arguments as a JSON object, e.g. {"days": 7}.'
+    )
+    cron = models.CharField(
+        max_length=200,
+        help_text="Five fields: minute hour day-of-month month day-of-week. "
+        "'5 0 * * *' is 00:05 every day, '*/15 * * * 1-5' every 15 minutes on weekdays.",
+    )
+    timezone = models.CharField(
+        max_length=64,
+        default=default_timezone,
+        help_text="The IANA timezone the cron is read in, e.g. Europe/Berlin.",
+    )
     enabled = models.BooleanField(default=True)
-    queue = models.CharField(max_length=100, blank=True, default="")
-    priority = models.IntegerField(null=True, blank=True)
-    catch_up = models.CharField(max_length=8, choices=CatchUp.choices, default=CatchUp.ONCE)
-    next_run_at = models.DateTimeField(null=True, blank=True)
-    last_run_at = models.DateTimeField(null=True, blank=True)
+    queue = models.CharField(
+        max_length=100, blank=True, default="", help_text="Empty: the job's own queue."
+    )
+    priority = models.IntegerField(null=True, blank=True, help_text="Empty: the job's own priority.")
+    catch_up = models.CharField(
+        max_length=8,
+        choices=CatchUp.choices,
+        default=CatchUp.ONCE,
+        help_text="What happens to ticks missed while no worker was running.",
+    )
+    next_run_at = models.DateTimeField(null=True, blank=True, help_text="Empty while disabled.")
+    last_run_at = models.DateTimeField(null=True, blank=True, help_text="When it last enqueued a job.")
     last_job = models.ForeignKey(
         Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Why the last due tick enqueued nothing (e.g. arguments the job no longer accepts).
+    last_error = models.TextField(blank=True, default="")
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.ADMIN)
     created_at = models.DateTimeField(default=_now)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ScheduleQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
+        indexes = [
+            # The scheduler's "what is due" lookup, every second on every worker.
+            models.Index(
+                fields=["next_run_at"],
+                name="django_jobs_schedule_due_idx",
+                condition=Q(enabled=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    # What the row held when loaded, so save() can tell an edit of the rhythm from other edits.
+    _loaded: tuple[str, str, bool] | None = None
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Schedule:
+        instance = super().from_db(db, field_names, values)
+        instance._remember()
+        return instance
+
+    def _remember(self) -> None:
+        self._loaded = (self.cron, self.timezone, self.enabled)
+
+    def clean(self) -> None:
+        """Refuse a bad cron, timezone, job name or arguments, saying which and why."""
+        from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+
+        from . import cron
+        from .enqueueing import validate_arguments
+        from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, JobNotRegistered
+        from .registry import registry
+
+        errors: dict[str, str] = {}
+        try:
+            self.cron = cron.parse(self.cron)
+        except InvalidCron as exc:
+            errors["cron"] = str(exc)
+        try:
+            cron.zone(self.timezone)
+        except InvalidCron as exc:
+            errors["timezone"] = str(exc)
+        if not isinstance(self.args, list):
+            errors["args"] = 'Arguments must be a JSON list, e.g. [7, "eu"] (or [] for none).'
+        if not isinstance(self.kwargs, dict):
+            errors["kwargs"] = 'Keyword arguments must be a JSON object, e.g. {"days": 7} (or {}).'
+        try:
+            definition = registry.lookup(self.job_name)
+        except JobNotRegistered as exc:
+            errors["job_name"] = str(exc)
+        else:
+            if "args" not in errors and "kwargs" not in errors:
+                try:
+                    validate_arguments(definition, self.args, self.kwargs)
+                except (InvalidJobArguments, InvalidPayload) as exc:
+                    errors[NON_FIELD_ERRORS] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args: Any, now: datetime | None = None, **kwargs: Any) -> None:
+        """Save, recomputing ``next_run_at`` from ``now`` when the rhythm or ``enabled`` changed."""
+        loaded = None if self._state.adding else self._loaded
+        changed = loaded is None or loaded != (self.cron, self.timezone, self.enabled)
+        if changed or (self.enabled and self.next_run_at is None) or not self.enabled:
+            self.next_run_at = self.next_tick_after(now or timezone.now()) if self.enabled else None
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "next_run_at"}
+        super().save(*args, **kwargs)
+        self._remember()
+
+    def next_tick_after(self, moment: datetime) -> datetime:
+        """This schedule's first tick strictly after ``moment``."""
+        from . import cron
+
+        return cron.next_after(self.cron, self.timezone, moment)
+
+    def upcoming(self, count: int = 5, now: datetime | None = None) -> list[datetime]:
+        """The next ``count`` ticks after ``now``, in the schedule's timezone."""
+        from . import cron
+
+        return cron.next_times(self.cron, self.timezone, now or timezone.now(), count)
+
+    def describe(self) -> str:
+        """The cron in words: "At 00:05, every day"."""
+        from . import cron
+
+        return cron.describe(self.cron)
+
+    # -- transitions an operator may ask for ------------------------------------------------------
+
+    def enable(self, now: datetime | None = None) -> bool:
+        """Enable it from the next tick after ``now``; False when it already was enabled."""
+        if self.enabled:
+            return False
+        self.enabled = True
+        self.save(update_fields=["enabled", "updated_at"], now=now)
+        return True
+
+    def disable(self) -> bool:
+        """Disable it: no tick fires until it is enabled again. False when already disabled."""
+        if not self.enabled:
+            return False
+        self.enabled = False
+        self.save(update_fields=["enabled", "updated_at"])
+        return True
+
+    def run_now(self, now: datetime | None = None) -> Job:
+        """Enqueue its job at once, outside the cron rhythm; the job links back to this schedule."""
+        from .scheduler import run_now
+
+        return run_now(self, now=now or timezone.now())

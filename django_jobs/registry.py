@@ -109,6 +109,8 @@ class JobDefinition:
     backoff: Backoff | None = None
     dont_retry: tuple[type[BaseException], ...] = ()
     options: EnqueueOptions = field(default_factory=EnqueueOptions)
+    #: A five-field cron expression from ``@job(cron=…)``: workers keep a schedule for it.
+    cron: str | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -177,10 +179,13 @@ def job(
     timeout: float | timedelta | None = None,
     backoff: Backoff | None = None,
     dont_retry: Iterable[type[BaseException]] = (),
+    cron: str | None = None,
 ) -> Any:
     """Register a function as a job: ``@job`` or ``@job(queue="emails", max_attempts=5, timeout=30)``.
 
     ``dont_retry`` lists exception classes that end the job as dead on the first failure.
+    ``cron="5 0 * * *"`` also declares a schedule, named like the job, that runs it without
+    arguments on that rhythm in ``settings.TIME_ZONE`` (see docs/reference/schedules.md).
     """
 
     def decorate(f: Callable[..., Any]) -> JobDefinition:
@@ -201,6 +206,7 @@ def job(
         for cls in exc_classes:
             if not (isinstance(cls, type) and issubclass(cls, BaseException)):
                 raise InvalidJobOptions(f"dont_retry takes exception classes, not {cls!r}.")
+        expression = _check_cron(f, cron)
         definition = JobDefinition(
             func=f,
             name=name or f"{f.__module__}.{f.__name__}",
@@ -210,6 +216,7 @@ def job(
             timeout=t,
             backoff=backoff,
             dont_retry=exc_classes,
+            cron=expression,
         )
         registry.register(definition)
         return definition
@@ -217,6 +224,30 @@ def job(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def _check_cron(f: Callable[..., Any], cron: str | None) -> str | None:
+    """Return ``cron`` normalised, refusing a bad expression or a function that needs arguments."""
+    if cron is None:
+        return None
+    from . import cron as crontab
+    from .exceptions import InvalidCron
+
+    if not isinstance(cron, str):
+        raise InvalidJobOptions(f"@job(cron=…) on {f.__qualname__} takes a string, not {cron!r}.")
+    try:
+        expression = crontab.parse(cron)
+    except InvalidCron as exc:
+        raise InvalidJobOptions(f"@job(cron=…) on {f.__qualname__}: {exc}") from None
+    try:
+        inspect.signature(f).bind()
+    except TypeError:
+        raise InvalidJobOptions(
+            f"@job(cron={expression!r}) runs {f.__qualname__} without arguments, but its signature "
+            f"is {f.__name__}{inspect.signature(f)}. Give its parameters defaults, or declare the "
+            f'schedule with its arguments in DJANGO_JOBS["SCHEDULES"] instead.'
+        ) from None
+    return expression
 
 
 def resolve(target: str | JobDefinition | Callable[..., Any]) -> JobDefinition:

@@ -26,4 +26,8 @@ def default_services(worker: Worker) -> list[Service]:
     from .rescue import Rescuer
 
     services: list[Service] = [Rescuer(worker), Pruner(worker)]
+    if worker.scheduler:
+        from .scheduler import Scheduler
+
+        services.append(Scheduler(worker))
     return services
