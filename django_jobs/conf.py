@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
     # Wake idle workers with LISTEN/NOTIFY on PostgreSQL. Turn off behind PgBouncer in
     # transaction mode, where LISTEN doesn't work; workers then rely on POLL_INTERVAL alone.
     "LISTEN_NOTIFY": True,
+    # Prepare the hot statements (claim, enqueue, outcomes) once per connection. Turn off behind
+    # PgBouncer older than 1.21 in transaction mode, which can't route prepared statements.
+    "PREPARE_STATEMENTS": True,
     # Child processes per worker when --concurrency isn't given. None: one per CPU.
     "CONCURRENCY": None,
     # Seconds a worker waits before reconnecting after losing the database (doubles up to 30).

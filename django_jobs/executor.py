@@ -25,6 +25,11 @@ from .registry import registry
 
 _FORK = multiprocessing.get_context("fork")
 
+# File descriptors of the parent's ends of every child's pipe. A forked child inherits them all
+# and must close them: while any copy of a pipe's parent end is open, the child never sees EOF,
+# so a child would outlive a worker killed with SIGKILL instead of exiting.
+_PARENT_ENDS: set[int] = set()
+
 
 def error_info(exc: BaseException) -> dict[str, str]:
     """The stored form of an exception: class path, message and traceback."""
@@ -80,6 +85,12 @@ def run_job(message: dict[str, Any], worker_id: str) -> dict[str, Any]:
 
 
 def _child_main(conn: Connection, worker_id: str) -> None:
+    for fd in list(_PARENT_ENDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _PARENT_ENDS.clear()
     # Connections inherited from the parent share its sockets: forget them without closing
     # (psycopg never sends a terminate message from a forked child), and open our own.
     for wrapper in connections.all(initialized_only=True):
@@ -127,6 +138,7 @@ class Slot:
             name=f"django_jobs-{self.worker_id}-{self.index}",
             daemon=True,
         )
+        _PARENT_ENDS.add(parent_end.fileno())
         process.start()
         child_end.close()
         self.process, self.conn = process, parent_end
@@ -162,10 +174,11 @@ class Slot:
         self.close()
 
     def close(self) -> None:
+        if self.conn is not None:
+            _PARENT_ENDS.discard(self.conn.fileno())
+            self.conn.close()
         if self.process is not None:
             self.process.join(timeout=5)
-        if self.conn is not None:
-            self.conn.close()
         self.process, self.conn = None, None
 
     def exit_description(self) -> str:

@@ -25,11 +25,13 @@ def format_event(event: str, **fields: Any) -> str:
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
-    logger.log(level, format_event(event, **fields))
+    if logger.isEnabledFor(level):
+        logger.log(level, format_event(event, **fields))
 
 
 def _on_started(sender: Any, job_id: int, name: str, attempt: int, worker_id: str, **_: Any) -> None:
-    log_event("started", job=job_id, name=name, attempt=attempt, worker=worker_id)
+    if logger.isEnabledFor(logging.INFO):
+        log_event("started", job=job_id, name=name, attempt=attempt, worker=worker_id)
 
 
 def _on_finished(
@@ -45,6 +47,8 @@ def _on_finished(
     **_: Any,
 ) -> None:
     failed = outcome in ("failed", "timeout", "lost")
+    if not logger.isEnabledFor(logging.WARNING if failed else logging.INFO):
+        return
     error_text = f"{error['class'].rsplit('.', 1)[-1]}: {error['message']}" if error else None
     log_event(
         outcome,

@@ -88,6 +88,9 @@ class Job(models.Model):
         on_delete=models.SET_NULL,
         related_name="jobs",
         help_text="The cron schedule that enqueued this job, if any.",
+        # Indexed partially in Meta: most jobs have no schedule, and every index entry is paid
+        # for on each enqueue.
+        db_index=False,
     )
     # The cron tick this job was enqueued for; empty for jobs not fired by a schedule's rhythm
     # (including a schedule's "run now"). Unique per schedule: see the constraint below.
@@ -115,6 +118,12 @@ class Job(models.Model):
                 name="django_jobs_running_idx",
                 condition=Q(status=JobStatus.RUNNING),
             ),
+            # The admin links a schedule to its jobs; only scheduled jobs are in this index.
+            models.Index(
+                "schedule",
+                name="django_jobs_schedule_idx",
+                condition=Q(schedule__isnull=False),
+            ),
             # Pruning walks finished rows by age.
             models.Index(
                 "finished_at",
@@ -126,10 +135,11 @@ class Job(models.Model):
             # At most one active job per unique_key. The database enforces it, so two concurrent
             # enqueues can't race past each other; enqueue() turns the conflict into "return the
             # existing job" (ON CONFLICT … DO NOTHING in queries.py).
+            # Partial on unique_key IS NOT NULL too, so jobs without a key cost it nothing.
             models.UniqueConstraint(
                 fields=["unique_key"],
                 name="django_jobs_unique_key_active",
-                condition=Q(status__in=ACTIVE_STATUSES),
+                condition=Q(unique_key__isnull=False, status__in=ACTIVE_STATUSES),
             ),
             # Each tick of a schedule enqueues at most one job, however many workers race on it
             # and whatever an edit does to next_run_at (see scheduler.py). Partial: only
@@ -408,9 +418,14 @@ class Schedule(models.Model):
     def _remember(self) -> None:
         self._loaded = (self.cron, self.timezone, self.enabled)
 
-    def clean(self) -> None:
-        """Refuse a bad cron, timezone, job name or arguments, saying which and why."""
-        from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+    def problems(self) -> dict[str, str]:
+        """What is wrong with the cron, timezone, job name or arguments, by field name.
+
+        The key ``__all__`` holds arguments the job's signature doesn't accept. Not Model.clean():
+        a ModelForm that shows only some fields (the admin's, for a schedule declared in code)
+        can't take errors about the others.
+        """
+        from django.core.exceptions import NON_FIELD_ERRORS
 
         from . import cron
         from .enqueueing import validate_arguments
@@ -419,7 +434,7 @@ class Schedule(models.Model):
 
         errors: dict[str, str] = {}
         try:
-            self.cron = cron.parse(self.cron)
+            cron.parse(self.cron)
         except InvalidCron as exc:
             errors["cron"] = str(exc)
         try:
@@ -440,8 +455,7 @@ class Schedule(models.Model):
                     validate_arguments(definition, self.args, self.kwargs)
                 except (InvalidJobArguments, InvalidPayload) as exc:
                     errors[NON_FIELD_ERRORS] = str(exc)
-        if errors:
-            raise ValidationError(errors)
+        return errors
 
     def save(self, *args: Any, now: datetime | None = None, **kwargs: Any) -> None:
         """Save, recomputing ``next_run_at`` from ``now`` when the rhythm or ``enabled`` changed."""

@@ -8,18 +8,22 @@ SKIP LOCKED (SQLite serialises writers, so one statement is already atomic there
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from django.db import connections
+
+from .conf import jobs_settings
 
 from .models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Schedule, Worker
 
 TABLE = Job._meta.db_table
 CHANNEL = "django_jobs"
 
-# Columns written by insert_jobs(): every concrete field but the serial id.
-_INSERT_FIELDS = [f for f in Job._meta.concrete_fields if f.column != "id"]
+# Columns written by insert_columns(): every concrete field but the serial id, as (attname, field).
+INSERT_FIELDS = [(f.attname, f) for f in Job._meta.concrete_fields if f.column != "id"]
 
 
 def _in(values: Sequence[Any]) -> str:
@@ -35,71 +39,184 @@ def is_postgres(using: str) -> bool:
     return connections[using].vendor == "postgresql"
 
 
-def _json_param(using: str, value: Any) -> Any:
-    # The JSONField knows each backend's adapter (psycopg's Jsonb, or a string for SQLite).
-    return Job._meta.get_field("result").get_db_prep_save(value, connections[using])
-
-
 def _load_json(value: Any) -> Any:
     # Django registers a text loader for jsonb, so raw cursors get JSON text on every backend.
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def insert_jobs(jobs: list[Job], using: str) -> list[bool]:
-    """INSERT the jobs in one statement; set their ids; return which ones were inserted.
+def _dump_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
 
-    A job whose unique_key already belongs to an active job (or to an earlier job of the same batch)
-    is not inserted (ON CONFLICT … DO NOTHING against the partial unique index): the caller then
-    looks up the existing one. On PostgreSQL the same statement NOTIFYs each queue it inserted into;
-    NOTIFY is transactional, so idle workers wake when the caller's transaction commits and never
-    for a rolled-back enqueue.
+
+def _pg(using: str, sql: str, params: Any, *, prepare: bool = True) -> list[tuple[Any, ...]]:
+    """Run a statement on PostgreSQL through a server-side-binding cursor and return its rows.
+
+    Django's own cursors bind parameters client-side, so PostgreSQL parses and plans every
+    statement again; the hot statements here are fixed texts, prepared once per connection. The
+    statement runs on Django's connection, so it is part of the caller's transaction, raises
+    Django's database errors, and shows up in ``connection.queries`` (debug toolbar, tests).
     """
-    connection = connections[using]
-    qn = connection.ops.quote_name
-    columns = ", ".join(qn(f.column) for f in _INSERT_FIELDS)
-    row = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
-    params: list[Any] = []
-    for job in jobs:
-        params.extend(f.get_db_prep_save(getattr(job, f.attname), connection) for f in _INSERT_FIELDS)
-    active = ", ".join(f"'{s.value}'" for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING))
+    import psycopg
+
+    wrapper = connections[using]
+    wrapper.ensure_connection()
+    wrapper.validate_no_broken_transaction()
+    logged = wrapper.queries_logged
+    started = time.monotonic() if logged else 0.0
+    with wrapper.wrap_database_errors:
+        with psycopg.Cursor(wrapper.connection) as cursor:
+            cursor.execute(sql, params, prepare=prepare and bool(jobs_settings.PREPARE_STATEMENTS))
+            rows = cursor.fetchall() if cursor.description else []
+    if logged:
+        wrapper.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return rows
+
+
+_ACTIVE_SQL = "status IN (" + ", ".join(
+    f"'{s.value}'" for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
+) + ")"
+
+
+def _is_json(field: Any) -> bool:
+    return field.get_internal_type() == "JSONField"
+
+
+def json_text(field: Any, value: Any) -> Any:
+    """The value insert_columns() expects for ``field``: JSON text for JSON fields."""
+    return _dump_json(value) if _is_json(field) else value
+
+
+def _insert_sql_pg(connection: Any) -> str:
+    # One fixed text for any number of rows: the values arrive as one array per column and
+    # unnest() turns them back into rows, so the statement is prepared once and a 10,000-job
+    # enqueue_many sends 20 parameters, not 200,000.
+    columns, arrays, selects = [], [], []
+    for _, field in INSERT_FIELDS:
+        columns.append(field.column)
+        if _is_json(field):
+            arrays.append("%s::text[]")
+            selects.append(f"u.{field.column}::jsonb")
+        else:
+            arrays.append(f"%s::{field.db_type(connection)}[]")
+            selects.append(f"u.{field.column}")
     insert = (
-        f"INSERT INTO {qn(TABLE)} ({columns}) VALUES {', '.join([row] * len(jobs))} "
-        f"ON CONFLICT (unique_key) WHERE status IN ({active}) DO NOTHING "
+        f"INSERT INTO {TABLE} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selects)} FROM unnest({', '.join(arrays)}) AS u({', '.join(columns)}) "
+        f"ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND {_ACTIVE_SQL} DO NOTHING "
         f"RETURNING id, unique_key, queue"
     )
+    # NOTIFY is transactional: idle workers wake when the caller's transaction commits, never for
+    # a rolled-back enqueue. The notify CTE is referenced from the outer SELECT as an uncorrelated
+    # sub-select, which PostgreSQL evaluates once (an InitPlan): one pg_notify per queue, not per row.
+    return (
+        f"WITH inserted AS ({insert}), "
+        f"notified AS (SELECT pg_notify('{CHANNEL}', q.queue) FROM (SELECT DISTINCT queue FROM inserted) AS q) "
+        f"SELECT id, unique_key, (SELECT count(*) FROM notified) FROM inserted"
+    )
+
+
+_INSERT_PG: str | None = None
+
+
+def insert_columns(using: str, columns: dict[str, list[Any]], count: int) -> list[int | None]:
+    """INSERT ``count`` jobs given column by column (JSON as text); return each one's id.
+
+    A job whose unique_key already belongs to an active job (or to an earlier job of the same batch)
+    is not inserted (ON CONFLICT … DO NOTHING against the partial unique index) and gets None:
+    the caller then looks up the existing one.
+    """
+    global _INSERT_PG
+    connection = connections[using]
     if connection.vendor == "postgresql":
-        # The notify CTE is referenced from the outer SELECT as an uncorrelated sub-select, which
-        # PostgreSQL evaluates once (an InitPlan): one pg_notify per distinct queue, not per row.
-        sql = (
-            f"WITH inserted AS ({insert}), "
-            f"notified AS (SELECT pg_notify('{CHANNEL}', q.queue) FROM "
-            f"(SELECT DISTINCT queue FROM inserted) AS q) "
-            f"SELECT id, unique_key, (SELECT count(*) FROM notified) FROM inserted"
-        )
+        if _INSERT_PG is None:
+            _INSERT_PG = _insert_sql_pg(connection)
+        returned = _pg(using, _INSERT_PG, [columns[attname] for attname, _ in INSERT_FIELDS])
     else:
-        sql = insert
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        returned = cursor.fetchall()
-    # Rows come back in VALUES order; walk both lists to pair them up.
-    inserted: list[bool] = []
+        returned = []
+        for start in range(0, count, 500):  # SQLite caps the number of parameters
+            chunk = {k: v[start : start + 500] for k, v in columns.items()}
+            returned.extend(_insert_sqlite(using, chunk, min(500, count - start)))
+    # Rows come back in input order; walk both lists to pair them up.
+    ids: list[int | None] = []
     position = 0
     seen_keys: set[str] = set()
-    for job in jobs:
-        key = job.unique_key
-        match = (
-            position < len(returned)
-            and (key is None or (returned[position][1] == key and key not in seen_keys))
+    for key in columns["unique_key"]:
+        match = position < len(returned) and (
+            key is None or (returned[position][1] == key and key not in seen_keys)
         )
         if match:
-            job.id = returned[position][0]
-            job._state.adding = False
-            job._state.db = using
+            ids.append(returned[position][0])
             position += 1
             if key is not None:
                 seen_keys.add(key)
-        inserted.append(bool(match))
+        else:
+            ids.append(None)
+    return ids
+
+
+def insert_jobs(jobs: list[Job], using: str) -> list[bool]:
+    """INSERT unsaved Job instances in one statement, set their ids, return which were inserted."""
+    columns = {
+        attname: [json_text(field, getattr(job, attname)) for job in jobs] for attname, field in INSERT_FIELDS
+    }
+    inserted = []
+    for job, job_id in zip(jobs, insert_columns(using, columns, len(jobs))):
+        if job_id is not None:
+            job.id = job_id
+            job._state.adding = False
+            job._state.db = using
+        inserted.append(job_id is not None)
     return inserted
+
+
+def _insert_sqlite(using: str, columns: dict[str, list[Any]], count: int) -> list[tuple[Any, ...]]:
+    connection = connections[using]
+    names = ", ".join(field.column for _, field in INSERT_FIELDS)
+    row = "(" + ", ".join(["%s"] * len(INSERT_FIELDS)) + ")"
+    params: list[Any] = []
+    for i in range(count):
+        for attname, field in INSERT_FIELDS:
+            value = columns[attname][i]
+            params.append(value if _is_json(field) else field.get_db_prep_save(value, connection))
+    sql = (
+        f"INSERT INTO {TABLE} ({names}) VALUES {', '.join([row] * count)} "
+        f"ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND {_ACTIVE_SQL} DO NOTHING "
+        f"RETURNING id, unique_key, queue"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+_CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
+
+
+def _claim_sql_pg(filter_queues: bool) -> str:
+    # The inner SELECT walks django_jobs_ready_idx in claim order (priority DESC, run_at, id).
+    # FOR UPDATE SKIP LOCKED lets concurrent workers pass over rows another worker is claiming
+    # instead of waiting on its lock. The CTE keeps LIMIT attached to the locking SELECT (an
+    # ``id IN (subquery)`` can be planned as a join that runs the subquery more than once), and the
+    # UPDATE marks the rows running in the same statement, so no claimed row is ever seen as
+    # queued, and no transaction stays open while the job runs.
+    queue_filter = "AND queue = ANY(%(queues)s::text[]) " if filter_queues else ""
+    return (
+        f"WITH claimable AS ("
+        f"SELECT id FROM {TABLE} WHERE {_ready_sql()} AND run_at <= %(now)s {queue_filter}"
+        f"AND queue <> ALL(%(paused_queues)s::text[]) AND name <> ALL(%(paused_names)s::text[]) "
+        f"ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+        f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
+        f"FROM claimable WHERE {TABLE}.id = claimable.id "
+        f"RETURNING {', '.join(f'{TABLE}.{c}' for c in _CLAIM_COLUMNS)}"
+    )
+
+
+_CLAIM_PG = {True: _claim_sql_pg(True), False: _claim_sql_pg(False)}
+
+
+def claim_sql(using: str, *, filter_queues: bool = False) -> str:
+    """The claim statement's text (for EXPLAIN in tests and the benchmark)."""
+    return _CLAIM_PG[filter_queues]
 
 
 def claim(
@@ -114,48 +231,17 @@ def claim(
 ) -> list[dict[str, Any]]:
     """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement and return them.
 
-    The inner SELECT walks django_jobs_ready_idx in claim order (priority DESC, run_at, id).
-    FOR UPDATE SKIP LOCKED lets concurrent workers pass over rows another worker is claiming
-    instead of waiting on its lock. The CTE keeps LIMIT attached to the locking SELECT (an
-    ``id IN (subquery)`` can be planned as a join that runs the subquery more than once), and the
-    UPDATE marks the rows running in the same statement, so no claimed row is ever seen as queued
-    and no transaction stays open while the job runs. ``attempts`` goes up here, at the claim: it
-    is the fencing token every outcome write checks.
+    ``attempts`` goes up here, at the claim: it is the fencing token every outcome write checks.
     """
     connection = connections[using]
-    filters = [_ready_sql(), "run_at <= %s"]
-    params: list[Any] = [connection.ops.adapt_datetimefield_value(now)]
-    if queues:
-        filters.append(f"queue IN {_in(queues)}")
-        params.extend(queues)
-    if paused_queues:
-        filters.append(f"queue NOT IN {_in(paused_queues)}")
-        params.extend(paused_queues)
-    if paused_names:
-        filters.append(f"name NOT IN {_in(paused_names)}")
-        params.extend(paused_names)
-    where = " AND ".join(filters)
-    select = f"SELECT id FROM {TABLE} WHERE {where} ORDER BY priority DESC, run_at, id LIMIT %s"
-    params.append(limit)
-    set_running = (
-        f"status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = %s, "
-        f"worker_id = %s, stop_requested_at = NULL"
-    )
-    params.extend([connection.ops.adapt_datetimefield_value(now), worker_id])
-    returning = "RETURNING " + ", ".join(
-        f"{TABLE}.{c}" for c in ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
-    )
     if connection.vendor == "postgresql":
-        sql = (
-            f"WITH claimable AS ({select} FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {TABLE} SET {set_running} FROM claimable "
-            f"WHERE {TABLE}.id = claimable.id {returning}"
-        )
+        rows = _pg(using, _CLAIM_PG[bool(queues)], {
+            "now": now, "queues": list(queues), "paused_queues": list(paused_queues),
+            "paused_names": list(paused_names), "limit": limit, "worker_id": worker_id,
+        })
     else:
-        sql = f"UPDATE {TABLE} SET {set_running} WHERE id IN ({select}) {returning}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        rows = _claim_sqlite(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
+                             paused_queues=paused_queues, paused_names=paused_names)
     return [
         {
             "id": r[0],
@@ -171,77 +257,143 @@ def claim(
     ]
 
 
-_UNSET: Any = object()
-
-
-def record_outcome(
-    using: str,
-    *,
-    job_id: int,
-    attempt: int,
-    worker_id: str,
-    status: JobStatus,
-    history_entry: dict[str, Any],
-    finished_at: datetime,
-    run_at: datetime | None = None,
-    result: Any = _UNSET,
-    last_error: str | None = None,
-    attempts_delta: int = 0,
-    max_attempts_delta: int = 0,
-) -> str | None:
-    """Write one attempt's outcome, fenced by the claim; return the status written, or None when
-    the claim was lost.
-
-    The WHERE clause checks that the job is still running *this* attempt for *this* worker. A worker
-    that was frozen while its job was rescued and claimed again finds 0 rows here, so it can't
-    overwrite the newer attempt's outcome. A stop request beats every other outcome: whatever the
-    attempt did, a job someone asked to stop ends ``stopped`` (decided here, in the same statement,
-    so a request that lands while the outcome is being written is never lost).
-    """
+def _claim_sqlite(
+    using: str, *, worker_id: str, limit: int, now: datetime, queues: Sequence[str],
+    paused_queues: Sequence[str], paused_names: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    # SQLite has one writer at a time, so a single UPDATE … WHERE id IN (SELECT … LIMIT n) is
+    # already atomic: no row can be claimed twice. (No SKIP LOCKED; one worker is the supported
+    # setup for local development.)
     connection = connections[using]
-    stopped = JobStatus.STOPPED.value
     adapt = connection.ops.adapt_datetimefield_value
-    sets = [
-        "status = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END",
-        "worker_id = ''",
-        "finished_at = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END",
-    ]
-    done = status in FINISHED_STATUSES
-    params: list[Any] = [status.value, stopped, adapt(finished_at) if done else None, adapt(finished_at)]
-    if connection.vendor == "postgresql":
-        sets.append("history = history || CAST(%s AS jsonb)")
-        params.append(json.dumps([history_entry]))
-    else:
-        sets.append("history = json_insert(history, '$[#]', json(%s))")
-        params.append(json.dumps(history_entry))
-    if run_at is not None:
-        sets.append("run_at = %s")
-        params.append(adapt(run_at))
-    if result is not _UNSET:
-        sets.append("result = %s")
-        params.append(_json_param(using, result))
-    if last_error is not None:
-        sets.append("last_error = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END")
-        params.extend([last_error, "stopped on request"])
-    elif status != JobStatus.SUCCEEDED:
-        sets.append("last_error = CASE WHEN stop_requested_at IS NULL THEN last_error ELSE %s END")
-        params.append("stopped on request")
-    if attempts_delta:
-        sets.append("attempts = attempts + CASE WHEN stop_requested_at IS NULL THEN %s ELSE 0 END")
-        params.append(attempts_delta)
-    if max_attempts_delta:
-        sets.append("max_attempts = max_attempts + %s")
-        params.append(max_attempts_delta)
+    filters = [_ready_sql(), "run_at <= %s"]
+    params: list[Any] = [adapt(now)]
+    for column, values, op in (("queue", queues, "IN"), ("queue", paused_queues, "NOT IN"),
+                               ("name", paused_names, "NOT IN")):
+        if values:
+            filters.append(f"{column} {op} {_in(values)}")
+            params.extend(values)
+    select = f"SELECT id FROM {TABLE} WHERE {' AND '.join(filters)} ORDER BY priority DESC, run_at, id LIMIT %s"
     sql = (
-        f"UPDATE {TABLE} SET {', '.join(sets)} "
-        f"WHERE id = %s AND status = '{JobStatus.RUNNING.value}' AND attempts = %s AND worker_id = %s "
-        f"RETURNING status"
+        f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+        f"started_at = %s, worker_id = %s, stop_requested_at = NULL WHERE id IN ({select}) "
+        f"RETURNING {', '.join(_CLAIM_COLUMNS)}"
     )
-    params.extend([job_id, attempt, worker_id])
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+        cursor.execute(sql, [adapt(now), worker_id, *params, limit])
+        return cursor.fetchall()
+
+
+@dataclass
+class OutcomeWrite:
+    """One attempt's outcome as record_outcomes() writes it."""
+
+    job_id: int
+    attempt: int
+    status: JobStatus
+    ended_at: datetime
+    history_entry: dict[str, Any]
+    run_at: datetime | None = None
+    set_result: bool = False
+    result: Any = None
+    last_error: str | None = None
+    attempts_delta: int = 0
+    max_attempts_delta: int = 0
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return self.ended_at if self.status in FINISHED_STATUSES else None
+
+
+# Every outcome of a batch in one statement, one commit. Each row is fenced by the claim: the
+# job must still be running *this* attempt for *this* worker, so a worker that was frozen while
+# its job was rescued and claimed again updates nothing and can't overwrite the newer attempt.
+# A stop request beats every other outcome, decided inside the statement so a request that
+# lands while the outcome is written is never lost.
+_OUTCOMES_PG = (
+    f"UPDATE {TABLE} AS j SET "
+    f"status = CASE WHEN j.stop_requested_at IS NULL THEN v.status ELSE '{JobStatus.STOPPED.value}' END, "
+    f"worker_id = '', "
+    f"finished_at = CASE WHEN j.stop_requested_at IS NULL THEN v.finished_at ELSE v.ended_at END, "
+    f"history = j.history || jsonb_build_array(v.entry::jsonb), "
+    f"run_at = COALESCE(v.run_at, j.run_at), "
+    f"result = CASE WHEN v.set_result THEN v.result::jsonb ELSE j.result END, "
+    f"last_error = CASE WHEN j.stop_requested_at IS NOT NULL THEN 'stopped on request' "
+    f"ELSE COALESCE(v.last_error, j.last_error) END, "
+    f"attempts = j.attempts + CASE WHEN j.stop_requested_at IS NULL THEN v.attempts_delta ELSE 0 END, "
+    f"max_attempts = j.max_attempts + v.max_attempts_delta "
+    f"FROM unnest(%s::bigint[], %s::integer[], %s::text[], %s::timestamptz[], %s::timestamptz[], "
+    f"%s::text[], %s::timestamptz[], %s::boolean[], %s::text[], %s::text[], %s::integer[], %s::integer[]) "
+    f"AS v(id, attempt, status, finished_at, ended_at, entry, run_at, set_result, result, last_error, "
+    f"attempts_delta, max_attempts_delta) "
+    f"WHERE j.id = v.id AND j.status = '{JobStatus.RUNNING.value}' AND j.attempts = v.attempt "
+    f"AND j.worker_id = %s "
+    f"RETURNING j.id, j.status"
+)
+
+
+def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:
+    """Write attempts' outcomes, fenced by their claims; return {job id: status written}.
+
+    A job missing from the result had lost its claim (it was rescued), and nothing was written.
+    """
+    if not outcomes:
+        return {}
+    if connections[using].vendor != "postgresql":
+        return _record_outcomes_sqlite(using, worker_id, outcomes)
+    columns = [
+        [o.job_id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.status.value for o in outcomes],
+        [o.finished_at for o in outcomes],
+        [o.ended_at for o in outcomes],
+        [json.dumps(o.history_entry) for o in outcomes],
+        [o.run_at for o in outcomes],
+        [o.set_result for o in outcomes],
+        [_dump_json(o.result) if o.set_result else None for o in outcomes],
+        [o.last_error for o in outcomes],
+        [o.attempts_delta for o in outcomes],
+        [o.max_attempts_delta for o in outcomes],
+    ]
+    return dict(_pg(using, _OUTCOMES_PG, [*columns, worker_id]))
+
+
+def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"UPDATE {TABLE} SET "
+        f"status = CASE WHEN stop_requested_at IS NULL THEN %s ELSE '{JobStatus.STOPPED.value}' END, "
+        f"worker_id = '', "
+        f"finished_at = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END, "
+        f"history = json_insert(history, '$[#]', json(%s)), "
+        f"run_at = COALESCE(%s, run_at), "
+        f"result = CASE WHEN %s THEN %s ELSE result END, "
+        f"last_error = CASE WHEN stop_requested_at IS NOT NULL THEN 'stopped on request' "
+        f"ELSE COALESCE(%s, last_error) END, "
+        f"attempts = attempts + CASE WHEN stop_requested_at IS NULL THEN %s ELSE 0 END, "
+        f"max_attempts = max_attempts + %s "
+        f"WHERE id = %s AND status = '{JobStatus.RUNNING.value}' AND attempts = %s AND worker_id = %s "
+        f"RETURNING id, status"
+    )
+    written: dict[int, str] = {}
+    with connection.cursor() as cursor:
+        for o in outcomes:
+            cursor.execute(sql, [
+                o.status.value, adapt(o.finished_at), adapt(o.ended_at), json.dumps(o.history_entry),
+                adapt(o.run_at), o.set_result, _dump_json(o.result) if o.set_result else None,
+                o.last_error, o.attempts_delta, o.max_attempts_delta, o.job_id, o.attempt, worker_id,
+            ])
+            row = cursor.fetchone()
+            if row:
+                written[row[0]] = row[1]
+    return written
+
+
+def record_outcome(using: str, *, worker_id: str, **fields: Any) -> str | None:
+    """Write one outcome (see record_outcomes); return its status, or None if the claim was lost."""
+    outcome = OutcomeWrite(**fields)
+    return record_outcomes(using, worker_id, [outcome]).get(outcome.job_id)
 
 
 def rescue_lost(
@@ -392,7 +544,7 @@ def mark_unregistered(using: str, rows: Iterable[dict[str, Any]], worker_id: str
             attempt=row["attempt"],
             worker_id=worker_id,
             status=JobStatus.DEAD,
-            finished_at=now,
+            ended_at=now,
             last_error=message,
             history_entry={
                 "attempt": row["attempt"],

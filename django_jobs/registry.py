@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -137,8 +138,10 @@ class JobDefinition:
 
         return self.backoff or default_backoff()
 
-    @property
+    @cached_property
     def signature(self) -> inspect.Signature:
+        # Cached: enqueue binds arguments to it every time (cached_property writes the instance
+        # __dict__ directly, so it works on a frozen dataclass).
         return inspect.signature(self.func)
 
     def using(self, **options: Any) -> JobDefinition:

@@ -343,18 +343,11 @@ class Worker:
         close_old_connections()
 
     def _stop_child(self, slot: Slot) -> None:
-        if slot.conn is not None:
-            try:
-                slot.conn.close()  # EOF on its pipe: the child returns from its loop
-            except OSError:
-                pass
-            slot.conn = None
-        if slot.process is not None:
-            slot.process.join(timeout=5)
-            if slot.process.is_alive():
-                slot.process.kill()
-                slot.process.join(timeout=5)
-            slot.process = None
+        process = slot.process
+        slot.close()  # EOF on its pipe: the child returns from its loop and exits
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join(timeout=5)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -390,6 +383,7 @@ class Worker:
                     return
                 if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
                     return
+            self._flush()
             self._wait(idle_left=want > 0 and claimed == want)
 
     def _wait(self, idle_left: bool) -> None:
@@ -542,6 +536,7 @@ class Worker:
         self._finish(slot, {"outcome": "handed_back"})
 
     def _finish(self, slot: Slot, reply: dict[str, Any]) -> None:
+        """Queue the outcome of the slot's job; _flush() writes queued outcomes in one statement."""
         assert slot.job is not None
         finished_at = self.clock()
         started_at = parse_datetime(slot.job["started_at"]) or finished_at
@@ -549,31 +544,62 @@ class Worker:
             Outcome(slot.job, reply, time.monotonic() - slot.started, started_at, finished_at)
         )
         slot.done()
-        self._flush()
 
     def _flush(self, final: bool = False) -> None:
-        """Write pending outcomes; on a database outage keep them and try again later."""
+        """Write pending outcomes; on a database outage keep them and try again later.
+
+        Outcomes are batched: everything collected since the last flush goes in one UPDATE and one
+        commit. A crash before the flush loses no job: it is still ``running`` in the table and
+        rescue runs it again (the at-least-once window, see docs/explanation/guarantees.md).
+        """
         if not self.pending or (not final and time.monotonic() < self._db_down_until):
             return
-        attempts = 5 if final else 1
-        for _ in range(attempts):
+        for _ in range(5 if final else 1):
+            batch = self.pending[:500]
             try:
-                while self.pending:
-                    self._write(self.pending[0])
-                    self.pending.pop(0)
-                self._db_ok()
-                return
+                written = queries.record_outcomes(
+                    self.using, self.worker_id, [self._outcome_write(o) for o in batch]
+                )
             except _DB_DOWN as exc:
                 self._db_lost(exc)
                 if final:
                     time.sleep(min(self._db_backoff, 2.0))
+                continue
+            del self.pending[: len(batch)]
+            self._db_ok()
+            self._announce(batch, written)
+            if not self.pending:
+                return
         for outcome in self.pending:
             log_event(
                 "outcome_unwritten", logging.ERROR, job=outcome.slot_job["id"], worker=self.worker_id,
                 note="the database stayed unreachable; the job stays running until rescued",
             )
 
-    def _write(self, outcome: Outcome) -> None:
+    def _announce(self, batch: list[Outcome], written: dict[int, str]) -> None:
+        for outcome in batch:
+            row = outcome.slot_job
+            status = written.get(row["id"])
+            if status is None:
+                log_event(
+                    "outcome_fenced", logging.WARNING, job=row["id"], attempt=row["attempt"],
+                    worker=self.worker_id, note="the claim was lost (rescued elsewhere); outcome dropped",
+                )
+                continue
+            job_finished.send(
+                sender=Job,
+                job_id=row["id"],
+                name=row["name"],
+                attempt=row["attempt"],
+                worker_id=self.worker_id,
+                status=status,
+                outcome=outcome.reply["outcome"],
+                duration=outcome.duration,
+                error=outcome.reply.get("error"),
+            )
+
+    def _outcome_write(self, outcome: Outcome) -> queries.OutcomeWrite:
+        """Turn a child's reply into the row update that records it."""
         row, reply = outcome.slot_job, outcome.reply
         kind = reply["outcome"]
         now = outcome.finished_at
@@ -585,67 +611,38 @@ class Worker:
             "duration": round(outcome.duration, 6),
             "outcome": kind,
         }
-        error = reply.get("error")
-        fields: dict[str, Any] = {}
+        write = queries.OutcomeWrite(
+            job_id=row["id"], attempt=row["attempt"], status=JobStatus.DEAD, ended_at=now,
+            history_entry=entry,
+        )
         if kind == "succeeded":
-            status = JobStatus.SUCCEEDED
-            fields.update(result=reply.get("result"), last_error="")
+            write.status = JobStatus.SUCCEEDED
+            write.set_result, write.result, write.last_error = True, reply.get("result"), ""
         elif kind == "retry":
-            status = JobStatus.QUEUED
+            write.status = JobStatus.QUEUED
             at = parse_datetime(reply["at"]) if reply.get("at") else None
-            fields.update(
-                run_at=at or now + timedelta(seconds=reply.get("delay", 0.0)),
-                # Rescheduling isn't a failure: give back the attempt it used.
-                max_attempts_delta=1,
-            )
-            entry["run_at"] = fields["run_at"].isoformat()
+            write.run_at = at or now + timedelta(seconds=reply.get("delay", 0.0))
+            # Rescheduling isn't a failure: give back the attempt it used.
+            write.max_attempts_delta = 1
+            entry["run_at"] = write.run_at.isoformat()
         elif kind == "stopped":
-            status = JobStatus.STOPPED
-            fields.update(last_error=reply.get("reason") or "stopped by the job")
+            write.status = JobStatus.STOPPED
+            write.last_error = reply.get("reason") or "stopped by the job"
             entry["reason"] = reply.get("reason", "")
         elif kind == "handed_back":
-            status = JobStatus.QUEUED
-            fields.update(run_at=now, attempts_delta=-1)
+            write.status = JobStatus.QUEUED
+            write.run_at, write.attempts_delta = now, -1
         else:  # failed, timeout, lost
-            definition = registry.get(row["name"])
-            retryable = reply.get("retryable", True) and row["attempt"] < row["max_attempts"]
+            error = reply.get("error")
             entry["error"] = error
             message = f"{error['class'].rsplit('.', 1)[-1]}: {error['message']}" if error else kind
-            fields["last_error"] = message.strip().splitlines()[0][:1000] if message.strip() else kind
-            if retryable and definition is not None:
-                status = JobStatus.RETRYING
-                delay = definition.effective_backoff.delay(row["attempt"])
-                fields["run_at"] = now + timedelta(seconds=delay)
-                entry["retry_at"] = fields["run_at"].isoformat()
-            else:
-                status = JobStatus.DEAD
-        written = queries.record_outcome(
-            self.using,
-            job_id=row["id"],
-            attempt=row["attempt"],
-            worker_id=self.worker_id,
-            status=status,
-            history_entry=entry,
-            finished_at=now,
-            **fields,
-        )
-        if written is None:
-            log_event(
-                "outcome_fenced", logging.WARNING, job=row["id"], attempt=row["attempt"],
-                worker=self.worker_id, note="the claim was lost (rescued elsewhere); outcome dropped",
-            )
-            return
-        job_finished.send(
-            sender=Job,
-            job_id=row["id"],
-            name=row["name"],
-            attempt=row["attempt"],
-            worker_id=self.worker_id,
-            status=written,
-            outcome=kind,
-            duration=outcome.duration,
-            error=error,
-        )
+            write.last_error = message.strip().splitlines()[0][:1000] if message.strip() else kind
+            definition = registry.get(row["name"])
+            if reply.get("retryable", True) and row["attempt"] < row["max_attempts"] and definition:
+                write.status = JobStatus.RETRYING
+                write.run_at = now + timedelta(seconds=definition.effective_backoff.delay(row["attempt"]))
+                entry["retry_at"] = write.run_at.isoformat()
+        return write
 
     # -- database health ------------------------------------------------------------------------
 
