@@ -41,8 +41,14 @@ def error_info(exc: BaseException) -> dict[str, str]:
     }
 
 
-def run_job(message: dict[str, Any], worker_id: str) -> dict[str, Any]:
-    """Run one claimed job in this process and describe its outcome as a JSON-able dict."""
+def run_job(
+    message: dict[str, Any], worker_id: str, *, close_connections: bool = True
+) -> dict[str, Any]:
+    """Run one claimed job in this process and describe its outcome as a JSON-able dict.
+
+    ``close_connections=False`` leaves database connections alone, for django_jobs.testing,
+    which runs jobs inside a test's transaction (closing its connection would end the test's).
+    """
     definition = registry.get(message["name"])
     if definition is None:  # the parent checks first; this guards against a stale registry
         return {"outcome": "failed", "retryable": False, "error": {
@@ -58,7 +64,8 @@ def run_job(message: dict[str, Any], worker_id: str) -> dict[str, Any]:
         using=message["using"],
     )
     token = _current.set(context)
-    close_old_connections()
+    if close_connections:
+        close_old_connections()
     try:
         value = definition.func(*message["args"], **message["kwargs"])
         try:
@@ -81,7 +88,8 @@ def run_job(message: dict[str, Any], worker_id: str) -> dict[str, Any]:
         return {"outcome": "failed", "retryable": retryable, "error": error_info(exc)}
     finally:
         _current.reset(token)
-        close_old_connections()
+        if close_connections:
+            close_old_connections()
 
 
 def _child_main(conn: Connection, worker_id: str) -> None:

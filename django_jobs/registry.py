@@ -271,7 +271,32 @@ def resolve(target: str | JobDefinition | Callable[..., Any]) -> JobDefinition:
 
 
 def autodiscover() -> None:
-    """Import the ``jobs`` module of every installed app so their @job functions register."""
+    """Import the ``jobs`` module of every installed app so their @job functions register, and
+    their ``tasks`` module when TASKS uses django-jobs' backend (``@task`` registers them)."""
     from django.utils.module_loading import autodiscover_modules
 
     autodiscover_modules("jobs")
+    if _tasks_use_jobs_backend():
+        autodiscover_modules("tasks")
+
+
+_TASKS_BACKEND = "django_jobs.backend.JobsBackend"
+
+
+def _tasks_use_jobs_backend() -> bool:
+    # Only then: a project's tasks.py may belong to another task library, not ours to import.
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    for params in (getattr(settings, "TASKS", None) or {}).values():
+        path = params.get("BACKEND") if isinstance(params, dict) else None
+        if path == _TASKS_BACKEND:
+            return True
+        try:
+            backend = import_string(path)
+        except (ImportError, TypeError):
+            continue
+        bases = getattr(backend, "__mro__", ())
+        if any(f"{c.__module__}.{c.__qualname__}" == _TASKS_BACKEND for c in bases):
+            return True
+    return False
