@@ -1,0 +1,263 @@
+"""queries.py: the claim (SKIP LOCKED, order, filters, its index) and fenced outcome writes."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from django_jobs import queries
+from django_jobs.models import Job, JobStatus, Pause
+from tests.factories import JobFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def claim(**options: Any) -> list[dict[str, Any]]:
+    options.setdefault("worker_id", "w1")
+    options.setdefault("limit", 10)
+    options.setdefault("now", timezone.now())
+    return queries.claim("default", **options)
+
+
+def claimed_ids(**options: Any) -> list[int]:
+    return sorted(row["id"] for row in claim(**options))
+
+
+# -- SKIP LOCKED -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim__skips_rows_locked_by_another_transaction(second_connection: Any) -> None:
+    a, locked, c = JobFactory.create_batch(3)
+    with connection.cursor() as cursor:
+        # Without SKIP LOCKED the claim would wait on the lock: make that a failure, not a hang.
+        cursor.execute("SET lock_timeout = '5s'")
+    try:
+        with second_connection.transaction():
+            second_connection.execute(f"SELECT id FROM {queries.TABLE} WHERE id = %s FOR UPDATE", [locked.pk])
+
+            assert claimed_ids() == [a.pk, c.pk]
+            assert Job.objects.get(pk=locked.pk).status == JobStatus.QUEUED
+
+        # The lock is gone with the other transaction: the row is claimable again.
+        assert claimed_ids() == [locked.pk]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+
+# -- what is claimed, and in which order -----------------------------------------------------
+
+
+def test_claim__order_is_priority_desc_then_run_at_then_id() -> None:
+    now = timezone.now()
+    old_low = JobFactory(priority=0, run_at=now - timedelta(seconds=10))
+    late_high = JobFactory(priority=5, run_at=now - timedelta(seconds=1))
+    early_high = JobFactory(priority=5, run_at=now - timedelta(seconds=5))
+    old_low_twin = JobFactory(priority=0, run_at=now - timedelta(seconds=10))
+    oldest_negative = JobFactory(priority=-1, run_at=now - timedelta(days=1))
+
+    order = [claim(limit=1, now=now)[0]["id"] for _ in range(5)]
+
+    assert order == [early_high.pk, late_high.pk, old_low.pk, old_low_twin.pk, oldest_negative.pk]
+    assert claim(now=now) == []
+
+
+def test_claim__limit_takes_the_first_rows_in_claim_order() -> None:
+    jobs = [JobFactory(priority=p) for p in (1, 3, 2, 0)]
+
+    assert claimed_ids(limit=2) == sorted([jobs[1].pk, jobs[2].pk])
+
+
+def test_claim__a_job_due_in_the_future_is_not_claimed_until_then() -> None:
+    now = timezone.now()
+    later = JobFactory(run_at=now + timedelta(seconds=30))
+
+    assert claim(now=now) == []
+    assert claimed_ids(now=now + timedelta(seconds=30)) == [later.pk]
+
+
+@pytest.mark.parametrize("status", [JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.STOPPED, JobStatus.DEAD])
+def test_claim__only_queued_and_retrying_jobs_are_claimed(status: JobStatus) -> None:
+    queued = JobFactory(status=JobStatus.QUEUED)
+    retrying = JobFactory(status=JobStatus.RETRYING, attempts=1)
+    JobFactory(status=status, attempts=1)
+
+    assert claimed_ids() == sorted([queued.pk, retrying.pk])
+
+
+def test_claim__marks_rows_running_for_the_worker_and_counts_the_attempt() -> None:
+    now = timezone.now()
+    job = JobFactory(args=[1], kwargs={"b": 2}, name="tests.add", queue="q", max_attempts=4, timeout=2.5,
+                     status=JobStatus.RETRYING, attempts=1, run_at=now)
+
+    (row,) = claim(worker_id="host:1", now=now)
+
+    assert row == {
+        "id": job.pk, "name": "tests.add", "args": [1], "kwargs": {"b": 2}, "queue": "q",
+        "attempt": 2, "max_attempts": 4, "timeout": 2.5,
+    }
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.worker_id) == (JobStatus.RUNNING, 2, "host:1")
+    assert job.started_at == now
+
+
+def test_claim__queues_restrict_what_is_claimed() -> None:
+    emails = JobFactory(queue="emails")
+    reports = JobFactory(queue="reports")
+    JobFactory(queue="default")
+
+    assert claimed_ids(queues=["emails", "reports"]) == sorted([emails.pk, reports.pk])
+
+
+def test_claim__paused_queues_and_names_are_left_alone() -> None:
+    ok = JobFactory(queue="default", name="tests.testapp.jobs.record")
+    JobFactory(queue="paused", name="tests.testapp.jobs.record")
+    JobFactory(queue="default", name="tests.testapp.jobs.noop")
+
+    assert claimed_ids(paused_queues=["paused"], paused_names=["tests.testapp.jobs.noop"]) == [ok.pk]
+
+
+def test_paused__reads_the_pause_rows_by_kind() -> None:
+    Pause.objects.create(kind=Pause.Kind.QUEUE, value="slow")
+    Pause.objects.create(kind=Pause.Kind.NAME, value="tests.testapp.jobs.noop")
+
+    assert queries.paused("default") == (["slow"], ["tests.testapp.jobs.noop"])
+
+
+# -- fencing ---------------------------------------------------------------------------------
+
+
+def _outcome(job_id: int, attempt: int, worker_id: str) -> str | None:
+    now = timezone.now()
+    return queries.record_outcome(
+        "default",
+        job_id=job_id,
+        attempt=attempt,
+        worker_id=worker_id,
+        status=JobStatus.SUCCEEDED,
+        history_entry={"attempt": attempt, "outcome": "succeeded"},
+        ended_at=now,
+        set_result=True,
+        result="done",
+        last_error="",
+    )
+
+
+def _snapshot(job: Job) -> tuple[Any, ...]:
+    job.refresh_from_db()
+    return (job.status, job.attempts, job.worker_id, job.history, job.result, job.finished_at)
+
+
+def test_record_outcome__a_stale_attempt_number_writes_nothing() -> None:
+    job = JobFactory()
+    claim(worker_id="w1")  # attempt 1
+    Job.objects.filter(pk=job.pk).update(attempts=2)  # as if rescued and claimed again
+    before = _snapshot(job)
+
+    assert _outcome(job.pk, attempt=1, worker_id="w1") is None
+    assert _snapshot(job) == before
+
+
+def test_record_outcome__another_workers_claim_writes_nothing() -> None:
+    job = JobFactory()
+    claim(worker_id="w1")
+    before = _snapshot(job)
+
+    assert _outcome(job.pk, attempt=1, worker_id="w2") is None
+    assert _snapshot(job) == before
+
+
+def test_record_outcome__a_job_no_longer_running_writes_nothing() -> None:
+    job = JobFactory()
+    claim(worker_id="w1")
+    assert _outcome(job.pk, attempt=1, worker_id="w1") == JobStatus.SUCCEEDED
+    before = _snapshot(job)
+
+    assert _outcome(job.pk, attempt=1, worker_id="w1") is None
+    assert _snapshot(job) == before
+    assert len(job.history) == 1
+
+
+def test_record_outcome__the_current_claim_writes_its_outcome() -> None:
+    job = JobFactory()
+    claim(worker_id="w1")
+
+    assert _outcome(job.pk, attempt=1, worker_id="w1") == JobStatus.SUCCEEDED
+
+    job.refresh_from_db()
+    assert (job.status, job.worker_id, job.result) == (JobStatus.SUCCEEDED, "", "done")
+    assert job.history == [{"attempt": 1, "outcome": "succeeded"}]
+    assert job.finished_at is not None
+
+
+# -- the claim's index -----------------------------------------------------------------------
+
+
+def _fill_finished_and_ready_rows() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {queries.TABLE} (name, args, kwargs, queue, priority, status, attempts, "
+            "max_attempts, run_at, created_at, finished_at, worker_id, history, last_error) "
+            "SELECT 'tests.testapp.jobs.record', '[]', '{}', 'default', 0, "
+            "(ARRAY['succeeded', 'dead', 'stopped'])[1 + i % 3], 1, 3, "
+            "now() - interval '1 day', now() - interval '1 day', now() - interval '1 day', '', '[]', '' "
+            "FROM generate_series(1, 100000) AS i"
+        )
+    JobFactory.create_batch(5)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {queries.TABLE}")
+    assert Job.objects.count() == 100_005
+
+
+def _claim_params(filter_queues: bool) -> dict[str, Any]:
+    return {
+        "now": timezone.now(), "queues": ["default"] if filter_queues else [], "paused_queues": ["paused"],
+        "paused_names": [], "limit": 4, "worker_id": "explain",
+    }
+
+
+def _assert_walks_ready_index(plan: str) -> None:
+    assert "Index Scan using django_jobs_ready_idx" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert "LockRows" in plan, plan
+
+
+@pytest.mark.parametrize("filter_queues", [False, True], ids=["every-queue", "some-queues"])
+def test_claim__walks_the_partial_ready_index_among_many_finished_rows(filter_queues: bool) -> None:
+    _fill_finished_and_ready_rows()
+    sql = queries.claim_sql("default", filter_queues=filter_queues)
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, _claim_params(filter_queues))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    _assert_walks_ready_index(plan)
+
+
+def test_claim__the_generic_plan_of_the_prepared_claim_walks_the_ready_index_too() -> None:
+    # Workers prepare the claim; after a few runs PostgreSQL may switch to a generic plan, made
+    # without the parameter values. That plan must use the partial index as well.
+    _fill_finished_and_ready_rows()
+    params = _claim_params(filter_queues=True)
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", queries.claim_sql("default", filter_queues=True))))
+    sql = queries.claim_sql("default", filter_queues=True)
+    for position, name in enumerate(names, start=1):
+        sql = sql.replace(f"%({name})s", f"${position}")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE django_jobs_explain_claim AS {sql}")
+        try:
+            arguments = ", ".join(["%s"] * len(names))
+            cursor.execute(f"EXPLAIN EXECUTE django_jobs_explain_claim({arguments})", [params[n] for n in names])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE django_jobs_explain_claim")
+
+    _assert_walks_ready_index(plan)
