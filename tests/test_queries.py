@@ -154,22 +154,19 @@ def _snapshot(job: Job) -> tuple[Any, ...]:
     return (job.status, job.attempts, job.worker_id, job.history, job.result, job.finished_at)
 
 
-def test_record_outcome__a_stale_attempt_number_writes_nothing() -> None:
+@pytest.mark.parametrize(
+    ("attempts_now", "writer"),
+    [(2, "w1"), (1, "w2")],
+    ids=["stale-attempt-number", "another-worker"],
+)
+def test_record_outcome__a_lost_claim_writes_nothing(attempts_now: int, writer: str) -> None:
     job = JobFactory()
     claim(worker_id="w1")  # attempt 1
-    Job.objects.filter(pk=job.pk).update(attempts=2)  # as if rescued and claimed again
+    # attempts=2: as if rescued and claimed again; "w2": a worker that never held this claim.
+    Job.objects.filter(pk=job.pk).update(attempts=attempts_now)
     before = _snapshot(job)
 
-    assert _outcome(job.pk, attempt=1, worker_id="w1") is None
-    assert _snapshot(job) == before
-
-
-def test_record_outcome__another_workers_claim_writes_nothing() -> None:
-    job = JobFactory()
-    claim(worker_id="w1")
-    before = _snapshot(job)
-
-    assert _outcome(job.pk, attempt=1, worker_id="w2") is None
+    assert _outcome(job.pk, attempt=1, worker_id=writer) is None
     assert _snapshot(job) == before
 
 

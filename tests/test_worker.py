@@ -186,19 +186,31 @@ def test_stop_job__ends_the_job_stopped_with_its_reason(run_worker: RunWorker) -
 # -- attempts that never report back ---------------------------------------------------------
 
 
-def test_timeout__kills_the_attempt_and_the_worker_runs_the_next_job(run_worker: RunWorker) -> None:
-    stuck = jobs.sleep_forever.using(priority=10).enqueue()
+@pytest.mark.parametrize(
+    ("definition", "outcome", "error_class", "message"),
+    [
+        (jobs.sleep_forever, "timeout", "django_jobs.exceptions.JobTimeout", "ran past its 0.5s timeout"),
+        (jobs.crash_process, "lost", "django_jobs.exceptions.WorkerLost", "exited with code 3"),
+    ],
+    ids=["timeout", "child-died"],
+)
+def test_attempt_without_a_reply__fails_retryably_and_the_worker_runs_the_next_job(
+    run_worker: RunWorker, definition: Any, outcome: str, error_class: str, message: str
+) -> None:
+    stuck = definition.using(priority=10).enqueue()
     after = jobs.record.enqueue("after")
 
     run_worker(concurrency=1, clock=at(1))
 
     row = reload(stuck)
     assert (row.status, row.attempts) == (JobStatus.RETRYING, 1)
-    error = row.history[0]["error"]
-    assert error["class"] == "django_jobs.exceptions.JobTimeout"
-    assert "ran past its 0.5s timeout" in error["message"]
-    assert row.last_error.startswith("JobTimeout: ")
+    (entry,) = row.history
+    assert entry["outcome"] == outcome
+    assert entry["error"]["class"] == error_class
+    assert message in entry["error"]["message"]
+    assert row.last_error.startswith(error_class.rsplit(".", 1)[1] + ": ")
     assert runs(stuck.pk) == 1
+    # The killed or dead child was replaced: the next job ran.
     assert reload(after).status == JobStatus.SUCCEEDED
 
 
@@ -211,22 +223,6 @@ def test_timeout__spent_attempts_end_dead(run_worker: RunWorker) -> None:
     row = reload(stuck)
     assert (row.status, row.attempts) == (JobStatus.DEAD, 2)
     assert [e["outcome"] for e in row.history] == ["timeout", "timeout"]
-
-
-def test_lost_child__is_a_worker_lost_failure_and_is_retried(run_worker: RunWorker) -> None:
-    crash = jobs.crash_process.using(priority=10).enqueue()
-    after = jobs.record.enqueue("after")
-
-    run_worker(concurrency=1, clock=at(1))
-
-    row = reload(crash)
-    assert (row.status, row.attempts) == (JobStatus.RETRYING, 1)
-    error = row.history[0]["error"]
-    assert error["class"] == "django_jobs.exceptions.WorkerLost"
-    assert "exited with code 3" in error["message"]
-    assert row.history[0]["outcome"] == "lost"
-    # The dead child was replaced: the next job ran.
-    assert reload(after).status == JobStatus.SUCCEEDED
 
 
 # -- rows the worker can't run ---------------------------------------------------------------
