@@ -37,12 +37,14 @@ throwaway cluster is stopped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 TESTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]
@@ -116,9 +118,39 @@ def choose_database(python: Path) -> tuple[str, str, bool]:
     return "", f"no usable PostgreSQL on 127.0.0.1:5432: {failure}", True
 
 
-def run_pytest(python: Path, args: list[str], env: dict[str, str]) -> int:
-    """Run pytest in the venv; pass SIGTERM on to it; return its exit code."""
-    child = subprocess.Popen([str(python), "-m", "pytest", *args], cwd=REPO, env=env)
+@contextlib.contextmanager
+def chosen_database(python: Path, *, binaries_always: bool = True) -> Iterator[dict[str, str]]:
+    """Choose a database (starting a throwaway cluster when none answers) and say which; yield
+    the environment for the child process, ``DATABASE_URL`` set; stop the cluster afterwards.
+
+    ``binaries_always`` finds (or installs) PostgreSQL binaries even when a server answers, for
+    tests that start clusters of their own. Also used by bench/run.py.
+    """
+    url, why, start_cluster = choose_database(python)
+    env = dict(os.environ)
+    env.pop(pgcluster.CONTROL_ENV, None)
+    cluster = None
+    try:
+        bindir = None
+        if binaries_always or start_cluster:
+            bindir = postgres_binaries(python, required=start_cluster)
+        if start_cluster:
+            cluster = pgcluster.PostgresCluster(bindir)
+            cluster.start()
+            url = cluster.url
+            why += f"; started one with {bindir}"
+            env[pgcluster.CONTROL_ENV] = cluster.control
+        say(f"database {url} ({why})")
+        env["DATABASE_URL"] = url
+        yield env
+    finally:
+        if cluster is not None:
+            cluster.cleanup()
+
+
+def run_child(argv: list[str], env: dict[str, str]) -> int:
+    """Run ``argv`` in the repository; pass SIGTERM on to it; return its exit code."""
+    child = subprocess.Popen(argv, cwd=REPO, env=env)
 
     def forward(signum: int, frame: object) -> None:
         child.send_signal(signum)
@@ -133,6 +165,11 @@ def run_pytest(python: Path, args: list[str], env: dict[str, str]) -> int:
         signal.signal(signal.SIGINT, previous_int)
 
 
+def run_pytest(python: Path, args: list[str], env: dict[str, str]) -> int:
+    """Run pytest in the venv; pass SIGTERM on to it; return its exit code."""
+    return run_child([str(python), "-m", "pytest", *args], env)
+
+
 def main(args: list[str]) -> int:
     # Until pytest runs, SIGTERM unwinds through the finally below, which stops the cluster.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -141,27 +178,12 @@ def main(args: list[str]) -> int:
     except _bootstrap.BootstrapError as exc:
         print(f"tests/run.py: error: {exc}", file=sys.stderr)
         return 1
-    url, why, start_cluster = choose_database(python)
-    env = dict(os.environ)
-    env.pop(pgcluster.CONTROL_ENV, None)
-    cluster = None
     try:
-        bindir = postgres_binaries(python, required=start_cluster)
-        if start_cluster:
-            cluster = pgcluster.PostgresCluster(bindir)
-            cluster.start()
-            url = cluster.url
-            why += f"; started one with {bindir}"
-            env[pgcluster.CONTROL_ENV] = cluster.control
-        say(f"database {url} ({why})")
-        env["DATABASE_URL"] = url
-        code = run_pytest(python, args, env)
+        with chosen_database(python) as env:
+            code = run_pytest(python, args, env)
     except (pgcluster.PostgresClusterError, _bootstrap.BootstrapError) as exc:
         print(f"tests/run.py: error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if cluster is not None:
-            cluster.cleanup()
     if code == 5:
         print("tests/run.py: pytest collected no tests (its exit code 5); that is a failure here: "
               "check the arguments and that tests/ holds test_*.py files.", file=sys.stderr)
