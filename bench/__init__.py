@@ -1,0 +1,1 @@
+"""The benchmark of issue 7: ``python3 bench/run.py`` (see docs/performance.md)."""

@@ -1,0 +1,1 @@
+"""The benchmark's jobs: a no-op and a latency probe."""

@@ -1,0 +1,124 @@
+"""Section E, the ceiling: the same work as django_jobs done by a bare psycopg loop.
+
+No Django, no child per job, no signals: each process claims up to ``BATCH`` rows with the same
+CTE shape as django_jobs' claim (``SELECT … FOR UPDATE SKIP LOCKED LIMIT n`` feeding an
+``UPDATE … RETURNING``), calls each job's function, and writes the batch's outcomes with one
+``UPDATE … WHERE id = ANY(%s)`` that appends a history entry as the worker does. Inserts are
+one row per transaction, with the NOTIFY in the same statement, like ``enqueue()``. It runs on
+``bench_ceiling_job``, a ``LIKE django_jobs_job INCLUDING ALL`` copy (same columns and indexes).
+
+Processes are forked from the harness: they open their own psycopg connections and touch
+nothing Django holds open.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any, Callable
+
+import psycopg
+from django.db import connections
+
+from django_jobs.models import JobStatus
+from django_jobs.registry import registry
+
+from .db import CEILING_TABLE, READY_SQL, row_template
+
+BATCH = 100
+_FORK = multiprocessing.get_context("fork")
+_T = CEILING_TABLE
+
+CLAIM = f"""
+WITH claimable AS (
+    SELECT id FROM {_T} WHERE {READY_SQL} AND run_at <= now()
+    ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+UPDATE {_T} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = now(),
+    worker_id = %(worker_id)s
+FROM claimable WHERE {_T}.id = claimable.id
+RETURNING {_T}.id, {_T}.name, {_T}.args, {_T}.kwargs
+"""
+
+COMPLETE = f"""
+UPDATE {_T} SET status = '{JobStatus.SUCCEEDED.value}', finished_at = now(), worker_id = '',
+    last_error = '', result = NULL,
+    history = history || jsonb_build_array(jsonb_build_object(
+        'attempt', attempts, 'worker', worker_id, 'started_at', started_at,
+        'finished_at', now(), 'outcome', 'succeeded'))
+WHERE id = ANY(%s) AND status = '{JobStatus.RUNNING.value}' AND worker_id = %s
+"""
+
+
+def insert_statement() -> tuple[str, dict[str, Any]]:
+    """One enqueue()-shaped row and its NOTIFY, as a single statement."""
+    columns, exprs, params = row_template("queued")
+    sql = (
+        f"WITH inserted AS (INSERT INTO {_T} ({', '.join(columns)}) VALUES ({', '.join(exprs)}) "
+        f"RETURNING queue) SELECT pg_notify('bench_ceiling', queue) FROM inserted"
+    )
+    return sql, dict(params)
+
+
+def _insert_loop(url: str, sql: str, params: dict[str, Any], n: int, barrier: Any, ends: Any) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        barrier.wait()
+        for _ in range(n):
+            conn.execute(sql, params)
+        ends.put(time.perf_counter())
+
+
+def insert_rate(url: str, n: int, processes: int) -> float:
+    """Jobs/s inserting ``n`` rows one per transaction from ``processes`` processes at once."""
+    sql, params = insert_statement()
+    connections.close_all()  # the children must not inherit Django's open connection
+    barrier, ends = _FORK.Barrier(processes + 1), _FORK.Queue()
+    shares = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+    children = [_FORK.Process(target=_insert_loop, args=(url, sql, params, share, barrier, ends))
+                for share in shares]
+    for child in children:
+        child.start()
+    barrier.wait(timeout=60)
+    started = time.perf_counter()
+    finished = [ends.get(timeout=600) for _ in children]
+    _join(children)
+    return n / (max(finished) - started)
+
+
+def _drain_loop(url: str, worker_id: str, functions: dict[str, Callable[..., Any]]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            rows = conn.execute(CLAIM, {"limit": BATCH, "worker_id": worker_id}).fetchall()
+            if not rows:
+                return
+            done = []
+            for job_id, name, args, kwargs in rows:
+                functions[name](*args, **kwargs)
+                done.append(job_id)
+            conn.execute(COMPLETE, (done, worker_id))
+
+
+def drain(url: str, processes: int, timeout: float) -> None:
+    """Run ``processes`` raw loops until none finds a ready row."""
+    functions = {d.name: d.func for d in registry}
+    connections.close_all()
+    children = [_FORK.Process(target=_drain_loop, args=(url, f"bench-ceiling:{i}", functions))
+                for i in range(processes)]
+    for child in children:
+        child.start()
+    _join(children, timeout)
+
+
+def _join(children: list[Any], timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+    alive = [c for c in children if c.is_alive()]
+    for child in alive:
+        child.kill()
+        child.join(5)
+    failed = [c.exitcode for c in children if c.exitcode]
+    if alive:
+        raise TimeoutError(f"{len(alive)} raw loop process(es) still running after {timeout:g}s")
+    if failed:
+        raise RuntimeError(f"raw loop process(es) exited with {failed}")

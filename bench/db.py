@@ -1,0 +1,209 @@
+"""The bench database's tables: reset and seed them, read their plans, sizes and counters.
+
+Everything here runs in the harness process on Django's connection (autocommit).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from django_jobs import queries
+from django_jobs.enqueueing import build_job
+from django_jobs.models import READY_STATUSES, Job, JobStatus, Worker
+from tests.procs import wait_until
+
+JOB_TABLE = Job._meta.db_table
+#: The raw loop's table (section E): ``LIKE django_jobs_job INCLUDING ALL``, same columns and indexes.
+CEILING_TABLE = "bench_ceiling_job"
+READY_SQL = "status IN (" + ", ".join(f"'{s.value}'" for s in READY_STATUSES) + ")"
+
+
+def execute(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement on the harness's connection; return its rows (empty without any)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def scalar(sql: str, params: Any = None) -> Any:
+    return execute(sql, params)[0][0]
+
+
+def create_ceiling_table() -> None:
+    execute(f"DROP TABLE IF EXISTS {CEILING_TABLE}")
+    execute(f"CREATE TABLE {CEILING_TABLE} (LIKE {JOB_TABLE} INCLUDING ALL)")
+
+
+def reset() -> None:
+    """Empty both job tables and the worker table (new files: no dead tuples, no bloat)."""
+    execute(f"TRUNCATE {JOB_TABLE}, {Worker._meta.db_table}, {CEILING_TABLE} RESTART IDENTITY CASCADE")
+
+
+def vacuum_analyze(table: str) -> None:
+    execute(f"VACUUM ANALYZE {table}")
+
+
+def analyze(table: str) -> None:
+    execute(f"ANALYZE {table}")
+
+
+# -- rows as enqueue() writes them ----------------------------------------------------------------
+
+_FINISHED_AGO = "(%(n)s - g) * interval '10 milliseconds'"  # one finished row per 10 ms, newest last
+_OVERRIDES = {
+    "queued": {"run_at": "now()", "created_at": "now()"},
+    "finished": {
+        "status": f"'{JobStatus.SUCCEEDED.value}'",
+        "attempts": "1",
+        "run_at": f"now() - {_FINISHED_AGO} - interval '5 ms'",
+        "created_at": f"now() - {_FINISHED_AGO} - interval '5 ms'",
+        "started_at": f"now() - {_FINISHED_AGO} - interval '2 ms'",
+        "finished_at": f"now() - {_FINISHED_AGO}",
+        "history": (
+            "jsonb_build_array(jsonb_build_object('attempt', 1, 'worker', 'bench-seed:1', "
+            f"'started_at', now() - {_FINISHED_AGO} - interval '2 ms', "
+            f"'finished_at', now() - {_FINISHED_AGO}, 'duration', 0.002, 'outcome', 'succeeded'))"
+        ),
+    },
+}
+
+
+def row_template(kind: str) -> tuple[list[str], list[str], list[Any]]:
+    """Columns, SQL expressions and parameters of one ``bench.noop`` row as enqueue() builds it.
+
+    ``kind`` is "queued" (timestamps ``now()``) or "finished" (succeeded one attempt, finished
+    ``(n - g) * 10 ms`` ago for row ``g`` of ``n``: recent enough that no retention prunes it).
+    The values come from django_jobs' own ``build_job()``, so a new column keeps the seeded rows
+    identical to enqueued ones.
+    """
+    from .benchapp.jobs import noop
+
+    job = build_job(noop, [], {})
+    overrides = _OVERRIDES[kind]
+    columns, exprs, params = [], [], []
+    for f in Job._meta.concrete_fields:
+        if f.column == "id":
+            continue
+        columns.append(connection.ops.quote_name(f.column))
+        if f.column in overrides:
+            exprs.append(overrides[f.column])
+        else:
+            exprs.append(f"CAST(%({f.column})s AS {f.db_type(connection)})")
+            params.append((f.column, f.get_db_prep_save(getattr(job, f.attname), connection)))
+    return columns, exprs, params
+
+
+def seed(table: str, n: int, kind: str = "queued") -> None:
+    """Insert ``n`` no-op jobs into ``table`` in one ``INSERT … SELECT generate_series`` statement."""
+    columns, exprs, params = row_template(kind)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(exprs)} FROM generate_series(1, %(n)s) AS g"
+    )
+    execute(sql, {**dict(params), "n": n})
+
+
+# -- what PostgreSQL says about a table ------------------------------------------------------------
+
+
+def table_counters(table: str) -> dict[str, Any]:
+    """pg_stat_user_tables' row counters for ``table`` (dead tuples, updates, HOT updates, vacuums)."""
+    names = ["n_live_tup", "n_dead_tup", "n_tup_upd", "n_tup_hot_upd", "n_tup_del",
+             "autovacuum_count", "autoanalyze_count"]
+    rows = execute(f"SELECT {', '.join(names)} FROM pg_stat_user_tables WHERE relname = %s", [table])
+    return dict(zip(names, rows[0])) if rows else {}
+
+
+def table_sizes(table: str) -> dict[str, Any]:
+    """Bytes of the table, of all its indexes, and of each index."""
+    table_bytes, index_bytes, total = execute(
+        "SELECT pg_relation_size(%s), pg_indexes_size(%s), pg_total_relation_size(%s)",
+        [table, table, table],
+    )[0]
+    indexes = dict(execute(
+        "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+        "WHERE relname = %s ORDER BY indexrelname", [table],
+    ))
+    return {"table_bytes": table_bytes, "indexes_bytes": index_bytes, "total_bytes": total,
+            "index_bytes": indexes}
+
+
+def drain_window(table: str, after_id: int = 0) -> tuple[float, int]:
+    """Seconds from the first claim to the last outcome of the succeeded rows past ``after_id``
+    (started_at is set at the claim), and how many rows that is."""
+    seconds, rows = execute(
+        f"SELECT extract(epoch FROM max(finished_at) - min(started_at)), count(*) FROM {table} "
+        f"WHERE status = %s AND id > %s", [JobStatus.SUCCEEDED.value, after_id],
+    )[0]
+    return float(seconds or 0.0), rows
+
+
+def active_count() -> int:
+    """Jobs still queued, retrying or running (answered from the small partial indexes)."""
+    statuses = [s.value for s in (*READY_STATUSES, JobStatus.RUNNING)]
+    return scalar(f"SELECT count(*) FROM {JOB_TABLE} WHERE status = ANY(%s)", [statuses])
+
+
+def other_backends() -> int:
+    """Connections to the bench database other than ours."""
+    return scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    )
+
+
+def listening_backends() -> int:
+    """Connections to the bench database whose last statement was a LISTEN (idle workers' listeners)."""
+    return scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND query ILIKE %s", ["LISTEN %"],
+    )
+
+
+def wait_backends_gone(timeout: float = 30.0) -> None:
+    """Wait until the workers' backends have exited (they flush their table statistics on exit)."""
+    wait_until(lambda: other_backends() == 0, timeout, "the workers' connections to close")
+
+
+# -- the claim's plan -------------------------------------------------------------------------------
+
+
+def claim_statement(limit: int) -> tuple[str, dict[str, Any]]:
+    """django_jobs' own claim statement (named parameters) and values for it, as a worker runs it."""
+    params = {"now": timezone.now(), "queues": [], "paused_queues": [], "paused_names": [],
+              "limit": limit, "worker_id": "bench:explain"}
+    return queries.claim_sql("default"), params
+
+
+def explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
+    """EXPLAIN (nothing runs) with these values, and the generic plan of the statement prepared,
+    which workers may switch to after a few runs; and whether both use ``index``."""
+    custom = "\n".join(row[0] for row in execute("EXPLAIN " + sql, params))
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    positional = sql
+    for position, name in enumerate(names, start=1):
+        positional = positional.replace(f"%({name})s", f"${position}")
+    execute("SET plan_cache_mode = force_generic_plan")
+    execute(f"PREPARE bench_explain_claim AS {positional}")
+    try:
+        arguments = ", ".join(["%s"] * len(names))
+        generic = "\n".join(row[0] for row in execute(
+            f"EXPLAIN EXECUTE bench_explain_claim({arguments})", [params[n] for n in names]))
+    finally:
+        execute("DEALLOCATE bench_explain_claim")
+        execute("RESET plan_cache_mode")
+    return {"index": index, "uses_index": index in custom and index in generic,
+            "plan": custom, "generic_plan": generic}
+
+
+def ready_index_name(table: str) -> str:
+    """The name of ``table``'s partial index on the ready statuses (its copy has another name)."""
+    rows = execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef ILIKE %s",
+        [table, "%WHERE%queued%retrying%"],
+    )
+    return rows[0][0] if rows else "(no ready index)"

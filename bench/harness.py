@@ -1,0 +1,577 @@
+"""The benchmark of issue 7: sections A–F against a database of its own; a table and a JSON file.
+
+Start it with ``python3 bench/run.py`` (which prepares .venv and a PostgreSQL first); run
+directly, ``python -m bench.harness`` uses ``DATABASE_URL``'s server as it is. Each section's
+method says what it measures; docs/performance.md explains the method and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from tests.procs import wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
+SECTIONS = "ABCDEF"
+
+PROBE_RATE = 20.0  # C: enqueues per second
+DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
+WARMUP_PROBES = 3  # C: run (and ignored) before measuring, so first-use costs don't count
+FILL_CHUNK = 1000  # F: jobs per enqueue_many() while the worker runs
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many jobs each part uses: the issue's numbers times ``--scale`` (with small floors)."""
+
+    enqueue_one: int
+    enqueue_many: int
+    drain: int
+    probes: int
+    delayed: int
+    finished: int
+    memory_first: int
+    memory_last: int
+
+    @classmethod
+    def at(cls, scale: float) -> Sizes:
+        def scaled(base: int, floor: int) -> int:
+            return max(floor, round(base * scale))
+
+        return cls(
+            enqueue_one=scaled(5_000, 20), enqueue_many=scaled(10_000, 50), drain=scaled(10_000, 50),
+            probes=scaled(200, 10), delayed=scaled(100, 5), finished=scaled(1_000_000, 1_000),
+            memory_first=scaled(1_000, 20), memory_last=scaled(100_000, 200),
+        )
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description="Benchmark django-jobs against PostgreSQL (issue 7). See docs/performance.md.",
+    )
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every job count by this (default 1; 0.01 for a smoke run)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="where to write the results (default bench/results/bench-<time>.json)")
+    parser.add_argument("--database", default="django_jobs_bench",
+                        help="database to (re)create on DATABASE_URL's server (default %(default)s)")
+    parser.add_argument("--only", default=SECTIONS, metavar="LETTERS",
+                        help="sections to run, e.g. AE or C (default all: ABCDEF)")
+    parser.add_argument("--memory-budget", type=float, default=150.0, metavar="SECONDS",
+                        help="F stops at this many seconds if its last sample isn't reached (default 150)")
+    parser.add_argument("--keep-database", action="store_true",
+                        help="leave the bench database in place afterwards")
+    args = parser.parse_args(argv)
+    if args.scale <= 0:
+        parser.error(f"--scale must be positive, not {args.scale:g}")
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, not {args.runs}")
+    args.only = args.only.upper()
+    unknown = sorted(set(args.only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"--only takes section letters from {SECTIONS}, not {''.join(unknown)}")
+    return args
+
+
+class Bench:
+    """Runs the selected sections in order and collects their figures in ``results``."""
+
+    def __init__(self, args: argparse.Namespace, url: str, log_dir: Path) -> None:
+        self.args = args
+        self.only = args.only
+        self.runs = args.runs
+        self.sizes = Sizes.at(args.scale)
+        self.url = url
+        self.log_dir = log_dir
+        self.results: dict[str, Any] = {}
+        self.workers: list[Any] = []
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    def say(self, section: str, text: str) -> None:
+        print(f"[{section}] {text}", flush=True)
+
+    def part(self, section: str) -> dict[str, Any]:
+        return self.results.setdefault(section, {})
+
+    def figure(self, section: str, key: str, values: list[float], unit: str, **extra: Any) -> None:
+        from .report import summary
+
+        if values:
+            self.part(section)[key] = {"unit": unit, **extra, **summary(values)}
+
+    def start_worker(self, name: str, *args: str) -> Any:
+        from .workers import Runjobs
+
+        worker = Runjobs(list(args), self.log_dir / f"{name}.log")
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.workers.clear()
+
+    def run(self) -> None:
+        stages: list[tuple[str, str, Callable[[], None]]] = [
+            ("AE", "A", self.enqueue), ("BE", "B", self.drain), ("C", "C", self.latency),
+            ("DE", "D", self.scale), ("F", "F", self.memory),
+        ]
+        load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
+        for letters, main, stage in stages:
+            if not set(letters) & set(self.only):
+                continue
+            load[main] = os.getloadavg()
+            try:
+                stage()
+            except Exception as exc:  # noqa: BLE001 - report it, then measure the rest
+                failed = main if main in self.only else "E"
+                self.part(failed)["error"] = f"{type(exc).__name__}: {exc}".strip()
+                self.say(failed, f"ERROR: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+            finally:
+                self.stop_workers()
+        self.derive()
+
+    # -- A (and E's inserts) ---------------------------------------------------------------------------
+
+    def enqueue(self) -> None:
+        """A: enqueue() one per transaction (autocommit, as a view does), and one enqueue_many().
+
+        E: the raw loop's one-row INSERTs from 1 and from 2 processes.
+        """
+        from . import ceiling, db
+        from .benchapp.jobs import noop
+
+        n_one, n_many = self.sizes.enqueue_one, self.sizes.enqueue_many
+        one, many, raw1, raw2 = [], [], [], []
+        for run in range(1, self.runs + 1):
+            if "A" in self.only:
+                db.reset()
+                started = time.perf_counter()
+                for _ in range(n_one):
+                    noop.enqueue()
+                one.append(n_one / (time.perf_counter() - started))
+                db.reset()
+                calls: list[list[Any]] = [[] for _ in range(n_many)]
+                started = time.perf_counter()
+                noop.enqueue_many(calls)
+                many.append(n_many / (time.perf_counter() - started))
+                self._check_count(db.JOB_TABLE, n_many)
+                self.say("A", f"run {run}/{self.runs}: enqueue() {one[-1]:,.0f} jobs/s ({n_one:,} jobs); "
+                              f"enqueue_many() {many[-1]:,.0f} jobs/s ({n_many:,} jobs)")
+            if "E" in self.only:
+                db.reset()
+                raw1.append(ceiling.insert_rate(self.url, n_one, 1))
+                db.reset()
+                raw2.append(ceiling.insert_rate(self.url, n_one, 2))
+                self._check_count(db.CEILING_TABLE, n_one)
+                self.say("E", f"run {run}/{self.runs}: raw INSERT {raw1[-1]:,.0f} jobs/s (1 process), "
+                              f"{raw2[-1]:,.0f} jobs/s (2 processes)")
+        self.figure("A", "enqueue_one_per_transaction", one, "jobs/s", jobs=n_one)
+        self.figure("A", "enqueue_many", many, "jobs/s", jobs=n_many)
+        self.figure("E", "insert_1_process", raw1, "jobs/s", jobs=n_one)
+        self.figure("E", "insert_2_processes", raw2, "jobs/s", jobs=n_one)
+
+    def _check_count(self, table: str, expected: int) -> None:
+        from . import db
+
+        count = db.scalar(f"SELECT count(*) FROM {table}")
+        if count != expected:
+            raise RuntimeError(f"{table} holds {count} rows after inserting {expected}")
+
+    # -- B (and E's drains) ----------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """B: drain queued no-op jobs with 1, then 2 ``runjobs --burst`` processes.
+
+        E: the same with 1 and 2 raw loop processes. Rate = jobs / (last finished_at − first
+        started_at), read from the table.
+        """
+        from . import db
+
+        n = self.sizes.drain
+        rates: dict[str, list[float]] = {}
+        walls: dict[str, list[float]] = {}
+        for run in range(1, self.runs + 1):
+            for section in "BE":
+                if section not in self.only:
+                    continue
+                for procs in (1, 2):
+                    key = f"drain_{procs}_process" + ("es" if procs > 1 else "")
+                    table = db.JOB_TABLE if section == "B" else db.CEILING_TABLE
+                    db.reset()
+                    db.seed(table, n)
+                    db.analyze(table)
+                    rate, wall = self._drain(section, table, procs, n, f"B-run{run}-{procs}p")
+                    rates.setdefault(section + key, []).append(rate)
+                    walls.setdefault(section + key, []).append(wall)
+                    self.say(section, f"run {run}/{self.runs}, {procs} process(es): {n:,} jobs at "
+                                      f"{rate:,.0f} jobs/s ({n / rate:.1f} s first claim → last outcome, "
+                                      f"{wall:.1f} s wall)")
+        for full_key, values in rates.items():
+            self.figure(full_key[0], full_key[1:], values, "jobs/s", jobs=n, wall_seconds=walls[full_key])
+
+    def _drain(self, section: str, table: str, procs: int, n: int, name: str, after_id: int = 0
+               ) -> tuple[float, float]:
+        """Drain ``table``'s queued rows; return (jobs/s from the table's timestamps, wall seconds)."""
+        from . import ceiling, db
+
+        timeout = 120 + n / 20
+        started = time.monotonic()
+        if section in "BD":
+            workers = [self.start_worker(f"{name}-{i}", "--burst") for i in range(procs)]
+            for worker in workers:
+                code = worker.wait(timeout - (time.monotonic() - started))
+                if code != 0:
+                    raise RuntimeError(f"runjobs exited with {code}; see {worker.log_path}")
+        else:
+            ceiling.drain(self.url, procs, timeout)
+        wall = time.monotonic() - started
+        db.wait_backends_gone()
+        counts = dict(db.execute(f"SELECT status, count(*) FROM {table} WHERE id > %s GROUP BY status",
+                                 [after_id]))
+        if counts != {"succeeded": n}:
+            raise RuntimeError(f"after draining {n:,} jobs from {table}: {counts}")
+        seconds, rows = db.drain_window(table, after_id)
+        return rows / seconds, wall
+
+    # -- C -----------------------------------------------------------------------------------------------
+
+    def latency(self) -> None:
+        """C: two idle ``runjobs`` processes; probes enqueued at 20/s; commit → body start.
+
+        Then probes delayed 0.5–1 s: body start − run_at.
+        """
+        from . import db
+        from .report import percentile
+
+        per_run: dict[str, dict[str, list[float]]] = {"immediate": {}, "delayed": {}}
+        for run in range(1, self.runs + 1):
+            db.reset()
+            workers = [self.start_worker(f"C-run{run}-{i}") for i in range(2)]
+            self._wait_idle(len(workers))
+            self._probe(WARMUP_PROBES, delayed=False, rng=random.Random(0))
+            for phase, count in (("immediate", self.sizes.probes), ("delayed", self.sizes.delayed)):
+                ms = self._probe(count, delayed=phase == "delayed", rng=random.Random(run))
+                stats = {"p50": percentile(ms, 50), "p95": percentile(ms, 95),
+                         "p99": percentile(ms, 99), "max": max(ms)}
+                for q, value in stats.items():
+                    per_run[phase].setdefault(q, []).append(value)
+                self.say("C", f"run {run}/{self.runs}, {phase}: {count} probes, "
+                              + ", ".join(f"{q} {v:.2f} ms" for q, v in stats.items()))
+            for worker in workers:
+                worker.stop()
+            self.workers.clear()
+        from .report import summary
+
+        for phase, count in (("immediate", self.sizes.probes), ("delayed", self.sizes.delayed)):
+            self.part("C")[phase] = {
+                "jobs": count, "per_second": PROBE_RATE,
+                "measures": "commit → body start" if phase == "immediate" else "body start − run_at",
+                **({"delay_seconds": list(DELAY_RANGE)} if phase == "delayed" else {}),
+                **{f"{q}_ms": summary(v) for q, v in per_run[phase].items()},
+            }
+
+    def _wait_idle(self, procs: int) -> None:
+        """Wait until ``procs`` workers have registered and listen for NOTIFY."""
+        from django_jobs.models import Worker
+
+        from . import db
+
+        wait_until(lambda: Worker.objects.count() >= procs, 60, f"{procs} workers to register")
+        wait_until(lambda: db.listening_backends() >= procs, 30, f"{procs} workers to LISTEN")
+
+    def _probe(self, count: int, delayed: bool, rng: random.Random) -> list[float]:
+        """Enqueue ``count`` probes at PROBE_RATE; return each one's latency (or lateness) in ms."""
+        from django_jobs.models import FINISHED_STATUSES
+
+        from . import db
+        from .benchapp.jobs import probe
+
+        committed: dict[int, float] = {}
+        begin = time.monotonic()
+        for i in range(count):
+            pause = begin + i / PROBE_RATE - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # pacing the enqueues, not waiting for an outcome
+            definition = probe.using(delay=timedelta(seconds=rng.uniform(*DELAY_RANGE))) if delayed else probe
+            job = definition.enqueue()
+            committed[job.id] = time.time()  # autocommit: enqueue() returned after the COMMIT
+        ids = list(committed)
+        finished = [s.value for s in FINISHED_STATUSES]
+        wait_until(
+            lambda: db.scalar(f"SELECT count(*) FROM {db.JOB_TABLE} WHERE id = ANY(%s) AND status = ANY(%s)",
+                              [ids, finished]) == count,
+            60 + max(DELAY_RANGE), f"{count} probes to finish",
+        )
+        rows = db.execute(f"SELECT id, status, result, run_at FROM {db.JOB_TABLE} WHERE id = ANY(%s)", [ids])
+        bad = [(job_id, status) for job_id, status, _, _ in rows if status != "succeeded"]
+        if bad:
+            raise RuntimeError(f"probes that did not succeed: {bad[:5]}")
+        ms = []
+        for job_id, _, result, run_at in rows:
+            body_started = float(json.loads(result) if isinstance(result, str) else result)
+            reference = run_at.timestamp() if delayed else committed[job_id]
+            ms.append((body_started - reference) * 1000)
+        return ms
+
+    # -- D (and E with finished rows) --------------------------------------------------------------------
+
+    def scale(self) -> None:
+        """D: B's 2-process drain with many finished rows in the table; sizes, plan, dead tuples.
+
+        E: the raw loop's 2-process drain over the same rows in its own table.
+        """
+        from . import db
+
+        n, finished = self.sizes.drain, self.sizes.finished
+        sections = [s for s in "DE" if s in self.only]
+        tables = {"D": db.JOB_TABLE, "E": db.CEILING_TABLE}
+        db.reset()
+        started = time.monotonic()
+        base: dict[str, int] = {}
+        for section in sections:
+            db.seed(tables[section], finished, "finished")
+            db.vacuum_analyze(tables[section])
+            base[section] = db.scalar(f"SELECT max(id) FROM {tables[section]}")
+        self.say("D", f"{finished:,} finished rows inserted and vacuumed in "
+                      f"{', '.join(tables[s] for s in sections)} ({time.monotonic() - started:.1f} s)")
+        rates: dict[str, list[float]] = {s: [] for s in sections}
+        dead: dict[str, dict[str, list[int]]] = {s: {"before": [], "after": []} for s in sections}
+        for run in range(1, self.runs + 1):
+            for section in sections:
+                table = tables[section]
+                db.execute(f"DELETE FROM {table} WHERE id > %s", [base[section]])
+                db.vacuum_analyze(table)
+                db.seed(table, n)
+                db.analyze(table)
+                if run == 1:
+                    try:
+                        plan = self._explain(table)
+                    except Exception as exc:  # noqa: BLE001 - a plan we can't read spoils no figure
+                        plan = {"error": f"{type(exc).__name__}: {exc}"}
+                    self.part(section)["explain" if section == "D" else "explain_1m"] = plan
+                    self.say(section, f"claim plan uses {plan.get('index')}: {plan.get('uses_index')}"
+                                      + (f" ({plan['error']})" if "error" in plan else ""))
+                before = db.table_counters(table)
+                rate, wall = self._drain(section, table, 2, n, f"D-run{run}", after_id=base[section])
+                after = db.table_counters(table)
+                rates[section].append(rate)
+                dead[section]["before"].append(before.get("n_dead_tup"))
+                dead[section]["after"].append(after.get("n_dead_tup"))
+                self.say(section, f"run {run}/{self.runs}, 2 processes, {finished:,} finished rows: "
+                                  f"{n:,} jobs at {rate:,.0f} jobs/s ({wall:.1f} s wall); dead tuples "
+                                  f"{before.get('n_dead_tup')} → {after.get('n_dead_tup')}")
+        for section in sections:
+            suffix = "" if section == "D" else "_1m"
+            self.figure(section, "drain_2_processes" + suffix, rates[section], "jobs/s", jobs=n,
+                        finished_rows=finished)
+            self.part(section)["sizes" + suffix] = db.table_sizes(tables[section])
+            self.part(section)["dead_tuples" + suffix] = dead[section]
+            self.part(section)["finished_rows"] = finished
+
+    def _explain(self, table: str) -> dict[str, Any]:
+        """The plan of the claim on ``table``: django_jobs' own statement, or the raw loop's."""
+        from . import ceiling, db
+
+        if table == db.JOB_TABLE:
+            sql, params = db.claim_statement(limit=2)
+        else:
+            sql, params = ceiling.CLAIM, {"limit": 2, "worker_id": "bench:explain"}
+        return db.explain(sql, params, db.ready_index_name(table))
+
+    # -- F -------------------------------------------------------------------------------------------------
+
+    def memory(self) -> None:
+        """F: one idle-then-busy ``runjobs``; RSS of it and its children after the first and last
+        sample sizes, enqueuing in chunks while it runs. Stops early at ``--memory-budget``."""
+        from . import db
+        from .benchapp.jobs import noop
+
+        first, last = self.sizes.memory_first, self.sizes.memory_last
+        budget = self.args.memory_budget
+        db.reset()
+        worker = self.start_worker("F-0")
+        self._wait_idle(1)
+        begin = time.monotonic()
+        samples: dict[str, Any] = {}
+        enqueued = 0
+        while True:
+            active = db.active_count()
+            done = enqueued - active
+            elapsed = time.monotonic() - begin
+            if "first" not in samples and done >= first:
+                samples["first"] = {"jobs": done, "seconds": elapsed, "memory": worker.memory()}
+                self.say("F", f"after {done:,} jobs: RSS {samples['first']['memory']['rss_kb'] / 1024:.1f} MB")
+            if "first" in samples and (done >= last or elapsed >= budget):
+                samples["last"] = {"jobs": done, "seconds": elapsed, "memory": worker.memory()}
+                break
+            if elapsed >= budget * 2:
+                raise TimeoutError(f"F: only {done:,} jobs done after {elapsed:.0f} s")
+            if active < FILL_CHUNK and enqueued < last:
+                chunk = min(FILL_CHUNK, last - enqueued)
+                noop.enqueue_many([[] for _ in range(chunk)])
+                enqueued += chunk
+                continue
+            time.sleep(0.1)  # poll interval while the worker drains the backlog
+        worker.stop()
+        budget_hit = samples["last"]["jobs"] < last
+        rss = [samples[p]["memory"]["rss_kb"] for p in ("first", "last")]
+        pss = [samples[p]["memory"]["pss_kb"] for p in ("first", "last")]
+        self.part("F").update(
+            target_jobs=last, budget_seconds=budget, budget_hit=budget_hit, **samples,
+            rss_growth=rss[1] / rss[0] - 1, pss_growth=pss[1] / pss[0] - 1 if pss[0] else None,
+        )
+        note = f" (stopped by the {budget:g} s budget, short of {last:,})" if budget_hit else ""
+        self.say("F", f"after {samples['last']['jobs']:,} jobs{note}: RSS {rss[1] / 1024:.1f} MB, "
+                      f"growth {rss[1] / rss[0] - 1:+.1%}")
+
+    # -- figures derived from several sections -------------------------------------------------------
+
+    def derive(self) -> None:
+        from .report import median_of, ratio
+
+        d_ratio = ratio(median_of(self.results, "D", "drain_2_processes"),
+                        median_of(self.results, "B", "drain_2_processes"))
+        e_ratio = ratio(median_of(self.results, "E", "drain_2_processes_1m"),
+                        median_of(self.results, "E", "drain_2_processes"))
+        if d_ratio is not None:
+            self.part("D")["ratio_to_B"] = d_ratio
+        if e_ratio is not None:
+            self.part("E")["slowdown_1m"] = e_ratio
+
+
+# -- the record of where and how it ran --------------------------------------------------------------
+
+
+def _command(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def environment(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    import django
+    import psycopg
+
+    from . import db
+    from .server import throwaway_cluster
+
+    settings = dict(db.execute(
+        "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+        [["shared_buffers", "synchronous_commit", "fsync", "max_connections", "work_mem",
+          "autovacuum", "max_wal_size"]],
+    ))
+    with open("/proc/meminfo") as f:
+        mem_total = int(f.readline().split()[1])
+    return {
+        "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "sizes": asdict(sizes),
+        "machine": {"cpus": os.cpu_count(), "memory_kb": mem_total, "platform": platform.platform(),
+                    "uptime": _command(["uptime"]), "loadavg": os.getloadavg()},
+        "software": {"python": platform.python_version(), "django": django.__version__,
+                     "psycopg": psycopg.__version__,
+                     "postgresql": db.scalar("SHOW server_version"), "postgresql_settings": settings,
+                     "throwaway_cluster": throwaway_cluster()},
+        "git": {"commit": _command(["git", "rev-parse", "HEAD"]),
+                "uncommitted_in_django_jobs": _command(["git", "status", "--porcelain", "--",
+                                                        "django_jobs"]).splitlines()},
+    }
+
+
+def worker_logs(log_dir: Path) -> dict[str, Any]:
+    """What the workers logged (WARNING and above only: every line is worth a look)."""
+    lines: list[str] = []
+    files = sorted(log_dir.glob("*.log"))
+    for path in files:
+        lines.extend(f"{path.name}: {line}" for line in path.read_text(errors="replace").splitlines()
+                     if line.strip())
+    events = Counter(m.group(1) for line in lines for m in [re.search(r"event=(\S+)", line)] if m)
+    return {"dir": str(log_dir), "files": len(files), "lines": len(lines),
+            "events": dict(events), "first_lines": lines[:20]}
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    sizes = Sizes.at(args.scale)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path = (args.json or RESULTS_DIR / f"bench-{stamp}.json").resolve()
+    log_dir = json_path.with_name(json_path.stem + "-logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    server = os.environ.get("DATABASE_URL") or LOCAL_SERVER
+
+    sys.path.insert(0, str(REPO))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    from . import server as pg
+
+    url = pg.with_database(server, args.database)
+    os.environ["BENCH_DATABASE_URL"] = url
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from . import db, report
+
+    began = time.monotonic()
+    print(f"bench: database {args.database} on {server.rsplit('@', 1)[-1].rsplit('/', 1)[0]}; "
+          f"scale {args.scale:g}, {args.runs} run(s) per figure, sections {args.only}; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs",
+          flush=True)
+    pg.recreate_database(server, args.database)
+    bench = Bench(args, url, log_dir)
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
+        db.create_ceiling_table()
+        bench.results["meta"] = environment(args, sizes)
+        bench.run()
+    finally:
+        bench.stop_workers()
+        from django.db import connections
+
+        connections.close_all()
+        if not args.keep_database:
+            pg.drop_database(server, args.database)
+    results = bench.results
+    results["meta"].update(duration_seconds=round(time.monotonic() - began, 1),
+                           loadavg_at_end=os.getloadavg())
+    results["worker_logs"] = worker_logs(log_dir)
+    results["targets"] = report.judge_targets(results)
+    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print()
+    print(report.render_table(report.table_rows(results)))
+    logs = results["worker_logs"]
+    print(f"\nworker logs: {logs['lines']} line(s) at WARNING or above in {logs['dir']}"
+          + (f" ({', '.join(f'{k}×{v}' for k, v in logs['events'].items())})" if logs["events"] else ""))
+    print(f"took {results['meta']['duration_seconds']:.0f} s; load average at the end "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"results: {json_path}")
+    errors = [s for s in SECTIONS if "error" in results.get(s, {})]
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,213 @@
+"""Figures, the issue's targets and the final table. Pure functions over the results dict."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Median, min and max of one figure's runs (and the runs themselves)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0–100), linearly interpolated between the closest ranks."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median_of(results: dict[str, Any], section: str, figure: str, key: str = "median") -> float | None:
+    """``results[section][figure][key]``, or None when that part did not run or failed."""
+    value = results.get(section, {}).get(figure)
+    if isinstance(value, dict):
+        value = value.get(key)
+    return value if isinstance(value, (int, float)) else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+# -- targets ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 7's targets: what it says, and how to read the value it is about."""
+
+    key: str
+    text: str
+    value: Callable[[dict[str, Any]], float | None]
+    bound: Callable[[dict[str, Any]], float | None]
+    higher_is_better: bool = True
+    unit: str = ""
+
+    def judge(self, results: dict[str, Any]) -> dict[str, Any]:
+        value, bound = self.value(results), self.bound(results)
+        if value is None or bound is None:
+            verdict = "n/a"
+        else:
+            ok = value >= bound if self.higher_is_better else value <= bound
+            verdict = "PASS" if ok else "FAIL"
+        return {"key": self.key, "target": self.text, "value": value, "bound": bound,
+                "unit": self.unit, "result": verdict}
+
+
+def _const(x: float) -> Callable[[dict[str, Any]], float]:
+    return lambda r: x
+
+
+TARGETS = [
+    Target("B2_rate", "B, 2 processes ≥ 5,000 jobs/s",
+           lambda r: median_of(r, "B", "drain_2_processes"), _const(5000), unit="jobs/s"),
+    Target("B2_vs_E", "B, 2 processes ≥ 40% of E",
+           lambda r: ratio(median_of(r, "B", "drain_2_processes"), median_of(r, "E", "drain_2_processes")),
+           _const(0.40), unit="ratio"),
+    Target("A_vs_E", "A, enqueue() ≥ 75% of E's insert rate",
+           lambda r: ratio(median_of(r, "A", "enqueue_one_per_transaction"),
+                           median_of(r, "E", "insert_1_process")),
+           _const(0.75), unit="ratio"),
+    Target("A_many", "A, enqueue_many ≥ 50,000 jobs/s",
+           lambda r: median_of(r, "A", "enqueue_many"), _const(50000), unit="jobs/s"),
+    Target("C_p50", "C, pickup p50 ≤ 2 ms",
+           lambda r: median_of(r.get("C", {}), "immediate", "p50_ms"), _const(2.0), False, "ms"),
+    Target("C_p99", "C, pickup p99 ≤ 10 ms",
+           lambda r: median_of(r.get("C", {}), "immediate", "p99_ms"), _const(10.0), False, "ms"),
+    Target("C_delayed_p99", "C, delayed lateness p99 ≤ 50 ms",
+           lambda r: median_of(r.get("C", {}), "delayed", "p99_ms"), _const(50.0), False, "ms"),
+    Target("D_slowdown", "D, B→D slowdown no worse than E's",
+           lambda r: r.get("D", {}).get("ratio_to_B"), lambda r: r.get("E", {}).get("slowdown_1m"),
+           unit="ratio"),
+    Target("F_growth", "F, RSS growth < 10%",
+           lambda r: r.get("F", {}).get("rss_growth"), _const(0.10), False, "ratio"),
+]
+
+
+def judge_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t.judge(results) for t in TARGETS]
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+
+def _rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _ms(x: float) -> str:
+    return f"{x:,.2f}" if x < 100 else f"{x:,.0f}"
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if x < 2 else f"{x:.1f}×"
+
+
+def _mb(mb: float) -> str:
+    return f"{mb:,.1f}"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def _growth(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+# Per section: (figure key, label, unit, formatter, E counterpart figure key, target key).
+_FIGURES: dict[str, list[tuple[str, str, str, Callable[[float], str], str | None, str | None]]] = {
+    "A": [
+        ("enqueue_one_per_transaction", "enqueue(), one per transaction", "jobs/s", _rate,
+         "insert_1_process", "A_vs_E"),
+        ("enqueue_many", "enqueue_many()", "jobs/s", _rate, "insert_1_process", "A_many"),
+    ],
+    "B": [
+        ("drain_1_process", "drain, 1 runjobs process", "jobs/s", _rate, "drain_1_process", None),
+        ("drain_2_processes", "drain, 2 runjobs processes", "jobs/s", _rate, "drain_2_processes",
+         "B2_rate"),
+    ],
+    "D": [
+        ("drain_2_processes", "drain, 2 processes, + finished rows", "jobs/s", _rate,
+         "drain_2_processes_1m", None),
+    ],
+    "E": [
+        ("insert_1_process", "raw INSERT, 1 process", "jobs/s", _rate, None, None),
+        ("insert_2_processes", "raw INSERT, 2 processes", "jobs/s", _rate, None, None),
+        ("drain_1_process", "raw drain, 1 process", "jobs/s", _rate, None, None),
+        ("drain_2_processes", "raw drain, 2 processes", "jobs/s", _rate, None, None),
+        ("drain_2_processes_1m", "raw drain, 2 processes, + finished rows", "jobs/s", _rate, None,
+         None),
+    ],
+}
+
+
+def table_rows(results: dict[str, Any]) -> list[list[str]]:
+    """One row per figure: section, figure, median, min, max, unit, vs E, target, result."""
+    verdicts = {t["key"]: t["result"] for t in results.get("targets", [])}
+    texts = {t.key: t.text.split(", ", 1)[1] for t in TARGETS}
+    rows: list[list[str]] = []
+
+    def add(section: str, label: str, fig: Any, unit: str, fmt: Callable[[float], str],
+            vs_e: float | None = None, target: str | None = None) -> None:
+        if isinstance(fig, dict) and "median" in fig:
+            cells = [fmt(fig["median"]), fmt(fig["min"]), fmt(fig["max"])]
+        elif isinstance(fig, (int, float)):
+            cells = [fmt(fig), "", ""]
+        else:
+            cells = ["—", "", ""]
+        judged = [texts[target], verdicts.get(target, "n/a")] if target else ["", ""]
+        rows.append([section, label, *cells, unit, _pct(vs_e) if vs_e is not None else "", *judged])
+
+    for section in "ABCDEF":
+        part = results.get(section)
+        if not part:
+            continue
+        if "error" in part:
+            rows.append([section, f"ERROR: {part['error']}"[:70], "", "", "", "", "", "", ""])
+        for key, label, unit, fmt, e_key, target in _FIGURES.get(section, []):
+            if key in part:
+                vs_e = ratio(median_of(results, section, key), median_of(results, "E", e_key))
+                add(section, label, part[key], unit, fmt, vs_e, target)
+        if section == "C":
+            for phase, what, targets in (("immediate", "pickup", {"p50": "C_p50", "p99": "C_p99"}),
+                                         ("delayed", "delayed lateness", {"p99": "C_delayed_p99"})):
+                for q in ("p50", "p95", "p99", "max"):
+                    if f"{q}_ms" in part.get(phase, {}):
+                        add("C", f"{what} {q}", part[phase][f"{q}_ms"], "ms", _ms,
+                            target=targets.get(q))
+        if section == "D" and "ratio_to_B" in part:
+            add("D", "throughput ratio B→D", part["ratio_to_B"], "ratio", _ratio,
+                target="D_slowdown")
+        if section == "E" and "slowdown_1m" in part:
+            add("E", "throughput ratio, + finished rows", part["slowdown_1m"], "ratio", _ratio)
+        if section == "F":
+            for point in ("first", "last"):
+                if point in part:
+                    add("F", f"worker RSS after {part[point]['jobs']:,} jobs",
+                        part[point]["memory"]["rss_kb"] / 1024, "MB", _mb)
+            if "rss_growth" in part:
+                add("F", "RSS growth", part["rss_growth"], "ratio", _growth, target="F_growth")
+    return rows
+
+
+HEADER = ["", "figure", "median", "min", "max", "unit", "vs E", "target", "result"]
+
+
+def render_table(rows: list[list[str]]) -> str:
+    """Fixed-width text: numbers right-aligned, words left-aligned."""
+    all_rows = [HEADER, *rows]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(HEADER))]
+    right = {2, 3, 4, 6}
+    lines = []
+    for n, row in enumerate(all_rows):
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
