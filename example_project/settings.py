@@ -13,7 +13,9 @@ runs with none set:
                      ``smtp+tls://user:password@smtp.example.com:587``
 ``DEFAULT_FROM_EMAIL``
 ``STRIPE_API_KEY``, ``STRIPE_API_BASE``  for the Stripe sync job; empty by default
-                     (``STRIPE_API_BASE`` lets it talk to stripe-mock instead of Stripe)
+                     (``STRIPE_API_BASE`` lets it talk to stripe-mock or to the shop's fake
+                     Stripe, ``example_project/shop/fake_stripe.py``, instead of Stripe)
+``STRIPE_MAX_NETWORK_RETRIES``  retries the Stripe SDK makes within one attempt, default 2
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_jobs",
+    "example_project.shop",
 ]
 
 MIDDLEWARE = [
@@ -109,6 +112,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="django-jobs demo <de
 
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 
 DJANGO_JOBS: dict[str, object] = {}
 
@@ -123,5 +127,6 @@ LOGGING = {
     },
     "loggers": {
         "django_jobs": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "example_project.shop": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
