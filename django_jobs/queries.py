@@ -191,27 +191,31 @@ def _insert_sqlite(using: str, columns: dict[str, list[Any]], count: int) -> lis
 _CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
 
 
-def _claim_sql_pg(filter_queues: bool) -> str:
-    # The inner SELECT walks django_jobs_ready_idx in claim order (priority DESC, run_at, id).
-    # FOR UPDATE SKIP LOCKED lets concurrent workers pass over rows another worker is claiming
-    # instead of waiting on its lock. The CTE keeps LIMIT attached to the locking SELECT (an
-    # ``id IN (subquery)`` can be planned as a join that runs the subquery more than once), and the
-    # UPDATE marks the rows running in the same statement, so no claimed row is ever seen as
-    # queued, and no transaction stays open while the job runs.
+def _claimable_sql(filter_queues: bool) -> str:
+    # Walks django_jobs_ready_idx in claim order (priority DESC, run_at, id). FOR UPDATE SKIP
+    # LOCKED lets concurrent workers pass over rows another worker is claiming instead of waiting
+    # on its lock. As a CTE it keeps LIMIT attached to the locking SELECT (an ``id IN (subquery)``
+    # can be planned as a join that runs the subquery more than once).
     queue_filter = "AND queue = ANY(%(queues)s::text[]) " if filter_queues else ""
     return (
-        f"WITH claimable AS ("
         f"SELECT id FROM {TABLE} WHERE {_ready_sql()} AND run_at <= %(now)s {queue_filter}"
         f"AND queue <> ALL(%(paused_queues)s::text[]) AND name <> ALL(%(paused_names)s::text[]) "
-        f"ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-        f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
-        f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
-        f"FROM claimable WHERE {TABLE}.id = claimable.id "
-        f"RETURNING {', '.join(f'{TABLE}.{c}' for c in _CLAIM_COLUMNS)}"
+        f"ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     )
 
 
-_CLAIM_PG = {True: _claim_sql_pg(True), False: _claim_sql_pg(False)}
+# Marks the claimable rows running in the same statement, so no claimed row is ever seen as
+# queued, and no transaction stays open while the job runs.
+_CLAIM_UPDATE = (
+    f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+    f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
+    f"FROM claimable WHERE {TABLE}.id = claimable.id "
+    f"RETURNING {', '.join(f'{TABLE}.{c}' for c in _CLAIM_COLUMNS)}"
+)
+
+
+def _claim_sql_pg(filter_queues: bool) -> str:
+    return f"WITH claimable AS ({_claimable_sql(filter_queues)}) {_CLAIM_UPDATE}"
 
 
 def claim_sql(using: str, *, filter_queues: bool = False) -> str:
@@ -242,6 +246,10 @@ def claim(
     else:
         rows = _claim_sqlite(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
                              paused_queues=paused_queues, paused_names=paused_names)
+    return _claimed_rows(rows)
+
+
+def _claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     return [
         {
             "id": r[0],
@@ -310,7 +318,7 @@ class OutcomeWrite:
 # its job was rescued and claimed again updates nothing and can't overwrite the newer attempt.
 # A stop request beats every other outcome, decided inside the statement so a request that
 # lands while the outcome is written is never lost.
-_OUTCOMES_PG = (
+_OUTCOME_UPDATE = (
     f"UPDATE {TABLE} AS j SET "
     f"status = CASE WHEN j.stop_requested_at IS NULL THEN v.status ELSE '{JobStatus.STOPPED.value}' END, "
     f"worker_id = '', "
@@ -322,14 +330,85 @@ _OUTCOMES_PG = (
     f"ELSE COALESCE(v.last_error, j.last_error) END, "
     f"attempts = j.attempts + CASE WHEN j.stop_requested_at IS NULL THEN v.attempts_delta ELSE 0 END, "
     f"max_attempts = j.max_attempts + v.max_attempts_delta "
-    f"FROM unnest(%s::bigint[], %s::integer[], %s::text[], %s::timestamptz[], %s::timestamptz[], "
-    f"%s::text[], %s::timestamptz[], %s::boolean[], %s::text[], %s::text[], %s::integer[], %s::integer[]) "
+    f"FROM unnest(%(o_id)s::bigint[], %(o_attempt)s::integer[], %(o_status)s::text[], "
+    f"%(o_finished_at)s::timestamptz[], %(o_ended_at)s::timestamptz[], %(o_entry)s::text[], "
+    f"%(o_run_at)s::timestamptz[], %(o_set_result)s::boolean[], %(o_result)s::text[], "
+    f"%(o_last_error)s::text[], %(o_attempts_delta)s::integer[], %(o_max_attempts_delta)s::integer[]) "
     f"AS v(id, attempt, status, finished_at, ended_at, entry, run_at, set_result, result, last_error, "
     f"attempts_delta, max_attempts_delta) "
     f"WHERE j.id = v.id AND j.status = '{JobStatus.RUNNING.value}' AND j.attempts = v.attempt "
-    f"AND j.worker_id = %s "
+    f"AND j.worker_id = %(worker_id)s "
     f"RETURNING j.id, j.status"
 )
+
+
+def _outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
+    return {
+        "worker_id": worker_id,
+        "o_id": [o.job_id for o in outcomes],
+        "o_attempt": [o.attempt for o in outcomes],
+        "o_status": [o.status.value for o in outcomes],
+        "o_finished_at": [o.finished_at for o in outcomes],
+        "o_ended_at": [o.ended_at for o in outcomes],
+        "o_entry": [json.dumps(o.history_entry) for o in outcomes],
+        "o_run_at": [o.run_at for o in outcomes],
+        "o_set_result": [o.set_result for o in outcomes],
+        "o_result": [_dump_json(o.result) if o.set_result else None for o in outcomes],
+        "o_last_error": [o.last_error for o in outcomes],
+        "o_attempts_delta": [o.attempts_delta for o in outcomes],
+        "o_max_attempts_delta": [o.max_attempts_delta for o in outcomes],
+    }
+
+
+# A worker's round trip: the outcomes of the jobs that finished since the last one, and the claim
+# of the next jobs, in one statement and one commit. Both UPDATEs see the same snapshot and touch
+# disjoint rows (outcomes only running rows, the claim only queued or retrying ones).
+def _sync_sql_pg(filter_queues: bool) -> str:
+    return (
+        f"WITH done AS ({_OUTCOME_UPDATE}), "
+        f"claimable AS ({_claimable_sql(filter_queues)}), "
+        f"claimed AS ({_CLAIM_UPDATE}) "
+        f"SELECT 'done', id, status::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
+        f"NULL::integer, NULL::double precision FROM done "
+        f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
+        f"max_attempts, timeout FROM claimed"
+    )
+
+
+_SYNC_PG = {True: _sync_sql_pg(True), False: _sync_sql_pg(False)}
+
+
+def sync(
+    using: str,
+    *,
+    worker_id: str,
+    outcomes: Sequence[OutcomeWrite],
+    limit: int,
+    now: datetime,
+    queues: Sequence[str] = (),
+    paused_queues: Sequence[str] = (),
+    paused_names: Sequence[str] = (),
+) -> tuple[dict[int, str], list[dict[str, Any]]]:
+    """Write ``outcomes`` and claim up to ``limit`` jobs in one round trip.
+
+    Returns what record_outcomes() and claim() would: {job id: status written} and the claimed rows.
+    """
+    if connections[using].vendor != "postgresql":
+        written = record_outcomes(using, worker_id, outcomes)
+        claimed = claim(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
+                        paused_queues=paused_queues, paused_names=paused_names) if limit > 0 else []
+        return written, claimed
+    params = _outcome_params(worker_id, outcomes)
+    params.update(now=now, queues=list(queues), paused_queues=list(paused_queues),
+                  paused_names=list(paused_names), limit=max(limit, 0))
+    written: dict[int, str] = {}
+    claimed: list[tuple[Any, ...]] = []
+    for row in _pg(using, _SYNC_PG[bool(queues)], params):
+        if row[0] == "done":
+            written[row[1]] = row[2]
+        else:
+            claimed.append(row[1:])
+    return written, _claimed_rows(claimed)
 
 
 def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:
@@ -341,21 +420,7 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
         return {}
     if connections[using].vendor != "postgresql":
         return _record_outcomes_sqlite(using, worker_id, outcomes)
-    columns = [
-        [o.job_id for o in outcomes],
-        [o.attempt for o in outcomes],
-        [o.status.value for o in outcomes],
-        [o.finished_at for o in outcomes],
-        [o.ended_at for o in outcomes],
-        [json.dumps(o.history_entry) for o in outcomes],
-        [o.run_at for o in outcomes],
-        [o.set_result for o in outcomes],
-        [_dump_json(o.result) if o.set_result else None for o in outcomes],
-        [o.last_error for o in outcomes],
-        [o.attempts_delta for o in outcomes],
-        [o.max_attempts_delta for o in outcomes],
-    ]
-    return dict(_pg(using, _OUTCOMES_PG, [*columns, worker_id]))
+    return dict(_pg(using, _OUTCOME_UPDATE, _outcome_params(worker_id, outcomes)))
 
 
 def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 import signal
 import socket
 import threading
@@ -32,6 +33,9 @@ from .rescue import own_previous_ids
 from .signals import job_finished, job_started
 
 logger = logging.getLogger("django_jobs")
+
+# Claim ahead of free children only while jobs take less than this many seconds on average.
+PREFETCH_BELOW = 0.05
 
 # Errors that mean "the database went away", which the worker waits out instead of dying.
 _DB_DOWN = (OperationalError, InterfaceError)
@@ -156,6 +160,9 @@ class Worker:
     def __post_init__(self) -> None:
         self.slots = [Slot(i, self.worker_id) for i in range(self.concurrency)]
         self.pending: list[Outcome] = []
+        # Claimed jobs waiting for a free child (see _claim_target).
+        self.buffer: deque[dict[str, Any]] = deque()
+        self._avg_duration = 0.0
         self.claimed_total = 0
         self.stopping = False
         self.stop_deadline: float | None = None
@@ -246,7 +253,15 @@ class Worker:
             pass  # rescue removes stale rows
 
     def running_ids(self) -> list[int]:
-        ids = []
+        """Ids of the jobs this worker holds: running in a child or claimed and buffered."""
+        for _ in range(3):
+            try:
+                ids = [row["id"] for row in tuple(self.buffer)]
+                break
+            except RuntimeError:  # the main thread changed the buffer while we copied it
+                continue
+        else:
+            ids = []
         for slot in self.slots:
             job = slot.job
             if job is not None:
@@ -297,6 +312,11 @@ class Worker:
                 return
             ids = set(self._stop_ids)
         grace = float(jobs_settings.STOP_GRACE)
+        for row in [r for r in self.buffer if r["id"] in ids]:
+            # Claimed but not started: it ends stopped without running.
+            self.buffer.remove(row)
+            row["started_at"] = self.clock().isoformat()
+            self._queue_outcome(row, {"outcome": "stopped", "reason": "stopped before it started"}, 0.0)
         for slot in self.slots:
             job = slot.job
             if job is not None and job["id"] in ids and "stop_deadline" not in slot.extra:
@@ -327,6 +347,7 @@ class Worker:
             self._listener.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        self._hand_back_buffer()
         for slot in self.slots:
             if slot.busy:
                 slot.kill()
@@ -359,32 +380,56 @@ class Worker:
             if self.force:
                 return
             if self.stopping:
+                self._hand_back_buffer()
                 if not self._busy():
                     return
                 if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
                     return
             self._apply_stop_requests()
             self._enforce_deadlines()
-            self._flush()
             self._run_services()
-            idle = [s for s in self.slots if not s.busy]
-            want = len(idle)
-            if self.max_jobs is not None:
-                want = min(want, self.max_jobs - self.claimed_total)
+            self._dispatch_buffer()
+            want = self._claim_target()
             claimed = 0
-            if want > 0 and not self.stopping and not self.pending and time.monotonic() >= self._db_down_until:
-                rows = self._claim(want)
-                claimed = len(rows)
-                for slot, row in zip(idle, rows):
-                    self._dispatch(slot, row)
-            busy = self._busy()
-            if not busy and not self.pending:
+            if want > 0 or self.pending:
+                claimed = self._sync(want)
+                self._dispatch_buffer()
+            if not self._busy() and not self.pending and not self.buffer:
                 if self.burst and claimed == 0 and time.monotonic() >= self._db_down_until:
                     return
                 if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
                     return
-            self._flush()
             self._wait(idle_left=want > 0 and claimed == want)
+
+    def _claim_target(self) -> int:
+        """How many jobs to claim now: the idle slots, plus a buffer while jobs are short.
+
+        Claiming ahead saves a round trip per job when jobs take milliseconds; for longer jobs it
+        would hold back work another worker could start, so the buffer is only kept while the
+        recent average job takes under PREFETCH_BELOW seconds.
+        """
+        if self.stopping or time.monotonic() < self._db_down_until:
+            return 0
+        idle = sum(1 for s in self.slots if not s.busy)
+        room = self.concurrency if self._avg_duration < PREFETCH_BELOW else 0
+        want = idle + room - len(self.buffer)
+        if self.max_jobs is not None:
+            want = min(want, self.max_jobs - self.claimed_total)
+        # Don't claim one job at a time for a buffer that is merely not full.
+        return want if want > 0 and (idle > len(self.buffer) or want >= room) else 0
+
+    def _dispatch_buffer(self) -> None:
+        for slot in self.slots:
+            if not self.buffer:
+                return
+            if not slot.busy:
+                self._dispatch(slot, self.buffer.popleft())
+
+    def _hand_back_buffer(self) -> None:
+        while self.buffer:
+            row = self.buffer.popleft()
+            row["started_at"] = self.clock().isoformat()
+            self._queue_outcome(row, {"outcome": "handed_back"}, 0.0)
 
     def _wait(self, idle_left: bool) -> None:
         """Block until a child replies, a notification or signal arrives, or the next deadline."""
@@ -442,19 +487,27 @@ class Worker:
             self._paused = (time.monotonic() + 1.0, queues, names)
         return queues, names
 
-    def _claim(self, limit: int) -> list[dict[str, Any]]:
+    def _sync(self, limit: int) -> int:
+        """Write pending outcomes and claim up to ``limit`` jobs in one round trip; return the
+        number claimed (they go to the buffer)."""
+        if time.monotonic() < self._db_down_until:
+            return 0
+        batch = self.pending[:500]
         try:
-            paused_queues, paused_names = self._paused_lists()
+            paused_queues, paused_names = self._paused_lists() if limit > 0 else ([], [])
             now = self.clock()
-            rows = queries.claim(
+            written, rows = queries.sync(
                 self.using,
                 worker_id=self.worker_id,
+                outcomes=[self._outcome_write(o) for o in batch],
                 limit=limit,
                 now=now,
                 queues=self.queues,
                 paused_queues=paused_queues,
                 paused_names=paused_names,
             )
+            del self.pending[: len(batch)]
+            self._announce(batch, written)
             unknown = [r for r in rows if r["name"] not in registry]
             if unknown:
                 queries.mark_unregistered(self.using, unknown, self.worker_id, now)
@@ -463,10 +516,10 @@ class Worker:
             self._db_ok()
         except _DB_DOWN as exc:
             self._db_lost(exc)
-            return []
-        known = [r for r in rows if r["name"] in registry]
+            return 0
         self.claimed_total += len(rows)
-        return known
+        self.buffer.extend(r for r in rows if r["name"] in registry)
+        return len(rows)
 
     def _dispatch(self, slot: Slot, row: dict[str, Any]) -> None:
         row["started_at"] = self.clock().isoformat()
@@ -536,14 +589,18 @@ class Worker:
         self._finish(slot, {"outcome": "handed_back"})
 
     def _finish(self, slot: Slot, reply: dict[str, Any]) -> None:
-        """Queue the outcome of the slot's job; _flush() writes queued outcomes in one statement."""
+        """Queue the outcome of the slot's job for the next round trip to write."""
         assert slot.job is not None
-        finished_at = self.clock()
-        started_at = parse_datetime(slot.job["started_at"]) or finished_at
-        self.pending.append(
-            Outcome(slot.job, reply, time.monotonic() - slot.started, started_at, finished_at)
-        )
+        duration = time.monotonic() - slot.started
+        # An exponential moving average of job durations decides whether to claim ahead.
+        self._avg_duration = 0.9 * self._avg_duration + 0.1 * duration
+        self._queue_outcome(slot.job, reply, duration)
         slot.done()
+
+    def _queue_outcome(self, row: dict[str, Any], reply: dict[str, Any], duration: float) -> None:
+        finished_at = self.clock()
+        started_at = parse_datetime(row["started_at"]) or finished_at
+        self.pending.append(Outcome(row, reply, duration, started_at, finished_at))
 
     def _flush(self, final: bool = False) -> None:
         """Write pending outcomes; on a database outage keep them and try again later.
