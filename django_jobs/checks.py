@@ -122,3 +122,59 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
             )
     return errors
+
+
+@register(Tags.compatibility)
+def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Check the scheduling settings and every schedule declared in code (E101-E105)."""
+    from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, InvalidSchedule, JobNotRegistered
+    from .registry import registry
+    from .scheduler import parse_declaration
+
+    value = getattr(settings, "DJANGO_JOBS", {})
+    if not isinstance(value, dict):
+        return []  # E001 says so
+    errors: list[Any] = []
+    grace = value.get("SCHEDULE_MISFIRE_GRACE", 0)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        errors.append(Error(
+            f"DJANGO_JOBS['SCHEDULE_MISFIRE_GRACE'] is {grace!r}; it must be seconds >= 0.",
+            hint="A tick later than this counts as missed; the default is 60.",
+            id="django_jobs.E101",
+        ))
+    cap = value.get("SCHEDULE_CATCH_UP_MAX", 1)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        errors.append(Error(
+            f"DJANGO_JOBS['SCHEDULE_CATCH_UP_MAX'] is {cap!r}; it must be a whole number >= 1.",
+            hint='The most jobs one catch-up enqueues for a catch_up="all" schedule; the default is 100.',
+            id="django_jobs.E101",
+        ))
+    schedules = value.get("SCHEDULES", {})
+    if not isinstance(schedules, dict):
+        return errors + [Error(
+            f"DJANGO_JOBS['SCHEDULES'] must be a dict of name -> schedule, not {type(schedules).__name__}.",
+            hint='{"nightly-report": {"job": "shop.jobs.report", "cron": "5 0 * * *"}}',
+            id="django_jobs.E102",
+        )]
+    for name, spec in schedules.items():
+        try:
+            parse_declaration(name, spec)
+        except InvalidCron as exc:
+            errors.append(Error(str(exc), hint="Write five fields: minute hour day-of-month month "
+                                "day-of-week, and an IANA timezone name.", id="django_jobs.E103"))
+        except InvalidSchedule as exc:
+            errors.append(Error(str(exc), hint="See docs/reference/schedules.md for the keys.",
+                                id="django_jobs.E102"))
+        except (JobNotRegistered, InvalidJobArguments, InvalidPayload) as exc:
+            errors.append(Error(f"DJANGO_JOBS['SCHEDULES'][{name!r}]: {exc}",
+                                hint="Name a registered job and give arguments its signature accepts.",
+                                id="django_jobs.E104"))
+    for definition in registry:
+        if definition.cron and definition.name in schedules:
+            errors.append(Error(
+                f"The schedule {definition.name!r} is declared twice: by @job(cron=…) and in "
+                f"DJANGO_JOBS['SCHEDULES'].",
+                hint="Remove cron= from @job, or give the SCHEDULES entry another name.",
+                id="django_jobs.E105",
+            ))
+    return errors

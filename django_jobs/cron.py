@@ -8,7 +8,9 @@ spring-forward night in Europe/Berlin fires at 03:00), and a time the clocks rep
 the summer-time and the winter-time hour (02:30 fires twice on the autumn night). See
 docs/reference/schedules.md.
 
-Every datetime taken is aware; every datetime returned is aware, in the schedule's timezone.
+Every datetime taken is aware; every datetime returned is aware and in UTC. (Not in the schedule's
+zone: Python never finds a wall time in a repeated hour equal to any datetime of another zone, so
+ticks on the autumn night would not compare equal to themselves read back from the database.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import functools
 import re
 import zoneinfo
 from collections import deque
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone as dt_timezone, tzinfo
 
 from croniter import CroniterError, croniter
 
@@ -125,12 +127,17 @@ def zone(name: str) -> tzinfo:
 def _iterator(expression: str, timezone_name: str, start: datetime) -> croniter:
     if start.tzinfo is None:
         raise ValueError(f"{start!r} is naive; cron arithmetic needs an aware datetime.")
-    return croniter(expression, start.astimezone(zone(timezone_name)))
+    local = start.astimezone(zone(timezone_name))
+    try:
+        return croniter(expression, local)
+    except CroniterError:
+        parse(expression)  # raises InvalidCron saying which field is wrong
+        raise InvalidCron(f"{expression!r} is not a valid cron expression; {_NEEDS_FIVE}") from None
 
 
 def _next(iterator: croniter, expression: str) -> datetime:
     try:
-        return iterator.get_next(datetime)
+        return iterator.get_next(datetime).astimezone(dt_timezone.utc)
     except CroniterError as exc:
         raise InvalidCron(f"{expression!r} never fires ({exc}).") from None
 
@@ -164,7 +171,7 @@ def latest_times(
     earliest = until
     try:
         for _ in range(limit):
-            earliest = backward.get_prev(datetime)
+            earliest = backward.get_prev(datetime).astimezone(dt_timezone.utc)
             if earliest < since:
                 break
     except CroniterError:

@@ -476,7 +476,7 @@ class Schedule(models.Model):
         return cron.next_after(self.cron, self.timezone, moment)
 
     def upcoming(self, count: int = 5, now: datetime | None = None) -> list[datetime]:
-        """The next ``count`` ticks after ``now``, in the schedule's timezone."""
+        """The next ``count`` ticks after ``now`` (in UTC, as every datetime cron.py returns)."""
         from . import cron
 
         return cron.next_times(self.cron, self.timezone, now or timezone.now(), count)
