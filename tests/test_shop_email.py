@@ -26,8 +26,9 @@ from example_project.shop.models import Order
 
 
 def make_order(**fields: Any) -> Order:
-    values = {"stripe_invoice_id": "in_mail1", "number": "SHOP-0042", "customer_name": "Ada Lovelace",
-              "customer_email": "ada@example.com", "total": 1999, "currency": "eur", "status": "paid"}
+    values = {"stripe_invoice_id": "in_mail1", "number": "SHOP-0042",
+              "customer_name": "Ada Lovelace", "customer_email": "ada@example.com",
+              "total": 1999, "currency": "eur", "status": "paid"}
     return Order.objects.create(**{**values, **fields})
 
 
@@ -72,7 +73,8 @@ def test_send__the_customer_name_is_escaped_in_html_only() -> None:
     (1999, "eur", "19.99 EUR"), (500, "JPY", "500 JPY"), (1234567, "usd", "12,345.67 USD"),
     (1500, "kwd", "1.500 KWD"), (0, "gbp", "0.00 GBP"),
 ])
-def test_format_amount__in_the_currency_s_own_decimals(total: int, currency: str, shown: str) -> None:
+def test_format_amount__in_the_currency_s_own_decimals(total: int, currency: str,
+                                                        shown: str) -> None:
     assert emails.format_amount(total, currency) == shown
 
 
@@ -102,7 +104,7 @@ def test_send__a_deleted_order_fails_for_good() -> None:
     assert Order.DoesNotExist in send_order_email.dont_retry
 
 
-# -- a real SMTP server -----------------------------------------------------------------------------
+# -- a real SMTP server ----------------------------------------------------------------------------
 
 
 class Inbox:
@@ -162,7 +164,7 @@ def test_smtp__server_down_fails_the_attempt_and_marks_nothing(settings: Any) ->
     assert not any(issubclass(OSError, cls) for cls in send_order_email.dont_retry)
 
 
-# -- retries through a real worker -------------------------------------------------------------------
+# -- retries through a real worker -----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -236,7 +238,7 @@ def test_failure_between_sending_and_marking__the_retry_sends_again(
     assert sent_count(mail_dir) == 2
 
 
-# -- enqueued from a view ---------------------------------------------------------------------------
+# -- enqueued from a view --------------------------------------------------------------------------
 
 
 ORDER_FORM = {"customer_name": "Grace Hopper", "customer_email": "grace@example.com",

@@ -39,6 +39,11 @@ def cursor() -> datetime | None:
     return row.synced_until if row else None
 
 
+def counts(result: dict[str, Any]) -> tuple[int, ...]:
+    """(fetched, created, updated, unchanged) of a sync's result."""
+    return tuple(result[key] for key in ("fetched", "created", "updated", "unchanged"))
+
+
 def email_jobs() -> list[Job]:
     return list(Job.objects.filter(name="shop.send_order_email").order_by("id"))
 
@@ -74,8 +79,7 @@ def test_first_run__creates_an_order_per_invoice_and_enqueues_its_email(fake: Fa
 
     result = sync_stripe_orders(now=T0.isoformat())
 
-    assert {k: result[k] for k in ("fetched", "created", "updated", "unchanged")} == {
-        "fetched": 3, "created": 3, "updated": 0, "unchanged": 0}
+    assert counts(result) == (3, 3, 0, 0)
     assert result["since"] is None and result["until"] == T0.isoformat()
     order = Order.objects.get(stripe_invoice_id=first["id"])
     assert (order.number, order.customer_email, order.customer_name) == (
@@ -83,13 +87,16 @@ def test_first_run__creates_an_order_per_invoice_and_enqueues_its_email(fake: Fa
     assert (order.total, order.currency, order.status) == (1999, "eur", "paid")
     assert order.stripe_created_at == T0 - 5 * HOUR and order.emailed_at is None
     orders = Order.objects.all()
-    assert [job.kwargs for job in email_jobs()] == [{"order_id": o.pk} for o in orders.order_by("id")]
+    assert [job.kwargs for job in email_jobs()] == [
+        {"order_id": o.pk} for o in orders.order_by("id")]
     assert {job.unique_key for job in email_jobs()} == {order_email_key(o.pk) for o in orders}
     assert cursor() == T0
 
 
 @pytest.mark.django_db
-def test_second_run__updates_the_changed_invoice_and_creates_the_new_one_only(fake: FakeStripe) -> None:
+def test_second_run__updates_the_changed_invoice_and_creates_the_new_one_only(
+    fake: FakeStripe,
+) -> None:
     changed = fake.add_invoice(created=ts(T0 - 2 * HOUR), status="open", total=5000)
     same = fake.add_invoice(created=ts(T0 - HOUR))
     sync_stripe_orders(now=T0.isoformat())
@@ -99,7 +106,7 @@ def test_second_run__updates_the_changed_invoice_and_creates_the_new_one_only(fa
     new = fake.add_invoice(created=ts(T0 + 12 * HOUR))
     result = sync_stripe_orders(now=(T0 + DAY).isoformat())
 
-    assert (result["fetched"], result["created"], result["updated"], result["unchanged"]) == (3, 1, 1, 1)
+    assert counts(result) == (3, 1, 1, 1)
     order = Order.objects.get(stripe_invoice_id=changed["id"])
     assert (order.status, order.total) == ("paid", 4500)
     assert Order.objects.get(stripe_invoice_id=same["id"]).updated_at == untouched_at
@@ -111,14 +118,16 @@ def test_second_run__updates_the_changed_invoice_and_creates_the_new_one_only(fa
 
 
 @pytest.mark.django_db
-def test_pages__every_page_is_read_and_progress_reported(fake: FakeStripe, small_pages: int) -> None:
+def test_pages__every_page_is_read_and_progress_reported(
+    fake: FakeStripe, small_pages: int
+) -> None:
     for hour in range(5, 0, -1):
         fake.add_invoice(created=ts(T0 - hour * HOUR))
     SyncCursor.objects.create(name=sync.CURSOR_NAME, synced_until=T0 - DAY)
     reports: list[tuple[float | None, str]] = []
 
     result = sync.sync_invoices(stripe_client(), now=T0, overlap=HOUR,
-                                progress=lambda percent, message: reports.append((percent, message)))
+                                progress=lambda *report: reports.append(report))
 
     assert result["fetched"] == result["created"] == Order.objects.count() == 5
     pages = [r.query for r in fake.requests]
@@ -139,7 +148,7 @@ def test_first_run__reports_progress_without_a_percentage(fake: FakeStripe) -> N
     assert reports == [(None, "page 1: 1 invoices, 1 new orders")]
 
 
-# -- time: the cursor --------------------------------------------------------------------------------
+# -- time: the cursor ------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -215,8 +224,7 @@ def test_rate_limit__the_attempt_is_retried_after_backoff_then_succeeds(
     job = _run_until_finished(run_worker, job)
 
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 2
-    assert {k: job.result[k] for k in ("fetched", "created", "updated", "unchanged")} == {
-        "fetched": 2, "created": 2, "updated": 0, "unchanged": 0}
+    assert counts(job.result) == (2, 2, 0, 0)
     assert [entry["outcome"] for entry in job.history] == ["failed", "succeeded"]
     assert job.progress["message"] == "page 1: 2 invoices, 2 new orders"
 
@@ -247,7 +255,9 @@ def test_server_error_mid_way__the_retry_creates_no_duplicates(
 
 
 @pytest.mark.django_db
-def test_server_error__one_blip_is_absorbed_by_the_sdk_network_retry(fake: FakeStripe, settings: Any) -> None:
+def test_server_error__one_blip_is_absorbed_by_the_sdk_network_retry(
+    fake: FakeStripe, settings: Any
+) -> None:
     settings.STRIPE_MAX_NETWORK_RETRIES = 1
     fake.add_invoice(created=ts(T0 - HOUR))
     fake.fail_next(1, status=500)
@@ -284,7 +294,9 @@ def test_missing_key__raises_outside_a_worker_too(settings: Any) -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("arguments", [{"now": "yesterday"}, {"now": "2026-01-10T00:05:00"},
                                        {"overlap_hours": -1}])
-def test_bad_arguments__a_clear_error_that_no_retry_repeats(fake: FakeStripe, arguments: dict) -> None:
+def test_bad_arguments__a_clear_error_that_no_retry_repeats(
+    fake: FakeStripe, arguments: dict[str, Any]
+) -> None:
     from example_project.shop.jobs import InvalidSyncArguments
 
     with pytest.raises(InvalidSyncArguments, match="now=|overlap_hours"):
@@ -292,7 +304,7 @@ def test_bad_arguments__a_clear_error_that_no_retry_repeats(fake: FakeStripe, ar
     assert InvalidSyncArguments in sync_stripe_orders.dont_retry
 
 
-# -- observability ------------------------------------------------------------------------------------
+# -- observability ---------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -309,12 +321,13 @@ def test_logs__searchable_terms_and_never_the_key_or_an_email(
     order = Order.objects.get()
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("example_project.shop")]
     assert f"stripe_sync invoice={invoice['id']} order={order.pk} action=created" in lines
-    assert f"stripe_sync invoice={invoice['id']} order={order.pk} action=updated changed=status" in lines
+    updated = f"stripe_sync invoice={invoice['id']} order={order.pk} action=updated changed=status"
+    assert updated in lines
     assert any(line.startswith("stripe_sync event=finished fetched=1 created=1") for line in lines)
     assert "secret.person" not in caplog.text and KEY not in caplog.text
 
 
-# -- the schedule ---------------------------------------------------------------------------------------
+# -- the schedule ----------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db

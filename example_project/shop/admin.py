@@ -15,7 +15,8 @@ from .models import Order, SyncCursor
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "customer_name", "amount", "status", "stripe_created_at", "emailed_at")
+    list_display = ("__str__", "customer_name", "amount", "status", "stripe_created_at",
+                    "emailed_at")
     list_filter = ("status", "currency", ("emailed_at", admin.EmptyFieldListFilter))
     search_fields = ("stripe_invoice_id", "number", "customer_email", "customer_name")
     date_hierarchy = "stripe_created_at"

@@ -20,7 +20,7 @@ THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
 
 
 def format_amount(total: int, currency: str) -> str:
-    """Format an amount in the smallest currency unit: ``format_amount(1999, "eur")`` is "19.99 EUR"."""
+    """Format an amount in the smallest unit: ``format_amount(1999, "eur")`` is "19.99 EUR"."""
     code = currency.lower()
     places = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
     return f"{total / 10 ** places:,.{places}f} {code.upper()}"

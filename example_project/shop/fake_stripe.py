@@ -145,7 +145,7 @@ class FakeStripe:
     def url(self) -> str:
         """The base address to give the SDK: ``base_addresses={"api": fake.url}``."""
         if self._server is None:
-            raise RuntimeError("FakeStripe is not started; call start() or use it as a context manager")
+            raise RuntimeError("FakeStripe is not started: call start(), or use it in a with block")
         return f"http://{self.host}:{self._server.server_address[1]}"
 
     def start(self) -> FakeStripe:
@@ -201,7 +201,8 @@ class FakeStripe:
     def _list_invoices(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         try:
             limit = int(query.get("limit", "10"))
-            bounds = {op: int(query[f"created[{op}]"]) for op in _FILTERS if f"created[{op}]" in query}
+            bounds = {op: int(query[f"created[{op}]"])
+                      for op in _FILTERS if f"created[{op}]" in query}
             if "created" in query:
                 bounds["eq"] = int(query["created"])
         except ValueError as exc:

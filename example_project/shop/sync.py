@@ -65,10 +65,12 @@ def _pages(items: Iterable[stripe.Invoice], size: int) -> Iterator[list[stripe.I
         yield page
 
 
-def _log(invoice_id: str, order: Order, action: str, level: int = logging.INFO, **extra: Any) -> None:
+def _log(invoice_id: str, order: Order, action: str, level: int = logging.INFO,
+         **extra: Any) -> None:
     # Searchable key=value terms; never the customer's email or the API key.
     fields = "".join(f" {key}={value}" for key, value in extra.items())
-    logger.log(level, "stripe_sync invoice=%s order=%s action=%s%s", invoice_id, order.pk, action, fields)
+    logger.log(level, "stripe_sync invoice=%s order=%s action=%s%s",
+               invoice_id, order.pk, action, fields)
 
 
 def _create(invoice: stripe.Invoice, fields: dict[str, Any]) -> Order | None:

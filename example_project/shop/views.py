@@ -25,7 +25,7 @@ class OrderForm(forms.ModelForm):
     def clean_currency(self) -> str:
         currency = self.cleaned_data["currency"].strip().lower()
         if len(currency) != 3 or not currency.isalpha():
-            raise forms.ValidationError("Give a three-letter ISO currency code, such as eur or usd.")
+            raise forms.ValidationError("Give a three-letter ISO currency code, like eur or usd.")
         return currency
 
 
