@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +20,46 @@ _NUMBER_MIN: dict[str, float] = {
     "MAX_PAYLOAD_BYTES": 1,
     "POLL_INTERVAL": 0.01,
     "RECONNECT_BACKOFF": 0.01,
+    "HEARTBEAT_INTERVAL": 0.01,
+    "RESCUE_AFTER": 0.01,
+    "STOP_GRACE": 0,
+    "PRUNE_INTERVAL": 0.01,
 }
+# Whole numbers >= 1, and what None means where None is allowed.
+_WHOLE: dict[str, str | None] = {
+    "CONCURRENCY": "None means one child process per CPU.",
+    "PRUNE_BATCH": None,
+}
+_BOOLEANS = ("LISTEN_NOTIFY", "PREPARE_STATEMENTS")
+# A worker that misses a heartbeat or two (a busy database, a pause) must not be taken for dead.
+_RESCUE_HEARTBEATS = 3
+
+
+def _is_number(v: Any) -> bool:
+    # NaN is a float, but compares False with everything, so a range test alone lets it through.
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _check_retention(value: Any) -> list[Any]:
+    from .models import FINISHED_STATUSES
+
+    statuses = [s.value for s in FINISHED_STATUSES]
+    example = 'For example {"succeeded": 7 * 86400, "stopped": None, "dead": timedelta(days=30)}.'
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [Error(f"DJANGO_JOBS['RETENTION'] is {value!r}; it must be a dict or None.",
+                      hint=example, id="django_jobs.E003")]
+    errors = []
+    for status, keep in value.items():
+        if status not in statuses:
+            errors.append(Error(f"DJANGO_JOBS['RETENTION'] has the key {status!r}; the keys are "
+                                f"finished statuses: {', '.join(statuses)}.", id="django_jobs.E003"))
+        elif not (keep is None or (_is_number(keep) and keep >= 0) or
+                  (isinstance(keep, timedelta) and keep >= timedelta(0))):
+            errors.append(Error(f"DJANGO_JOBS['RETENTION'][{status!r}] is {keep!r}; it must be "
+                                f"seconds >= 0, a timedelta, or None.", hint=example, id="django_jobs.E003"))
+    return errors
 
 
 @register(Tags.compatibility)
@@ -47,7 +87,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     for key, minimum in _NUMBER_MIN.items():
         if key in value:
             v = value[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < minimum:
+            if not (_is_number(v) and v >= minimum):
                 errors.append(
                     Error(
                         f"DJANGO_JOBS[{key!r}] is {v!r}; it must be a number >= {minimum:g}.",
@@ -57,7 +97,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 )
     if "BACKOFF_JITTER" in value:
         v = value["BACKOFF_JITTER"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        if not (_is_number(v) and 0 <= v <= 1):
             errors.append(
                 Error(
                     f"DJANGO_JOBS['BACKOFF_JITTER'] is {v!r}; it must be between 0 and 1.",
@@ -68,7 +108,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     for key in ("DEFAULT_TIMEOUT",):
         if key in value and value[key] is not None:
             v = value[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            if not (_is_number(v) and v > 0):
                 errors.append(
                     Error(
                         f"DJANGO_JOBS[{key!r}] is {v!r}; it must be positive seconds or None.",
@@ -76,13 +116,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                         id="django_jobs.E003",
                     )
                 )
-    if "CONCURRENCY" in value and value["CONCURRENCY"] is not None:
-        v = value["CONCURRENCY"]
+    for key, none_means in _WHOLE.items():
+        if key not in value or (value[key] is None and none_means):
+            continue
+        v = value[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            rule = "a whole number >= 1" + (" or None" if none_means else "")
             errors.append(
                 Error(
-                    f"DJANGO_JOBS['CONCURRENCY'] is {v!r}; it must be a whole number >= 1 or None.",
-                    hint="None means one child process per CPU.",
+                    f"DJANGO_JOBS[{key!r}] is {v!r}; it must be {rule}.",
+                    hint=none_means or f"The default is {DEFAULTS[key]!r}.",
                     id="django_jobs.E003",
                 )
             )
@@ -91,8 +134,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(
                 Error(f"DJANGO_JOBS[{key!r}] must be a non-empty string.", id="django_jobs.E003")
             )
-    if "LISTEN_NOTIFY" in value and not isinstance(value["LISTEN_NOTIFY"], bool):
-        errors.append(Error("DJANGO_JOBS['LISTEN_NOTIFY'] must be True or False.", id="django_jobs.E003"))
+    for key in _BOOLEANS:
+        if key in value and not isinstance(value[key], bool):
+            errors.append(Error(f"DJANGO_JOBS[{key!r}] must be True or False.", id="django_jobs.E003"))
+    if "RETENTION" in value:
+        errors.extend(_check_retention(value["RETENTION"]))
+    heartbeat = value.get("HEARTBEAT_INTERVAL", DEFAULTS["HEARTBEAT_INTERVAL"])
+    rescue_after = value.get("RESCUE_AFTER", DEFAULTS["RESCUE_AFTER"])
+    in_range = all(
+        _is_number(v) and v >= _NUMBER_MIN[k]
+        for k, v in (("HEARTBEAT_INTERVAL", heartbeat), ("RESCUE_AFTER", rescue_after))
+    )
+    if in_range and rescue_after < _RESCUE_HEARTBEATS * heartbeat:
+        errors.append(
+            Error(
+                f"DJANGO_JOBS['RESCUE_AFTER'] is {rescue_after!r}, less than {_RESCUE_HEARTBEATS} "
+                f"heartbeats of {heartbeat!r}s: a worker that is merely slow to beat would be taken "
+                f"for dead, and its running jobs run a second time.",
+                hint=f"Make RESCUE_AFTER at least {_RESCUE_HEARTBEATS} * HEARTBEAT_INTERVAL "
+                f"({_RESCUE_HEARTBEATS * heartbeat:g}s); the defaults are 60 and 5.",
+                id="django_jobs.E006",
+            )
+        )
     alias = value.get("DATABASE", DEFAULTS["DATABASE"])
     if alias not in settings.DATABASES:
         errors.append(
@@ -136,7 +199,8 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         return []  # E001 says so
     errors: list[Any] = []
     grace = value.get("SCHEDULE_MISFIRE_GRACE", 0)
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+    # `grace == grace` is False for NaN, which every range test lets through.
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not (grace == grace and grace >= 0):
         errors.append(Error(
             f"DJANGO_JOBS['SCHEDULE_MISFIRE_GRACE'] is {grace!r}; it must be seconds >= 0.",
             hint="A tick later than this counts as missed; the default is 60.",
