@@ -47,11 +47,13 @@ def _job_link(job: Job, text: str) -> str:
 
 
 class PreviewWidget(forms.Widget):
-    """Shows the next fire times (a list of strings) or why there are none; takes no input."""
+    """Shows the cron in words and its next fire times, or why there are none; takes no input."""
 
     def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
-        if isinstance(value, list):
-            return format_html('<ol class="cron-preview">{}</ol>', format_html_join("", "<li>{}</li>", ((v,) for v in value)))
+        if isinstance(value, tuple):
+            words, times = value
+            items = format_html_join("", "<li>{}</li>", ((t,) for t in times))
+            return format_html('<div class="cron-preview"><strong>{}</strong><ol>{}</ol></div>', words, items)
         return format_html('<p class="help">{}</p>', value or "")
 
 
@@ -98,7 +100,7 @@ class ScheduleForm(forms.ModelForm):
             )
         self.fields["preview"].initial = self._preview()
 
-    def _preview(self) -> list[str] | str:
+    def _preview(self) -> tuple[str, list[str]] | str:
         if self.is_bound and "cron" in self.fields:
             expression = self.data.get(self.add_prefix("cron"), "")
             timezone_name = self.data.get(self.add_prefix("timezone"), "")
@@ -112,7 +114,7 @@ class ScheduleForm(forms.ModelForm):
         except InvalidCron as exc:
             return f"No preview: {exc}"
         zone = cron.zone(timezone_name)
-        return [t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in times]
+        return cron.describe(expression), [t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in times]
 
     def clean_cron(self) -> str:
         value = self.cleaned_data["cron"]

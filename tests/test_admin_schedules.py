@@ -183,7 +183,7 @@ def test_change__previews_the_next_five_runs_in_the_schedules_timezone(client: C
 
     expected = [t.astimezone(cron.zone("Europe/Berlin")).strftime("%a %Y-%m-%d %H:%M %Z")
                 for t in cron.next_times("30 2 * * *", "Europe/Berlin", timezone.now(), 5)]
-    assert "Next 5 runs" in page
+    assert "Next 5 runs" in page and "At 02:30, every day" in page
     for line in expected:
         assert line in page
     assert "02:30 CE" in expected[0]

@@ -588,6 +588,7 @@ def test_service__syncs_once_then_fires(declare: Callable[..., Any]) -> None:
         ({"SCHEDULES": {"r": {"job": "tests.add", "cron": "5 0 * * *", "args": [1]}}}, "django_jobs.E104", "missing a required argument: 'b'"),
         ({"SCHEDULE_CATCH_UP_MAX": 0}, "django_jobs.E101", "SCHEDULE_CATCH_UP_MAX"),
         ({"SCHEDULE_MISFIRE_GRACE": -1}, "django_jobs.E101", "SCHEDULE_MISFIRE_GRACE"),
+        ({"SCHEDULE_MISFIRE_GRACE": float("nan")}, "django_jobs.E101", "SCHEDULE_MISFIRE_GRACE"),
     ],
 )
 def test_checks__refuse_bad_scheduling_settings(value: dict[str, Any], check_id: str, text: str) -> None:
