@@ -22,8 +22,13 @@ CEILING_TABLE = "bench_ceiling_job"
 READY_SQL = "status IN (" + ", ".join(f"'{s.value}'" for s in READY_STATUSES) + ")"
 
 
+_statements = 0  # run by execute(): each is a commit of its own, which database_counters() discounts
+
+
 def execute(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Run one statement on the harness's connection; return its rows (empty without any)."""
+    global _statements
+    _statements += 1
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
@@ -132,14 +137,29 @@ def table_sizes(table: str) -> dict[str, Any]:
             "index_bytes": indexes}
 
 
-def drain_window(table: str, after_id: int = 0) -> tuple[float, int]:
-    """Seconds from the first claim to the last outcome of the succeeded rows past ``after_id``
-    (started_at is set at the claim), and how many rows that is."""
-    seconds, rows = execute(
-        f"SELECT extract(epoch FROM max(finished_at) - min(started_at)), count(*) FROM {table} "
-        f"WHERE status = %s AND id > %s", [JobStatus.SUCCEEDED.value, after_id],
+def drain_window(table: str, after_id: int = 0) -> tuple[float, float, int]:
+    """The first claim and the last outcome (Unix times) of the succeeded rows past ``after_id``
+    (started_at is set by the claim), and how many rows that is."""
+    first, last, rows = execute(
+        f"SELECT extract(epoch FROM min(started_at)), extract(epoch FROM max(finished_at)), count(*) "
+        f"FROM {table} WHERE status = %s AND id > %s", [JobStatus.SUCCEEDED.value, after_id],
     )[0]
-    return float(seconds or 0.0), rows
+    return float(first), float(last), rows
+
+
+def database_counters() -> dict[str, int]:
+    """Commits and rows updated in the bench database so far by others than the harness.
+
+    From pg_stat_database, less the statements the harness ran itself (each one commits). Our own
+    pending statistics are flushed first (PostgreSQL 15), so the discount is exact; other backends
+    flush theirs when they exit, which is why callers wait for the workers' connections to close.
+    """
+    execute("SELECT pg_stat_force_next_flush()")
+    commits, updated = execute(
+        "SELECT xact_commit, tup_updated FROM pg_stat_database WHERE datname = current_database()"
+    )[0]
+    # Every statement execute() ran before this last one has been counted by now.
+    return {"xact_commit": commits - (_statements - 1), "tup_updated": updated}
 
 
 def active_count() -> int:

@@ -76,8 +76,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="database to (re)create on DATABASE_URL's server (default %(default)s)")
     parser.add_argument("--only", default=SECTIONS, metavar="LETTERS",
                         help="sections to run, e.g. AE or C (default all: ABCDEF)")
-    parser.add_argument("--memory-budget", type=float, default=150.0, metavar="SECONDS",
-                        help="F stops at this many seconds if its last sample isn't reached (default 150)")
+    parser.add_argument("--memory-budget", type=float, default=120.0, metavar="SECONDS",
+                        help="F samples where it got to after this many seconds (default 120)")
     parser.add_argument("--keep-database", action="store_true",
                         help="leave the bench database in place afterwards")
     args = parser.parse_args(argv)
@@ -210,8 +210,7 @@ class Bench:
         from . import db
 
         n = self.sizes.drain
-        rates: dict[str, list[float]] = {}
-        walls: dict[str, list[float]] = {}
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         for run in range(1, self.runs + 1):
             for section in "BE":
                 if section not in self.only:
@@ -222,22 +221,38 @@ class Bench:
                     db.reset()
                     db.seed(table, n)
                     db.analyze(table)
-                    rate, wall = self._drain(section, table, procs, n, f"B-run{run}-{procs}p")
-                    rates.setdefault(section + key, []).append(rate)
-                    walls.setdefault(section + key, []).append(wall)
-                    self.say(section, f"run {run}/{self.runs}, {procs} process(es): {n:,} jobs at "
-                                      f"{rate:,.0f} jobs/s ({n / rate:.1f} s first claim → last outcome, "
-                                      f"{wall:.1f} s wall)")
-        for full_key, values in rates.items():
-            self.figure(full_key[0], full_key[1:], values, "jobs/s", jobs=n, wall_seconds=walls[full_key])
+                    found = self._drain(section, table, procs, n, f"B-run{run}-{procs}p")
+                    runs.setdefault((section, key), []).append(found)
+                    self.say(section, f"run {run}/{self.runs}, {procs} process(es): "
+                                      + self._describe_drain(n, found))
+        for (section, key), found in runs.items():
+            self._drain_figure(section, key, n, found)
+
+    @staticmethod
+    def _describe_drain(n: int, found: dict[str, float]) -> str:
+        return (f"{n:,} jobs at {found['rate']:,.0f} jobs/s ({n / found['rate']:.1f} s first claim → "
+                f"last outcome; {found['wall_seconds']:.1f} s wall, {found['startup_seconds']:.1f} s "
+                f"to the first claim, {found['exit_seconds']:.1f} s from the last outcome to exit; "
+                f"{found['commits_per_job']:.2f} commits/job)")
+
+    def _drain_figure(self, section: str, key: str, n: int, found: list[dict[str, float]],
+                      **extra: Any) -> None:
+        details = {k: [f[k] for f in found] for k in found[0] if k != "rate"}
+        self.figure(section, key, [f["rate"] for f in found], "jobs/s", jobs=n, **extra, **details)
 
     def _drain(self, section: str, table: str, procs: int, n: int, name: str, after_id: int = 0
-               ) -> tuple[float, float]:
-        """Drain ``table``'s queued rows; return (jobs/s from the table's timestamps, wall seconds)."""
+               ) -> dict[str, float]:
+        """Drain ``table``'s queued rows; return jobs/s (from the table's timestamps) and details.
+
+        Details: wall seconds; seconds from starting the processes to the first claim, and from the
+        last outcome to the last exit; database commits and row updates per job
+        (pg_stat_database, flushed by each backend as it exits).
+        """
         from . import ceiling, db
 
         timeout = 120 + n / 20
-        started = time.monotonic()
+        before = db.database_counters()
+        started, began = time.monotonic(), time.time()
         if section in "BD":
             workers = [self.start_worker(f"{name}-{i}", "--burst") for i in range(procs)]
             for worker in workers:
@@ -246,14 +261,22 @@ class Bench:
                     raise RuntimeError(f"runjobs exited with {code}; see {worker.log_path}")
         else:
             ceiling.drain(self.url, procs, timeout)
-        wall = time.monotonic() - started
+        wall, ended = time.monotonic() - started, time.time()
         db.wait_backends_gone()
+        after = db.database_counters()
         counts = dict(db.execute(f"SELECT status, count(*) FROM {table} WHERE id > %s GROUP BY status",
                                  [after_id]))
         if counts != {"succeeded": n}:
             raise RuntimeError(f"after draining {n:,} jobs from {table}: {counts}")
-        seconds, rows = db.drain_window(table, after_id)
-        return rows / seconds, wall
+        first_claim, last_outcome, rows = db.drain_window(table, after_id)
+        return {
+            "rate": rows / (last_outcome - first_claim),
+            "wall_seconds": wall,
+            "startup_seconds": first_claim - began,
+            "exit_seconds": ended - last_outcome,
+            "commits_per_job": (after["xact_commit"] - before["xact_commit"]) / n,
+            "updates_per_job": (after["tup_updated"] - before["tup_updated"]) / n,
+        }
 
     # -- C -----------------------------------------------------------------------------------------------
 
@@ -354,9 +377,9 @@ class Bench:
             db.seed(tables[section], finished, "finished")
             db.vacuum_analyze(tables[section])
             base[section] = db.scalar(f"SELECT max(id) FROM {tables[section]}")
-        self.say("D", f"{finished:,} finished rows inserted and vacuumed in "
+        self.say(sections[0], f"{finished:,} finished rows inserted and vacuumed in "
                       f"{', '.join(tables[s] for s in sections)} ({time.monotonic() - started:.1f} s)")
-        rates: dict[str, list[float]] = {s: [] for s in sections}
+        runs: dict[str, list[dict[str, float]]] = {s: [] for s in sections}
         dead: dict[str, dict[str, list[int]]] = {s: {"before": [], "after": []} for s in sections}
         for run in range(1, self.runs + 1):
             for section in sections:
@@ -374,18 +397,18 @@ class Bench:
                     self.say(section, f"claim plan uses {plan.get('index')}: {plan.get('uses_index')}"
                                       + (f" ({plan['error']})" if "error" in plan else ""))
                 before = db.table_counters(table)
-                rate, wall = self._drain(section, table, 2, n, f"D-run{run}", after_id=base[section])
+                found = self._drain(section, table, 2, n, f"D-run{run}", after_id=base[section])
                 after = db.table_counters(table)
-                rates[section].append(rate)
+                runs[section].append(found)
                 dead[section]["before"].append(before.get("n_dead_tup"))
                 dead[section]["after"].append(after.get("n_dead_tup"))
                 self.say(section, f"run {run}/{self.runs}, 2 processes, {finished:,} finished rows: "
-                                  f"{n:,} jobs at {rate:,.0f} jobs/s ({wall:.1f} s wall); dead tuples "
+                                  + self._describe_drain(n, found) + "; dead tuples "
                                   f"{before.get('n_dead_tup')} → {after.get('n_dead_tup')}")
         for section in sections:
             suffix = "" if section == "D" else "_1m"
-            self.figure(section, "drain_2_processes" + suffix, rates[section], "jobs/s", jobs=n,
-                        finished_rows=finished)
+            self._drain_figure(section, "drain_2_processes" + suffix, n, runs[section],
+                               finished_rows=finished)
             self.part(section)["sizes" + suffix] = db.table_sizes(tables[section])
             self.part(section)["dead_tuples" + suffix] = dead[section]
             self.part(section)["finished_rows"] = finished
@@ -479,7 +502,7 @@ def environment(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     from .server import throwaway_cluster
 
     settings = dict(db.execute(
-        "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+        "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
         [["shared_buffers", "synchronous_commit", "fsync", "max_connections", "work_mem",
           "autovacuum", "max_wal_size"]],
     ))
