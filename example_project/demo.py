@@ -7,9 +7,17 @@ superuser ``admin`` exists (its random password is kept in ``var/demo-admin-pass
 and printed on every run), then runs a worker (``manage.py runjobs``) and the web server
 (``manage.py runserver 127.0.0.1:PORT``) until Ctrl-C or SIGTERM, and stops both.
 
+The shop example needs no Stripe account and sends no real email: the demo serves a fake
+Stripe API from this process (``example_project/shop/fake_stripe.py``, seeded with a few
+invoices) and points the worker at it (``STRIPE_API_KEY``, ``STRIPE_API_BASE``), and the
+confirmation emails are written as files into ``var/mail/`` (unless ``EMAIL_URL`` is set).
+With ``STRIPE_API_KEY`` already in the environment the worker uses that key instead.
+
 ``--check`` does all of that, waits until the admin login page answers over HTTP and
-the worker is still running, then stops both and exits 0 (non-zero on any failure):
-proof for tests and CI that the quickstart works.
+the worker is still running, runs the nightly Stripe sync at once (its schedule's "run
+now") and waits until it has synced the fake's invoices into orders and every one of
+them has had its confirmation email, then stops both and exits 0 (non-zero on any
+failure): proof for tests and CI that the quickstart works, jobs included.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from example_project import _bootstrap  # noqa: E402  (stdlib only, on purpose)
 from example_project._bootstrap import REPO, say  # noqa: E402
+from example_project.shop.fake_stripe import FakeStripe  # noqa: E402  (stdlib only too)
 
 VAR_DIR = REPO / "var"
 PASSWORD_FILE = VAR_DIR / "demo-admin-password"
@@ -39,6 +48,10 @@ ADMIN_USERNAME = "admin"
 READY_TIMEOUT = 90  # seconds for runserver to answer; first runs on slow CI are slow
 WORKER_STOP_TIMEOUT = 40  # runjobs gives running jobs 25 s (--grace) to finish on SIGTERM
 SERVER_STOP_TIMEOUT = 10
+CHAIN_TIMEOUT = 90  # seconds for --check's Stripe sync and its emails
+
+MAIL_DIR = VAR_DIR / "mail"
+FAKE_STRIPE_INVOICES = 5
 
 # Run with the venv's python through `manage.py shell -c`. Never resets an existing
 # admin's password: it only reports whether the stored one still works.
@@ -55,6 +68,36 @@ elif user.check_password(password):
     print("exists")
 else:
     print("password-differs")
+"""
+
+# Run like _ENSURE_ADMIN in --check mode: the Stripe sync's "run now", then every order of
+# the fake's invoices must get its email, within DEMO_CHECK_TIMEOUT seconds.
+_CHECK_CHAIN = """
+import os, sys, time
+from django_jobs.models import Schedule
+from example_project.shop.jobs import sync_stripe_orders
+from example_project.shop.models import Order
+deadline = time.monotonic() + float(os.environ["DEMO_CHECK_TIMEOUT"])
+def wait_for(what, done):
+    while not done():
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(0.2)
+schedule = Schedule.objects.filter(job_name=sync_stripe_orders.name).first()
+job = schedule.run_now() if schedule else sync_stripe_orders.enqueue()
+def finished():
+    job.refresh_from_db()
+    return job.is_finished
+wait_for(f"the Stripe sync (job {job.pk})", finished)
+if job.status != "succeeded":
+    sys.exit(f"the Stripe sync (job {job.pk}) ended {job.status}: {job.last_error}")
+expected = os.environ["DEMO_INVOICE_IDS"].split()
+orders = Order.objects.filter(stripe_invoice_id__in=expected)
+def all_emailed():
+    return orders.count() == len(expected) and not orders.filter(emailed_at=None).exists()
+wait_for("the confirmation emails", all_emailed)
+counts = " ".join(f"{k}={job.result[k]}" for k in ("fetched", "created", "updated", "unchanged"))
+print(f"Stripe sync job {job.pk}: {counts}; {orders.count()} orders, every one emailed")
 """
 
 
@@ -103,6 +146,18 @@ def answers_http(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def point_at_stripe(env: dict[str, str], use_environment: bool) -> FakeStripe | None:
+    """Start a seeded fake Stripe and point ``env`` at it; None if the environment's key is used."""
+    if use_environment and env.get("STRIPE_API_KEY"):
+        where = env.get("STRIPE_API_BASE") or "api.stripe.com"
+        say(f"the Stripe sync uses STRIPE_API_KEY from the environment, at {where}")
+        return None
+    fake = FakeStripe().start()  # any key is accepted
+    fake.seed(FAKE_STRIPE_INVOICES)
+    env.update(STRIPE_API_KEY="sk_test_fake_demo", STRIPE_API_BASE=fake.url)
+    return fake
 
 
 class Demo:
@@ -201,6 +256,25 @@ class Demo:
             proc.wait()
 
 
+def shop_guide(base: str, fake: FakeStripe | None, mail_dir: Path | None) -> str:
+    """What to try in the shop example, for the lines printed under the credentials."""
+    lines = [
+        '  The shop example: in Jobs > Schedules, select "Nightly Stripe order sync" and run it',
+        "  now; orders appear under Shop > Orders and their confirmation emails are sent.",
+    ]
+    if mail_dir is not None:
+        lines.append(f"  Emails land in {mail_dir.relative_to(REPO)}/ as .log files.")
+    lines.append(f"  Place an order by hand: {base}/shop/orders/new/")
+    if fake is not None:
+        lines += [
+            f"  Stripe is a fake at {fake.url} with {len(fake.invoices)} invoices. Break it:",
+            f"    curl -X POST '{fake.url}/_fake/fail?status=500&count=3'  # 3 requests fail",
+            f"    curl -X POST '{fake.url}/_fake/fail?status=429'          # a rate limit",
+            f"    curl -X POST {fake.url}/_fake/invoices                   # a new invoice",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8000, help="runserver port (default 8000)")
@@ -211,6 +285,9 @@ def main(argv: list[str]) -> int:
     python = _bootstrap.ensure_venv("dev")
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="example_project.settings",
                PYTHONUNBUFFERED="1")
+    # django-environ drops the first "/" after "filemail://": "filemail:///" + "/abs/path".
+    mail_to_files = "EMAIL_URL" not in env
+    env.setdefault("EMAIL_URL", f"filemail:///{MAIL_DIR}")
 
     say("migrating the database")
     manage(python, "migrate", "--noinput", env=env)
@@ -224,6 +301,7 @@ def main(argv: list[str]) -> int:
     if not port_is_free(options.port):
         raise DemoError(f"port {options.port} on 127.0.0.1 is in use; pick another with --port")
     base = f"http://127.0.0.1:{options.port}"
+    fake_stripe = point_at_stripe(env, use_environment=not options.check)
     demo = Demo(python, options.port, env)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, demo.on_signal)
@@ -238,9 +316,16 @@ def main(argv: list[str]) -> int:
             credentials = f"user {ADMIN_USERNAME}  password {password}"
         print(f"\n  django-jobs demo: {base}/admin/\n  {credentials}\n"
               f"  (password kept in {PASSWORD_FILE.relative_to(REPO)})\n", flush=True)
+        print(shop_guide(base, fake_stripe, MAIL_DIR if mail_to_files else None), flush=True)
         if options.check:
             if demo.dead():
                 raise DemoError(f"exited: {', '.join(demo.dead())}")
+            assert fake_stripe is not None
+            say("running the Stripe sync and waiting for its orders' emails")
+            chain = manage(python, "shell", "-c", _CHECK_CHAIN, env=dict(
+                env, DEMO_CHECK_TIMEOUT=str(CHAIN_TIMEOUT),
+                DEMO_INVOICE_IDS=" ".join(fake_stripe.invoices)))
+            say(chain.stdout.strip().splitlines()[-1])
             say("the admin answers and the worker is running; stopping both")
             demo.shutdown()
             # A worker that crashes on its way out (or on its first claim) fails the check.
@@ -255,6 +340,8 @@ def main(argv: list[str]) -> int:
         return 0
     finally:
         demo.shutdown()
+        if fake_stripe is not None:
+            fake_stripe.stop()
         say("stopped")
 
 
