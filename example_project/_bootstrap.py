@@ -145,8 +145,3 @@ def pip_install(*requirements: str) -> None:
         _run([str(venv_python()), "-m", "pip", "install", "--quiet", *requirements],
              f"pip install {' '.join(requirements)}")
 
-
-def has_module(module: str) -> bool:
-    """Return whether the venv's interpreter can find ``module`` (without importing it)."""
-    code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
-    return subprocess.run([str(venv_python()), "-c", code], check=False).returncode == 0
