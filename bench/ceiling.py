@@ -60,7 +60,9 @@ def insert_statement() -> tuple[str, dict[str, Any]]:
     return sql, dict(params)
 
 
-def _insert_loop(url: str, sql: str, params: dict[str, Any], n: int, barrier: Any, ends: Any) -> None:
+def _insert_loop(
+    url: str, sql: str, params: dict[str, Any], n: int, barrier: Any, ends: Any
+) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         barrier.wait()
         for _ in range(n):
@@ -74,8 +76,10 @@ def insert_rate(url: str, n: int, processes: int) -> float:
     connections.close_all()  # the children must not inherit Django's open connection
     barrier, ends = _FORK.Barrier(processes + 1), _FORK.Queue()
     shares = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
-    children = [_FORK.Process(target=_insert_loop, args=(url, sql, params, share, barrier, ends))
-                for share in shares]
+    children = [
+        _FORK.Process(target=_insert_loop, args=(url, sql, params, share, barrier, ends))
+        for share in shares
+    ]
     for child in children:
         child.start()
     barrier.wait(timeout=60)
@@ -100,10 +104,12 @@ def _drain_loop(url: str, worker_id: str, functions: dict[str, Callable[..., Any
 
 def drain(url: str, processes: int, timeout: float) -> None:
     """Run ``processes`` raw loops until none finds a ready row."""
-    functions = {d.name: d.func for d in registry}
+    functions = {name: registry.lookup(name).func for name in registry.names()}
     connections.close_all()
-    children = [_FORK.Process(target=_drain_loop, args=(url, f"bench-ceiling:{i}", functions))
-                for i in range(processes)]
+    children = [
+        _FORK.Process(target=_drain_loop, args=(url, f"bench-ceiling:{i}", functions))
+        for i in range(processes)
+    ]
     for child in children:
         child.start()
     _join(children, timeout)

@@ -17,12 +17,14 @@ from django_jobs.models import READY_STATUSES, Job, JobStatus, Worker
 from tests.procs import wait_until
 
 JOB_TABLE = Job._meta.db_table
-#: The raw loop's table (section E): ``LIKE django_jobs_job INCLUDING ALL``, same columns and indexes.
+#: The raw loop's table (section E): ``LIKE django_jobs_job INCLUDING ALL``.
 CEILING_TABLE = "bench_ceiling_job"
 READY_SQL = "status IN (" + ", ".join(f"'{s.value}'" for s in READY_STATUSES) + ")"
 
 
-_statements = 0  # run by execute(): each is a commit of its own, which database_counters() discounts
+_statements = (
+    0  # run by execute(): each is a commit of its own, which database_counters() discounts
+)
 
 
 def execute(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -45,7 +47,9 @@ def create_ceiling_table() -> None:
 
 def reset() -> None:
     """Empty both job tables and the worker table (new files: no dead tuples, no bloat)."""
-    execute(f"TRUNCATE {JOB_TABLE}, {Worker._meta.db_table}, {CEILING_TABLE} RESTART IDENTITY CASCADE")
+    execute(
+        f"TRUNCATE {JOB_TABLE}, {Worker._meta.db_table}, {CEILING_TABLE} RESTART IDENTITY CASCADE"
+    )
 
 
 def vacuum_analyze(table: str) -> None:
@@ -58,7 +62,9 @@ def analyze(table: str) -> None:
 
 # -- rows as enqueue() writes them ----------------------------------------------------------------
 
-_FINISHED_AGO = "(%(n)s - g) * interval '10 milliseconds'"  # one finished row per 10 ms, newest last
+_FINISHED_AGO = (
+    "(%(n)s - g) * interval '10 milliseconds'"  # one finished row per 10 ms, newest last
+)
 _OVERRIDES = {
     "queued": {"run_at": "now()", "created_at": "now()"},
     "finished": {
@@ -103,7 +109,7 @@ def row_template(kind: str) -> tuple[list[str], list[str], list[Any]]:
 
 
 def seed(table: str, n: int, kind: str = "queued") -> None:
-    """Insert ``n`` no-op jobs into ``table`` in one ``INSERT … SELECT generate_series`` statement."""
+    """Insert ``n`` no-op jobs into ``table`` with one ``INSERT … SELECT generate_series``."""
     columns, exprs, params = row_template(kind)
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) "
@@ -116,10 +122,19 @@ def seed(table: str, n: int, kind: str = "queued") -> None:
 
 
 def table_counters(table: str) -> dict[str, Any]:
-    """pg_stat_user_tables' row counters for ``table`` (dead tuples, updates, HOT updates, vacuums)."""
-    names = ["n_live_tup", "n_dead_tup", "n_tup_upd", "n_tup_hot_upd", "n_tup_del",
-             "autovacuum_count", "autoanalyze_count"]
-    rows = execute(f"SELECT {', '.join(names)} FROM pg_stat_user_tables WHERE relname = %s", [table])
+    """pg_stat_user_tables' counters for ``table``: dead tuples, updates, HOT updates, vacuums."""
+    names = [
+        "n_live_tup",
+        "n_dead_tup",
+        "n_tup_upd",
+        "n_tup_hot_upd",
+        "n_tup_del",
+        "autovacuum_count",
+        "autoanalyze_count",
+    ]
+    rows = execute(
+        f"SELECT {', '.join(names)} FROM pg_stat_user_tables WHERE relname = %s", [table]
+    )
     return dict(zip(names, rows[0])) if rows else {}
 
 
@@ -129,20 +144,29 @@ def table_sizes(table: str) -> dict[str, Any]:
         "SELECT pg_relation_size(%s), pg_indexes_size(%s), pg_total_relation_size(%s)",
         [table, table, table],
     )[0]
-    indexes = dict(execute(
-        "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
-        "WHERE relname = %s ORDER BY indexrelname", [table],
-    ))
-    return {"table_bytes": table_bytes, "indexes_bytes": index_bytes, "total_bytes": total,
-            "index_bytes": indexes}
+    indexes = dict(
+        execute(
+            "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+            "WHERE relname = %s ORDER BY indexrelname",
+            [table],
+        )
+    )
+    return {
+        "table_bytes": table_bytes,
+        "indexes_bytes": index_bytes,
+        "total_bytes": total,
+        "index_bytes": indexes,
+    }
 
 
 def drain_window(table: str, after_id: int = 0) -> tuple[float, float, int]:
     """The first claim and the last outcome (Unix times) of the succeeded rows past ``after_id``
     (started_at is set by the claim), and how many rows that is."""
     first, last, rows = execute(
-        f"SELECT extract(epoch FROM min(started_at)), extract(epoch FROM max(finished_at)), count(*) "
-        f"FROM {table} WHERE status = %s AND id > %s", [JobStatus.SUCCEEDED.value, after_id],
+        f"SELECT extract(epoch FROM min(started_at)), extract(epoch FROM max(finished_at)), "
+        f"count(*) "
+        f"FROM {table} WHERE status = %s AND id > %s",
+        [JobStatus.SUCCEEDED.value, after_id],
     )[0]
     return float(first), float(last), rows
 
@@ -177,10 +201,11 @@ def other_backends() -> int:
 
 
 def listening_backends() -> int:
-    """Connections to the bench database whose last statement was a LISTEN (idle workers' listeners)."""
+    """Connections to the bench database whose last statement was a LISTEN (idle listeners)."""
     return scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND query ILIKE %s", ["LISTEN %"],
+        "AND query ILIKE %s",
+        ["LISTEN %"],
     )
 
 
@@ -189,13 +214,19 @@ def wait_backends_gone(timeout: float = 30.0) -> None:
     wait_until(lambda: other_backends() == 0, timeout, "the workers' connections to close")
 
 
-# -- the claim's plan -------------------------------------------------------------------------------
+# -- the claim's plan ------------------------------------------------------------------------------
 
 
 def claim_statement(limit: int) -> tuple[str, dict[str, Any]]:
-    """django_jobs' own claim statement (named parameters) and values for it, as a worker runs it."""
-    params = {"now": timezone.now(), "queues": [], "paused_queues": [], "paused_names": [],
-              "limit": limit, "worker_id": "bench:explain"}
+    """django_jobs' own claim statement (named parameters), and values a worker would use."""
+    params = {
+        "now": timezone.now(),
+        "queues": [],
+        "paused_queues": [],
+        "paused_names": [],
+        "limit": limit,
+        "worker_id": "bench:explain",
+    }
     return queries.claim_sql("default"), params
 
 
@@ -211,13 +242,21 @@ def explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
     execute(f"PREPARE bench_explain_claim AS {positional}")
     try:
         arguments = ", ".join(["%s"] * len(names))
-        generic = "\n".join(row[0] for row in execute(
-            f"EXPLAIN EXECUTE bench_explain_claim({arguments})", [params[n] for n in names]))
+        generic = "\n".join(
+            row[0]
+            for row in execute(
+                f"EXPLAIN EXECUTE bench_explain_claim({arguments})", [params[n] for n in names]
+            )
+        )
     finally:
         execute("DEALLOCATE bench_explain_claim")
         execute("RESET plan_cache_mode")
-    return {"index": index, "uses_index": index in custom and index in generic,
-            "plan": custom, "generic_plan": generic}
+    return {
+        "index": index,
+        "uses_index": index in custom and index in generic,
+        "plan": custom,
+        "generic_plan": generic,
+    }
 
 
 def ready_index_name(table: str) -> str:

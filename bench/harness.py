@@ -26,6 +26,9 @@ from typing import Any, Callable
 
 from tests.procs import wait_until
 
+from .report import judge_targets, median_of, percentile, ratio, render_table, summary, table_rows
+from .workers import Runjobs
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -56,9 +59,14 @@ class Sizes:
             return max(floor, round(base * scale))
 
         return cls(
-            enqueue_one=scaled(5_000, 20), enqueue_many=scaled(10_000, 50), drain=scaled(10_000, 50),
-            probes=scaled(200, 10), delayed=scaled(100, 5), finished=scaled(1_000_000, 1_000),
-            memory_first=scaled(1_000, 20), memory_last=scaled(100_000, 200),
+            enqueue_one=scaled(5_000, 20),
+            enqueue_many=scaled(10_000, 50),
+            drain=scaled(10_000, 50),
+            probes=scaled(200, 10),
+            delayed=scaled(100, 5),
+            finished=scaled(1_000_000, 1_000),
+            memory_first=scaled(1_000, 20),
+            memory_last=scaled(100_000, 200),
         )
 
 
@@ -67,19 +75,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="bench/run.py",
         description="Benchmark django-jobs against PostgreSQL (issue 7). See docs/performance.md.",
     )
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every job count by this (default 1; 0.01 for a smoke run)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every job count by this (default 1; 0.01 for a smoke run)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
-                        help="where to write the results (default bench/results/bench-<time>.json)")
-    parser.add_argument("--database", default="django_jobs_bench",
-                        help="database to (re)create on DATABASE_URL's server (default %(default)s)")
-    parser.add_argument("--only", default=SECTIONS, metavar="LETTERS",
-                        help="sections to run, e.g. AE or C (default all: ABCDEF)")
-    parser.add_argument("--memory-budget", type=float, default=120.0, metavar="SECONDS",
-                        help="F samples where it got to after this many seconds (default 120)")
-    parser.add_argument("--keep-database", action="store_true",
-                        help="leave the bench database in place afterwards")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where to write the results (default bench/results/bench-<time>.json)",
+    )
+    parser.add_argument(
+        "--database",
+        default="django_jobs_bench",
+        help="database to (re)create on DATABASE_URL's server (default %(default)s)",
+    )
+    parser.add_argument(
+        "--only",
+        default=SECTIONS,
+        metavar="LETTERS",
+        help="sections to run, e.g. AE or C (default all: ABCDEF)",
+    )
+    parser.add_argument(
+        "--memory-budget",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="F samples where it got to after this many seconds (default 120)",
+    )
+    parser.add_argument(
+        "--keep-database", action="store_true", help="leave the bench database in place afterwards"
+    )
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f"--scale must be positive, not {args.scale:g}")
@@ -103,9 +133,9 @@ class Bench:
         self.url = url
         self.log_dir = log_dir
         self.results: dict[str, Any] = {}
-        self.workers: list[Any] = []
+        self.workers: list[Runjobs] = []
 
-    # -- plumbing -----------------------------------------------------------------------------------
+    # -- plumbing ----------------------------------------------------------------------------------
 
     def say(self, section: str, text: str) -> None:
         print(f"[{section}] {text}", flush=True)
@@ -114,14 +144,10 @@ class Bench:
         return self.results.setdefault(section, {})
 
     def figure(self, section: str, key: str, values: list[float], unit: str, **extra: Any) -> None:
-        from .report import summary
-
         if values:
             self.part(section)[key] = {"unit": unit, **extra, **summary(values)}
 
-    def start_worker(self, name: str, *args: str) -> Any:
-        from .workers import Runjobs
-
+    def start_worker(self, name: str, *args: str) -> Runjobs:
         worker = Runjobs(list(args), self.log_dir / f"{name}.log")
         self.workers.append(worker)
         return worker
@@ -133,8 +159,11 @@ class Bench:
 
     def run(self) -> None:
         stages: list[tuple[str, str, Callable[[], None]]] = [
-            ("AE", "A", self.enqueue), ("BE", "B", self.drain), ("C", "C", self.latency),
-            ("DE", "D", self.scale), ("F", "F", self.memory),
+            ("AE", "A", self.enqueue),
+            ("BE", "B", self.drain),
+            ("C", "C", self.latency),
+            ("DE", "D", self.scale),
+            ("F", "F", self.memory),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -152,7 +181,7 @@ class Bench:
                 self.stop_workers()
         self.derive()
 
-    # -- A (and E's inserts) ---------------------------------------------------------------------------
+    # -- A (and E's inserts) -----------------------------------------------------------------------
 
     def enqueue(self) -> None:
         """A: enqueue() one per transaction (autocommit, as a view does), and one enqueue_many().
@@ -177,16 +206,22 @@ class Bench:
                 noop.enqueue_many(calls)
                 many.append(n_many / (time.perf_counter() - started))
                 self._check_count(db.JOB_TABLE, n_many)
-                self.say("A", f"run {run}/{self.runs}: enqueue() {one[-1]:,.0f} jobs/s ({n_one:,} jobs); "
-                              f"enqueue_many() {many[-1]:,.0f} jobs/s ({n_many:,} jobs)")
+                self.say(
+                    "A",
+                    f"run {run}/{self.runs}: enqueue() {one[-1]:,.0f} jobs/s ({n_one:,} jobs); "
+                    f"enqueue_many() {many[-1]:,.0f} jobs/s ({n_many:,} jobs)",
+                )
             if "E" in self.only:
                 db.reset()
                 raw1.append(ceiling.insert_rate(self.url, n_one, 1))
                 db.reset()
                 raw2.append(ceiling.insert_rate(self.url, n_one, 2))
                 self._check_count(db.CEILING_TABLE, n_one)
-                self.say("E", f"run {run}/{self.runs}: raw INSERT {raw1[-1]:,.0f} jobs/s (1 process), "
-                              f"{raw2[-1]:,.0f} jobs/s (2 processes)")
+                self.say(
+                    "E",
+                    f"run {run}/{self.runs}: raw INSERT {raw1[-1]:,.0f} jobs/s (1 process), "
+                    f"{raw2[-1]:,.0f} jobs/s (2 processes)",
+                )
         self.figure("A", "enqueue_one_per_transaction", one, "jobs/s", jobs=n_one)
         self.figure("A", "enqueue_many", many, "jobs/s", jobs=n_many)
         self.figure("E", "insert_1_process", raw1, "jobs/s", jobs=n_one)
@@ -199,7 +234,7 @@ class Bench:
         if count != expected:
             raise RuntimeError(f"{table} holds {count} rows after inserting {expected}")
 
-    # -- B (and E's drains) ----------------------------------------------------------------------------
+    # -- B (and E's drains) ------------------------------------------------------------------------
 
     def drain(self) -> None:
         """B: drain queued no-op jobs with 1, then 2 ``runjobs --burst`` processes.
@@ -223,25 +258,32 @@ class Bench:
                     db.analyze(table)
                     found = self._drain(section, table, procs, n, f"B-run{run}-{procs}p")
                     runs.setdefault((section, key), []).append(found)
-                    self.say(section, f"run {run}/{self.runs}, {procs} process(es): "
-                                      + self._describe_drain(n, found))
-        for (section, key), found in runs.items():
-            self._drain_figure(section, key, n, found)
+                    self.say(
+                        section,
+                        f"run {run}/{self.runs}, {procs} process(es): "
+                        + self._describe_drain(n, found),
+                    )
+        for (section, key), drains in runs.items():
+            self._drain_figure(section, key, n, drains)
 
     @staticmethod
     def _describe_drain(n: int, found: dict[str, float]) -> str:
-        return (f"{n:,} jobs at {found['rate']:,.0f} jobs/s ({n / found['rate']:.1f} s first claim → "
-                f"last outcome; {found['wall_seconds']:.1f} s wall, {found['startup_seconds']:.1f} s "
-                f"to the first claim, {found['exit_seconds']:.1f} s from the last outcome to exit; "
-                f"{found['commits_per_job']:.2f} commits/job)")
+        return (
+            f"{n:,} jobs at {found['rate']:,.0f} jobs/s ({n / found['rate']:.1f} s first claim → "
+            f"last outcome; {found['wall_seconds']:.1f} s wall, {found['startup_seconds']:.1f} s "
+            f"to the first claim, {found['exit_seconds']:.1f} s from the last outcome to exit; "
+            f"{found['commits_per_job']:.2f} commits/job)"
+        )
 
-    def _drain_figure(self, section: str, key: str, n: int, found: list[dict[str, float]],
-                      **extra: Any) -> None:
+    def _drain_figure(
+        self, section: str, key: str, n: int, found: list[dict[str, float]], **extra: Any
+    ) -> None:
         details = {k: [f[k] for f in found] for k in found[0] if k != "rate"}
         self.figure(section, key, [f["rate"] for f in found], "jobs/s", jobs=n, **extra, **details)
 
-    def _drain(self, section: str, table: str, procs: int, n: int, name: str, after_id: int = 0
-               ) -> dict[str, float]:
+    def _drain(
+        self, section: str, table: str, procs: int, n: int, name: str, after_id: int = 0
+    ) -> dict[str, float]:
         """Drain ``table``'s queued rows; return jobs/s (from the table's timestamps) and details.
 
         Details: wall seconds; seconds from starting the processes to the first claim, and from the
@@ -264,8 +306,11 @@ class Bench:
         wall, ended = time.monotonic() - started, time.time()
         db.wait_backends_gone()
         after = db.database_counters()
-        counts = dict(db.execute(f"SELECT status, count(*) FROM {table} WHERE id > %s GROUP BY status",
-                                 [after_id]))
+        counts = dict(
+            db.execute(
+                f"SELECT status, count(*) FROM {table} WHERE id > %s GROUP BY status", [after_id]
+            )
+        )
         if counts != {"succeeded": n}:
             raise RuntimeError(f"after draining {n:,} jobs from {table}: {counts}")
         first_claim, last_outcome, rows = db.drain_window(table, after_id)
@@ -278,7 +323,7 @@ class Bench:
             "updates_per_job": (after["tup_updated"] - before["tup_updated"]) / n,
         }
 
-    # -- C -----------------------------------------------------------------------------------------------
+    # -- C -----------------------------------------------------------------------------------------
 
     def latency(self) -> None:
         """C: two idle ``runjobs`` processes; probes enqueued at 20/s; commit → body start.
@@ -286,7 +331,6 @@ class Bench:
         Then probes delayed 0.5–1 s: body start − run_at.
         """
         from . import db
-        from .report import percentile
 
         per_run: dict[str, dict[str, list[float]]] = {"immediate": {}, "delayed": {}}
         for run in range(1, self.runs + 1):
@@ -296,21 +340,29 @@ class Bench:
             self._probe(WARMUP_PROBES, delayed=False, rng=random.Random(0))
             for phase, count in (("immediate", self.sizes.probes), ("delayed", self.sizes.delayed)):
                 ms = self._probe(count, delayed=phase == "delayed", rng=random.Random(run))
-                stats = {"p50": percentile(ms, 50), "p95": percentile(ms, 95),
-                         "p99": percentile(ms, 99), "max": max(ms)}
+                stats = {
+                    "p50": percentile(ms, 50),
+                    "p95": percentile(ms, 95),
+                    "p99": percentile(ms, 99),
+                    "max": max(ms),
+                }
                 for q, value in stats.items():
                     per_run[phase].setdefault(q, []).append(value)
-                self.say("C", f"run {run}/{self.runs}, {phase}: {count} probes, "
-                              + ", ".join(f"{q} {v:.2f} ms" for q, v in stats.items()))
+                self.say(
+                    "C",
+                    f"run {run}/{self.runs}, {phase}: {count} probes, "
+                    + ", ".join(f"{q} {v:.2f} ms" for q, v in stats.items()),
+                )
             for worker in workers:
                 worker.stop()
             self.workers.clear()
-        from .report import summary
-
         for phase, count in (("immediate", self.sizes.probes), ("delayed", self.sizes.delayed)):
             self.part("C")[phase] = {
-                "jobs": count, "per_second": PROBE_RATE,
-                "measures": "commit → body start" if phase == "immediate" else "body start − run_at",
+                "jobs": count,
+                "per_second": PROBE_RATE,
+                "measures": "commit → body start"
+                if phase == "immediate"
+                else "body start − run_at",
                 **({"delay_seconds": list(DELAY_RANGE)} if phase == "delayed" else {}),
                 **{f"{q}_ms": summary(v) for q, v in per_run[phase].items()},
             }
@@ -337,17 +389,29 @@ class Bench:
             pause = begin + i / PROBE_RATE - time.monotonic()
             if pause > 0:
                 time.sleep(pause)  # pacing the enqueues, not waiting for an outcome
-            definition = probe.using(delay=timedelta(seconds=rng.uniform(*DELAY_RANGE))) if delayed else probe
+            definition = (
+                probe.using(delay=timedelta(seconds=rng.uniform(*DELAY_RANGE)))
+                if delayed
+                else probe
+            )
             job = definition.enqueue()
             committed[job.id] = time.time()  # autocommit: enqueue() returned after the COMMIT
         ids = list(committed)
         finished = [s.value for s in FINISHED_STATUSES]
         wait_until(
-            lambda: db.scalar(f"SELECT count(*) FROM {db.JOB_TABLE} WHERE id = ANY(%s) AND status = ANY(%s)",
-                              [ids, finished]) == count,
-            60 + max(DELAY_RANGE), f"{count} probes to finish",
+            lambda: (
+                db.scalar(
+                    f"SELECT count(*) FROM {db.JOB_TABLE} WHERE id = ANY(%s) AND status = ANY(%s)",
+                    [ids, finished],
+                )
+                == count
+            ),
+            60 + max(DELAY_RANGE),
+            f"{count} probes to finish",
         )
-        rows = db.execute(f"SELECT id, status, result, run_at FROM {db.JOB_TABLE} WHERE id = ANY(%s)", [ids])
+        rows = db.execute(
+            f"SELECT id, status, result, run_at FROM {db.JOB_TABLE} WHERE id = ANY(%s)", [ids]
+        )
         bad = [(job_id, status) for job_id, status, _, _ in rows if status != "succeeded"]
         if bad:
             raise RuntimeError(f"probes that did not succeed: {bad[:5]}")
@@ -358,7 +422,7 @@ class Bench:
             ms.append((body_started - reference) * 1000)
         return ms
 
-    # -- D (and E with finished rows) --------------------------------------------------------------------
+    # -- D (and E with finished rows) --------------------------------------------------------------
 
     def scale(self) -> None:
         """D: B's 2-process drain with many finished rows in the table; sizes, plan, dead tuples.
@@ -377,10 +441,15 @@ class Bench:
             db.seed(tables[section], finished, "finished")
             db.vacuum_analyze(tables[section])
             base[section] = db.scalar(f"SELECT max(id) FROM {tables[section]}")
-        self.say(sections[0], f"{finished:,} finished rows inserted and vacuumed in "
-                      f"{', '.join(tables[s] for s in sections)} ({time.monotonic() - started:.1f} s)")
+        self.say(
+            sections[0],
+            f"{finished:,} finished rows inserted and vacuumed in "
+            f"{', '.join(tables[s] for s in sections)} ({time.monotonic() - started:.1f} s)",
+        )
         runs: dict[str, list[dict[str, float]]] = {s: [] for s in sections}
-        dead: dict[str, dict[str, list[int]]] = {s: {"before": [], "after": []} for s in sections}
+        dead: dict[str, dict[str, list[int | None]]] = {
+            s: {"before": [], "after": []} for s in sections
+        }
         for run in range(1, self.runs + 1):
             for section in sections:
                 table = tables[section]
@@ -394,21 +463,29 @@ class Bench:
                     except Exception as exc:  # noqa: BLE001 - a plan we can't read spoils no figure
                         plan = {"error": f"{type(exc).__name__}: {exc}"}
                     self.part(section)["explain" if section == "D" else "explain_1m"] = plan
-                    self.say(section, f"claim plan uses {plan.get('index')}: {plan.get('uses_index')}"
-                                      + (f" ({plan['error']})" if "error" in plan else ""))
+                    self.say(
+                        section,
+                        f"claim plan uses {plan.get('index')}: {plan.get('uses_index')}"
+                        + (f" ({plan['error']})" if "error" in plan else ""),
+                    )
                 before = db.table_counters(table)
                 found = self._drain(section, table, 2, n, f"D-run{run}", after_id=base[section])
                 after = db.table_counters(table)
                 runs[section].append(found)
                 dead[section]["before"].append(before.get("n_dead_tup"))
                 dead[section]["after"].append(after.get("n_dead_tup"))
-                self.say(section, f"run {run}/{self.runs}, 2 processes, {finished:,} finished rows: "
-                                  + self._describe_drain(n, found) + "; dead tuples "
-                                  f"{before.get('n_dead_tup')} → {after.get('n_dead_tup')}")
+                self.say(
+                    section,
+                    f"run {run}/{self.runs}, 2 processes, {finished:,} finished rows: "
+                    + self._describe_drain(n, found)
+                    + "; dead tuples "
+                    f"{before.get('n_dead_tup')} → {after.get('n_dead_tup')}",
+                )
         for section in sections:
             suffix = "" if section == "D" else "_1m"
-            self._drain_figure(section, "drain_2_processes" + suffix, n, runs[section],
-                               finished_rows=finished)
+            self._drain_figure(
+                section, "drain_2_processes" + suffix, n, runs[section], finished_rows=finished
+            )
             self.part(section)["sizes" + suffix] = db.table_sizes(tables[section])
             self.part(section)["dead_tuples" + suffix] = dead[section]
             self.part(section)["finished_rows"] = finished
@@ -423,11 +500,11 @@ class Bench:
             sql, params = ceiling.CLAIM, {"limit": 2, "worker_id": "bench:explain"}
         return db.explain(sql, params, db.ready_index_name(table))
 
-    # -- F -------------------------------------------------------------------------------------------------
+    # -- F -----------------------------------------------------------------------------------------
 
     def memory(self) -> None:
-        """F: one idle-then-busy ``runjobs``; RSS of it and its children after the first and last
-        sample sizes, enqueuing in chunks while it runs. Stops early at ``--memory-budget``."""
+        """F: one ``runjobs``, fed in chunks; the RSS of it and its children after the first and the
+        last sample size of jobs, or wherever it got to at ``--memory-budget`` seconds."""
         from . import db
         from .benchapp.jobs import noop
 
@@ -444,8 +521,9 @@ class Bench:
             done = enqueued - active
             elapsed = time.monotonic() - begin
             if "first" not in samples and done >= first:
-                samples["first"] = {"jobs": done, "seconds": elapsed, "memory": worker.memory()}
-                self.say("F", f"after {done:,} jobs: RSS {samples['first']['memory']['rss_kb'] / 1024:.1f} MB")
+                memory = worker.memory()
+                samples["first"] = {"jobs": done, "seconds": elapsed, "memory": memory}
+                self.say("F", f"after {done:,} jobs: RSS {memory['rss_kb'] / 1024:.1f} MB")
             if "first" in samples and (done >= last or elapsed >= budget):
                 samples["last"] = {"jobs": done, "seconds": elapsed, "memory": worker.memory()}
                 break
@@ -462,34 +540,45 @@ class Bench:
         rss = [samples[p]["memory"]["rss_kb"] for p in ("first", "last")]
         pss = [samples[p]["memory"]["pss_kb"] for p in ("first", "last")]
         self.part("F").update(
-            target_jobs=last, budget_seconds=budget, budget_hit=budget_hit, **samples,
-            rss_growth=rss[1] / rss[0] - 1, pss_growth=pss[1] / pss[0] - 1 if pss[0] else None,
+            target_jobs=last,
+            budget_seconds=budget,
+            budget_hit=budget_hit,
+            **samples,
+            rss_growth=rss[1] / rss[0] - 1,
+            pss_growth=pss[1] / pss[0] - 1 if pss[0] else None,
         )
         note = f" (stopped by the {budget:g} s budget, short of {last:,})" if budget_hit else ""
-        self.say("F", f"after {samples['last']['jobs']:,} jobs{note}: RSS {rss[1] / 1024:.1f} MB, "
-                      f"growth {rss[1] / rss[0] - 1:+.1%}")
+        self.say(
+            "F",
+            f"after {samples['last']['jobs']:,} jobs{note}: RSS {rss[1] / 1024:.1f} MB, "
+            f"growth {rss[1] / rss[0] - 1:+.1%}",
+        )
 
-    # -- figures derived from several sections -------------------------------------------------------
+    # -- figures derived from several sections -----------------------------------------------------
 
     def derive(self) -> None:
-        from .report import median_of, ratio
-
-        d_ratio = ratio(median_of(self.results, "D", "drain_2_processes"),
-                        median_of(self.results, "B", "drain_2_processes"))
-        e_ratio = ratio(median_of(self.results, "E", "drain_2_processes_1m"),
-                        median_of(self.results, "E", "drain_2_processes"))
+        d_ratio = ratio(
+            median_of(self.results, "D", "drain_2_processes"),
+            median_of(self.results, "B", "drain_2_processes"),
+        )
+        e_ratio = ratio(
+            median_of(self.results, "E", "drain_2_processes_1m"),
+            median_of(self.results, "E", "drain_2_processes"),
+        )
         if d_ratio is not None:
             self.part("D")["ratio_to_B"] = d_ratio
         if e_ratio is not None:
             self.part("E")["slowdown_1m"] = e_ratio
 
 
-# -- the record of where and how it ran --------------------------------------------------------------
+# -- the record of where and how it ran ------------------------------------------------------------
 
 
 def _command(argv: list[str]) -> str:
     try:
-        return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            argv, cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
 
@@ -501,26 +590,49 @@ def environment(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     from . import db
     from .server import throwaway_cluster
 
-    settings = dict(db.execute(
-        "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
-        [["shared_buffers", "synchronous_commit", "fsync", "max_connections", "work_mem",
-          "autovacuum", "max_wal_size"]],
-    ))
+    settings = dict(
+        db.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+            [
+                [
+                    "shared_buffers",
+                    "synchronous_commit",
+                    "fsync",
+                    "max_connections",
+                    "work_mem",
+                    "autovacuum",
+                    "max_wal_size",
+                ]
+            ],
+        )
+    )
     with open("/proc/meminfo") as f:
         mem_total = int(f.readline().split()[1])
     return {
         "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "sizes": asdict(sizes),
-        "machine": {"cpus": os.cpu_count(), "memory_kb": mem_total, "platform": platform.platform(),
-                    "uptime": _command(["uptime"]), "loadavg": os.getloadavg()},
-        "software": {"python": platform.python_version(), "django": django.__version__,
-                     "psycopg": psycopg.__version__,
-                     "postgresql": db.scalar("SHOW server_version"), "postgresql_settings": settings,
-                     "throwaway_cluster": throwaway_cluster()},
-        "git": {"commit": _command(["git", "rev-parse", "HEAD"]),
-                "uncommitted_in_django_jobs": _command(["git", "status", "--porcelain", "--",
-                                                        "django_jobs"]).splitlines()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_kb": mem_total,
+            "platform": platform.platform(),
+            "uptime": _command(["uptime"]),
+            "loadavg": os.getloadavg(),
+        },
+        "software": {
+            "python": platform.python_version(),
+            "django": django.__version__,
+            "psycopg": psycopg.__version__,
+            "postgresql": db.scalar("SHOW server_version"),
+            "postgresql_settings": settings,
+            "throwaway_cluster": throwaway_cluster(),
+        },
+        "git": {
+            "commit": _command(["git", "rev-parse", "HEAD"]),
+            "uncommitted_in_django_jobs": _command(
+                ["git", "status", "--porcelain", "--", "django_jobs"]
+            ).splitlines(),
+        },
     }
 
 
@@ -529,11 +641,19 @@ def worker_logs(log_dir: Path) -> dict[str, Any]:
     lines: list[str] = []
     files = sorted(log_dir.glob("*.log"))
     for path in files:
-        lines.extend(f"{path.name}: {line}" for line in path.read_text(errors="replace").splitlines()
-                     if line.strip())
+        lines.extend(
+            f"{path.name}: {line}"
+            for line in path.read_text(errors="replace").splitlines()
+            if line.strip()
+        )
     events = Counter(m.group(1) for line in lines for m in [re.search(r"event=(\S+)", line)] if m)
-    return {"dir": str(log_dir), "files": len(files), "lines": len(lines),
-            "events": dict(events), "first_lines": lines[:20]}
+    return {
+        "dir": str(log_dir),
+        "files": len(files),
+        "lines": len(lines),
+        "events": dict(events),
+        "first_lines": lines[:20],
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -557,13 +677,15 @@ def main(argv: list[str]) -> int:
     django.setup()
     from django.core.management import call_command
 
-    from . import db, report
+    from . import db
 
     began = time.monotonic()
-    print(f"bench: database {args.database} on {server.rsplit('@', 1)[-1].rsplit('/', 1)[0]}; "
-          f"scale {args.scale:g}, {args.runs} run(s) per figure, sections {args.only}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs",
-          flush=True)
+    print(
+        f"bench: database {args.database} on {server.rsplit('@', 1)[-1].rsplit('/', 1)[0]}; "
+        f"scale {args.scale:g}, {args.runs} run(s) per figure, sections {args.only}; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
     pg.recreate_database(server, args.database)
     bench = Bench(args, url, log_dir)
     try:
@@ -579,18 +701,27 @@ def main(argv: list[str]) -> int:
         if not args.keep_database:
             pg.drop_database(server, args.database)
     results = bench.results
-    results["meta"].update(duration_seconds=round(time.monotonic() - began, 1),
-                           loadavg_at_end=os.getloadavg())
+    results["meta"].update(
+        duration_seconds=round(time.monotonic() - began, 1), loadavg_at_end=os.getloadavg()
+    )
     results["worker_logs"] = worker_logs(log_dir)
-    results["targets"] = report.judge_targets(results)
+    results["targets"] = judge_targets(results)
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
-    print(report.render_table(report.table_rows(results)))
+    print(render_table(table_rows(results)))
     logs = results["worker_logs"]
-    print(f"\nworker logs: {logs['lines']} line(s) at WARNING or above in {logs['dir']}"
-          + (f" ({', '.join(f'{k}×{v}' for k, v in logs['events'].items())})" if logs["events"] else ""))
-    print(f"took {results['meta']['duration_seconds']:.0f} s; load average at the end "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"\nworker logs: {logs['lines']} line(s) at WARNING or above in {logs['dir']}"
+        + (
+            f" ({', '.join(f'{k}×{v}' for k, v in logs['events'].items())})"
+            if logs["events"]
+            else ""
+        )
+    )
+    print(
+        f"took {results['meta']['duration_seconds']:.0f} s; load average at the end "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     print(f"results: {json_path}")
     errors = [s for s in SECTIONS if "error" in results.get(s, {})]
     return 1 if errors else 0

@@ -9,8 +9,12 @@ from typing import Any, Callable
 
 def summary(values: list[float]) -> dict[str, Any]:
     """Median, min and max of one figure's runs (and the runs themselves)."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "runs": values}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -22,7 +26,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def median_of(results: dict[str, Any], section: str, figure: str, key: str = "median") -> float | None:
+def median_of(
+    results: dict[str, Any], section: str, figure: str, key: str = "median"
+) -> float | None:
     """``results[section][figure][key]``, or None when that part did not run or failed."""
     value = results.get(section, {}).get(figure)
     if isinstance(value, dict):
@@ -55,8 +61,14 @@ class Target:
         else:
             ok = value >= bound if self.higher_is_better else value <= bound
             verdict = "PASS" if ok else "FAIL"
-        return {"key": self.key, "target": self.text, "value": value, "bound": bound,
-                "unit": self.unit, "result": verdict}
+        return {
+            "key": self.key,
+            "target": self.text,
+            "value": value,
+            "bound": bound,
+            "unit": self.unit,
+            "result": verdict,
+        }
 
 
 def _const(x: float) -> Callable[[dict[str, Any]], float]:
@@ -64,28 +76,77 @@ def _const(x: float) -> Callable[[dict[str, Any]], float]:
 
 
 TARGETS = [
-    Target("B2_rate", "B, 2 processes ≥ 5,000 jobs/s",
-           lambda r: median_of(r, "B", "drain_2_processes"), _const(5000), unit="jobs/s"),
-    Target("B2_vs_E", "B, 2 processes ≥ 40% of E",
-           lambda r: ratio(median_of(r, "B", "drain_2_processes"), median_of(r, "E", "drain_2_processes")),
-           _const(0.40), unit="ratio"),
-    Target("A_vs_E", "A, enqueue() ≥ 75% of E's insert rate",
-           lambda r: ratio(median_of(r, "A", "enqueue_one_per_transaction"),
-                           median_of(r, "E", "insert_1_process")),
-           _const(0.75), unit="ratio"),
-    Target("A_many", "A, enqueue_many ≥ 50,000 jobs/s",
-           lambda r: median_of(r, "A", "enqueue_many"), _const(50000), unit="jobs/s"),
-    Target("C_p50", "C, pickup p50 ≤ 2 ms",
-           lambda r: median_of(r.get("C", {}), "immediate", "p50_ms"), _const(2.0), False, "ms"),
-    Target("C_p99", "C, pickup p99 ≤ 10 ms",
-           lambda r: median_of(r.get("C", {}), "immediate", "p99_ms"), _const(10.0), False, "ms"),
-    Target("C_delayed_p99", "C, delayed lateness p99 ≤ 50 ms",
-           lambda r: median_of(r.get("C", {}), "delayed", "p99_ms"), _const(50.0), False, "ms"),
-    Target("D_slowdown", "D, B→D slowdown no worse than E's",
-           lambda r: r.get("D", {}).get("ratio_to_B"), lambda r: r.get("E", {}).get("slowdown_1m"),
-           unit="ratio"),
-    Target("F_growth", "F, RSS growth < 10%",
-           lambda r: r.get("F", {}).get("rss_growth"), _const(0.10), False, "ratio"),
+    Target(
+        "B2_rate",
+        "B, 2 processes ≥ 5,000 jobs/s",
+        lambda r: median_of(r, "B", "drain_2_processes"),
+        _const(5000),
+        unit="jobs/s",
+    ),
+    Target(
+        "B2_vs_E",
+        "B, 2 processes ≥ 40% of E",
+        lambda r: ratio(
+            median_of(r, "B", "drain_2_processes"), median_of(r, "E", "drain_2_processes")
+        ),
+        _const(0.40),
+        unit="ratio",
+    ),
+    Target(
+        "A_vs_E",
+        "A, enqueue() ≥ 75% of E's insert rate",
+        lambda r: ratio(
+            median_of(r, "A", "enqueue_one_per_transaction"), median_of(r, "E", "insert_1_process")
+        ),
+        _const(0.75),
+        unit="ratio",
+    ),
+    Target(
+        "A_many",
+        "A, enqueue_many ≥ 50,000 jobs/s",
+        lambda r: median_of(r, "A", "enqueue_many"),
+        _const(50000),
+        unit="jobs/s",
+    ),
+    Target(
+        "C_p50",
+        "C, pickup p50 ≤ 2 ms",
+        lambda r: median_of(r.get("C", {}), "immediate", "p50_ms"),
+        _const(2.0),
+        False,
+        "ms",
+    ),
+    Target(
+        "C_p99",
+        "C, pickup p99 ≤ 10 ms",
+        lambda r: median_of(r.get("C", {}), "immediate", "p99_ms"),
+        _const(10.0),
+        False,
+        "ms",
+    ),
+    Target(
+        "C_delayed_p99",
+        "C, delayed lateness p99 ≤ 50 ms",
+        lambda r: median_of(r.get("C", {}), "delayed", "p99_ms"),
+        _const(50.0),
+        False,
+        "ms",
+    ),
+    Target(
+        "D_slowdown",
+        "D, B→D slowdown no worse than E's",
+        lambda r: r.get("D", {}).get("ratio_to_B"),
+        lambda r: r.get("E", {}).get("slowdown_1m"),
+        unit="ratio",
+    ),
+    Target(
+        "F_growth",
+        "F, RSS growth < 10%",
+        lambda r: r.get("F", {}).get("rss_growth"),
+        _const(0.10),
+        False,
+        "ratio",
+    ),
 ]
 
 
@@ -123,26 +184,50 @@ def _growth(x: float) -> str:
 # Per section: (figure key, label, unit, formatter, E counterpart figure key, target key).
 _FIGURES: dict[str, list[tuple[str, str, str, Callable[[float], str], str | None, str | None]]] = {
     "A": [
-        ("enqueue_one_per_transaction", "enqueue(), one per transaction", "jobs/s", _rate,
-         "insert_1_process", "A_vs_E"),
+        (
+            "enqueue_one_per_transaction",
+            "enqueue(), one per transaction",
+            "jobs/s",
+            _rate,
+            "insert_1_process",
+            "A_vs_E",
+        ),
         ("enqueue_many", "enqueue_many()", "jobs/s", _rate, "insert_1_process", "A_many"),
     ],
     "B": [
         ("drain_1_process", "drain, 1 runjobs process", "jobs/s", _rate, "drain_1_process", None),
-        ("drain_2_processes", "drain, 2 runjobs processes", "jobs/s", _rate, "drain_2_processes",
-         "B2_rate"),
+        (
+            "drain_2_processes",
+            "drain, 2 runjobs processes",
+            "jobs/s",
+            _rate,
+            "drain_2_processes",
+            "B2_rate",
+        ),
     ],
     "D": [
-        ("drain_2_processes", "drain, 2 processes, + finished rows", "jobs/s", _rate,
-         "drain_2_processes_1m", None),
+        (
+            "drain_2_processes",
+            "drain, 2 processes, + finished rows",
+            "jobs/s",
+            _rate,
+            "drain_2_processes_1m",
+            None,
+        ),
     ],
     "E": [
         ("insert_1_process", "raw INSERT, 1 process", "jobs/s", _rate, None, None),
         ("insert_2_processes", "raw INSERT, 2 processes", "jobs/s", _rate, None, None),
         ("drain_1_process", "raw drain, 1 process", "jobs/s", _rate, None, None),
         ("drain_2_processes", "raw drain, 2 processes", "jobs/s", _rate, None, None),
-        ("drain_2_processes_1m", "raw drain, 2 processes, + finished rows", "jobs/s", _rate, None,
-         None),
+        (
+            "drain_2_processes_1m",
+            "raw drain, 2 processes, + finished rows",
+            "jobs/s",
+            _rate,
+            None,
+            None,
+        ),
     ],
 }
 
@@ -153,8 +238,15 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     texts = {t.key: t.text.split(", ", 1)[1] for t in TARGETS}
     rows: list[list[str]] = []
 
-    def add(section: str, label: str, fig: Any, unit: str, fmt: Callable[[float], str],
-            vs_e: float | None = None, target: str | None = None) -> None:
+    def add(
+        section: str,
+        label: str,
+        fig: Any,
+        unit: str,
+        fmt: Callable[[float], str],
+        vs_e: float | None = None,
+        target: str | None = None,
+    ) -> None:
         if isinstance(fig, dict) and "median" in fig:
             cells = [fmt(fig["median"]), fmt(fig["min"]), fmt(fig["max"])]
         elif isinstance(fig, (int, float)):
@@ -172,25 +264,48 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             rows.append([section, f"ERROR: {part['error']}"[:70], "", "", "", "", "", "", ""])
         for key, label, unit, fmt, e_key, target in _FIGURES.get(section, []):
             if key in part:
-                vs_e = ratio(median_of(results, section, key), median_of(results, "E", e_key))
+                vs_e = (
+                    ratio(median_of(results, section, key), median_of(results, "E", e_key))
+                    if e_key
+                    else None
+                )
                 add(section, label, part[key], unit, fmt, vs_e, target)
         if section == "C":
-            for phase, what, targets in (("immediate", "pickup", {"p50": "C_p50", "p99": "C_p99"}),
-                                         ("delayed", "delayed lateness", {"p99": "C_delayed_p99"})):
+            for phase, what, targets in (
+                ("immediate", "pickup", {"p50": "C_p50", "p99": "C_p99"}),
+                ("delayed", "delayed lateness", {"p99": "C_delayed_p99"}),
+            ):
                 for q in ("p50", "p95", "p99", "max"):
                     if f"{q}_ms" in part.get(phase, {}):
-                        add("C", f"{what} {q}", part[phase][f"{q}_ms"], "ms", _ms,
-                            target=targets.get(q))
+                        add(
+                            "C",
+                            f"{what} {q}",
+                            part[phase][f"{q}_ms"],
+                            "ms",
+                            _ms,
+                            target=targets.get(q),
+                        )
         if section == "D" and "ratio_to_B" in part:
-            add("D", "throughput ratio B→D", part["ratio_to_B"], "ratio", _ratio,
-                target="D_slowdown")
+            add(
+                "D",
+                "throughput ratio B→D",
+                part["ratio_to_B"],
+                "ratio",
+                _ratio,
+                target="D_slowdown",
+            )
         if section == "E" and "slowdown_1m" in part:
             add("E", "throughput ratio, + finished rows", part["slowdown_1m"], "ratio", _ratio)
         if section == "F":
             for point in ("first", "last"):
                 if point in part:
-                    add("F", f"worker RSS after {part[point]['jobs']:,} jobs",
-                        part[point]["memory"]["rss_kb"] / 1024, "MB", _mb)
+                    add(
+                        "F",
+                        f"worker RSS after {part[point]['jobs']:,} jobs",
+                        part[point]["memory"]["rss_kb"] / 1024,
+                        "MB",
+                        _mb,
+                    )
             if "rss_growth" in part:
                 add("F", "RSS growth", part["rss_growth"], "ratio", _growth, target="F_growth")
     return rows
@@ -206,7 +321,9 @@ def render_table(rows: list[list[str]]) -> str:
     right = {2, 3, 4, 6}
     lines = []
     for n, row in enumerate(all_rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -1,4 +1,4 @@
-"""``manage.py runjobs`` subprocesses of the bench settings, and their memory as /proc reports it."""
+"""``manage.py runjobs`` subprocesses of the bench settings, and their memory per /proc."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ class Runjobs:
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "manage.py", "runjobs", *args],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 # Its own process group, so a kill reaches the forked children too.
                 start_new_session=True,
             )
@@ -32,13 +36,15 @@ class Runjobs:
         return self.proc.pid
 
     def wait(self, timeout: float) -> int:
-        """Wait for the worker to exit by itself; kill it and raise TimeoutError past ``timeout``."""
+        """Wait for the worker to exit; past ``timeout``, kill it and raise TimeoutError."""
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise TimeoutError(f"runjobs {' '.join(self.args)} did not exit within {timeout:g}s "
-                               f"(log: {self.log_path})") from None
+            raise TimeoutError(
+                f"runjobs {' '.join(self.args)} did not exit within {timeout:g}s "
+                f"(log: {self.log_path})"
+            ) from None
 
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM (a graceful stop) and wait for the exit."""

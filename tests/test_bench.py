@@ -21,9 +21,26 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)  # pytest-django's; the harness sets bench.settings
     result = subprocess.run(
-        [sys.executable, "bench/run.py", "--scale", "0.01", "--runs", "1", "--json", str(out),
-         "--database", f"django_jobs_bench_test_{os.getpid()}", "--memory-budget", "60"],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "bench/run.py",
+            "--scale",
+            "0.01",
+            "--runs",
+            "1",
+            "--json",
+            str(out),
+            "--database",
+            f"django_jobs_bench_test_{os.getpid()}",
+            "--memory-budget",
+            "60",
+        ],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"results: {out}" in result.stdout
@@ -36,8 +53,12 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert {"drain_1_process", "drain_2_processes"} <= set(results["B"])
     assert {"p50_ms", "p95_ms", "p99_ms", "max_ms"} <= set(results["C"]["immediate"])
     assert {"p50_ms", "p99_ms"} <= set(results["C"]["delayed"])
-    assert {"drain_2_processes", "ratio_to_B", "sizes", "explain", "dead_tuples"} <= set(results["D"])
-    assert {"insert_1_process", "drain_2_processes", "drain_2_processes_1m", "slowdown_1m"} <= set(results["E"])
+    assert {"drain_2_processes", "ratio_to_B", "sizes", "explain", "dead_tuples"} <= set(
+        results["D"]
+    )
+    assert {"insert_1_process", "drain_2_processes", "drain_2_processes_1m", "slowdown_1m"} <= set(
+        results["E"]
+    )
     assert {"first", "last", "rss_growth"} <= set(results["F"])
     assert results["D"]["explain"]["uses_index"], results["D"]["explain"]
     assert {t["key"] for t in results["targets"]} == {t.key for t in TARGETS}
