@@ -8,16 +8,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
 from . import cron
 from .exceptions import InvalidCron, JobsError
-from .models import Job, Schedule
+from .models import Job, Schedule, ScheduleQuerySet
 from .registry import registry
 
 # -- schedules ------------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def _job_link(job: Job, text: str) -> str:
 class PreviewWidget(forms.Widget):
     """Shows the cron in words and its next fire times, or why there are none; takes no input."""
 
-    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         if isinstance(value, tuple):
             words, times = value
             items = format_html_join("", "<li>{}</li>", ((t,) for t in times))
@@ -124,7 +124,7 @@ class ScheduleForm(forms.ModelForm):
             return value  # clean() reports it, with the other problems
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or self.cleaned_data
         if self.instance.pk and self.instance.source == Schedule.Source.CODE:
             return data  # the code owns (and its worker checked) everything shown read-only here
         probe = Schedule(**{f: data.get(f, getattr(self.instance, f)) for f in ("job_name", "cron", "timezone", "args", "kwargs")})
@@ -191,7 +191,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         return text
 
     @admin.action(description="Run now (one job, outside the schedule)", permissions=["change"])
-    def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+    def run_now(self, request: HttpRequest, queryset: ScheduleQuerySet) -> None:
         enqueued: list[str] = []
         for schedule in queryset:
             try:
@@ -207,7 +207,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             self.message_user(request, message, messages.SUCCESS)
 
     @admin.action(description="Enable (from the next tick; missed ticks are not replayed)", permissions=["change"])
-    def enable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+    def enable(self, request: HttpRequest, queryset: ScheduleQuerySet) -> None:
         self._report_toggle(
             request, queryset, queryset.enable(),
             ("Enabled %(count)d schedule.", "Enabled %(count)d schedules."),
@@ -215,7 +215,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Disable", permissions=["change"])
-    def disable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+    def disable(self, request: HttpRequest, queryset: ScheduleQuerySet) -> None:
         self._report_toggle(
             request, queryset, queryset.disable(),
             ("Disabled %(count)d schedule.", "Disabled %(count)d schedules."),
@@ -223,7 +223,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         )
 
     def _report_toggle(
-        self, request: HttpRequest, queryset: QuerySet[Schedule], count: int,
+        self, request: HttpRequest, queryset: ScheduleQuerySet, count: int,
         done: tuple[str, str], unchanged: tuple[str, str],
     ) -> None:
         skipped = queryset.count() - count

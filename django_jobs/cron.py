@@ -67,8 +67,8 @@ def parse(expression: str) -> str:
         if text.lower() in NICKNAMES:
             return NICKNAMES[text.lower()]
         known = ", ".join(sorted(NICKNAMES))
-        fields = " ".join(name for name, _ in FIELDS)
-        raise InvalidCron(f"{text!r} is not a cron nickname ({known}); write the five fields instead: {fields}.")
+        names = " ".join(name for name, _ in FIELDS)
+        raise InvalidCron(f"{text!r} is not a cron nickname ({known}); write the five fields instead: {names}.")
     fields = text.split(" ")
     if len(fields) != len(FIELDS):
         raise InvalidCron(f"{text!r} has {len(fields)} field{'s' if len(fields) != 1 else ''}; {_NEEDS_FIVE}")

@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .exceptions import InvalidJobOptions, JobNotRegistered
 from .retry import Backoff
@@ -51,7 +51,7 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._jobs)
 
-    def __iter__(self) -> Iterable[JobDefinition]:
+    def __iter__(self) -> Iterator[JobDefinition]:
         return iter(list(self._jobs.values()))
 
     def __contains__(self, name: object) -> bool:
