@@ -10,8 +10,11 @@ Which database, first match wins (one line says which and why):
 
 1. ``DJANGO_JOBS_TEST_PG=embedded``: a throwaway cluster (below), whatever else is set.
 2. ``DATABASE_URL``, when set.
-3. ``postgres://postgres@127.0.0.1:5432/postgres``, when a server there accepts user
-   ``postgres`` without a password.
+3. The server on 127.0.0.1:5432, when it accepts user ``postgres`` without a password.
+   The URL names a database unique to this run, ``django_jobs_run<pid>``: it need not
+   exist (Django creates ``test_django_jobs_run<pid>`` through the ``postgres`` database),
+   and two runs sharing the server (two checkouts, CI and a developer) no longer create,
+   use and drop the same ``test_postgres``.
 4. A throwaway cluster from ``tests/pgcluster.py`` on a free port, using the system's
    PostgreSQL binaries, else those of the ``pgserver`` wheel (installed into ``.venv`` on
    demand). It is stopped and deleted when pytest ends.
@@ -114,7 +117,8 @@ def choose_database(python: Path) -> tuple[str, str, bool]:
         return os.environ["DATABASE_URL"], "DATABASE_URL is set", False
     failure = probe(python, LOCAL_URL)
     if failure is None:
-        return LOCAL_URL, "a PostgreSQL on 127.0.0.1:5432 accepts user postgres", False
+        url = LOCAL_URL.rsplit("/", 1)[0] + f"/django_jobs_run{os.getpid()}"
+        return url, "a PostgreSQL on 127.0.0.1:5432 accepts user postgres", False
     return "", f"no usable PostgreSQL on 127.0.0.1:5432: {failure}", True
 
 
