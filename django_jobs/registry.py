@@ -293,8 +293,8 @@ def _tasks_use_jobs_backend() -> bool:
         if path == _TASKS_BACKEND:
             return True
         try:
-            backend = import_string(path)
-        except (ImportError, TypeError):
+            backend = import_string(str(path))
+        except ImportError:
             continue
         bases = getattr(backend, "__mro__", ())
         if any(f"{c.__module__}.{c.__qualname__}" == _TASKS_BACKEND for c in bases):

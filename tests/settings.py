@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import django
 import environ
 
 SECRET_KEY = "tests-only-not-secret"
@@ -32,6 +33,11 @@ INSTALLED_APPS = [
     "tests.testapp",
     "example_project.shop",
 ]
+# Django's Tasks framework on django-jobs (tests/test_backend.py, tests/testapp/tasks.py). Django
+# 5.2 gets it from the django-tasks backport, an app of its own.
+TASKS = {"default": {"BACKEND": "django_jobs.backend.JobsBackend", "QUEUES": ["default", "emails"]}}
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
