@@ -101,7 +101,8 @@ def _run(argv: list[str], what: str) -> None:
 
 def _create_venv(clear: bool) -> None:
     argv = [sys.executable, "-m", "venv", *(["--clear"] if clear else []), str(VENV)]
-    say(f"creating {VENV.relative_to(REPO)} with Python {sys.version.split()[0]} ({sys.executable})")
+    version = sys.version.split()[0]
+    say(f"creating {VENV.relative_to(REPO)} with Python {version} ({sys.executable})")
     result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             check=False)
     if result.returncode != 0:

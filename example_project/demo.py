@@ -23,6 +23,7 @@ failure): proof for tests and CI that the quickstart works, jobs included.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import signal
@@ -225,10 +226,8 @@ class Demo:
         proc = self.procs.get(name)
         if proc is None or proc.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             (os.killpg if whole_group else os.kill)(proc.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def shutdown(self) -> None:
         """Stop the worker and the server, politely first, within a deadline (idempotent)."""
@@ -249,10 +248,8 @@ class Demo:
             except subprocess.TimeoutExpired:
                 say(f"{name} did not stop within {timeout}s; killing it")
             # Leftovers in the group (the autoreloader's child, job processes) go too.
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             proc.wait()
 
 
@@ -311,7 +308,8 @@ def main(argv: list[str]) -> int:
         demo.wait_ready(f"{base}/admin/login/", READY_TIMEOUT)
         if state == "password-differs":
             credentials = (f"user {ADMIN_USERNAME!r} already existed with another password "
-                           f"(reset it: .venv/bin/python manage.py changepassword {ADMIN_USERNAME})")
+                           "(reset it: .venv/bin/python manage.py changepassword "
+                           f"{ADMIN_USERNAME})")
         else:
             credentials = f"user {ADMIN_USERNAME}  password {password}"
         print(f"\n  django-jobs demo: {base}/admin/\n  {credentials}\n"

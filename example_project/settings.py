@@ -34,7 +34,9 @@ DEBUG = env.bool("DEBUG", default=True)
 
 # Only a DEBUG demo may run on a key everyone can read in this file.
 INSECURE_DEMO_SECRET_KEY = "django-insecure-demo-key-do-not-use-in-production"
-SECRET_KEY = env.str("SECRET_KEY", default=INSECURE_DEMO_SECRET_KEY if DEBUG else environ.Env.NOTSET)
+SECRET_KEY = env.str(
+    "SECRET_KEY", default=INSECURE_DEMO_SECRET_KEY if DEBUG else environ.Env.NOTSET
+)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 

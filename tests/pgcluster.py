@@ -263,7 +263,9 @@ class PostgresCluster:
         attempts = 1 if self._port_fixed or self._attached else 3
         for attempt in range(attempts):
             self._write_conf()
-            result = self._pg_ctl("start", "-w", "-t", str(PG_CTL_TIMEOUT), "-l", str(self.log_file))
+            result = self._pg_ctl(
+                "start", "-w", "-t", str(PG_CTL_TIMEOUT), "-l", str(self.log_file)
+            )
             if result.returncode == 0:
                 self._port_fixed = True  # the URL has been handed out; keep it across restarts
                 return
