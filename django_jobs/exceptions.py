@@ -61,7 +61,8 @@ class Retry(JobControl):
     """Run this job again later, without counting the attempt as a failure.
 
     ``raise Retry(in_=timedelta(minutes=5))`` or ``raise Retry(at=some_aware_datetime)``.
-    The attempt still counts towards ``max_attempts`` so a job can't snooze forever.
+    The attempt is given back (``max_attempts`` grows by one), so snoozing never uses up the
+    job's failure budget; a job that snoozes forever runs forever.
     """
 
     def __init__(self, in_: timedelta | float | None = None, *, at: datetime | None = None):

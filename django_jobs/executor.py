@@ -21,6 +21,7 @@ from django.db import close_old_connections, connections
 
 from .context import JobContext, _current
 from .exceptions import Retry, StopJob
+from .payload import json_problem
 from .registry import registry
 
 _FORK = multiprocessing.get_context("fork")
@@ -31,13 +32,22 @@ _FORK = multiprocessing.get_context("fork")
 _PARENT_ENDS: set[int] = set()
 
 
+def _storable(text: str) -> str:
+    # PostgreSQL text and jsonb can't hold NUL; an error message must never fail its own write.
+    return text.replace("\x00", "\\x00")
+
+
 def error_info(exc: BaseException) -> dict[str, str]:
     """The stored form of an exception: class path, message and traceback."""
     cls = type(exc)
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure
+        message = f"<{cls.__name__}: str() failed>"
     return {
         "class": f"{cls.__module__}.{cls.__qualname__}",
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "message": _storable(message),
+        "traceback": _storable("".join(traceback.format_exception(exc))),
     }
 
 
@@ -68,13 +78,12 @@ def run_job(
         close_old_connections()
     try:
         value = definition.func(*message["args"], **message["kwargs"])
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError) as exc:
+        problem = json_problem(value, "the return value")
+        if problem:
             return {"outcome": "failed", "retryable": False, "error": {
                 "class": "django_jobs.exceptions.ResultNotJSON",
-                "message": f"the job returned a {type(value).__name__}, which can't be stored as "
-                           f"JSON ({exc}); return plain JSON types",
+                "message": f"{problem}; return plain JSON types (str, int, float, bool, None, "
+                           f"list, dict with str keys)",
                 "traceback": ""}}
         return {"outcome": "succeeded", "result": value}
     except Retry as exc:

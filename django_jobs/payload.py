@@ -61,6 +61,11 @@ def _problem(value: Any, path: str) -> str | None:
     return f"{path} is a {kind}, which doesn't survive a JSON round trip; {hint}"
 
 
+def json_problem(value: Any, what: str) -> str | None:
+    """Describe why ``value`` can't be stored as JSON unchanged, or None when it can."""
+    return _problem(value, what)
+
+
 def check_json(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
     """Raise InvalidPayload naming the first argument that isn't plain JSON."""
     for i, value in enumerate(args):

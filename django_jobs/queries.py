@@ -218,6 +218,9 @@ def _claim_sql_pg(filter_queues: bool) -> str:
     return f"WITH claimable AS ({_claimable_sql(filter_queues)}) {_CLAIM_UPDATE}"
 
 
+_CLAIM_PG = {True: _claim_sql_pg(True), False: _claim_sql_pg(False)}
+
+
 def claim_sql(using: str, *, filter_queues: bool = False) -> str:
     """The claim statement's text (for EXPLAIN in tests and the benchmark)."""
     return _CLAIM_PG[filter_queues]
@@ -376,6 +379,11 @@ def _sync_sql_pg(filter_queues: bool) -> str:
 
 
 _SYNC_PG = {True: _sync_sql_pg(True), False: _sync_sql_pg(False)}
+
+
+def sync_sql(*, filter_queues: bool = False) -> str:
+    """The text of the statement a worker runs each round trip (for EXPLAIN)."""
+    return _SYNC_PG[filter_queues]
 
 
 def sync(

@@ -517,6 +517,13 @@ class Worker:
         except _DB_DOWN as exc:
             self._db_lost(exc)
             return 0
+        except DatabaseError as exc:
+            # Something in the batch that the database refuses (it should have been caught
+            # earlier): write the outcomes one by one so one bad row can't sink the others.
+            log_event("outcome_batch_refused", logging.ERROR, worker=self.worker_id, error=str(exc)[:200])
+            self._write_one_by_one(batch)
+            del self.pending[: len(batch)]
+            return 0
         self.claimed_total += len(rows)
         self.buffer.extend(r for r in rows if r["name"] in registry)
         return len(rows)
@@ -632,6 +639,22 @@ class Worker:
                 "outcome_unwritten", logging.ERROR, job=outcome.slot_job["id"], worker=self.worker_id,
                 note="the database stayed unreachable; the job stays running until rescued",
             )
+
+    def _write_one_by_one(self, batch: list[Outcome]) -> None:
+        for outcome in batch:
+            write = self._outcome_write(outcome)
+            try:
+                written = queries.record_outcomes(self.using, self.worker_id, [write])
+            except _DB_DOWN:
+                raise
+            except DatabaseError as exc:
+                # Record that the outcome couldn't be stored, as a failure of the attempt.
+                refused = {"class": "django_jobs.exceptions.OutcomeNotStorable",
+                           "message": f"the database refused this attempt's outcome: {exc}"[:1000],
+                           "traceback": ""}
+                outcome.reply = {"outcome": "failed", "retryable": False, "error": refused}
+                written = queries.record_outcomes(self.using, self.worker_id, [self._outcome_write(outcome)])
+            self._announce([outcome], written)
 
     def _announce(self, batch: list[Outcome], written: dict[int, str]) -> None:
         for outcome in batch:

@@ -17,30 +17,15 @@ from tests.factories import JobFactory
 pytestmark = pytest.mark.django_db
 
 
-_CLAIM_PG_MISSING = (
-    "bug: queries.py claim() and claim_sql() read _CLAIM_PG, which commit 9983848 removed "
-    "(NameError); restore _CLAIM_PG = {True: _claim_sql_pg(True), False: _claim_sql_pg(False)}"
-)
-
-
-def _known_bug(call: Any) -> Any:
-    try:
-        return call()
-    except NameError as exc:
-        if "_CLAIM_PG" in str(exc):
-            pytest.xfail(_CLAIM_PG_MISSING)
-        raise
-
-
 def claim(**options: Any) -> list[dict[str, Any]]:
     options.setdefault("worker_id", "w1")
     options.setdefault("limit", 10)
     options.setdefault("now", timezone.now())
-    return _known_bug(lambda: queries.claim("default", **options))
+    return queries.claim("default", **options)
 
 
 def claim_sql(filter_queues: bool) -> str:
-    return _known_bug(lambda: queries.claim_sql("default", filter_queues=filter_queues))
+    return queries.claim_sql("default", filter_queues=filter_queues)
 
 
 def claimed_ids(**options: Any) -> list[int]:
@@ -251,6 +236,18 @@ def test_claim__walks_the_partial_ready_index_among_many_finished_rows(filter_qu
 
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, _claim_params(filter_queues))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    _assert_walks_ready_index(plan)
+
+
+def test_sync__the_round_trip_workers_run_walks_the_ready_index_too() -> None:
+    # Workers claim through queries.sync(), which writes outcomes in the same statement.
+    _fill_finished_and_ready_rows()
+    params = {**queries._outcome_params("explain", []), **_claim_params(filter_queues=False)}
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + queries.sync_sql(filter_queues=False), params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     _assert_walks_ready_index(plan)

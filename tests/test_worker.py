@@ -268,30 +268,14 @@ def test_result_not_json__is_dead_at_once_with_result_not_json(run_worker: RunWo
     row = reload(job_)
     assert (row.status, row.attempts) == (JobStatus.DEAD, 1)
     assert row.history[0]["error"]["class"] == "django_jobs.exceptions.ResultNotJSON"
-    assert "returned a set, which can't be stored as JSON" in row.last_error
+    assert "the return value is a set, which doesn't survive a JSON round trip" in row.last_error
 
 
 @pytest.mark.parametrize(
     ("definition", "error_class"),
     [
-        pytest.param(
-            returns_nan, "django_jobs.exceptions.ResultNotJSON", id="nan-result",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: executor.py run_job checks results with json.dumps, which accepts "
-                "NaN; jsonb rejects it, so the outcome write (queries.sync) raises DataError and "
-                "the worker crashes, losing the other outcomes of the batch",
-            ),
-        ),
-        pytest.param(
-            raises_nul, "builtins.ValueError", id="nul-in-error-message",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: worker.py stores the error message as is; PostgreSQL text and jsonb "
-                "reject U+0000, so the outcome write (queries.sync) raises DataError and the "
-                "worker crashes",
-            ),
-        ),
+        pytest.param(returns_nan, "django_jobs.exceptions.ResultNotJSON", id="nan-result"),
+        pytest.param(raises_nul, "builtins.ValueError", id="nul-in-error-message"),
     ],
 )
 def test_failure__what_postgres_cannot_store_still_ends_the_job_dead(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -62,8 +63,8 @@ class Command(BaseCommand):
             grace = float(options["grace"])
         except ValueError:
             raise CommandError(f"--grace takes seconds, not {options['grace']!r}.") from None
-        if grace < 0:
-            raise CommandError(f"--grace can't be negative ({grace:g}).")
+        if not math.isfinite(grace) or grace < 0:
+            raise CommandError(f"--grace takes a finite number of seconds >= 0, not {options['grace']!r}.")
         worker_id = options["worker_id"] or default_worker_id()
         if not worker_id.strip():
             raise CommandError("--worker-id can't be empty.")
