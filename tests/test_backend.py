@@ -163,7 +163,7 @@ def test_enqueue__writes_a_ready_job_and_returns_its_result() -> None:
     assert (result.worker_ids, result.errors, result.attempts) == ([], [], 0)
     assert result.task is tasks.add
     with pytest.raises(ValueError, match="not finished"):
-        result.return_value
+        _ = result.return_value
 
 
 @pytest.mark.django_db
@@ -336,7 +336,7 @@ def test_errors__one_per_failed_attempt_with_class_path_and_traceback(run_worker
     assert "task boom x" in result.errors[1].traceback
     assert "Traceback" in result.errors[1].traceback
     with pytest.raises(ValueError, match="failed"):
-        result.return_value
+        _ = result.return_value
 
 
 @pytest.mark.django_db(transaction=True)

@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from django_jobs import current_job
 from django_jobs.models import Job, JobStatus
+from django_jobs.testing import EnqueuedJobs
 from example_project.shop import emails, views
 from example_project.shop.jobs import order_email_key, send_order_email
 from example_project.shop.models import Order
@@ -247,7 +248,9 @@ ORDER_FORM = {"customer_name": "Grace Hopper", "customer_email": "grace@example.
 
 @pytest.mark.django_db
 @pytest.mark.urls("example_project.urls")
-def test_place_order__creates_the_order_and_enqueues_its_email(client: Any) -> None:
+def test_place_order__creates_the_order_and_enqueues_its_email(
+    client: Any, enqueued_jobs: EnqueuedJobs
+) -> None:
     assert client.get(reverse("shop:place_order")).status_code == 200
 
     response = client.post(reverse("shop:place_order"), ORDER_FORM)
@@ -256,9 +259,13 @@ def test_place_order__creates_the_order_and_enqueues_its_email(client: Any) -> N
     order = Order.objects.get()
     assert (order.customer_email, order.total, order.currency, order.stripe_invoice_id) == (
         "grace@example.com", 2500, "usd", None)
-    job = Job.objects.get(name="shop.send_order_email")
-    assert job.kwargs == {"order_id": order.pk} and job.unique_key == order_email_key(order.pk)
+    job = enqueued_jobs.assert_enqueued(send_order_email, kwargs={"order_id": order.pk}, count=1)
+    assert job.unique_key == order_email_key(order.pk)
     assert f"job #{job.pk}" in response.content.decode()
+    # And the job it enqueued sends the confirmation, run here as a worker would run it.
+    (ran,) = enqueued_jobs.run()
+    assert ran.status == JobStatus.SUCCEEDED
+    assert [m.to for m in mail.outbox] == [["grace@example.com"]]
 
 
 @pytest.mark.django_db
@@ -281,12 +288,15 @@ def test_place_order__a_failed_enqueue_rolls_the_order_back(
 
 @pytest.mark.django_db
 @pytest.mark.urls("example_project.urls")
-def test_place_order__bad_input_shows_the_form_again_and_enqueues_nothing(client: Any) -> None:
+def test_place_order__bad_input_shows_the_form_again_and_enqueues_nothing(
+    client: Any, enqueued_jobs: EnqueuedJobs
+) -> None:
     response = client.post(reverse("shop:place_order"), {**ORDER_FORM, "currency": "e1r",
                                                           "customer_email": ""})
     assert response.status_code == 400
     assert "three-letter ISO currency code" in response.content.decode()
-    assert not Order.objects.exists() and not Job.objects.exists()
+    assert not Order.objects.exists()
+    enqueued_jobs.assert_not_enqueued()
 
 
 @pytest.mark.django_db
