@@ -25,10 +25,22 @@ def throwaway_cluster() -> bool:
 
 
 def _admin(server_url: str, name: str) -> psycopg.Connection[Any]:
-    # Any other database of the server will do to create or drop ours.
+    """A connection to another database of the server, to create or drop ``name`` from.
+
+    Like Django creating a test database: the ``postgres`` database first, else the URL's own
+    (which tests/run.py's URLs don't always name an existing one).
+    """
     current = urlsplit(server_url).path.lstrip("/")
-    other = current if current and current != name else "postgres"
-    return psycopg.connect(with_database(server_url, other), autocommit=True, connect_timeout=10)
+    candidates = ["postgres"] + ([current] if current and current not in ("postgres", name) else [])
+    for candidate in candidates:
+        try:
+            return psycopg.connect(
+                with_database(server_url, candidate), autocommit=True, connect_timeout=10
+            )
+        except psycopg.OperationalError:
+            if candidate == candidates[-1]:
+                raise
+    raise AssertionError("unreachable")
 
 
 def recreate_database(server_url: str, name: str) -> None:
