@@ -1,103 +1,125 @@
-"""Real worker processes for tests: start ``manage.py runjobs``, signal it, read its log."""
+"""Real worker processes for tests and the benchmark: start ``runjobs``, signal it, read its log.
+
+A plain module (no fixtures) so bench/ can use it too; tests get these through conftest.py.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from django.db import connection
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, message: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    message: str | Callable[[], str] = "condition",
+    interval: float = 0.05,
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline.
+
+    Returns the truthy value. ``message`` (or a callable producing it, for late details such as
+    a worker's log) says what was awaited.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.02)  # polling interval of a condition with a deadline
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:g}s waiting for: {text}")
+        time.sleep(interval)
 
 
-def test_database_url() -> str:
-    """A URL for the database the current test uses (pytest-django's test database)."""
-    s = connection.settings_dict
+def database_url(settings_dict: dict[str, Any] | None = None) -> str:
+    """A ``postgres://`` URL for the database Django is connected to (the *test* database)."""
+    s = settings_dict or connection.settings_dict
+    user = quote(s.get("USER") or "", safe="")
+    password = quote(s.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
     host = s.get("HOST") or "127.0.0.1"
     port = s.get("PORT") or 5432
-    user = s.get("USER") or "postgres"
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
+    return f"postgres://{auth}{host}:{port}/{quote(s['NAME'], safe='')}"
 
 
+@dataclass
 class WorkerProcess:
-    """A ``manage.py runjobs`` subprocess whose output goes to a file we can search."""
+    """A ``manage.py runjobs`` subprocess and the file its output goes to."""
 
-    def __init__(self, *args: str, settings: dict[str, Any] | None = None):
-        self.log_path = Path(tempfile.mkstemp(prefix="runjobs-", suffix=".log")[1])
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": test_database_url(),
-            "DJANGO_JOBS_TEST_SETTINGS": json.dumps(settings or {}),
-            "PYTHONUNBUFFERED": "1",
-        }
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "django", "runjobs", *args],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def describe(self) -> str:
+        return f"runjobs {' '.join(self.args)} (pid {self.proc.pid}) output:\n{self.output()}"
+
+    def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
+        """Wait until ``text`` appears in the worker's output (fail with the output if not)."""
+
+        def seen() -> bool:
+            exited = self.proc.poll() is not None
+            if text in self.output():
+                return True
+            if exited:
+                raise AssertionError(f"worker exited ({self.proc.returncode}) before printing "
+                                     f"{text!r}: {self.describe()}")
+            return False
+
+        wait_until(seen, timeout=timeout, message=lambda: f"{text!r} in {self.describe()}")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for the process to exit by itself; return its exit code."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker did not exit within {timeout:g}s: {self.describe()}") from None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` (SIGTERM: graceful stop) and wait for the process to exit."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait(timeout)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
-        wait_until(lambda: text in self.output() or self.proc.poll() is not None, timeout, repr(text))
-        assert text in self.output(), f"worker exited without logging {text!r}:\n{self.output()}"
-
-    def signal(self, sig: signal.Signals) -> None:
-        os.kill(self.proc.pid, sig)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        return self.proc.wait(timeout=timeout)
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the worker's main process only (not its children)."""
+        self.proc.send_signal(sig)
 
     def kill(self) -> None:
+        """Kill the worker and its children (its own process group) if still running."""
         if self.proc.poll() is None:
-            # The whole family: children would otherwise outlive a SIGKILLed parent.
-            for child in _children(self.proc.pid):
-                _kill(child)
-            _kill(self.proc.pid)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait(timeout=10)
-        self._log.close()
 
 
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def runjobs_env(url: str, **extra: str) -> dict[str, str]:
+    """Environment for a ``runjobs`` (or other ``django-admin``) subprocess against ``url``.
+
+    tests/settings.py builds NAME straight from DATABASE_URL; only the pytest run itself has
+    pytest-django point it at ``test_<name>``, so the subprocess gets the test database's real name.
+    """
+    env = dict(os.environ)
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=url, PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        return []
-    return [int(x) for x in out.split()]
-
-
-def children_of(pid: int) -> list[int]:
-    return _children(pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from django_jobs.models import Job, JobStatus, Pause
 from django_jobs.prune import prune
-from tests.procs import WorkerProcess, children_of, wait_until
+from tests.procs import WorkerProcess, wait_until
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
@@ -22,17 +23,14 @@ FAST = {"HEARTBEAT_INTERVAL": 0.2, "RESCUE_AFTER": 2.0, "STOP_GRACE": 1.0, "POLL
 
 
 @pytest.fixture
-def workers():
-    started: list[WorkerProcess] = []
+def workers(worker_process):
+    """Start runjobs subprocesses with fast heartbeats and a short rescue window."""
 
     def start(*args: str, settings: dict | None = None) -> WorkerProcess:
-        process = WorkerProcess(*args, settings={**FAST, **(settings or {})})
-        started.append(process)
-        return process
+        tuned = json.dumps({**FAST, **(settings or {})})
+        return worker_process(*args, env={"DJANGO_JOBS_TEST_SETTINGS": tuned})
 
-    yield start
-    for process in started:
-        process.kill()
+    return start
 
 
 def status_of(job: Job) -> str:
@@ -45,14 +43,8 @@ def started(job: Job) -> bool:
 
 
 def kill_family(process: WorkerProcess) -> None:
-    for pid in [process.pid, *children_of(process.pid)]:
-        try:
-            import os
-
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.wait(timeout=10)
+    """SIGKILL the worker and its children at once, as a node or pod dying would."""
+    process.kill()
 
 
 def test_kill9__job_rescued_by_another_worker_within_rescue_window(workers):
@@ -100,7 +92,7 @@ def test_frozen_worker__cannot_overwrite_the_rescued_attempt(workers):
         history_before = list(job.history)
     finally:
         frozen.signal(signal.SIGCONT)
-    frozen.wait_for_log("event=outcome_fenced")
+    frozen.wait_for_output("event=outcome_fenced")
 
     job.refresh_from_db()
     assert job.history == history_before
@@ -140,7 +132,7 @@ def test_second_signal__stops_at_once(workers):
     worker = workers("--concurrency", "1", "--grace", "60")
     wait_until(lambda: started(job), message="the job to start")
     worker.signal(signal.SIGTERM)
-    worker.wait_for_log("mode=graceful")
+    worker.wait_for_output("mode=graceful")
     worker.signal(signal.SIGINT)
     assert worker.wait(timeout=15) == 0
     assert status_of(job) == JobStatus.QUEUED
