@@ -72,6 +72,8 @@ def _pg(using: str, sql: str, params: Any, *, prepare: bool = True) -> list[tupl
     return rows
 
 
+# Spelled, with " AND unique_key IS NOT NULL" after it, exactly as Django writes the partial unique
+# index's predicate: SQLite only matches an ON CONFLICT target to an index with the same WHERE.
 _ACTIVE_SQL = "status IN (" + ", ".join(
     f"'{s.value}'" for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
 ) + ")"
@@ -102,7 +104,7 @@ def _insert_sql_pg(connection: Any) -> str:
     insert = (
         f"INSERT INTO {TABLE} ({', '.join(columns)}) "
         f"SELECT {', '.join(selects)} FROM unnest({', '.join(arrays)}) AS u({', '.join(columns)}) "
-        f"ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND {_ACTIVE_SQL} DO NOTHING "
+        f"ON CONFLICT (unique_key) WHERE {_ACTIVE_SQL} AND unique_key IS NOT NULL DO NOTHING "
         f"RETURNING id, unique_key, queue"
     )
     # NOTIFY is transactional: idle workers wake when the caller's transaction commits, never for
@@ -180,7 +182,7 @@ def _insert_sqlite(using: str, columns: dict[str, list[Any]], count: int) -> lis
             params.append(value if _is_json(field) else field.get_db_prep_save(value, connection))
     sql = (
         f"INSERT INTO {TABLE} ({names}) VALUES {', '.join([row] * count)} "
-        f"ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND {_ACTIVE_SQL} DO NOTHING "
+        f"ON CONFLICT (unique_key) WHERE {_ACTIVE_SQL} AND unique_key IS NOT NULL DO NOTHING "
         f"RETURNING id, unique_key, queue"
     )
     with connection.cursor() as cursor:
