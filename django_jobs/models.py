@@ -102,6 +102,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("retry_job", "Can retry jobs"),
+            ("stop_job", "Can stop jobs"),
+            ("deadletter_job", "Can dead-letter jobs"),
+        ]
         indexes = [
             # The claim's index: only ready rows are in it, so it stays small however many
             # finished rows pile up, and its order is the claim's ORDER BY (see queries.py).
@@ -237,6 +242,25 @@ def _notify(queue: str) -> None:
     from . import queries
 
     queries.notify(queue)
+
+
+class DeadLetter(Job):
+    """Dead jobs, for the admin's dead-letter page (a proxy: same table, no extra columns)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"
+
+
+class QueueOverview(Job):
+    """A hook for the admin's operations overview page (a proxy with no rows of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "overview"
+        verbose_name_plural = "overview"
+        default_permissions = ("view",)
 
 
 class Worker(models.Model):
