@@ -351,21 +351,21 @@ class JobsBackend(BaseTaskBackend):  # type: ignore[misc,unused-ignore]
                 f"{where} uses django_jobs.backend.JobsBackend, but django_jobs is not in "
                 f"INSTALLED_APPS.",
                 hint='Add "django_jobs" to INSTALLED_APPS and run migrate.',
-                id="django_jobs.E101",
+                id="django_jobs.E201",
             ))
         queues = getattr(settings, "TASKS", {}).get(self.alias, {}).get("QUEUES", [])
         if isinstance(queues, str) or not all(isinstance(q, str) and q for q in queues):
             messages.append(checks.Error(
                 f"{where}['QUEUES'] is {queues!r}; it must be a list of non-empty queue names.",
                 hint='For example "QUEUES": ["default", "emails"].',
-                id="django_jobs.E102",
+                id="django_jobs.E202",
             ))
         if self.options:
             messages.append(checks.Error(
                 f"{where}['OPTIONS'] has {sorted(self.options)!r}; JobsBackend takes no OPTIONS.",
                 hint="Configure django-jobs in DJANGO_JOBS, and a task's retries and timeout "
                 "with @task(max_attempts=..., timeout=...) or @task_options(...).",
-                id="django_jobs.E103",
+                id="django_jobs.E203",
             ))
         return messages
 

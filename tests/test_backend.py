@@ -488,19 +488,19 @@ def test_check__a_good_configuration_is_silent() -> None:
 
 
 def test_check__queues_given_as_a_string() -> None:
-    assert _check({"QUEUES": "default"}) == ["django_jobs.E102"]
+    assert _check({"QUEUES": "default"}) == ["django_jobs.E202"]
 
 
 def test_check__options_are_refused() -> None:
-    assert _check({"OPTIONS": {"DATABASE": "default"}}) == ["django_jobs.E103"]
+    assert _check({"OPTIONS": {"DATABASE": "default"}}) == ["django_jobs.E203"]
 
 
 def test_check__django_jobs_missing_from_installed_apps() -> None:
     apps = ["django.contrib.contenttypes", "django.contrib.auth", "tests.testapp"]
-    assert _check({}, INSTALLED_APPS=apps) == ["django_jobs.E101"]
+    assert _check({}, INSTALLED_APPS=apps) == ["django_jobs.E201"]
 
 
 def test_check__runs_with_djangos_system_checks() -> None:
     with override_settings(TASKS={"default": {"BACKEND": "django_jobs.backend.JobsBackend", "QUEUES": "x"}}):
         ids = [m.id for m in checks.run_checks()]
-    assert "django_jobs.E102" in ids
+    assert "django_jobs.E202" in ids

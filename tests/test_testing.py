@@ -227,3 +227,14 @@ def test_fixture__works_in_transactional_tests(enqueued_jobs: EnqueuedJobs) -> N
     enqueued_jobs.assert_enqueued(jobs.record, args=["committed"])
     (ran,) = enqueued_jobs.run()
     assert ran.status == JobStatus.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_call_command_runjobs__runs_committed_jobs_in_a_transactional_test() -> None:
+    """What docs/how-to/testing.md shows for a test that needs a real worker."""
+    from django.core.management import call_command
+
+    queued = jobs.add.enqueue(20, 22)
+    call_command("runjobs", "--burst", "--concurrency=1", "--no-scheduler")
+    queued.refresh_from_db()
+    assert (queued.status, queued.result) == (JobStatus.SUCCEEDED, 42)
