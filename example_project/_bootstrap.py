@@ -46,22 +46,22 @@ def require_python() -> None:
                  f"({sys.executable}). Run the command with python{wanted} or newer.")
 
 
-def venv_python() -> Path:
+def venv_python(venv: Path = VENV) -> Path:
     """Return the path of the virtualenv's interpreter (it may not exist yet)."""
     if os.name == "nt":
-        return VENV / "Scripts" / "python.exe"
-    return VENV / "bin" / "python"
+        return venv / "Scripts" / "python.exe"
+    return venv / "bin" / "python"
 
 
 @contextlib.contextmanager
-def _locked():
-    VENV.mkdir(exist_ok=True)
+def _locked(venv: Path = VENV):
+    venv.mkdir(exist_ok=True)
     try:
         import fcntl
     except ImportError:  # Windows: no concurrent-bootstrap protection.
         yield
         return
-    with open(LOCK, "w") as lock:
+    with open(venv / LOCK.name, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -86,9 +86,11 @@ def _venv_version(python: Path) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
-def _fingerprint(extras: str, version: tuple[int, int]) -> str:
+def _fingerprint(extras: str, version: tuple[int, int], requirements: tuple[str, ...] = ()) -> str:
     digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes())
     digest.update(f"\0extras={extras}\0python={version[0]}.{version[1]}".encode())
+    if requirements:
+        digest.update(f"\0requirements={' '.join(requirements)}".encode())
     return digest.hexdigest()
 
 
@@ -99,10 +101,10 @@ def _run(argv: list[str], what: str) -> None:
         raise BootstrapError(f"{what} failed (exit {result.returncode}): {' '.join(argv)}")
 
 
-def _create_venv(clear: bool) -> None:
-    argv = [sys.executable, "-m", "venv", *(["--clear"] if clear else []), str(VENV)]
-    version = sys.version.split()[0]
-    say(f"creating {VENV.relative_to(REPO)} with Python {version} ({sys.executable})")
+def _create_venv(clear: bool, venv: Path = VENV, interpreter: str | None = None) -> None:
+    argv = [interpreter or sys.executable, "-m", "venv", *(["--clear"] if clear else []), str(venv)]
+    python = interpreter or f"Python {sys.version.split()[0]} ({sys.executable})"
+    say(f"creating {venv.relative_to(REPO)} with {python}")
     result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             check=False)
     if result.returncode != 0:
@@ -110,33 +112,46 @@ def _create_venv(clear: bool) -> None:
         if "ensurepip" in result.stdout + result.stderr:
             hint = ("\nThis Python has no ensurepip; on Debian/Ubuntu install it with "
                     "`apt-get install python3-venv`.")
-        raise BootstrapError(f"could not create {VENV}:\n{result.stdout}{result.stderr}{hint}")
+        raise BootstrapError(f"could not create {venv}:\n{result.stdout}{result.stderr}{hint}")
 
 
-def ensure_venv(extras: str = "dev") -> Path:
-    """Create ``.venv`` if needed, install ``django-jobs[extras]`` if needed; return its python."""
+def ensure_venv(
+    extras: str = "dev",
+    *,
+    venv: Path = VENV,
+    interpreter: str | None = None,
+    requirements: tuple[str, ...] = (),
+    min_python: tuple[int, int] = MIN_PYTHON,
+) -> Path:
+    """Create ``.venv`` if needed, install ``django-jobs[extras]`` if needed; return its python.
+
+    ``venv``, ``interpreter``, ``requirements`` (pip requirements installed with it) and
+    ``min_python`` make another one: tests/run.py's Django 6 venv.
+    """
     require_python()
-    python = venv_python()
-    with _locked():
+    python = venv_python(venv)
+    marker = venv / MARKER.name
+    with _locked(venv):
         version = _venv_version(python)
-        if version is None or version < MIN_PYTHON:
+        if version is None or version < min_python:
             # Missing, broken (its base interpreter was removed) or too old: (re)build it.
-            _create_venv(clear=python.exists())
+            _create_venv(python.exists(), venv, interpreter)
             version = _venv_version(python)
             if version is None:
                 raise BootstrapError(f"{python} does not run after creating the venv")
-        wanted = _fingerprint(extras, version)
+        wanted = _fingerprint(extras, version, requirements)
         try:
-            installed = MARKER.read_text().strip()
+            installed = marker.read_text().strip()
         except OSError:
             installed = ""
         if installed != wanted:
             reason = "first install" if not installed else "pyproject.toml changed"
-            say(f"installing django-jobs[{extras}] into {VENV.relative_to(REPO)} ({reason}) ...")
-            MARKER.unlink(missing_ok=True)
-            _run([str(python), "-m", "pip", "install", "--quiet", "-e", f"{REPO}[{extras}]"],
-                 "pip install")
-            MARKER.write_text(wanted + "\n")
+            what = " ".join([f"django-jobs[{extras}]", *requirements])
+            say(f"installing {what} into {venv.relative_to(REPO)} ({reason}) ...")
+            marker.unlink(missing_ok=True)
+            _run([str(python), "-m", "pip", "install", "--quiet", "-e", f"{REPO}[{extras}]",
+                  *requirements], "pip install")
+            marker.write_text(wanted + "\n")
     return python
 
 

@@ -1,10 +1,32 @@
 #!/usr/bin/env python3
-"""Run the test suite: ``python3 tests/run.py [pytest args...]``.
+"""Run everything CI runs: ``python3 tests/run.py``. Or a part of it::
+
+    python3 tests/run.py                     # every stage below, in order (what CI runs)
+    python3 tests/run.py --quick             # the suite on .venv only (no slow tests)
+    python3 tests/run.py tests/test_x.py -x  # pytest arguments: the suite on .venv with them
+    python3 tests/run.py --only lint,docs    # some stages (--list names them)
+    python3 tests/run.py --skip tests-dj6    # all stages but some
+
+Stages, each followed by a timing line, then a summary; the exit code is 0 only when every
+stage passed:
+
+``lint``        ruff over the repository (rules in pyproject.toml).
+``types``       mypy with django-stubs over django_jobs/.
+``migrations``  ``makemigrations --check``: no model change lacks its migration.
+``docs``        the Sphinx site from docs/, warnings as errors (built in a temporary folder).
+``tests``       the suite, ``-m "not slow"``, on ``.venv``: this Python (3.11 in CI), Django
+                5.2 and the django-tasks backport.
+``tests-dj6``   the same suite on ``.venv-dj6``: Python 3.12 or newer and the newest Django 6.
+                The interpreter is ``$DJANGO_JOBS_DJ6_PYTHON``, else the newest of
+                python3.14/3.13/3.12 on PATH or under ~/.pyenv/versions. Without one the stage
+                fails when ``CI`` is set (``CI=true``) and is skipped, loudly, otherwise.
+``packaging``   the slow tests (tests/test_packaging.py): build, ``twine check``, install the
+                wheel in a clean virtualenv and use it from a new ``startproject``.
 
 Needs only Python 3.11+ on the machine. It creates or reuses ``.venv`` (installing
-``django-jobs[dev]`` when pyproject.toml changed), chooses a PostgreSQL, runs
-``.venv/bin/python -m pytest`` with your arguments and exits with pytest's exit code
-(except that "no tests collected", pytest's 5, becomes 1 with a message saying so).
+``django-jobs[dev]`` when pyproject.toml changed) and ``.venv-dj6`` (``django-jobs[example,test]``
+and ``Django>=6,<7``, reinstalled when pyproject.toml changes), chooses a PostgreSQL once for
+all stages, and runs them. pytest's "no tests collected" (its exit code 5) counts as a failure.
 
 Which database, first match wins (one line says which and why):
 
@@ -40,13 +62,19 @@ throwaway cluster is stopped afterwards.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -174,25 +202,185 @@ def run_pytest(python: Path, args: list[str], env: dict[str, str]) -> int:
     return run_child([str(python), "-m", "pytest", *args], env)
 
 
+# -- stages ------------------------------------------------------------------------------------
+
+DJ6_VENV = REPO / ".venv-dj6"
+DJ6_REQUIREMENTS = ("Django>=6,<7",)
+DJ6_MIN_PYTHON = (3, 12)
+
+
+@dataclass
+class Stage:
+    name: str
+    needs_database: bool
+    # Runs the stage with (pytest args, environment); returns an exit code, or a str: skipped.
+    run: Callable[[list[str], dict[str, str]], int | str]
+
+
+def _venv_tool(python: Path, tool: str) -> str:
+    return str(python.parent / tool)
+
+
+def find_dj6_python() -> tuple[str | None, str]:
+    """An interpreter for the Django 6 leg (Python 3.12+), and where it came from."""
+    override = os.environ.get("DJANGO_JOBS_DJ6_PYTHON")
+    if override:
+        return override, "$DJANGO_JOBS_DJ6_PYTHON"
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates: list[str] = []
+    for minor in (14, 13, 12):
+        if found := shutil.which(f"python3.{minor}"):
+            candidates.append(found)
+        candidates.extend(sorted(glob.glob(str(pyenv / f"3.{minor}.*" / "bin" / "python3")),
+                                 reverse=True))
+    for candidate in candidates:
+        # A pyenv shim exists for versions that aren't enabled; only one that runs counts.
+        try:
+            result = subprocess.run(
+                [candidate, "-c", "import sys, venv; print(*sys.version_info[:2])"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if result.returncode == 0 and tuple(map(int, result.stdout.split())) >= DJ6_MIN_PYTHON:
+            return candidate, "found"
+    return None, "no python3.12, 3.13 or 3.14 on PATH or under ~/.pyenv/versions"
+
+
+def _suite_args(args: list[str]) -> list[str]:
+    return args or ["-m", "not slow"]
+
+
+def build_stages(python: Path) -> list[Stage]:
+    def lint(args: list[str], env: dict[str, str]) -> int:
+        return run_child([_venv_tool(python, "ruff"), "check", "."], env)
+
+    def types(args: list[str], env: dict[str, str]) -> int:
+        return run_child([_venv_tool(python, "mypy")], env)
+
+    def migrations(args: list[str], env: dict[str, str]) -> int:
+        # Detecting changes reads models, not a database; an empty SQLite one keeps the
+        # consistency check quiet (the run's PostgreSQL database doesn't exist until pytest).
+        env = {**env, "DJANGO_SETTINGS_MODULE": "tests.settings",
+               "DATABASE_URL": "sqlite:///:memory:"}
+        return run_child([str(python), "-m", "django", "makemigrations", "--check", "--dry-run"],
+                         env)
+
+    def docs(args: list[str], env: dict[str, str]) -> int:
+        with tempfile.TemporaryDirectory(prefix="django-jobs-docs-") as out:
+            return run_child([_venv_tool(python, "sphinx-build"), "-W", "--keep-going", "-q",
+                              "-b", "html", "docs", out], env)
+
+    def tests(args: list[str], env: dict[str, str]) -> int:
+        return run_pytest(python, _suite_args(args), env)
+
+    def tests_dj6(args: list[str], env: dict[str, str]) -> int | str:
+        interpreter, where = find_dj6_python()
+        if interpreter is None:
+            message = f"no Python 3.12+ for the Django 6 leg ({where})"
+            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+                print(f"tests/run.py: error: {message}; CI must run it. Install python3.12 or "
+                      f"newer, or set DJANGO_JOBS_DJ6_PYTHON.", file=sys.stderr)
+                return 1
+            return message
+        dj6 = _bootstrap.ensure_venv("example,test", venv=DJ6_VENV, interpreter=interpreter,
+                                     requirements=DJ6_REQUIREMENTS, min_python=DJ6_MIN_PYTHON)
+        return run_pytest(dj6, _suite_args(args), env)
+
+    def packaging(args: list[str], env: dict[str, str]) -> int:
+        return run_pytest(python, ["-m", "slow", "tests/test_packaging.py"], env)
+
+    return [
+        Stage("lint", False, lint),
+        Stage("types", False, types),
+        Stage("migrations", False, migrations),
+        Stage("docs", False, docs),
+        Stage("tests", True, tests),
+        Stage("tests-dj6", True, tests_dj6),
+        Stage("packaging", False, packaging),
+    ]
+
+
+def parse(argv: list[str], names: list[str]) -> tuple[list[str], list[str]]:
+    """Return (stages to run, pytest arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="tests/run.py", add_help=False,
+        description="Arguments it doesn't know go to pytest (and imply --quick).",
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="")
+    parser.add_argument("--skip", default="")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--help", "-h", action="store_true")
+    options, pytest_args = parser.parse_known_args(argv)
+    if options.help:
+        print(__doc__)
+        sys.exit(0)
+    if options.list:
+        print("\n".join(names))
+        sys.exit(0)
+    chosen = names
+    if options.only:
+        chosen = [n.strip() for n in options.only.split(",") if n.strip()]
+    elif options.quick or pytest_args:
+        chosen = ["tests"]
+    skipped = {n.strip() for n in options.skip.split(",") if n.strip()}
+    unknown = sorted((set(chosen) | skipped) - set(names))
+    if unknown:
+        sys.exit(f"tests/run.py: unknown stage(s) {', '.join(unknown)}; stages: {', '.join(names)}")
+    return [n for n in names if n in chosen and n not in skipped], pytest_args
+
+
 def main(args: list[str]) -> int:
-    # Until pytest runs, SIGTERM unwinds through the finally below, which stops the cluster.
+    # Until a stage runs, SIGTERM unwinds through the finally below, which stops the cluster.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    started = time.monotonic()
     try:
         python = _bootstrap.ensure_venv("dev")
     except _bootstrap.BootstrapError as exc:
         print(f"tests/run.py: error: {exc}", file=sys.stderr)
         return 1
+    stages = build_stages(python)
+    chosen, pytest_args = parse(args, [s.name for s in stages])
+    stages = [s for s in stages if s.name in chosen]
+    say(f"stages: {', '.join(s.name for s in stages)}")
+    results: list[tuple[str, str, float]] = []
     try:
-        with chosen_database(python) as env:
-            code = run_pytest(python, args, env)
+        with contextlib.ExitStack() as stack:
+            env = dict(os.environ)
+            if any(s.needs_database for s in stages):
+                env = stack.enter_context(chosen_database(python))
+            for stage in stages:
+                say(f"stage {stage.name}: running")
+                began = time.monotonic()
+                try:
+                    code = stage.run(pytest_args, env)
+                except _bootstrap.BootstrapError as exc:
+                    print(f"tests/run.py: error: {exc}", file=sys.stderr)
+                    code = 1
+                if code == 5 and stage.name.startswith("tests"):
+                    print("tests/run.py: pytest collected no tests (its exit code 5); that is a "
+                          "failure here: check the arguments and that tests/ holds test_*.py "
+                          "files.", file=sys.stderr)
+                if isinstance(code, str):
+                    outcome = f"SKIPPED: {code}"
+                else:
+                    outcome = "passed" if code == 0 else f"FAILED (exit {code})"
+                elapsed = time.monotonic() - began
+                results.append((stage.name, outcome, elapsed))
+                say(f"stage {stage.name}: {outcome} in {elapsed:.1f}s")
     except (pgcluster.PostgresClusterError, _bootstrap.BootstrapError) as exc:
         print(f"tests/run.py: error: {exc}", file=sys.stderr)
         return 1
-    if code == 5:
-        print("tests/run.py: pytest collected no tests (its exit code 5); that is a failure here: "
-              "check the arguments and that tests/ holds test_*.py files.", file=sys.stderr)
-        return 1
-    return code
+    say(f"summary ({time.monotonic() - started:.1f}s in all):")
+    for name, outcome, elapsed in results:
+        say(f"  {name:<11} {elapsed:7.1f}s  {outcome}")
+    for name, outcome, _ in results:
+        if outcome.startswith("SKIPPED"):
+            bar = "!" * 78
+            say(f"{bar}\n  {name} was SKIPPED: {outcome[9:]}.\n  CI runs it and fails without "
+                f"it; this run is not what CI checks.\n{bar}")
+    return 0 if all(o == "passed" or o.startswith("SKIPPED") for _, o, _ in results) else 1
 
 
 if __name__ == "__main__":
