@@ -6,8 +6,10 @@ call); nothing else writes ``Job.status``.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from django.db import models, transaction
 from django.db.models import F, Q
@@ -40,6 +42,36 @@ ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.STOPPED, JobStatus.DEAD)
 
 
+#: The statuses each operator transition applies to; the row and the queryset verbs share them.
+RETRY_FROM = (JobStatus.DEAD, JobStatus.STOPPED, JobStatus.RETRYING)
+STOP_FROM = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
+DEAD_LETTER_FROM = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.STOPPED)
+
+#: Rows a queryset transition locks and changes per transaction.
+TRANSITION_BATCH = 500
+
+
+@dataclass
+class Transitioned:
+    """What a queryset transition did: the jobs it changed and those it skipped, by status.
+
+    Statuses are those the jobs had when the transition looked at them (under a row lock).
+    ``skipped`` may also count ``"stopping"`` (running jobs whose stop was already requested) and
+    ``"key_taken"`` (jobs not retried because another active job holds their ``unique_key``).
+    """
+
+    done: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def done_count(self) -> int:
+        return sum(self.done.values())
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(self.skipped.values())
+
+
 class JobQuerySet(models.QuerySet["Job"]):
     def ready(self, now: datetime | None = None) -> JobQuerySet:
         """Jobs a worker could claim now."""
@@ -50,6 +82,152 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def finished(self) -> JobQuerySet:
         return self.filter(status__in=FINISHED_STATUSES)
+
+    # -- operator transitions, in bulk (Job.retry() and friends are these on one row) ------------
+
+    def retry(self, now: datetime | None = None) -> Transitioned:
+        """Queue the dead, stopped or retrying jobs among these to run now (see ``Job.retry``)."""
+        from .registry import registry
+
+        now = now or timezone.now()
+
+        def apply(rows: list[Job], result: Transitioned) -> None:
+            rows = self._without_key_conflicts(rows, result)
+            by_name: dict[str, list[int]] = {}
+            for row in rows:
+                by_name.setdefault(row.name, []).append(row.pk)
+            for name, ids in by_name.items():
+                definition = registry.get(name)
+                budget = definition.effective_max_attempts if definition else F("max_attempts")
+                self.model.objects.using(self.db).filter(pk__in=ids).update(
+                    status=JobStatus.QUEUED,
+                    run_at=now,
+                    finished_at=None,
+                    stop_requested_at=None,
+                    # A retrying job keeps its budget; a finished one gets a fresh one.
+                    max_attempts=models.Case(
+                        models.When(status=JobStatus.RETRYING, then=F("max_attempts")),
+                        default=F("attempts") + budget,
+                    ),
+                )
+            for row in rows:
+                result.done[row.status] += 1
+            for queue in {row.queue for row in rows}:
+                _notify(queue)
+
+        return self._transition(RETRY_FROM, apply, extra_fields=("unique_key",))
+
+    def stop(self, reason: str = "", now: datetime | None = None) -> Transitioned:
+        """Stop these jobs: waiting ones end ``stopped`` at once, running ones are asked to stop."""
+        now = now or timezone.now()
+
+        def apply(rows: list[Job], result: Transitioned) -> None:
+            waiting = [r.pk for r in rows if r.status in READY_STATUSES]
+            running = [
+                r.pk for r in rows if r.status == JobStatus.RUNNING and not r.stop_requested_at
+            ]
+            for row in rows:
+                if row.status == JobStatus.RUNNING and row.stop_requested_at is not None:
+                    result.skipped["stopping"] += 1
+                else:
+                    result.done[row.status] += 1
+            manager = self.model.objects.using(self.db)
+            if waiting:
+                manager.filter(pk__in=waiting).update(
+                    status=JobStatus.STOPPED,
+                    finished_at=now,
+                    last_error=reason or "stopped before it ran",
+                )
+            if running:
+                manager.filter(pk__in=running).update(stop_requested_at=now)
+                _notify(CONTROL_STOP)
+
+        return self._transition(STOP_FROM, apply)
+
+    def dead_letter(self, note: str = "", now: datetime | None = None) -> Transitioned:
+        """Move the queued, retrying and stopped jobs among these to ``dead``, noting why."""
+        now = now or timezone.now()
+        entry: dict[str, Any] = {"event": "dead-lettered", "at": now.isoformat(), "note": note}
+        error = f"dead-lettered by an operator: {note}" if note else "dead-lettered"
+
+        def apply(rows: list[Job], result: Transitioned) -> None:
+            for row in rows:
+                result.done[row.status] += 1
+                row.status = JobStatus.DEAD
+                row.finished_at = now
+                row.last_error = error
+                row.history = [*row.history, entry]
+            self.model.objects.using(self.db).bulk_update(
+                rows, ["status", "finished_at", "last_error", "history"]
+            )
+
+        return self._transition(DEAD_LETTER_FROM, apply, extra_fields=("history",))
+
+    def _without_key_conflicts(self, rows: list[Job], result: Transitioned) -> list[Job]:
+        """The rows that can be queued without breaking "one active job per unique_key".
+
+        A job whose key is held by a waiting or running job, or by one retried just before it,
+        is skipped as ``key_taken``. A retrying job already holds its key and keeps it.
+        """
+        keys = {r.unique_key for r in rows if r.unique_key}
+        if not keys:
+            return rows
+        taken = set(
+            self.model.objects.using(self.db)
+            .filter(unique_key__in=keys, status__in=ACTIVE_STATUSES)
+            .exclude(pk__in=[r.pk for r in rows])
+            .values_list("unique_key", flat=True)
+        )
+        taken |= {r.unique_key for r in rows if r.unique_key and r.status == JobStatus.RETRYING}
+        kept = []
+        for row in rows:
+            if row.unique_key and row.status != JobStatus.RETRYING:
+                if row.unique_key in taken:
+                    result.skipped["key_taken"] += 1
+                    continue
+                taken.add(row.unique_key)
+            kept.append(row)
+        return kept
+
+    def _transition(
+        self,
+        allowed: Sequence[str],
+        apply: Callable[[list[Job], Transitioned], None],
+        extra_fields: Sequence[str] = (),
+    ) -> Transitioned:
+        """Walk these jobs by id in bounded batches; lock each batch and ``apply`` the change to
+        the rows whose status allows it, counting the others as skipped.
+
+        The lock makes the status read and the change one decision, so a report never counts a
+        job as changed that a worker moved meanwhile; a batch at a time keeps the locks short
+        and the memory bounded however many jobs match.
+        """
+        result = Transitioned()
+        fields = ("id", "status", "name", "queue", "stop_requested_at", *extra_fields)
+        ordered = self.order_by("pk")
+        last = None
+        while True:
+            batch = ordered if last is None else ordered.filter(pk__gt=last)
+            ids = list(batch.values_list("pk", flat=True)[:TRANSITION_BATCH])
+            if not ids:
+                return result
+            last = ids[-1]
+            with transaction.atomic(using=self.db):
+                rows = list(
+                    self.model.objects.using(self.db)
+                    .select_for_update()
+                    .filter(pk__in=ids)
+                    .order_by("pk")
+                    .only(*fields)
+                )
+                todo = [r for r in rows if r.status in allowed]
+                for row in rows:
+                    if row.status not in allowed:
+                        result.skipped[row.status] += 1
+                if todo:
+                    apply(todo, result)
+            if len(ids) < TRANSITION_BATCH:
+                return result
 
 
 class Job(models.Model):
@@ -172,65 +350,27 @@ class Job(models.Model):
         gets a fresh budget: as many attempts again as its registered job allows (``attempts``
         keeps counting up, so the attempt number stays a fencing token).
         """
-        from .registry import registry
-
-        now = now or timezone.now()
-        allowed = (JobStatus.DEAD, JobStatus.STOPPED, JobStatus.RETRYING)
-        definition = registry.get(self.name)
-        budget = definition.effective_max_attempts if definition else self.max_attempts
-        updated = Job.objects.filter(pk=self.pk, status__in=allowed).update(
-            status=JobStatus.QUEUED,
-            run_at=now,
-            finished_at=None,
-            stop_requested_at=None,
-            max_attempts=models.Case(
-                models.When(status=JobStatus.RETRYING, then=F("max_attempts")),
-                default=F("attempts") + budget,
-            ),
-        )
+        done = self._same().retry(now=now).done_count
         self.refresh_from_db()
-        if updated:
-            _notify(self.queue)
-        return bool(updated)
+        return bool(done)
 
     def stop(self, reason: str = "", now: datetime | None = None) -> bool:
         """Stop this job: a waiting job ends ``stopped`` at once; a running one is asked to stop.
 
         Returns False when the job had already finished.
         """
-        now = now or timezone.now()
-        with transaction.atomic(using=Job.objects.db):
-            stopped = Job.objects.filter(pk=self.pk, status__in=READY_STATUSES).update(
-                status=JobStatus.STOPPED,
-                finished_at=now,
-                last_error=reason or "stopped before it ran",
-            )
-            requested = 0
-            if not stopped:
-                requested = Job.objects.filter(
-                    pk=self.pk, status=JobStatus.RUNNING, stop_requested_at__isnull=True
-                ).update(stop_requested_at=now)
-            if requested:
-                _notify(CONTROL_STOP)
+        done = self._same().stop(reason, now=now).done_count
         self.refresh_from_db()
-        return bool(stopped or requested or self.stop_requested_at)
+        return bool(done or self.stop_requested_at)
 
     def dead_letter(self, note: str = "", now: datetime | None = None) -> bool:
         """Move a queued, retrying or stopped job to ``dead``, with an optional operator note."""
-        now = now or timezone.now()
-        allowed = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.STOPPED)
-        entry: dict[str, Any] = {"event": "dead-lettered", "at": now.isoformat(), "note": note}
-        job = Job.objects.filter(pk=self.pk, status__in=allowed).first()
-        if job is None:
-            return False
-        updated = Job.objects.filter(pk=self.pk, status=job.status).update(
-            status=JobStatus.DEAD,
-            finished_at=now,
-            last_error=f"dead-lettered by an operator: {note}" if note else "dead-lettered",
-            history=job.history + [entry],
-        )
+        done = self._same().dead_letter(note, now=now).done_count
         self.refresh_from_db()
-        return bool(updated)
+        return bool(done)
+
+    def _same(self) -> JobQuerySet:
+        return Job.objects.using(self._state.db or Job.objects.db).filter(pk=self.pk)
 
 
 #: NOTIFY payloads that aren't queue names start with "!": every worker acts on them.
