@@ -1,0 +1,107 @@
+"""Why isn't this job running? What holds a waiting job back, in words an operator can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable
+
+from django.utils import timezone
+from django.utils.timesince import timeuntil
+
+from .models import READY_STATUSES, RETRY_FROM, Job, JobStatus, Pause, Worker
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One thing keeping a job from running, as a stable code and a sentence."""
+
+    #: not_waiting, scheduled, backoff, paused_queue, paused_name, no_worker, busy, imminent
+    code: str
+    message: str
+
+
+def _when(moment: datetime, now: datetime) -> str:
+    local = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"{local} (in {timeuntil(moment, now)})"
+
+
+def why_not_running(
+    job: Job,
+    *,
+    now: datetime,
+    pauses: Iterable[Pause],
+    workers: Iterable[Worker],
+    rescue_after: float,
+) -> list[Reason]:
+    """Every reason ``job`` isn't running at ``now``, or one saying it should start any moment.
+
+    ``workers`` with a heartbeat older than ``rescue_after`` seconds count as gone, as rescue
+    counts them.
+    """
+    if job.status not in READY_STATUSES:
+        return [Reason("not_waiting", _not_waiting(job))]
+    reasons: list[Reason] = []
+    if job.run_at > now:
+        if job.status == JobStatus.RETRYING:
+            error = f": {job.last_error}" if job.last_error else ""
+            reasons.append(Reason(
+                "backoff",
+                f"Attempt {job.attempts} of {job.max_attempts} failed{error}. The next attempt is "
+                f"due at {_when(job.run_at, now)}.",
+            ))
+        else:
+            when = _when(job.run_at, now)
+            reasons.append(Reason("scheduled", f"It is scheduled to run at {when}."))
+    for pause in pauses:
+        if pause.kind == Pause.Kind.QUEUE and pause.value == job.queue:
+            message = f"Its queue '{job.queue}' is paused{_since(pause)}."
+            reasons.append(Reason("paused_queue", message))
+        elif pause.kind == Pause.Kind.NAME and pause.value == job.name:
+            message = f"Jobs named '{job.name}' are paused{_since(pause)}."
+            reasons.append(Reason("paused_name", message))
+    fresh_after = now - timedelta(seconds=rescue_after)
+    live = [w for w in workers if w.last_heartbeat >= fresh_after]
+    serving = [w for w in live if not w.queues or job.queue in w.queues]
+    if not serving:
+        others = sorted({q for w in live for q in w.queues})
+        elsewhere = f" ({len(live)} live worker(s) serve only {', '.join(others)})" if live else ""
+        reasons.append(Reason(
+            "no_worker",
+            f"No live worker serves the queue '{job.queue}'{elsewhere}. Start one with "
+            f"`manage.py runjobs --queue {job.queue}`, or without --queue to serve every queue.",
+        ))
+    elif not reasons and all(len(w.running) >= w.concurrency for w in serving):
+        slots = sum(w.concurrency for w in serving)
+        reasons.append(Reason(
+            "busy",
+            f"Every worker serving the queue '{job.queue}' is busy ({slots} of {slots} slots); "
+            f"it runs when one is free, after the waiting jobs ahead of it.",
+        ))
+    return reasons or [Reason("imminent", "Nothing holds it back: it should start any moment.")]
+
+
+def _since(pause: Pause) -> str:
+    when = timezone.localtime(pause.created_at).strftime("%Y-%m-%d %H:%M %Z")
+    return f" since {when}" + (f" ({pause.reason})" if pause.reason else "")
+
+
+def _not_waiting(job: Job) -> str:
+    if job.status == JobStatus.RUNNING:
+        return f"It is running (attempt {job.attempts}, on worker {job.worker_id or 'unknown'})."
+    again = "; retry it to run it again" if job.status in RETRY_FROM else ""
+    return f"It has finished ({job.get_status_display().lower()}){again}."
+
+
+def diagnose(job: Job, now: datetime | None = None) -> list[Reason]:
+    """Why ``job`` isn't running, from the pauses and workers in its database."""
+    from .conf import jobs_settings
+
+    using = job._state.db or Job.objects.db
+    return why_not_running(
+        job,
+        now=now or timezone.now(),
+        pauses=Pause.objects.using(using).all(),
+        workers=Worker.objects.using(using).all(),
+        rescue_after=float(jobs_settings.RESCUE_AFTER),
+    )
