@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence
@@ -48,7 +49,17 @@ def _dump_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def _pg(using: str, sql: str, params: Any, *, prepare: bool = True) -> list[tuple[Any, ...]]:
+# Session settings for the connection a worker claims on. The claim must walk the ready index in
+# its order and stop after LIMIT rows; with stale statistics (a burst of enqueues before
+# autoanalyze) the planner otherwise picks a bitmap scan that reads every ready row and sorts
+# them, which costs milliseconds per claim once thousands are queued.
+_WORKER_SESSION = "SET enable_bitmapscan = off"
+_tuned: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _pg(
+    using: str, sql: str, params: Any, *, prepare: bool = True, worker: bool = False
+) -> list[tuple[Any, ...]]:
     """Run a statement on PostgreSQL through a server-side-binding cursor and return its rows.
 
     Django's own cursors bind parameters client-side, so PostgreSQL parses and plans every
@@ -64,6 +75,9 @@ def _pg(using: str, sql: str, params: Any, *, prepare: bool = True) -> list[tupl
     logged = wrapper.queries_logged
     started = time.monotonic() if logged else 0.0
     with wrapper.wrap_database_errors:
+        if worker and wrapper.connection not in _tuned:
+            wrapper.connection.execute(_WORKER_SESSION)
+            _tuned.add(wrapper.connection)
         with psycopg.Cursor(wrapper.connection) as cursor:
             cursor.execute(sql, params, prepare=prepare and bool(jobs_settings.PREPARE_STATEMENTS))
             rows = cursor.fetchall() if cursor.description else []
@@ -96,10 +110,10 @@ def _insert_sql_pg(connection: Any) -> str:
     for _, field in INSERT_FIELDS:
         columns.append(field.column)
         if _is_json(field):
-            arrays.append("%s::text[]")
+            arrays.append("%b::text[]")
             selects.append(f"u.{field.column}::jsonb")
         else:
-            arrays.append(f"%s::{field.db_type(connection)}[]")
+            arrays.append(f"%b::{field.db_type(connection)}[]")
             selects.append(f"u.{field.column}")
     insert = (
         f"INSERT INTO {TABLE} ({', '.join(columns)}) "
@@ -198,10 +212,10 @@ def _claimable_sql(filter_queues: bool) -> str:
     # LOCKED lets concurrent workers pass over rows another worker is claiming instead of waiting
     # on its lock. As a CTE it keeps LIMIT attached to the locking SELECT (an ``id IN (subquery)``
     # can be planned as a join that runs the subquery more than once).
-    queue_filter = "AND queue = ANY(%(queues)s::text[]) " if filter_queues else ""
+    queue_filter = "AND queue = ANY(%(queues)b::text[]) " if filter_queues else ""
     return (
         f"SELECT id FROM {TABLE} WHERE {_ready_sql()} AND run_at <= %(now)s {queue_filter}"
-        f"AND queue <> ALL(%(paused_queues)s::text[]) AND name <> ALL(%(paused_names)s::text[]) "
+        f"AND queue <> ALL(%(paused_queues)b::text[]) AND name <> ALL(%(paused_names)b::text[]) "
         f"ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     )
 
@@ -244,7 +258,7 @@ def claim(
     """
     connection = connections[using]
     if connection.vendor == "postgresql":
-        rows = _pg(using, _CLAIM_PG[bool(queues)], {
+        rows = _pg(using, _CLAIM_PG[bool(queues)], worker=True, params={
             "now": now, "queues": list(queues), "paused_queues": list(paused_queues),
             "paused_names": list(paused_names), "limit": limit, "worker_id": worker_id,
         })
@@ -335,10 +349,10 @@ _OUTCOME_UPDATE = (
     f"ELSE COALESCE(v.last_error, j.last_error) END, "
     f"attempts = j.attempts + CASE WHEN j.stop_requested_at IS NULL THEN v.attempts_delta ELSE 0 END, "
     f"max_attempts = j.max_attempts + v.max_attempts_delta "
-    f"FROM unnest(%(o_id)s::bigint[], %(o_attempt)s::integer[], %(o_status)s::text[], "
-    f"%(o_finished_at)s::timestamptz[], %(o_ended_at)s::timestamptz[], %(o_entry)s::text[], "
-    f"%(o_run_at)s::timestamptz[], %(o_set_result)s::boolean[], %(o_result)s::text[], "
-    f"%(o_last_error)s::text[], %(o_attempts_delta)s::integer[], %(o_max_attempts_delta)s::integer[]) "
+    f"FROM unnest(%(o_id)b::bigint[], %(o_attempt)b::integer[], %(o_status)b::text[], "
+    f"%(o_finished_at)b::timestamptz[], %(o_ended_at)b::timestamptz[], %(o_entry)b::text[], "
+    f"%(o_run_at)b::timestamptz[], %(o_set_result)b::boolean[], %(o_result)b::text[], "
+    f"%(o_last_error)b::text[], %(o_attempts_delta)b::integer[], %(o_max_attempts_delta)b::integer[]) "
     f"AS v(id, attempt, status, finished_at, ended_at, entry, run_at, set_result, result, last_error, "
     f"attempts_delta, max_attempts_delta) "
     f"WHERE j.id = v.id AND j.status = '{JobStatus.RUNNING.value}' AND j.attempts = v.attempt "
@@ -413,7 +427,7 @@ def sync(
                   paused_names=list(paused_names), limit=max(limit, 0))
     written: dict[int, str] = {}
     claimed: list[tuple[Any, ...]] = []
-    for row in _pg(using, _SYNC_PG[bool(queues)], params):
+    for row in _pg(using, _SYNC_PG[bool(queues)], params, worker=True):
         if row[0] == "done":
             written[row[1]] = row[2]
         else:

@@ -34,8 +34,13 @@ from .signals import job_finished, job_started
 
 logger = logging.getLogger("django_jobs")
 
-# Claim ahead of free children only while jobs take less than this many seconds on average.
+# Claim ahead of free children (up to PREFETCH_FACTOR × concurrency jobs) only while jobs take
+# less than PREFETCH_BELOW seconds on average: then a round trip per job would cost more than the
+# jobs, while for longer jobs claiming ahead would hold back work another worker could start.
 PREFETCH_BELOW = 0.05
+PREFETCH_FACTOR = 4
+# The longest an outcome waits to be written with the next claim before it is written alone.
+OUTCOME_DELAY = 0.05
 
 # Errors that mean "the database went away", which the worker waits out instead of dying.
 _DB_DOWN = (OperationalError, InterfaceError)
@@ -54,6 +59,7 @@ class Outcome:
     duration: float
     started_at: datetime
     finished_at: datetime
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class Listener(threading.Thread):
@@ -391,7 +397,7 @@ class Worker:
             self._dispatch_buffer()
             want = self._claim_target()
             claimed = 0
-            if want > 0 or self.pending:
+            if want > 0 or self._outcomes_due():
                 claimed = self._sync(want)
                 self._dispatch_buffer()
             if not self._busy() and not self.pending and not self.buffer:
@@ -400,6 +406,20 @@ class Worker:
                 if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
                     return
             self._wait(idle_left=want > 0 and claimed == want)
+
+    def _outcomes_due(self) -> bool:
+        """Whether pending outcomes should be written now rather than with the next claim.
+
+        Outcomes ride along with claims; on their own they are written once there are many,
+        once the oldest has waited OUTCOME_DELAY, or when nothing else is going on.
+        """
+        if not self.pending:
+            return False
+        if len(self.pending) >= 100 or self.stopping:
+            return True
+        if not self.buffer and not self._busy():
+            return True
+        return time.monotonic() - self.pending[0].queued_at >= OUTCOME_DELAY
 
     def _claim_target(self) -> int:
         """How many jobs to claim now: the idle slots, plus a buffer while jobs are short.
@@ -411,7 +431,7 @@ class Worker:
         if self.stopping or time.monotonic() < self._db_down_until:
             return 0
         idle = sum(1 for s in self.slots if not s.busy)
-        room = self.concurrency if self._avg_duration < PREFETCH_BELOW else 0
+        room = PREFETCH_FACTOR * self.concurrency if self._avg_duration < PREFETCH_BELOW else 0
         want = idle + room - len(self.buffer)
         if self.max_jobs is not None:
             want = min(want, self.max_jobs - self.claimed_total)
@@ -443,6 +463,8 @@ class Worker:
         deadlines = [s.deadline for s in self.slots if s.deadline is not None]
         deadlines.extend(s.extra["stop_deadline"] for s in self.slots if "stop_deadline" in s.extra)
         deadlines.extend(self._service_due.values())
+        if self.pending:
+            deadlines.append(self.pending[0].queued_at + OUTCOME_DELAY)
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
         if deadlines:

@@ -259,9 +259,9 @@ def test_claim__the_generic_plan_of_the_prepared_claim_walks_the_ready_index_too
     _fill_finished_and_ready_rows()
     params = _claim_params(filter_queues=True)
     sql = claim_sql(filter_queues=True)
-    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)[sb]", sql)))
     for position, name in enumerate(names, start=1):
-        sql = sql.replace(f"%({name})s", f"${position}")
+        sql = sql.replace(f"%({name})s", f"${position}").replace(f"%({name})b", f"${position}")
 
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
