@@ -75,7 +75,9 @@ def _pg(
     logged = wrapper.queries_logged
     started = time.monotonic() if logged else 0.0
     with wrapper.wrap_database_errors:
-        if worker and wrapper.connection not in _tuned:
+        # Behind a transaction-pooling PgBouncer (LISTEN_NOTIFY off) a session setting would leak
+        # to other clients' sessions, so it is skipped there.
+        if worker and jobs_settings.LISTEN_NOTIFY and wrapper.connection not in _tuned:
             wrapper.connection.execute(_WORKER_SESSION)
             _tuned.add(wrapper.connection)
         with psycopg.Cursor(wrapper.connection) as cursor:
