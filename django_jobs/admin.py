@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
+from . import admin_overview  # noqa: F401 - registers the overview page
 from . import cron
 from .exceptions import InvalidCron, JobsError
 from .models import Job, Schedule, ScheduleQuerySet

@@ -1,0 +1,233 @@
+"""The numbers behind the admin's overview page and the metrics endpoint, in a few indexed queries.
+
+Each statement reads only the small part of the job table an index already isolates: the
+ready rows (``django_jobs_ready_idx``), the running rows (``django_jobs_running_idx``) and the
+last hour of finished rows (``django_jobs_finished_idx``). The finished bulk of the table (often
+millions of rows) is never scanned: its size per status comes from the planner's estimate once
+the table is large (see ``stored_finished``). tests/test_overview.py asserts with EXPLAIN that
+no statement here scans the whole table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone as dt_timezone
+from typing import Any
+
+from django.db import connections
+from django.utils.dateparse import parse_datetime
+
+from .conf import jobs_settings
+from .models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Pause, Worker
+from .registry import registry
+
+TABLE = Job._meta.db_table
+#: How far back "recently finished" looks.
+RECENT = timedelta(hours=1)
+#: While the planner expects fewer finished rows than this, they are counted exactly (tens of
+#: milliseconds); beyond it, estimated: counting millions of rows takes seconds.
+EXACT_COUNT_MAX_ROWS = 50_000
+
+
+def _status_in(statuses: Iterable[JobStatus]) -> str:
+    # Literals, spelled like the partial indexes' predicates, so the planner can prove that an
+    # index applies (a bound parameter would hide the value from it).
+    return "status IN (" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
+
+
+# Ready rows and running rows, grouped by queue and status. Two branches, one per partial index:
+# PostgreSQL reads django_jobs_ready_idx for the first and django_jobs_running_idx for the second
+# (each holds only the rows of its predicate, so both stay small however many finished rows pile
+# up), and visits the heap only for those rows' queue and run_at. "Ready now" and the oldest
+# ready run_at (the queue's lag) come from the same rows, so they cost nothing extra.
+ACTIVE_SQL = (
+    f"SELECT queue, status, count(*), "
+    f"sum(CASE WHEN run_at <= %(now)s THEN 1 ELSE 0 END), "
+    f"min(CASE WHEN run_at <= %(now)s THEN run_at END) "
+    f"FROM {TABLE} WHERE {_status_in(READY_STATUSES)} GROUP BY queue, status "
+    f"UNION ALL "
+    f"SELECT queue, status, count(*), 0, NULL "
+    f"FROM {TABLE} WHERE {_status_in([JobStatus.RUNNING])} GROUP BY queue, status"
+)
+
+# Finished since %(since)s, by queue and status: a range scan of django_jobs_finished_idx
+# (partial on the finished statuses, ordered by finished_at), which touches only the last hour's
+# rows however long the retention keeps the older ones.
+RECENT_SQL = (
+    f"SELECT queue, status, count(*) FROM {TABLE} "
+    f"WHERE {_status_in(FINISHED_STATUSES)} AND finished_at >= %(since)s GROUP BY queue, status"
+)
+
+# Every finished row, counted: run only while the planner expects few (EXACT_COUNT_MAX_ROWS).
+STORED_EXACT_SQL = (
+    f"SELECT status, count(*) FROM {TABLE} WHERE {_status_in(FINISHED_STATUSES)} GROUP BY status"
+)
+
+# The planner's row estimate (the rows per page of the last VACUUM or ANALYZE, times the table's
+# current pages, times the frequency of the statuses in ANALYZE's sample): nothing is read.
+# {where} is built from JobStatus values only.
+STORED_ESTIMATE_SQL = "EXPLAIN (FORMAT JSON) SELECT 1 FROM " + TABLE + " WHERE {where}"
+
+
+@dataclass
+class QueueStats:
+    """One queue's jobs: waiting and running ones by status, and the last hour's outcomes."""
+
+    queue: str
+    queued: int = 0
+    retrying: int = 0
+    running: int = 0
+    #: Queued or retrying jobs whose run_at has passed: a worker could claim them now.
+    ready: int = 0
+    #: run_at of the oldest ready job; ``now - oldest_ready_at`` is the queue's lag.
+    oldest_ready_at: datetime | None = None
+    #: Jobs that finished within ``RECENT``, by status (succeeded, stopped, dead).
+    recent: dict[str, int] = field(default_factory=dict)
+    paused: bool = False
+
+    def lag(self, now: datetime) -> timedelta:
+        """How long the oldest ready job has waited to be claimed (zero when none waits)."""
+        if self.oldest_ready_at is None:
+            return timedelta(0)
+        return max(timedelta(0), now - self.oldest_ready_at)
+
+    @property
+    def recent_failed(self) -> int:
+        return self.recent.get(JobStatus.DEAD.value, 0)
+
+    @property
+    def recent_finished(self) -> int:
+        return sum(self.recent.values())
+
+
+@dataclass
+class StoredFinished:
+    """How many finished jobs the table holds, by status; ``exact`` False for planner estimates."""
+
+    counts: dict[str, int]
+    exact: bool
+
+
+@dataclass
+class WorkerStats:
+    """A live worker row and the jobs it is running (id, name, started_at), oldest first."""
+
+    worker: Worker
+    heartbeat_age: timedelta
+    running: list[dict[str, Any]]
+
+    @property
+    def silent(self) -> bool:
+        """No heartbeat for longer than RESCUE_AFTER: other workers will rescue its jobs."""
+        return self.heartbeat_age.total_seconds() > float(jobs_settings.RESCUE_AFTER)
+
+
+def _datetime(value: Any) -> datetime | None:
+    # SQLite hands back text for an aggregate over a datetime column.
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    if parsed is not None and parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt_timezone.utc)
+    return parsed
+
+
+def _rows(using: str, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    params = {k: adapt(v) if isinstance(v, datetime) else v for k, v in params.items()}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def known_queues() -> set[str]:
+    """Queues worth a row even when empty: the default one and those registered jobs name."""
+    queues = {str(jobs_settings.DEFAULT_QUEUE)}
+    queues.update(d.queue for d in registry if d.queue)
+    return queues
+
+
+def queue_stats(using: str, *, now: datetime, extra_queues: Iterable[str] = ()) -> list[QueueStats]:
+    """Per queue: counts by active status, ready jobs and lag, and the last hour's outcomes."""
+    stats: dict[str, QueueStats] = {}
+
+    def get(queue: str) -> QueueStats:
+        if queue not in stats:
+            stats[queue] = QueueStats(queue)
+        return stats[queue]
+
+    for queue in [*known_queues(), *extra_queues]:
+        get(queue)
+    for queue, status, count, ready, oldest in _rows(using, ACTIVE_SQL, {"now": now}):
+        row = get(queue)
+        setattr(row, status, getattr(row, status) + int(count))
+        row.ready += int(ready or 0)
+        oldest = _datetime(oldest)
+        if oldest is not None and (row.oldest_ready_at is None or oldest < row.oldest_ready_at):
+            row.oldest_ready_at = oldest
+    for queue, status, count in _rows(using, RECENT_SQL, {"since": now - RECENT}):
+        get(queue).recent[status] = int(count)
+    paused = set(Pause.objects.using(using).filter(kind=Pause.Kind.QUEUE).values_list("value", flat=True))
+    for queue in paused:
+        get(queue).paused = True
+    return sorted(stats.values(), key=lambda s: s.queue)
+
+
+def stored_finished(using: str) -> StoredFinished:
+    """How many succeeded, stopped and dead jobs the table holds: exact while there are few."""
+    statuses = [s.value for s in FINISHED_STATUSES]
+    if connections[using].vendor == "postgresql":
+        if _estimate(using, _status_in(FINISHED_STATUSES)) > EXACT_COUNT_MAX_ROWS:
+            estimates = {s: _estimate(using, f"status = '{s}'") for s in statuses}
+            return StoredFinished({s: _round(n) for s, n in estimates.items()}, exact=False)
+    counts = dict.fromkeys(statuses, 0)
+    counts.update({status: int(n) for status, n in _rows(using, STORED_EXACT_SQL, {})})
+    return StoredFinished(counts, exact=True)
+
+
+def _estimate(using: str, where: str) -> int:
+    with connections[using].cursor() as cursor:
+        cursor.execute(STORED_ESTIMATE_SQL.format(where=where))
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _round(estimate: int) -> int:
+    # Two significant digits: the planner's sample doesn't support more (and 1 means "few").
+    if estimate < 100:
+        return estimate
+    digits = len(str(estimate)) - 2
+    return round(estimate, -digits)
+
+
+def worker_stats(using: str, *, now: datetime) -> list[WorkerStats]:
+    """Every worker row with its heartbeat's age and the jobs it says it is running."""
+    workers = list(Worker.objects.using(using).order_by("hostname", "worker_id"))
+    ids = {int(i) for w in workers for i in (w.running or []) if str(i).isdigit()}
+    jobs: dict[int, dict[str, Any]] = {
+        row["id"]: dict(row)
+        for row in Job.objects.using(using).filter(pk__in=ids).values("id", "name", "started_at", "queue")
+    }
+    result = []
+    for w in workers:
+        running: list[dict[str, Any]] = []
+        for job_id in w.running or []:
+            row = jobs.get(int(job_id)) if str(job_id).isdigit() else None
+            running.append(row or {"id": job_id, "name": None, "started_at": None, "queue": None})
+        result.append(WorkerStats(w, max(timedelta(0), now - w.last_heartbeat), running))
+    return result
+
+
+def paused(using: str) -> tuple[list[Pause], list[Pause]]:
+    """The pauses in force: (queues, job names), each sorted by value."""
+    pauses = list(Pause.objects.using(using).order_by("value"))
+    return (
+        [p for p in pauses if p.kind == Pause.Kind.QUEUE],
+        [p for p in pauses if p.kind == Pause.Kind.NAME],
+    )
+
