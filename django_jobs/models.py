@@ -674,3 +674,56 @@ class Schedule(models.Model):
         from .scheduler import run_now
 
         return run_now(self, now=now or timezone.now())
+
+
+# -- monitoring: counters for the metrics endpoint, the dead-job mail's rate limit ---------------
+
+
+class FinishedCounter(models.Model):
+    """How many jobs have finished, by queue, job name and status, since counting began.
+
+    Tallied from the job table by a worker service (counters.py) and only ever increased, so
+    Prometheus can take rates from them whatever pruning deletes later.
+    """
+
+    queue = models.CharField(max_length=100)
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=JobStatus.choices)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "name", "status"], name="django_jobs_counter_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.name} {self.status}: {self.count}"
+
+
+class CounterMark(models.Model):
+    """How far a tally has read: jobs that finished up to ``counted_until`` are counted."""
+
+    key = models.CharField(max_length=32, primary_key=True)
+    counted_until = models.DateTimeField()
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.key} until {self.counted_until.isoformat()}"
+
+
+class DeadJobMail(models.Model):
+    """When ADMINS were last mailed about a job name going dead (alerts.py's rate limit)."""
+
+    name = models.CharField(max_length=255, unique=True)
+    mailed_at = models.DateTimeField()
+    # Jobs of this name that went dead since that mail without a mail of their own.
+    unmailed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.name} mailed {self.mailed_at.isoformat()}"
