@@ -9,8 +9,9 @@ class DjangoJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, log  # noqa: F401 - checks register themselves on import
+        from . import alerts, checks, log  # noqa: F401 - checks register themselves on import
         from .registry import autodiscover
 
         log.connect()
+        alerts.connect()
         autodiscover()

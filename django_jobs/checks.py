@@ -24,13 +24,14 @@ _NUMBER_MIN: dict[str, float] = {
     "RESCUE_AFTER": 0.01,
     "STOP_GRACE": 0,
     "PRUNE_INTERVAL": 0.01,
+    "MAIL_ADMINS_INTERVAL": 0,
 }
 # Whole numbers >= 1, and what None means where None is allowed.
 _WHOLE: dict[str, str | None] = {
     "CONCURRENCY": "None means one child process per CPU.",
     "PRUNE_BATCH": None,
 }
-_BOOLEANS = ("LISTEN_NOTIFY", "PREPARE_STATEMENTS")
+_BOOLEANS = ("LISTEN_NOTIFY", "PREPARE_STATEMENTS", "MAIL_ADMINS_ON_DEAD")
 # A worker that misses a heartbeat or two (a busy database, a pause) must not be taken for dead.
 _RESCUE_HEARTBEATS = 3
 
@@ -241,4 +242,39 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 hint="Remove cron= from @job, or give the SCHEDULES entry another name.",
                 id="django_jobs.E105",
             ))
+    return errors
+
+
+#: A shorter METRICS_TOKEN can be guessed; secrets.token_urlsafe(32) gives 43 characters.
+METRICS_TOKEN_MIN_LENGTH = 24
+
+
+@register(Tags.compatibility)
+def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Check METRICS_TOKEN, and that MAIL_ADMINS_ON_DEAD has someone to mail (W002, W003)."""
+    value = getattr(settings, "DJANGO_JOBS", {})
+    if not isinstance(value, dict):
+        return []  # E001 says so
+    errors: list[Any] = []
+    token = value.get("METRICS_TOKEN")
+    generate = 'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    if token is not None and not (isinstance(token, str) and token.strip()):
+        errors.append(Error(
+            f"DJANGO_JOBS['METRICS_TOKEN'] is {type(token).__name__}; it must be a non-empty string or None.",
+            hint="Read it from the environment, e.g. os.environ.get('DJANGO_JOBS_METRICS_TOKEN'). " + generate,
+            id="django_jobs.E003",
+        ))
+    elif isinstance(token, str) and len(token.strip()) < METRICS_TOKEN_MIN_LENGTH:
+        errors.append(Warning(
+            f"DJANGO_JOBS['METRICS_TOKEN'] has {len(token.strip())} characters: short enough to guess.",
+            hint=f"Use at least {METRICS_TOKEN_MIN_LENGTH} random characters. {generate}",
+            id="django_jobs.W002",
+        ))
+    if value.get("MAIL_ADMINS_ON_DEAD") is True and not getattr(settings, "ADMINS", None):
+        errors.append(Warning(
+            "DJANGO_JOBS['MAIL_ADMINS_ON_DEAD'] is on, but ADMINS is empty: mail_admins() sends nothing.",
+            hint='Set ADMINS (["ops@example.com"] on Django 6, [("Ops", "ops@example.com")] on 5.2) '
+            "and an EMAIL_BACKEND that delivers.",
+            id="django_jobs.W003",
+        ))
     return errors

@@ -54,6 +54,13 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE_MISFIRE_GRACE": 60.0,
     # Most jobs one catch-up enqueues for a schedule with catch_up="all" (the latest ticks win).
     "SCHEDULE_CATCH_UP_MAX": 100,
+    # The bearer token that lets Prometheus read the metrics endpoint (django_jobs.urls). Read it
+    # from the environment in your settings; None: only logged-in staff can read the metrics.
+    "METRICS_TOKEN": None,
+    # Email ADMINS (mail_admins) when a job goes dead, at most once per job name per
+    # MAIL_ADMINS_INTERVAL seconds; the next mail says how many more died meanwhile.
+    "MAIL_ADMINS_ON_DEAD": False,
+    "MAIL_ADMINS_INTERVAL": 3600.0,
 }
 
 

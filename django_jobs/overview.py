@@ -31,7 +31,8 @@ RECENT = timedelta(hours=1)
 EXACT_COUNT_MAX_ROWS = 50_000
 
 
-def _status_in(statuses: Iterable[JobStatus]) -> str:
+def status_in(statuses: Iterable[JobStatus]) -> str:
+    """``status IN ('queued', 'retrying')``: literals, for the planner's sake."""
     # Literals, spelled like the partial indexes' predicates, so the planner can prove that an
     # index applies (a bound parameter would hide the value from it).
     return "status IN (" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
@@ -46,10 +47,10 @@ ACTIVE_SQL = (
     f"SELECT queue, status, count(*), "
     f"sum(CASE WHEN run_at <= %(now)s THEN 1 ELSE 0 END), "
     f"min(CASE WHEN run_at <= %(now)s THEN run_at END) "
-    f"FROM {TABLE} WHERE {_status_in(READY_STATUSES)} GROUP BY queue, status "
+    f"FROM {TABLE} WHERE {status_in(READY_STATUSES)} GROUP BY queue, status "
     f"UNION ALL "
     f"SELECT queue, status, count(*), 0, NULL "
-    f"FROM {TABLE} WHERE {_status_in([JobStatus.RUNNING])} GROUP BY queue, status"
+    f"FROM {TABLE} WHERE {status_in([JobStatus.RUNNING])} GROUP BY queue, status"
 )
 
 # Finished since %(since)s, by queue and status: a range scan of django_jobs_finished_idx
@@ -57,12 +58,12 @@ ACTIVE_SQL = (
 # rows however long the retention keeps the older ones.
 RECENT_SQL = (
     f"SELECT queue, status, count(*) FROM {TABLE} "
-    f"WHERE {_status_in(FINISHED_STATUSES)} AND finished_at >= %(since)s GROUP BY queue, status"
+    f"WHERE {status_in(FINISHED_STATUSES)} AND finished_at >= %(since)s GROUP BY queue, status"
 )
 
 # Every finished row, counted: run only while the planner expects few (EXACT_COUNT_MAX_ROWS).
 STORED_EXACT_SQL = (
-    f"SELECT status, count(*) FROM {TABLE} WHERE {_status_in(FINISHED_STATUSES)} GROUP BY status"
+    f"SELECT status, count(*) FROM {TABLE} WHERE {status_in(FINISHED_STATUSES)} GROUP BY status"
 )
 
 # The planner's row estimate (the rows per page of the last VACUUM or ANALYZE, times the table's
@@ -150,8 +151,11 @@ def known_queues() -> set[str]:
     return queues
 
 
-def queue_stats(using: str, *, now: datetime, extra_queues: Iterable[str] = ()) -> list[QueueStats]:
-    """Per queue: counts by active status, ready jobs and lag, and the last hour's outcomes."""
+def queue_stats(
+    using: str, *, now: datetime, extra_queues: Iterable[str] = (), recent: bool = True,
+) -> list[QueueStats]:
+    """Per queue: counts by active status, ready jobs and lag, and (``recent``) the last hour's
+    outcomes."""
     stats: dict[str, QueueStats] = {}
 
     def get(queue: str) -> QueueStats:
@@ -168,8 +172,9 @@ def queue_stats(using: str, *, now: datetime, extra_queues: Iterable[str] = ()) 
         oldest = _datetime(oldest)
         if oldest is not None and (row.oldest_ready_at is None or oldest < row.oldest_ready_at):
             row.oldest_ready_at = oldest
-    for queue, status, count in _rows(using, RECENT_SQL, {"since": now - RECENT}):
-        get(queue).recent[status] = int(count)
+    if recent:
+        for queue, status, count in _rows(using, RECENT_SQL, {"since": now - RECENT}):
+            get(queue).recent[status] = int(count)
     paused = set(Pause.objects.using(using).filter(kind=Pause.Kind.QUEUE).values_list("value", flat=True))
     for queue in paused:
         get(queue).paused = True
@@ -180,7 +185,7 @@ def stored_finished(using: str) -> StoredFinished:
     """How many succeeded, stopped and dead jobs the table holds: exact while there are few."""
     statuses = [s.value for s in FINISHED_STATUSES]
     if connections[using].vendor == "postgresql":
-        if _estimate(using, _status_in(FINISHED_STATUSES)) > EXACT_COUNT_MAX_ROWS:
+        if _estimate(using, status_in(FINISHED_STATUSES)) > EXACT_COUNT_MAX_ROWS:
             estimates = {s: _estimate(using, f"status = '{s}'") for s in statuses}
             return StoredFinished({s: _round(n) for s, n in estimates.items()}, exact=False)
     counts = dict.fromkeys(statuses, 0)

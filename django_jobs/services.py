@@ -22,10 +22,11 @@ class Service(Protocol):
 
 def default_services(worker: Worker) -> list[Service]:
     """The services a worker runs, given its options (e.g. ``--no-scheduler``)."""
+    from .counters import Tally
     from .prune import Pruner
     from .rescue import Rescuer
 
-    services: list[Service] = [Rescuer(worker), Pruner(worker)]
+    services: list[Service] = [Rescuer(worker), Pruner(worker), Tally(worker)]
     if worker.scheduler:
         from .scheduler import Scheduler
 

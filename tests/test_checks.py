@@ -138,6 +138,8 @@ def test_e002__one_error_per_unknown_key() -> None:
         ("RETENTION", [3600], "a dict or None"),
         ("RETENTION", {"succeded": 3600}, "the keys are finished statuses: succeeded, stopped, dead"),
         ("RETENTION", {"dead": -1}, "seconds >= 0, a timedelta, or None"),
+        ("MAIL_ADMINS_INTERVAL", -1, "a number >= 0"),
+        ("MAIL_ADMINS_ON_DEAD", "yes", "True or False"),
         ("RETENTION", {"dead": "30d"}, "seconds >= 0, a timedelta, or None"),
         ("RETENTION", {"dead": timedelta(days=-1)}, "seconds >= 0, a timedelta, or None"),
     ],
@@ -234,3 +236,40 @@ def test_check_settings__is_registered_with_django() -> None:
     from django.core.checks import registry
 
     assert checks.check_settings in registry.registry.get_checks()
+
+
+# -- monitoring: METRICS_TOKEN (E003, W002), MAIL_ADMINS_ON_DEAD without ADMINS (W003) ---------
+
+
+def monitoring(value: Any, **overrides: Any) -> list[Any]:
+    with override_settings(DJANGO_JOBS=value, **overrides):
+        return checks.check_monitoring()
+
+
+def test_monitoring__a_long_token_and_mail_with_admins_pass() -> None:
+    value = {"METRICS_TOKEN": "x" * 43, "MAIL_ADMINS_ON_DEAD": True}
+    assert monitoring(value, ADMINS=[("Ops", "ops@example.com")]) == []
+    assert monitoring({}) == []
+
+
+@pytest.mark.parametrize("token", ["", "   ", 12345, b"bytes-are-not-a-token-at-all-no"])
+def test_e003__metrics_token_must_be_a_non_empty_string(token: Any) -> None:
+    (message,) = monitoring({"METRICS_TOKEN": token})
+
+    assert message.id == "django_jobs.E003"
+    assert "must be a non-empty string or None" in message.msg
+    assert "secrets.token_urlsafe(32)" in message.hint
+
+
+def test_w002__a_short_metrics_token_is_a_warning() -> None:
+    (message,) = monitoring({"METRICS_TOKEN": "hunter2"})
+
+    assert isinstance(message, Warning) and message.id == "django_jobs.W002"
+    assert message.msg == "DJANGO_JOBS['METRICS_TOKEN'] has 7 characters: short enough to guess."
+
+
+def test_w003__mail_on_dead_without_admins_is_a_warning() -> None:
+    (message,) = monitoring({"MAIL_ADMINS_ON_DEAD": True}, ADMINS=[])
+
+    assert isinstance(message, Warning) and message.id == "django_jobs.W003"
+    assert "ADMINS is empty" in message.msg

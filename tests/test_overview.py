@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs import overview
+from django_jobs import counters, overview
 from django_jobs.models import Job, JobStatus, Pause, Worker
 from tests.factories import JobFactory
 
@@ -196,3 +196,17 @@ def test_at_200k_jobs__no_statement_of_the_overview_page_scans_the_table(
     # The finished rows were estimated, not counted: 97.8% of 200,000 succeeded, 1.2% are dead.
     html = response.content.decode()
     assert re.search(r"≈ 19\d,000 succeeded", html) or re.search(r"≈ 200,000 succeeded", html), html
+
+
+def test_at_200k_jobs__no_statement_of_the_metrics_or_the_tally_scans_the_table(
+    big_table: None, admin_client: Client,
+) -> None:
+    now = timezone.now()
+    counters.tally("default", now=now - timedelta(minutes=10))  # starts counting
+    with CaptureQueriesContext(connection) as captured:
+        assert admin_client.get(reverse("django_jobs:metrics")).status_code == 200
+        assert counters.tally("default", now=now) > 0
+
+    plans = explain_job_table_statements(captured)
+    assert_no_scan_of_the_job_table(plans)
+    assert any("django_jobs_finished_idx" in text for text in plans.values()), plans

@@ -1,0 +1,90 @@
+"""Finished-job counters that only go up: what Prometheus needs for ``rate()`` and ``increase()``.
+
+Counting the job table on each scrape would not do: pruning deletes old finished rows (the count
+drops, and Prometheus reads a drop as a counter reset, i.e. a burst of jobs), and an operator's
+retry turns a dead job back into a queued one. So a worker service tallies instead: every
+``TALLY_INTERVAL`` seconds one worker (whichever gets there first) counts the jobs that finished
+since the last tally, a range scan of ``django_jobs_finished_idx``, and adds them to
+``FinishedCounter`` rows, which nothing ever lowers. Each finish is counted once: a job that
+dies, is retried and dies again counts two deaths.
+
+The tally stops ``SETTLE`` seconds short of now: an outcome is written a moment after the
+worker's clock stamped its ``finished_at`` (and clocks of different hosts differ a little), so
+the newest rows may not be visible yet. An outcome written later than that (say, held back by a
+database outage longer than ``SETTLE``) is missed by the counters; the job table still has it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.db import connections, transaction
+from django.db.models import F
+
+from .models import FINISHED_STATUSES, CounterMark, FinishedCounter, Job
+from .overview import status_in
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+MARK = "finished"
+TALLY_INTERVAL = 15.0
+SETTLE = timedelta(seconds=30)
+TABLE = Job._meta.db_table
+
+# A range scan of django_jobs_finished_idx (partial on the finished statuses, ordered by
+# finished_at) over the few seconds since the last tally, however many rows the table holds.
+TALLY_SQL = (
+    f"SELECT queue, name, status, count(*) FROM {TABLE} "
+    f"WHERE {status_in(FINISHED_STATUSES)} "
+    f"AND finished_at > %s AND finished_at <= %s GROUP BY queue, name, status"
+)
+
+
+def tally(using: str, *, now: datetime) -> int:
+    """Add the jobs that finished since the last tally to the counters; return how many.
+
+    The first tally only sets the mark: counting starts then. Safe when every worker calls it at
+    once: the mark moves by a compare-and-set, so exactly one of them counts each window.
+    """
+    until = now - SETTLE
+    with transaction.atomic(using=using):
+        mark, created = CounterMark.objects.using(using).get_or_create(key=MARK, defaults={"counted_until": until})
+        since = mark.counted_until
+        if created or until <= since:
+            return 0
+        # Compare-and-set: a concurrent tally blocks on this row and then finds the mark moved.
+        moved = CounterMark.objects.using(using).filter(key=MARK, counted_until=since).update(counted_until=until)
+        if not moved:
+            return 0
+        connection = connections[using]
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(TALLY_SQL, [adapt(since), adapt(until)])
+            rows = cursor.fetchall()
+        counters = FinishedCounter.objects.using(using)
+        for queue, name, status, count in rows:
+            updated = counters.filter(queue=queue, name=name, status=status).update(count=F("count") + count)
+            if not updated:
+                counters.create(queue=queue, name=name, status=status, count=count)
+        return sum(int(r[3]) for r in rows)
+
+
+def counted_until(using: str) -> datetime | None:
+    """Jobs that finished up to this moment are in the counters (None before the first tally)."""
+    mark = CounterMark.objects.using(using).filter(key=MARK).first()
+    return mark.counted_until if mark else None
+
+
+class Tally:
+    """The counting service each worker runs every ``TALLY_INTERVAL`` seconds."""
+
+    name = "tally"
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    def run(self, now: datetime) -> float:
+        tally(self.worker.using, now=now)
+        return TALLY_INTERVAL

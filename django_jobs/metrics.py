@@ -1,0 +1,139 @@
+"""A Prometheus endpoint: queue depth and lag, finished-job counters, workers and pauses.
+
+Wire it with ``path("jobs/", include("django_jobs.urls"))``; it answers at ``jobs/metrics``.
+Readers authenticate with ``Authorization: Bearer <DJANGO_JOBS["METRICS_TOKEN"]>`` or as a
+logged-in staff user who may see the admin's overview page. Every number comes from the indexed
+statements of overview.py and the small counter and worker tables, so a scrape stays cheap
+however large the job table grows. See docs/how-to/monitoring.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from . import counters, overview
+from .conf import jobs_settings
+from .models import ACTIVE_STATUSES, FINISHED_STATUSES, FinishedCounter
+from .registry import registry
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The permission a logged-in staff user needs (the admin overview page's).
+VIEW_PERMISSION = "django_jobs.view_queueoverview"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class Exposition:
+    """Prometheus text format, one metric family at a time."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str,
+               samples: Iterable[tuple[dict[str, str], float]]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        self.lines.extend(f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render(using: str, *, now: datetime) -> str:
+    """Every metric, in Prometheus text format."""
+    out = Exposition()
+    workers = overview.worker_stats(using, now=now)
+    live = [w for w in workers if not w.silent]
+    queues = overview.queue_stats(
+        using, now=now, recent=False, extra_queues={q for w in workers for q in (w.worker.queues or [])},
+    )
+    out.family("django_jobs_jobs", "gauge", "Jobs waiting or running now, by queue and status.", [
+        ({"queue": q.queue, "status": s.value}, getattr(q, s.value)) for q in queues for s in ACTIVE_STATUSES
+    ])
+    out.family("django_jobs_ready_jobs", "gauge",
+               "Queued or retrying jobs whose run_at has passed: a worker could claim them now.",
+               [({"queue": q.queue}, q.ready) for q in queues])
+    out.family("django_jobs_oldest_ready_age_seconds", "gauge",
+               "How long the oldest ready job of the queue has waited to be claimed; 0 when none waits.",
+               [({"queue": q.queue}, round(q.lag(now).total_seconds(), 3)) for q in queues])
+    out.family("django_jobs_finished_total", "counter",
+               "Jobs finished since counting began, by queue, job name and status; tallied by the "
+               "workers about 30-45 s behind, never lowered by pruning or retries.",
+               _finished_samples(using))
+    until = counters.counted_until(using)
+    out.family("django_jobs_finished_counted_until_timestamp_seconds", "gauge",
+               "Jobs that finished up to this Unix time are in django_jobs_finished_total.",
+               [({}, round(until.timestamp(), 3))] if until else [])
+    out.family("django_jobs_workers", "gauge", "Workers with a recent heartbeat.", [({}, len(live))])
+    out.family("django_jobs_worker_slots", "gauge", "Child processes of the live workers: jobs they can run at once.",
+               [({}, sum(w.worker.concurrency for w in live))])
+    out.family("django_jobs_worker_busy_slots", "gauge", "Jobs the live workers are running.",
+               [({}, sum(len(w.running) for w in live))])
+    paused_queues, paused_names = overview.paused(using)
+    out.family("django_jobs_paused_since_timestamp_seconds", "gauge",
+               "When a queue or job name was paused (Unix time); absent while it isn't.",
+               [({"kind": p.kind, "value": p.value}, round(p.created_at.timestamp(), 3))
+                for p in [*paused_queues, *paused_names]])
+    return out.text()
+
+
+def _finished_samples(using: str) -> list[tuple[dict[str, str], float]]:
+    # Every (queue, job) pair gets all three statuses, zero until the first such finish: a series
+    # that first appears at 1 has no earlier sample, so increase() would miss that first death.
+    counts: dict[tuple[str, str, str], int] = {}
+    pairs = {(d.queue or str(jobs_settings.DEFAULT_QUEUE), d.name) for d in registry}
+    for queue, name, status, count in FinishedCounter.objects.using(using).values_list(
+        "queue", "name", "status", "count"
+    ):
+        counts[(queue, name, status)] = count
+        pairs.add((queue, name))
+    return [
+        ({"queue": queue, "name": name, "status": s.value}, counts.get((queue, name, s.value), 0))
+        for queue, name in sorted(pairs) for s in FINISHED_STATUSES
+    ]
+
+
+def _authorized(request: HttpRequest) -> bool:
+    token = jobs_settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if token and scheme.lower() == "bearer" and given:
+        # Constant time: how much of a guess matched must not show in the response time.
+        return hmac.compare_digest(given.strip().encode(), str(token).encode())
+    user: Any = getattr(request, "user", None)
+    return bool(user and user.is_active and user.is_staff and user.has_perm(VIEW_PERMISSION))
+
+
+@require_http_methods(["GET", "HEAD"])
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Serve the metrics to a bearer of METRICS_TOKEN or a staff user allowed the overview."""
+    if not _authorized(request):
+        response = HttpResponse(
+            "Send Authorization: Bearer <DJANGO_JOBS['METRICS_TOKEN']>, or log in to the admin as "
+            "a staff user allowed to view the jobs overview.\n",
+            status=401, content_type="text/plain; charset=utf-8",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="django-jobs metrics"'
+        return response
+    response = HttpResponse(render(jobs_settings.DATABASE, now=timezone.now()), content_type=CONTENT_TYPE)
+    response["Cache-Control"] = "no-store"
+    return response
