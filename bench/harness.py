@@ -13,6 +13,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,6 +107,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=120.0,
         metavar="SECONDS",
         help="F samples where it got to after this many seconds (default 120)",
+    )
+    parser.add_argument(
+        "--at",
+        metavar="REV",
+        help="measure django_jobs/ as committed at REV (e.g. HEAD) instead of the working tree",
     )
     parser.add_argument(
         "--keep-database", action="store_true", help="leave the bench database in place afterwards"
@@ -667,6 +673,13 @@ def main(argv: list[str]) -> int:
     server = os.environ.get("DATABASE_URL") or LOCAL_SERVER
 
     sys.path.insert(0, str(REPO))
+    from . import code
+
+    code_dir, commit = code.export(args.at) if args.at else (REPO, None)
+    # First on the path, here and (through BENCH_CODE_DIR) in every worker: see bench/code.py.
+    sys.path.insert(0, str(code_dir))
+    os.environ["BENCH_CODE_DIR"] = str(code_dir)
+    fingerprint = code.fingerprint(code_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     from . import server as pg
 
@@ -692,6 +705,11 @@ def main(argv: list[str]) -> int:
         call_command("migrate", verbosity=0, interactive=False)
         db.create_ceiling_table()
         bench.results["meta"] = environment(args, sizes)
+        bench.results["meta"]["code"] = {
+            "directory": str(code_dir),
+            "at": args.at,
+            "commit": commit,
+        }
         bench.run()
     finally:
         bench.stop_workers()
@@ -701,6 +719,10 @@ def main(argv: list[str]) -> int:
         if not args.keep_database:
             pg.drop_database(server, args.database)
     results = bench.results
+    changed = code.fingerprint(code_dir) != fingerprint
+    results["meta"]["code"]["changed_during_run"] = changed
+    if args.at:
+        shutil.rmtree(code_dir, ignore_errors=True)
     results["meta"].update(
         duration_seconds=round(time.monotonic() - began, 1), loadavg_at_end=os.getloadavg()
     )
@@ -722,6 +744,11 @@ def main(argv: list[str]) -> int:
         f"took {results['meta']['duration_seconds']:.0f} s; load average at the end "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
+    if changed:
+        print(
+            "WARNING: django_jobs/ changed while this ran, so its figures mix versions of the "
+            "code; run again, or pin a commit with --at HEAD"
+        )
     print(f"results: {json_path}")
     errors = [s for s in SECTIONS if "error" in results.get(s, {})]
     return 1 if errors else 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench import code
 from bench.report import TARGETS, judge_targets, percentile, summary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,3 +83,14 @@ def test_judge_targets__missing_figures_are_not_judged() -> None:
 
     assert verdicts["B2_rate"] == "PASS"  # the median, 5,500, meets 5,000
     assert verdicts["B2_vs_E"] == "n/a"
+
+
+def test_code_export__pins_django_jobs_at_a_commit() -> None:
+    root, commit = code.export("HEAD")
+    try:
+        assert (root / "django_jobs" / "__init__.py").is_file()
+        assert not (root / "bench").exists()  # the bench itself always comes from the tree
+        assert len(commit) == 40
+        assert code.fingerprint(root) == code.fingerprint(root)
+    finally:
+        shutil.rmtree(root)
