@@ -45,11 +45,13 @@ def why_not_running(
     if job.run_at > now:
         if job.status == JobStatus.RETRYING:
             error = f": {job.last_error}" if job.last_error else ""
-            reasons.append(Reason(
-                "backoff",
-                f"Attempt {job.attempts} of {job.max_attempts} failed{error}. The next attempt is "
-                f"due at {_when(job.run_at, now)}.",
-            ))
+            reasons.append(
+                Reason(
+                    "backoff",
+                    f"Attempt {job.attempts} of {job.max_attempts} failed{error}. The next attempt is "
+                    f"due at {_when(job.run_at, now)}.",
+                )
+            )
         else:
             when = _when(job.run_at, now)
             reasons.append(Reason("scheduled", f"It is scheduled to run at {when}."))
@@ -66,18 +68,22 @@ def why_not_running(
     if not serving:
         others = sorted({q for w in live for q in w.queues})
         elsewhere = f" ({len(live)} live worker(s) serve only {', '.join(others)})" if live else ""
-        reasons.append(Reason(
-            "no_worker",
-            f"No live worker serves the queue '{job.queue}'{elsewhere}. Start one with "
-            f"`manage.py runjobs --queue {job.queue}`, or without --queue to serve every queue.",
-        ))
+        reasons.append(
+            Reason(
+                "no_worker",
+                f"No live worker serves the queue '{job.queue}'{elsewhere}. Start one with "
+                f"`manage.py runjobs --queue {job.queue}`, or without --queue to serve every queue.",
+            )
+        )
     elif not reasons and all(len(w.running) >= w.concurrency for w in serving):
         slots = sum(w.concurrency for w in serving)
-        reasons.append(Reason(
-            "busy",
-            f"Every worker serving the queue '{job.queue}' is busy ({slots} of {slots} slots); "
-            f"it runs when one is free, after the waiting jobs ahead of it.",
-        ))
+        reasons.append(
+            Reason(
+                "busy",
+                f"Every worker serving the queue '{job.queue}' is busy ({slots} of {slots} slots); "
+                f"it runs when one is free, after the waiting jobs ahead of it.",
+            )
+        )
     return reasons or [Reason("imminent", "Nothing holds it back: it should start any moment.")]
 
 

@@ -27,8 +27,12 @@ def job(**fields: Any) -> Job:
 def worker(queues: list[str] | None = None, beat_ago: float = 1.0, **fields: Any) -> Worker:
     fields.setdefault("concurrency", 2)
     return Worker(
-        worker_id=fields.pop("worker_id", "host:1"), hostname="host", pid=1, queues=queues or [],
-        last_heartbeat=NOW - timedelta(seconds=beat_ago), **fields,
+        worker_id=fields.pop("worker_id", "host:1"),
+        hostname="host",
+        pid=1,
+        queues=queues or [],
+        last_heartbeat=NOW - timedelta(seconds=beat_ago),
+        **fields,
     )
 
 
@@ -57,8 +61,13 @@ def test_why__a_job_due_later_says_when() -> None:
 
 
 def test_why__a_retrying_job_in_backoff_shows_the_last_error_and_the_next_attempt() -> None:
-    j = job(status="retrying", attempts=2, max_attempts=5, last_error="ConnectionError: refused",
-            run_at=NOW + timedelta(minutes=4))
+    j = job(
+        status="retrying",
+        attempts=2,
+        max_attempts=5,
+        last_error="ConnectionError: refused",
+        run_at=NOW + timedelta(minutes=4),
+    )
 
     (reason,) = why(j)
 
@@ -74,8 +83,12 @@ def test_why__a_retrying_job_whose_backoff_is_over_is_imminent() -> None:
 
 
 def test_why__a_paused_queue_or_name_says_since_when_and_why() -> None:
-    pauses = [pause("queue", "default", "migrating"), pause("name", "shop.sync"),
-              pause("queue", "other"), pause("name", "shop.other")]
+    pauses = [
+        pause("queue", "default", "migrating"),
+        pause("name", "shop.sync"),
+        pause("queue", "other"),
+        pause("name", "shop.other"),
+    ]
 
     reasons = why(job(), pauses=pauses)
 
@@ -127,7 +140,9 @@ def test_why__reasons_add_up() -> None:
     j = job(run_at=NOW + timedelta(minutes=1), queue="reports")
 
     assert codes(why(j, pauses=[pause("queue", "reports")], workers=[])) == [
-        "scheduled", "paused_queue", "no_worker"
+        "scheduled",
+        "paused_queue",
+        "no_worker",
     ]
 
 

@@ -36,7 +36,12 @@ def test_retry__queues_the_retryable_and_counts_the_rest_by_status() -> None:
     assert result.done == Counter(dead=1, stopped=1, retrying=1)
     assert result.skipped == Counter(running=1, queued=1, succeeded=1)
     assert statuses(dead, stopped, retrying, running, queued, succeeded) == [
-        "queued", "queued", "queued", "running", "queued", "succeeded"
+        "queued",
+        "queued",
+        "queued",
+        "running",
+        "queued",
+        "succeeded",
     ]
     dead.refresh_from_db()
     retrying.refresh_from_db()
@@ -57,7 +62,11 @@ def test_retry__skips_a_job_whose_unique_key_another_active_job_holds() -> None:
     assert result.done == Counter(dead=1, retrying=1)
     assert result.skipped == Counter(key_taken=3)
     assert statuses(dead, twin_a, twin_b, retrying, dead_of_retrying) == [
-        "dead", "queued", "stopped", "queued", "dead"
+        "dead",
+        "queued",
+        "stopped",
+        "queued",
+        "dead",
     ]
 
 
@@ -84,7 +93,11 @@ def test_stop__ends_waiting_jobs_and_asks_running_ones_once() -> None:
     assert result.done == Counter(queued=1, retrying=1, running=1)
     assert result.skipped == Counter(stopping=1, dead=1)
     assert statuses(queued, retrying, running, stopping, dead) == [
-        "stopped", "stopped", "running", "running", "dead"
+        "stopped",
+        "stopped",
+        "running",
+        "running",
+        "dead",
     ]
     assert Job.objects.get(pk=queued.pk).last_error == "maintenance"
     assert Job.objects.get(pk=running.pk).stop_requested_at == now
