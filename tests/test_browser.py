@@ -11,6 +11,7 @@ where they fail: CI installs both (``.ci/run`` and the ``test`` extra).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from django_jobs.models import Pause, Schedule
 from tests.factories import JobFactory
@@ -132,3 +134,31 @@ def test_schedule__saving_a_bad_cron_shows_what_is_wrong(page: Any) -> None:
     shot(page, "schedule-bad-cron")
     assert "61" in error
     assert not Schedule.objects.exists()
+
+
+# -- the pages of the operator's guide, with docs/screenshots.py's demo data -------------------
+
+
+def _docs_screenshots() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_screenshots", REPO / "docs" / "screenshots.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_operators_pages__show_a_busy_shop(page: Any) -> None:
+    """The pages docs/screenshots.py photographs, with its data: they load and show it."""
+    jobs = _docs_screenshots().seed(timezone.now())
+    dead = jobs["dead"]
+
+    page.goto("/admin/django_jobs/queueoverview/")
+    assert "Paused" in page.inner_text('tr.queue-row[data-queue="reports"]')
+    assert "shop.sync_stripe_orders" in page.inner_text('tr.worker-row[data-worker="web-1:4242"]')
+    page.goto("/admin/django_jobs/job/")
+    assert page.locator("#result_list tbody tr").count() == 50
+    page.goto(f"/admin/django_jobs/job/{dead.pk}/change/")
+    assert "SMTPServerDisconnected" in page.inner_text("#content-main")
+    page.goto("/admin/django_jobs/deadletter/")
+    assert page.locator("#result_list tbody tr").count() == 3
+    shot(page, "dead-letters")
