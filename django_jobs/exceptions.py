@@ -49,6 +49,10 @@ class WorkerLost(JobsError, RuntimeError):
     """An attempt whose worker (or the process running it) died before reporting an outcome."""
 
 
+class OutcomeNotStorable(JobsError, ValueError):
+    """An attempt's outcome that the database refused to store (recorded in its place)."""
+
+
 class ResultNotJSON(JobsError, TypeError):
     """A job returned a value that can't be stored as JSON."""
 
@@ -68,6 +72,11 @@ class Retry(JobControl):
     def __init__(self, in_: timedelta | float | None = None, *, at: datetime | None = None):
         if (in_ is None) == (at is None):
             raise InvalidJobOptions("Retry() needs exactly one of in_=timedelta(...) or at=datetime.")
+        if at is not None and at.tzinfo is None:
+            raise InvalidJobOptions(
+                f"Retry(at={at!r}) is a naive datetime; pass an aware one "
+                f"(django.utils.timezone.now() + timedelta(...))."
+            )
         if isinstance(in_, (int, float)):
             in_ = timedelta(seconds=in_)
         self.in_ = in_

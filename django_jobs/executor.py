@@ -101,6 +101,20 @@ def run_job(
             close_old_connections()
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child if the worker dies, even mid-job (best effort elsewhere)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the child still exits at EOF once its current job returns
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 def _child_main(conn: Connection, worker_id: str) -> None:
     for fd in list(_PARENT_ENDS):
         try:
@@ -112,10 +126,12 @@ def _child_main(conn: Connection, worker_id: str) -> None:
     # (psycopg never sends a terminate message from a forked child), and open our own.
     for wrapper in connections.all(initialized_only=True):
         wrapper.connection = None
-    # The parent owns shutdown: Ctrl-C in a terminal reaches the whole process group, and the
-    # parent decides whether running jobs get their grace period.
+    # The parent owns shutdown: Ctrl-C in a terminal, or systemd's SIGTERM to the whole control
+    # group, reaches every process, and the parent decides whether running jobs get their grace
+    # period (it kills children with SIGKILL when they don't).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     while True:
         try:
             raw = conn.recv_bytes()

@@ -13,7 +13,7 @@ class Backoff:
 
     After failed attempt ``n`` (1-based) the next attempt is due after::
 
-        delay(n) = min(max_delay, base * factor ** (n - 1)) * (1 + jitter * u),  u uniform in [-1, 1]
+        delay(n) = min(max_delay, base * factor ** (n - 1) * (1 + jitter * u)),  u uniform in [-1, 1]
 
     With the defaults (base 5 s, factor 2, max 1 h, jitter 0.1): about 5 s, 10 s, 20 s, 40 s, …,
     reaching the one-hour cap after attempt 11. Jitter spreads retries of jobs that failed together
@@ -39,8 +39,8 @@ class Backoff:
         except OverflowError:
             # Past the largest float (a big factor, or a huge attempt number): past any cap too.
             raw = float("inf") if self.base else 0.0
-        capped = min(self.max_delay, raw)
-        return capped * (1 + self.jitter * (2 * rand() - 1))
+        # Jitter spreads the delay; the cap stays a hard limit.
+        return min(self.max_delay, raw * (1 + self.jitter * (2 * rand() - 1)))
 
 
 def default_backoff() -> Backoff:

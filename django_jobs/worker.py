@@ -184,6 +184,8 @@ class Worker:
         self._paused: tuple[float, list[str], list[str]] = (0.0, [], [])
         self._db_backoff = float(jobs_settings.RECONNECT_BACKOFF)
         self._db_down_until = 0.0
+        # When the main loop last went round; the heartbeat thread stops beating if it stalls.
+        self._loop_turned = time.monotonic()
         from .services import default_services
 
         self.services = default_services(self)
@@ -278,6 +280,12 @@ class Worker:
         """Record a heartbeat and look for stop requests (called from the heartbeat thread)."""
         from .models import Worker as WorkerRow
 
+        stalled = time.monotonic() - self._loop_turned
+        if stalled > float(jobs_settings.RESCUE_AFTER) / 2:
+            # A heartbeat promises the worker will record its jobs' outcomes. A main loop stuck
+            # this long can't, so stop promising: after RESCUE_AFTER its jobs are rescued.
+            log_event("loop_stalled", logging.ERROR, worker=self.worker_id, seconds=f"{stalled:.0f}")
+            return
         running = self.running_ids()
         updated = WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).update(
             last_heartbeat=self.clock(), running=running
@@ -383,6 +391,7 @@ class Worker:
 
     def _loop(self) -> None:
         while True:
+            self._loop_turned = time.monotonic()
             if self.force:
                 return
             if self.stopping:
@@ -467,6 +476,9 @@ class Worker:
             deadlines.append(self.pending[0].queued_at + OUTCOME_DELAY)
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
+        # Go round at least once per heartbeat interval, so the heartbeat can tell a stalled
+        # loop from an idle one.
+        timeout = min(timeout, float(jobs_settings.HEARTBEAT_INTERVAL))
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - now))
         ready = wait([s.conn for s in self._busy()] + [self._wake_r], timeout)
@@ -559,7 +571,8 @@ class Worker:
             slot.close()
             slot.start()
             slot.send(row, self.using)
-        job_started.send(
+        self._send(
+            job_started,
             sender=Job, job_id=row["id"], name=row["name"], attempt=row["attempt"], worker_id=self.worker_id
         )
 
@@ -688,7 +701,8 @@ class Worker:
                     worker=self.worker_id, note="the claim was lost (rescued elsewhere); outcome dropped",
                 )
                 continue
-            job_finished.send(
+            self._send(
+                job_finished,
                 sender=Job,
                 job_id=row["id"],
                 name=row["name"],
@@ -745,6 +759,16 @@ class Worker:
                 write.run_at = now + timedelta(seconds=definition.effective_backoff.delay(row["attempt"]))
                 entry["retry_at"] = write.run_at.isoformat()
         return write
+
+    def _send(self, signal_: Any, **kwargs: Any) -> None:
+        """Send a signal; a receiver that raises is logged, never allowed to stop the worker."""
+        for receiver, result in signal_.send_robust(**kwargs):
+            if isinstance(result, Exception):
+                logger.error(
+                    "django_jobs event=receiver_failed receiver=%s job=%s error=%r",
+                    getattr(receiver, "__qualname__", receiver), kwargs.get("job_id"), result,
+                    exc_info=result,
+                )
 
     # -- database health ------------------------------------------------------------------------
 

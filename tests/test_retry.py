@@ -76,10 +76,12 @@ def test_delay__jitter_stays_within_its_bounds() -> None:
     assert all(9.0 <= backoff.delay(1) <= 11.0 for _ in range(1000))
 
 
-def test_delay__jitter_applies_after_the_cap() -> None:
-    backoff = Backoff(base=100.0, factor=2.0, max_delay=100.0, jitter=0.5)
+def test_delay__the_cap_is_a_hard_limit_even_with_jitter() -> None:
+    backoff = Backoff(base=80.0, factor=1.0, max_delay=100.0, jitter=0.5)
 
-    assert backoff.delay(5, rand=lambda: 0.0) == pytest.approx(50.0)
+    assert backoff.delay(1, rand=lambda: 0.0) == pytest.approx(40.0)
+    assert backoff.delay(1, rand=lambda: math.nextafter(1.0, 0.0)) == pytest.approx(100.0)
+    assert Backoff(base=100.0, factor=2.0, max_delay=100.0, jitter=0.5).delay(5, rand=lambda: 0.0) == 100.0
 
 
 def test_delay__zero_jitter_ignores_rand() -> None:
