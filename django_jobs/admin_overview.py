@@ -101,7 +101,9 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             path("resume/", wrap(self.resume_view), name="%s_%s_resume" % info),
         ]
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
         using = jobs_settings.DATABASE
@@ -129,11 +131,17 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "queue_names": [q.queue for q in queues],
             "can_pause": request.user.has_perm(PAUSE_PERMISSION),
             "can_resume": request.user.has_perm(RESUME_PERMISSION),
-            "refresh": int(refresh) if refresh.isdigit() and int(refresh) in REFRESH_CHOICES else None,
+            "refresh": int(refresh)
+            if refresh.isdigit() and int(refresh) in REFRESH_CHOICES
+            else None,
             "refresh_choices": REFRESH_CHOICES,
             "dead_letters_url": _url("admin:django_jobs_deadletter_changelist"),
-            "pause_url": reverse("admin:django_jobs_queueoverview_pause", current_app=self.admin_site.name),
-            "resume_url": reverse("admin:django_jobs_queueoverview_resume", current_app=self.admin_site.name),
+            "pause_url": reverse(
+                "admin:django_jobs_queueoverview_pause", current_app=self.admin_site.name
+            ),
+            "resume_url": reverse(
+                "admin:django_jobs_queueoverview_resume", current_app=self.admin_site.name
+            ),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, TEMPLATE, context)
@@ -149,7 +157,9 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "lag": format_age(q.lag(now)) if q.oldest_ready_at else "—",
             "lag_seconds": int(q.lag(now).total_seconds()),
             "recent": {
-                status: _jobs_link(q.recent.get(status, 0), queue=q.queue, status=status, finished_at__gte=since)
+                status: _jobs_link(
+                    q.recent.get(status, 0), queue=q.queue, status=status, finished_at__gte=since
+                )
                 for status in ("succeeded", "stopped", "dead")
             },
             "paused": q.paused,
@@ -159,10 +169,12 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         running = []
         for job in w.running:
             started = job.get("started_at")
-            running.append({
-                "link": _job_link(job["id"], job.get("name")),
-                "for": format_age(now - started) if started else None,
-            })
+            running.append(
+                {
+                    "link": _job_link(job["id"], job.get("name")),
+                    "for": format_age(now - started) if started else None,
+                }
+            )
         return {
             "id": w.worker.worker_id,
             "host": w.worker.hostname,
@@ -180,7 +192,9 @@ class QueueOverviewAdmin(admin.ModelAdmin):
 
     def _redirect(self) -> HttpResponseRedirect:
         info = self.opts.app_label, self.opts.model_name
-        return HttpResponseRedirect(reverse("admin:%s_%s_changelist" % info, current_app=self.admin_site.name))
+        return HttpResponseRedirect(
+            reverse("admin:%s_%s_changelist" % info, current_app=self.admin_site.name)
+        )
 
     def _posted(self, request: HttpRequest, permission: str) -> tuple[str, str] | HttpResponse:
         """The (kind, value) a pause or resume form posted, or the response that refuses it."""
@@ -194,7 +208,9 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         if kind not in Pause.Kind.values:
             problem = f"kind must be one of {', '.join(Pause.Kind.values)}, not {kind!r}."
         elif not value:
-            problem = f"name the {'queue' if kind == Pause.Kind.QUEUE else 'job'} to pause or resume."
+            problem = (
+                f"name the {'queue' if kind == Pause.Kind.QUEUE else 'job'} to pause or resume."
+            )
         elif kind == Pause.Kind.QUEUE and len(value) > QUEUE_MAX_LENGTH:
             problem = f"a queue name has at most {QUEUE_MAX_LENGTH} characters."
         if problem:
@@ -210,8 +226,10 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         kind, value = posted
         if kind == Pause.Kind.NAME and value not in registry:
             self.message_user(
-                request, f"Nothing changed: no job is registered as {value!r}. Pick one of the "
-                "registered jobs from the list.", messages.ERROR,
+                request,
+                f"Nothing changed: no job is registered as {value!r}. Pick one of the "
+                "registered jobs from the list.",
+                messages.ERROR,
             )
             return self._redirect()
         reason = request.POST.get("reason", "").strip()[:REASON_MAX_LENGTH]
@@ -220,11 +238,15 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         pauses.pause(kind, value, reason)
         label = _label(kind, value)
         if existed:
-            self.message_user(request, f"Nothing to do: {label} was already paused.", messages.WARNING)
+            self.message_user(
+                request, f"Nothing to do: {label} was already paused.", messages.WARNING
+            )
         else:
             self.message_user(
-                request, f"Paused {label}: workers finish what they are running and claim no more "
-                "of its jobs until it is resumed.", messages.SUCCESS,
+                request,
+                f"Paused {label}: workers finish what they are running and claim no more "
+                "of its jobs until it is resumed.",
+                messages.SUCCESS,
             )
         return self._redirect()
 
@@ -236,10 +258,13 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         kind, value = posted
         label = _label(kind, value)
         if Pause.objects.db_manager(jobs_settings.DATABASE).resume(kind, value):
-            self.message_user(request, f"Resumed {label}: workers claim its jobs again.", messages.SUCCESS)
+            self.message_user(
+                request, f"Resumed {label}: workers claim its jobs again.", messages.SUCCESS
+            )
         else:
             self.message_user(request, f"Nothing to do: {label} was not paused.", messages.WARNING)
         return self._redirect()
+
 
 def _label(kind: str, value: str) -> str:
     return f"the queue {value!r}" if kind == Pause.Kind.QUEUE else f"the job {value!r}"

@@ -46,8 +46,10 @@ def decide(using: str, *, name: str, now: datetime) -> tuple[bool, int, datetime
     """
     interval = timedelta(seconds=float(jobs_settings.MAIL_ADMINS_INTERVAL))
     with transaction.atomic(using=using):
-        row, created = DeadJobMail.objects.using(using).select_for_update().get_or_create(
-            name=name, defaults={"mailed_at": now}
+        row, created = (
+            DeadJobMail.objects.using(using)
+            .select_for_update()
+            .get_or_create(name=name, defaults={"mailed_at": now})
         )
         if created:
             return True, 0, None
@@ -69,11 +71,19 @@ def _admin_path(name: str, *args: Any) -> str | None:
 
 
 def compose(
-    *, job_id: int, name: str, queue: str | None, attempt: int | None, error: dict[str, Any] | None,
-    unmailed: int, last_mailed_at: datetime | None,
+    *,
+    job_id: int,
+    name: str,
+    queue: str | None,
+    attempt: int | None,
+    error: dict[str, Any] | None,
+    unmailed: int,
+    last_mailed_at: datetime | None,
 ) -> DeadMail:
     """The mail about job ``job_id`` of ``name`` going dead."""
-    error_line = f"{error.get('class', '').rsplit('.', 1)[-1]}: {error.get('message', '')}" if error else ""
+    error_line = (
+        f"{error.get('class', '').rsplit('.', 1)[-1]}: {error.get('message', '')}" if error else ""
+    )
     subject = f"Job {name} went dead (#{job_id})"
     if unmailed:
         subject += f", and {unmailed} more since the last mail"
@@ -87,10 +97,11 @@ def compose(
         if error and error.get("traceback"):
             lines += [str(error["traceback"]).rstrip(), ""]
     if unmailed and last_mailed_at:
+        interval = float(jobs_settings.MAIL_ADMINS_INTERVAL)
         lines += [
             f"{unmailed} more {name} jobs went dead since the last mail about it "
             f"({last_mailed_at:%Y-%m-%d %H:%M %Z}); they were not mailed one by one "
-            f"(DJANGO_JOBS['MAIL_ADMINS_INTERVAL'] is {float(jobs_settings.MAIL_ADMINS_INTERVAL):g} s).",
+            f"(DJANGO_JOBS['MAIL_ADMINS_INTERVAL'] is {interval:g} s).",
             "",
         ]
     job_path = _admin_path("admin:django_jobs_job_change", job_id)
@@ -116,8 +127,13 @@ SEND_IN_BACKGROUND = True
 
 
 def on_job_finished(
-    sender: Any, job_id: int, name: str, status: str, attempt: int | None = None,
-    error: dict[str, Any] | None = None, **kwargs: Any,
+    sender: Any,
+    job_id: int,
+    name: str,
+    status: str,
+    attempt: int | None = None,
+    error: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> None:
     """Mail ADMINS about a job that went dead, if MAIL_ADMINS_ON_DEAD and the rate limit allow."""
     if status != JobStatus.DEAD or not jobs_settings.MAIL_ADMINS_ON_DEAD:
@@ -129,13 +145,22 @@ def on_job_finished(
             log_event("alert_held", job=job_id, name=name, unmailed=unmailed)
             return
         queue = Job.objects.using(using).filter(pk=job_id).values_list("queue", flat=True).first()
-        message = compose(job_id=job_id, name=name, queue=queue, attempt=attempt, error=error,
-                          unmailed=unmailed, last_mailed_at=last)
+        message = compose(
+            job_id=job_id,
+            name=name,
+            queue=queue,
+            attempt=attempt,
+            error=error,
+            unmailed=unmailed,
+            last_mailed_at=last,
+        )
     except Exception:  # noqa: BLE001 - e.g. the database went away: log it, keep the worker going
         logger.exception("django_jobs event=alert_failed job=%s name=%s", job_id, name)
         return
     if SEND_IN_BACKGROUND:
-        threading.Thread(target=_send, args=(message, job_id, name), name="django-jobs-mail", daemon=True).start()
+        threading.Thread(
+            target=_send, args=(message, job_id, name), name="django-jobs-mail", daemon=True
+        ).start()
     else:
         _send(message, job_id, name)
 

@@ -260,21 +260,24 @@ def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     generate = 'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
     if token is not None and not (isinstance(token, str) and token.strip()):
         errors.append(Error(
-            f"DJANGO_JOBS['METRICS_TOKEN'] is {type(token).__name__}; it must be a non-empty string or None.",
-            hint="Read it from the environment, e.g. os.environ.get('DJANGO_JOBS_METRICS_TOKEN'). " + generate,
+            f"DJANGO_JOBS['METRICS_TOKEN'] is {token!r}; it must be a non-empty string or None.",
+            hint="Read it from the environment, e.g. "
+            "os.environ.get('DJANGO_JOBS_METRICS_TOKEN'). " + generate,
             id="django_jobs.E003",
         ))
     elif isinstance(token, str) and len(token.strip()) < METRICS_TOKEN_MIN_LENGTH:
         errors.append(Warning(
-            f"DJANGO_JOBS['METRICS_TOKEN'] has {len(token.strip())} characters: short enough to guess.",
+            f"DJANGO_JOBS['METRICS_TOKEN'] has {len(token.strip())} characters: "
+            "short enough to guess.",
             hint=f"Use at least {METRICS_TOKEN_MIN_LENGTH} random characters. {generate}",
             id="django_jobs.W002",
         ))
     if value.get("MAIL_ADMINS_ON_DEAD") is True and not getattr(settings, "ADMINS", None):
         errors.append(Warning(
-            "DJANGO_JOBS['MAIL_ADMINS_ON_DEAD'] is on, but ADMINS is empty: mail_admins() sends nothing.",
-            hint='Set ADMINS (["ops@example.com"] on Django 6, [("Ops", "ops@example.com")] on 5.2) '
-            "and an EMAIL_BACKEND that delivers.",
+            "DJANGO_JOBS['MAIL_ADMINS_ON_DEAD'] is on, but ADMINS is empty: "
+            "mail_admins() sends nothing.",
+            hint='Set ADMINS (["ops@example.com"] on Django 6, [("Ops", "ops@example.com")] '
+            "on 5.2) and an EMAIL_BACKEND that delivers.",
             id="django_jobs.W003",
         ))
     return errors

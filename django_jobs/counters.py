@@ -50,12 +50,18 @@ def tally(using: str, *, now: datetime) -> int:
     """
     until = now - SETTLE
     with transaction.atomic(using=using):
-        mark, created = CounterMark.objects.using(using).get_or_create(key=MARK, defaults={"counted_until": until})
+        mark, created = CounterMark.objects.using(using).get_or_create(
+            key=MARK, defaults={"counted_until": until}
+        )
         since = mark.counted_until
         if created or until <= since:
             return 0
         # Compare-and-set: a concurrent tally blocks on this row and then finds the mark moved.
-        moved = CounterMark.objects.using(using).filter(key=MARK, counted_until=since).update(counted_until=until)
+        moved = (
+            CounterMark.objects.using(using)
+            .filter(key=MARK, counted_until=since)
+            .update(counted_until=until)
+        )
         if not moved:
             return 0
         connection = connections[using]
@@ -65,7 +71,9 @@ def tally(using: str, *, now: datetime) -> int:
             rows = cursor.fetchall()
         counters = FinishedCounter.objects.using(using)
         for queue, name, status, count in rows:
-            updated = counters.filter(queue=queue, name=name, status=status).update(count=F("count") + count)
+            updated = counters.filter(queue=queue, name=name, status=status).update(
+                count=F("count") + count
+            )
             if not updated:
                 counters.create(queue=queue, name=name, status=status, count=count)
         return sum(int(r[3]) for r in rows)

@@ -48,8 +48,9 @@ class Exposition:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, help_text: str,
-               samples: Iterable[tuple[dict[str, str], float]]) -> None:
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]
+    ) -> None:
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
         self.lines.extend(f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples)
@@ -64,35 +65,72 @@ def render(using: str, *, now: datetime) -> str:
     workers = overview.worker_stats(using, now=now)
     live = [w for w in workers if not w.silent]
     queues = overview.queue_stats(
-        using, now=now, recent=False, extra_queues={q for w in workers for q in (w.worker.queues or [])},
+        using,
+        now=now,
+        recent=False,
+        extra_queues={q for w in workers for q in (w.worker.queues or [])},
     )
-    out.family("django_jobs_jobs", "gauge", "Jobs waiting or running now, by queue and status.", [
-        ({"queue": q.queue, "status": s.value}, getattr(q, s.value)) for q in queues for s in ACTIVE_STATUSES
-    ])
-    out.family("django_jobs_ready_jobs", "gauge",
-               "Queued or retrying jobs whose run_at has passed: a worker could claim them now.",
-               [({"queue": q.queue}, q.ready) for q in queues])
-    out.family("django_jobs_oldest_ready_age_seconds", "gauge",
-               "How long the oldest ready job of the queue has waited to be claimed; 0 when none waits.",
-               [({"queue": q.queue}, round(q.lag(now).total_seconds(), 3)) for q in queues])
-    out.family("django_jobs_finished_total", "counter",
-               "Jobs finished since counting began, by queue, job name and status; tallied by the "
-               "workers about 30-45 s behind, never lowered by pruning or retries.",
-               _finished_samples(using))
+    out.family(
+        "django_jobs_jobs",
+        "gauge",
+        "Jobs waiting or running now, by queue and status.",
+        [
+            ({"queue": q.queue, "status": s.value}, getattr(q, s.value))
+            for q in queues
+            for s in ACTIVE_STATUSES
+        ],
+    )
+    out.family(
+        "django_jobs_ready_jobs",
+        "gauge",
+        "Queued or retrying jobs whose run_at has passed: a worker could claim them now.",
+        [({"queue": q.queue}, q.ready) for q in queues],
+    )
+    out.family(
+        "django_jobs_oldest_ready_age_seconds",
+        "gauge",
+        "How long the oldest ready job of the queue has waited to be claimed; 0 when none waits.",
+        [({"queue": q.queue}, round(q.lag(now).total_seconds(), 3)) for q in queues],
+    )
+    out.family(
+        "django_jobs_finished_total",
+        "counter",
+        "Jobs finished since counting began, by queue, job name and status; tallied by the "
+        "workers about 30-45 s behind, never lowered by pruning or retries.",
+        _finished_samples(using),
+    )
     until = counters.counted_until(using)
-    out.family("django_jobs_finished_counted_until_timestamp_seconds", "gauge",
-               "Jobs that finished up to this Unix time are in django_jobs_finished_total.",
-               [({}, round(until.timestamp(), 3))] if until else [])
-    out.family("django_jobs_workers", "gauge", "Workers with a recent heartbeat.", [({}, len(live))])
-    out.family("django_jobs_worker_slots", "gauge", "Child processes of the live workers: jobs they can run at once.",
-               [({}, sum(w.worker.concurrency for w in live))])
-    out.family("django_jobs_worker_busy_slots", "gauge", "Jobs the live workers are running.",
-               [({}, sum(len(w.running) for w in live))])
+    out.family(
+        "django_jobs_finished_counted_until_timestamp_seconds",
+        "gauge",
+        "Jobs that finished up to this Unix time are in django_jobs_finished_total.",
+        [({}, round(until.timestamp(), 3))] if until else [],
+    )
+    out.family(
+        "django_jobs_workers", "gauge", "Workers with a recent heartbeat.", [({}, len(live))]
+    )
+    out.family(
+        "django_jobs_worker_slots",
+        "gauge",
+        "Child processes of the live workers: jobs they can run at once.",
+        [({}, sum(w.worker.concurrency for w in live))],
+    )
+    out.family(
+        "django_jobs_worker_busy_slots",
+        "gauge",
+        "Jobs the live workers are running.",
+        [({}, sum(len(w.running) for w in live))],
+    )
     paused_queues, paused_names = overview.paused(using)
-    out.family("django_jobs_paused_since_timestamp_seconds", "gauge",
-               "When a queue or job name was paused (Unix time); absent while it isn't.",
-               [({"kind": p.kind, "value": p.value}, round(p.created_at.timestamp(), 3))
-                for p in [*paused_queues, *paused_names]])
+    out.family(
+        "django_jobs_paused_since_timestamp_seconds",
+        "gauge",
+        "When a queue or job name was paused (Unix time); absent while it isn't.",
+        [
+            ({"kind": p.kind, "value": p.value}, round(p.created_at.timestamp(), 3))
+            for p in [*paused_queues, *paused_names]
+        ],
+    )
     return out.text()
 
 
@@ -108,7 +146,8 @@ def _finished_samples(using: str) -> list[tuple[dict[str, str], float]]:
         pairs.add((queue, name))
     return [
         ({"queue": queue, "name": name, "status": s.value}, counts.get((queue, name, s.value), 0))
-        for queue, name in sorted(pairs) for s in FINISHED_STATUSES
+        for queue, name in sorted(pairs)
+        for s in FINISHED_STATUSES
     ]
 
 
@@ -130,10 +169,13 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(
             "Send Authorization: Bearer <DJANGO_JOBS['METRICS_TOKEN']>, or log in to the admin as "
             "a staff user allowed to view the jobs overview.\n",
-            status=401, content_type="text/plain; charset=utf-8",
+            status=401,
+            content_type="text/plain; charset=utf-8",
         )
         response["WWW-Authenticate"] = 'Bearer realm="django-jobs metrics"'
         return response
-    response = HttpResponse(render(jobs_settings.DATABASE, now=timezone.now()), content_type=CONTENT_TYPE)
+    response = HttpResponse(
+        render(jobs_settings.DATABASE, now=timezone.now()), content_type=CONTENT_TYPE
+    )
     response["Cache-Control"] = "no-store"
     return response

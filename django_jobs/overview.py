@@ -152,7 +152,11 @@ def known_queues() -> set[str]:
 
 
 def queue_stats(
-    using: str, *, now: datetime, extra_queues: Iterable[str] = (), recent: bool = True,
+    using: str,
+    *,
+    now: datetime,
+    extra_queues: Iterable[str] = (),
+    recent: bool = True,
 ) -> list[QueueStats]:
     """Per queue: counts by active status, ready jobs and lag, and (``recent``) the last hour's
     outcomes."""
@@ -175,7 +179,9 @@ def queue_stats(
     if recent:
         for queue, status, count in _rows(using, RECENT_SQL, {"since": now - RECENT}):
             get(queue).recent[status] = int(count)
-    paused = set(Pause.objects.using(using).filter(kind=Pause.Kind.QUEUE).values_list("value", flat=True))
+    paused = set(
+        Pause.objects.using(using).filter(kind=Pause.Kind.QUEUE).values_list("value", flat=True)
+    )
     for queue in paused:
         get(queue).paused = True
     return sorted(stats.values(), key=lambda s: s.queue)
@@ -216,7 +222,9 @@ def worker_stats(using: str, *, now: datetime) -> list[WorkerStats]:
     ids = {int(i) for w in workers for i in (w.running or []) if str(i).isdigit()}
     jobs: dict[int, dict[str, Any]] = {
         row["id"]: dict(row)
-        for row in Job.objects.using(using).filter(pk__in=ids).values("id", "name", "started_at", "queue")
+        for row in Job.objects.using(using)
+        .filter(pk__in=ids)
+        .values("id", "name", "started_at", "queue")
     }
     result = []
     for w in workers:
@@ -235,4 +243,3 @@ def paused(using: str) -> tuple[list[Pause], list[Pause]]:
         [p for p in pauses if p.kind == Pause.Kind.QUEUE],
         [p for p in pauses if p.kind == Pause.Kind.NAME],
     )
-

@@ -31,8 +31,13 @@ IMG = REPO / "docs" / "img"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/django_jobs_screenshots"
 CHROMIUM = os.environ.get("DJANGO_JOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 WIDTH, HEIGHT = 1360, 860
 SERVER_TIMEOUT = 60.0
@@ -62,16 +67,23 @@ STRIPE_ERROR = {
 }
 
 
-def _failed_attempts(count: int, last_end: datetime, worker: str, error: dict[str, str],
-                     spacing: timedelta) -> list[dict[str, Any]]:
+def _failed_attempts(
+    count: int, last_end: datetime, worker: str, error: dict[str, str], spacing: timedelta
+) -> list[dict[str, Any]]:
     history = []
     for n in range(1, count + 1):
         end = last_end - spacing * (count - n)
-        history.append({
-            "attempt": n, "worker": worker, "started_at": (end - timedelta(seconds=1.2)).isoformat(),
-            "finished_at": end.isoformat(), "duration": round(0.9 + n * 0.13, 3), "outcome": "failed",
-            "error": error,
-        })
+        history.append(
+            {
+                "attempt": n,
+                "worker": worker,
+                "started_at": (end - timedelta(seconds=1.2)).isoformat(),
+                "finished_at": end.isoformat(),
+                "duration": round(0.9 + n * 0.13, 3),
+                "outcome": "failed",
+                "error": error,
+            }
+        )
     return history
 
 
@@ -88,48 +100,132 @@ def seed(now: datetime) -> dict[str, Any]:
 
     for i in range(38):
         at = now - timedelta(minutes=58 - i * 1.5)
-        add(EMAIL, "emails", JobStatus.SUCCEEDED, at, kwargs={"order_id": 1000 + i}, started_at=at,
-            finished_at=at + timedelta(seconds=1), result={"sent_to": f"customer{i}@example.com"},
-            history=[{"attempt": 1, "worker": "web-1:4242", "outcome": "succeeded", "duration": 0.84,
-                      "started_at": at.isoformat(), "finished_at": (at + timedelta(seconds=1)).isoformat()}])
+        add(
+            EMAIL,
+            "emails",
+            JobStatus.SUCCEEDED,
+            at,
+            kwargs={"order_id": 1000 + i},
+            started_at=at,
+            finished_at=at + timedelta(seconds=1),
+            result={"sent_to": f"customer{i}@example.com"},
+            history=[
+                {
+                    "attempt": 1,
+                    "worker": "web-1:4242",
+                    "outcome": "succeeded",
+                    "duration": 0.84,
+                    "started_at": at.isoformat(),
+                    "finished_at": (at + timedelta(seconds=1)).isoformat(),
+                }
+            ],
+        )
     dead = []
     for i, order_id in enumerate((1042, 1057)):
         end = now - timedelta(minutes=11 + 17 * i)
-        dead.append(add(
-            EMAIL, "emails", JobStatus.DEAD, end - timedelta(hours=2), kwargs={"order_id": order_id},
-            attempts=5, started_at=end - timedelta(seconds=1), finished_at=end,
-            last_error="SMTPServerDisconnected: Connection unexpectedly closed",
-            history=_failed_attempts(5, end, "web-1:4242", SMTP_ERROR, timedelta(minutes=27)),
-        ))
+        dead.append(
+            add(
+                EMAIL,
+                "emails",
+                JobStatus.DEAD,
+                end - timedelta(hours=2),
+                kwargs={"order_id": order_id},
+                attempts=5,
+                started_at=end - timedelta(seconds=1),
+                finished_at=end,
+                last_error="SMTPServerDisconnected: Connection unexpectedly closed",
+                history=_failed_attempts(5, end, "web-1:4242", SMTP_ERROR, timedelta(minutes=27)),
+            )
+        )
     sync_end = now - timedelta(hours=6, minutes=55)
-    add(SYNC, "default", JobStatus.DEAD, sync_end, attempts=1, started_at=sync_end, finished_at=sync_end,
+    add(
+        SYNC,
+        "default",
+        JobStatus.DEAD,
+        sync_end,
+        attempts=1,
+        started_at=sync_end,
+        finished_at=sync_end,
         last_error="AuthenticationError: Invalid API Key provided: sk_live_****************abcd",
-        history=_failed_attempts(1, sync_end, "worker-2:977", STRIPE_ERROR, timedelta(0)))
+        history=_failed_attempts(1, sync_end, "worker-2:977", STRIPE_ERROR, timedelta(0)),
+    )
     for i in range(14):
-        add(EMAIL, "emails", JobStatus.QUEUED, now - timedelta(minutes=6, seconds=40 - i * 20),
-            kwargs={"order_id": 1110 + i})
-    add(EMAIL, "emails", JobStatus.RETRYING, now - timedelta(minutes=3), kwargs={"order_id": 1077},
-        attempts=2, run_at=now + timedelta(minutes=4, seconds=30),
+        add(
+            EMAIL,
+            "emails",
+            JobStatus.QUEUED,
+            now - timedelta(minutes=6, seconds=40 - i * 20),
+            kwargs={"order_id": 1110 + i},
+        )
+    add(
+        EMAIL,
+        "emails",
+        JobStatus.RETRYING,
+        now - timedelta(minutes=3),
+        kwargs={"order_id": 1077},
+        attempts=2,
+        run_at=now + timedelta(minutes=4, seconds=30),
         last_error="SMTPServerDisconnected: Connection unexpectedly closed",
-        history=_failed_attempts(2, now - timedelta(minutes=1), "worker-2:977", SMTP_ERROR, timedelta(seconds=30)))
+        history=_failed_attempts(
+            2, now - timedelta(minutes=1), "worker-2:977", SMTP_ERROR, timedelta(seconds=30)
+        ),
+    )
     for i in range(3):
-        add(SYNC, "reports", JobStatus.QUEUED, now - timedelta(hours=1, minutes=i),
-            kwargs={"now": f"2026-10-{28 + i}T00:05:00+00:00"})
+        add(
+            SYNC,
+            "reports",
+            JobStatus.QUEUED,
+            now - timedelta(hours=1, minutes=i),
+            kwargs={"now": f"2026-10-{28 + i}T00:05:00+00:00"},
+        )
     running = [
-        add(SYNC, "default", JobStatus.RUNNING, now - timedelta(minutes=3, seconds=10),
-            started_at=now - timedelta(minutes=3, seconds=8), worker_id="web-1:4242",
-            progress={"percent": 40, "message": "fetched 400 of about 1,000 invoices"}),
-        add(EMAIL, "emails", JobStatus.RUNNING, now - timedelta(seconds=4), kwargs={"order_id": 1108},
-            started_at=now - timedelta(seconds=2), worker_id="web-1:4242"),
-        add(EMAIL, "emails", JobStatus.RUNNING, now - timedelta(seconds=3), kwargs={"order_id": 1109},
-            started_at=now - timedelta(seconds=1), worker_id="worker-2:977"),
+        add(
+            SYNC,
+            "default",
+            JobStatus.RUNNING,
+            now - timedelta(minutes=3, seconds=10),
+            started_at=now - timedelta(minutes=3, seconds=8),
+            worker_id="web-1:4242",
+            progress={"percent": 40, "message": "fetched 400 of about 1,000 invoices"},
+        ),
+        add(
+            EMAIL,
+            "emails",
+            JobStatus.RUNNING,
+            now - timedelta(seconds=4),
+            kwargs={"order_id": 1108},
+            started_at=now - timedelta(seconds=2),
+            worker_id="web-1:4242",
+        ),
+        add(
+            EMAIL,
+            "emails",
+            JobStatus.RUNNING,
+            now - timedelta(seconds=3),
+            kwargs={"order_id": 1109},
+            started_at=now - timedelta(seconds=1),
+            worker_id="worker-2:977",
+        ),
     ]
-    Worker.objects.create(worker_id="web-1:4242", hostname="web-1", pid=4242, concurrency=4,
-                          started_at=now - timedelta(hours=26, minutes=12),
-                          last_heartbeat=now - timedelta(seconds=3), running=[running[0].pk, running[1].pk])
-    Worker.objects.create(worker_id="worker-2:977", hostname="worker-2", pid=977, concurrency=2,
-                          queues=["emails"], started_at=now - timedelta(hours=3, minutes=4),
-                          last_heartbeat=now - timedelta(seconds=1), running=[running[2].pk])
+    Worker.objects.create(
+        worker_id="web-1:4242",
+        hostname="web-1",
+        pid=4242,
+        concurrency=4,
+        started_at=now - timedelta(hours=26, minutes=12),
+        last_heartbeat=now - timedelta(seconds=3),
+        running=[running[0].pk, running[1].pk],
+    )
+    Worker.objects.create(
+        worker_id="worker-2:977",
+        hostname="worker-2",
+        pid=977,
+        concurrency=2,
+        queues=["emails"],
+        started_at=now - timedelta(hours=3, minutes=4),
+        last_heartbeat=now - timedelta(seconds=1),
+        running=[running[2].pk],
+    )
     Pause.objects.pause_queue("reports", reason="month-end import running")
     return {"dead": dead[0]}
 
@@ -164,12 +260,25 @@ def _wait_for(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
 
 def _shrink(source: Path, name: str) -> Path:
     target = IMG / f"{name}.png"
-    subprocess.run(["pngquant", "--force", "--quality", "50-80", "--strip", "--output", str(target), str(source)],
-                   check=True)
+    subprocess.run(
+        [
+            "pngquant",
+            "--force",
+            "--quality",
+            "50-80",
+            "--strip",
+            "--output",
+            str(target),
+            str(source),
+        ],
+        check=True,
+    )
     return target
 
 
-def photograph(base_url: str, username: str, password: str, dead_job_id: int, workdir: Path) -> list[Path]:
+def photograph(
+    base_url: str, username: str, password: str, dead_job_id: int, workdir: Path
+) -> list[Path]:
     """Log in and take the pictures; return the files written into docs/img/."""
     from playwright.sync_api import sync_playwright
 
@@ -182,7 +291,9 @@ def photograph(base_url: str, username: str, password: str, dead_job_id: int, wo
     written = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, base_url=base_url)
+        context = browser.new_context(
+            viewport={"width": WIDTH, "height": HEIGHT}, base_url=base_url
+        )
         # The admin's navigation sidebar takes a third of the width; the pictures are of the pages.
         context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
         page = context.new_page()
@@ -196,7 +307,9 @@ def photograph(base_url: str, username: str, password: str, dead_job_id: int, wo
             page.wait_for_selector(ready)
             raw = workdir / f"{name}.png"
             if clip_height:
-                page.screenshot(path=str(raw), clip={"x": 0, "y": 0, "width": WIDTH, "height": clip_height})
+                page.screenshot(
+                    path=str(raw), clip={"x": 0, "y": 0, "width": WIDTH, "height": clip_height}
+                )
             else:
                 page.screenshot(path=str(raw), full_page=True)
             written.append(_shrink(raw, name))
@@ -209,8 +322,13 @@ def main() -> int:
         if not shutil.which(tool):
             sys.exit(f"docs/screenshots.py needs {tool}: apt-get install {package}")
     url = os.environ.get("DATABASE_URL", DEFAULT_URL)
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "example_project.settings",
-           "DEBUG": "true", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "DEBUG": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
     os.environ.update(env)
     if url.startswith("postgres"):
         _prepare_database(url)
@@ -240,11 +358,17 @@ def main() -> int:
         with open(log, "wb") as out:
             server = subprocess.Popen(
                 [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         try:
             _wait_for(f"http://127.0.0.1:{port}/admin/login/", server, log)
-            written = photograph(f"http://127.0.0.1:{port}", "operator", password, jobs["dead"].pk, Path(tmp))
+            written = photograph(
+                f"http://127.0.0.1:{port}", "operator", password, jobs["dead"].pk, Path(tmp)
+            )
         finally:
             server.terminate()
             server.wait(timeout=10)

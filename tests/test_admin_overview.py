@@ -31,8 +31,9 @@ def superuser_client() -> Client:
 
 def staff_client(*codenames: str) -> Client:
     user = User.objects.create_user("operator", "op@example.com", "pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="django_jobs",
-                                                        codename__in=codenames))
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="django_jobs", codename__in=codenames)
+    )
     c = Client()
     c.force_login(user)
     return c
@@ -45,8 +46,15 @@ def page(client: Client) -> str:
 
 
 def test_format_age__reads_at_a_glance() -> None:
-    cases = [(0, "0 s"), (45, "45 s"), (60, "1 min"), (200, "3 min 20 s"), (7200, "2 h"),
-             (7500, "2 h 5 min"), (86400 * 3 + 3600 * 4, "3 d 4 h")]
+    cases = [
+        (0, "0 s"),
+        (45, "45 s"),
+        (60, "1 min"),
+        (200, "3 min 20 s"),
+        (7200, "2 h"),
+        (7500, "2 h 5 min"),
+        (86400 * 3 + 3600 * 4, "3 d 4 h"),
+    ]
     assert [format_age(timedelta(seconds=s)) for s, _ in cases] == [text for _, text in cases]
 
 
@@ -63,7 +71,7 @@ def test_overview__shows_each_queues_counts_and_lag(superuser_client: Client) ->
 
     html = page(superuser_client)
 
-    row = html[html.index('data-queue="emails"'):]
+    row = html[html.index('data-queue="emails"') :]
     row = row[: row.index("</tr>")]
     assert ">3<" in row or ">3</a>" in row
     assert "6 min" in row  # the oldest ready job's age
@@ -72,12 +80,18 @@ def test_overview__shows_each_queues_counts_and_lag(superuser_client: Client) ->
 
 def test_overview__shows_workers_and_what_they_run(superuser_client: Client) -> None:
     job = JobFactory(status=JobStatus.RUNNING, worker_id="host:7", started_at=timezone.now())
-    Worker.objects.create(worker_id="host:7", hostname="host", pid=7, concurrency=4,
-                          queues=["emails"], running=[job.pk])
+    Worker.objects.create(
+        worker_id="host:7",
+        hostname="host",
+        pid=7,
+        concurrency=4,
+        queues=["emails"],
+        running=[job.pk],
+    )
 
     html = page(superuser_client)
 
-    row = html[html.index('data-worker="host:7"'):]
+    row = html[html.index('data-worker="host:7"') :]
     row = row[: row.index("</tr>")]
     assert f"#{job.pk} {RECORD}" in row
     assert "1 of 4" in row and "emails" in row
@@ -88,15 +102,18 @@ def test_overview__says_when_no_worker_runs(superuser_client: Client) -> None:
 
 
 def test_pause_and_resume_a_queue(superuser_client: Client) -> None:
-    response = superuser_client.post(reverse(PAUSE), {"kind": "queue", "value": "emails",
-                                                      "reason": "SMTP down"}, follow=True)
+    response = superuser_client.post(
+        reverse(PAUSE), {"kind": "queue", "value": "emails", "reason": "SMTP down"}, follow=True
+    )
 
     assert response.redirect_chain[-1][0] == reverse(OVERVIEW)
     assert Pause.objects.filter(kind="queue", value="emails", reason="SMTP down").exists()
     assert "Paused the queue &#x27;emails&#x27;" in response.content.decode()
     assert 'data-kind="queue" data-value="emails"' in response.content.decode()
 
-    response = superuser_client.post(reverse(RESUME), {"kind": "queue", "value": "emails"}, follow=True)
+    response = superuser_client.post(
+        reverse(RESUME), {"kind": "queue", "value": "emails"}, follow=True
+    )
 
     assert not Pause.objects.exists()
     assert "Resumed the queue" in response.content.decode()
@@ -104,16 +121,23 @@ def test_pause_and_resume_a_queue(superuser_client: Client) -> None:
 
 def test_pause_a_job__only_registered_names(superuser_client: Client) -> None:
     superuser_client.post(reverse(PAUSE), {"kind": "name", "value": RECORD})
-    response = superuser_client.post(reverse(PAUSE), {"kind": "name", "value": "no.such.job"}, follow=True)
+    response = superuser_client.post(
+        reverse(PAUSE), {"kind": "name", "value": "no.such.job"}, follow=True
+    )
 
     assert list(Pause.objects.values_list("kind", "value")) == [("name", RECORD)]
-    assert "Nothing changed: no job is registered as &#x27;no.such.job&#x27;" in response.content.decode()
+    assert (
+        "Nothing changed: no job is registered as &#x27;no.such.job&#x27;"
+        in response.content.decode()
+    )
 
 
 def test_pause__bad_input_changes_nothing_and_says_why(superuser_client: Client) -> None:
-    for data, message in [({"kind": "queue", "value": " "}, "name the queue"),
-                          ({"kind": "bogus", "value": "x"}, "kind must be one of queue, name"),
-                          ({"kind": "queue", "value": "q" * 101}, "at most 100 characters")]:
+    for data, message in [
+        ({"kind": "queue", "value": " "}, "name the queue"),
+        ({"kind": "bogus", "value": "x"}, "kind must be one of queue, name"),
+        ({"kind": "queue", "value": "q" * 101}, "at most 100 characters"),
+    ]:
         response = superuser_client.post(reverse(PAUSE), data, follow=True)
         assert message in response.content.decode()
     assert not Pause.objects.exists()
@@ -171,7 +195,9 @@ def test_permissions__staff_without_the_view_permission_is_refused() -> None:
     assert reverse(OVERVIEW) not in client.get(reverse("admin:index")).content.decode()
 
 
-def test_overview__has_no_change_page_that_would_show_a_jobs_arguments(superuser_client: Client) -> None:
+def test_overview__has_no_change_page_that_would_show_a_jobs_arguments(
+    superuser_client: Client,
+) -> None:
     job = JobFactory()
 
     response = superuser_client.get(f"{reverse(OVERVIEW)}{job.pk}/change/")
@@ -180,5 +206,11 @@ def test_overview__has_no_change_page_that_would_show_a_jobs_arguments(superuser
 
 
 def test_overview__reloads_itself_only_at_an_offered_interval(superuser_client: Client) -> None:
-    assert 'http-equiv="refresh" content="10"' in superuser_client.get(reverse(OVERVIEW) + "?refresh=10").content.decode()
-    assert 'http-equiv="refresh"' not in superuser_client.get(reverse(OVERVIEW) + "?refresh=1").content.decode()
+    assert (
+        'http-equiv="refresh" content="10"'
+        in superuser_client.get(reverse(OVERVIEW) + "?refresh=10").content.decode()
+    )
+    assert (
+        'http-equiv="refresh"'
+        not in superuser_client.get(reverse(OVERVIEW) + "?refresh=1").content.decode()
+    )

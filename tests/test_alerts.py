@@ -18,20 +18,38 @@ from tests.testapp.jobs import fail_fatally
 
 NOW = timezone.now().replace(microsecond=0)
 ADMINS = [("Ops", "ops@example.com")]
-ERROR = {"class": "builtins.KeyError", "message": "'no such thing'", "traceback": "Traceback…\nKeyError"}
+ERROR = {
+    "class": "builtins.KeyError",
+    "message": "'no such thing'",
+    "traceback": "Traceback…\nKeyError",
+}
 
 
 @pytest.fixture
 def mail_on_dead(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     settings.ADMINS = ADMINS
-    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "MAIL_ADMINS_ON_DEAD": True, "MAIL_ADMINS_INTERVAL": 600}
+    settings.DJANGO_JOBS = {
+        **settings.DJANGO_JOBS,
+        "MAIL_ADMINS_ON_DEAD": True,
+        "MAIL_ADMINS_INTERVAL": 600,
+    }
     monkeypatch.setattr(alerts, "SEND_IN_BACKGROUND", False)
     return settings
 
 
-def died(job_id: int = 1, name: str = "shop.sync", status: str = JobStatus.DEAD, **kwargs: Any) -> None:
-    alerts.on_job_finished(sender=None, job_id=job_id, name=name, status=status, attempt=3,
-                           error=ERROR, outcome="failed", **kwargs)
+def died(
+    job_id: int = 1, name: str = "shop.sync", status: str = JobStatus.DEAD, **kwargs: Any
+) -> None:
+    alerts.on_job_finished(
+        sender=None,
+        job_id=job_id,
+        name=name,
+        status=status,
+        attempt=3,
+        error=ERROR,
+        outcome="failed",
+        **kwargs,
+    )
 
 
 # -- the shared rate limit ---------------------------------------------------------------------
@@ -39,7 +57,9 @@ def died(job_id: int = 1, name: str = "shop.sync", status: str = JobStatus.DEAD,
 
 @pytest.mark.django_db
 def test_decide__one_mail_per_name_per_interval_counting_the_rest(mail_on_dead: Any) -> None:
-    decisions = [alerts.decide("default", name="a", now=NOW + timedelta(seconds=s)) for s in (0, 10, 20)]
+    decisions = [
+        alerts.decide("default", name="a", now=NOW + timedelta(seconds=s)) for s in (0, 10, 20)
+    ]
     later = alerts.decide("default", name="a", now=NOW + timedelta(seconds=600))
 
     assert decisions == [(True, 0, None), (False, 1, NOW), (False, 2, NOW)]
@@ -84,7 +104,9 @@ def test_receiver__the_next_mail_says_how_many_died_unmailed(mail_on_dead: Any) 
 
 
 @pytest.mark.django_db
-def test_receiver__nothing_unless_turned_on_or_dead(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_receiver__nothing_unless_turned_on_or_dead(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings.ADMINS = ADMINS
     monkeypatch.setattr(alerts, "SEND_IN_BACKGROUND", False)
     died()  # MAIL_ADMINS_ON_DEAD is off by default
@@ -97,7 +119,9 @@ def test_receiver__nothing_unless_turned_on_or_dead(settings: Any, monkeypatch: 
 
 
 @pytest.mark.django_db
-def test_receiver__sends_from_a_background_thread(mail_on_dead: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_receiver__sends_from_a_background_thread(
+    mail_on_dead: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(alerts, "SEND_IN_BACKGROUND", True)
 
     died()
@@ -112,7 +136,8 @@ class FailingBackend(BaseEmailBackend):
 
 @pytest.mark.django_db
 def test_receiver__a_mail_server_failure_is_logged_not_raised(
-    mail_on_dead: Any, caplog: pytest.LogCaptureFixture,
+    mail_on_dead: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     mail_on_dead.EMAIL_BACKEND = "tests.test_alerts.FailingBackend"
 
@@ -126,7 +151,8 @@ def test_receiver__a_mail_server_failure_is_logged_not_raised(
 
 @pytest.mark.django_db(transaction=True)
 def test_worker__three_deaths_of_one_job_send_one_mail(
-    mail_on_dead: Any, run_worker: Callable[..., Any],
+    mail_on_dead: Any,
+    run_worker: Callable[..., Any],
 ) -> None:
     jobs = [fail_fatally.enqueue() for _ in range(3)]
 

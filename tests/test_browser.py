@@ -30,8 +30,13 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("DJANGO_JOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 SCREENSHOTS = REPO / "screenshots"
 PASSWORD = "browser-test-password"
@@ -57,7 +62,9 @@ def browser() -> Iterator[Any]:
     except ImportError:
         _unavailable("Playwright is not installed: pip install -e '.[test]'")
     if not Path(CHROMIUM).is_file():
-        _unavailable(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set DJANGO_JOBS_CHROMIUM)")
+        _unavailable(
+            f"no Chromium at {CHROMIUM}: apt-get install chromium (or set DJANGO_JOBS_CHROMIUM)"
+        )
     # Playwright's sync API runs an event loop in this thread, and Django refuses database calls
     # from a thread with a running loop; the test's own setup and assertions are plain sync code.
     with pytest.MonkeyPatch.context() as patch:
@@ -140,7 +147,9 @@ def test_schedule__saving_a_bad_cron_shows_what_is_wrong(page: Any) -> None:
 
 
 def _docs_screenshots() -> Any:
-    spec = importlib.util.spec_from_file_location("docs_screenshots", REPO / "docs" / "screenshots.py")
+    spec = importlib.util.spec_from_file_location(
+        "docs_screenshots", REPO / "docs" / "screenshots.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

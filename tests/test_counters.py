@@ -51,8 +51,11 @@ def test_tally__counts_what_finished_since_the_last_one_by_queue_name_and_status
 
     assert tally("default", now=T0 + timedelta(seconds=10)) == 4
 
-    assert counts() == {("emails", "a", "succeeded"): 2, ("emails", "a", "dead"): 1,
-                        ("reports", "b", "stopped"): 1}
+    assert counts() == {
+        ("emails", "a", "succeeded"): 2,
+        ("emails", "a", "dead"): 1,
+        ("reports", "b", "stopped"): 1,
+    }
 
 
 @pytest.mark.django_db
@@ -75,7 +78,9 @@ def test_tally__pruning_and_retries_never_lower_a_counter() -> None:
 
     Job.objects.filter(pk=done.pk).delete()  # pruned
     dead.retry(now=T0 + timedelta(seconds=6))  # back to queued
-    Job.objects.filter(pk=dead.pk).update(status=JobStatus.DEAD, finished_at=T0 - SETTLE + timedelta(seconds=7))
+    Job.objects.filter(pk=dead.pk).update(
+        status=JobStatus.DEAD, finished_at=T0 - SETTLE + timedelta(seconds=7)
+    )
     tally("default", now=T0 + timedelta(seconds=10))
 
     # The retried job died twice: two deaths. The pruned success still counts.
@@ -92,7 +97,9 @@ def test_tally_service__runs_every_tally_interval() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_tally__two_at_once_count_each_window_once(second_connection: psycopg.Connection[Any]) -> None:
+def test_tally__two_at_once_count_each_window_once(
+    second_connection: psycopg.Connection[Any],
+) -> None:
     tally("default", now=T0)
     finished("succeeded", T0 - SETTLE + timedelta(seconds=1), name="once")
     now = T0 + timedelta(seconds=10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -34,7 +35,9 @@ def families(text: str) -> dict[str, dict[str, float]]:
         if line.startswith("# HELP "):
             continue
         assert SAMPLE.match(line), f"not a Prometheus sample: {line!r}"
-        name, _, rest = line.partition("{") if "{" in line.split(" ")[0] else (line.split(" ")[0], "", "")
+        name, _, rest = (
+            line.partition("{") if "{" in line.split(" ")[0] else (line.split(" ")[0], "", "")
+        )
         assert name in typed, f"{name} has no # TYPE line before its samples"
         labels = rest.rsplit("}", 1)[0] if rest else ""
         result.setdefault(name, {})[labels] = float(line.rsplit(" ", 1)[1])
@@ -53,8 +56,8 @@ def test_metrics__refuses_an_anonymous_reader(client: Client) -> None:
     assert b"METRICS_TOKEN" in response.content
 
 
-def test_metrics__a_bearer_of_the_token_may_read(client: Client, settings: object) -> None:
-    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "METRICS_TOKEN": TOKEN}  # type: ignore[attr-defined]
+def test_metrics__a_bearer_of_the_token_may_read(client: Client, settings: Any) -> None:
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "METRICS_TOKEN": TOKEN}
 
     ok = client.get(URL, HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     wrong = client.get(URL, HTTP_AUTHORIZATION=f"Bearer {TOKEN[:-1]}x")
@@ -126,10 +129,17 @@ def test_render__finished_counters_with_zeros_for_every_registered_job() -> None
 
 def test_render__workers_and_pauses() -> None:
     now = timezone.now()
-    Worker.objects.create(worker_id="a", hostname="h", pid=1, concurrency=4, running=[1, 2],
-                          last_heartbeat=now)
-    Worker.objects.create(worker_id="b", hostname="h", pid=2, concurrency=2, running=[3],
-                          last_heartbeat=now - timedelta(hours=1))  # silent: not counted
+    Worker.objects.create(
+        worker_id="a", hostname="h", pid=1, concurrency=4, running=[1, 2], last_heartbeat=now
+    )
+    Worker.objects.create(
+        worker_id="b",
+        hostname="h",
+        pid=2,
+        concurrency=2,
+        running=[3],
+        last_heartbeat=now - timedelta(hours=1),
+    )  # silent: not counted
     Pause.objects.pause_queue("emails")
     Pause.objects.pause_job('odd"name')
 

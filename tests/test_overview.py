@@ -1,9 +1,10 @@
-"""overview.py: the numbers of the overview page, and that none of its queries scans the job table."""
+"""overview.py: the overview page's numbers, and that none of its queries scans the job table."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.django_db
 NOW = timezone.now().replace(microsecond=0)
 
 
-def stats_by_queue(**kwargs: object) -> dict[str, overview.QueueStats]:
-    return {s.queue: s for s in overview.queue_stats("default", now=NOW, **kwargs)}  # type: ignore[arg-type]
+def stats_by_queue(**kwargs: Any) -> dict[str, overview.QueueStats]:
+    return {s.queue: s for s in overview.queue_stats("default", now=NOW, **kwargs)}
 
 
 def test_queue_stats__counts_active_jobs_by_queue_and_status() -> None:
@@ -55,8 +56,14 @@ def test_queue_stats__lag_is_the_age_of_the_oldest_ready_job() -> None:
 
 
 def test_queue_stats__counts_the_last_hours_outcomes_only() -> None:
-    for status, minutes_ago in [("succeeded", 5), ("succeeded", 59), ("dead", 10), ("stopped", 1),
-                                ("succeeded", 61), ("dead", 120)]:
+    for status, minutes_ago in [
+        ("succeeded", 5),
+        ("succeeded", 59),
+        ("dead", 10),
+        ("stopped", 1),
+        ("succeeded", 61),
+        ("dead", 120),
+    ]:
         JobFactory(queue="emails", status=status, finished_at=NOW - timedelta(minutes=minutes_ago))
 
     emails = stats_by_queue()["emails"]
@@ -103,12 +110,28 @@ def test_stored_finished__estimates_from_the_planner_once_the_table_is_large(
 
 
 def test_worker_stats__heartbeat_age_and_the_jobs_each_worker_runs() -> None:
-    job = JobFactory(status=JobStatus.RUNNING, worker_id="host:1", name="tests.testapp.jobs.record",
-                     started_at=NOW - timedelta(seconds=40))
-    Worker.objects.create(worker_id="host:1", hostname="host", pid=1, concurrency=2,
-                          last_heartbeat=NOW - timedelta(seconds=3), running=[job.pk, 999_999])
-    Worker.objects.create(worker_id="host:2", hostname="host", pid=2, concurrency=1,
-                          last_heartbeat=NOW - timedelta(minutes=5), running=[])
+    job = JobFactory(
+        status=JobStatus.RUNNING,
+        worker_id="host:1",
+        name="tests.testapp.jobs.record",
+        started_at=NOW - timedelta(seconds=40),
+    )
+    Worker.objects.create(
+        worker_id="host:1",
+        hostname="host",
+        pid=1,
+        concurrency=2,
+        last_heartbeat=NOW - timedelta(seconds=3),
+        running=[job.pk, 999_999],
+    )
+    Worker.objects.create(
+        worker_id="host:2",
+        hostname="host",
+        pid=2,
+        concurrency=1,
+        last_heartbeat=NOW - timedelta(minutes=5),
+        running=[],
+    )
 
     first, second = overview.worker_stats("default", now=NOW)
 
@@ -127,15 +150,17 @@ def fill(total: int, *, now: str = "now()") -> None:
     over a week of retention, a thin layer of waiting and running ones on top."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {overview.TABLE} (name, args, kwargs, queue, priority, status, attempts, "
-            "max_attempts, run_at, created_at, started_at, finished_at, worker_id, history, last_error) "
-            "SELECT 'shop.job' || (i %% 20), '[]', '{}', (ARRAY['default', 'emails', 'reports'])[1 + i %% 3], "
-            "0, s.status, 1, 3, r.at, r.at, "
+            f"INSERT INTO {overview.TABLE} (name, args, kwargs, queue, priority, status, "
+            "attempts, max_attempts, run_at, created_at, started_at, finished_at, worker_id, "
+            "history, last_error) "
+            "SELECT 'shop.job' || (i %% 20), '[]', '{}', "
+            "(ARRAY['default', 'emails', 'reports'])[1 + i %% 3], 0, s.status, 1, 3, r.at, r.at, "
             "CASE WHEN s.status IN ('succeeded', 'dead', 'stopped', 'running') THEN r.at END, "
             "CASE WHEN s.status IN ('succeeded', 'dead', 'stopped') THEN r.at END, "
             "CASE WHEN s.status = 'running' THEN 'host:' || (i %% 4) ELSE '' END, '[]', '' "
             "FROM generate_series(1, %s) AS i, "
-            "LATERAL (SELECT CASE WHEN i %% 1000 < 5 THEN 'queued' WHEN i %% 1000 < 7 THEN 'retrying' "
+            "LATERAL (SELECT CASE WHEN i %% 1000 < 5 THEN 'queued' "
+            "WHEN i %% 1000 < 7 THEN 'retrying' "
             "WHEN i %% 1000 < 8 THEN 'running' WHEN i %% 1000 < 20 THEN 'dead' "
             "WHEN i %% 1000 < 22 THEN 'stopped' ELSE 'succeeded' END AS status) AS s, "
             f"LATERAL (SELECT {now} - (i %% 10080) * interval '1 minute' AS at) AS r",
@@ -156,7 +181,9 @@ def big_table() -> None:
     a worker running a few of them."""
     fill(200_000)
     running = list(Job.objects.filter(status=JobStatus.RUNNING).values_list("id", flat=True)[:4])
-    Worker.objects.create(worker_id="host:0", hostname="host", pid=1, concurrency=4, running=running)
+    Worker.objects.create(
+        worker_id="host:0", hostname="host", pid=1, concurrency=4, running=running
+    )
 
 
 def explain_job_table_statements(captured: CaptureQueriesContext) -> dict[str, str]:
@@ -175,7 +202,9 @@ def assert_no_scan_of_the_job_table(plans: dict[str, str]) -> None:
         assert f"Seq Scan on {overview.TABLE}" not in text, f"{sql}\n{text}"
 
 
-def test_at_200k_jobs__the_overview_uses_the_indexes_and_never_scans_the_table(big_table: None) -> None:
+def test_at_200k_jobs__the_overview_uses_the_indexes_and_never_scans_the_table(
+    big_table: None,
+) -> None:
     now = timezone.now()
     active = plan(overview.ACTIVE_SQL, {"now": now})
     recent = plan(overview.RECENT_SQL, {"since": now - overview.RECENT})
@@ -186,7 +215,8 @@ def test_at_200k_jobs__the_overview_uses_the_indexes_and_never_scans_the_table(b
 
 
 def test_at_200k_jobs__no_statement_of_the_overview_page_scans_the_table(
-    big_table: None, admin_client: Client,
+    big_table: None,
+    admin_client: Client,
 ) -> None:
     with CaptureQueriesContext(connection) as captured:
         response = admin_client.get(reverse("admin:django_jobs_queueoverview_changelist"))
@@ -199,7 +229,8 @@ def test_at_200k_jobs__no_statement_of_the_overview_page_scans_the_table(
 
 
 def test_at_200k_jobs__no_statement_of_the_metrics_or_the_tally_scans_the_table(
-    big_table: None, admin_client: Client,
+    big_table: None,
+    admin_client: Client,
 ) -> None:
     now = timezone.now()
     counters.tally("default", now=now - timedelta(minutes=10))  # starts counting
