@@ -16,6 +16,7 @@ runs with none set:
                      (``STRIPE_API_BASE`` lets it talk to stripe-mock or to the shop's fake
                      Stripe, ``example_project/shop/fake_stripe.py``, instead of Stripe)
 ``STRIPE_MAX_NETWORK_RETRIES``  retries the Stripe SDK makes within one attempt, default 2
+``DJANGO_JOBS_METRICS_TOKEN``  the bearer token of ``/jobs/metrics``; unset by default
 """
 
 from __future__ import annotations
@@ -116,7 +117,11 @@ STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 
-DJANGO_JOBS: dict[str, object] = {}
+# /jobs/metrics (example_project/urls.py) answers a bearer of this token; without it, only a
+# logged-in staff user. See docs/how-to/monitoring.md.
+DJANGO_JOBS: dict[str, object] = {
+    "METRICS_TOKEN": env.str("DJANGO_JOBS_METRICS_TOKEN", default=None),
+}
 
 LOGGING = {
     "version": 1,
