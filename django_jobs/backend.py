@@ -205,7 +205,8 @@ def _register(task: Any) -> None:
         return
     options = {k: v for k, v in _options(task, defining=True).items() if k in _DEFINITION_OPTIONS}
     try:
-        job(_runner(task), name=task.module_path, queue=task.queue_name, priority=task.priority, **options)
+        job(_runner(task), name=task.module_path, queue=task.queue_name, priority=task.priority,
+            **options)
     except InvalidJobOptions as exc:
         raise InvalidTask(f"{task.module_path}: {exc}") from exc
     _connect_signals()
@@ -230,7 +231,10 @@ def _error(entry: dict[str, Any]) -> Any:
 
 def task_result(row: Job, task: Any, backend: str) -> Any:
     """Describe a job row as Django's TaskResult (status per ``STATUS_MAP``)."""
-    attempts = [e for e in row.history or [] if "attempt" in e and e.get("outcome") != "handed_back"]
+    # Entries of attempts (not operator events); a handed-back attempt was given back unspent.
+    attempts = [
+        e for e in row.history or [] if "attempt" in e and e.get("outcome") != "handed_back"
+    ]
     worker_ids = [str(e.get("worker", "")) for e in attempts]
     if row.status == JobStatus.RUNNING:
         worker_ids.append(row.worker_id)
@@ -313,7 +317,8 @@ class JobsBackend(BaseTaskBackend):  # type: ignore[misc,unused-ignore]
         for name in ("unique_key", "max_attempts"):
             if options.get(name) is not None:
                 using[name] = options[name]
-        row = enqueue(definition.using(**using), *_plain_json(list(args)), **_plain_json(dict(kwargs)))
+        args, kwargs = _plain_json(list(args)), _plain_json(dict(kwargs))
+        row = enqueue(definition.using(**using), *args, **kwargs)
         return task_result(row, task, self.alias)
 
     def get_result(self, result_id: str) -> Any:

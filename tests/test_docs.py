@@ -82,7 +82,8 @@ def python_samples(path: Path) -> Iterator[Sample]:
         body: list[str] = []
         j = i + 1
         while j < len(lines) and not lines[j].strip().startswith(fence):
-            body.append(lines[j][len(indent):] if lines[j].startswith(indent) else lines[j].lstrip())
+            line = lines[j]
+            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
             j += 1
         if lang in ("python", "py", "python3"):
             yield Sample(path, i + 2, textwrap.dedent("\n".join(body)))
@@ -177,7 +178,9 @@ def test_python_samples__indented_blocks_and_other_languages(tmp_path: Path) -> 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
-def test_samples_run(path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_samples_run(
+    path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     samples = [s for s in python_samples(path) if s.skip_reason is None]
     if not samples:
         pytest.skip("no runnable python samples")

@@ -1,4 +1,4 @@
-"""django_jobs.testing: asserting enqueues and running jobs inline, in TestCase and pytest styles."""
+"""django_jobs.testing: asserting enqueues and running jobs inline, TestCase and pytest style."""
 
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ def job_name(target: str | JobDefinition | Callable[..., Any] | Any) -> str:
 def _describe(jobs: Sequence[Job]) -> str:
     if not jobs:
         return "nothing was enqueued"
-    lines = [f"  #{j.pk} {j.name} args={j.args!r} kwargs={j.kwargs!r} queue={j.queue}" for j in jobs]
+    lines = [f"  #{j.pk} {j.name} args={j.args!r} kwargs={j.kwargs!r} queue={j.queue}"
+             for j in jobs]
     return "enqueued:\n" + "\n".join(lines)
 
 
@@ -54,7 +55,9 @@ class EnqueuedJobs:
         self.after_id = self._last_id()
         self.until_id: int | None = None
         # transaction.on_commit callbacks pending already belong to someone else.
-        self._seen: list[Any] = [e for alias in connections for e in connections[alias].run_on_commit]
+        self._seen: list[Any] = [
+            e for alias in connections for e in connections[alias].run_on_commit
+        ]
 
     def _last_id(self) -> int:
         return Job.objects.using(self.using).aggregate(m=Max("id"))["m"] or 0
