@@ -15,6 +15,7 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from django_jobs.models import Pause, Schedule
+from django_jobs.models import JobStatus, Pause, Schedule
 from tests.factories import JobFactory
 from tests.procs import REPO
 
@@ -141,6 +142,36 @@ def test_schedule__saving_a_bad_cron_shows_what_is_wrong(page: Any) -> None:
     shot(page, "schedule-bad-cron")
     assert "61" in error
     assert not Schedule.objects.exists()
+
+
+def test_jobs__an_operator_retries_a_dead_job_and_stops_a_queued_one(page: Any) -> None:
+    dead = JobFactory(
+        status=JobStatus.DEAD, attempts=3, finished_at=timezone.now(), last_error="KeyError: 'x'"
+    )
+    queued = JobFactory(queue="emails", run_at=timezone.now() + timedelta(hours=1))
+
+    # A dead job's page has a Retry button.
+    page.goto(f"/admin/django_jobs/job/{dead.pk}/change/")
+    shot(page, "job-dead")
+    page.click("button.dj-retry")
+    page.wait_for_selector("ul.messagelist")
+    assert "retried" in messages(page).lower(), messages(page)
+    dead.refresh_from_db()
+    assert dead.status == JobStatus.QUEUED
+
+    # From the list: tick the queued job, "Stop the selected jobs…", confirm.
+    page.goto("/admin/django_jobs/job/?status=queued&queue=emails")
+    page.check(f'input.action-select[value="{queued.pk}"]')
+    page.select_option("select[name=action]", "stop_jobs")
+    page.click("button[name=index]")
+    page.wait_for_selector("form input[type=submit][value^='Yes']")
+    shot(page, "jobs-stop-confirm")
+    page.click("form input[type=submit][value^='Yes']")
+    page.wait_for_selector("ul.messagelist")
+    assert "stopped" in messages(page).lower(), messages(page)
+    queued.refresh_from_db()
+    assert queued.status == JobStatus.STOPPED
+    shot(page, "jobs-after-stop")
 
 
 # -- the pages of the operator's guide, with docs/screenshots.py's demo data -------------------
