@@ -433,6 +433,12 @@ class JobChangeList(ChangeList):
         queryset = super().get_queryset(request, exclude_parameters)
         return queryset.defer("args", "kwargs", "result", "history")
 
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if not (self.has_active_filters or self.query):
+            # Unfiltered, the count is the total: no "N results (Show all)" by the search box.
+            self.full_result_count = self.result_count
+
 
 # -- jobs: what the operator's verbs say ----------------------------------------------------------
 

@@ -199,6 +199,7 @@ def test_list__never_counts_the_whole_table(client: Client) -> None:
 
     assert response.status_code == 200
     assert "3 jobs" in text(response)
+    assert "results" not in text(response)  # no "N results (Show all)" on an unfiltered list
     counts = count_queries(queries)
     assert counts, "expected a capped count"
     assert all("LIMIT" in sql.upper() for sql in counts), counts
