@@ -82,7 +82,7 @@ def _new_job(fixed: dict[str, Any], args: list[Any], kwargs: dict[str, Any], job
             values.append(job_id)
         else:
             values.append(field.get_default())
-    job = Job(*values)
+    job = Job(*values)  # type: ignore[misc]  # django-stubs types only keyword construction
     if job_id is not None:
         job._state.adding = False
         job._state.db = jobs_settings.DATABASE

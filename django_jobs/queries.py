@@ -420,21 +420,20 @@ def sync(
     Returns what record_outcomes() and claim() would: {job id: status written} and the claimed rows.
     """
     if connections[using].vendor != "postgresql":
-        written = record_outcomes(using, worker_id, outcomes)
         claimed = claim(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
                         paused_queues=paused_queues, paused_names=paused_names) if limit > 0 else []
-        return written, claimed
+        return record_outcomes(using, worker_id, outcomes), claimed
     params = _outcome_params(worker_id, outcomes)
     params.update(now=now, queues=list(queues), paused_queues=list(paused_queues),
                   paused_names=list(paused_names), limit=max(limit, 0))
     written: dict[int, str] = {}
-    claimed: list[tuple[Any, ...]] = []
+    rows: list[tuple[Any, ...]] = []
     for row in _pg(using, _SYNC_PG[bool(queues)], params, worker=True):
         if row[0] == "done":
             written[row[1]] = row[2]
         else:
-            claimed.append(row[1:])
-    return written, _claimed_rows(claimed)
+            rows.append(row[1:])
+    return written, _claimed_rows(rows)
 
 
 def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:
@@ -539,7 +538,7 @@ def rescue_lost(
         f"ELSE '{JobStatus.RETRYING.value}' END"
     )
     finished = (
-        f"CASE WHEN stop_requested_at IS NOT NULL OR attempts >= max_attempts THEN %s ELSE NULL END"
+        "CASE WHEN stop_requested_at IS NOT NULL OR attempts >= max_attempts THEN %s ELSE NULL END"
     )
     params: list[Any] = [
         adapt(now), rescuer, message.split(": ", 1)[1],  # history entry

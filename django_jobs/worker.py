@@ -228,7 +228,7 @@ class Worker:
         """Write this worker's row, and rescue jobs left running by its own earlier incarnations."""
         from .models import Worker as WorkerRow
 
-        for attempt in range(60):
+        for _attempt in range(60):
             try:
                 WorkerRow.objects.using(self.using).update_or_create(
                     worker_id=self.worker_id,
@@ -481,7 +481,8 @@ class Worker:
         timeout = min(timeout, float(jobs_settings.HEARTBEAT_INTERVAL))
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - now))
-        ready = wait([s.conn for s in self._busy()] + [self._wake_r], timeout)
+        conns: list[Any] = [s.conn for s in self._busy() if s.conn is not None]
+        ready = wait(conns + [self._wake_r], timeout)
         for item in ready:
             if item == self._wake_r:
                 try:
@@ -505,7 +506,7 @@ class Worker:
             except _DB_DOWN as exc:
                 self._db_lost(exc)
                 return
-            except Exception as exc:  # noqa: BLE001 - a broken service must not stop the worker
+            except Exception:  # noqa: BLE001 - a broken service must not stop the worker
                 logger.exception(
                     "django_jobs event=service_failed service=%s worker=%s", service.name, self.worker_id
                 )

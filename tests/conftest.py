@@ -6,19 +6,13 @@ and its child processes use their own connections, so they only see rows that we
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import quote
 
 import psycopg
 import pytest
-from django.db import connection
 from django.test import override_settings
 
 from tests.procs import REPO, WorkerProcess, database_url, runjobs_env, wait_until  # noqa: F401

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        queues = []
+        queues: list[str] = []
         for queue in options["queues"]:
             queues.extend(q.strip() for q in queue.split(",") if q.strip())
         if options["queues"] and not queues:
