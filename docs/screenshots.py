@@ -5,7 +5,8 @@ database ``django_jobs_screenshots`` on 127.0.0.1:5432, created when missing, it
 emptied), fills it with a shop's afternoon (``seed()``: three queues, two workers, running,
 retrying, dead and paused work), serves it with ``runserver``, and photographs the pages of
 the operator's guide with headless Chromium (Debian's ``chromium``, driven by Playwright):
-the overview, the job list, a dead job's page and the dead letters. ``pngquant`` shrinks them
+the overview, the job list, a dead job's page, a confirmation page and the dead
+letters. ``pngquant`` shrinks them
 into ``docs/img/``. Needs ``apt-get install chromium pngquant``.
 """
 
@@ -121,7 +122,7 @@ def seed(now: datetime) -> dict[str, Any]:
             ],
         )
     dead = []
-    for i, order_id in enumerate((1042, 1057)):
+    for i, order_id in enumerate((1042, 1057, 1061, 1063, 1070)):
         end = now - timedelta(minutes=11 + 17 * i)
         dead.append(
             add(
@@ -282,11 +283,20 @@ def photograph(
     """Log in and take the pictures; return the files written into docs/img/."""
     from playwright.sync_api import sync_playwright
 
+    # (file, page, element to wait for, element to click there first or None, clip height or None)
+    dead_emails = "/admin/django_jobs/job/?status__exact=dead&queue=emails"
     shots = [
-        ("admin-overview", "/admin/django_jobs/queueoverview/", "#workers", None),
-        ("admin-jobs", "/admin/django_jobs/job/", "#result_list", HEIGHT),
-        ("admin-job", f"/admin/django_jobs/job/{dead_job_id}/change/", "#content-main", None),
-        ("admin-dead-letters", "/admin/django_jobs/deadletter/", "#result_list", None),
+        ("admin-overview", "/admin/django_jobs/queueoverview/", "#workers", None, None),
+        ("admin-jobs", dead_emails, "#result_list", None, HEIGHT),
+        ("admin-job", f"/admin/django_jobs/job/{dead_job_id}/change/", "#content-main", None, None),
+        (
+            "admin-retry-confirm",
+            "/admin/django_jobs/job/?status__exact=dead",
+            "form input[type=submit]",
+            "a.dj-retry",
+            480,
+        ),
+        ("admin-dead-letters", "/admin/django_jobs/deadletter/", "#result_list", None, None),
     ]
     written = []
     with sync_playwright() as playwright:
@@ -302,8 +312,10 @@ def photograph(
         page.fill("#id_password", password)
         page.click("input[type=submit]")
         page.wait_for_selector("#site-name")
-        for name, path, ready, clip_height in shots:
+        for name, path, ready, click, clip_height in shots:
             page.goto(path)
+            if click:
+                page.click(click)
             page.wait_for_selector(ready)
             raw = workdir / f"{name}.png"
             if clip_height:

@@ -200,5 +200,5 @@ def test_operators_pages__show_a_busy_shop(page: Any) -> None:
     page.goto(f"/admin/django_jobs/job/{dead.pk}/change/")
     assert "SMTPServerDisconnected" in page.inner_text("#content-main")
     page.goto("/admin/django_jobs/deadletter/")
-    assert page.locator("#result_list tbody tr").count() == 3
+    assert page.locator("#result_list tbody tr").count() == 6
     shot(page, "dead-letters")
