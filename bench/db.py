@@ -234,10 +234,11 @@ def explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
     """EXPLAIN (nothing runs) with these values, and the generic plan of the statement prepared,
     which workers may switch to after a few runs; and whether both use ``index``."""
     custom = "\n".join(row[0] for row in execute("EXPLAIN " + sql, params))
-    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    # Placeholders may ask psycopg for text (%s), binary (%b) or either (%t) formats.
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)[sbt]", sql)))
     positional = sql
     for position, name in enumerate(names, start=1):
-        positional = positional.replace(f"%({name})s", f"${position}")
+        positional = re.sub(rf"%\({name}\)[sbt]", f"${position}", positional)
     execute("SET plan_cache_mode = force_generic_plan")
     execute(f"PREPARE bench_explain_claim AS {positional}")
     try:
