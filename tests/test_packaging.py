@@ -73,6 +73,7 @@ def test_build__the_wheel_has_the_package_and_nothing_else(dist: Path) -> None:
         "django_jobs/testing/pytest_plugin.py",
     ):
         assert needed in names
+    assert any(n.startswith("django_jobs/templates/admin/") for n in names)
     assert not [n for n in names if n.startswith(("tests/", "example_project/", "docs/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
