@@ -183,7 +183,7 @@ class EnqueuedJobs:
 
     def _attempt(self, row: dict[str, Any], worker_id: str) -> dict[str, Any]:
         connection = connections[self.using]
-        savepoint = transaction.savepoint(self.using) if connection.in_atomic_block else None
+        savepoint = _savepoint(self.using) if connection.in_atomic_block else None
         reply = run_job({**row, "using": self.using}, worker_id, close_connections=False)
         if savepoint is not None:
             if reply["outcome"] in _FAILED:
@@ -214,6 +214,10 @@ class EnqueuedJobs:
                     callback()
                 except Exception:  # noqa: BLE001 - robust callbacks only log, as at commit
                     logger.exception("django_jobs event=on_commit_failed callback=%r", callback)
+
+
+# Django 6.1 renamed transaction.savepoint() to savepoint_create().
+_savepoint = getattr(transaction, "savepoint_create", transaction.savepoint)
 
 
 @contextmanager
