@@ -359,7 +359,7 @@ def test_why__a_waiting_job_says_what_holds_it_back(client: Client) -> None:
     page = text(client.get(change_url(job)))
 
     assert "Why isn't it running?" in page
-    assert "It is scheduled to run at" in page and "(in 1 hour, 59 minutes)" in page
+    assert "It is scheduled to run at" in page and "(in 1 hour," in page
     assert "Its queue 'reports' is paused since" in page and "(migrating)" in page
     assert "No live worker serves the queue 'reports'" in page
 
