@@ -307,6 +307,14 @@ class Job(models.Model):
                 name="django_jobs_schedule_idx",
                 condition=Q(schedule__isnull=False),
             ),
+            # The admin's dead-letter page groups dead jobs by name; only dead rows are in it, so
+            # it doesn't read the (many) succeeded ones.
+            models.Index(
+                "name",
+                "finished_at",
+                name="django_jobs_dead_idx",
+                condition=Q(status=JobStatus.DEAD),
+            ),
             # Pruning walks finished rows by age.
             models.Index(
                 "finished_at",
