@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Callable
 
+import django
 import pytest
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
@@ -17,7 +18,8 @@ from tests.factories import JobFactory
 from tests.testapp.jobs import fail_fatally
 
 NOW = timezone.now().replace(microsecond=0)
-ADMINS = [("Ops", "ops@example.com")]
+# Django 6 takes addresses; 5.2 (name, address) pairs.
+ADMINS = ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
 ERROR = {
     "class": "builtins.KeyError",
     "message": "'no such thing'",
