@@ -124,7 +124,10 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "workers": [self._worker_row(w, now) for w in workers],
             "paused_queues": paused_queues,
             "paused_names": paused_names,
-            "stored": [(status, f"{count:,}") for status, count in stored.counts.items()],
+            "stored": [
+                (status, f"{count:,}", status in stored.estimated)
+                for status, count in stored.counts.items()
+            ],
             "stored_exact": stored.exact,
             "recent_minutes": int(overview.RECENT.total_seconds() // 60),
             "registered_names": registry.names(),

@@ -66,6 +66,14 @@ STORED_EXACT_SQL = (
     f"SELECT status, count(*) FROM {TABLE} WHERE {status_in(FINISHED_STATUSES)} GROUP BY status"
 )
 
+# Dead jobs, counted up to a cap: an index-only scan of django_jobs_dead_idx (partial on
+# status = 'dead'), which holds the dead rows only. Operators want that number exact, and it stays
+# small unless something is badly wrong; beyond the cap it is estimated like the others.
+DEAD_CAPPED_SQL = (
+    f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE status = '{JobStatus.DEAD.value}' "
+    f"LIMIT %(cap)s) AS dead"
+)
+
 # The planner's row estimate (the rows per page of the last VACUUM or ANALYZE, times the table's
 # current pages, times the frequency of the statuses in ANALYZE's sample): nothing is read.
 # {where} is built from JobStatus values only.
@@ -105,10 +113,15 @@ class QueueStats:
 
 @dataclass
 class StoredFinished:
-    """How many finished jobs the table holds, by status; ``exact`` False for planner estimates."""
+    """How many finished jobs the table holds, by status; ``estimated`` names the statuses whose
+    count is the planner's estimate rather than a count."""
 
     counts: dict[str, int]
-    exact: bool
+    estimated: frozenset[str] = frozenset()
+
+    @property
+    def exact(self) -> bool:
+        return not self.estimated
 
 
 @dataclass
@@ -192,11 +205,16 @@ def stored_finished(using: str) -> StoredFinished:
     statuses = [s.value for s in FINISHED_STATUSES]
     if connections[using].vendor == "postgresql":
         if _estimate(using, status_in(FINISHED_STATUSES)) > EXACT_COUNT_MAX_ROWS:
-            estimates = {s: _estimate(using, f"status = '{s}'") for s in statuses}
-            return StoredFinished({s: _round(n) for s, n in estimates.items()}, exact=False)
+            counts = {s: _round(_estimate(using, f"status = '{s}'")) for s in statuses}
+            estimated = set(statuses)
+            (dead,) = _rows(using, DEAD_CAPPED_SQL, {"cap": EXACT_COUNT_MAX_ROWS})[0]
+            if dead < EXACT_COUNT_MAX_ROWS:
+                counts[JobStatus.DEAD.value] = int(dead)
+                estimated.discard(JobStatus.DEAD.value)
+            return StoredFinished(counts, frozenset(estimated))
     counts = dict.fromkeys(statuses, 0)
     counts.update({status: int(n) for status, n in _rows(using, STORED_EXACT_SQL, {})})
-    return StoredFinished(counts, exact=True)
+    return StoredFinished(counts)
 
 
 def _estimate(using: str, where: str) -> int:

@@ -109,6 +109,20 @@ def test_stored_finished__estimates_from_the_planner_once_the_table_is_large(
     assert all(n == round(n, -(len(str(n)) - 2)) for n in stored.counts.values() if n >= 100)
 
 
+def test_stored_finished__counts_dead_jobs_exactly_up_to_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fill(20_000)  # 240 dead
+    monkeypatch.setattr(overview, "EXACT_COUNT_MAX_ROWS", 1_000)
+
+    stored = overview.stored_finished("default")
+
+    assert stored.estimated == {"succeeded", "stopped"}
+    assert stored.counts["dead"] == 240
+    monkeypatch.setattr(overview, "EXACT_COUNT_MAX_ROWS", 240)
+    assert overview.stored_finished("default").estimated == {"succeeded", "stopped", "dead"}
+
+
 def test_worker_stats__heartbeat_age_and_the_jobs_each_worker_runs() -> None:
     job = JobFactory(
         status=JobStatus.RUNNING,
@@ -223,9 +237,11 @@ def test_at_200k_jobs__no_statement_of_the_overview_page_scans_the_table(
     assert response.status_code == 200
 
     assert_no_scan_of_the_job_table(explain_job_table_statements(captured))
-    # The finished rows were estimated, not counted: 97.8% of 200,000 succeeded, 1.2% are dead.
+    # Succeeded and stopped jobs were estimated (97.8% of 200,000 succeeded); the dead ones, 1.2%,
+    # counted on their own index.
     html = response.content.decode()
     assert re.search(r"≈ 19\d,000 succeeded", html) or re.search(r"≈ 200,000 succeeded", html), html
+    assert "· 2,400 dead" in html, html
 
 
 def test_at_200k_jobs__no_statement_of_the_metrics_or_the_tally_scans_the_table(
