@@ -23,7 +23,9 @@ def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _validate(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str]:
+def _validate(
+    definition: JobDefinition, args: list[Any], kwargs: dict[str, Any], limit: int | None = None
+) -> tuple[str, str]:
     """Check the arguments the way a worker will need them; return them as JSON text."""
     try:
         definition.signature.bind(*args, **kwargs)
@@ -34,7 +36,7 @@ def _validate(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]
         ) from None
     check_json(definition.name, args, kwargs)
     args_json, kwargs_json = _dump(args), _dump(kwargs)
-    limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
+    limit = int(jobs_settings.MAX_PAYLOAD_BYTES) if limit is None else limit
     size = len(args_json) + len(kwargs_json) + 3  # as the JSON text [args,kwargs]
     if size > limit:
         raise PayloadTooLarge(
@@ -67,7 +69,9 @@ def _fixed_columns(definition: JobDefinition) -> dict[str, Any]:
     }
 
 
-def _new_job(fixed: dict[str, Any], args: list[Any], kwargs: dict[str, Any], job_id: int | None) -> Job:
+def _new_job(
+    fixed: dict[str, Any], args: list[Any], kwargs: dict[str, Any], job_id: int | None, using: str = ""
+) -> Job:
     # Positional construction is several times cheaper than keyword construction, which matters
     # for enqueue_many; fields not given take their model default (a fresh one for mutable JSON).
     values = []
@@ -85,7 +89,7 @@ def _new_job(fixed: dict[str, Any], args: list[Any], kwargs: dict[str, Any], job
     job = Job(*values)  # type: ignore[misc]  # django-stubs types only keyword construction
     if job_id is not None:
         job._state.adding = False
-        job._state.db = jobs_settings.DATABASE
+        job._state.db = using or jobs_settings.DATABASE
     return job
 
 
@@ -140,7 +144,8 @@ def enqueue_many(
 
 
 def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]]) -> list[Job]:
-    dumped = [_validate(definition, args, kwargs) for args, kwargs in pairs]
+    limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
+    dumped = [_validate(definition, args, kwargs, limit) for args, kwargs in pairs]
     fixed = _fixed_columns(definition)
     using = jobs_settings.DATABASE
     count = len(pairs)
@@ -160,7 +165,7 @@ def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[
         ids = queries.insert_columns(using, columns, count)
         jobs: list[Job | None] = []
         for (args, kwargs), job_id in zip(pairs, ids):
-            jobs.append(_new_job(fixed, args, kwargs, job_id) if job_id is not None else None)
+            jobs.append(_new_job(fixed, args, kwargs, job_id, using) if job_id is not None else None)
         if job_enqueued.has_listeners(Job):
             for job in jobs:
                 if job is not None:

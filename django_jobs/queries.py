@@ -121,14 +121,17 @@ def _insert_sql_pg(connection: Any) -> str:
         f"INSERT INTO {TABLE} ({', '.join(columns)}) "
         f"SELECT {', '.join(selects)} FROM unnest({', '.join(arrays)}) AS u({', '.join(columns)}) "
         f"ON CONFLICT (unique_key) WHERE {_ACTIVE_SQL} AND unique_key IS NOT NULL DO NOTHING "
-        f"RETURNING id, unique_key, queue"
+        f"RETURNING id, unique_key, queue, run_at"
     )
     # NOTIFY is transactional: idle workers wake when the caller's transaction commits, never for
-    # a rolled-back enqueue. The notify CTE is referenced from the outer SELECT as an uncorrelated
+    # a rolled-back enqueue. The payload is the queue, plus " <epoch seconds>" when the earliest
+    # job is due later, so idle workers can wake at that moment instead of at their next poll. The notify CTE is referenced from the outer SELECT as an uncorrelated
     # sub-select, which PostgreSQL evaluates once (an InitPlan): one pg_notify per queue, not per row.
     return (
         f"WITH inserted AS ({insert}), "
-        f"notified AS (SELECT pg_notify('{CHANNEL}', q.queue) FROM (SELECT DISTINCT queue FROM inserted) AS q) "
+        f"notified AS (SELECT pg_notify('{CHANNEL}', q.queue || CASE WHEN q.due > now() "
+        f"THEN ' ' || extract(epoch FROM q.due)::text ELSE '' END) "
+        f"FROM (SELECT queue, min(run_at) AS due FROM inserted GROUP BY queue) AS q) "
         f"SELECT id, unique_key, (SELECT count(*) FROM notified) FROM inserted"
     )
 
@@ -199,7 +202,7 @@ def _insert_sqlite(using: str, columns: dict[str, list[Any]], count: int) -> lis
     sql = (
         f"INSERT INTO {TABLE} ({names}) VALUES {', '.join([row] * count)} "
         f"ON CONFLICT (unique_key) WHERE {_ACTIVE_SQL} AND unique_key IS NOT NULL DO NOTHING "
-        f"RETURNING id, unique_key, queue"
+        f"RETURNING id, unique_key, queue, run_at"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

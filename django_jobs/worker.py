@@ -7,6 +7,7 @@ outcome write.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 from collections import deque
@@ -73,6 +74,24 @@ class Listener(threading.Thread):
         self.stopping = threading.Event()
         # Set on a control notification ("!stop", "!pause"): the main loop re-reads state.
         self.control = threading.Event()
+        # Future run_at times announced by enqueues (epoch seconds, a heap).
+        self.due: list[float] = []
+        self.due_lock = threading.Lock()
+
+    def note_due(self, epoch: float) -> None:
+        """Remember a future run_at announced by an enqueue, so the worker wakes for it."""
+        with self.due_lock:
+            if len(self.due) < 10_000:  # past that, polling covers the rest
+                heapq.heappush(self.due, epoch)
+
+    def take_due(self) -> float | None:
+        """The earliest announced run_at still to come, as a monotonic time (None if none)."""
+        with self.due_lock:
+            now = time.time()
+            # Times already reached are dropped: the wake-up they caused has claimed their jobs.
+            while self.due and self.due[0] <= now:
+                heapq.heappop(self.due)
+            return time.monotonic() + (self.due[0] - now) if self.due else None
 
     def _wake(self) -> None:
         try:
@@ -97,8 +116,13 @@ class Listener(threading.Thread):
                         if notify.payload.startswith("!"):
                             self.control.set()
                             self._wake()
-                        elif not self.queues or notify.payload in self.queues:
-                            self._wake()
+                            continue
+                        queue, _, due = notify.payload.partition(" ")
+                        if self.queues and queue not in self.queues:
+                            continue
+                        if due:
+                            self.note_due(float(due))
+                        self._wake()
             except Exception as exc:  # noqa: BLE001 - any failure here means "reconnect later"
                 if self.stopping.is_set():
                     break
@@ -474,6 +498,10 @@ class Worker:
         deadlines.extend(self._service_due.values())
         if self.pending:
             deadlines.append(self.pending[0].queued_at + OUTCOME_DELAY)
+        if self._listener is not None:
+            due = self._listener.take_due()
+            if due is not None:
+                deadlines.append(due)
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
         # Go round at least once per heartbeat interval, so the heartbeat can tell a stalled
