@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,3 +110,47 @@ def test_db_restart__worker_waits_out_the_outage_and_runs_every_job_once(
     ) == 0
     assert scalar(url, "SELECT count(*) FROM testapp_sideeffect") == 2 * BATCH
     assert worker.stop() == 0, worker.describe()
+
+
+def test_db_outage__busy_workers_wait_out_ten_seconds_and_lose_or_repeat_nothing(
+    cluster: PostgresCluster, worker_process: Any
+) -> None:
+    url = cluster.url
+    django_admin(url, "shell", "-c", "from tests.testapp.models import SideEffect; "
+                 "from django_jobs.models import Job; SideEffect.objects.all().delete(); "
+                 "Job.objects.all().delete()")
+    # Jobs that sleep, so both workers are mid-job when the server goes away.
+    django_admin(
+        url, "shell", "-c",
+        "from tests.testapp.jobs import sleep_for; sleep_for.enqueue_many([[0.4]] * 40)",
+    )
+    workers = [worker_process("--concurrency", "2", "--no-scheduler", url=url) for _ in range(2)]
+    wait_until(
+        lambda: (scalar(url, "SELECT count(*) FROM django_jobs_job WHERE status = 'running'") or 0) >= 3,
+        timeout=60, message="both workers to be busy",
+    )
+
+    cluster.stop()
+    down_since = time.monotonic()
+    # The outage itself is what is being tested: it lasts ten seconds, whatever the workers do.
+    wait_until(lambda: time.monotonic() - down_since >= 10, timeout=15, message="ten seconds of outage")
+    for worker in workers:
+        assert worker.proc.poll() is None, f"a worker died with the database: {worker.describe()}"
+        assert db_unavailable_lines(worker.output()), worker.describe()
+    cluster.start()
+
+    wait_until(
+        lambda: scalar(url, "SELECT count(*) FROM django_jobs_job WHERE status = 'succeeded'") == 40,
+        timeout=120, message=lambda: "every job to finish; " + " ".join(w.describe() for w in workers),
+    )
+    # Nothing stuck running, and every job body ran exactly once (the outage was shorter than
+    # RESCUE_AFTER, so no job was rescued and re-run).
+    assert scalar(url, "SELECT count(*) FROM django_jobs_job WHERE status <> 'succeeded'") == 0
+    assert scalar(
+        url,
+        "SELECT count(*) FROM django_jobs_job j WHERE "
+        "(SELECT count(*) FROM testapp_sideeffect s WHERE s.job_id = j.id) <> 1",
+    ) == 0
+    for worker in workers:
+        assert "event=db_available" in worker.output(), worker.describe()
+        assert worker.stop() == 0, worker.describe()
