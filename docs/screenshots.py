@@ -29,17 +29,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 IMG = REPO / "docs" / "img"
+from tests.procs import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (after the sys.path line)
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/django_jobs_screenshots"
-CHROMIUM = os.environ.get("DJANGO_JOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WIDTH, HEIGHT = 1360, 860
 SERVER_TIMEOUT = 60.0
 

@@ -6,6 +6,7 @@ A plain module (no fixtures) so bench/ can use it too; tests get these through c
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,6 +18,19 @@ from urllib.parse import quote
 from django.db import connection
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Debian's Chromium for the browser tests and the docs' screenshots. Without the networking flags
+# it keeps trying to reach Google's hosts, which this closed network refuses.
+CHROMIUM = os.environ.get("DJANGO_JOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def wait_until(

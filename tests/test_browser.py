@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,20 +24,10 @@ from django.utils import timezone
 
 from django_jobs.models import JobStatus, Pause, Schedule
 from tests.factories import JobFactory
-from tests.procs import REPO
+from tests.procs import CHROMIUM, CHROMIUM_ARGS, REPO
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("DJANGO_JOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = REPO / "screenshots"
 PASSWORD = "browser-test-password"
 #: Milliseconds a page or element may take: generous, for a loaded CI machine.
