@@ -315,6 +315,26 @@ def test_shutdown__idle_children_exit_on_their_own(transactional_db: None) -> No
     assert [child.exitcode for child in children] == [0, 0]
 
 
+# -- claiming ahead ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("average", "expected"),
+    [(0.0002, 100), (0.004, 50), (0.02, 10), (0.06, 0)],
+    ids=["no-op", "4ms", "20ms", "60ms"],
+)
+def test_claim_ahead__buffers_a_tenth_of_a_second_of_short_jobs_and_none_of_long_ones(
+    average: float, expected: int
+) -> None:
+    from django_jobs.worker import Worker
+
+    worker = Worker(concurrency=2, scheduler=False)
+    assert worker._buffer_size() == 8  # warming up: 4 per child until the average means something
+    worker._finished_total, worker._avg_duration = 1000, average
+
+    assert worker._buffer_size() == expected
+
+
 # -- signals and logs ------------------------------------------------------------------------
 
 
