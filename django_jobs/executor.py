@@ -2,7 +2,14 @@
 
 Jobs run in children, not threads, so the worker can kill one that is stuck in ``time.sleep``, a
 socket read or a C call when its timeout passes, without touching the jobs of other children.
-Parent and child exchange JSON messages over a pipe (never pickle).
+
+Parent and child talk over a socket pair in JSON lines (never pickle): the parent sends a batch
+of jobs as one line, ``{"using": …, "jobs": [...]}``; the child runs them in order and answers
+each with a line of its own as soon as it is done. Short jobs travel several to a batch, so a
+child runs them back to back instead of waiting for the parent between jobs, and the parent reads
+whatever replies have arrived in one system call. Each reply carries the child's monotonic clock
+at the end of the job (CLOCK_MONOTONIC is system-wide on Linux): the next job of the batch started
+then, which is what the parent's timeout for it counts from.
 """
 
 from __future__ import annotations
@@ -10,11 +17,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import select
 import signal
+import socket
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from datetime import datetime
 from typing import Any
 
 from django.db import close_old_connections, connections
@@ -26,10 +36,12 @@ from .registry import registry
 
 _FORK = multiprocessing.get_context("fork")
 
-# File descriptors of the parent's ends of every child's pipe. A forked child inherits them all
-# and must close them: while any copy of a pipe's parent end is open, the child never sees EOF,
+# File descriptors of the parent's ends of every child's socket. A forked child inherits them all
+# and must close them: while any copy of a socket's parent end is open, the child never sees EOF,
 # so a child would outlive a worker killed with SIGKILL instead of exiting.
 _PARENT_ENDS: set[int] = set()
+# The most a batch line may carry (payloads can be up to MAX_PAYLOAD_BYTES each).
+BATCH_BYTES = 1 << 20
 
 
 def _storable(text: str) -> str:
@@ -52,12 +64,14 @@ def error_info(exc: BaseException) -> dict[str, str]:
 
 
 def run_job(
-    message: dict[str, Any], worker_id: str, *, close_connections: bool = True
+    message: dict[str, Any], worker_id: str, *, close_connections: bool = True, check_before: bool = True
 ) -> dict[str, Any]:
     """Run one claimed job in this process and describe its outcome as a JSON-able dict.
 
     ``close_connections=False`` leaves database connections alone, for django_jobs.testing,
     which runs jobs inside a test's transaction (closing its connection would end the test's).
+    ``check_before=False`` skips the check of old connections before the job, for a job that
+    follows another at once (the check after that one just ran).
     """
     definition = registry.get(message["name"])
     if definition is None:  # the parent checks first; this guards against a stale registry
@@ -74,7 +88,7 @@ def run_job(
         using=message["using"],
     )
     token = _current.set(context)
-    if close_connections:
+    if close_connections and check_before:
         close_old_connections()
     try:
         value = definition.func(*message["args"], **message["kwargs"])
@@ -115,7 +129,7 @@ def _die_with_parent() -> None:
         os._exit(0)
 
 
-def _child_main(conn: Connection, worker_id: str) -> None:
+def _child_main(sock: socket.socket, worker_id: str) -> None:
     for fd in list(_PARENT_ENDS):
         try:
             os.close(fd)
@@ -132,39 +146,61 @@ def _child_main(conn: Connection, worker_id: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    received = b""
     while True:
         try:
-            raw = conn.recv_bytes()
-        except (EOFError, OSError):
+            chunk = sock.recv(1 << 16)
+        except OSError:
             return
-        message = json.loads(raw)
-        reply = run_job(message, worker_id)
-        reply["id"] = message["id"]
-        try:
-            conn.send_bytes(json.dumps(reply).encode())
-        except (BrokenPipeError, OSError):
-            return
+        if not chunk:
+            return  # EOF: the worker closed its end (shutdown) or died
+        received += chunk
+        while b"\n" in received:
+            line, _, received = received.partition(b"\n")
+            batch = json.loads(line)
+            using = batch["using"]
+            for position, message in enumerate(batch["jobs"]):
+                message["using"] = using
+                began = time.monotonic()
+                reply = run_job(message, worker_id, check_before=position == 0)
+                ended = time.monotonic()
+                reply["id"], reply["t"], reply["d"] = message["id"], ended, ended - began
+                try:
+                    sock.sendall(json.dumps(reply).encode() + b"\n")
+                except OSError:
+                    return
 
 
 @dataclass
 class Slot:
-    """One child process and the job it is running, seen from the worker's main process."""
+    """One child process and the jobs handed to it, seen from the worker's main process.
+
+    ``jobs`` holds what the child was sent and hasn't answered, in order: the first is running,
+    the others wait in the child behind it.
+    """
 
     index: int
     worker_id: str
     process: Any = None
-    conn: Connection | None = None
-    job: dict[str, Any] | None = None
-    started: float = 0.0  # monotonic time the job was handed over
+    conn: socket.socket | None = None
+    jobs: deque[dict[str, Any]] = field(default_factory=deque)
+    started: float = 0.0  # monotonic time the running job started (as far as the parent knows)
+    started_at: datetime | None = None  # the same moment on the worker's clock
     deadline: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    received: bytes = b""
+
+    @property
+    def job(self) -> dict[str, Any] | None:
+        """The job running in the child, if any."""
+        return self.jobs[0] if self.jobs else None
 
     @property
     def busy(self) -> bool:
-        return self.job is not None
+        return bool(self.jobs)
 
     def start(self) -> None:
-        parent_end, child_end = _FORK.Pipe()
+        parent_end, child_end = socket.socketpair()
         process = _FORK.Process(
             target=_child_main,
             args=(child_end, self.worker_id),
@@ -174,28 +210,54 @@ class Slot:
         _PARENT_ENDS.add(parent_end.fileno())
         process.start()
         child_end.close()
-        self.process, self.conn = process, parent_end
+        self.process, self.conn, self.received = process, parent_end, b""
 
-    def send(self, job: dict[str, Any], using: str) -> None:
-        assert self.conn is not None
-        self.job = job
-        self.started = time.monotonic()
-        timeout = job.get("timeout")
-        self.deadline = self.started + timeout if timeout else None
-        self.conn.send_bytes(json.dumps({**job, "using": using}).encode())
+    def send(self, jobs: list[dict[str, Any]], using: str, now: datetime) -> None:
+        """Hand ``jobs`` to the idle child in one message; the first starts now."""
+        assert self.conn is not None and not self.jobs
+        encoded = [json.dumps(job).encode() for job in jobs]
+        self.conn.sendall(
+            b'{"using": ' + json.dumps(using).encode() + b', "jobs": [' + b", ".join(encoded) + b"]}\n"
+        )
+        self.jobs.extend(jobs)
+        self._running_from(time.monotonic(), now)
 
-    def receive(self) -> dict[str, Any] | None:
-        """The child's reply, or None when the child died."""
-        assert self.conn is not None
-        try:
-            return json.loads(self.conn.recv_bytes())
-        except (EOFError, OSError):
-            return None
-
-    def done(self) -> None:
-        self.job = None
-        self.deadline = None
+    def _running_from(self, monotonic: float, now: datetime) -> None:
+        self.started, self.started_at = monotonic, now
         self.extra.clear()
+        job = self.job
+        timeout = job.get("timeout") if job is not None else None
+        self.deadline = monotonic + timeout if timeout else None
+
+    def receive(self, block: bool = True) -> list[dict[str, Any]] | None:
+        """The replies the child has sent so far ([] if none is whole yet); None if it died."""
+        assert self.conn is not None
+        if not block and not select.select([self.conn], [], [], 0)[0]:
+            return []
+        try:
+            chunk = self.conn.recv(1 << 18)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        self.received += chunk
+        if b"\n" not in chunk:
+            return []
+        *lines, self.received = self.received.split(b"\n")
+        return [json.loads(line) for line in lines]
+
+    def finished(self, reply: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+        """Take the running job off the slot after ``reply``; the next one (if any) runs now."""
+        job = self.jobs.popleft()
+        self._running_from(reply["t"] if reply and "t" in reply else time.monotonic(), now)
+        return job
+
+    def take_waiting(self) -> list[dict[str, Any]]:
+        """Remove and return the jobs the child was sent but hadn't started."""
+        waiting = list(self.jobs)[1:]
+        while len(self.jobs) > 1:
+            self.jobs.pop()
+        return waiting
 
     def kill(self) -> None:
         """Kill the child at once (a timeout, a stop, a forced shutdown); start() makes a new one."""
@@ -212,7 +274,7 @@ class Slot:
             self.conn.close()
         if self.process is not None:
             self.process.join(timeout=5)
-        self.process, self.conn = None, None
+        self.process, self.conn, self.received = None, None, b""
 
     def exit_description(self) -> str:
         code = self.process.exitcode if self.process is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -33,6 +34,12 @@ class Boom(Exception):
 def fail_with_backoff(label: str = "") -> None:
     jobs._record(label)
     raise Boom(f"boom {label}")
+
+
+@job(name="tests.worker.nap_within_timeout", timeout=0.6)
+def nap_within_timeout(seconds: float) -> None:
+    jobs._record()
+    time.sleep(seconds)
 
 
 @job(name="tests.worker.returns_nan")
@@ -223,6 +230,61 @@ def test_timeout__spent_attempts_end_dead(run_worker: RunWorker) -> None:
     row = reload(stuck)
     assert (row.status, row.attempts) == (JobStatus.DEAD, 2)
     assert [e["outcome"] for e in row.history] == ["timeout", "timeout"]
+
+
+@pytest.mark.parametrize(
+    ("definition", "outcome"), [(jobs.sleep_forever, "timeout"), (jobs.crash_process, "lost")],
+    ids=["timeout", "child-died"],
+)
+def test_batch__jobs_waiting_behind_an_attempt_that_never_reports_run_once_on_their_first_attempt(
+    transactional_db: None, definition: Any, outcome: str
+) -> None:
+    from django.test import override_settings
+
+    from django_jobs.worker import WARMUP, Worker
+
+    class RecordingWorker(Worker):
+        batches: list[list[int]] = []
+
+        def _dispatch(self, slot: Any, rows: list[dict[str, Any]]) -> None:
+            self.batches.append([row["id"] for row in rows])
+            super()._dispatch(slot, rows)
+
+    stuck = definition.using(priority=10).enqueue()
+    behind = [jobs.record.enqueue(f"behind-{i}") for i in range(3)]
+    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
+        worker = RecordingWorker(concurrency=1, burst=True, scheduler=False, clock=at(1))
+        # As after a run of no-op jobs: short jobs go to a child several at a time.
+        worker._finished_total, worker._avg_duration = WARMUP, 0.0001
+        assert worker.run() == 0
+
+    # One message carried all four; the stuck one ran first and the other three waited in its child.
+    assert worker.batches[0] == [stuck.pk, *(b.pk for b in behind)]
+    row = reload(stuck)
+    assert (row.attempts, [e["outcome"] for e in row.history]) == (1, [outcome])
+    for waiting in behind:
+        row = reload(waiting)
+        assert (row.status, row.attempts, len(row.history), runs(waiting.pk)) == (JobStatus.SUCCEEDED, 1, 1, 1)
+
+
+def test_batch__a_waiting_job_s_timeout_counts_from_its_own_start(transactional_db: None) -> None:
+    # Three 0.4 s naps with a 0.6 s timeout each, sent to one child together: the third starts
+    # 0.8 s after the message. Timed from the message, it would be killed; from its start, it isn't.
+    from django.test import override_settings
+
+    from django_jobs.worker import WARMUP, Worker
+
+    naps = [nap_within_timeout.enqueue(0.4) for _ in range(3)]
+    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
+        worker = Worker(concurrency=1, burst=True, scheduler=False, clock=at(1))
+        worker._finished_total, worker._avg_duration = WARMUP, 0.0001
+        sizes: list[int] = []
+        send = worker._dispatch
+        worker._dispatch = lambda slot, rows: (sizes.append(len(rows)), send(slot, rows))[1]  # type: ignore[method-assign]
+        assert worker.run() == 0
+
+    assert sizes[0] == 3
+    assert [reload(nap).status for nap in naps] == [JobStatus.SUCCEEDED] * 3
 
 
 # -- rows the worker can't run ---------------------------------------------------------------

@@ -160,14 +160,14 @@ class EnqueuedJobs:
                     )
                 row = worker.buffer.popleft()
                 ran.append(row["id"])
-                row["started_at"] = clock().isoformat()
+                started_at = clock()
                 job_started.send(
                     sender=Job, job_id=row["id"], name=row["name"], attempt=row["attempt"],
                     worker_id=worker.worker_id,
                 )
                 began = time.monotonic()
                 reply = self._attempt(row, worker.worker_id)
-                worker._queue_outcome(row, reply, time.monotonic() - began)
+                worker._queue_outcome(row, reply, time.monotonic() - began, started_at)
                 if raise_errors and reply["outcome"] in _FAILED:
                     worker._flush()
                     error = reply.get("error") or {}
