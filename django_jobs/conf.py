@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 # Every key, its default and a one-line description. checks.py validates user values against this.
 DEFAULTS: dict[str, Any] = {
@@ -65,16 +66,41 @@ DEFAULTS: dict[str, Any] = {
 
 
 class JobsSettings:
-    """Attribute access to ``settings.DJANGO_JOBS`` merged over ``DEFAULTS``."""
+    """Attribute access to ``settings.DJANGO_JOBS`` merged over ``DEFAULTS``.
+
+    Values are cached after the first read (enqueue() reads several per call) and the cache is
+    dropped whenever Django reports a change of ``DJANGO_JOBS`` (``override_settings``, the
+    pytest-django ``settings`` fixture), so overrides still take effect at once.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
 
     def user_settings(self) -> dict[str, Any]:
         value = getattr(django_settings, "DJANGO_JOBS", None)
         return value if isinstance(value, dict) else {}
 
     def __getattr__(self, name: str) -> Any:
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
         if name not in DEFAULTS:
             raise AttributeError(f"DJANGO_JOBS has no setting {name!r}")
-        return self.user_settings().get(name, DEFAULTS[name])
+        value = self._cache[name] = self.user_settings().get(name, DEFAULTS[name])
+        return value
+
+    def reload(self) -> None:
+        """Forget cached values (called when DJANGO_JOBS changes)."""
+        self._cache.clear()
 
 
 jobs_settings = JobsSettings()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DJANGO_JOBS":
+        jobs_settings.reload()
+
+
+setting_changed.connect(_on_setting_changed)

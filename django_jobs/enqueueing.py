@@ -69,28 +69,63 @@ def _fixed_columns(definition: JobDefinition) -> dict[str, Any]:
     }
 
 
+def _field_plan() -> list[tuple[str, Any]]:
+    """How _new_job() fills each field: from the call, or with its default (computed once, or
+    called per job where the default is callable: a fresh list or dict each time)."""
+    plan: list[tuple[str, Any]] = []
+    for attname, field in _FIELDS:
+        if attname in ("id", "args", "kwargs") or attname in _FIXED_NAMES:
+            plan.append((attname, None))
+        elif field.has_default() and callable(field.default):
+            plan.append(("call", field.default))
+        else:
+            plan.append(("value", field.get_default()))
+    return plan
+
+
+_FIXED_NAMES = ("name", "queue", "priority", "max_attempts", "timeout", "run_at", "created_at", "unique_key")
+_PLAN: list[tuple[str, Any]] | None = None
+
+
 def _new_job(
     fixed: dict[str, Any], args: list[Any], kwargs: dict[str, Any], job_id: int | None, using: str = ""
 ) -> Job:
     # Positional construction is several times cheaper than keyword construction, which matters
     # for enqueue_many; fields not given take their model default (a fresh one for mutable JSON).
-    values = []
-    for attname, field in _FIELDS:
-        if attname in fixed:
-            values.append(fixed[attname])
-        elif attname == "args":
+    global _PLAN
+    if _PLAN is None:
+        _PLAN = _field_plan()
+    values: list[Any] = []
+    for kind, value in _PLAN:
+        if kind == "value":
+            values.append(value)
+        elif kind == "call":
+            values.append(value())
+        elif kind == "args":
             values.append(args)
-        elif attname == "kwargs":
+        elif kind == "kwargs":
             values.append(kwargs)
-        elif attname == "id":
+        elif kind == "id":
             values.append(job_id)
         else:
-            values.append(field.get_default())
+            values.append(fixed[kind])
     job = Job(*values)  # type: ignore[misc]  # django-stubs types only keyword construction
     if job_id is not None:
         job._state.adding = False
         job._state.db = using or jobs_settings.DATABASE
     return job
+
+
+def _default_columns() -> dict[str, Any]:
+    """The insert value of every column enqueue() leaves at its default (JSON as text)."""
+    return {
+        attname: queries.json_text(field, field.get_default())
+        for attname, field in queries.INSERT_FIELDS
+        if attname not in ("args", "kwargs") and attname not in _FIXED_NAMES
+    }
+
+
+_DEFAULT_COLUMNS: dict[str, Any] | None = None
 
 
 def validate_arguments(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> None:
@@ -149,8 +184,11 @@ def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[
     fixed = _fixed_columns(definition)
     using = jobs_settings.DATABASE
     count = len(pairs)
+    global _DEFAULT_COLUMNS
+    if _DEFAULT_COLUMNS is None:
+        _DEFAULT_COLUMNS = _default_columns()
     columns: dict[str, list[Any]] = {}
-    for attname, field in queries.INSERT_FIELDS:
+    for attname, _ in queries.INSERT_FIELDS:
         if attname in fixed:
             columns[attname] = [fixed[attname]] * count
         elif attname == "args":
@@ -158,8 +196,7 @@ def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[
         elif attname == "kwargs":
             columns[attname] = [k for _, k in dumped]
         else:
-            default = field.get_default()
-            columns[attname] = [queries.json_text(field, default)] * count
+            columns[attname] = [_DEFAULT_COLUMNS[attname]] * count
     # ON CONFLICT DO NOTHING never raises, so the caller's transaction is never poisoned.
     for _ in range(5):
         ids = queries.insert_columns(using, columns, count)

@@ -61,6 +61,8 @@ _WORKER_SESSION = (
     "SELECT set_config('enable_bitmapscan', 'off', false), "
     "set_config('plan_cache_mode', 'force_custom_plan', false)"
 )
+_ONLY_EXPLICIT = 2**31 - 1  # a psycopg prepare_threshold that only prepare=True reaches
+_TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK: the statement returned rows
 _tuned: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
@@ -70,7 +72,8 @@ def _pg(
     """Run a statement on PostgreSQL through a server-side-binding cursor and return its rows.
 
     Django's own cursors bind parameters client-side, so PostgreSQL parses and plans every
-    statement again; the hot statements here are fixed texts, prepared once per connection. The
+    statement again; the hot statements here are fixed texts, prepared once per connection
+    (``PREPARE_STATEMENTS``; the claim is still planned per run, see _WORKER_SESSION). The
     statement runs on Django's connection, so it is part of the caller's transaction, raises
     Django's database errors, and shows up in ``connection.queries`` (debug toolbar, tests).
     """
@@ -88,9 +91,17 @@ def _pg(
             wrapper.connection.execute(_WORKER_SESSION)
             if not wrapper.in_atomic_block:  # a rollback would undo the settings (tests do that)
                 _tuned.add(wrapper.connection)
+        prepare = prepare and bool(jobs_settings.PREPARE_STATEMENTS)
+        if prepare and wrapper.connection.prepare_threshold is None:
+            # Django opens connections with prepare_threshold=None, which makes psycopg ignore
+            # prepare=True too. A threshold no statement reaches keeps everything else unprepared
+            # (Django's client-side cursors never prepare anyway) and lets ours through.
+            wrapper.connection.prepare_threshold = _ONLY_EXPLICIT
         with psycopg.Cursor(wrapper.connection) as cursor:
-            cursor.execute(sql, params, prepare=prepare and bool(jobs_settings.PREPARE_STATEMENTS))
-            rows = cursor.fetchall() if cursor.description else []
+            cursor.execute(sql, params, prepare=prepare)
+            # (pgresult's status, not cursor.description, which builds a Column per field.)
+            result = cursor.pgresult
+            rows = cursor.fetchall() if result is not None and result.status == _TUPLES_OK else []
     if logged:
         wrapper.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return rows
@@ -144,7 +155,25 @@ def _insert_sql_pg(connection: Any) -> str:
     )
 
 
+def _insert_one_sql_pg(connection: Any) -> str:
+    # enqueue()'s statement: one row as plain parameters. Through unnest() a single row would cost
+    # twenty one-element arrays to build, send and take apart, about twice the server time and
+    # several times the client time of a VALUES list. The NOTIFY payload is the same.
+    columns, values = [], []
+    for _, field in INSERT_FIELDS:
+        columns.append(field.column)
+        values.append("%s::jsonb" if _is_json(field) else f"%s::{field.db_type(connection)}")
+    return (
+        f"WITH inserted AS (INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
+        f"ON CONFLICT (unique_key) WHERE {_ACTIVE_SQL} AND unique_key IS NOT NULL DO NOTHING "
+        f"RETURNING id, unique_key, queue, run_at) "
+        f"SELECT id, unique_key, pg_notify('{CHANNEL}', queue || CASE WHEN run_at > now() "
+        f"THEN ' ' || extract(epoch FROM run_at)::text ELSE '' END) FROM inserted"
+    )
+
+
 _INSERT_PG: str | None = None
+_INSERT_ONE_PG: str | None = None
 
 
 def insert_columns(using: str, columns: dict[str, list[Any]], count: int) -> list[int | None]:
@@ -154,9 +183,13 @@ def insert_columns(using: str, columns: dict[str, list[Any]], count: int) -> lis
     is not inserted (ON CONFLICT … DO NOTHING against the partial unique index) and gets None:
     the caller then looks up the existing one.
     """
-    global _INSERT_PG
+    global _INSERT_PG, _INSERT_ONE_PG
     connection = connections[using]
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and count == 1:
+        if _INSERT_ONE_PG is None:
+            _INSERT_ONE_PG = _insert_one_sql_pg(connection)
+        returned = _pg(using, _INSERT_ONE_PG, [columns[attname][0] for attname, _ in INSERT_FIELDS])
+    elif connection.vendor == "postgresql":
         if _INSERT_PG is None:
             _INSERT_PG = _insert_sql_pg(connection)
         returned = _pg(using, _INSERT_PG, [columns[attname] for attname, _ in INSERT_FIELDS])

@@ -169,6 +169,47 @@ def test_enqueue__settings_give_the_default_queue_and_attempts() -> None:
     assert (row.queue, row.max_attempts, row.timeout) == ("bulk", 9, 60.0)
 
 
+def test_enqueue__settings_read_before_an_override_give_way_to_it() -> None:
+    jobs.record.enqueue()  # reads (and caches) DEFAULT_QUEUE
+    with override_settings(DJANGO_JOBS={"DEFAULT_QUEUE": "bulk"}):
+        inside = jobs.record.enqueue()
+    after = jobs.record.enqueue()
+
+    assert (inside.queue, after.queue) == ("bulk", "default")
+
+
+def test_enqueue__fills_every_column_the_call_decides() -> None:
+    # _new_job() fills these from _fixed_columns(); anything else gets the model default.
+    from django_jobs.enqueueing import _FIXED_NAMES, _fixed_columns
+
+    assert sorted(_fixed_columns(jobs.record)) == sorted(_FIXED_NAMES)
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_enqueue__its_insert_is_a_prepared_statement_and_django_s_queries_are_not() -> None:
+    # Django opens connections with psycopg's prepare_threshold=None, under which psycopg
+    # ignores prepare=True as well; django_jobs must get its own statements prepared anyway.
+    for _ in range(3):
+        jobs.record.enqueue()
+    Job.objects.filter(queue="default").count()
+
+    statements = _prepared_statements()
+    assert sum("INSERT INTO django_jobs_job" in s for s in statements) == 1
+    assert not any("COUNT(*)" in s.upper() for s in statements)
+
+
+def test_enqueue__prepare_statements_off_prepares_nothing() -> None:
+    with override_settings(DJANGO_JOBS={"PREPARE_STATEMENTS": False}):
+        jobs.record.enqueue()
+
+    assert not any("INSERT INTO django_jobs_job" in s for s in _prepared_statements())
+
+
 def test_using__delay_sets_run_at_that_far_ahead() -> None:
     before = timezone.now()
     job = jobs.record.using(delay=dt.timedelta(minutes=10)).enqueue()
