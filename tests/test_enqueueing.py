@@ -383,6 +383,33 @@ def test_enqueue_many__inserts_every_row_in_one_statement() -> None:
     assert [rows[job.pk] for job in created] == [[i, i] for i in range(50)]
 
 
+def test_enqueue_many__returns_instances_equal_to_their_rows_each_with_its_own_mutable_fields() -> None:
+    created = jobs.add.enqueue_many([[i, 1] for i in range(3)])
+
+    for job in created:
+        stored = Job.objects.get(pk=job.pk)
+        assert [(f.attname, getattr(job, f.attname)) for f in Job._meta.concrete_fields] == [
+            (f.attname, getattr(stored, f.attname)) for f in Job._meta.concrete_fields
+        ]
+        assert job._state.adding is False and job._state.db == "default"
+    created[0].history.append({"attempt": 1})
+    assert created[1].history == [] and created[1].args == [1, 1]
+
+
+def test_enqueue_many__every_instance_goes_through_init_while_post_init_has_a_receiver() -> None:
+    from django.db.models.signals import post_init
+
+    seen: list[Any] = []
+    receiver = lambda sender, instance, **kwargs: seen.append(instance)  # noqa: E731
+    post_init.connect(receiver, sender=Job)
+    try:
+        created = jobs.add.enqueue_many([[i, 1] for i in range(3)])
+    finally:
+        post_init.disconnect(receiver, sender=Job)
+
+    assert [id(job) for job in created] == [id(job) for job in seen]
+
+
 def test_enqueue_many__accepts_kwargs_dicts_and_args_lists_and_keeps_their_order() -> None:
     created = enqueue_many("tests.add", [{"a": 1, "b": 2}, (3, 4), [5, 6]])
 

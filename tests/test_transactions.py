@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import psycopg
@@ -93,6 +94,20 @@ def test_notify__one_per_queue_for_a_batch(second_connection: Any) -> None:
     jobs.record.enqueue_many([["a"], ["b"], ["c"]])
 
     assert notifications_until_marker(second_connection) == ["default"]
+
+
+@pytest.mark.parametrize("count", [1, 3], ids=["enqueue", "enqueue_many"])
+def test_notify__a_delayed_enqueue_announces_when_it_falls_due(second_connection: Any, count: int) -> None:
+    # Idle workers wake at that moment instead of at their next poll (worker.Listener).
+    second_connection.execute(f"LISTEN {queries.CHANNEL}")
+    delayed = jobs.record.using(queue="later", delay=dt.timedelta(seconds=30))
+
+    created = delayed.enqueue_many([[str(i)] for i in range(count)]) if count > 1 else [delayed.enqueue()]
+
+    (payload,) = notifications_until_marker(second_connection)
+    queue, due = payload.split(" ")
+    assert queue == "later"
+    assert abs(float(due) - created[0].run_at.timestamp()) < 0.001
 
 
 @pytest.mark.subprocess
