@@ -14,6 +14,7 @@ then, which is what the parent's timeout for it counts from.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -171,6 +172,21 @@ def _child_main(sock: socket.socket, worker_id: str) -> None:
                     return
 
 
+@functools.lru_cache(maxsize=1024)
+def _quoted(text: str) -> str:
+    """A string as JSON (job names, queues and aliases repeat: each is encoded once)."""
+    return json.dumps(text)
+
+
+def _encode_job(job: dict[str, Any]) -> str:
+    """The message for one claimed row: what run_job() reads, with the arguments as stored."""
+    return (
+        f'{{"id":{int(job["id"])},"name":{_quoted(job["name"])},"queue":{_quoted(job["queue"])},'
+        f'"attempt":{int(job["attempt"])},"max_attempts":{int(job["max_attempts"])},'
+        f'"args":{job["args_json"]},"kwargs":{job["kwargs_json"]}}}'
+    )
+
+
 @dataclass
 class Slot:
     """One child process and the jobs handed to it, seen from the worker's main process.
@@ -213,12 +229,10 @@ class Slot:
         self.process, self.conn, self.received = process, parent_end, b""
 
     def send(self, jobs: list[dict[str, Any]], using: str, now: datetime) -> None:
-        """Hand ``jobs`` to the idle child in one message; the first starts now."""
+        """Hand ``jobs`` (claimed rows) to the idle child in one message; the first starts now."""
         assert self.conn is not None and not self.jobs
-        encoded = [json.dumps(job).encode() for job in jobs]
-        self.conn.sendall(
-            b'{"using": ' + json.dumps(using).encode() + b', "jobs": [' + b", ".join(encoded) + b"]}\n"
-        )
+        encoded = ",".join(map(_encode_job, jobs))
+        self.conn.sendall(f'{{"using":{_quoted(using)},"jobs":[{encoded}]}}\n'.encode())
         self.jobs.extend(jobs)
         self._running_from(time.monotonic(), now)
 
@@ -243,8 +257,9 @@ class Slot:
         self.received += chunk
         if b"\n" not in chunk:
             return []
-        *lines, self.received = self.received.split(b"\n")
-        return [json.loads(line) for line in lines]
+        complete, _, self.received = self.received.rpartition(b"\n")
+        # One parse for every reply that came in: b"[r1,r2,…]".
+        return json.loads(b"[" + complete.replace(b"\n", b",") + b"]")
 
     def finished(self, reply: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
         """Take the running job off the slot after ``reply``; the next one (if any) runs now."""

@@ -41,9 +41,9 @@ def is_postgres(using: str) -> bool:
     return connections[using].vendor == "postgresql"
 
 
-def _load_json(value: Any) -> Any:
-    # Django registers a text loader for jsonb, so raw cursors get JSON text on every backend.
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
+def _json_text(value: Any) -> str:
+    # Django registers a text loader for jsonb; a backend without one hands back the value.
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _dump_json(value: Any) -> str | None:
@@ -327,12 +327,14 @@ def claim(
 
 
 def _claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    # Arguments stay JSON text (one line: PostgreSQL's jsonb output has no newlines): the worker
+    # splices them into the message for the child, which is the only process that needs them.
     return [
         {
             "id": r[0],
             "name": r[1],
-            "args": _load_json(r[2]),
-            "kwargs": _load_json(r[3]),
+            "args_json": _json_text(r[2]),
+            "kwargs_json": _json_text(r[3]),
             "queue": r[4],
             "attempt": r[5],
             "max_attempts": r[6],

@@ -781,6 +781,7 @@ class Worker:
             self._announce([outcome], written)
 
     def _announce(self, batch: list[Outcome], written: dict[int, str]) -> None:
+        listening = job_finished.has_listeners(Job)
         for outcome in batch:
             row = outcome.slot_job
             status = written.get(row["id"])
@@ -790,18 +791,12 @@ class Worker:
                     worker=self.worker_id, note="the claim was lost (rescued elsewhere); outcome dropped",
                 )
                 continue
-            self._send(
-                job_finished,
-                sender=Job,
-                job_id=row["id"],
-                name=row["name"],
-                attempt=row["attempt"],
-                worker_id=self.worker_id,
-                status=status,
-                outcome=outcome.reply["outcome"],
-                duration=outcome.duration,
-                error=outcome.reply.get("error"),
-            )
+            if listening:
+                self._send(
+                    job_finished, sender=Job, job_id=row["id"], name=row["name"], attempt=row["attempt"],
+                    worker_id=self.worker_id, status=status, outcome=outcome.reply["outcome"],
+                    duration=outcome.duration, error=outcome.reply.get("error"),
+                )
 
     def _outcome_write(self, outcome: Outcome) -> queries.OutcomeWrite:
         """Turn a child's reply into the row update that records it."""

@@ -102,7 +102,7 @@ def test_claim__marks_rows_running_for_the_worker_and_counts_the_attempt() -> No
     (row,) = claim(worker_id="host:1", now=now)
 
     assert row == {
-        "id": job.pk, "name": "tests.add", "args": [1], "kwargs": {"b": 2}, "queue": "q",
+        "id": job.pk, "name": "tests.add", "args_json": "[1]", "kwargs_json": '{"b": 2}', "queue": "q",
         "attempt": 2, "max_attempts": 4, "timeout": 2.5,
     }
     job.refresh_from_db()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 import os
 import time
@@ -184,7 +186,8 @@ class EnqueuedJobs:
     def _attempt(self, row: dict[str, Any], worker_id: str) -> dict[str, Any]:
         connection = connections[self.using]
         savepoint = _savepoint(self.using) if connection.in_atomic_block else None
-        reply = run_job({**row, "using": self.using}, worker_id, close_connections=False)
+        message = {**row, "args": json.loads(row["args_json"]), "kwargs": json.loads(row["kwargs_json"])}
+        reply = run_job({**message, "using": self.using}, worker_id, close_connections=False)
         if savepoint is not None:
             if reply["outcome"] in _FAILED:
                 transaction.savepoint_rollback(savepoint, self.using)
