@@ -45,7 +45,7 @@ logger = logging.getLogger("django_jobs")
 PREFETCH_BELOW = 0.05
 PREFETCH_FACTOR = 4
 CLAIM_AHEAD = 0.1
-MAX_CLAIM = 100
+MAX_CLAIM = 200
 WARMUP = 8
 # Jobs averaging under BATCH_BELOW seconds go to a child several at a time: up to BATCH_WORK
 # seconds of them, and no more than an even share of the buffer per idle child. The child runs

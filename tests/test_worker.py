@@ -382,7 +382,7 @@ def test_shutdown__idle_children_exit_on_their_own(transactional_db: None) -> No
 
 @pytest.mark.parametrize(
     ("average", "expected"),
-    [(0.0002, 100), (0.004, 50), (0.02, 10), (0.06, 0)],
+    [(0.0002, 200), (0.004, 50), (0.02, 10), (0.06, 0)],
     ids=["no-op", "4ms", "20ms", "60ms"],
 )
 def test_claim_ahead__buffers_a_tenth_of_a_second_of_short_jobs_and_none_of_long_ones(
