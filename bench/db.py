@@ -260,6 +260,25 @@ def explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
     }
 
 
+def claim_reads(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run one claim under EXPLAIN (ANALYZE, BUFFERS) and roll it back: the buffers it read
+    (shared hits and reads) and its execution time."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        execute(queries._WORKER_SESSION)  # as on a worker's connection; undone by the rollback
+        plan = "\n".join(row[0] for row in execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params))
+        transaction.set_rollback(True)
+    first = re.search(r"Buffers: shared ((?:hit|read|dirtied|written)=\d+(?: (?:hit|read|dirtied|written)=\d+)*)", plan)
+    counts = dict(re.findall(r"(hit|read)=(\d+)", first.group(1))) if first else {}
+    ms = re.search(r"Execution Time: ([\d.]+) ms", plan)
+    return {
+        "buffers": sum(int(v) for v in counts.values()),
+        "ms": float(ms.group(1)) if ms else float("nan"),
+        "plan": plan,
+    }
+
+
 def ready_index_name(table: str) -> str:
     """The name of ``table``'s partial index on the ready statuses (its copy has another name)."""
     rows = execute(

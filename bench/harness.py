@@ -41,6 +41,10 @@ WARMUP_PROBES = 3  # C: run (and ignored) before measuring, so first-use costs d
 FILL_CHUNK = 1000  # F: jobs per enqueue_many() while the worker runs
 
 
+#: Drains in a row without VACUUM in section D's churn phase.
+CHURN_ROUNDS = 5
+
+
 @dataclass(frozen=True)
 class Sizes:
     """How many jobs each part uses: the issue's numbers times ``--scale`` (with small floors)."""
@@ -487,6 +491,8 @@ class Bench:
                     + "; dead tuples "
                     f"{before.get('n_dead_tup')} → {after.get('n_dead_tup')}",
                 )
+        if "D" in sections:
+            self._churn(base["D"])
         for section in sections:
             suffix = "" if section == "D" else "_1m"
             self._drain_figure(
@@ -495,6 +501,40 @@ class Bench:
             self.part(section)["sizes" + suffix] = db.table_sizes(tables[section])
             self.part(section)["dead_tuples" + suffix] = dead[section]
             self.part(section)["finished_rows"] = finished
+
+    def _churn(self, base: int) -> None:
+        """D, churn: CHURN_ROUNDS drains in a row over the finished rows, with no VACUUM between.
+
+        Each drain leaves two dead tuples per job (claim, outcome) and dead entries in the ready
+        index that the next claims must step over. Reported: each drain's rate and the dead
+        tuples before it, the last drain's rate against the first's, and what one claim reads
+        (EXPLAIN ANALYZE, BUFFERS, rolled back) before the first and before the last drain.
+        """
+        from . import db
+
+        n, table = self.sizes.drain, db.JOB_TABLE
+        db.execute(f"DELETE FROM {table} WHERE id > %s", [base])
+        db.vacuum_analyze(table)
+        rounds: list[dict[str, Any]] = []
+        for round_ in range(1, CHURN_ROUNDS + 1):
+            after_id = db.scalar(f"SELECT max(id) FROM {table}")
+            db.seed(table, n)
+            db.analyze(table)
+            dead = db.table_counters(table).get("n_dead_tup")
+            claim = db.claim_reads(*db.claim_statement(limit=100)) if round_ in (1, CHURN_ROUNDS) else None
+            found = self._drain("D", table, 2, n, f"D-churn{round_}", after_id=after_id)
+            rounds.append({**found, "dead_tuples_before": dead, "claim": claim})
+            self.say(
+                "D",
+                f"churn {round_}/{CHURN_ROUNDS}, no VACUUM, {dead:,} dead tuples before: "
+                + self._describe_drain(n, found)
+                + (f"; one claim of 100 read {claim['buffers']} buffers in {claim['ms']:.2f} ms" if claim else ""),
+            )
+        part = self.part("D")
+        part["churn"] = rounds
+        part["churn_last"] = rounds[-1]["rate"]
+        part["churn_ratio"] = rounds[-1]["rate"] / rounds[0]["rate"]
+        part["churn_dead_tuples"] = rounds[-1]["dead_tuples_before"]
 
     def _explain(self, table: str) -> dict[str, Any]:
         """The plan of the claim on ``table``: django_jobs' own statement, or the raw loop's."""

@@ -300,6 +300,9 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 _ratio,
                 target="D_slowdown",
             )
+        if section == "D" and "churn_last" in part:
+            add("D", f"drain after {len(part['churn']) - 1} drains, no VACUUM", part["churn_last"], "jobs/s", _rate)
+            add("D", "churn ratio, last drain / first", part["churn_ratio"], "ratio", _ratio)
         if section == "E" and "slowdown_1m" in part:
             add("E", "throughput ratio, + finished rows", part["slowdown_1m"], "ratio", _ratio)
         if section == "F":

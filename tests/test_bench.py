@@ -55,9 +55,13 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert {"drain_1_process", "drain_2_processes"} <= set(results["B"])
     assert {"p50_ms", "p95_ms", "p99_ms", "max_ms"} <= set(results["C"]["immediate"])
     assert {"p50_ms", "p99_ms"} <= set(results["C"]["delayed"])
-    assert {"drain_2_processes", "ratio_to_B", "sizes", "explain", "dead_tuples"} <= set(
+    assert {"drain_2_processes", "ratio_to_B", "sizes", "explain", "dead_tuples", "churn_ratio"} <= set(
         results["D"]
     )
+    # Churn: drains in a row with no VACUUM, so the dead tuples pile up, and each claim is measured.
+    churn = results["D"]["churn"]
+    assert churn[-1]["dead_tuples_before"] > churn[0]["dead_tuples_before"]
+    assert churn[0]["claim"]["buffers"] > 0 and churn[-1]["claim"]["buffers"] > 0
     assert {"insert_1_process", "drain_2_processes", "drain_2_processes_1m", "slowdown_1m"} <= set(
         results["E"]
     )
