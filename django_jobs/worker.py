@@ -106,14 +106,20 @@ class Listener(threading.Thread):
             if len(self.due) < 10_000:  # past that, polling covers the rest
                 heapq.heappush(self.due, epoch)
 
-    def take_due(self) -> float | None:
-        """The earliest announced run_at still to come, as a monotonic time (None if none)."""
+    def take_due(self, covered: float) -> float | None:
+        """The earliest announced run_at not yet covered by a claim, as a monotonic time (None if
+        none); it may be in the past.
+
+        ``covered`` is the epoch time of the worker's last claim: a job due by then was ready for
+        that claim, so its entry is dropped. One due between the claim's clock reading and now
+        stays, and wakes the worker at once: dropping every time already reached lost jobs that
+        fell due during the claim's round trip until the next wake-up (up to OUTCOME_DELAY or
+        POLL_INTERVAL later).
+        """
         with self.due_lock:
-            now = time.time()
-            # Times already reached are dropped: the wake-up they caused has claimed their jobs.
-            while self.due and self.due[0] <= now:
+            while self.due and self.due[0] <= covered:
                 heapq.heappop(self.due)
-            return time.monotonic() + (self.due[0] - now) if self.due else None
+            return time.monotonic() + (self.due[0] - time.time()) if self.due else None
 
     def _wake(self) -> None:
         try:
@@ -216,6 +222,8 @@ class Worker:
         self.buffer: deque[dict[str, Any]] = deque()
         self._avg_duration = 0.0
         self._finished_total = 0
+        # Epoch time up to which announced run_at times are covered by a claim (see take_due).
+        self._claim_covered = 0.0
         self.claimed_total = 0
         self.stopping = False
         self.stop_deadline: float | None = None
@@ -444,6 +452,10 @@ class Worker:
             self._run_services()
             self._dispatch_buffer()
             want = self._claim_target()
+            if want == 0:
+                # No room to claim: a job falling due now waits for a free child, whose reply
+                # wakes the loop anyway, not for its announced time.
+                self._claim_covered = time.time()
             claimed = 0
             if want > 0 or self._outcomes_due():
                 claimed = self._sync(want)
@@ -535,7 +547,7 @@ class Worker:
         if self.pending:
             deadlines.append(self.pending[0].queued_at + OUTCOME_DELAY)
         if self._listener is not None:
-            due = self._listener.take_due()
+            due = self._listener.take_due(self._claim_covered)
             if due is not None:
                 deadlines.append(due)
         if self.stop_deadline is not None:
@@ -594,6 +606,7 @@ class Worker:
         batch = self.pending[:500]
         try:
             paused_queues, paused_names = self._paused_lists() if limit > 0 else ([], [])
+            covered = time.time()  # read before the claim's clock: never later than its "now"
             now = self.clock()
             written, rows = queries.sync(
                 self.using,
@@ -606,6 +619,8 @@ class Worker:
                 paused_names=paused_names,
             )
             del self.pending[: len(batch)]
+            if limit > 0:
+                self._claim_covered = covered
             self._announce(batch, written)
             unknown = [r for r in rows if r["name"] not in registry]
             if unknown:

@@ -64,6 +64,35 @@ def test_kill9__job_rescued_by_another_worker_within_rescue_window(workers):
     assert done["outcome"] == "succeeded" and done["worker"] == "survivor" and done["attempt"] == 2
 
 
+def test_kill9__mid_drain_of_short_jobs_every_job_succeeds_and_only_rescued_ones_ran_twice(workers):
+    # Short jobs are claimed ahead, sent to children in batches, and their outcomes written in
+    # batches: a worker killed mid-drain holds jobs in all three places. None may be lost, and a
+    # job may run again only through rescue (a `lost` entry), never silently.
+    created = jobs.record.enqueue_many([[f"j{i}"] for i in range(2000)])
+    doomed = workers("--concurrency", "2", "--worker-id", "elsewhere:doomed", "--no-scheduler")
+    wait_until(lambda: SideEffect.objects.count() >= 500, timeout=60, message="500 jobs to run")
+    kill_family(doomed)
+    held = Job.objects.filter(status=JobStatus.RUNNING).count()
+
+    workers("--concurrency", "2", "--worker-id", "survivor", "--no-scheduler")
+    wait_until(
+        lambda: Job.objects.filter(status=JobStatus.SUCCEEDED).count() == len(created),
+        timeout=120, message=lambda: f"every job to succeed: {Job.objects.exclude(status=JobStatus.SUCCEEDED).count()} left",
+    )
+
+    assert held > 0  # the kill caught jobs in flight
+    runs: dict[int, int] = {}
+    for job_id in SideEffect.objects.values_list("job_id", flat=True):
+        runs[job_id] = runs.get(job_id, 0) + 1
+    rescued = 0
+    for job in Job.objects.filter(pk__in=[j.pk for j in created]):
+        outcomes = [entry["outcome"] for entry in job.history]
+        assert outcomes[-1] == "succeeded" and set(outcomes[:-1]) <= {"lost"}, (job.pk, outcomes)
+        assert 1 <= runs.get(job.pk, 0) <= len(outcomes), (job.pk, runs.get(job.pk), outcomes)
+        rescued += len(outcomes) > 1
+    assert rescued == held
+
+
 def test_restarted_worker__rescues_its_own_jobs_without_waiting(workers):
     job = jobs.sleep_for.enqueue(0.5)
     slow_rescue = {"RESCUE_AFTER": 600.0}

@@ -397,6 +397,20 @@ def test_claim_ahead__buffers_a_tenth_of_a_second_of_short_jobs_and_none_of_long
     assert worker._buffer_size() == expected
 
 
+def test_listener__a_time_that_fell_due_after_the_last_claim_wakes_the_worker_at_once() -> None:
+    from django_jobs.worker import Listener
+
+    listener = Listener("default", wake_fd=-1, queues=set())
+    claim_clock = time.time()
+    listener.note_due(claim_clock - 0.002)  # ready for the claim: it was claimed then
+    listener.note_due(claim_clock + 0.001)  # fell due during the claim's round trip
+    listener.note_due(claim_clock + 60)
+
+    assert listener.take_due(covered=claim_clock) <= time.monotonic() + 0.001
+    # The next claim covers it; the one an hour away is all that is left.
+    assert listener.take_due(covered=claim_clock + 0.001) > time.monotonic() + 59
+
+
 # -- signals and logs ------------------------------------------------------------------------
 
 
