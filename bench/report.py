@@ -303,6 +303,10 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         if section == "D" and "churn_last" in part:
             add("D", f"drain after {len(part['churn']) - 1} drains, no VACUUM", part["churn_last"], "jobs/s", _rate)
             add("D", "churn ratio, last drain / first", part["churn_ratio"], "ratio", _ratio)
+            first, last = part["churn"][0]["claim"], part["churn"][-1]["claim"]
+            if first and last:
+                add("D", "one claim of 100, before the first", first["ms"], "ms", _ms)
+                add("D", f"… with {part['churn_dead_tuples']:,} dead tuples", last["ms"], "ms", _ms)
         if section == "E" and "slowdown_1m" in part:
             add("E", "throughput ratio, + finished rows", part["slowdown_1m"], "ratio", _ratio)
         if section == "F":
