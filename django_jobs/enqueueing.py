@@ -3,8 +3,10 @@ transaction."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
@@ -211,6 +213,31 @@ def enqueue_many(
     Returns the jobs in the order given; where a unique_key was already held, the existing job.
     """
     definition = resolve(target)
+    with _collector_paused():
+        return _enqueue_many(definition, calls)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while a batch's objects are built.
+
+    A batch of 10,000 jobs allocates some 50,000 lists, dicts and instances, none of them in a
+    reference cycle; the allocations alone trigger dozens of collections, including full ones that
+    walk every object of the project (measured: about a third of enqueue_many's time). Collection
+    resumes, if it was on, as soon as the batch is built; nothing it would have freed is lost.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _enqueue_many(
+    definition: JobDefinition, calls: Iterable[dict[str, Any] | list[Any] | tuple[Any, ...]]
+) -> list[Job]:
     pairs: list[tuple[list[Any], dict[str, Any]]] = []
     for call in calls:
         if isinstance(call, dict):

@@ -410,6 +410,28 @@ def test_enqueue_many__every_instance_goes_through_init_while_post_init_has_a_re
     assert [id(job) for job in created] == [id(job) for job in seen]
 
 
+@pytest.mark.parametrize("enabled", [True, False], ids=["gc-on", "gc-off"])
+def test_enqueue_many__leaves_the_garbage_collector_as_it_found_it(enabled: bool) -> None:
+    import gc
+
+    seen: list[bool] = []
+    receiver = lambda sender, **kwargs: seen.append(gc.isenabled())  # noqa: E731
+    job_enqueued.connect(receiver)
+    (gc.enable if enabled else gc.disable)()
+    try:
+        jobs.add.enqueue_many([[1, 2], [3, 4]])
+        after = gc.isenabled()
+        with pytest.raises(InvalidJobArguments):
+            jobs.add.enqueue_many([[1, 2], [3]])
+        after_error = gc.isenabled()
+    finally:
+        gc.enable()
+        job_enqueued.disconnect(receiver)
+
+    assert seen == [False, False]  # paused while the batch was built
+    assert (after, after_error) == (enabled, enabled)
+
+
 def test_enqueue_many__accepts_kwargs_dicts_and_args_lists_and_keeps_their_order() -> None:
     created = enqueue_many("tests.add", [{"a": 1, "b": 2}, (3, 4), [5, 6]])
 
