@@ -230,16 +230,29 @@ def claim_statement(limit: int) -> tuple[str, dict[str, Any]]:
     return queries.claim_sql("default"), params
 
 
-def explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
-    """EXPLAIN (nothing runs) with these values, and the generic plan of the statement prepared,
-    which workers may switch to after a few runs; and whether both use ``index``."""
+def explain(sql: str, params: dict[str, Any], index: str, session: str | None = None) -> dict[str, Any]:
+    """EXPLAIN (nothing runs) with these values, and the generic plan of the statement prepared
+    (what django_jobs' workers run, and what psycopg's prepared statements may switch to after
+    five runs); and whether both use ``index``. ``session``: a statement setting the planner up
+    as the worker's connection is, undone afterwards."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        if session:
+            execute(session)
+        found = _explain(sql, params, index)
+        transaction.set_rollback(True)
+    return found
+
+
+def _explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
     custom = "\n".join(row[0] for row in execute("EXPLAIN " + sql, params))
     # Placeholders may ask psycopg for text (%s), binary (%b) or either (%t) formats.
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)[sbt]", sql)))
     positional = sql
     for position, name in enumerate(names, start=1):
         positional = re.sub(rf"%\({name}\)[sbt]", f"${position}", positional)
-    execute("SET plan_cache_mode = force_generic_plan")
+    execute("SET LOCAL plan_cache_mode = force_generic_plan")
     execute(f"PREPARE bench_explain_claim AS {positional}")
     try:
         arguments = ", ".join(["%s"] * len(names))
@@ -251,7 +264,6 @@ def explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
         )
     finally:
         execute("DEALLOCATE bench_explain_claim")
-        execute("RESET plan_cache_mode")
     return {
         "index": index,
         "uses_index": index in custom and index in generic,

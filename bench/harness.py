@@ -541,9 +541,11 @@ class Bench:
         from . import ceiling, db
 
         if table == db.JOB_TABLE:
+            from django_jobs import queries
+
             sql, params = db.claim_statement(limit=2)
-        else:
-            sql, params = ceiling.CLAIM, {"limit": 2, "worker_id": "bench:explain"}
+            return db.explain(sql, params, db.ready_index_name(table), session=queries._WORKER_SESSION)
+        sql, params = ceiling.CLAIM, {"limit": 2, "worker_id": "bench:explain"}
         return db.explain(sql, params, db.ready_index_name(table))
 
     # -- F -----------------------------------------------------------------------------------------

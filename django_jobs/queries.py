@@ -50,17 +50,24 @@ def _dump_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-# Session settings for the connection a worker claims on. The claim must walk the ready index in
-# its order and stop after LIMIT rows; with stale statistics (a burst of enqueues before
-# autoanalyze) the planner otherwise picks a bitmap scan that reads every ready row and sorts
-# them, which costs milliseconds per claim once thousands are queued. Custom plans only: the
-# generic plan of the prepared claim can't see its parameters, estimates one matching row and
-# (on a small table) picks a sequential scan and a sort, and PostgreSQL keeps using a generic plan
-# once it judged it cheap, even after the queue has grown to millions. Planning costs ~0.4 ms
-# per round trip, shared by the jobs claimed in it.
+# Session settings for the connection a worker claims on (its main loop's). The claim must walk
+# the ready index in claim order and stop after LIMIT rows, whatever the statistics say: with
+# stale ones (a burst of enqueues before autoanalyze) the planner picks a bitmap scan that reads
+# every ready row and sorts them, and a prepared statement's generic plan, which can't see its
+# parameter values, estimates one matching row and picks a sequential scan and a sort (8 ms per
+# claim at 20,000 queued rows). With bitmap scans, sequential scans and sorts priced out, the only
+# plan left for the claim is the index walk, for an empty table as for a million rows, so the
+# generic plan is safe, and forcing it saves planning the claim on every round trip (0.5-1 ms,
+# more than executing it). These settings only price plans; the worker's other queries (rescue,
+# pruning, counters, schedules) have indexes to use or touch small tables. But a query that can
+# only scan a table sequentially (the worker table, a dozen rows) now carries the penalty's
+# astronomical cost, which would set off JIT compilation (100+ ms for a two-row DELETE) and make
+# parallel plans look worth it: JIT and parallel workers are off for this connection, which only
+# ever runs django_jobs' own short statements (jobs run in children, on their own connections).
 _WORKER_SESSION = (
-    "SELECT set_config('enable_bitmapscan', 'off', false), "
-    "set_config('plan_cache_mode', 'force_custom_plan', false)"
+    "SELECT set_config('enable_bitmapscan', 'off', false), set_config('enable_seqscan', 'off', false), "
+    "set_config('enable_sort', 'off', false), set_config('plan_cache_mode', 'force_generic_plan', false), "
+    "set_config('jit', 'off', false), set_config('max_parallel_workers_per_gather', '0', false)"
 )
 _ONLY_EXPLICIT = 2**31 - 1  # a psycopg prepare_threshold that only prepare=True reaches
 _TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK: the statement returned rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from datetime import timedelta
 from typing import Any
 
@@ -252,14 +254,54 @@ def test_sync__the_round_trip_workers_run_walks_the_ready_index_too() -> None:
     _assert_walks_ready_index(plan)
 
 
-def test_sync__the_worker_session_plans_every_claim_with_its_values() -> None:
-    # A prepared claim's generic plan can't see its parameters: on a small table PostgreSQL picks
-    # a sequential scan and a sort, and may keep that plan once the queue has grown. The worker's
-    # session forces custom plans (and the index walk) before its first round trip.
+def test_sync__the_worker_session_prices_out_every_plan_but_the_index_walk() -> None:
     JobFactory.create_batch(3)
 
     queries.sync("default", worker_id="explain", outcomes=[], limit=2, now=timezone.now())
 
+    names = ["plan_cache_mode", "enable_bitmapscan", "enable_seqscan", "enable_sort", "jit"]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('plan_cache_mode'), current_setting('enable_bitmapscan')")
-        assert cursor.fetchone() == ("force_custom_plan", "off")
+        cursor.execute("SELECT " + ", ".join(f"current_setting('{n}')" for n in names))
+        assert cursor.fetchone() == ("force_generic_plan", "off", "off", "off", "off")
+
+
+def _fill_queued_rows() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {queries.TABLE} (name, args, kwargs, queue, priority, status, attempts, "
+            "max_attempts, run_at, created_at, worker_id, history, last_error) "
+            "SELECT 'tests.testapp.jobs.record', '[]', '{}', 'default', 0, 'queued', 0, 3, "
+            "now() - interval '1 minute', now(), '', '[]', '' FROM generate_series(1, 20000)"
+        )
+        cursor.execute(f"ANALYZE {queries.TABLE}")
+
+
+@pytest.mark.parametrize(
+    "fill", [None, _fill_finished_and_ready_rows, _fill_queued_rows],
+    ids=["empty-table", "100k-finished-rows", "20k-queued-rows"],
+)
+def test_sync__its_generic_plan_on_a_worker_session_walks_the_ready_index(fill: Any) -> None:
+    # Workers run the round trip as a prepared statement with a generic plan, made once without
+    # the parameter values (and remade after ANALYZE). Whatever the table held when it was made,
+    # that plan must be the walk of the ready index: no sequential scan, no sort. (Left to its
+    # own costs, PostgreSQL picks a sequential scan and a sort for 20,000 queued rows.)
+    if fill is not None:
+        fill()
+    params = {**queries._outcome_params("explain", []), **_claim_params(filter_queues=False)}
+    sql = queries.sync_sql(filter_queues=False)
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)[sb]", sql)))
+    for position, name in enumerate(names, start=1):
+        sql = re.sub(rf"%\({name}\)[sb]", f"${position}", sql)
+
+    with connection.cursor() as cursor:
+        cursor.execute(queries._WORKER_SESSION)  # undone with the test's transaction
+        cursor.execute(f"PREPARE django_jobs_explain_sync AS {sql}")
+        try:
+            arguments = ", ".join(["%s"] * len(names))
+            cursor.execute(f"EXPLAIN EXECUTE django_jobs_explain_sync({arguments})", [params[n] for n in names])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE django_jobs_explain_sync")
+
+    _assert_walks_ready_index(plan)
+    assert "Sort" not in plan, plan
