@@ -467,6 +467,7 @@ class Bench:
                 db.vacuum_analyze(table)
                 db.seed(table, n)
                 db.analyze(table)
+                self.part(section)["checkpointed"] = db.checkpoint()
                 if run == 1:
                     try:
                         plan = self._explain(table)
@@ -520,6 +521,7 @@ class Bench:
             after_id = db.scalar(f"SELECT max(id) FROM {table}")
             db.seed(table, n)
             db.analyze(table)
+            db.checkpoint()
             dead = db.table_counters(table).get("n_dead_tup")
             claim = db.claim_reads(*db.claim_statement(limit=100)) if round_ in (1, CHURN_ROUNDS) else None
             found = self._drain("D", table, 2, n, f"D-churn{round_}", after_id=after_id)

@@ -404,6 +404,13 @@ class OutcomeWrite:
 # its job was rescued and claimed again updates nothing and can't overwrite the newer attempt.
 # A stop request beats every other outcome, decided inside the statement so a request that
 # lands while the outcome is written is never lost.
+#
+# The fence's values (status running, this worker's id) come in as arrays like the outcomes,
+# though they are the same in every row. As join conditions they can't match the partial
+# django_jobs_running_idx, whose statistics say it is empty (nothing is running when ANALYZE
+# looks); compared with constants, the generic plan drove the update from that index and scanned
+# the unnest once per running job: 8 ms for 100 outcomes. This way the only plan is one lookup
+# by primary key per outcome.
 _OUTCOME_UPDATE = (
     f"UPDATE {TABLE} AS j SET "
     f"status = CASE WHEN j.stop_requested_at IS NULL THEN v.status ELSE '{JobStatus.STOPPED.value}' END, "
@@ -419,11 +426,12 @@ _OUTCOME_UPDATE = (
     f"FROM unnest(%(o_id)b::bigint[], %(o_attempt)b::integer[], %(o_status)b::text[], "
     f"%(o_finished_at)b::timestamptz[], %(o_ended_at)b::timestamptz[], %(o_entry)b::text[], "
     f"%(o_run_at)b::timestamptz[], %(o_set_result)b::boolean[], %(o_result)b::text[], "
-    f"%(o_last_error)b::text[], %(o_attempts_delta)b::integer[], %(o_max_attempts_delta)b::integer[]) "
+    f"%(o_last_error)b::text[], %(o_attempts_delta)b::integer[], %(o_max_attempts_delta)b::integer[], "
+    f"%(o_fence_status)b::text[], %(o_fence_worker)b::text[]) "
     f"AS v(id, attempt, status, finished_at, ended_at, entry, run_at, set_result, result, last_error, "
-    f"attempts_delta, max_attempts_delta) "
-    f"WHERE j.id = v.id AND j.status = '{JobStatus.RUNNING.value}' AND j.attempts = v.attempt "
-    f"AND j.worker_id = %(worker_id)s "
+    f"attempts_delta, max_attempts_delta, fence_status, fence_worker) "
+    f"WHERE j.id = v.id AND j.status = v.fence_status AND j.attempts = v.attempt "
+    f"AND j.worker_id = v.fence_worker "
     f"RETURNING j.id, j.status"
 )
 
@@ -443,6 +451,8 @@ def _outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[st
         "o_last_error": [o.last_error for o in outcomes],
         "o_attempts_delta": [o.attempts_delta for o in outcomes],
         "o_max_attempts_delta": [o.max_attempts_delta for o in outcomes],
+        "o_fence_status": [JobStatus.RUNNING.value] * len(outcomes),
+        "o_fence_worker": [worker_id] * len(outcomes),
     }
 
 

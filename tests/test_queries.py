@@ -201,16 +201,21 @@ def test_record_outcome__the_current_claim_writes_its_outcome() -> None:
 # -- the claim's index -----------------------------------------------------------------------
 
 
-def _fill_finished_and_ready_rows() -> None:
+def _insert_rows(count: int, status: str, attempts: int, finished_at: str) -> None:
+    """``count`` rows in one INSERT … SELECT generate_series (``i``): SQL for status and finished_at."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {queries.TABLE} (name, args, kwargs, queue, priority, status, attempts, "
             "max_attempts, run_at, created_at, finished_at, worker_id, history, last_error) "
-            "SELECT 'tests.testapp.jobs.record', '[]', '{}', 'default', 0, "
-            "(ARRAY['succeeded', 'dead', 'stopped'])[1 + i % 3], 1, 3, "
-            "now() - interval '1 day', now() - interval '1 day', now() - interval '1 day', '', '[]', '' "
-            "FROM generate_series(1, 100000) AS i"
+            f"SELECT 'tests.testapp.jobs.record', '[]', '{{}}', 'default', 0, {status}, {attempts}, 3, "
+            f"now() - interval '1 day', now() - interval '1 day', {finished_at}, '', '[]', '' "
+            "FROM generate_series(1, %s) AS i",
+            [count],
         )
+
+
+def _fill_finished_and_ready_rows() -> None:
+    _insert_rows(100_000, "(ARRAY['succeeded', 'dead', 'stopped'])[1 + i %% 3]", 1, "now() - interval '1 day'")
     JobFactory.create_batch(5)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {queries.TABLE}")
@@ -266,13 +271,8 @@ def test_sync__the_worker_session_prices_out_every_plan_but_the_index_walk() -> 
 
 
 def _fill_queued_rows() -> None:
+    _insert_rows(20_000, "'queued'", 0, "NULL")
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {queries.TABLE} (name, args, kwargs, queue, priority, status, attempts, "
-            "max_attempts, run_at, created_at, worker_id, history, last_error) "
-            "SELECT 'tests.testapp.jobs.record', '[]', '{}', 'default', 0, 'queued', 0, 3, "
-            "now() - interval '1 minute', now(), '', '[]', '' FROM generate_series(1, 20000)"
-        )
         cursor.execute(f"ANALYZE {queries.TABLE}")
 
 
@@ -305,3 +305,7 @@ def test_sync__its_generic_plan_on_a_worker_session_walks_the_ready_index(fill: 
 
     _assert_walks_ready_index(plan)
     assert "Sort" not in plan, plan
+    # Outcomes: one primary-key lookup each. Driven from the running index instead (which its
+    # statistics call empty), the plan scanned the whole unnest once per running job.
+    assert "django_jobs_running_idx" not in plan, plan
+    assert "Index Cond: (id = v.id)" in plan, plan
