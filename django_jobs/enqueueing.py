@@ -136,6 +136,9 @@ def _new_jobs(
     otherwise). Only when nothing listens to pre_init or post_init for Job: receivers there
     expect every instance to go through __init__.
     """
+    if len(pairs) == 1:  # enqueue(): nothing to copy
+        (args, kwargs), job_id = pairs[0], ids[0]
+        return [_new_job(fixed, args, kwargs, job_id, using) if job_id is not None else None]
     jobs: list[Job | None] = []
     prototype: Job | None = None
     cloning = not (pre_init.has_listeners(Job) or post_init.has_listeners(Job))
@@ -159,6 +162,7 @@ def _new_jobs(
 
 
 def _fresh_defaults() -> list[tuple[str, Any]]:
+    """(attname, callable default) of the fields whose default must be made anew for each job."""
     global _PLAN
     if _PLAN is None:
         _PLAN = _field_plan()
