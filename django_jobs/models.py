@@ -582,8 +582,9 @@ class Schedule(models.Model):
     _loaded: tuple[str, str, bool] | None = None
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Schedule:
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> Schedule:
+        # **kwargs: Django 6.1 passes fetch_mode (and warns about overrides that can't take it).
+        instance = super().from_db(db, field_names, values, **kwargs)
         instance._remember()
         return instance
 

@@ -130,3 +130,17 @@ def test_row_verbs__are_the_queryset_verbs_on_one_row() -> None:
     Job.objects.filter(pk=job.pk).update(status=JobStatus.STOPPED)
     assert job.dead_letter("gave up") is True and job.status == "dead"
     assert job.retry() is True and job.status == "queued"
+
+
+def test_schedule__loads_from_the_database_without_deprecation_warnings() -> None:
+    # Schedule overrides from_db() to remember what was loaded; Django 6.1 passes it fetch_mode
+    # and warns about overrides that can't take it.
+    import warnings
+
+    models.Schedule.objects.create(name="nightly", job_name="tests.testapp.jobs.record", cron="5 0 * * *")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schedule = models.Schedule.objects.get(name="nightly")
+
+    assert schedule._loaded == ("5 0 * * *", schedule.timezone, True)
