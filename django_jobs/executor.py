@@ -178,12 +178,18 @@ def _quoted(text: str) -> str:
     return json.dumps(text)
 
 
+def _one_line(text: str) -> str:
+    # PostgreSQL's jsonb output never spans lines, but a row written by hand into SQLite (the demo)
+    # might: re-encode it compactly rather than break the line framing.
+    return json.dumps(json.loads(text)) if "\n" in text else text
+
+
 def _encode_job(job: dict[str, Any]) -> str:
     """The message for one claimed row: what run_job() reads, with the arguments as stored."""
     return (
         f'{{"id":{int(job["id"])},"name":{_quoted(job["name"])},"queue":{_quoted(job["queue"])},'
         f'"attempt":{int(job["attempt"])},"max_attempts":{int(job["max_attempts"])},'
-        f'"args":{job["args_json"]},"kwargs":{job["kwargs_json"]}}}'
+        f'"args":{_one_line(job["args_json"])},"kwargs":{_one_line(job["kwargs_json"])}}}'
     )
 
 

@@ -473,3 +473,21 @@ def test_logs__one_key_value_line_per_event(run_worker: RunWorker, caplog: pytes
     levels = {r.getMessage().split()[1]: r.levelno for r in caplog.records if r.name == "django_jobs"}
     assert levels["event=failed"] == logging.WARNING
     assert levels["event=succeeded"] == logging.INFO
+
+
+# -- the message to a child ------------------------------------------------------------------
+
+
+def test_message__arguments_stored_over_several_lines_still_make_one_line() -> None:
+    import json
+
+    from django_jobs.executor import _encode_job
+
+    row = {"id": 7, "name": "tests.add", "queue": "q\nx", "attempt": 1, "max_attempts": 3,
+           "args_json": '[\n  1,\n  "two\\nlines"\n]', "kwargs_json": "{}"}
+
+    line = _encode_job(row)
+
+    assert "\n" not in line
+    assert json.loads(line) == {"id": 7, "name": "tests.add", "queue": "q\nx", "attempt": 1,
+                                "max_attempts": 3, "args": [1, "two\nlines"], "kwargs": {}}
