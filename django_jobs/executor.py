@@ -18,14 +18,13 @@ import functools
 import json
 import multiprocessing
 import os
-import select
 import signal
 import socket
 import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import close_old_connections, connections
@@ -41,7 +40,8 @@ _FORK = multiprocessing.get_context("fork")
 # and must close them: while any copy of a socket's parent end is open, the child never sees EOF,
 # so a child would outlive a worker killed with SIGKILL instead of exiting.
 _PARENT_ENDS: set[int] = set()
-# The most a batch line may carry (payloads can be up to MAX_PAYLOAD_BYTES each).
+# The most arguments a batch line may carry, in bytes of JSON (each job's may be up to
+# MAX_PAYLOAD_BYTES; a job over this goes alone).
 BATCH_BYTES = 1 << 20
 
 
@@ -147,7 +147,7 @@ def _child_main(sock: socket.socket, worker_id: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    received = b""
+    received = bytearray()
     while True:
         try:
             chunk = sock.recv(1 << 16)
@@ -156,9 +156,12 @@ def _child_main(sock: socket.socket, worker_id: str) -> None:
         if not chunk:
             return  # EOF: the worker closed its end (shutdown) or died
         received += chunk
+        if b"\n" not in chunk:
+            continue  # a long line arriving in pieces
         while b"\n" in received:
-            line, _, received = received.partition(b"\n")
-            batch = json.loads(line)
+            end = received.index(b"\n")
+            batch = json.loads(received[:end])
+            del received[: end + 1]
             using = batch["using"]
             for position, message in enumerate(batch["jobs"]):
                 message["using"] = using
@@ -210,7 +213,7 @@ class Slot:
     started_at: datetime | None = None  # the same moment on the worker's clock
     deadline: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    received: bytes = b""
+    received: bytearray = field(default_factory=bytearray)
 
     @property
     def job(self) -> dict[str, Any] | None:
@@ -232,7 +235,7 @@ class Slot:
         _PARENT_ENDS.add(parent_end.fileno())
         process.start()
         child_end.close()
-        self.process, self.conn, self.received = process, parent_end, b""
+        self.process, self.conn, self.received = process, parent_end, bytearray()
 
     def send(self, jobs: list[dict[str, Any]], using: str, now: datetime) -> None:
         """Hand ``jobs`` (claimed rows) to the idle child in one message; the first starts now."""
@@ -250,27 +253,40 @@ class Slot:
         self.deadline = monotonic + timeout if timeout else None
 
     def receive(self, block: bool = True) -> list[dict[str, Any]] | None:
-        """The replies the child has sent so far ([] if none is whole yet); None if it died."""
+        """The replies the child has sent so far ([] if none is whole yet); None if it died.
+
+        Reads everything available; ``block=False`` returns at once when nothing is.
+        """
         assert self.conn is not None
-        if not block and not select.select([self.conn], [], [], 0)[0]:
+        got_line = False
+        flags = 0 if block else socket.MSG_DONTWAIT
+        while True:
+            try:
+                chunk = self.conn.recv(1 << 18, flags)
+            except BlockingIOError:
+                break
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.received += chunk
+            got_line = got_line or b"\n" in chunk
+            flags = socket.MSG_DONTWAIT  # after the first read, only what is already there
+        if not got_line:
             return []
-        try:
-            chunk = self.conn.recv(1 << 18)
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        self.received += chunk
-        if b"\n" not in chunk:
-            return []
-        complete, _, self.received = self.received.rpartition(b"\n")
+        end = self.received.rindex(b"\n")
+        complete = bytes(self.received[:end])
+        del self.received[: end + 1]
         # One parse for every reply that came in: b"[r1,r2,…]".
         return json.loads(b"[" + complete.replace(b"\n", b",") + b"]")
 
     def finished(self, reply: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
-        """Take the running job off the slot after ``reply``; the next one (if any) runs now."""
+        """Take the running job off the slot after ``reply``; the next one (if any) started when
+        the child sent it (its clock ``t``), which may be a little before ``now``."""
         job = self.jobs.popleft()
-        self._running_from(reply["t"] if reply and "t" in reply else time.monotonic(), now)
+        monotonic = time.monotonic()
+        ended = min(reply["t"], monotonic) if reply and "t" in reply else monotonic
+        self._running_from(ended, now - timedelta(seconds=monotonic - ended))
         return job
 
     def take_waiting(self) -> list[dict[str, Any]]:
@@ -295,7 +311,7 @@ class Slot:
             self.conn.close()
         if self.process is not None:
             self.process.join(timeout=5)
-        self.process, self.conn, self.received = None, None, b""
+        self.process, self.conn, self.received = None, None, bytearray()
 
     def exit_description(self) -> str:
         code = self.process.exitcode if self.process is not None else None

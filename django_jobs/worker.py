@@ -26,7 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from . import queries
 from .conf import jobs_settings
-from .executor import Slot
+from .executor import BATCH_BYTES, Slot
 from .log import log_event
 from .models import Job, JobStatus
 from .registry import registry
@@ -67,6 +67,10 @@ def _snapshot(rows: deque[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
         except RuntimeError:  # changed while we copied it
             continue
     return ()
+
+
+def _payload_bytes(row: dict[str, Any]) -> int:
+    return len(row["args_json"]) + len(row["kwargs_json"])
 
 
 def default_worker_id() -> str:
@@ -409,6 +413,8 @@ class Worker:
         self._hand_back_buffer()
         for slot in self.slots:
             if slot.busy:
+                self._collect(slot, block=False)  # outcomes already sent are kept, not handed back
+            if slot.busy:
                 slot.kill()
                 self._requeue(slot)
                 self._hand_back(slot)
@@ -491,19 +497,24 @@ class Worker:
         if self.stopping or time.monotonic() < self._db_down_until:
             return 0
         idle = sum(1 for s in self.slots if not s.busy)
+        # Idle children the buffer can't feed (jobs waiting inside other children can't move).
+        starving = max(0, idle - len(self.buffer))
         room = self._buffer_size()
         # Jobs waiting in a child behind its running one count as buffered.
         held = len(self.buffer) + sum(max(0, len(s.jobs) - 1) for s in self.slots)
-        want = idle + room - held
+        if not starving and held > room // 2:
+            return 0  # refill the buffer only once it is down to half
+        want = starving + max(0, room - held)
         if self.max_jobs is not None:
             want = min(want, self.max_jobs - self.claimed_total)
-        if want <= 0:
-            return 0
-        return want if idle > len(self.buffer) or held <= room // 2 else 0
+        return max(0, want)
 
     def _buffer_size(self) -> int:
         """How many claimed jobs to keep waiting for a child (see CLAIM_AHEAD)."""
         if self._finished_total < WARMUP:
+            # No average yet: a little ahead, unless the jobs seen so far are already long.
+            if self._finished_total and self._avg_duration >= PREFETCH_BELOW:
+                return 0
             return PREFETCH_FACTOR * self.concurrency
         if self._avg_duration >= PREFETCH_BELOW:
             return 0
@@ -512,13 +523,19 @@ class Worker:
 
     def _dispatch_buffer(self) -> None:
         idle = [s for s in self.slots if not s.busy]
-        if not idle or not self.buffer:
-            return
+        if not idle or not self.buffer or self.stopping:
+            return  # (once stopping, the buffer is handed back instead)
         size = self._batch_size(len(idle))
         for slot in idle:
             if not self.buffer:
                 return
-            batch = [self.buffer.popleft() for _ in range(min(size, len(self.buffer)))]
+            batch = [self.buffer.popleft()]
+            size_bytes = _payload_bytes(batch[0])
+            while self.buffer and len(batch) < size:
+                size_bytes += _payload_bytes(self.buffer[0])
+                if size_bytes > BATCH_BYTES:
+                    break
+                batch.append(self.buffer.popleft())
             self._dispatch(slot, batch)
 
     def _batch_size(self, idle: int) -> int:
@@ -543,9 +560,11 @@ class Worker:
             timeout = float(jobs_settings.POLL_INTERVAL)
         deadlines = [s.deadline for s in self.slots if s.deadline is not None]
         deadlines.extend(s.extra["stop_deadline"] for s in self.slots if "stop_deadline" in s.extra)
-        deadlines.extend(self._service_due.values())
-        if self.pending:
-            deadlines.append(self.pending[0].queued_at + OUTCOME_DELAY)
+        if self._db_down_until <= now:
+            # (While the database is down neither can run: their past deadlines would spin the loop.)
+            deadlines.extend(self._service_due.values())
+            if self.pending:
+                deadlines.append(self.pending[0].queued_at + OUTCOME_DELAY)
         if self._listener is not None:
             due = self._listener.take_due(self._claim_covered)
             if due is not None:
@@ -692,6 +711,11 @@ class Worker:
         for slot in self.slots:
             stop_at = slot.extra.get("stop_deadline")
             if stop_at is not None and now >= stop_at and slot.job is not None:
+                # The job may have returned at the last moment, and the child started the next
+                # one of its batch: read what it sent before killing anything.
+                self._collect(slot, block=False)
+                if slot.job is None or slot.extra.get("stop_deadline") != stop_at:
+                    continue
                 slot.kill()
                 self._requeue(slot)
                 self._finish(slot, {"outcome": "stopped", "reason": "stopped on request; killed after "
@@ -733,8 +757,12 @@ class Worker:
         duration = reply.pop("d", None)
         if duration is None:
             duration = time.monotonic() - slot.started
-        # An exponential moving average of job durations decides how far to claim ahead.
-        self._avg_duration = 0.9 * self._avg_duration + 0.1 * duration
+        # An exponential moving average of job durations decides how far to claim ahead; the first
+        # job sets it, so one hour-long job is enough to stop claiming ahead.
+        if self._finished_total:
+            self._avg_duration = 0.9 * self._avg_duration + 0.1 * duration
+        else:
+            self._avg_duration = duration
         self._finished_total += 1
         now = self.clock()
         started_at = slot.started_at or now

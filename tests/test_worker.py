@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_jobs import Backoff, job
 from django_jobs.models import Job, JobStatus
 from django_jobs.signals import job_finished, job_started
+from tests.procs import wait_until
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
@@ -491,3 +492,80 @@ def test_message__arguments_stored_over_several_lines_still_make_one_line() -> N
     assert "\n" not in line
     assert json.loads(line) == {"id": 7, "name": "tests.add", "queue": "q\nx", "attempt": 1,
                                 "max_attempts": 3, "args": [1, "two\nlines"], "kwargs": {}}
+
+
+# -- claiming and waiting: the arithmetic ----------------------------------------------------
+
+
+def _worker(concurrency: int = 2) -> Any:
+    from django_jobs.worker import Worker
+
+    return Worker(concurrency=concurrency, scheduler=False)
+
+
+def test_claim_target__idle_children_get_jobs_even_while_others_hold_a_batch() -> None:
+    worker = _worker(concurrency=4)
+    worker._finished_total, worker._avg_duration = 1000, 0.06  # long jobs: no claiming ahead
+    worker.slots[0].jobs.extend({"id": i} for i in range(5))  # one running, four waiting behind it
+
+    assert worker._claim_target() == 3  # one per idle child
+
+
+def test_claim_target__the_first_long_job_stops_claiming_ahead() -> None:
+    worker = _worker(concurrency=1)
+    assert worker._claim_target() == 1 + 4  # warming up: the idle child and 4 ahead
+    worker._finished_total, worker._avg_duration = 1, 3600.0  # as after one hour-long job
+
+    assert worker._claim_target() == 1
+
+
+def test_wait__pending_outcomes_do_not_spin_the_loop_while_the_database_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django_jobs import worker as worker_module
+    from django_jobs.worker import Outcome
+
+    worker = _worker()
+    now = time.monotonic()
+    worker._db_down_until = now + 8.0
+    worker.pending.append(Outcome({"id": 1}, {"outcome": "succeeded"}, 0.0, timezone.now(), timezone.now(),
+                                  queued_at=now - 60))
+    worker._service_due = {key: now - 60 for key in worker._service_due}
+    timeouts: list[float] = []
+    monkeypatch.setattr(worker_module, "wait", lambda conns, timeout: timeouts.append(timeout) or [])
+
+    worker._wait(idle_left=False)
+
+    # Neither the overdue outcome write nor the overdue services can run before the database is
+    # back: the loop sleeps until the reconnect (or the heartbeat interval), not zero.
+    assert timeouts and timeouts[0] >= 4.0
+
+
+def test_stop_deadline__a_reply_already_sent_is_read_before_anything_is_killed(transactional_db: None) -> None:
+    # The stopped job returned just before its grace ran out, and its child started the next job
+    # of the batch. Killing the child then would record the first as stopped and run the second
+    # again: the worker reads the reply first, and nothing is killed.
+    from django.test import override_settings
+
+    first = jobs.sleep_for.using(priority=10).enqueue(0.05)
+    second = jobs.sleep_for.enqueue(30)
+    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
+        worker = _worker(concurrency=1)
+        slot = worker.slots[0]
+        slot.start()
+        try:
+            assert worker._sync(2) == 2
+            worker._dispatch(slot, [worker.buffer.popleft(), worker.buffer.popleft()])
+            wait_until(lambda: runs(second.pk) == 1, message="the second job to start in the child")
+            slot.extra["stop_deadline"] = time.monotonic() - 1  # the first job's grace ran out
+
+            worker._enforce_deadlines()
+
+            assert slot.job is not None and slot.job["id"] == second.pk and slot.process.is_alive()
+            assert [(o.slot_job["id"], o.reply["outcome"]) for o in worker.pending] == [(first.pk, "succeeded")]
+        finally:
+            slot.kill()
+            import os
+
+            os.close(worker._wake_r)
+            os.close(worker._wake_w)
