@@ -4,6 +4,7 @@ transaction."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 from typing import Any, Callable, Iterable, Iterator
@@ -79,6 +80,7 @@ def _fixed_columns(definition: JobDefinition) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def _field_plan() -> list[tuple[str, Any]]:
     """How _new_job() fills each field: from the call, or with its default (computed once, or
     called per job where the default is callable: a fresh list or dict each time)."""
@@ -94,7 +96,6 @@ def _field_plan() -> list[tuple[str, Any]]:
 
 
 _FIXED_NAMES = ("name", "queue", "priority", "max_attempts", "timeout", "run_at", "created_at", "unique_key")
-_PLAN: list[tuple[str, Any]] | None = None
 
 
 def _new_job(
@@ -102,11 +103,8 @@ def _new_job(
 ) -> Job:
     # Positional construction is several times cheaper than keyword construction, which matters
     # for enqueue_many; fields not given take their model default (a fresh one for mutable JSON).
-    global _PLAN
-    if _PLAN is None:
-        _PLAN = _field_plan()
     values: list[Any] = []
-    for kind, value in _PLAN:
+    for kind, value in _field_plan():
         if kind == "value":
             values.append(value)
         elif kind == "call":
@@ -161,14 +159,13 @@ def _new_jobs(
     return jobs
 
 
+@functools.cache
 def _fresh_defaults() -> list[tuple[str, Any]]:
     """(attname, callable default) of the fields whose default must be made anew for each job."""
-    global _PLAN
-    if _PLAN is None:
-        _PLAN = _field_plan()
-    return [(attname, value) for (kind, value), (attname, _) in zip(_PLAN, _FIELDS) if kind == "call"]
+    return [(attname, value) for (kind, value), (attname, _) in zip(_field_plan(), _FIELDS) if kind == "call"]
 
 
+@functools.cache
 def _default_columns() -> dict[str, Any]:
     """The insert value of every column enqueue() leaves at its default (JSON as text)."""
     return {
@@ -176,9 +173,6 @@ def _default_columns() -> dict[str, Any]:
         for attname, field in queries.INSERT_FIELDS
         if attname not in ("args", "kwargs") and attname not in _FIXED_NAMES
     }
-
-
-_DEFAULT_COLUMNS: dict[str, Any] | None = None
 
 
 def validate_arguments(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> None:
@@ -262,10 +256,7 @@ def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[
     fixed = _fixed_columns(definition)
     using = jobs_settings.DATABASE
     count = len(pairs)
-    global _DEFAULT_COLUMNS
-    if _DEFAULT_COLUMNS is None:
-        _DEFAULT_COLUMNS = _default_columns()
-    shared = {**_DEFAULT_COLUMNS, **fixed}
+    shared = {**_default_columns(), **fixed}
     varying: dict[str, list[Any]] = {}
     if count == 1:
         shared["args"], shared["kwargs"] = dumped[0]

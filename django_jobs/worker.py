@@ -69,6 +69,15 @@ def _snapshot(rows: deque[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     return ()
 
 
+def _failure(outcome: str, error_class: str, message: str) -> dict[str, Any]:
+    """A reply the worker makes up for an attempt whose child never answered."""
+    return {
+        "outcome": outcome,
+        "retryable": True,
+        "error": {"class": f"django_jobs.exceptions.{error_class}", "message": message, "traceback": ""},
+    }
+
+
 def _payload_bytes(row: dict[str, Any]) -> int:
     return len(row["args_json"]) + len(row["kwargs_json"])
 
@@ -683,27 +692,23 @@ class Worker:
         if replies is None:
             assert slot.process is not None
             slot.process.join(timeout=5)
-            reason = slot.exit_description()
-            reply = {
-                "outcome": "lost",
-                "retryable": True,
-                "error": {
-                    "class": "django_jobs.exceptions.WorkerLost",
-                    "message": f"{reason} before the job finished",
-                    "traceback": "",
-                },
-            }
-            self._requeue(slot)
-            self._finish(slot, reply)
-            slot.close()
-            slot.start()
+            self._replace_child(slot, _failure(
+                "lost", "WorkerLost", f"{slot.exit_description()} before the job finished"
+            ))
             return
         for reply in replies:
             self._finish(slot, reply)
 
+    def _replace_child(self, slot: Slot, reply: dict[str, Any]) -> None:
+        """End the slot's running job with ``reply`` and start a new child in place of this one
+        (killed if still alive). The jobs waiting behind it go back to the head of the buffer:
+        they never started, so they spend no attempt."""
+        slot.kill()
+        self._requeue(slot)
+        self._finish(slot, reply)
+        slot.start()
+
     def _requeue(self, slot: Slot) -> None:
-        """Put the jobs waiting behind the running one in a child that is going away back at the
-        head of the buffer: they never started, so they spend no attempt."""
         self.buffer.extendleft(reversed(slot.take_waiting()))
 
     def _enforce_deadlines(self) -> None:
@@ -716,11 +721,10 @@ class Worker:
                 self._collect(slot, block=False)
                 if slot.job is None or slot.extra.get("stop_deadline") != stop_at:
                     continue
-                slot.kill()
-                self._requeue(slot)
-                self._finish(slot, {"outcome": "stopped", "reason": "stopped on request; killed after "
-                                    f"{float(jobs_settings.STOP_GRACE):g}s stop grace"})
-                slot.start()
+                grace = float(jobs_settings.STOP_GRACE)
+                self._replace_child(slot, {
+                    "outcome": "stopped", "reason": f"stopped on request; killed after {grace:g}s stop grace",
+                })
         for slot in self.slots:
             if slot.deadline is not None and now >= slot.deadline and slot.job is not None:
                 # Replies already sent move the deadline on to the job that is really running.
@@ -728,21 +732,9 @@ class Worker:
                 if slot.deadline is None or now < slot.deadline or slot.job is None:
                     continue
                 timeout = slot.job.get("timeout")
-                slot.kill()
-                self._requeue(slot)
-                self._finish(
-                    slot,
-                    {
-                        "outcome": "timeout",
-                        "retryable": True,
-                        "error": {
-                            "class": "django_jobs.exceptions.JobTimeout",
-                            "message": f"the attempt ran past its {timeout:g}s timeout and was killed",
-                            "traceback": "",
-                        },
-                    },
-                )
-                slot.start()
+                self._replace_child(slot, _failure(
+                    "timeout", "JobTimeout", f"the attempt ran past its {timeout:g}s timeout and was killed"
+                ))
 
     def _hand_back(self, slot: Slot) -> None:
         """Shutdown ran out of grace: give the job back to the queue without spending an attempt."""
