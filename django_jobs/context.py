@@ -8,6 +8,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from .text import storable
+
 
 @dataclass(frozen=True)
 class JobContext:
@@ -36,7 +38,7 @@ class JobContext:
         """Store how far the job has got, shown in the admin: ``set_progress(40, "400 of 1000")``."""
         from .models import Job, JobStatus
 
-        value: dict[str, Any] = {"percent": percent, "message": message, "at": timezone.now().isoformat()}
+        value: dict[str, Any] = {"percent": percent, "message": storable(message), "at": timezone.now().isoformat()}
         Job.objects.using(self.using).filter(
             pk=self.id, status=JobStatus.RUNNING, attempts=self.attempt
         ).update(progress=value)

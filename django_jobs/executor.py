@@ -33,6 +33,7 @@ from .context import JobContext, _current
 from .exceptions import Retry, StopJob
 from .payload import json_problem
 from .registry import registry
+from .text import storable
 
 _FORK = multiprocessing.get_context("fork")
 
@@ -45,11 +46,6 @@ _PARENT_ENDS: set[int] = set()
 BATCH_BYTES = 1 << 20
 
 
-def _storable(text: str) -> str:
-    # PostgreSQL text and jsonb can't hold NUL; an error message must never fail its own write.
-    return text.replace("\x00", "\\x00")
-
-
 def error_info(exc: BaseException) -> dict[str, str]:
     """The stored form of an exception: class path, message and traceback."""
     cls = type(exc)
@@ -59,8 +55,8 @@ def error_info(exc: BaseException) -> dict[str, str]:
         message = f"<{cls.__name__}: str() failed>"
     return {
         "class": f"{cls.__module__}.{cls.__qualname__}",
-        "message": _storable(message),
-        "traceback": _storable("".join(traceback.format_exception(exc))),
+        "message": storable(message),
+        "traceback": storable("".join(traceback.format_exception(exc))),
     }
 
 

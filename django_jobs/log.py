@@ -6,12 +6,13 @@ import logging
 from typing import Any
 
 from .signals import job_finished, job_started
+from .text import storable
 
 logger = logging.getLogger("django_jobs")
 
 
 def _value(value: Any) -> str:
-    text = str(value).replace("\n", " ")
+    text = storable(str(value)).replace("\n", " ")
     if not text or any(c in text for c in ' "='):
         text = '"' + text.replace('"', "'") + '"'
     return text

@@ -421,8 +421,14 @@ class Worker(models.Model):
     concurrency = models.PositiveIntegerField()
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
-    # Ids of the jobs this worker is running now.
+    # Ids of the jobs this worker holds (claimed, running or with an outcome still to write), as
+    # its main loop last published them at ``listed_at``. A running job of this worker claimed
+    # RESCUE_AFTER before ``listed_at`` and missing here is lost (its claim's reply never came).
     running = models.JSONField(default=list, blank=True)
+    listed_at = models.DateTimeField(null=True, blank=True)
+    # Which kernel and PID namespace ``pid`` belongs to (boot id and namespace inode): a worker may
+    # only judge another's pid dead when both are its own. Empty when they can't be read.
+    pid_namespace = models.CharField(max_length=100, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["worker_id"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from django.db import connections
+from django.db import connections, transaction
 
 from .conf import jobs_settings
 
@@ -568,24 +568,66 @@ def rescue_lost(
     stale_before: datetime,
     worker_ids: Sequence[str] = (),
     rescuer: str,
+    unlisted_after: float | None = None,
 ) -> list[tuple[int, str, str]]:
     """Give back jobs whose worker is gone; return (id, name, new status) for each.
 
     A job is lost when it is running for a worker that has no heartbeat since ``stale_before`` (or
     no row at all, once the job started before ``stale_before``), or for one of ``worker_ids``
-    (a restarted worker naming its own previous incarnations). The lost attempt is recorded as
-    failed with a WorkerLost error; the job goes to retrying, or dead when its attempts are spent,
-    or stopped when someone had asked it to stop. SKIP LOCKED plus the status check make two
-    rescuers running at once split the rows instead of rescuing one twice.
+    (a restarted worker naming its own previous incarnations). With ``unlisted_after`` (seconds),
+    also when its worker is alive but the list of held jobs it published that long after the
+    claim doesn't name it: the claim's reply never reached the worker, which will never run it.
+    The lost attempt is recorded as failed with a WorkerLost error; the job goes to retrying, or
+    dead when its attempts are spent, or stopped when someone had asked it to stop. SKIP LOCKED
+    plus the status check make two rescuers running at once split the rows instead of rescuing
+    one twice.
     """
     connection = connections[using]
     adapt = connection.ops.adapt_datetimefield_value
     workers = Worker._meta.db_table
     running = JobStatus.RUNNING.value
     own = f"OR j.worker_id IN {_in(worker_ids)}" if worker_ids else ""
-    message = "WorkerLost: the worker running this attempt stopped sending heartbeats"
+    select = (
+        f"SELECT j.id FROM {TABLE} AS j WHERE j.status = '{running}' AND ("
+        f"(j.started_at < %s AND NOT EXISTS (SELECT 1 FROM {workers} AS w "
+        f"WHERE w.worker_id = j.worker_id AND w.last_heartbeat >= %s)) {own})"
+    )
+    rows = _rescue(
+        using, select, [adapt(stale_before), adapt(stale_before), *worker_ids],
+        "the worker running this attempt stopped sending heartbeats", now=now, rescuer=rescuer,
+    )
+    if unlisted_after is None:
+        return rows
     if connection.vendor == "postgresql":
-        lock = "FOR UPDATE SKIP LOCKED"
+        unlisted = (
+            "w.listed_at > j.started_at + make_interval(secs => %s) "
+            "AND NOT (w.running @> to_jsonb(j.id))"
+        )
+    else:
+        unlisted = (
+            "julianday(w.listed_at) > julianday(j.started_at) + %s / 86400.0 "
+            "AND NOT EXISTS (SELECT 1 FROM json_each(w.running) AS r WHERE r.value = j.id)"
+        )
+    select = (
+        f"SELECT j.id FROM {TABLE} AS j WHERE j.status = '{running}' AND EXISTS (SELECT 1 FROM "
+        f"{workers} AS w WHERE w.worker_id = j.worker_id AND w.last_heartbeat >= %s AND {unlisted})"
+    )
+    return rows + _rescue(
+        using, select, [adapt(stale_before), unlisted_after],
+        "the live worker that claimed this attempt never listed it among its jobs "
+        "(the claim's reply was lost on the way to it)", now=now, rescuer=rescuer,
+    )
+
+
+def _rescue(
+    using: str, select: str, params: list[Any], message: str, *, now: datetime, rescuer: str
+) -> list[tuple[int, str, str]]:
+    """Record a WorkerLost attempt on the running jobs ``select`` finds (see rescue_lost)."""
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    running = JobStatus.RUNNING.value
+    if connection.vendor == "postgresql":
+        select += " FOR UPDATE SKIP LOCKED"
         entry = (
             "history || jsonb_build_array(jsonb_build_object("
             "'attempt', attempts, 'worker', worker_id, 'started_at', started_at, "
@@ -594,7 +636,6 @@ def rescue_lost(
             "'message', CAST(%s AS text), 'traceback', '')))"
         )
     else:
-        lock = ""
         entry = (
             "json_insert(history, '$[#]', json_object("
             "'attempt', attempts, 'worker', worker_id, 'started_at', started_at, "
@@ -602,11 +643,6 @@ def rescue_lost(
             "'error', json_object('class', 'django_jobs.exceptions.WorkerLost', "
             "'message', %s, 'traceback', '')))"
         )
-    select = (
-        f"SELECT j.id FROM {TABLE} AS j WHERE j.status = '{running}' AND ("
-        f"(j.started_at < %s AND NOT EXISTS (SELECT 1 FROM {workers} AS w "
-        f"WHERE w.worker_id = j.worker_id AND w.last_heartbeat >= %s)) {own}) {lock}"
-    )
     new_status = (
         f"CASE WHEN stop_requested_at IS NOT NULL THEN '{JobStatus.STOPPED.value}' "
         f"WHEN attempts >= max_attempts THEN '{JobStatus.DEAD.value}' "
@@ -615,19 +651,18 @@ def rescue_lost(
     finished = (
         "CASE WHEN stop_requested_at IS NOT NULL OR attempts >= max_attempts THEN %s ELSE NULL END"
     )
-    params: list[Any] = [
-        adapt(now), rescuer, message.split(": ", 1)[1],  # history entry
-        adapt(now), adapt(now),  # finished_at, run_at
-        message,
-        adapt(stale_before), adapt(stale_before), *worker_ids,
-    ]
     sql = (
         f"UPDATE {TABLE} SET history = {entry}, status = {new_status}, finished_at = {finished}, "
         f"run_at = %s, worker_id = '', last_error = %s "
         f"WHERE id IN ({select}) AND status = '{running}' RETURNING id, name, status"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [
+            adapt(now), rescuer, message,  # history entry
+            adapt(now), adapt(now),  # finished_at, run_at
+            f"WorkerLost: {message}",
+            *params,
+        ])
         return [tuple(r) for r in cursor.fetchall()]
 
 
@@ -660,16 +695,97 @@ def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry
         return cursor.rowcount
 
 
-def stop_requested(using: str, job_ids: Sequence[int]) -> list[int]:
-    """Which of these running jobs someone asked to stop."""
+def stop_requested(using: str, job_ids: Sequence[int], *, lock_timeout: float | None = None) -> list[int]:
+    """Which of these running jobs someone asked to stop.
+
+    With ``lock_timeout`` (seconds), give up with an error is_lock_timeout() recognises rather
+    than wait longer for a lock on the job table (the heartbeat must not hang behind one).
+    """
     if not job_ids:
         return []
-    with connections[using].cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {TABLE} WHERE id IN {_in(job_ids)} AND stop_requested_at IS NOT NULL",
-            list(job_ids),
-        )
+    sql = f"SELECT id FROM {TABLE} WHERE id IN {_in(job_ids)} AND stop_requested_at IS NOT NULL"
+    connection = connections[using]
+    if lock_timeout is None or connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, list(job_ids))
+            return [r[0] for r in cursor.fetchall()]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(lock_timeout * 1000)}ms"])
+        cursor.execute(sql, list(job_ids))
         return [r[0] for r in cursor.fetchall()]
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether a database error is PostgreSQL's lock_timeout running out (SQLSTATE 55P03)."""
+    return getattr(exc.__cause__, "sqlstate", None) == "55P03"
+
+
+def backend_active(using: str, pid: int) -> bool:
+    """Whether the server process ``pid`` is running a statement (waiting for a lock counts).
+
+    An idle or vanished process means the statement its client waits for has finished or died:
+    the reply is lost, not late.
+    """
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", [pid])
+        row = cursor.fetchone()
+    return row is not None and row[0] == "active"
+
+
+def hand_back_unheld(using: str, worker_id: str, held: Sequence[int], now: datetime) -> list[int]:
+    """Queue again, without spending an attempt, the running rows claimed for ``worker_id`` that
+    it doesn't hold: a claim committed them but its reply never reached the worker.
+
+    Only that worker claims rows under its id, and it holds every row it received until the
+    outcome is written, so these never started. Returns their ids.
+    """
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    running, queued = JobStatus.RUNNING.value, JobStatus.QUEUED.value
+    if connection.vendor == "postgresql":
+        entry = (
+            "history || jsonb_build_array(jsonb_build_object('attempt', attempts, 'worker', worker_id, "
+            "'started_at', started_at, 'finished_at', CAST(%s AS timestamptz), 'outcome', 'handed_back', "
+            "'reason', 'the claim reached the database but its reply never reached the worker'))"
+        )
+        unheld = "NOT (id = ANY(%s))"
+        held_param: list[Any] = [list(held)]
+    else:
+        entry = (
+            "json_insert(history, '$[#]', json_object('attempt', attempts, 'worker', worker_id, "
+            "'started_at', started_at, 'finished_at', %s, 'outcome', 'handed_back', "
+            "'reason', 'the claim reached the database but its reply never reached the worker'))"
+        )
+        unheld = f"id NOT IN {_in(held)}" if held else "1 = 1"
+        held_param = list(held)
+    sql = (
+        f"UPDATE {TABLE} SET status = '{queued}', attempts = attempts - 1, worker_id = '', "
+        f"run_at = %s, history = {entry} "
+        f"WHERE status = '{running}' AND worker_id = %s AND {unheld} RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [adapt(now), adapt(now), worker_id, *held_param])
+        return [r[0] for r in cursor.fetchall()]
+
+
+def outcomes_written(using: str, worker_id: str, attempts: Sequence[tuple[int, int]]) -> dict[int, str]:
+    """Of these (job id, attempt) pairs, the ones whose outcome this worker already wrote (the
+    last history entry is its own for that attempt, not a rescuer's): {job id: status}.
+
+    For outcomes re-sent after a lost reply: the fence refuses the second write, which doesn't
+    mean someone else took the job.
+    """
+    if not attempts or connections[using].vendor != "postgresql":
+        return {}
+    sql = (
+        f"SELECT j.id, j.status FROM {TABLE} AS j "
+        f"JOIN unnest(%s::bigint[], %s::integer[]) AS v(id, attempt) ON j.id = v.id "
+        f"WHERE j.history -> -1 ->> 'worker' = %s AND (j.history -> -1 ->> 'attempt')::integer = v.attempt "
+        f"AND NOT (j.history -> -1 ? 'rescued_by')"
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [[a[0] for a in attempts], [a[1] for a in attempts], worker_id])
+        return {r[0]: r[1] for r in cursor.fetchall()}
 
 
 def notify(queue: str, using: str | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from datetime import datetime, timedelta
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable
 from . import queries
 from .conf import jobs_settings
 from .log import log_event
-from .models import Job, JobStatus, Worker as WorkerRow
+from .models import Worker as WorkerRow
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -20,7 +21,10 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
     """Rescue jobs of workers silent for ``RESCUE_AFTER`` seconds (and of ``own`` ids at once)."""
     own = list(own)
     stale_before = now - timedelta(seconds=float(jobs_settings.RESCUE_AFTER))
-    rows = queries.rescue_lost(using, now=now, stale_before=stale_before, worker_ids=own, rescuer=rescuer)
+    rows = queries.rescue_lost(
+        using, now=now, stale_before=stale_before, worker_ids=own, rescuer=rescuer,
+        unlisted_after=float(jobs_settings.RESCUE_AFTER),
+    )
     for job_id, name, status in rows:
         log_event("rescued", job=job_id, name=name, status=status, rescuer=rescuer)
     stale = WorkerRow.objects.using(using).filter(last_heartbeat__lt=stale_before)
@@ -39,22 +43,40 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@functools.cache
+def pid_namespace() -> str:
+    """This process's kernel boot and PID namespace, ``"<boot id>/<namespace inode>"``; empty when
+    either can't be read.
+
+    Two workers on one host name (Docker ``--network host``, Kubernetes ``hostNetwork``) may each
+    live in their own PID namespace, where the other's pid means nothing: only a worker with the
+    same value here can tell from ``kill(pid, 0)`` that another has died.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot}/{namespace}" if boot else ""
+
+
 def own_previous_ids(worker: Worker) -> list[str]:
     """Worker ids whose jobs this starting worker knows are orphaned, without waiting for rescue.
 
     Its own id (a restarted worker with a fixed ``--worker-id``, or a container whose pid is
-    always the same), and default ``host:pid`` ids of this host whose process no longer exists.
+    always the same), and the default ``host:pid`` ids of workers registered from this host, in
+    this PID namespace since this boot, whose process no longer exists. A ``host:pid`` it can't
+    place in its own namespace (a worker in another container sharing the host name, or one whose
+    row is gone) is left to the heartbeat-based rescue: its pid may be alive where we can't see it.
     """
     host = socket.gethostname()
     ids = {worker.worker_id}
-    rows = set(WorkerRow.objects.using(worker.using).filter(hostname=host).values_list("worker_id", flat=True))
-    rows |= set(
-        Job.objects.using(worker.using)
-        .filter(status=JobStatus.RUNNING, worker_id__startswith=f"{host}:")
-        .values_list("worker_id", flat=True)
-        .distinct()
-    )
-    for worker_id in rows:
+    namespace = pid_namespace()
+    if not namespace:
+        return sorted(ids)
+    rows = WorkerRow.objects.using(worker.using).filter(hostname=host, pid_namespace=namespace)
+    for worker_id in rows.values_list("worker_id", flat=True):
         name, _, pid = worker_id.rpartition(":")
         if name == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             ids.add(worker_id)

@@ -7,18 +7,19 @@ outcome write.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
-from collections import deque
 import signal
+from collections import deque
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
@@ -30,8 +31,9 @@ from .executor import BATCH_BYTES, Slot
 from .log import log_event
 from .models import Job, JobStatus
 from .registry import registry
-from .rescue import own_previous_ids
+from .rescue import own_previous_ids, pid_namespace
 from .signals import job_finished, job_started
+from .text import storable
 
 logger = logging.getLogger("django_jobs")
 
@@ -57,16 +59,6 @@ OUTCOME_DELAY = 0.05
 
 # Errors that mean "the database went away", which the worker waits out instead of dying.
 _DB_DOWN = (OperationalError, InterfaceError)
-
-
-def _snapshot(rows: deque[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
-    """A copy of a deque the main thread may be changing (for the heartbeat thread)."""
-    for _ in range(3):
-        try:
-            return tuple(rows)
-        except RuntimeError:  # changed while we copied it
-            continue
-    return ()
 
 
 def _failure(outcome: str, error_class: str, message: str) -> dict[str, Any]:
@@ -96,6 +88,8 @@ class Outcome:
     started_at: datetime
     finished_at: datetime
     queued_at: float = field(default_factory=time.monotonic)
+    # A write of it was sent and its reply lost: it may already be in the table.
+    unsure: bool = False
 
 
 class Listener(threading.Thread):
@@ -254,6 +248,14 @@ class Worker:
         self._db_down_until = 0.0
         # When the main loop last went round; the heartbeat thread stops beating if it stalls.
         self._loop_turned = time.monotonic()
+        # The ids of the jobs this worker holds and when it listed them, published by the main
+        # loop after each change (see _publish_held); the heartbeat reads only this.
+        self._held: tuple[tuple[int, ...], datetime | None] = ((), None)
+        # Set while the main loop waits for a statement: since when, and on which server process.
+        self._db_call_since: float | None = None
+        self._backend_pid: int | None = None
+        # A statement's reply was lost: it may have claimed rows this worker never received.
+        self._unsure = False
         from .services import default_services
 
         self.services = default_services(self)
@@ -264,6 +266,7 @@ class Worker:
     def run(self) -> int:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self._register()
+        self._publish_held()
         # Children are forked before any thread starts, and inherit no open database connection.
         connections.close_all()
         for slot in self.slots:
@@ -308,6 +311,8 @@ class Worker:
                         "started_at": self.clock(),
                         "last_heartbeat": self.clock(),
                         "running": [],
+                        "listed_at": self.clock(),
+                        "pid_namespace": pid_namespace(),
                     },
                 )
                 from .rescue import rescue
@@ -329,11 +334,30 @@ class Worker:
             pass  # rescue removes stale rows
 
     def running_ids(self) -> list[int]:
-        """Ids of the jobs this worker holds: running in a child or claimed and buffered."""
-        ids = [row["id"] for row in _snapshot(self.buffer)]
+        """Ids of the jobs this worker holds: claimed, running in a child, or with an outcome not
+        yet written (main thread only; the heartbeat reads what _publish_held() stored)."""
+        ids = [row["id"] for row in self.buffer]
         for slot in self.slots:
-            ids.extend(row["id"] for row in _snapshot(slot.jobs))
+            ids.extend(row["id"] for row in slot.jobs)
+        ids.extend(o.slot_job["id"] for o in self.pending)
         return ids
+
+    def _publish_held(self) -> None:
+        """Publish the held ids for the heartbeat, after a statement changed them.
+
+        Only a claim adds to them and only an outcome write removes from them (between those a
+        job just moves from buffer to child to pending outcome), and both happen here in the main
+        thread, so the list the heartbeat writes is never missing a job its worker holds.
+        """
+        self._held = (tuple(self.running_ids()), self.clock())
+
+    def _waiting_on_lock(self) -> bool:
+        """Whether the main loop is blocked in a statement the database is still working on
+        (waiting for a lock a migration or VACUUM FULL holds, say): its reply will come."""
+        pid = self._backend_pid
+        if self._db_call_since is None or pid is None or not queries.is_postgres(self.using):
+            return False
+        return queries.backend_active(self.using, pid)
 
     def beat(self) -> None:
         """Record a heartbeat and look for stop requests (called from the heartbeat thread)."""
@@ -342,13 +366,16 @@ class Worker:
         stalled = time.monotonic() - self._loop_turned
         if stalled > float(jobs_settings.RESCUE_AFTER) / 2:
             # A heartbeat promises the worker will record its jobs' outcomes. A main loop stuck
-            # this long can't, so stop promising: after RESCUE_AFTER its jobs are rescued.
-            log_event("loop_stalled", logging.ERROR, worker=self.worker_id, seconds=f"{stalled:.0f}")
-            return
-        running = self.running_ids()
-        updated = WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).update(
-            last_heartbeat=self.clock(), running=running
-        )
+            # this long can't, so stop promising: after RESCUE_AFTER its jobs are rescued. Unless
+            # it only waits for a lock on our tables: it will record them once the lock goes, and
+            # rescuing them meanwhile would run every one of them twice.
+            if not self._waiting_on_lock():
+                log_event("loop_stalled", logging.ERROR, worker=self.worker_id, seconds=f"{stalled:.0f}")
+                return
+            log_event("waiting_on_lock", logging.WARNING, worker=self.worker_id, seconds=f"{stalled:.0f}")
+        running, listed_at = self._held
+        fields = {"last_heartbeat": self.clock(), "running": list(running), "listed_at": listed_at}
+        updated = WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).update(**fields)
         if not updated:
             # A rescuer took us for dead (a long freeze or outage); come back, and let fencing
             # drop any outcome of a job that was rescued meanwhile.
@@ -356,9 +383,15 @@ class Worker:
             WorkerRow.objects.using(self.using).update_or_create(
                 worker_id=self.worker_id,
                 defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
-                          "concurrency": self.concurrency, "last_heartbeat": self.clock(), "running": running},
+                          "concurrency": self.concurrency, "pid_namespace": pid_namespace(), **fields},
             )
-        self.request_stops(queries.stop_requested(self.using, running))
+        try:
+            stops = queries.stop_requested(self.using, list(running), lock_timeout=1.0)
+        except OperationalError as exc:
+            if not queries.is_lock_timeout(exc):
+                raise
+            return  # the job table is locked: look again at the next beat
+        self.request_stops(stops)
 
     def request_stops(self, job_ids: list[int]) -> None:
         if not job_ids:
@@ -377,7 +410,8 @@ class Worker:
             self._listener.control.clear()
             self._paused = (0.0, [], [])  # re-read pauses before the next claim
             try:
-                self.request_stops(queries.stop_requested(self.using, self.running_ids()))
+                with self._db_call():
+                    self.request_stops(queries.stop_requested(self.using, self.running_ids()))
             except _DB_DOWN as exc:
                 self._db_lost(exc)
         with self._stop_lock:
@@ -605,7 +639,8 @@ class Worker:
             if time.monotonic() < self._service_due[id(service)]:
                 continue
             try:
-                delay = service.run(self.clock())
+                with self._db_call():
+                    delay = service.run(self.clock())
                 self._db_ok()
             except _DB_DOWN as exc:
                 self._db_lost(exc)
@@ -629,46 +664,96 @@ class Worker:
     def _sync(self, limit: int) -> int:
         """Write pending outcomes and claim up to ``limit`` jobs in one round trip; return the
         number claimed (they go to the buffer)."""
-        if time.monotonic() < self._db_down_until:
+        if time.monotonic() < self._db_down_until or not self._reconcile():
             return 0
         batch = self.pending[:500]
+        writes = [self._outcome_write(o) for o in batch]
         try:
             paused_queues, paused_names = self._paused_lists() if limit > 0 else ([], [])
             covered = time.time()  # read before the claim's clock: never later than its "now"
             now = self.clock()
-            written, rows = queries.sync(
-                self.using,
-                worker_id=self.worker_id,
-                outcomes=[self._outcome_write(o) for o in batch],
-                limit=limit,
-                now=now,
-                queues=self.queues,
-                paused_queues=paused_queues,
-                paused_names=paused_names,
-            )
-            del self.pending[: len(batch)]
-            if limit > 0:
-                self._claim_covered = covered
-            self._announce(batch, written)
-            unknown = [r for r in rows if r["name"] not in registry]
-            if unknown:
-                queries.mark_unregistered(self.using, unknown, self.worker_id, now)
-                for row in unknown:
-                    log_event("unregistered", logging.ERROR, job=row["id"], name=row["name"], worker=self.worker_id)
-            self._db_ok()
+            with self._db_call():
+                written, rows = queries.sync(
+                    self.using,
+                    worker_id=self.worker_id,
+                    outcomes=writes,
+                    limit=limit,
+                    now=now,
+                    queues=self.queues,
+                    paused_queues=paused_queues,
+                    paused_names=paused_names,
+                )
+        except _DB_DOWN as exc:
+            self._reply_lost(batch, exc)
+            return 0
+        except Exception as exc:  # noqa: BLE001 - the database or the driver refused the batch
+            # Something in the batch can't be stored (it should have been caught earlier): write
+            # the outcomes one by one so one bad row can't sink the others. Nothing was claimed.
+            log_event("outcome_batch_refused", logging.ERROR, worker=self.worker_id,
+                      error=f"{type(exc).__name__}: {exc}"[:200])
+            self._write_one_by_one(batch)
+            return 0
+        del self.pending[: len(batch)]
+        if limit > 0:
+            self._claim_covered = covered
+        self.claimed_total += len(rows)
+        known = [r for r in rows if r["name"] in registry]
+        self.buffer.extend(known)
+        self._publish_held()
+        self._db_ok()
+        self._announce(batch, written)
+        if len(known) < len(rows):
+            self._mark_unregistered([r for r in rows if r["name"] not in registry], now)
+        return len(rows)
+
+    def _mark_unregistered(self, rows: list[dict[str, Any]], now: datetime) -> None:
+        try:
+            queries.mark_unregistered(self.using, rows, self.worker_id, now)
+        except _DB_DOWN as exc:
+            self._db_lost(exc)  # still running and not held: _reconcile() gives them back
+            return
+        for row in rows:
+            log_event("unregistered", logging.ERROR, job=row["id"], name=row["name"], worker=self.worker_id)
+
+    @contextlib.contextmanager
+    def _db_call(self) -> Iterator[None]:
+        """Mark the main loop as waiting for the database (see _waiting_on_lock)."""
+        info = getattr(connections[self.using].connection, "info", None)
+        self._backend_pid = getattr(info, "backend_pid", None)
+        self._db_call_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._db_call_since = None
+
+    def _reply_lost(self, batch: list[Outcome], exc: BaseException) -> None:
+        """A statement failed with the connection: it may still have committed (the reply is what
+        got lost), so its outcomes may be written and its claim may hold rows we never saw."""
+        for outcome in batch:
+            outcome.unsure = True
+        self._db_lost(exc)
+
+    def _reconcile(self) -> bool:
+        """After a lost reply, give back the rows claimed for this worker that it never received.
+
+        Only this worker claims rows under its id, and it holds every row it received until the
+        outcome is written, so a running row of its own that it doesn't hold came from a claim
+        whose reply was lost: it never started, and goes back without spending an attempt.
+        Returns False while the database is unreachable.
+        """
+        if not self._unsure:
+            return True
+        try:
+            with self._db_call():
+                ids = queries.hand_back_unheld(self.using, self.worker_id, self.running_ids(), self.clock())
         except _DB_DOWN as exc:
             self._db_lost(exc)
-            return 0
-        except DatabaseError as exc:
-            # Something in the batch that the database refuses (it should have been caught
-            # earlier): write the outcomes one by one so one bad row can't sink the others.
-            log_event("outcome_batch_refused", logging.ERROR, worker=self.worker_id, error=str(exc)[:200])
-            self._write_one_by_one(batch)
-            del self.pending[: len(batch)]
-            return 0
-        self.claimed_total += len(rows)
-        self.buffer.extend(r for r in rows if r["name"] in registry)
-        return len(rows)
+            return False
+        self._unsure = False
+        if ids:
+            log_event("claim_reply_lost", logging.WARNING, worker=self.worker_id, jobs=len(ids),
+                      note="claimed by a statement whose reply never arrived; handed back unstarted")
+        return True
 
     def _dispatch(self, slot: Slot, rows: list[dict[str, Any]]) -> None:
         now = self.clock()
@@ -778,19 +863,30 @@ class Worker:
         if not self.pending or (not final and time.monotonic() < self._db_down_until):
             return
         for _ in range(5 if final else 1):
-            batch = self.pending[:500]
-            try:
-                written = queries.record_outcomes(
-                    self.using, self.worker_id, [self._outcome_write(o) for o in batch]
-                )
-            except _DB_DOWN as exc:
-                self._db_lost(exc)
+            if not self._reconcile():
                 if final:
                     time.sleep(min(self._db_backoff, 2.0))
                 continue
-            del self.pending[: len(batch)]
-            self._db_ok()
-            self._announce(batch, written)
+            batch = self.pending[:500]
+            try:
+                with self._db_call():
+                    written = queries.record_outcomes(
+                        self.using, self.worker_id, [self._outcome_write(o) for o in batch]
+                    )
+            except _DB_DOWN as exc:
+                self._reply_lost(batch, exc)
+                if final:
+                    time.sleep(min(self._db_backoff, 2.0))
+                continue
+            except Exception as exc:  # noqa: BLE001 - the database or the driver refused the batch
+                log_event("outcome_batch_refused", logging.ERROR, worker=self.worker_id,
+                          error=f"{type(exc).__name__}: {exc}"[:200])
+                self._write_one_by_one(batch)
+            else:
+                del self.pending[: len(batch)]
+                self._publish_held()
+                self._db_ok()
+                self._announce(batch, written)
             if not self.pending:
                 return
         for outcome in self.pending:
@@ -800,26 +896,58 @@ class Worker:
             )
 
     def _write_one_by_one(self, batch: list[Outcome]) -> None:
+        """Write each outcome alone; one the database refuses is recorded as a failure of its
+        attempt (OutcomeNotStorable). Outcomes not reached while the database is down stay pending."""
         for outcome in batch:
-            write = self._outcome_write(outcome)
             try:
-                written = queries.record_outcomes(self.using, self.worker_id, [write])
-            except _DB_DOWN:
-                raise
-            except DatabaseError as exc:
-                # Record that the outcome couldn't be stored, as a failure of the attempt.
-                refused = {"class": "django_jobs.exceptions.OutcomeNotStorable",
-                           "message": f"the database refused this attempt's outcome: {exc}"[:1000],
-                           "traceback": ""}
-                outcome.reply = {"outcome": "failed", "retryable": False, "error": refused}
-                written = queries.record_outcomes(self.using, self.worker_id, [self._outcome_write(outcome)])
+                with self._db_call():
+                    try:
+                        written = queries.record_outcomes(self.using, self.worker_id, [self._outcome_write(outcome)])
+                    except _DB_DOWN:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - anything but the connection: store why
+                        refused = {"class": "django_jobs.exceptions.OutcomeNotStorable",
+                                   "message": storable(f"the database refused this attempt's outcome: "
+                                                       f"{type(exc).__name__}: {exc}")[:1000],
+                                   "traceback": ""}
+                        outcome.reply = {"outcome": "failed", "retryable": False, "error": refused}
+                        written = queries.record_outcomes(
+                            self.using, self.worker_id, [self._outcome_write(outcome)]
+                        )
+            except _DB_DOWN as exc:
+                self._reply_lost([outcome], exc)
+                return
+            except Exception:  # noqa: BLE001 - even the failure can't be stored: rescue will retry
+                logger.exception("django_jobs event=outcome_unwritable job=%s worker=%s",
+                                 outcome.slot_job["id"], self.worker_id)
+                self._unsure = True  # the row stays running and is no longer held: give it back
+                written = {}
+            self.pending.remove(outcome)
+            self._publish_held()
             self._announce([outcome], written)
 
     def _announce(self, batch: list[Outcome], written: dict[int, str]) -> None:
         listening = job_finished.has_listeners(Job)
+        unsure = [(o.slot_job["id"], o.slot_job["attempt"]) for o in batch
+                  if o.unsure and o.slot_job["id"] not in written]
+        unconfirmed: set[int] = set()
+        if unsure:
+            # Written by the statement whose reply was lost? Then the fence refused the second write.
+            try:
+                written = {**written, **queries.outcomes_written(self.using, self.worker_id, unsure)}
+            except _DB_DOWN as exc:
+                self._db_lost(exc)
+                unconfirmed = {job_id for job_id, _ in unsure}
         for outcome in batch:
             row = outcome.slot_job
             status = written.get(row["id"])
+            if status is None and row["id"] in unconfirmed:
+                log_event(
+                    "outcome_unconfirmed", logging.WARNING, job=row["id"], attempt=row["attempt"],
+                    worker=self.worker_id, note="a first write's reply was lost and the database went "
+                    "away again before the worker could tell whether it was written",
+                )
+                continue
             if status is None:
                 log_event(
                     "outcome_fenced", logging.WARNING, job=row["id"], attempt=row["attempt"],
@@ -834,7 +962,24 @@ class Worker:
                 )
 
     def _outcome_write(self, outcome: Outcome) -> queries.OutcomeWrite:
-        """Turn a child's reply into the row update that records it."""
+        """Turn a child's reply into the row update that records it.
+
+        A reply that can't be turned into one (nothing a job returns should do that) is logged
+        and recorded as a failure of the attempt: no reply may stop the worker.
+        """
+        try:
+            return self._decide_write(outcome)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("django_jobs event=outcome_invalid job=%s worker=%s",
+                             outcome.slot_job.get("id"), self.worker_id)
+            outcome.reply = {"outcome": "failed", "retryable": False, "error": {
+                "class": "django_jobs.exceptions.OutcomeNotStorable",
+                "message": storable(f"the worker could not record this attempt's outcome: "
+                                    f"{type(exc).__name__}: {exc}")[:1000],
+                "traceback": ""}}
+            return self._decide_write(outcome)
+
+    def _decide_write(self, outcome: Outcome) -> queries.OutcomeWrite:
         row, reply = outcome.slot_job, outcome.reply
         kind = reply["outcome"]
         now = outcome.finished_at
@@ -862,8 +1007,8 @@ class Worker:
             entry["run_at"] = write.run_at.isoformat()
         elif kind == "stopped":
             write.status = JobStatus.STOPPED
-            write.last_error = reply.get("reason") or "stopped by the job"
-            entry["reason"] = reply.get("reason", "")
+            write.last_error = storable(str(reply.get("reason") or "stopped by the job"))
+            entry["reason"] = storable(str(reply.get("reason") or ""))
         elif kind == "handed_back":
             write.status = JobStatus.QUEUED
             write.run_at, write.attempts_delta = now, -1
@@ -871,6 +1016,7 @@ class Worker:
             error = reply.get("error")
             entry["error"] = error
             message = f"{error['class'].rsplit('.', 1)[-1]}: {error['message']}" if error else kind
+            message = storable(message)
             write.last_error = message.strip().splitlines()[0][:1000] if message.strip() else kind
             definition = registry.get(row["name"])
             if reply.get("retryable", True) and row["attempt"] < row["max_attempts"] and definition:
@@ -904,6 +1050,8 @@ class Worker:
         connections[self.using].connection = None
         self._db_down_until = time.monotonic() + self._db_backoff
         self._db_backoff = min(self._db_backoff * 2, 30.0)
+        # A statement cut off with its connection may still have committed (see _reconcile).
+        self._unsure = True
 
     def _db_ok(self) -> None:
         if self._db_backoff != float(jobs_settings.RECONNECT_BACKOFF):

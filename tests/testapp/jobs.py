@@ -101,3 +101,12 @@ def cooperative_loop(limit: float = 30.0) -> str:
             return "noticed the stop request"
         time.sleep(0.05)
     return "ran out of time"
+
+
+@job(max_attempts=1)
+def fail_with_undecodable_file_name() -> None:
+    """Fail as code listing a directory with a non-UTF-8 file name would."""
+    _record()
+    name = os.fsdecode(b"report-\xff.csv")  # a lone surrogate, '\udcff'
+    current_job().set_progress(50, f"reading {name}")
+    raise ValueError(f"cannot parse {name}")
