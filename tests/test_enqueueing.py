@@ -13,7 +13,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_jobs import enqueue, enqueue_many, job
+from django_jobs import enqueue, enqueue_many
+from django_jobs import job as register_job
 from django_jobs.exceptions import (
     InvalidJobArguments,
     InvalidJobOptions,
@@ -31,7 +32,7 @@ from tests.testapp.models import SideEffect
 pytestmark = pytest.mark.django_db
 
 
-@job(name="tests.enqueueing.anything")
+@register_job(name="tests.enqueueing.anything")
 def anything(*args: Any, **kwargs: Any) -> None:
     pass
 
