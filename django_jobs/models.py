@@ -609,9 +609,13 @@ class Schedule(models.Model):
         from . import cron
         from .enqueueing import validate_arguments
         from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, JobNotRegistered
-        from .registry import registry
+        from .registry import queue_problem, registry
 
         errors: dict[str, str] = {}
+        # Checked here rather than when the schedule fires, where using() would refuse it.
+        problem = queue_problem(self.queue) if self.queue else None
+        if problem:
+            errors["queue"] = f"The {problem}."
         try:
             cron.parse(self.cron)
         except InvalidCron as exc:
