@@ -280,7 +280,7 @@ def _plain_json(values: Any) -> Any:
     # is left for enqueue(), whose errors say which argument is wrong and what to pass instead.
     try:
         return normalize_json(values)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return values
 
 

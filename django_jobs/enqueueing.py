@@ -17,7 +17,7 @@ from . import queries
 from .conf import jobs_settings
 from .exceptions import InvalidJobArguments, PayloadTooLarge
 from .models import ACTIVE_STATUSES, Job
-from .payload import check_json
+from .payload import check_json, check_utf8
 from .registry import JobDefinition, resolve
 from .signals import job_enqueued
 
@@ -25,7 +25,10 @@ _FIELDS = [(f.attname, f) for f in Job._meta.concrete_fields]
 
 
 # One encoder for every call: json.dumps() with options builds a new JSONEncoder each time.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+# ensure_ascii=False: the text is what PostgreSQL receives (as UTF-8), so encoding it once gives
+# both the payload's size in bytes and the check for lone surrogates, which UTF-8 can't encode
+# (escaped as \udcff, jsonb would refuse them with an error that aborts the caller's transaction).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _dump(value: Any) -> str:
@@ -48,7 +51,11 @@ def _validate(
     args_json = _dump(args) if args else "[]"
     kwargs_json = _dump(kwargs) if kwargs else "{}"
     limit = int(jobs_settings.MAX_PAYLOAD_BYTES) if limit is None else limit
-    size = len(args_json) + len(kwargs_json) + 3  # as the JSON text [args,kwargs]
+    try:
+        # In UTF-8, as stored: "é" is 2 bytes, not the 6 of its "\u00e9" escape.
+        size = len(args_json.encode()) + len(kwargs_json.encode()) + 3  # as the JSON text [args,kwargs]
+    except UnicodeEncodeError:
+        check_utf8(definition.name, args, kwargs)
     if size > limit:
         raise PayloadTooLarge(
             f"Can't enqueue {definition.name!r}: its arguments are {size:,} bytes of JSON, over the "

@@ -75,6 +75,16 @@ def run_job(
         return {"outcome": "failed", "retryable": False, "error": {
             "class": "django_jobs.exceptions.JobNotRegistered",
             "message": f"no job named {message['name']!r} is registered", "traceback": ""}}
+    args, kwargs = message["args"], message["kwargs"]
+    if not (isinstance(args, list) and isinstance(kwargs, dict)):
+        # Only a row written around enqueue() gets here; *"abc" would call the job with 'a', 'b',
+        # 'c', and no later attempt would do better.
+        return {"outcome": "failed", "retryable": False, "error": {
+            "class": "django_jobs.exceptions.InvalidPayload",
+            "message": f"the row's args must be a JSON array and its kwargs a JSON object, not "
+                       f"{type(args).__name__} {storable(repr(args)[:200])} and "
+                       f"{type(kwargs).__name__} {storable(repr(kwargs)[:200])}; the job wasn't run",
+            "traceback": ""}}
     context = JobContext(
         id=message["id"],
         name=message["name"],

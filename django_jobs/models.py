@@ -140,7 +140,7 @@ class JobQuerySet(models.QuerySet["Job"]):
                 )
             if running:
                 manager.filter(pk__in=running).update(stop_requested_at=now)
-                _notify(CONTROL_STOP)
+                _notify_control(CONTROL_STOP)
 
         return self._transition(STOP_FROM, apply)
 
@@ -392,6 +392,12 @@ def _notify(queue: str) -> None:
     queries.notify(queue)
 
 
+def _notify_control(message: str) -> None:
+    from . import queries
+
+    queries.notify(message, control=True)
+
+
 class DeadLetter(Job):
     """Dead jobs, for the admin's dead-letter page (a proxy: same table, no extra columns)."""
 
@@ -441,13 +447,13 @@ class PauseManager(models.Manager["Pause"]):
     def pause(self, kind: str, value: str, reason: str = "") -> Pause:
         """Pause a queue or job name on every worker (idempotent)."""
         pause, _ = self.get_or_create(kind=kind, value=value, defaults={"reason": reason})
-        _notify(CONTROL_PAUSE)
+        _notify_control(CONTROL_PAUSE)
         return pause
 
     def resume(self, kind: str, value: str) -> bool:
         """Lift a pause; returns False when it wasn't paused."""
         deleted, _ = self.filter(kind=kind, value=value).delete()
-        _notify(CONTROL_PAUSE)
+        _notify_control(CONTROL_PAUSE)
         return bool(deleted)
 
     def pause_queue(self, queue: str, reason: str = "") -> Pause:
@@ -609,9 +615,13 @@ class Schedule(models.Model):
         from . import cron
         from .enqueueing import validate_arguments
         from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, JobNotRegistered
-        from .registry import registry
+        from .registry import queue_problem, registry
 
         errors: dict[str, str] = {}
+        # Checked here rather than when the schedule fires, where using() would refuse it.
+        problem = queue_problem(self.queue) if self.queue else None
+        if problem:
+            errors["queue"] = f"The {problem}."
         try:
             cron.parse(self.cron)
         except InvalidCron as exc:

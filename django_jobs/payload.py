@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from .exceptions import InvalidPayload
 
@@ -27,7 +27,12 @@ _NUL = "\x00"
 _NUL_HINT = "a NUL character (\\x00), which PostgreSQL can't store in JSON; strip it"
 
 
-def _problem(value: Any, path: str) -> str | None:
+#: How deep lists and dicts may nest in arguments and results. Deeper ones (and ones that contain
+#: themselves) would exhaust Python's recursion limit: in enqueue(), or later in the worker.
+MAX_DEPTH = 100
+
+
+def _problem(value: Any, path: str, depth: int = 0) -> str | None:
     """Describe the first part of ``value`` that JSON would change, or None when it round-trips."""
     if isinstance(value, str):
         return f"{path} contains {_NUL_HINT}" if _NUL in value else None
@@ -37,9 +42,14 @@ def _problem(value: Any, path: str) -> str | None:
         if value != value or value in (float("inf"), float("-inf")):
             return f"{path} is {value!r}, which JSON can't represent"
         return None
+    if isinstance(value, (list, dict)) and depth >= MAX_DEPTH:
+        return (
+            f"{path} nests lists or dicts more than {MAX_DEPTH} levels deep (or contains itself); "
+            f"pass a flatter structure"
+        )
     if isinstance(value, list):
         for i, item in enumerate(value):
-            problem = _problem(item, f"{path}[{i}]")
+            problem = _problem(item, f"{path}[{i}]", depth + 1)
             if problem:
                 return problem
         return None
@@ -49,7 +59,7 @@ def _problem(value: Any, path: str) -> str | None:
                 return f"{path} has the key {key!r} ({type(key).__name__}); JSON object keys are strings"
             if _NUL in key:
                 return f"{path} has the key {key!r}, which contains {_NUL_HINT}"
-            problem = _problem(item, f"{path}[{key!r}]")
+            problem = _problem(item, f"{path}[{key!r}]", depth + 1)
             if problem:
                 return problem
         return None
@@ -59,6 +69,40 @@ def _problem(value: Any, path: str) -> str | None:
     else:
         hint = _HINTS.get(kind, "convert it to str, int, float, bool, None, list or dict")
     return f"{path} is a {kind}, which doesn't survive a JSON round trip; {hint}"
+
+
+def _not_utf8(value: Any) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_SURROGATE_HINT = (
+    "a lone surrogate (such as os.fsdecode() makes of a file name's undecodable bytes), which "
+    "isn't valid UTF-8; decode the bytes with errors='replace', or pass os.fsencode(value) as "
+    "base64"
+)
+
+
+def _surrogate(value: Any, path: str) -> str | None:
+    """Describe the first string in ``value`` (already plain JSON) that UTF-8 can't encode."""
+    if isinstance(value, str):
+        return f"{path} contains {_SURROGATE_HINT}" if _not_utf8(value) else None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _surrogate(item, f"{path}[{i}]")
+            if problem:
+                return problem
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _not_utf8(key):
+                return f"{path} has the key {key!r}, which contains {_SURROGATE_HINT}"
+            problem = _surrogate(item, f"{path}[{key!r}]")
+            if problem:
+                return problem
+    return None
 
 
 def json_problem(value: Any, what: str) -> str | None:
@@ -73,9 +117,30 @@ def check_json(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         if problem:
             raise InvalidPayload(f"Can't enqueue {name!r}: {problem}.")
     for key, value in kwargs.items():
+        if _NUL in key:
+            raise InvalidPayload(f"Can't enqueue {name!r}: the argument name {key!r} contains {_NUL_HINT}.")
         problem = _problem(value, f"argument {key!r}")
         if problem:
             raise InvalidPayload(f"Can't enqueue {name!r}: {problem}.")
+
+
+def check_utf8(name: str, args: list[Any], kwargs: dict[str, Any]) -> NoReturn:
+    """Raise InvalidPayload naming the first argument (or argument name) that isn't valid UTF-8.
+
+    The slow path: enqueue() first encodes the whole JSON text at once, and only calls this to
+    say which argument failed.
+    """
+    for i, value in enumerate(args):
+        problem = _surrogate(value, f"positional argument {i}")
+        if problem:
+            raise InvalidPayload(f"Can't enqueue {name!r}: {problem}.")
+    for key, value in kwargs.items():
+        if _not_utf8(key):
+            raise InvalidPayload(f"Can't enqueue {name!r}: the argument name {key!r} contains {_SURROGATE_HINT}.")
+        problem = _surrogate(value, f"argument {key!r}")
+        if problem:
+            raise InvalidPayload(f"Can't enqueue {name!r}: {problem}.")
+    raise InvalidPayload(f"Can't enqueue {name!r}: its arguments aren't valid UTF-8.")
 
 
 def payload_size(args: list[Any], kwargs: dict[str, Any]) -> int:

@@ -8,6 +8,7 @@ SKIP LOCKED (SQLite serialises writers, so one statement is already atomic there
 from __future__ import annotations
 
 import json
+import math
 import time
 import weakref
 from dataclasses import dataclass
@@ -22,6 +23,32 @@ from .models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Schedule,
 
 TABLE = Job._meta.db_table
 CHANNEL = "django_jobs"
+
+# A wake-up on CHANNEL reads "<queue> <due>": the queue, a space, then the epoch seconds at which
+# the earliest job enqueued falls due, or 0 when it is due now. The queue may contain spaces, so
+# the due time is always there and always after the LAST space. (Workers before this format read
+# "<queue>" or "<queue> <due>" up to the FIRST space: the same for a queue without spaces.)
+# Control messages ("!stop", "!pause", models.CONTROL_*) have no space.
+
+
+def wakeup_payload(queue: str, due: float = 0.0) -> str:
+    """The NOTIFY payload that wakes the workers of ``queue`` (for a job due at ``due``, epoch)."""
+    return f"{queue} {due!r}" if due else f"{queue} 0"
+
+
+def parse_wakeup(payload: str) -> tuple[str, float | None]:
+    """The queue and future due time (epoch seconds, or None for "now") of a wake-up payload.
+
+    Raises ValueError for a payload that isn't one. A payload without a space is a bare queue
+    name, as workers before the due time was always sent wrote it.
+    """
+    queue, space, due = payload.rpartition(" ")
+    if not space:
+        return payload, None
+    seconds = float(due)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"bad due time {due!r}")
+    return queue, seconds or None
 
 # Columns written by insert_columns(): every concrete field but the serial id, as (attname, field).
 INSERT_FIELDS = [(f.attname, f) for f in Job._meta.concrete_fields if f.column != "id"]
@@ -161,21 +188,22 @@ def _insert_sql_pg(connection: Any, varying: tuple[str, ...], on_conflict: bool)
     )
     insert = f"INSERT INTO {TABLE} ({', '.join(columns)}) {source}{conflict} RETURNING id, unique_key, queue, run_at"
     # NOTIFY is transactional: idle workers wake when the caller's transaction commits, never for
-    # a rolled-back enqueue. The payload is the queue, plus " <epoch seconds>" when the earliest
-    # job is due later, so idle workers can wake at that moment instead of at their next poll.
+    # a rolled-back enqueue. The payload (see wakeup_payload) is the queue and the epoch seconds at
+    # which the earliest job is due when that is later (0 otherwise), so idle workers can wake at
+    # that moment instead of at their next poll.
     # The notify is an uncorrelated sub-select of the outer SELECT, which PostgreSQL evaluates
     # once (an InitPlan): one pg_notify per queue, not per row, and none if nothing was inserted.
     if "queue" not in varying and "run_at" not in varying:
         # Every row has the same queue and run_at: notify with the parameters themselves.
-        due = "CASE WHEN %(run_at)s::timestamptz > now() THEN ' ' || extract(epoch FROM %(run_at)s::timestamptz)::text ELSE '' END"
+        due = "CASE WHEN %(run_at)s::timestamptz > now() THEN extract(epoch FROM %(run_at)s::timestamptz)::text ELSE '0' END"
         return (
             f"WITH inserted AS ({insert}) "
-            f"SELECT id, unique_key, (SELECT pg_notify('{CHANNEL}', %(queue)s::text || {due})) FROM inserted"
+            f"SELECT id, unique_key, (SELECT pg_notify('{CHANNEL}', %(queue)s::text || ' ' || {due})) FROM inserted"
         )
-    due = "CASE WHEN q.due > now() THEN ' ' || extract(epoch FROM q.due)::text ELSE '' END"
+    due = "CASE WHEN q.due > now() THEN extract(epoch FROM q.due)::text ELSE '0' END"
     return (
         f"WITH inserted AS ({insert}), "
-        f"notified AS (SELECT pg_notify('{CHANNEL}', q.queue || {due}) "
+        f"notified AS (SELECT pg_notify('{CHANNEL}', q.queue || ' ' || {due}) "
         f"FROM (SELECT queue, min(run_at) AS due FROM inserted GROUP BY queue) AS q) "
         f"SELECT id, unique_key, (SELECT count(*) FROM notified) FROM inserted"
     )
@@ -788,14 +816,17 @@ def outcomes_written(using: str, worker_id: str, attempts: Sequence[tuple[int, i
         return {r[0]: r[1] for r in cursor.fetchall()}
 
 
-def notify(queue: str, using: str | None = None) -> None:
-    """Wake idle workers serving ``queue`` (at commit, when inside a transaction)."""
+def notify(queue: str, using: str | None = None, *, control: bool = False) -> None:
+    """Wake idle workers serving ``queue`` (at commit, when inside a transaction).
+
+    ``control=True`` sends ``queue`` as it is: a control message (models.CONTROL_*) for every worker.
+    """
     from .conf import jobs_settings
 
     using = using or jobs_settings.DATABASE
     if is_postgres(using):
         with connections[using].cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue])
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue if control else wakeup_payload(queue)])
 
 
 def paused(using: str) -> tuple[list[str], list[str]]:

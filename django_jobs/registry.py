@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import datetime, timedelta
@@ -61,10 +62,101 @@ class Registry:
 registry = Registry()
 
 
+# Limits of the job table's columns (models.Job): a longer value would be cut short, or refused
+# with a database error that aborts the caller's transaction. tests/test_registry.py checks them
+# against the model.
+NAME_MAX_LENGTH = 255
+QUEUE_MAX_LENGTH = 100
+UNIQUE_KEY_MAX_LENGTH = 255
+# priority is an integer column (PostgreSQL's integer range). max_attempts is one too, but grows
+# by one on every Retry() and is recomputed by the admin's retry: far below the column's limit.
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+MAX_ATTEMPTS_LIMIT = 1_000_000
+
+
+def _text_problem(what: str, value: object, limit: int) -> str | None:
+    """Why ``value`` can't be stored in a varchar(``limit``) column unchanged, or None."""
+    if not isinstance(value, str) or not value:
+        return f"{what} must be a non-empty string, not {value!r}"
+    if len(value) > limit:
+        return (
+            f"{what} is {len(value):,} characters long, over the limit of {limit}: "
+            f"{value[:40]!r}… would be cut short"
+        )
+    if "\x00" in value:
+        return f"{what} {value!r} contains a NUL character (\\x00), which PostgreSQL can't store"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return f"{what} {value!r} contains a lone surrogate, which isn't valid UTF-8"
+    return None
+
+
+def queue_problem(queue: object) -> str | None:
+    """Why ``queue`` isn't a valid queue name, or None when it is.
+
+    A valid name is at most 100 characters, without a comma or surrounding whitespace, so that
+    ``runjobs --queue`` (which splits on commas and strips spaces) can name every queue.
+    """
+    problem = _text_problem("queue", queue, QUEUE_MAX_LENGTH)
+    if problem:
+        return problem
+    assert isinstance(queue, str)
+    if "," in queue:
+        return f"queue {queue!r} contains a comma, which runjobs --queue reads as a separator"
+    if queue != queue.strip():
+        return f"queue {queue!r} starts or ends with whitespace, which runjobs --queue strips"
+    return None
+
+
 def _check_queue(queue: object) -> None:
     # An empty queue would quietly fall back to the default one; a non-string one be stringified.
-    if queue is not None and not (isinstance(queue, str) and queue):
-        raise InvalidJobOptions(f"queue must be a non-empty string, not {queue!r}.")
+    if queue is not None:
+        problem = queue_problem(queue)
+        if problem:
+            raise InvalidJobOptions(f"{problem}.")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_priority(priority: object) -> None:
+    low, high = PRIORITY_RANGE
+    if not _is_int(priority):
+        raise InvalidJobOptions(f"priority must be an int, not {type(priority).__name__} {priority!r}.")
+    assert isinstance(priority, int)
+    if not low <= priority <= high:
+        raise InvalidJobOptions(f"priority must be between {low:,} and {high:,}, not {priority:,}.")
+
+
+def _check_max_attempts(max_attempts: object) -> None:
+    if not _is_int(max_attempts):
+        raise InvalidJobOptions(
+            f"max_attempts must be an int, not {type(max_attempts).__name__} {max_attempts!r}."
+        )
+    assert isinstance(max_attempts, int)
+    if max_attempts < 1:
+        raise InvalidJobOptions(f"max_attempts must be at least 1, not {max_attempts}.")
+    if max_attempts > MAX_ATTEMPTS_LIMIT:
+        raise InvalidJobOptions(f"max_attempts must be at most {MAX_ATTEMPTS_LIMIT:,}, not {max_attempts:,}.")
+
+
+def _check_timeout(timeout: object) -> float | None:
+    """Return ``timeout`` as seconds, refusing anything but a finite positive number or timedelta."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, timedelta):
+        seconds = timeout.total_seconds()
+    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        seconds = float(timeout)
+    else:
+        raise InvalidJobOptions(
+            f"timeout must be seconds (an int or float) or a timedelta, not {type(timeout).__name__} {timeout!r}."
+        )
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidJobOptions(f"timeout must be positive seconds (a finite number), not {timeout!r}.")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -81,6 +173,11 @@ class EnqueueOptions:
     def __post_init__(self) -> None:
         if self.run_at is not None and self.delay is not None:
             raise InvalidJobOptions("Give using() either run_at= or delay=, not both.")
+        if self.run_at is not None and not isinstance(self.run_at, datetime):
+            raise InvalidJobOptions(
+                f"run_at must be an aware datetime, not {type(self.run_at).__name__} {self.run_at!r} "
+                f"(django.utils.timezone.now() + timedelta(...))."
+            )
         if self.run_at is not None and self.run_at.tzinfo is None:
             raise InvalidJobOptions(
                 f"run_at={self.run_at!r} is a naive datetime; pass an aware one "
@@ -88,12 +185,14 @@ class EnqueueOptions:
             )
         if self.delay is not None and not isinstance(self.delay, timedelta):
             raise InvalidJobOptions(f"delay must be a timedelta, not {type(self.delay).__name__}.")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise InvalidJobOptions(f"max_attempts must be at least 1, not {self.max_attempts}.")
-        if self.unique_key is not None and not (isinstance(self.unique_key, str) and self.unique_key):
-            raise InvalidJobOptions("unique_key must be a non-empty string.")
-        if self.priority is not None and not isinstance(self.priority, int):
-            raise InvalidJobOptions(f"priority must be an int, not {type(self.priority).__name__}.")
+        if self.max_attempts is not None:
+            _check_max_attempts(self.max_attempts)
+        if self.unique_key is not None:
+            problem = _text_problem("unique_key", self.unique_key, UNIQUE_KEY_MAX_LENGTH)
+            if problem:
+                raise InvalidJobOptions(f"{problem}.")
+        if self.priority is not None:
+            _check_priority(self.priority)
         _check_queue(self.queue)
 
 
@@ -199,12 +298,16 @@ def job(
                 f"{f.__qualname__} is an async function; django-jobs runs plain functions. "
                 f"Wrap it: def job(): asyncio.run(your_coroutine())."
             )
-        t = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        if t is not None and t <= 0:
-            raise InvalidJobOptions(f"timeout must be positive seconds, not {timeout!r}.")
-        if max_attempts is not None and max_attempts < 1:
-            raise InvalidJobOptions(f"max_attempts must be at least 1, not {max_attempts}.")
+        t = _check_timeout(timeout)
+        if max_attempts is not None:
+            _check_max_attempts(max_attempts)
+        _check_priority(priority)
         _check_queue(queue)
+        job_name = f"{f.__module__}.{f.__name__}" if name is None else name
+        problem = _text_problem("the job name", job_name, NAME_MAX_LENGTH)
+        if problem:
+            hint = " Give it a shorter one with @job(name=...)." if name is None else ""
+            raise InvalidJobOptions(f"@job on {f.__qualname__}: {problem}.{hint}")
         exc_classes = tuple(dont_retry)
         for cls in exc_classes:
             if not (isinstance(cls, type) and issubclass(cls, BaseException)):
@@ -212,7 +315,7 @@ def job(
         expression = _check_cron(f, cron)
         definition = JobDefinition(
             func=f,
-            name=name or f"{f.__module__}.{f.__name__}",
+            name=job_name,
             queue=queue,
             priority=priority,
             max_attempts=max_attempts,

@@ -134,6 +134,26 @@ class Listener(threading.Thread):
         except (BlockingIOError, OSError):
             pass  # the pipe is full: the worker is awake anyway
 
+    def _handle(self, payload: str) -> None:
+        """Act on one notification: a control message, or a wake-up for a queue."""
+        if payload.startswith("!") and " " not in payload:
+            self.control.set()
+            self._wake()
+            return
+        try:
+            queue, due = queries.parse_wakeup(payload)
+        except ValueError:
+            # Not ours to understand (another version, or someone else's NOTIFY on the channel):
+            # waking costs one claim, while dropping it could leave a job waiting for a poll.
+            log_event("notify_unreadable", logging.WARNING, payload=repr(payload[:200]))
+            self._wake()
+            return
+        if self.queues and queue not in self.queues:
+            return
+        if due is not None:
+            self.note_due(due)
+        self._wake()
+
     def run(self) -> None:
         wrapper = connections[self.using]
         delay = float(jobs_settings.RECONNECT_BACKOFF)
@@ -148,16 +168,7 @@ class Listener(threading.Thread):
                 self._wake()
                 while not self.stopping.is_set():
                     for notify in conn.notifies(timeout=1.0):
-                        if notify.payload.startswith("!"):
-                            self.control.set()
-                            self._wake()
-                            continue
-                        queue, _, due = notify.payload.partition(" ")
-                        if self.queues and queue not in self.queues:
-                            continue
-                        if due:
-                            self.note_due(float(due))
-                        self._wake()
+                        self._handle(notify.payload)
             except Exception as exc:  # noqa: BLE001 - any failure here means "reconnect later"
                 if self.stopping.is_set():
                     break

@@ -14,8 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_jobs import enqueue, enqueue_many
+from django_jobs import job as register_job
 from django_jobs.exceptions import (
     InvalidJobArguments,
+    InvalidJobOptions,
     InvalidPayload,
     JobNotRegistered,
     PayloadTooLarge,
@@ -28,6 +30,18 @@ from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
 pytestmark = pytest.mark.django_db
+
+
+@register_job(name="tests.enqueueing.anything")
+def anything(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+def nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
 
 
 def inserts(ctx: CaptureQueriesContext) -> list[str]:
@@ -121,6 +135,110 @@ def test_enqueue__payload_at_exactly_the_limit_is_accepted() -> None:
             jobs.record.enqueue("x" * 992)
 
     assert Job.objects.count() == 1
+
+
+def test_enqueue__payload_limit_counts_utf8_bytes_not_escapes() -> None:
+    # "é" is 2 bytes of UTF-8 (as stored), not the 6 of "\u00e9"; [["…"],{}] is 9 bytes around it.
+    with override_settings(DJANGO_JOBS={"MAX_PAYLOAD_BYTES": 1000}):
+        jobs.record.enqueue("é" * 495)
+        with pytest.raises(PayloadTooLarge, match="its arguments are 1,001 bytes of JSON"):
+            jobs.record.enqueue("é" * 496)
+
+    assert Job.objects.get().args == ["é" * 495]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "named"),
+    [
+        (["report-\udcff.csv"], {}, "positional argument 0 contains a lone surrogate"),
+        ([], {"files": {"dir": ["ok", "report-\udcff.csv"]}}, "argument 'files'['dir'][1] contains a lone surrogate"),
+        ([], {"meta": {"\udcff": 1}}, "argument 'meta' has the key '\\udcff', which contains a lone surrogate"),
+        ([], {"\udcff": 1}, "the argument name '\\udcff' contains a lone surrogate"),
+        ([], {"a\x00b": 1}, "the argument name 'a\\x00b' contains a NUL character"),
+        ([], {"text": "a\x00b"}, "argument 'text' contains a NUL character"),
+    ],
+)
+def test_enqueue__text_postgresql_cant_store_is_refused_naming_the_argument(
+    args: list[Any], kwargs: dict[str, Any], named: str
+) -> None:
+    # Refused before the INSERT: the database's error would abort the caller's transaction.
+    with transaction.atomic():
+        with pytest.raises(InvalidPayload) as info:
+            anything.enqueue(*args, **kwargs)
+        assert named in str(info.value)
+        assert str(info.value).startswith("Can't enqueue 'tests.enqueueing.anything': ")
+        assert Job.objects.count() == 0  # the transaction is still usable
+
+
+def test_enqueue_many__a_lone_surrogate_in_one_item_refuses_the_batch() -> None:
+    with transaction.atomic():
+        with pytest.raises(InvalidPayload, match="argument 'label' contains a lone surrogate"):
+            jobs.record.enqueue_many([{"label": "ok"}, {"label": "\udcff"}])
+        assert Job.objects.count() == 0
+
+
+def test_enqueue__arguments_nested_up_to_the_depth_limit_are_accepted() -> None:
+    from django_jobs.payload import MAX_DEPTH
+
+    anything.enqueue(nested(MAX_DEPTH))
+
+    assert Job.objects.get().args == [nested(MAX_DEPTH)]
+
+
+def test_enqueue__arguments_nested_deeper_than_the_limit_are_refused() -> None:
+    with pytest.raises(InvalidPayload, match=r"positional argument 0(\[0\])+ nests lists or dicts more than 100 levels deep"):
+        anything.enqueue(nested(101))
+    with pytest.raises(InvalidPayload, match="nests lists or dicts more than 100 levels deep"):
+        anything.enqueue(data=nested(5000))
+
+
+def test_enqueue__a_self_referencing_argument_is_refused_naming_it() -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+
+    with pytest.raises(InvalidPayload, match=r"argument 'data'\['self'\]\['self'\].*\(or contains itself\)"):
+        anything.enqueue(data=loop)
+
+
+def test_enqueue__a_unique_key_longer_than_its_column_is_refused_and_nothing_is_written() -> None:
+    # It used to be cut to 255 characters, committed, and then reported as a RuntimeError.
+    with transaction.atomic():
+        with pytest.raises(InvalidJobOptions, match="unique_key is 256 characters long, over the limit of 255"):
+            jobs.record.using(unique_key="k" * 256).enqueue("x")
+        with pytest.raises(InvalidJobOptions, match="unique_key is 256 characters long"):
+            enqueue_many(jobs.record.using(unique_key="k" * 256), [["x"]])
+        assert Job.objects.count() == 0
+
+    key = "k" * 255
+    assert jobs.record.using(unique_key=key).enqueue("x").unique_key == key
+    assert Job.objects.get().unique_key == key
+
+
+def test_enqueue__a_queue_longer_than_its_column_is_refused() -> None:
+    with pytest.raises(InvalidJobOptions, match="queue is 101 characters long, over the limit of 100"):
+        jobs.record.using(queue="q" * 101).enqueue("x")
+
+    assert Job.objects.count() == 0
+
+
+def test_enqueue__a_priority_outside_the_columns_range_is_refused_before_the_insert() -> None:
+    with transaction.atomic():
+        with pytest.raises(InvalidJobOptions, match="priority must be between -2,147,483,648 and 2,147,483,647"):
+            jobs.record.using(priority=2**31).enqueue("x")
+        assert Job.objects.count() == 0
+
+
+def test_enqueue__max_attempts_must_be_a_whole_number() -> None:
+    with pytest.raises(InvalidJobOptions, match="max_attempts must be an int, not float 1.5"):
+        jobs.record.using(max_attempts=1.5).enqueue("x")  # type: ignore[arg-type]
+
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize("run_at", [dt.date(2030, 1, 1), "2030-01-01T00:00:00+00:00", 1893456000])
+def test_enqueue__run_at_that_isnt_a_datetime_is_refused(run_at: Any) -> None:
+    with pytest.raises(InvalidJobOptions, match=f"run_at must be an aware datetime, not {type(run_at).__name__}"):
+        jobs.record.using(run_at=run_at).enqueue("x")
 
 
 # -- what gets written -----------------------------------------------------------------------

@@ -144,3 +144,27 @@ def test_schedule__loads_from_the_database_without_deprecation_warnings() -> Non
         schedule = models.Schedule.objects.get(name="nightly")
 
     assert schedule._loaded == ("5 0 * * *", schedule.timezone, True)
+
+
+@pytest.mark.parametrize(
+    ("queue", "message"),
+    [
+        ("a,b", "The queue 'a,b' contains a comma, which runjobs --queue reads as a separator."),
+        (" padded", "The queue ' padded' starts or ends with whitespace, which runjobs --queue strips."),
+    ],
+)
+def test_schedule_problems__an_invalid_queue_name_is_reported_on_the_queue_field(queue: str, message: str) -> None:
+    # Firing would refuse it (using() checks queue names); the form says so first.
+    schedule = models.Schedule(
+        name="bad queue", cron="0 * * * *", timezone="UTC", job_name="tests.testapp.jobs.record", queue=queue
+    )
+
+    assert schedule.problems() == {"queue": message}
+
+
+def test_schedule_problems__a_queue_name_with_a_space_is_fine() -> None:
+    schedule = models.Schedule(
+        name="spaced", cron="0 * * * *", timezone="UTC", job_name="tests.testapp.jobs.record", queue="my queue"
+    )
+
+    assert schedule.problems() == {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import uuid
 from collections import OrderedDict
 from decimal import Decimal
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from django_jobs.exceptions import InvalidPayload
-from django_jobs.payload import check_json, payload_size
+from django_jobs.payload import MAX_DEPTH, check_json, check_utf8, json_problem, payload_size
 from tests.testapp.models import SideEffect
 
 
@@ -117,3 +119,72 @@ def test_payload_size__counts_non_ascii_text_as_utf8_bytes() -> None:
     text = "é" * 100
 
     assert payload_size([text], {}) == len(b'[[""],{}]') + 2 * len(text)
+
+
+def test_check_json__a_nul_in_an_argument_name_is_rejected() -> None:
+    with pytest.raises(InvalidPayload, match=r"the argument name 'a\\x00' contains a NUL character"):
+        check_json("shop.send", [], {"a\x00": 1})
+
+
+def test_check_json__nesting_deeper_than_the_limit_is_rejected_naming_where() -> None:
+    value: list[Any] = []
+    for _ in range(MAX_DEPTH):
+        value = [value]
+
+    message = problem(value)
+
+    assert f"argument 'data'{'[0]' * MAX_DEPTH} nests lists or dicts more than {MAX_DEPTH} levels deep" in message
+
+
+@pytest.mark.parametrize("kind", [list, dict])
+def test_json_problem__a_value_that_contains_itself_is_a_problem_not_a_recursion_error(kind: type) -> None:
+    loop: Any = kind()
+    if kind is list:
+        loop.append(loop)
+    else:
+        loop["again"] = loop
+
+    message = json_problem(loop, "the return value")
+
+    assert message is not None and "(or contains itself)" in message
+
+
+def test_check_utf8__names_the_argument_with_a_lone_surrogate() -> None:
+    with pytest.raises(InvalidPayload, match=r"positional argument 1\[0\] contains a lone surrogate"):
+        check_utf8("shop.send", ["fine", [os.fsdecode(b"report-\xff.csv")]], {})
+
+
+# -- rows written around enqueue() ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "shown"),
+    [
+        ("args", {"label": "x"}, "not dict {'label': 'x'} and dict {}"),
+        ("args", "ab", "not str 'ab' and dict {}"),
+        ("args", None, "not NoneType None and dict {}"),
+        ("kwargs", ["x"], "not list [] and list ['x']"),
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+def test_run__a_row_whose_arguments_are_not_an_array_and_an_object_ends_dead_without_running(
+    run_worker: Any, column: str, value: Any, shown: str
+) -> None:
+    # Spread as they were, {"label": "x"} would call record("label"), and "ab" record("a", "b").
+    from django.db import connection
+
+    from django_jobs import queries
+    from django_jobs.models import Job, JobStatus
+    from tests.factories import JobFactory
+
+    job = JobFactory(name="tests.testapp.jobs.record")
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {queries.TABLE} SET {column} = %s::jsonb WHERE id = %s", [json.dumps(value), job.pk])
+
+    run_worker()
+
+    row = Job.objects.get(pk=job.pk)
+    assert (row.status, row.attempts) == (JobStatus.DEAD, 1)
+    assert row.history[0]["error"]["class"] == "django_jobs.exceptions.InvalidPayload"
+    assert f"the row's args must be a JSON array and its kwargs a JSON object, {shown}" in row.last_error
+    assert not SideEffect.objects.exists()

@@ -222,3 +222,97 @@ def test_effective_options__the_jobs_own_options_win() -> None:
 def test_job__rejects_an_empty_queue() -> None:
     with pytest.raises(InvalidJobOptions, match="queue must be a non-empty string, not ''"):
         job(name="tests.registry.empty_queue", queue="")(_plain)
+
+
+# -- limits: a value the job table would cut short or refuse is an error at decoration time ----
+
+
+def test_column_limits__match_the_job_table() -> None:
+    from django_jobs import registry as registry_module
+    from django_jobs.models import Job
+
+    assert registry_module.NAME_MAX_LENGTH == Job._meta.get_field("name").max_length
+    assert registry_module.QUEUE_MAX_LENGTH == Job._meta.get_field("queue").max_length
+    assert registry_module.UNIQUE_KEY_MAX_LENGTH == Job._meta.get_field("unique_key").max_length
+
+
+def test_job__a_name_longer_than_its_column_is_refused_with_both_lengths() -> None:
+    job(name="tests.registry." + "n" * 240)(_plain)  # 255: fits
+
+    with pytest.raises(InvalidJobOptions, match="the job name is 256 characters long, over the limit of 255"):
+        job(name="tests.registry." + "n" * 241)(_plain)
+
+
+def test_job__a_long_default_name_says_to_give_a_shorter_one() -> None:
+    def f() -> None: ...
+
+    f.__module__ = "tests." + "m" * 260
+    with pytest.raises(InvalidJobOptions, match=r"over the limit of 255.*@job\(name=\.\.\.\)"):
+        job(f)
+
+
+def test_job__a_queue_longer_than_its_column_is_refused_with_both_lengths() -> None:
+    job(name="tests.registry.long_queue_ok", queue="q" * 100)(_plain)
+
+    with pytest.raises(InvalidJobOptions, match="queue is 101 characters long, over the limit of 100"):
+        job(name="tests.registry.long_queue", queue="q" * 101)(_plain)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"priority": 2**31}, "priority must be between -2,147,483,648 and 2,147,483,647, not 2,147,483,648"),
+        ({"priority": -(2**31) - 1}, "priority must be between"),
+        ({"priority": 1.5}, "priority must be an int, not float"),
+        ({"priority": True}, "priority must be an int, not bool"),
+        ({"max_attempts": 1.5}, "max_attempts must be an int, not float 1.5"),
+        ({"max_attempts": True}, "max_attempts must be an int, not bool"),
+        ({"max_attempts": 10**7}, "max_attempts must be at most 1,000,000"),
+        ({"timeout": float("nan")}, "timeout must be positive seconds"),
+        ({"timeout": float("inf")}, "timeout must be positive seconds"),
+        ({"timeout": -0.5}, "timeout must be positive seconds"),
+        ({"timeout": "30"}, "timeout must be seconds .* or a timedelta, not str"),
+        ({"timeout": True}, "timeout must be seconds .* or a timedelta, not bool"),
+        ({"name": ""}, "the job name must be a non-empty string"),
+        ({"name": "tests.registry.nul\x00"}, "NUL character"),
+        ({"queue": "a,b"}, "contains a comma"),
+        ({"queue": " padded"}, "starts or ends with whitespace"),
+        ({"queue": "nul\x00"}, "NUL character"),
+        ({"queue": "bad\udcff"}, "lone surrogate"),
+    ],
+)
+def test_job__rejects_bad_options_saying_what_is_wrong(options: dict[str, object], message: str) -> None:
+    options.setdefault("name", "tests.registry.bad_options")
+    with pytest.raises(InvalidJobOptions, match=message):
+        job(**options)(_plain)  # type: ignore[arg-type]
+
+
+def test_job__a_queue_name_may_contain_spaces() -> None:
+    definition = job(name="tests.registry.spaced_queue", queue="my queue")(_plain)
+
+    assert definition.queue == "my queue"
+    assert definition.using(queue="other queue").options.queue == "other queue"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"unique_key": "k" * 256}, "unique_key is 256 characters long, over the limit of 255"),
+        ({"unique_key": "k\x00"}, "NUL character"),
+        ({"queue": "q" * 101}, "queue is 101 characters long, over the limit of 100"),
+        ({"queue": "a,b"}, "contains a comma"),
+        ({"priority": 2**31}, "priority must be between"),
+        ({"priority": False}, "priority must be an int, not bool"),
+        ({"max_attempts": 1.5}, "max_attempts must be an int, not float"),
+        ({"run_at": datetime(2030, 1, 1).date()}, "run_at must be an aware datetime, not date"),
+        ({"run_at": "2030-01-01T00:00:00Z"}, "run_at must be an aware datetime, not str"),
+    ],
+)
+def test_using__rejects_values_the_job_table_would_change(options: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidJobOptions, match=message):
+        jobs.record.using(**options)
+
+
+def test_using__values_at_the_limits_are_accepted() -> None:
+    jobs.record.using(unique_key="k" * 255, queue="q" * 100, priority=2**31 - 1, max_attempts=10**6)
+    jobs.record.using(priority=-(2**31))

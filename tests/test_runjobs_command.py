@@ -25,6 +25,8 @@ from tests.testapp.models import SideEffect
         (["--grace", "soon"], "--grace takes seconds, not 'soon'."),
         (["--queue", ""], "--queue needs a queue name."),
         (["--queue", " , "], "--queue needs a queue name."),
+        (["--queue", "q" * 101], f"--queue: queue is 101 characters long, over the limit of 100: {'q' * 40!r}… would be cut short."),
+        (["--queue", "nul\x00"], "--queue: queue 'nul\\x00' contains a NUL character (\\x00), which PostgreSQL can't store."),
         (["--worker-id", "  "], "--worker-id can't be empty."),
     ],
 )

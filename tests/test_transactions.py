@@ -85,7 +85,7 @@ def test_notify__is_sent_at_commit_and_never_for_a_rollback(second_connection: A
         # Not yet: NOTIFY is delivered when the transaction that sent it commits.
         assert notifications_until_marker(second_connection) == []
 
-    assert notifications_until_marker(second_connection) == ["emails"]
+    assert notifications_until_marker(second_connection) == ["emails 0"]
 
 
 def test_notify__one_per_queue_for_a_batch(second_connection: Any) -> None:
@@ -93,7 +93,7 @@ def test_notify__one_per_queue_for_a_batch(second_connection: Any) -> None:
 
     jobs.record.enqueue_many([["a"], ["b"], ["c"]])
 
-    assert notifications_until_marker(second_connection) == ["default"]
+    assert notifications_until_marker(second_connection) == ["default 0"]
 
 
 @pytest.mark.parametrize("count", [1, 3], ids=["enqueue", "enqueue_many"])

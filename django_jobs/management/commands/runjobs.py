@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.conf import jobs_settings
+from django_jobs.registry import queue_problem
 from django_jobs.worker import Worker, default_worker_id
 
 
@@ -52,6 +53,10 @@ class Command(BaseCommand):
             queues.extend(q.strip() for q in queue.split(",") if q.strip())
         if options["queues"] and not queues:
             raise CommandError("--queue needs a queue name.")
+        for queue in queues:
+            problem = queue_problem(queue)
+            if problem:
+                raise CommandError(f"--queue: {problem}.")
         concurrency = options["concurrency"]
         if concurrency is None:
             concurrency = jobs_settings.CONCURRENCY or os.cpu_count() or 1
