@@ -19,7 +19,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ERROR_FLAG, ORDER_VAR, PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 from django.db.models import Count, F, Max, Min, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -33,7 +33,7 @@ from django.utils.translation import ngettext
 from . import admin_overview  # noqa: F401 - registers the overview page
 from . import cron, overview
 from .admin_overview import format_age
-from .exceptions import InvalidCron, JobsError
+from .exceptions import InvalidCron
 from .models import (
     DEAD_LETTER_FROM,
     READY_STATUSES,
@@ -49,6 +49,7 @@ from .models import (
     Worker,
 )
 from .registry import registry
+from .scheduler import describe_error
 
 # -- schedules ------------------------------------------------------------------------------------
 
@@ -74,6 +75,16 @@ def _job_link(job: Job, text: str) -> str:
     except NoReverseMatch:
         return text
     return format_html('<a href="{}">{}</a>', url, text)
+
+
+def schedule_problems(schedule: Schedule) -> list[str]:
+    """Why ``schedule`` doesn't fire as it should, for its page: an unknown job, a failed tick."""
+    problems = []
+    if schedule.job_name not in registry:
+        problems.append(overview.unregistered_message(schedule))
+    if schedule.last_error:
+        problems.append(f"Its last due tick enqueued nothing: {schedule.last_error}")
+    return problems
 
 
 class PreviewWidget(forms.Widget):
@@ -173,13 +184,20 @@ class ScheduleAdmin(admin.ModelAdmin):
     search_fields = ("name", "job_name")
     list_select_related = ("last_job",)
     actions = ("run_now", "enable", "disable")
-    readonly_fields = ("next_run", "last_run", "last_error", "source", "created_at", "updated_at")
+    readonly_fields = ("attention", "next_run", "last_run", "last_error", "source", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "job_name", "args", "kwargs")}),
         ("When", {"fields": ("cron", "timezone", "preview", "catch_up", "enabled")}),
         ("Overrides", {"fields": ("queue", "priority"), "classes": ("collapse",)}),
         ("State", {"fields": ("next_run", "last_run", "last_error", "source", "created_at", "updated_at")}),
     )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
+        fieldsets = tuple(super().get_fieldsets(request, obj))
+        if obj is not None and schedule_problems(obj):
+            # First on the page: a schedule that doesn't fire must not look like one that does.
+            return (("Needs attention", {"fields": ("attention",)}), *fieldsets)
+        return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))
@@ -206,8 +224,20 @@ class ScheduleAdmin(admin.ModelAdmin):
     def rhythm(self, obj: Schedule) -> str:
         return format_html('{}<br><code class="quiet">{}</code>', obj.describe(), obj.cron)
 
+    @admin.display(description="Problems")
+    def attention(self, obj: Schedule) -> str:
+        return format_html(
+            '<ul class="errorlist">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((p,) for p in schedule_problems(obj))),
+        )
+
     @admin.display(description="Next run", ordering="next_run_at")
     def next_run(self, obj: Schedule) -> str:
+        if obj.job_name not in registry:
+            return format_html(
+                '{}<br><span class="errornote">Never: no job named {} is registered.</span>',
+                _local(None, obj.timezone), obj.job_name,
+            )
         return _local(obj.next_run_at, obj.timezone)
 
     @admin.display(description="Last run", ordering="last_run_at")
@@ -226,8 +256,11 @@ class ScheduleAdmin(admin.ModelAdmin):
         for schedule in queryset:
             try:
                 job = schedule.run_now()
-            except JobsError as exc:
-                self.message_user(request, f"{schedule.name}: nothing enqueued: {exc}", messages.ERROR)
+            except (OperationalError, InterfaceError):
+                raise  # the database is gone: Django's error page says so
+            except Exception as exc:  # noqa: BLE001 - e.g. a job_enqueued receiver that raises
+                message = f"{schedule.name}: nothing enqueued: {describe_error(exc)}"
+                self.message_user(request, message, messages.ERROR)
                 continue
             enqueued.append(f"{schedule.name} (job #{job.pk})")
         if enqueued:

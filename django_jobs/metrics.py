@@ -131,6 +131,17 @@ def render(using: str, *, now: datetime) -> str:
             for p in [*paused_queues, *paused_names]
         ],
     )
+    out.family(
+        "django_jobs_schedule_problem",
+        "gauge",
+        "Enabled schedules that don't fire as they should: problem=\"failing\" when their last due "
+        "tick enqueued nothing (the admin shows why), \"unregistered\" when no job of their job "
+        "name is registered; absent while none.",
+        [
+            ({"schedule": p.schedule.name, "job": p.schedule.job_name, "problem": p.problem}, 1)
+            for p in overview.schedule_problems(using)
+        ],
+    )
     return out.text()
 
 
