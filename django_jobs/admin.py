@@ -17,7 +17,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ERROR_FLAG, ORDER_VAR, PAGE_VAR, ChangeList
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.core.paginator import Paginator
 from django.db import InterfaceError, OperationalError, connections
 from django.db.models import Count, F, Max, Min, QuerySet
@@ -450,7 +450,12 @@ class EstimatedCountPaginator(Paginator):
         connection = connections[queryset.db]
         if connection.vendor != "postgresql":
             return None
-        sql, params = queryset.values("pk").query.sql_with_params()
+        try:
+            sql, params = queryset.values("pk").query.sql_with_params()
+        except EmptyResultSet:
+            # A lookup no row can match, e.g. ?priority=99999999999999999999 (beyond the
+            # column's range): Django builds no SQL for it, and the list is empty.
+            return 0
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]
@@ -667,7 +672,8 @@ class _JobAdminBase(admin.ModelAdmin):
     ) -> tuple[QuerySet[Any], bool]:
         term = search_term.strip()
         number = term.removeprefix("#")
-        if number.isdigit() and int(number) < 2**63:
+        # isdecimal(), not isdigit(): "²" is a digit that int() refuses.
+        if number.isdecimal() and int(number) < 2**63:
             # An id, looked up by its index instead of scanning every row's text for it; only a
             # number that is no job's id is looked for as text (a unique key, say).
             by_id = queryset.filter(pk=int(number))
@@ -784,7 +790,10 @@ class _JobAdminBase(admin.ModelAdmin):
             )
         )
         if obj.schedule_id or obj.scheduled_for:
-            fieldsets.append(("Schedule", {"fields": ("schedule_link", "scheduled_for")}))
+            # A link only for who may open the schedule's page (else it would answer 403).
+            may_see = any(request.user.has_perm(f"django_jobs.{p}_schedule") for p in ("view", "change"))
+            schedule = "schedule_link" if may_see else "schedule_name"
+            fieldsets.append(("Schedule", {"fields": (schedule, "scheduled_for")}))
         fieldsets.append(("Arguments", {"fields": ("args_json", "kwargs_json")}))
         if obj.result is not None:
             fieldsets.append(("Result", {"fields": ("result_json",)}))
@@ -827,6 +836,10 @@ class _JobAdminBase(admin.ModelAdmin):
             return "— (its schedule was deleted)"
         url = reverse("admin:django_jobs_schedule_change", args=[obj.schedule_id])
         return format_html('<a href="{}">{}</a>', url, obj.schedule)
+
+    @admin.display(description="Schedule")
+    def schedule_name(self, obj: Job) -> str:
+        return str(obj.schedule) if obj.schedule_id is not None else "— (its schedule was deleted)"
 
     @admin.display(description="Positional")
     def args_json(self, obj: Job) -> str:
@@ -964,13 +977,20 @@ class _JobAdminBase(admin.ModelAdmin):
             query.pop(key, None)
         return query.urlencode()
 
+    def _page_after(self, request: HttpRequest, job: Job) -> str:
+        """Where a verb on one job leads back to: the job's page, if this user may see jobs."""
+        if self.admin_site.get_model_admin(Job).has_view_permission(request):
+            return reverse("admin:django_jobs_job_change", args=[job.pk])
+        # Only dead letters: the job may have left them (a retry), so back to the list.
+        return self._url("changelist")
+
     def one_view(self, request: HttpRequest, object_id: str, slug: str) -> HttpResponse:
         """One job, from the buttons on its page: POST acts; a dead-letter asks for a note first."""
         verb = self._verb(request, slug)
         job = self.get_object(request, unquote(object_id))
         if job is None:
             raise Http404(f"No job with id {object_id!r}.")
-        back = reverse("admin:django_jobs_job_change", args=[job.pk])
+        back = self._page_after(request, job)
         form = NoteForm(request.POST or None) if verb.takes_note else None
         if request.method != "POST":
             if form is None:
@@ -1142,11 +1162,13 @@ class DeadLetterAdmin(_JobAdminBase):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> Any:
-        # A dead letter is a job: its page is the job's, with the job's buttons (which act on it
-        # whatever its status is by now: a retried job has left this list).
-        return self.admin_site.get_model_admin(Job).change_view(
-            request, object_id, form_url, extra_context
-        )
+        jobs = self.admin_site.get_model_admin(Job)
+        if jobs.has_view_permission(request):
+            # A dead letter is a job: its page is the job's, with the job's buttons (which act
+            # on it whatever its status is by now: a retried job has left this list).
+            return jobs.change_view(request, object_id, form_url, extra_context)
+        # Who may see dead letters but not jobs gets the same page from here, while it is dead.
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

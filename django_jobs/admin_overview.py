@@ -147,9 +147,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "queue_names": [q.queue for q in queues],
             "can_pause": request.user.has_perm(PAUSE_PERMISSION),
             "can_resume": request.user.has_perm(RESUME_PERMISSION),
-            "refresh": int(refresh)
-            if refresh.isdigit() and int(refresh) in REFRESH_CHOICES
-            else None,
+            "refresh": next((r for r in REFRESH_CHOICES if refresh == str(r)), None),
             "refresh_choices": REFRESH_CHOICES,
             "dead_letters_url": _url("admin:django_jobs_deadletter_changelist"),
             "pause_url": reverse(

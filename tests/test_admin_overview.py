@@ -216,6 +216,16 @@ def test_overview__reloads_itself_only_at_an_offered_interval(superuser_client: 
     )
 
 
+@pytest.mark.parametrize("refresh", ["²", "١٠", "10.0", " 10", "99999999999999999999", ""])
+def test_overview__an_odd_refresh_value_is_ignored_not_a_500(
+    superuser_client: Client, refresh: str
+) -> None:
+    response = superuser_client.get(reverse(OVERVIEW), {"refresh": refresh})
+
+    assert response.status_code == 200
+    assert 'http-equiv="refresh"' not in response.content.decode()
+
+
 def test_overview__lists_schedules_that_do_not_fire_with_links_to_them(
     superuser_client: Client,
 ) -> None:

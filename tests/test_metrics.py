@@ -69,6 +69,22 @@ def test_metrics__a_bearer_of_the_token_may_read(client: Client, settings: Any) 
     assert (wrong.status_code, scheme.status_code) == (401, 401)
 
 
+def test_metrics__a_token_read_from_a_file_with_its_newline_still_matches(
+    client: Client, settings: Any
+) -> None:
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "METRICS_TOKEN": f"{TOKEN}\n"}
+
+    assert client.get(URL, HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+    assert client.get(URL, HTTP_AUTHORIZATION=f"Bearer {TOKEN[:-1]}").status_code == 401
+    assert client.get(URL, HTTP_AUTHORIZATION="Bearer \n").status_code == 401
+
+
+def test_metrics__a_token_of_whitespace_lets_no_bearer_in(client: Client, settings: Any) -> None:
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "METRICS_TOKEN": " \n"}
+
+    assert client.get(URL, HTTP_AUTHORIZATION="Bearer  ").status_code == 401
+
+
 def test_metrics__no_token_configured_means_no_bearer_gets_in(client: Client) -> None:
     assert client.get(URL, HTTP_AUTHORIZATION="Bearer ").status_code == 401
     assert client.get(URL, HTTP_AUTHORIZATION="Bearer None").status_code == 401
