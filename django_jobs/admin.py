@@ -17,9 +17,9 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ERROR_FLAG, ORDER_VAR, PAGE_VAR, ChangeList
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 from django.db.models import Count, F, Max, Min, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -33,7 +33,7 @@ from django.utils.translation import ngettext
 from . import admin_overview  # noqa: F401 - registers the overview page
 from . import cron, overview
 from .admin_overview import format_age
-from .exceptions import InvalidCron, JobsError
+from .exceptions import InvalidCron
 from .models import (
     DEAD_LETTER_FROM,
     READY_STATUSES,
@@ -49,6 +49,7 @@ from .models import (
     Worker,
 )
 from .registry import registry
+from .scheduler import describe_error
 
 # -- schedules ------------------------------------------------------------------------------------
 
@@ -74,6 +75,16 @@ def _job_link(job: Job, text: str) -> str:
     except NoReverseMatch:
         return text
     return format_html('<a href="{}">{}</a>', url, text)
+
+
+def schedule_problems(schedule: Schedule) -> list[str]:
+    """Why ``schedule`` doesn't fire as it should, for its page: an unknown job, a failed tick."""
+    problems = []
+    if schedule.job_name not in registry:
+        problems.append(overview.unregistered_message(schedule))
+    if schedule.last_error:
+        problems.append(f"Its last due tick enqueued nothing: {schedule.last_error}")
+    return problems
 
 
 class PreviewWidget(forms.Widget):
@@ -173,13 +184,20 @@ class ScheduleAdmin(admin.ModelAdmin):
     search_fields = ("name", "job_name")
     list_select_related = ("last_job",)
     actions = ("run_now", "enable", "disable")
-    readonly_fields = ("next_run", "last_run", "last_error", "source", "created_at", "updated_at")
+    readonly_fields = ("attention", "next_run", "last_run", "last_error", "source", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "job_name", "args", "kwargs")}),
         ("When", {"fields": ("cron", "timezone", "preview", "catch_up", "enabled")}),
         ("Overrides", {"fields": ("queue", "priority"), "classes": ("collapse",)}),
         ("State", {"fields": ("next_run", "last_run", "last_error", "source", "created_at", "updated_at")}),
     )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
+        fieldsets = tuple(super().get_fieldsets(request, obj))
+        if obj is not None and schedule_problems(obj):
+            # First on the page: a schedule that doesn't fire must not look like one that does.
+            return (("Needs attention", {"fields": ("attention",)}), *fieldsets)
+        return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))
@@ -206,8 +224,20 @@ class ScheduleAdmin(admin.ModelAdmin):
     def rhythm(self, obj: Schedule) -> str:
         return format_html('{}<br><code class="quiet">{}</code>', obj.describe(), obj.cron)
 
+    @admin.display(description="Problems")
+    def attention(self, obj: Schedule) -> str:
+        return format_html(
+            '<ul class="errorlist">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((p,) for p in schedule_problems(obj))),
+        )
+
     @admin.display(description="Next run", ordering="next_run_at")
     def next_run(self, obj: Schedule) -> str:
+        if obj.job_name not in registry:
+            return format_html(
+                '{}<br><span class="errornote">Never: no job named {} is registered.</span>',
+                _local(None, obj.timezone), obj.job_name,
+            )
         return _local(obj.next_run_at, obj.timezone)
 
     @admin.display(description="Last run", ordering="last_run_at")
@@ -226,8 +256,11 @@ class ScheduleAdmin(admin.ModelAdmin):
         for schedule in queryset:
             try:
                 job = schedule.run_now()
-            except JobsError as exc:
-                self.message_user(request, f"{schedule.name}: nothing enqueued: {exc}", messages.ERROR)
+            except (OperationalError, InterfaceError):
+                raise  # the database is gone: Django's error page says so
+            except Exception as exc:  # noqa: BLE001 - e.g. a job_enqueued receiver that raises
+                message = f"{schedule.name}: nothing enqueued: {describe_error(exc)}"
+                self.message_user(request, message, messages.ERROR)
                 continue
             enqueued.append(f"{schedule.name} (job #{job.pk})")
         if enqueued:
@@ -417,7 +450,12 @@ class EstimatedCountPaginator(Paginator):
         connection = connections[queryset.db]
         if connection.vendor != "postgresql":
             return None
-        sql, params = queryset.values("pk").query.sql_with_params()
+        try:
+            sql, params = queryset.values("pk").query.sql_with_params()
+        except EmptyResultSet:
+            # A lookup no row can match, e.g. ?priority=99999999999999999999 (beyond the
+            # column's range): Django builds no SQL for it, and the list is empty.
+            return 0
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]
@@ -634,7 +672,8 @@ class _JobAdminBase(admin.ModelAdmin):
     ) -> tuple[QuerySet[Any], bool]:
         term = search_term.strip()
         number = term.removeprefix("#")
-        if number.isdigit() and int(number) < 2**63:
+        # isdecimal(), not isdigit(): "²" is a digit that int() refuses.
+        if number.isdecimal() and int(number) < 2**63:
             # An id, looked up by its index instead of scanning every row's text for it; only a
             # number that is no job's id is looked for as text (a unique key, say).
             by_id = queryset.filter(pk=int(number))
@@ -751,7 +790,10 @@ class _JobAdminBase(admin.ModelAdmin):
             )
         )
         if obj.schedule_id or obj.scheduled_for:
-            fieldsets.append(("Schedule", {"fields": ("schedule_link", "scheduled_for")}))
+            # A link only for who may open the schedule's page (else it would answer 403).
+            may_see = any(request.user.has_perm(f"django_jobs.{p}_schedule") for p in ("view", "change"))
+            schedule = "schedule_link" if may_see else "schedule_name"
+            fieldsets.append(("Schedule", {"fields": (schedule, "scheduled_for")}))
         fieldsets.append(("Arguments", {"fields": ("args_json", "kwargs_json")}))
         if obj.result is not None:
             fieldsets.append(("Result", {"fields": ("result_json",)}))
@@ -794,6 +836,10 @@ class _JobAdminBase(admin.ModelAdmin):
             return "— (its schedule was deleted)"
         url = reverse("admin:django_jobs_schedule_change", args=[obj.schedule_id])
         return format_html('<a href="{}">{}</a>', url, obj.schedule)
+
+    @admin.display(description="Schedule")
+    def schedule_name(self, obj: Job) -> str:
+        return str(obj.schedule) if obj.schedule_id is not None else "— (its schedule was deleted)"
 
     @admin.display(description="Positional")
     def args_json(self, obj: Job) -> str:
@@ -931,13 +977,20 @@ class _JobAdminBase(admin.ModelAdmin):
             query.pop(key, None)
         return query.urlencode()
 
+    def _page_after(self, request: HttpRequest, job: Job) -> str:
+        """Where a verb on one job leads back to: the job's page, if this user may see jobs."""
+        if self.admin_site.get_model_admin(Job).has_view_permission(request):
+            return reverse("admin:django_jobs_job_change", args=[job.pk])
+        # Only dead letters: the job may have left them (a retry), so back to the list.
+        return self._url("changelist")
+
     def one_view(self, request: HttpRequest, object_id: str, slug: str) -> HttpResponse:
         """One job, from the buttons on its page: POST acts; a dead-letter asks for a note first."""
         verb = self._verb(request, slug)
         job = self.get_object(request, unquote(object_id))
         if job is None:
             raise Http404(f"No job with id {object_id!r}.")
-        back = reverse("admin:django_jobs_job_change", args=[job.pk])
+        back = self._page_after(request, job)
         form = NoteForm(request.POST or None) if verb.takes_note else None
         if request.method != "POST":
             if form is None:
@@ -1109,11 +1162,13 @@ class DeadLetterAdmin(_JobAdminBase):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> Any:
-        # A dead letter is a job: its page is the job's, with the job's buttons (which act on it
-        # whatever its status is by now: a retried job has left this list).
-        return self.admin_site.get_model_admin(Job).change_view(
-            request, object_id, form_url, extra_context
-        )
+        jobs = self.admin_site.get_model_admin(Job)
+        if jobs.has_view_permission(request):
+            # A dead letter is a job: its page is the job's, with the job's buttons (which act
+            # on it whatever its status is by now: a retried job has left this list).
+            return jobs.change_view(request, object_id, form_url, extra_context)
+        # Who may see dead letters but not jobs gets the same page from here, while it is dead.
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

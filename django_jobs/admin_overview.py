@@ -32,6 +32,8 @@ RESUME_PERMISSION = "django_jobs.delete_pause"
 REFRESH_CHOICES = (5, 10, 30, 60)
 QUEUE_MAX_LENGTH = Job._meta.get_field("queue").max_length or 100
 REASON_MAX_LENGTH = Pause._meta.get_field("reason").max_length or 255
+#: How the overview names each kind of overview.ScheduleProblem.
+SCHEDULE_PROBLEMS = {"unregistered": "Job not registered", "failing": "Last tick failed"}
 
 
 def format_age(age: timedelta | None) -> str:
@@ -130,13 +132,22 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             ],
             "stored_exact": stored.exact,
             "recent_minutes": int(overview.RECENT.total_seconds() // 60),
+            "schedule_problems": [
+                {
+                    "schedule": _link(
+                        p.schedule.name, _url("admin:django_jobs_schedule_change", p.schedule.pk)
+                    ),
+                    "job": p.schedule.job_name,
+                    "problem": SCHEDULE_PROBLEMS[p.problem],
+                    "message": p.message,
+                }
+                for p in overview.schedule_problems(using)
+            ],
             "registered_names": registry.names(),
             "queue_names": [q.queue for q in queues],
             "can_pause": request.user.has_perm(PAUSE_PERMISSION),
             "can_resume": request.user.has_perm(RESUME_PERMISSION),
-            "refresh": int(refresh)
-            if refresh.isdigit() and int(refresh) in REFRESH_CHOICES
-            else None,
+            "refresh": next((r for r in REFRESH_CHOICES if refresh == str(r)), None),
             "refresh_choices": REFRESH_CHOICES,
             "dead_letters_url": _url("admin:django_jobs_deadletter_changelist"),
             "pause_url": reverse(

@@ -245,6 +245,40 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return errors
 
 
+@register(Tags.database)
+def check_schedule_rows(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """Warn about enabled schedules whose job isn't registered: no worker ever fires them (W101).
+
+    A database check: it runs with ``manage.py check --database default`` and before
+    ``migrate``, not with every command.
+    """
+    from .models import Schedule
+    from .overview import unregistered_message
+    from .registry import registry
+
+    value = getattr(settings, "DJANGO_JOBS", {})
+    if not isinstance(value, dict):
+        return []  # E001 says so
+    alias = value.get("DATABASE", DEFAULTS["DATABASE"])
+    if not databases or alias not in databases or alias not in settings.DATABASES:
+        return []
+    connection = connections[alias]
+    if Schedule._meta.db_table not in connection.introspection.table_names():
+        return []  # not migrated yet
+    rows = Schedule.objects.using(alias).filter(enabled=True).exclude(job_name__in=registry.names())
+    return [
+        Warning(
+            f"The schedule {schedule.name!r} enqueues {schedule.job_name!r}. "
+            f"{unregistered_message(schedule)}",
+            hint="Register the job (a function decorated with @job in the jobs.py module of an "
+            "installed app), or in the admin point the schedule at a registered job, or disable "
+            "or delete it.",
+            id="django_jobs.W101",
+        )
+        for schedule in rows.order_by("name")
+    ]
+
+
 #: A shorter METRICS_TOKEN can be guessed; secrets.token_urlsafe(32) gives 43 characters.
 METRICS_TOKEN_MIN_LENGTH = 24
 

@@ -131,6 +131,17 @@ def render(using: str, *, now: datetime) -> str:
             for p in [*paused_queues, *paused_names]
         ],
     )
+    out.family(
+        "django_jobs_schedule_problem",
+        "gauge",
+        "Enabled schedules that don't fire as they should: problem=\"failing\" when their last due "
+        "tick enqueued nothing (the admin shows why), \"unregistered\" when no job of their job "
+        "name is registered; absent while none.",
+        [
+            ({"schedule": p.schedule.name, "job": p.schedule.job_name, "problem": p.problem}, 1)
+            for p in overview.schedule_problems(using)
+        ],
+    )
     return out.text()
 
 
@@ -155,9 +166,11 @@ def _authorized(request: HttpRequest) -> bool:
     token = jobs_settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if token and scheme.lower() == "bearer" and given:
+    # Stripped: a token read from a file or a secret store often ends with a newline.
+    token = str(token).strip() if token else ""
+    if token and scheme.lower() == "bearer" and given.strip():
         # Constant time: how much of a guess matched must not show in the response time.
-        return hmac.compare_digest(given.strip().encode(), str(token).encode())
+        return hmac.compare_digest(given.strip().encode(), token.encode())
     user: Any = getattr(request, "user", None)
     return bool(user and user.is_active and user.is_staff and user.has_perm(VIEW_PERMISSION))
 

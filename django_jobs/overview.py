@@ -17,10 +17,11 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any
 
 from django.db import connections
+from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from .conf import jobs_settings
-from .models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Pause, Worker
+from .models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Pause, Schedule, Worker
 from .registry import registry
 
 TABLE = Job._meta.db_table
@@ -261,3 +262,47 @@ def paused(using: str) -> tuple[list[Pause], list[Pause]]:
         [p for p in pauses if p.kind == Pause.Kind.QUEUE],
         [p for p in pauses if p.kind == Pause.Kind.NAME],
     )
+
+
+@dataclass
+class ScheduleProblem:
+    """An enabled schedule that doesn't fire as it should, and why."""
+
+    schedule: Schedule
+    #: ``unregistered``: no job of its job name is registered, so no worker fires it;
+    #: ``failing``: its last due tick enqueued nothing (``message`` is its ``last_error``).
+    problem: str
+    message: str
+
+
+def unregistered_message(schedule: Schedule) -> str:
+    """What the admin, the overview and check W101 say about a schedule for an unknown job."""
+    from .exceptions import JobNotRegistered
+
+    try:
+        registry.lookup(schedule.job_name)
+    except JobNotRegistered as exc:
+        return f"It never fires: {exc}"
+    return ""
+
+
+def schedule_problems(using: str) -> list[ScheduleProblem]:
+    """Enabled schedules whose job isn't registered or whose last due tick failed, by name.
+
+    "Registered" means in this process's code: the web process and the workers load the same
+    apps, so a name unknown here is unknown to them too (during a rolling deploy, briefly, the
+    old code may not know a new job yet).
+    """
+    rows = (
+        Schedule.objects.using(using)
+        .filter(enabled=True)
+        .filter(~Q(job_name__in=registry.names()) | ~Q(last_error=""))
+        .order_by("name")
+    )
+    problems = []
+    for schedule in rows:
+        if schedule.job_name not in registry:
+            problems.append(ScheduleProblem(schedule, "unregistered", unregistered_message(schedule)))
+        if schedule.last_error:
+            problems.append(ScheduleProblem(schedule, "failing", schedule.last_error))
+    return problems

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Min
 
 from . import cron, queries
@@ -89,7 +89,9 @@ def fire_due(using: str, now: datetime, worker_id: str = "") -> list[Job]:
     """Enqueue the jobs of every schedule due at ``now``; return them.
 
     Only schedules whose job this process has registered are considered: during a rolling deploy
-    a worker running older code leaves a new job's schedule to the workers that know it.
+    a worker running older code leaves a new job's schedule to the workers that know it. A
+    schedule that fails to fire is recorded as failed (``last_error``, a ``schedule_failed`` log
+    line) and moved to its next tick; the others still fire.
     """
     names = registry.names()
     fired: list[Job] = []
@@ -105,8 +107,45 @@ def fire_due(using: str, now: datetime, worker_id: str = "") -> list[Job]:
             )
             if schedule is None:
                 break
-            fired.extend(_fire(using, schedule, now, worker_id))
+            try:
+                # A savepoint: whatever _fire did is undone if it raises, and the row lock and
+                # this transaction stay usable to record the failure.
+                with transaction.atomic(using=using):
+                    fired.extend(_fire(using, schedule, now, worker_id))
+            except _CONNECTION_LOST:
+                raise  # nothing can be recorded; the worker reconnects and the tick stays due
+            except Exception as exc:  # noqa: BLE001 - one broken schedule must not stop the others
+                _failed(using, schedule, now, exc, worker_id)
     return fired
+
+
+#: Errors that mean the connection is gone rather than that this schedule is broken.
+_CONNECTION_LOST = (OperationalError, InterfaceError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``exc`` as text PostgreSQL can store: class and message, without NUL or lone surrogates."""
+    message = str(exc).strip()
+    if isinstance(exc, JobsError) and message:
+        text = message  # our own errors say what is wrong and how to fix it
+    else:
+        text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _failed(using: str, schedule: Schedule, now: datetime, exc: Exception, worker_id: str) -> None:
+    """Record why ``schedule`` enqueued nothing, and move it to its next tick (no hot loop)."""
+    error = describe_error(exc)
+    try:
+        next_run = schedule.next_tick_after(now)
+    except Exception:  # noqa: BLE001 - a cron that can't be read: park the schedule
+        next_run = None
+    Schedule.objects.using(using).filter(pk=schedule.pk).update(next_run_at=next_run, last_error=error)
+    log_event(
+        "schedule_failed", logging.ERROR, schedule=schedule.name, error=error,
+        next_run=next_run.isoformat() if next_run else "none", worker=worker_id,
+    )
 
 
 def _fire(using: str, schedule: Schedule, now: datetime, worker_id: str) -> list[Job]:
@@ -138,14 +177,28 @@ def _fire(using: str, schedule: Schedule, now: datetime, worker_id: str) -> list
             error = str(exc)
             log_event("schedule_failed", logging.ERROR, schedule=schedule.name, error=error, worker=worker_id)
             break
+        inserted = False
         try:
-            # A savepoint, so a conflict leaves the rest of this transaction usable.
+            # A savepoint per tick, so a conflict or a failure leaves the ticks already enqueued
+            # and the rest of this transaction usable. job_enqueued is sent inside it: a receiver
+            # that raises undoes this tick's insert, and the tick counts as failed, not fired.
             with transaction.atomic(using=using):
                 queries.insert_jobs([job], using)
-        except IntegrityError:
-            log_event("schedule_tick_taken", schedule=schedule.name, tick=tick.isoformat(), worker=worker_id)
-            continue
-        job_enqueued.send(sender=Job, job=job)
+                inserted = True
+                job_enqueued.send(sender=Job, job=job)
+        except _CONNECTION_LOST:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on the schedule; the others still fire
+            if isinstance(exc, IntegrityError) and not inserted:
+                # The unique (schedule, scheduled_for) constraint: this tick was enqueued already.
+                log_event("schedule_tick_taken", schedule=schedule.name, tick=tick.isoformat(), worker=worker_id)
+                continue
+            error = describe_error(exc)
+            log_event(
+                "schedule_failed", logging.ERROR, schedule=schedule.name, tick=tick.isoformat(),
+                error=error, worker=worker_id,
+            )
+            break
         jobs.append(job)
         log_event(
             "schedule_fired", schedule=schedule.name, job=job.pk, name=job.name, tick=tick.isoformat(),
@@ -356,6 +409,21 @@ class Scheduler:
                 # System checks refuse bad declarations at startup; this is code loaded later.
                 log_event("schedules_not_synced", logging.ERROR, error=str(exc), worker=self.worker_id)
             self.synced = True
+            self._report_unregistered()
         fire_due(self.using, now, self.worker_id)
         # Zero when a pass left schedules due (more than PASS_LIMIT were): the worker runs it again.
         return seconds_until_due(self.using, now)
+
+    def _report_unregistered(self) -> None:
+        """Log, once per start, the enabled schedules no worker running this code can fire."""
+        rows = (
+            Schedule.objects.using(self.using)
+            .filter(enabled=True)
+            .exclude(job_name__in=registry.names())
+            .values_list("name", "job_name")
+        )
+        for name, job_name in rows:
+            log_event(
+                "schedule_unregistered", logging.WARNING, schedule=name, name=job_name,
+                note="no job of this name is registered: this worker never fires it", worker=self.worker_id,
+            )

@@ -187,6 +187,47 @@ def test_list__search_by_id_name_unique_key_or_error(client: Client) -> None:
     assert ids("tests.add") == {c.pk}
 
 
+@pytest.mark.parametrize("url", [LIST, DEAD, bulk_url("retry")])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"q": "²"},  # a digit (str.isdigit) that int() refuses
+        {"q": "#²"},
+        {"priority": "99999999999999999999"},  # beyond the column: Django builds no SQL for it
+        {"id": "99999999999999999999"},
+        {"id__gte": "99999999999999999999"},
+    ],
+)
+def test_list__odd_parameters_give_an_empty_list_not_a_500(
+    client: Client, url: str, query: dict[str, str]
+) -> None:
+    dead()
+
+    response = client.get(url, query)
+
+    assert response.status_code == 200
+    if url != bulk_url("retry"):
+        assert list(response.context["cl"].result_list) == []
+        assert response.context["cl"].result_count == 0
+
+
+@pytest.mark.parametrize("url", [LIST, DEAD])
+def test_list__an_empty_id_is_an_invalid_lookup_as_in_the_stock_admin(client: Client, url: str) -> None:
+    response = client.get(url, {"id": ""}, follow=True)
+
+    assert response.redirect_chain == [(f"{url}?e=1", 302)]
+    assert response.status_code == 200
+
+
+def test_list__a_search_for_a_number_in_another_script_finds_that_id(client: Client) -> None:
+    job = JobFactory()
+    arabic = str(job.pk).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+
+    response = client.get(LIST, {"q": arabic})
+
+    assert [j.pk for j in response.context["cl"].result_list] == [job.pk]
+
+
 def count_queries(queries: CaptureQueriesContext) -> list[str]:
     return [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
 
@@ -733,6 +774,57 @@ def test_viewer__sees_the_list_and_the_page_without_buttons_or_actions(viewer: C
     assert buttons(page) == [] and buttons(listing) == []
     assert 'name="action"' not in listing.content.decode()
     assert viewer.get(DEAD).context["groups"][0]["retry_url"] is None
+
+
+def links(response: Any) -> list[str]:
+    """Every link of an admin page that stays in the admin, once each."""
+    hrefs = re.findall(r'href="([^"]+)"', response.content.decode())
+    admin = reverse("admin:index")
+    found = [html.unescape(h) for h in hrefs]
+    return list(dict.fromkeys(h for h in found if h.startswith(("?", admin)) and "logout" not in h))
+
+
+@pytest.mark.parametrize("perms", [("view_deadletter",), ("view_deadletter", "retry_job")])
+def test_dead_letters_viewer__every_link_on_the_page_and_on_a_dead_letters_page_answers(
+    db: None, perms: tuple[str, ...]
+) -> None:
+    # Dead letters only: not view_job, not view_schedule.
+    client = login(*perms, name="dead-letters-only")
+    schedule = Schedule.objects.create(name="nightly", job_name=RECORD, cron="0 * * * *")
+    job = dead(schedule=schedule, scheduled_for=timezone.now(), last_error="ValueError: boom")
+    dead(last_error="KeyError: other")
+
+    listing = client.get(DEAD)
+    assert listing.status_code == 200
+    page_url = reverse("admin:django_jobs_deadletter_change", args=[job.pk])
+    assert page_url in links(listing)
+    page = client.get(page_url)
+    assert page.status_code == 200
+    assert "ValueError: boom" in text(page) and "nightly" in text(page)
+
+    followed = []
+    for response, base in ((listing, DEAD), (page, page_url)):
+        for link in links(response):
+            url = base + link if link.startswith("?") else link
+            assert client.get(url).status_code == 200, url
+            followed.append(url)
+    assert reverse("admin:django_jobs_deadletter_history", args=[job.pk]) in followed
+    assert any("last_error=" in url for url in followed)  # a group's link to its jobs
+    if "retry_job" in perms:
+        assert bulk_url("retry", model="deadletter") in " ".join(followed)
+        retried = client.post(reverse("admin:django_jobs_deadletter_one", args=[job.pk, "retry"]), follow=True)
+        assert retried.redirect_chain == [(DEAD, 302)] and status(job) == "queued"
+
+
+def test_dead_letters__a_retried_dead_letters_page_leads_to_the_job_for_who_may_see_jobs(
+    client: Client,
+) -> None:
+    job = dead()
+    job.__class__.objects.filter(pk=job.pk).update(status="queued")
+
+    response = client.get(reverse("admin:django_jobs_deadletter_change", args=[job.pk]))
+
+    assert response.status_code == 200 and "Queued" in text(response)
 
 
 @pytest.mark.parametrize("slug", ["retry", "stop", "dead-letter"])

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_jobs.admin_overview import format_age
-from django_jobs.models import JobStatus, Pause, Worker
+from django_jobs.models import JobStatus, Pause, Schedule, Worker
 from tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -214,3 +214,45 @@ def test_overview__reloads_itself_only_at_an_offered_interval(superuser_client: 
         'http-equiv="refresh"'
         not in superuser_client.get(reverse(OVERVIEW) + "?refresh=1").content.decode()
     )
+
+
+@pytest.mark.parametrize("refresh", ["²", "١٠", "10.0", " 10", "99999999999999999999", ""])
+def test_overview__an_odd_refresh_value_is_ignored_not_a_500(
+    superuser_client: Client, refresh: str
+) -> None:
+    response = superuser_client.get(reverse(OVERVIEW), {"refresh": refresh})
+
+    assert response.status_code == 200
+    assert 'http-equiv="refresh"' not in response.content.decode()
+
+
+def test_overview__lists_schedules_that_do_not_fire_with_links_to_them(
+    superuser_client: Client,
+) -> None:
+    Schedule.objects.all().delete()  # migrations of other apps may seed schedules
+    unknown = Schedule.objects.create(name="gone", job_name="gone.jobs.report", cron="0 * * * *")
+    failing = Schedule.objects.create(
+        name="failing", job_name=RECORD, cron="0 * * * *", last_error="ValueError: <boom>"
+    )
+    Schedule.objects.create(name="fine", job_name=RECORD, cron="0 * * * *")
+    Schedule.objects.create(name="off", job_name="gone.jobs.old", cron="0 * * * *", enabled=False)
+
+    html = page(superuser_client)
+
+    section = html[html.index('id="schedule-problems"') :]
+    section = section[: section.index("</table>")]
+    rows = section.split('class="schedule-problem-row"')[1:]
+    assert len(rows) == 2
+    failing_row, unknown_row = rows
+    assert reverse("admin:django_jobs_schedule_change", args=[failing.pk]) in failing_row
+    assert "Last tick failed" in failing_row and "ValueError: &lt;boom&gt;" in failing_row
+    assert reverse("admin:django_jobs_schedule_change", args=[unknown.pk]) in unknown_row
+    assert "Job not registered" in unknown_row
+    assert "It never fires: No job is registered as &#x27;gone.jobs.report&#x27;" in unknown_row
+
+
+def test_overview__no_schedule_section_while_every_schedule_fires(superuser_client: Client) -> None:
+    Schedule.objects.all().delete()
+    Schedule.objects.create(name="fine", job_name=RECORD, cron="0 * * * *")
+
+    assert 'id="schedule-problems"' not in page(superuser_client)

@@ -108,6 +108,42 @@ def test_list__a_schedule_whose_last_tick_failed_shows_why(client: Client) -> No
     assert "too many positional arguments" in text(client.get(reverse(LIST)))
 
 
+def test_list__a_schedule_for_an_unregistered_job_says_it_never_runs(client: Client) -> None:
+    schedule = make()
+    Schedule.objects.filter(pk=schedule.pk).update(job_name="gone.jobs.report")
+
+    assert "Never: no job named gone.jobs.report is registered." in text(client.get(reverse(LIST)))
+
+
+def test_change__a_schedule_for_an_unregistered_job_warns_first_on_its_page(client: Client) -> None:
+    schedule = make()
+    Schedule.objects.filter(pk=schedule.pk).update(job_name="tests.testapp.jobs.recrod")
+
+    response = client.get(change_url(schedule))
+
+    assert response.status_code == 200
+    page = text(response)
+    warning = (
+        "Needs attention Problems: It never fires: No job is registered as "
+        "'tests.testapp.jobs.recrod'. Did you mean 'tests.testapp.jobs.record'?"
+    )
+    assert warning in page
+    assert page.index("Needs attention") < page.index("Job name")
+
+
+def test_change__a_schedule_whose_last_tick_failed_says_why_first_on_its_page(client: Client) -> None:
+    schedule = make()
+    Schedule.objects.filter(pk=schedule.pk).update(last_error="DataError: integer out of range")
+
+    page = text(client.get(change_url(schedule)))
+
+    assert "Needs attention Problems: Its last due tick enqueued nothing: DataError: integer out of range" in page
+
+
+def test_change__a_healthy_schedule_has_no_warning(client: Client) -> None:
+    assert "Needs attention" not in text(client.get(change_url(make())))
+
+
 # -- the form: refusals ----------------------------------------------------------------------------
 
 
@@ -266,6 +302,23 @@ def test_action_run_now__says_why_a_schedule_could_not_run(client: Client) -> No
     assert messages[0].startswith("broken: nothing enqueued: Can't enqueue 'tests.add': missing a required argument")
     assert messages[1].startswith("Enqueued 1 job: good (job #")
     assert Job.objects.count() == 1
+
+
+def test_action_run_now__a_job_enqueued_receiver_that_raises_is_reported_not_a_500(client: Client) -> None:
+    from django_jobs.signals import job_enqueued
+
+    def broken(sender: Any, job: Job, **kwargs: Any) -> None:
+        raise ValueError("the receiver is broken")
+
+    schedule = make()
+    job_enqueued.connect(broken, dispatch_uid="tests.broken_receiver")
+    try:
+        messages = act(client, "run_now", schedule)
+    finally:
+        job_enqueued.disconnect(dispatch_uid="tests.broken_receiver")
+
+    assert messages == ["nightly: nothing enqueued: ValueError: the receiver is broken"]
+    assert not Job.objects.exists()
 
 
 def test_action_disable_then_enable__report_what_changed(client: Client) -> None:

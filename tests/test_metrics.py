@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from django_jobs import counters
 from django_jobs.metrics import render
-from django_jobs.models import FinishedCounter, JobStatus, Pause, Worker
+from django_jobs.models import FinishedCounter, JobStatus, Pause, Schedule, Worker
 from tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +67,22 @@ def test_metrics__a_bearer_of_the_token_may_read(client: Client, settings: Any) 
     assert ok["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert ok["Cache-Control"] == "no-store"
     assert (wrong.status_code, scheme.status_code) == (401, 401)
+
+
+def test_metrics__a_token_read_from_a_file_with_its_newline_still_matches(
+    client: Client, settings: Any
+) -> None:
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "METRICS_TOKEN": f"{TOKEN}\n"}
+
+    assert client.get(URL, HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+    assert client.get(URL, HTTP_AUTHORIZATION=f"Bearer {TOKEN[:-1]}").status_code == 401
+    assert client.get(URL, HTTP_AUTHORIZATION="Bearer \n").status_code == 401
+
+
+def test_metrics__a_token_of_whitespace_lets_no_bearer_in(client: Client, settings: Any) -> None:
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "METRICS_TOKEN": " \n"}
+
+    assert client.get(URL, HTTP_AUTHORIZATION="Bearer  ").status_code == 401
 
 
 def test_metrics__no_token_configured_means_no_bearer_gets_in(client: Client) -> None:
@@ -150,3 +166,25 @@ def test_render__workers_and_pauses() -> None:
     assert metrics["django_jobs_worker_busy_slots"][""] == 2
     paused = metrics["django_jobs_paused_since_timestamp_seconds"]
     assert set(paused) == {'kind="queue",value="emails"', 'kind="name",value="odd\\"name"'}
+
+
+def test_render__schedules_that_fail_or_name_an_unregistered_job() -> None:
+    def schedule(name: str, **fields: Any) -> Schedule:
+        fields.setdefault("job_name", "tests.testapp.jobs.record")
+        return Schedule.objects.create(name=name, cron="0 * * * *", timezone="UTC", **fields)
+
+    schedule("failing", last_error="ValueError: the receiver is broken")
+    schedule("unknown", job_name="gone.jobs.report")
+    schedule("both", job_name="gone.jobs.report", last_error="DataError: out of range")
+    schedule("fine")
+    schedule("disabled", job_name="gone.jobs.report", enabled=False, last_error="old news")
+
+    metrics = families(render("default", now=timezone.now()))
+
+    problems = {k for k in metrics["django_jobs_schedule_problem"] if "gone" in k or "failing" in k}
+    assert problems == {
+        'schedule="failing",job="tests.testapp.jobs.record",problem="failing"',
+        'schedule="unknown",job="gone.jobs.report",problem="unregistered"',
+        'schedule="both",job="gone.jobs.report",problem="unregistered"',
+        'schedule="both",job="gone.jobs.report",problem="failing"',
+    }

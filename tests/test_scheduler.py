@@ -163,6 +163,145 @@ def test_fire__a_bad_cron_written_around_validation_parks_the_schedule() -> None
 
 
 @pytest.mark.django_db
+def test_service__logs_schedules_for_unregistered_jobs_once_at_start(caplog: Any) -> None:
+    schedule = make("0 * * * *", name="gone")
+    Schedule.objects.filter(pk=schedule.pk).update(job_name="deployed.later.job")
+    service = Scheduler(using="default", worker_id="w")
+
+    service.run(at(10))
+    service.run(at(11))
+
+    lines = [r.getMessage() for r in caplog.records if "schedule_unregistered" in r.getMessage()]
+    assert len(lines) == 1
+    assert "schedule=gone name=deployed.later.job" in lines[0]
+
+
+@pytest.fixture
+def enqueue_fails_for() -> Iterator[Callable[[str, Callable[[], None]], None]]:
+    """Make the job_enqueued receiver fail, with ``fail()``, for jobs whose label is ``label``."""
+    from django_jobs.signals import job_enqueued
+
+    failing: dict[str, Callable[[], None]] = {}
+
+    def receiver(sender: Any, job: Job, **kwargs: Any) -> None:
+        fail = failing.get(job.kwargs.get("label", ""))
+        if fail is not None:
+            fail()
+
+    job_enqueued.connect(receiver, dispatch_uid="tests.enqueue_fails_for")
+    yield failing.__setitem__
+    job_enqueued.disconnect(dispatch_uid="tests.enqueue_fails_for")
+
+
+def division_by_zero() -> None:
+    """A database error (DataError) in the scheduler's transaction, as a bad value would give."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 / 0")
+
+
+def raise_value_error() -> None:
+    raise ValueError("the receiver is broken")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fail", "said"),
+    [(division_by_zero, "DataError: division by zero"), (raise_value_error, "ValueError: the receiver is broken")],
+)
+def test_fire__a_schedule_whose_enqueue_raises_is_recorded_and_the_others_still_fire(
+    enqueue_fails_for: Callable[[str, Callable[[], None]], None], fail: Callable[[], None], said: str, caplog: Any,
+) -> None:
+    broken = make("0 * * * *", name="broken", kwargs={"label": "broken"})
+    fine = make("0 * * * *", name="fine", kwargs={"label": "fine"})
+    enqueue_fails_for("broken", fail)
+
+    jobs = fire(at(10))
+
+    assert [j.schedule_id for j in jobs] == [fine.pk]
+    assert ticks_of(fine) == [at(10)] and ticks_of(broken) == []  # its insert was undone
+    broken, fine = reload(broken), reload(fine)
+    assert said in broken.last_error and fine.last_error == ""
+    assert broken.last_job_id is None
+    # Retried at its next tick, not on every pass: the others are never stuck behind it.
+    assert broken.next_run_at == at(11) and fine.next_run_at == at(11)
+    assert fire(at(10, 30)) == []
+    assert "event=schedule_failed schedule=broken" in caplog.text
+
+
+@pytest.mark.django_db
+def test_fire__a_failed_schedule_fires_again_at_its_next_tick_and_its_error_clears(
+    enqueue_fails_for: Callable[[str, Callable[[], None]], None],
+) -> None:
+    schedule = make("0 * * * *", kwargs={"label": "flaky"})
+    enqueue_fails_for("flaky", raise_value_error)
+    fire(at(10))
+    assert reload(schedule).last_error
+
+    enqueue_fails_for("flaky", lambda: None)
+    [job] = fire(at(11))
+
+    schedule = reload(schedule)
+    assert (schedule.last_error, schedule.last_job_id, ticks_of(schedule)) == ("", job.pk, [at(11)])
+
+
+@pytest.mark.django_db
+def test_fire__catching_up_keeps_the_ticks_enqueued_before_one_that_fails(
+    enqueue_fails_for: Callable[[str, Callable[[], None]], None],
+) -> None:
+    schedule = make("0 * * * *", catch_up="all", kwargs={"label": "flaky"})
+    calls: list[int] = []
+
+    def third_fails() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("third tick")
+
+    enqueue_fails_for("flaky", third_fails)
+
+    fire(at(13, 30))
+
+    schedule = reload(schedule)
+    assert ticks_of(schedule) == [at(10), at(11)]
+    assert "ValueError: third tick" in schedule.last_error
+    assert schedule.next_run_at == at(14)
+
+
+@pytest.mark.django_db
+def test_fire__an_error_text_postgresql_cannot_store_is_recorded_anyway(
+    enqueue_fails_for: Callable[[str, Callable[[], None]], None],
+) -> None:
+    schedule = make("0 * * * *", kwargs={"label": "odd"})
+
+    def unstorable() -> None:
+        raise ValueError("nul \x00 and a lone surrogate \udcff")
+
+    enqueue_fails_for("odd", unstorable)
+
+    fire(at(10))
+
+    assert reload(schedule).last_error == "ValueError: nul \\x00 and a lone surrogate \\udcff"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker__one_failing_schedule_does_not_stop_the_others(
+    run_worker: Callable[..., Any], enqueue_fails_for: Callable[[str, Callable[[], None]], None],
+) -> None:
+    broken = make("0 * * * *", name="broken", kwargs={"label": "broken"})
+    fine = make("0 * * * *", name="fine", kwargs={"label": "fine"})
+    Schedule.objects.update(next_run_at=T0 - timedelta(hours=1))
+    enqueue_fails_for("broken", division_by_zero)
+
+    run_worker(scheduler=True, clock=lambda: T0)
+
+    assert Job.objects.get(schedule=fine).status == "succeeded"
+    assert SideEffect.objects.filter(label="fine").count() == 1
+    assert not Job.objects.filter(schedule=broken).exists()
+    assert "DataError: division by zero" in reload(broken).last_error
+
+
+@pytest.mark.django_db
 def test_fire__a_disabled_schedule_never_fires() -> None:
     schedule = make("0 * * * *")
     Schedule.objects.filter(pk=schedule.pk).update(enabled=False)
