@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -31,16 +32,25 @@ from django.db import close_old_connections, connections
 
 from .context import JobContext, _current
 from .exceptions import Retry, StopJob
+from .log import log_event
 from .payload import json_problem
 from .registry import registry
 from .text import storable
 
 _FORK = multiprocessing.get_context("fork")
 
-# File descriptors of the parent's ends of every child's socket. A forked child inherits them all
-# and must close them: while any copy of a socket's parent end is open, the child never sees EOF,
-# so a child would outlive a worker killed with SIGKILL instead of exiting.
+# File descriptors of the parent's ends of every child's socket (and of its pidfd). A forked child
+# inherits them all and must close them: while any copy of a socket's parent end is open, the child
+# never sees EOF, so a child would outlive a worker killed with SIGKILL instead of exiting.
 _PARENT_ENDS: set[int] = set()
+# The pid of this process when it is a worker's child (set by _child_main, None elsewhere). A job
+# that calls os.fork() and lets the copy return would otherwise have two processes run the child's
+# loop: the copy must not reply, read the socket or close the child's database connections.
+_child_pid: int | None = None
+# The most children one worker may run (``runjobs --concurrency``). Each child is a forked Python
+# process with its own database connection, and each costs the worker three file descriptors; a
+# host needing more runs more workers.
+MAX_CONCURRENCY = 256
 # The most arguments a batch line may carry, in bytes of JSON (each job's may be up to
 # MAX_PAYLOAD_BYTES; a job over this goes alone).
 BATCH_BYTES = 1 << 20
@@ -117,12 +127,41 @@ def run_job(
         retryable = not isinstance(exc, definition.dont_retry)
         return {"outcome": "failed", "retryable": retryable, "error": error_info(exc)}
     finally:
+        if _child_pid is not None and os.getpid() != _child_pid:
+            os._exit(0)  # a copy the job forked, returning from the job: see _child_pid
         _current.reset(token)
         if close_connections:
-            close_old_connections()
+            _close_old_connections(message)
 
 
-def _die_with_parent() -> None:
+def _close_old_connections(message: dict[str, Any]) -> None:
+    """close_old_connections(), after ending any transaction the job left open.
+
+    A job that entered ``atomic()`` without leaving it (or turned autocommit off) would leave its
+    connection inside a transaction, and every later job of this child would fail on it. Its
+    uncommitted writes are rolled back: closing the connection ends the transaction.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.in_atomic_block or conn.closed_in_transaction or (
+            conn.connection is not None and conn.autocommit != conn.settings_dict["AUTOCOMMIT"]
+        ):
+            log_event(
+                "transaction_left_open", logging.WARNING, job=message["id"], name=message["name"],
+                attempt=message["attempt"], database=conn.alias,
+                note="the job returned inside a transaction; its uncommitted writes were rolled back",
+            )
+            # What connect() resets, so the next job starts outside any atomic block.
+            conn.in_atomic_block = conn.needs_rollback = conn.closed_in_transaction = False
+            conn.savepoint_ids, conn.atomic_blocks, conn.commit_on_exit = [], [], True
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection is dropped all the same
+                conn.connection = None
+            continue
+        conn.close_if_unusable_or_obsolete()
+
+
+def _die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGKILL this child if the worker dies, even mid-job (best effort elsewhere)."""
     try:
         import ctypes
@@ -132,11 +171,16 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass  # not Linux: the child still exits at EOF once its current job returns
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    # The parent died before prctl took effect: we were re-parented. Compare with the pid the
+    # worker had when it forked us, never with 1: a worker that is PID 1 (a container's exec-form
+    # command) is a live parent whose pid is 1.
+    if os.getppid() != parent_pid:
         os._exit(0)
 
 
-def _child_main(sock: socket.socket, worker_id: str) -> None:
+def _child_main(sock: socket.socket, worker_id: str, parent_pid: int) -> None:
+    global _child_pid
+    _child_pid = pid = os.getpid()
     for fd in list(_PARENT_ENDS):
         try:
             os.close(fd)
@@ -152,7 +196,7 @@ def _child_main(sock: socket.socket, worker_id: str) -> None:
     # period (it kills children with SIGKILL when they don't).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(parent_pid)
     received = bytearray()
     while True:
         try:
@@ -174,7 +218,9 @@ def _child_main(sock: socket.socket, worker_id: str) -> None:
                 began = time.monotonic()
                 reply = run_job(message, worker_id, check_before=position == 0)
                 ended = time.monotonic()
-                reply["id"], reply["t"], reply["d"] = message["id"], ended, ended - began
+                # The parent matches a reply to its job by id and attempt, from this pid only.
+                reply["id"], reply["a"], reply["pid"] = message["id"], message["attempt"], pid
+                reply["t"], reply["d"] = ended, ended - began
                 try:
                     sock.sendall(json.dumps(reply).encode() + b"\n")
                 except OSError:
@@ -202,6 +248,10 @@ def _encode_job(job: dict[str, Any]) -> str:
     )
 
 
+class ChildStartFailed(RuntimeError):
+    """The worker couldn't start a child process (out of file descriptors, processes or memory)."""
+
+
 @dataclass
 class Slot:
     """One child process and the jobs handed to it, seen from the worker's main process.
@@ -213,6 +263,8 @@ class Slot:
     index: int
     worker_id: str
     process: Any = None
+    pid: int | None = None  # the child's; a reply from any other process is refused
+    pidfd: int | None = None  # readable once the child has exited (Linux), see exit_fd
     conn: socket.socket | None = None
     jobs: deque[dict[str, Any]] = field(default_factory=deque)
     started: float = 0.0  # monotonic time the running job started (as far as the parent knows)
@@ -231,17 +283,57 @@ class Slot:
         return bool(self.jobs)
 
     def start(self) -> None:
-        parent_end, child_end = socket.socketpair()
+        """Fork a new child for this slot; ChildStartFailed says why it couldn't."""
+        try:
+            parent_end, child_end = socket.socketpair()
+        except OSError as exc:
+            raise ChildStartFailed(self._start_problem(exc)) from exc
         process = _FORK.Process(
             target=_child_main,
-            args=(child_end, self.worker_id),
+            args=(child_end, self.worker_id, os.getpid()),
             name=f"django_jobs-{self.worker_id}-{self.index}",
             daemon=True,
         )
         _PARENT_ENDS.add(parent_end.fileno())
-        process.start()
-        child_end.close()
-        self.process, self.conn, self.received = process, parent_end, bytearray()
+        try:
+            process.start()
+        except OSError as exc:
+            _PARENT_ENDS.discard(parent_end.fileno())
+            parent_end.close()
+            raise ChildStartFailed(self._start_problem(exc)) from exc
+        finally:
+            child_end.close()
+        assert process.pid is not None
+        self.process, self.pid, self.conn, self.received = process, process.pid, parent_end, bytearray()
+        try:
+            self.pidfd = os.pidfd_open(process.pid)
+            _PARENT_ENDS.add(self.pidfd)
+        except (AttributeError, OSError):  # not Linux 5.3+: the sentinel is the next best thing
+            self.pidfd = None
+
+    def _start_problem(self, exc: OSError) -> str:
+        try:
+            import resource
+
+            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            limit = f" (the open-file limit, ulimit -n, is {soft})"
+        except (ImportError, OSError, ValueError):
+            limit = ""
+        return (
+            f"could not start child process {self.index + 1}: {exc}. Each child needs three file "
+            f"descriptors and a process{limit}: raise the limits or lower --concurrency."
+        )
+
+    @property
+    def exit_fd(self) -> int | None:
+        """A descriptor that becomes readable once the child has exited.
+
+        Neither its socket nor multiprocessing's sentinel pipe will do: a process the job forked
+        inherits both and keeps them open after the child dies. A pidfd is about the process.
+        """
+        if self.pidfd is not None:
+            return self.pidfd
+        return self.process.sentinel if self.process is not None else None
 
     def send(self, jobs: list[dict[str, Any]], using: str, now: datetime) -> None:
         """Hand ``jobs`` (claimed rows) to the idle child in one message; the first starts now."""
@@ -283,8 +375,25 @@ class Slot:
         end = self.received.rindex(b"\n")
         complete = bytes(self.received[:end])
         del self.received[: end + 1]
-        # One parse for every reply that came in: b"[r1,r2,…]".
-        return json.loads(b"[" + complete.replace(b"\n", b",") + b"]")
+        try:
+            # One parse for every reply that came in: b"[r1,r2,…]".
+            return json.loads(b"[" + complete.replace(b"\n", b",") + b"]")
+        except ValueError:
+            pass
+        # Something other than the child wrote to its socket (a process the job forked): keep
+        # the lines that parse, and let the worker refuse those that aren't the child's replies.
+        replies = []
+        for line in complete.split(b"\n"):
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                reply = None
+            if isinstance(reply, dict):
+                replies.append(reply)
+            else:
+                log_event("reply_refused", logging.ERROR, worker=self.worker_id, child=self.pid,
+                          note="a line on the child's socket that isn't a reply", line=repr(line[:100]))
+        return replies
 
     def finished(self, reply: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
         """Take the running job off the slot after ``reply``; the next one (if any) started when
@@ -317,7 +426,10 @@ class Slot:
             self.conn.close()
         if self.process is not None:
             self.process.join(timeout=5)
-        self.process, self.conn, self.received = None, None, bytearray()
+        if self.pidfd is not None:
+            _PARENT_ENDS.discard(self.pidfd)
+            os.close(self.pidfd)
+        self.process, self.pid, self.pidfd, self.conn, self.received = None, None, None, None, bytearray()
 
     def exit_description(self) -> str:
         code = self.process.exitcode if self.process is not None else None

@@ -27,7 +27,7 @@ from django.utils.dateparse import parse_datetime
 
 from . import queries
 from .conf import jobs_settings
-from .executor import BATCH_BYTES, Slot
+from .executor import BATCH_BYTES, ChildStartFailed, Slot
 from .log import log_event
 from .models import Job, JobStatus
 from .registry import registry
@@ -245,6 +245,8 @@ class Worker:
         self.claimed_total = 0
         self.stopping = False
         self.stop_deadline: float | None = None
+        #: Why run() returned non-zero (None while it hasn't).
+        self.failure: str | None = None
         self.force = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -278,31 +280,38 @@ class Worker:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self._register()
         self._publish_held()
-        # Children are forked before any thread starts, and inherit no open database connection.
-        connections.close_all()
-        for slot in self.slots:
-            slot.start()
-        if queries.is_postgres(self.using) and jobs_settings.LISTEN_NOTIFY:
-            self._listener = Listener(self.using, self._wake_w, set(self.queues))
-            self._listener.start()
-        self._heartbeat = Heartbeat(self)
-        self._heartbeat.start()
-        log_event(
-            "worker_started",
-            worker=self.worker_id,
-            queues=",".join(self.queues) or "*",
-            concurrency=self.concurrency,
-            pid=os.getpid(),
-        )
+        code = 0
         try:
+            # Children are forked before any thread starts, and inherit no open database connection.
+            connections.close_all()
+            for slot in self.slots:
+                slot.start()
+            if queries.is_postgres(self.using) and jobs_settings.LISTEN_NOTIFY:
+                self._listener = Listener(self.using, self._wake_w, set(self.queues))
+                self._listener.start()
+            self._heartbeat = Heartbeat(self)
+            self._heartbeat.start()
+            log_event(
+                "worker_started",
+                worker=self.worker_id,
+                queues=",".join(self.queues) or "*",
+                concurrency=self.concurrency,
+                pid=os.getpid(),
+            )
             self._loop()
+        except ChildStartFailed as exc:
+            # Without children no job can run: stop (handing back every claimed job) rather
+            # than hang with jobs claimed. A supervisor restarts the worker.
+            self.failure = str(exc)
+            log_event("worker_failed", logging.ERROR, worker=self.worker_id, error=self.failure)
+            code = 1
         finally:
             self._shutdown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         self._unregister()
         log_event("worker_stopped", worker=self.worker_id, jobs=self.claimed_total)
-        return 0
+        return code
 
     # -- the worker's row, heartbeats and stop requests ------------------------------------------
 
@@ -631,7 +640,11 @@ class Worker:
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - now))
         conns: list[Any] = [s.conn for s in self._busy() if s.conn is not None]
-        ready = wait(conns + [self._wake_r], timeout)
+        # Every child's exit too: a child can die while a process it forked keeps its socket open,
+        # and then only this tells.
+        exits: dict[Any, Slot] = {s.exit_fd: s for s in self.slots if s.process is not None}
+        ready = wait(conns + list(exits) + [self._wake_r], timeout)
+        exited = []
         for item in ready:
             if item == self._wake_r:
                 try:
@@ -640,8 +653,13 @@ class Worker:
                 except BlockingIOError:
                     pass
                 continue
+            if item in exits:
+                exited.append(exits[item])
+                continue
             slot = next(s for s in self.slots if s.conn is item)
             self._collect(slot)
+        for slot in exited:
+            self._child_exited(slot)
 
     def _run_services(self) -> None:
         if self.stopping or time.monotonic() < self._db_down_until:
@@ -769,12 +787,24 @@ class Worker:
     def _dispatch(self, slot: Slot, rows: list[dict[str, Any]]) -> None:
         now = self.clock()
         try:
-            slot.send(rows, self.using, now)
-        except OSError:
-            # The child died while idle: replace it and hand the jobs to the new one.
-            slot.close()
-            slot.start()
-            slot.send(rows, self.using, now)
+            if slot.conn is None:
+                slot.start()  # its child exited while idle (see _child_exited)
+            try:
+                slot.send(rows, self.using, now)
+            except OSError:
+                # The child died while idle: replace it and hand the jobs to the new one.
+                slot.close()
+                slot.start()
+                try:
+                    slot.send(rows, self.using, now)
+                except OSError as exc:
+                    slot.kill()
+                    raise ChildStartFailed(
+                        f"child process {slot.index + 1} exited as soon as it started ({exc})"
+                    ) from exc
+        except ChildStartFailed:
+            self.buffer.extendleft(reversed(rows))  # handed back at shutdown
+            raise
         if job_started.has_listeners(Job):
             for row in rows:
                 self._send(job_started, sender=Job, job_id=row["id"], name=row["name"],
@@ -793,7 +823,46 @@ class Worker:
             ))
             return
         for reply in replies:
-            self._finish(slot, reply)
+            job = slot.job
+            try:
+                mine = job is not None and reply["pid"] == slot.pid and reply["id"] == job["id"] and (
+                    reply["a"] == job["attempt"])
+            except (KeyError, TypeError):  # not a reply
+                mine = False
+            if mine:
+                self._finish(slot, reply)
+                continue
+            # Replies are the child's, for its running job, in order: anything else (a process the
+            # job forked writing to the socket) must never become some job's outcome.
+            log_event(
+                "reply_refused", logging.ERROR, worker=self.worker_id, child=slot.pid,
+                sender=reply.get("pid") if isinstance(reply, dict) else None,
+                job=reply.get("id") if isinstance(reply, dict) else None,
+                running=job["id"] if job is not None else None,
+            )
+
+    def _child_exited(self, slot: Slot) -> None:
+        """The slot's child exited (seen by its exit_fd): record what it sent, end the
+        job it was running as lost, and start a new child.
+
+        Its socket may still be open in a process it forked, so its end can't be seen there.
+        """
+        if slot.busy:
+            self._collect(slot, block=False)
+        if slot.process is None or slot.process.exitcode is None:
+            # Replaced meanwhile (_collect saw the socket close); the exit_fd's number may even
+            # belong to the new child.
+            return
+        if slot.busy:
+            self._replace_child(slot, _failure(
+                "lost", "WorkerLost", f"{slot.exit_description()} before the job finished"
+            ))
+        else:
+            # An idle child: the next dispatch starts a new one (not now, so a child that can't
+            # live never makes the worker fork in a loop).
+            log_event("child_exited", logging.WARNING, worker=self.worker_id, child=slot.pid,
+                      note=slot.exit_description().replace(" running it", ""))
+            slot.close()
 
     def _replace_child(self, slot: Slot, reply: dict[str, Any]) -> None:
         """End the slot's running job with ``reply`` and start a new child in place of this one

@@ -110,3 +110,66 @@ def fail_with_undecodable_file_name() -> None:
     name = os.fsdecode(b"report-\xff.csv")  # a lone surrogate, '\udcff'
     current_job().set_progress(50, f"reading {name}")
     raise ValueError(f"cannot parse {name}")
+
+
+# Jobs that misuse their child process (tests/test_children.py).
+
+
+@job
+def fork_daemon_then_die(seconds: float) -> None:
+    """Fork a process that outlives this one (keeping the child's descriptors open), then die."""
+    _record()
+    if os.fork() == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    os._exit(3)
+
+
+@job
+def fork_and_return(label: str) -> str:
+    """Fork and let both copies return (a job that forgot the forked copy's os._exit)."""
+    return label if os.fork() else f"{label} (the forked copy)"
+
+
+@job
+def forge_reply(label: str) -> str:
+    """Have a forked copy write a made-up reply for this very job on the child's socket."""
+    import json
+    import socket
+
+    ctx = current_job()
+    pid = os.fork()
+    if pid == 0:
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            try:
+                sock = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                continue
+            if sock.family == socket.AF_UNIX:
+                forged = {"outcome": "succeeded", "result": "forged", "id": ctx.id, "a": ctx.attempt,
+                          "pid": os.getpid(), "t": time.monotonic(), "d": 0.0}
+                sock.sendall(json.dumps(forged).encode() + b"\n")
+            sock.detach()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return label
+
+
+@job
+def leave_atomic_open(label: str) -> str:
+    """Write inside an atomic block and return without leaving it."""
+    from django.db import transaction
+
+    transaction.atomic().__enter__()
+    _record(label)
+    return label
+
+
+@job
+def leave_autocommit_off(label: str) -> str:
+    """Turn autocommit off, write, and return without committing or turning it back on."""
+    from django.db import transaction
+
+    transaction.set_autocommit(False)
+    _record(label)
+    return label

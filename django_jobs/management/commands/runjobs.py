@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.conf import jobs_settings
+from django_jobs.executor import MAX_CONCURRENCY
 from django_jobs.registry import queue_problem
 from django_jobs.worker import Worker, default_worker_id
 
@@ -33,7 +34,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--concurrency", default=None, metavar="N",
-            help="Jobs run at once, each in its own child process. Default: one per CPU.",
+            help=f"Jobs run at once, each in its own child process (at most {MAX_CONCURRENCY}). "
+                 f"Default: one per CPU.",
         )
         parser.add_argument("--burst", action="store_true", help="Exit once no job is ready.")
         parser.add_argument("--max-jobs", default=None, metavar="N", help="Exit after claiming N jobs.")
@@ -61,6 +63,11 @@ class Command(BaseCommand):
         if concurrency is None:
             concurrency = jobs_settings.CONCURRENCY or os.cpu_count() or 1
         concurrency = _positive_int("--concurrency", concurrency)
+        if concurrency > MAX_CONCURRENCY:
+            raise CommandError(
+                f"--concurrency is at most {MAX_CONCURRENCY}, not {concurrency}: each child is a "
+                f"process with its own database connection. Run more workers instead."
+            )
         max_jobs = options["max_jobs"]
         if max_jobs is not None:
             max_jobs = _positive_int("--max-jobs", max_jobs)
@@ -84,4 +91,4 @@ class Command(BaseCommand):
         )
         code = worker.run()
         if code:
-            raise SystemExit(code)
+            raise CommandError(worker.failure or f"the worker stopped with exit code {code}", returncode=code)
