@@ -22,7 +22,6 @@ import os
 import signal
 import socket
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ from .exceptions import Retry, StopJob
 from .log import log_event
 from .payload import json_problem
 from .registry import registry
+from .lifecycle import ErrorRecord
 from .text import storable
 
 _FORK = multiprocessing.get_context("fork")
@@ -58,16 +58,7 @@ BATCH_BYTES = 1 << 20
 
 def error_info(exc: BaseException) -> dict[str, str]:
     """The stored form of an exception: class path, message and traceback."""
-    cls = type(exc)
-    try:
-        message = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure
-        message = f"<{cls.__name__}: str() failed>"
-    return {
-        "class": f"{cls.__module__}.{cls.__qualname__}",
-        "message": storable(message),
-        "traceback": storable("".join(traceback.format_exception(exc))),
-    }
+    return ErrorRecord.from_exception(exc).as_dict()
 
 
 def run_job(

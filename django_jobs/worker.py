@@ -17,19 +17,18 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator
 
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from . import queries
+from . import lifecycle, queries
 from .conf import jobs_settings
 from .executor import BATCH_BYTES, ChildStartFailed, Slot
 from .log import log_event
-from .models import Job, JobStatus
+from .models import Job
 from .registry import registry
 from .rescue import own_previous_ids, pid_namespace
 from .signals import job_finished, job_started
@@ -63,11 +62,8 @@ _DB_DOWN = (OperationalError, InterfaceError)
 
 def _failure(outcome: str, error_class: str, message: str) -> dict[str, Any]:
     """A reply the worker makes up for an attempt whose child never answered."""
-    return {
-        "outcome": outcome,
-        "retryable": True,
-        "error": {"class": f"django_jobs.exceptions.{error_class}", "message": message, "traceback": ""},
-    }
+    return {"outcome": outcome, "retryable": True,
+            "error": lifecycle.ErrorRecord.ours(error_class, message).as_dict()}
 
 
 def _payload_bytes(row: dict[str, Any]) -> int:
@@ -1060,50 +1056,19 @@ class Worker:
             return self._decide_write(outcome)
 
     def _decide_write(self, outcome: Outcome) -> queries.OutcomeWrite:
-        row, reply = outcome.slot_job, outcome.reply
-        kind = reply["outcome"]
-        now = outcome.finished_at
-        entry: dict[str, Any] = {
-            "attempt": row["attempt"],
-            "worker": self.worker_id,
-            "started_at": outcome.started_at.isoformat(),
-            "finished_at": now.isoformat(),
-            "duration": round(outcome.duration, 6),
-            "outcome": kind,
-        }
-        write = queries.OutcomeWrite(
-            job_id=row["id"], attempt=row["attempt"], status=JobStatus.DEAD, ended_at=now,
-            history_entry=entry,
+        row = outcome.slot_job
+        attempt = lifecycle.Attempt(
+            job_id=row["id"], name=row["name"], attempt=row["attempt"], max_attempts=row["max_attempts"],
+            worker_id=self.worker_id, started_at=outcome.started_at, duration=outcome.duration,
         )
-        if kind == "succeeded":
-            write.status = JobStatus.SUCCEEDED
-            write.set_result, write.result, write.last_error = True, reply.get("result"), ""
-        elif kind == "retry":
-            write.status = JobStatus.QUEUED
-            at = parse_datetime(reply["at"]) if reply.get("at") else None
-            write.run_at = at or now + timedelta(seconds=reply.get("delay", 0.0))
-            # Rescheduling isn't a failure: give back the attempt it used.
-            write.max_attempts_delta = 1
-            entry["run_at"] = write.run_at.isoformat()
-        elif kind == "stopped":
-            write.status = JobStatus.STOPPED
-            write.last_error = storable(str(reply.get("reason") or "stopped by the job"))
-            entry["reason"] = storable(str(reply.get("reason") or ""))
-        elif kind == "handed_back":
-            write.status = JobStatus.QUEUED
-            write.run_at, write.attempts_delta = now, -1
-        else:  # failed, timeout, lost
-            error = reply.get("error")
-            entry["error"] = error
-            message = f"{error['class'].rsplit('.', 1)[-1]}: {error['message']}" if error else kind
-            message = storable(message)
-            write.last_error = message.strip().splitlines()[0][:1000] if message.strip() else kind
-            definition = registry.get(row["name"])
-            if reply.get("retryable", True) and row["attempt"] < row["max_attempts"] and definition:
-                write.status = JobStatus.RETRYING
-                write.run_at = now + timedelta(seconds=definition.effective_backoff.delay(row["attempt"]))
-                entry["retry_at"] = write.run_at.isoformat()
-        return write
+        definition = registry.get(row["name"])
+        backoff = definition.effective_backoff if definition is not None else None
+        t = lifecycle.decide(attempt, lifecycle.Ended.from_reply(outcome.reply), outcome.finished_at, backoff)
+        return queries.OutcomeWrite(
+            job_id=row["id"], attempt=row["attempt"], status=t.status, ended_at=outcome.finished_at,
+            history_entry=t.history_entry, run_at=t.run_at, set_result=t.set_result, result=t.result,
+            last_error=t.last_error, attempts_delta=t.attempts_delta, max_attempts_delta=t.max_attempts_delta,
+        )
 
     def _send(self, signal_: Any, **kwargs: Any) -> None:
         """Send a signal; a receiver that raises is logged, never allowed to stop the worker."""

@@ -1,0 +1,183 @@
+"""What an ended attempt does to its job: one pure decision, no database.
+
+The worker turns whatever ended an attempt (the child's reply, a timeout, a crash, a hand-back
+at shutdown, a stop before the start) into an ``Ended`` and asks ``decide()`` for the
+``Transition``: the next status, ``run_at``, the history entry and the other fields to write. The
+SQL that writes it only applies the decision, fenced by the claim. docs/explanation/lifecycle.md
+lists every transition; tests/test_lifecycle.py has one row per transition.
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+
+from .models import JobStatus
+from .retry import Backoff
+from .text import storable
+
+#: The longest ``last_error`` stored: the first line of the error, cut here.
+LAST_ERROR_CHARS = 1000
+
+
+class Happened(enum.StrEnum):
+    """How an attempt ended; the value is the ``outcome`` of its history entry."""
+
+    # The function returned; the result is stored.
+    SUCCEEDED = "succeeded"
+    # The function raised: retried while attempts are left and the error is retryable.
+    FAILED = "failed"
+    # The attempt ran past its timeout and its child was killed.
+    TIMEOUT = "timeout"
+    # The child died, or the worker did (rescue records these in SQL, same shape).
+    LOST = "lost"
+    # The job raised Retry: queued again, the attempt given back.
+    RETRY = "retry"
+    # The job raised StopJob, or was stopped on request.
+    STOPPED = "stopped"
+    # The worker gave the job back unstarted or unfinished (shutdown): no attempt spent.
+    HANDED_BACK = "handed_back"
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """An error as stored in history: class path, message and traceback, always storable."""
+
+    class_path: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorRecord:
+        """The record of an exception a job raised."""
+        kind = type(exc)
+        try:
+            message = str(exc)
+        except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure
+            message = f"<{kind.__name__}: str() failed>"
+        return cls(f"{kind.__module__}.{kind.__qualname__}", storable(message),
+                   storable("".join(traceback.format_exception(exc))))
+
+    @classmethod
+    def ours(cls, name: str, message: str) -> ErrorRecord:
+        """A failure django-jobs records itself (``WorkerLost``, ``JobTimeout``, …)."""
+        return cls(f"django_jobs.exceptions.{name}", storable(message))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ErrorRecord:
+        return cls(storable(str(data.get("class", ""))), storable(str(data.get("message", ""))),
+                   storable(str(data.get("traceback", ""))))
+
+    def as_dict(self) -> dict[str, str]:
+        """The stored form (history entries, the ``job_finished`` signal)."""
+        return {"class": self.class_path, "message": self.message, "traceback": self.traceback}
+
+    @property
+    def summary(self) -> str:
+        """``ClassName: first line of the message``, as ``last_error`` holds it."""
+        text = f"{self.class_path.rsplit('.', 1)[-1]}: {self.message}".strip()
+        return text.splitlines()[0][:LAST_ERROR_CHARS] if text else self.class_path
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What ended an attempt. Build it with the class methods; ``from_reply`` reads a child's."""
+
+    happened: Happened
+    result: Any = None
+    error: ErrorRecord | None = None
+    retryable: bool = True
+    retry_at: datetime | None = None
+    retry_in: float = 0.0
+    reason: str = ""
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> Ended:
+        """Read the JSON a child (or the worker, for an attempt that never answered) sent."""
+        happened = Happened(reply["outcome"])
+        error = reply.get("error")
+        at = reply.get("at")
+        return cls(
+            happened,
+            result=reply.get("result"),
+            error=ErrorRecord.from_dict(error) if error else None,
+            retryable=bool(reply.get("retryable", True)),
+            retry_at=parse_datetime(at) if at else None,
+            retry_in=float(reply.get("delay", 0.0)),
+            reason=str(reply.get("reason") or ""),
+        )
+
+    @classmethod
+    def failure(cls, happened: Happened, error_class: str, message: str, *, retryable: bool = True) -> Ended:
+        """An attempt that ended without a reply of its own (timeout, lost, not storable)."""
+        return cls(happened, error=ErrorRecord.ours(error_class, message), retryable=retryable)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The job as its worker holds it when the attempt ends."""
+
+    job_id: int
+    name: str
+    attempt: int
+    max_attempts: int
+    worker_id: str
+    started_at: datetime
+    duration: float
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The fields an ended attempt writes (``None``: leave the column as it is)."""
+
+    status: JobStatus
+    history_entry: dict[str, Any]
+    run_at: datetime | None = None
+    set_result: bool = False
+    result: Any = None
+    last_error: str | None = None
+    attempts_delta: int = 0
+    max_attempts_delta: int = 0
+
+
+def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | None) -> Transition:
+    """Decide what ``ended`` does to the job of ``attempt`` at ``now``.
+
+    ``backoff`` is the job's retry policy, or None when the job isn't registered (then nothing is
+    retried). A stop request made meanwhile overrides the decision in the write itself, so that a
+    request landing while the outcome is written still wins (see queries._OUTCOME_UPDATE).
+    """
+    entry: dict[str, Any] = {
+        "attempt": attempt.attempt,
+        "worker": attempt.worker_id,
+        "started_at": attempt.started_at.isoformat(),
+        "finished_at": now.isoformat(),
+        "duration": round(attempt.duration, 6),
+        "outcome": ended.happened.value,
+    }
+    happened = ended.happened
+    if happened is Happened.SUCCEEDED:
+        return Transition(JobStatus.SUCCEEDED, entry, set_result=True, result=ended.result, last_error="")
+    if happened is Happened.RETRY:
+        run_at = ended.retry_at or now + timedelta(seconds=ended.retry_in)
+        entry["run_at"] = run_at.isoformat()
+        # Rescheduling isn't a failure: the attempt it used is given back.
+        return Transition(JobStatus.QUEUED, entry, run_at=run_at, max_attempts_delta=1)
+    if happened is Happened.STOPPED:
+        entry["reason"] = storable(ended.reason)
+        return Transition(JobStatus.STOPPED, entry, last_error=storable(ended.reason or "stopped by the job"))
+    if happened is Happened.HANDED_BACK:
+        return Transition(JobStatus.QUEUED, entry, run_at=now, attempts_delta=-1)
+    # failed, timeout, lost
+    entry["error"] = ended.error.as_dict() if ended.error else None
+    last_error = ended.error.summary if ended.error else happened.value
+    if ended.retryable and attempt.attempt < attempt.max_attempts and backoff is not None:
+        run_at = now + timedelta(seconds=backoff.delay(attempt.attempt))
+        entry["retry_at"] = run_at.isoformat()
+        return Transition(JobStatus.RETRYING, entry, run_at=run_at, last_error=last_error)
+    return Transition(JobStatus.DEAD, entry, last_error=last_error)

@@ -1,0 +1,105 @@
+"""lifecycle.decide(): one row per transition of an ended attempt (no database, no clock)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from django_jobs.lifecycle import Attempt, Ended, ErrorRecord, Happened, decide
+from django_jobs.models import JobStatus
+from django_jobs.retry import Backoff
+
+NOW = datetime(2026, 12, 6, 3, 0, tzinfo=timezone.utc)
+STARTED = NOW - timedelta(seconds=2)
+BACKOFF = Backoff(base=10, factor=2, max_delay=3600, jitter=0)
+BOOM = ErrorRecord("builtins.ValueError", "boom\nsecond line", "Traceback ...")
+
+
+def attempt(n: int = 1, of: int = 3) -> Attempt:
+    return Attempt(job_id=7, name="shop.sync", attempt=n, max_attempts=of, worker_id="w:1",
+                   started_at=STARTED, duration=2.0)
+
+
+# (what happened, attempt number of max, registered?) -> (status, run_at, attempts_delta,
+# max_attempts_delta, last_error)
+TRANSITIONS: list[tuple[str, Ended, Attempt, Backoff | None, JobStatus, Any, int, int, str | None]] = [
+    ("returned", Ended(Happened.SUCCEEDED, result={"n": 1}), attempt(), BACKOFF,
+     JobStatus.SUCCEEDED, None, 0, 0, ""),
+    ("raised, attempts left", Ended(Happened.FAILED, error=BOOM), attempt(1, 3), BACKOFF,
+     JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "ValueError: boom"),
+    ("raised on the second attempt: longer backoff", Ended(Happened.FAILED, error=BOOM), attempt(2, 3), BACKOFF,
+     JobStatus.RETRYING, NOW + timedelta(seconds=20), 0, 0, "ValueError: boom"),
+    ("raised, attempts spent", Ended(Happened.FAILED, error=BOOM), attempt(3, 3), BACKOFF,
+     JobStatus.DEAD, None, 0, 0, "ValueError: boom"),
+    ("raised a dont_retry error", Ended(Happened.FAILED, error=BOOM, retryable=False), attempt(1, 3), BACKOFF,
+     JobStatus.DEAD, None, 0, 0, "ValueError: boom"),
+    ("raised, job no longer registered", Ended(Happened.FAILED, error=BOOM), attempt(1, 3), None,
+     JobStatus.DEAD, None, 0, 0, "ValueError: boom"),
+    ("timed out, attempts left", Ended.failure(Happened.TIMEOUT, "JobTimeout", "ran past 5s"), attempt(1, 3), BACKOFF,
+     JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "JobTimeout: ran past 5s"),
+    ("child lost, attempts spent", Ended.failure(Happened.LOST, "WorkerLost", "killed by SIGKILL"), attempt(3, 3), BACKOFF,
+     JobStatus.DEAD, None, 0, 0, "WorkerLost: killed by SIGKILL"),
+    ("Retry(in_=30s)", Ended(Happened.RETRY, retry_in=30.0), attempt(), BACKOFF,
+     JobStatus.QUEUED, NOW + timedelta(seconds=30), 0, 1, None),
+    ("Retry(at=...)", Ended(Happened.RETRY, retry_at=NOW + timedelta(hours=1)), attempt(), BACKOFF,
+     JobStatus.QUEUED, NOW + timedelta(hours=1), 0, 1, None),
+    ("StopJob(reason)", Ended(Happened.STOPPED, reason="customer gone"), attempt(), BACKOFF,
+     JobStatus.STOPPED, None, 0, 0, "customer gone"),
+    ("StopJob() without a reason", Ended(Happened.STOPPED), attempt(), BACKOFF,
+     JobStatus.STOPPED, None, 0, 0, "stopped by the job"),
+    ("handed back at shutdown", Ended(Happened.HANDED_BACK), attempt(), BACKOFF,
+     JobStatus.QUEUED, NOW, -1, 0, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("ended", "attempt_", "backoff", "status", "run_at", "attempts_delta", "max_attempts_delta", "last_error"),
+    [row[1:] for row in TRANSITIONS], ids=[row[0] for row in TRANSITIONS],
+)
+def test_decide__every_transition(ended, attempt_, backoff, status, run_at, attempts_delta,
+                                  max_attempts_delta, last_error):
+    t = decide(attempt_, ended, NOW, backoff)
+    assert (t.status, t.run_at, t.attempts_delta, t.max_attempts_delta, t.last_error) == (
+        status, run_at, attempts_delta, max_attempts_delta, last_error)
+    entry = t.history_entry
+    assert entry["outcome"] == ended.happened.value and entry["attempt"] == attempt_.attempt
+    assert entry["worker"] == "w:1" and entry["finished_at"] == NOW.isoformat() and entry["duration"] == 2.0
+
+
+def test_decide__success_stores_the_result_and_clears_the_error():
+    t = decide(attempt(), Ended(Happened.SUCCEEDED, result=[1, 2]), NOW, BACKOFF)
+    assert t.set_result and t.result == [1, 2] and t.last_error == ""
+
+
+def test_decide__a_failure_records_the_whole_error_and_when_it_retries():
+    t = decide(attempt(), Ended(Happened.FAILED, error=BOOM), NOW, BACKOFF)
+    assert t.history_entry["error"] == BOOM.as_dict()
+    assert t.history_entry["retry_at"] == (NOW + timedelta(seconds=10)).isoformat()
+    assert not t.set_result
+
+
+def test_ended_from_reply__reads_what_a_child_sends():
+    at = NOW + timedelta(minutes=5)
+    assert Ended.from_reply({"outcome": "retry", "at": at.isoformat()}).retry_at == at
+    failed = Ended.from_reply({"outcome": "failed", "retryable": False,
+                               "error": {"class": "x.E", "message": "m", "traceback": "t"}})
+    assert failed == Ended(Happened.FAILED, error=ErrorRecord("x.E", "m", "t"), retryable=False)
+    with pytest.raises(ValueError):
+        Ended.from_reply({"outcome": "exploded"})
+
+
+def test_error_record__from_an_exception_is_always_storable():
+    try:
+        raise ValueError("bad \x00 name report-\udcff.csv")
+    except ValueError as exc:
+        record = ErrorRecord.from_exception(exc)
+    assert record.class_path == "builtins.ValueError"
+    assert record.message == "bad \\x00 name report-\\udcff.csv"
+    assert "report-\\udcff.csv" in record.traceback
+    record.message.encode("utf-8")
+
+
+def test_error_record__summary_is_the_first_line_cut_to_size():
+    assert ErrorRecord("a.B", "x" * 2000 + "\nmore").summary == "B: " + "x" * 997
