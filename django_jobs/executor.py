@@ -341,13 +341,14 @@ class Slot:
         timeout = job.get("timeout") if job is not None else None
         self.deadline = monotonic + timeout if timeout else None
 
-    def receive(self, block: bool = True) -> list[dict[str, Any]] | None:
-        """The replies the child has sent so far ([] if none is whole yet); None if it died.
+    def receive(self, block: bool = True) -> tuple[list[dict[str, Any]], bool]:
+        """The replies the child has sent so far ([] if none is whole yet), and whether its
+        socket has closed (the child died): replies it sent before dying still count.
 
         Reads everything available; ``block=False`` returns at once when nothing is.
         """
         assert self.conn is not None
-        got_line = False
+        got_line = closed = False
         flags = 0 if block else socket.MSG_DONTWAIT
         while True:
             try:
@@ -355,20 +356,22 @@ class Slot:
             except BlockingIOError:
                 break
             except OSError:
-                return None
+                closed = True
+                break
             if not chunk:
-                return None
+                closed = True
+                break
             self.received += chunk
             got_line = got_line or b"\n" in chunk
             flags = socket.MSG_DONTWAIT  # after the first read, only what is already there
         if not got_line:
-            return []
+            return [], closed
         end = self.received.rindex(b"\n")
         complete = bytes(self.received[:end])
         del self.received[: end + 1]
         try:
             # One parse for every reply that came in: b"[r1,r2,…]".
-            return json.loads(b"[" + complete.replace(b"\n", b",") + b"]")
+            return json.loads(b"[" + complete.replace(b"\n", b",") + b"]"), closed
         except ValueError:
             pass
         # Something other than the child wrote to its socket (a process the job forked): keep
@@ -384,7 +387,7 @@ class Slot:
             else:
                 log_event("reply_refused", logging.ERROR, worker=self.worker_id, child=self.pid,
                           note="a line on the child's socket that isn't a reply", line=repr(line[:100]))
-        return replies
+        return replies, closed
 
     def finished(self, reply: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
         """Take the running job off the slot after ``reply``; the next one (if any) started when

@@ -748,51 +748,62 @@ def is_lock_timeout(exc: BaseException) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) == "55P03"
 
 
-def backend_active(using: str, pid: int) -> bool:
-    """Whether the server process ``pid`` is running a statement (waiting for a lock counts).
+def waiting_on_lock(using: str, pid: int) -> bool:
+    """Whether the server process ``pid`` is running a statement that waits for a lock.
 
-    An idle or vanished process means the statement its client waits for has finished or died:
-    the reply is lost, not late.
+    Anything else (idle, gone, or busy some other way) means the statement its client waits for
+    may never answer: a lost reply, not a late one.
     """
     with connections[using].cursor() as cursor:
-        cursor.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", [pid])
+        cursor.execute("SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
         row = cursor.fetchone()
-    return row is not None and row[0] == "active"
+    return row is not None and row[0] == "active" and row[1] == "Lock"
 
 
-def hand_back_unheld(using: str, worker_id: str, held: Sequence[int], now: datetime) -> list[int]:
-    """Queue again, without spending an attempt, the running rows claimed for ``worker_id`` that
-    it doesn't hold: a claim committed them but its reply never reached the worker.
+def hand_back_unheld(
+    using: str, worker_id: str, held: Iterable[tuple[int, int]], now: datetime
+) -> list[int]:
+    """Queue again, without spending an attempt, the running rows claimed for ``worker_id`` whose
+    (id, attempt) it doesn't hold: a claim committed them but its reply never reached the worker.
 
     Only that worker claims rows under its id, and it holds every row it received until the
-    outcome is written, so these never started. Returns their ids.
+    outcome is written, so these never started. One whose stop was requested meanwhile ends
+    ``stopped`` instead (the next claim would clear the request). Returns their ids.
     """
     connection = connections[using]
     adapt = connection.ops.adapt_datetimefield_value
-    running, queued = JobStatus.RUNNING.value, JobStatus.QUEUED.value
+    running, queued, stopped = JobStatus.RUNNING.value, JobStatus.QUEUED.value, JobStatus.STOPPED.value
+    held = sorted(held)
     if connection.vendor == "postgresql":
         entry = (
             "history || jsonb_build_array(jsonb_build_object('attempt', attempts, 'worker', worker_id, "
             "'started_at', started_at, 'finished_at', CAST(%s AS timestamptz), 'outcome', 'handed_back', "
             "'reason', 'the claim reached the database but its reply never reached the worker'))"
         )
-        unheld = "NOT (id = ANY(%s))"
-        held_param: list[Any] = [list(held)]
+        unheld = (
+            "NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::integer[]) AS h(id, attempt) "
+            f"WHERE h.id = {TABLE}.id AND h.attempt = {TABLE}.attempts)"
+        )
+        held_params: list[Any] = [[h[0] for h in held], [h[1] for h in held]]
     else:
         entry = (
             "json_insert(history, '$[#]', json_object('attempt', attempts, 'worker', worker_id, "
             "'started_at', started_at, 'finished_at', %s, 'outcome', 'handed_back', "
             "'reason', 'the claim reached the database but its reply never reached the worker'))"
         )
-        unheld = f"id NOT IN {_in(held)}" if held else "1 = 1"
-        held_param = list(held)
+        pairs = " OR ".join(["(id = %s AND attempts = %s)"] * len(held))
+        unheld = f"NOT ({pairs})" if held else "1 = 1"
+        held_params = [value for pair in held for value in pair]
     sql = (
-        f"UPDATE {TABLE} SET status = '{queued}', attempts = attempts - 1, worker_id = '', "
-        f"run_at = %s, history = {entry} "
+        f"UPDATE {TABLE} SET "
+        f"status = CASE WHEN stop_requested_at IS NULL THEN '{queued}' ELSE '{stopped}' END, "
+        f"finished_at = CASE WHEN stop_requested_at IS NULL THEN NULL ELSE %s END, "
+        f"last_error = CASE WHEN stop_requested_at IS NULL THEN last_error ELSE 'stopped on request' END, "
+        f"attempts = attempts - 1, worker_id = '', run_at = %s, history = {entry} "
         f"WHERE status = '{running}' AND worker_id = %s AND {unheld} RETURNING id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [adapt(now), adapt(now), worker_id, *held_param])
+        cursor.execute(sql, [adapt(now), adapt(now), adapt(now), worker_id, *held_params])
         return [r[0] for r in cursor.fetchall()]
 
 

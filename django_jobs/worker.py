@@ -130,7 +130,7 @@ class Listener(threading.Thread):
         except (BlockingIOError, OSError):
             pass  # the pipe is full: the worker is awake anyway
 
-    def _handle(self, payload: str) -> None:
+    def on_payload(self, payload: str) -> None:
         """Act on one notification: a control message, or a wake-up for a queue."""
         if payload.startswith("!") and " " not in payload:
             self.control.set()
@@ -164,7 +164,7 @@ class Listener(threading.Thread):
                 self._wake()
                 while not self.stopping.is_set():
                     for notify in conn.notifies(timeout=1.0):
-                        self._handle(notify.payload)
+                        self.on_payload(notify.payload)
             except Exception as exc:  # noqa: BLE001 - any failure here means "reconnect later"
                 if self.stopping.is_set():
                     break
@@ -262,9 +262,12 @@ class Worker:
         self._held: tuple[tuple[int, ...], datetime | None] = ((), None)
         # Set while the main loop waits for a statement: since when, and on which server process.
         self._db_call_since: float | None = None
-        self._backend_pid: int | None = None
+        self._db_wrapper: Any = None
         # A statement's reply was lost: it may have claimed rows this worker never received.
         self._unsure = False
+        self._closing = False
+        # (id, attempt) of jobs that ran but whose outcome couldn't be stored: never handed back.
+        self._unwritable: set[tuple[int, int]] = set()
         from .services import default_services
 
         self.services = default_services(self)
@@ -358,6 +361,14 @@ class Worker:
         ids.extend(o.slot_job["id"] for o in self.pending)
         return ids
 
+    def _held_attempts(self) -> set[tuple[int, int]]:
+        """(id, attempt) of every job held (see running_ids)."""
+        held = {(row["id"], row["attempt"]) for row in self.buffer}
+        for slot in self.slots:
+            held.update((row["id"], row["attempt"]) for row in slot.jobs)
+        held.update((o.slot_job["id"], o.slot_job["attempt"]) for o in self.pending)
+        return held
+
     def _publish_held(self) -> None:
         """Publish the held ids for the heartbeat, after a statement changed them.
 
@@ -368,12 +379,18 @@ class Worker:
         self._held = (tuple(self.running_ids()), self.clock())
 
     def _waiting_on_lock(self) -> bool:
-        """Whether the main loop is blocked in a statement the database is still working on
-        (waiting for a lock a migration or VACUUM FULL holds, say): its reply will come."""
-        pid = self._backend_pid
-        if self._db_call_since is None or pid is None or not queries.is_postgres(self.using):
+        """Whether the main loop is blocked in a statement that waits for a lock on the server
+        (one a migration or VACUUM FULL holds, say): its reply will come once the lock goes.
+
+        Not behind a transaction-pooling PgBouncer (LISTEN_NOTIFY off): the backend pid the
+        client knows is not the server process running the statement there.
+        """
+        wrapper = self._db_wrapper
+        if self._db_call_since is None or wrapper is None or not jobs_settings.LISTEN_NOTIFY:
             return False
-        return queries.backend_active(self.using, pid)
+        info = getattr(wrapper.connection, "info", None)  # read now: it may have reconnected
+        pid = getattr(info, "backend_pid", None)
+        return pid is not None and queries.waiting_on_lock(self.using, pid)
 
     def beat(self) -> None:
         """Record a heartbeat and look for stop requests (called from the heartbeat thread)."""
@@ -465,10 +482,9 @@ class Worker:
             pass
 
     def _shutdown(self) -> None:
+        self._closing = True  # a child that died now is not replaced
         if self._listener is not None:
             self._listener.stop()
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
         self._hand_back_buffer()
         for slot in self.slots:
             if slot.busy:
@@ -481,6 +497,14 @@ class Worker:
                 self._stop_child(slot)
         self._hand_back_buffer()
         self._flush(final=True)
+        for _ in range(3):
+            if self._reconcile():  # rows a lost claim reply left under our id, if any
+                break
+            time.sleep(min(self._db_backoff, 2.0))
+        # The heartbeat goes on until the outcomes are written: a final write that waits for a
+        # lock must not have its jobs rescued meanwhile.
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         if self._listener is not None:
             self._listener.join(timeout=3)
         if self._heartbeat is not None:
@@ -682,7 +706,8 @@ class Worker:
     def _paused_lists(self) -> tuple[list[str], list[str]]:
         expires, queues, names = self._paused
         if time.monotonic() >= expires:
-            queues, names = queries.paused(self.using)
+            with self._db_call():
+                queues, names = queries.paused(self.using)
             self._paused = (time.monotonic() + 1.0, queues, names)
         return queues, names
 
@@ -733,7 +758,8 @@ class Worker:
 
     def _mark_unregistered(self, rows: list[dict[str, Any]], now: datetime) -> None:
         try:
-            queries.mark_unregistered(self.using, rows, self.worker_id, now)
+            with self._db_call():
+                queries.mark_unregistered(self.using, rows, self.worker_id, now)
         except _DB_DOWN as exc:
             self._db_lost(exc)  # still running and not held: _reconcile() gives them back
             return
@@ -743,8 +769,8 @@ class Worker:
     @contextlib.contextmanager
     def _db_call(self) -> Iterator[None]:
         """Mark the main loop as waiting for the database (see _waiting_on_lock)."""
-        info = getattr(connections[self.using].connection, "info", None)
-        self._backend_pid = getattr(info, "backend_pid", None)
+        wrapper = connections[self.using]
+        self._db_wrapper = wrapper if wrapper.vendor == "postgresql" else None
         self._db_call_since = time.monotonic()
         try:
             yield
@@ -770,7 +796,9 @@ class Worker:
             return True
         try:
             with self._db_call():
-                ids = queries.hand_back_unheld(self.using, self.worker_id, self.running_ids(), self.clock())
+                ids = queries.hand_back_unheld(
+                    self.using, self.worker_id, self._held_attempts() | self._unwritable, self.clock()
+                )
         except _DB_DOWN as exc:
             self._db_lost(exc)
             return False
@@ -810,14 +838,21 @@ class Worker:
 
     def _collect(self, slot: Slot, block: bool = True) -> None:
         """Record the replies the slot's child has sent; if the child died, its job is lost."""
-        replies = slot.receive(block)
-        if replies is None:
+        replies, closed = slot.receive(block)
+        self._take_replies(slot, replies)
+        if closed:
+            # Replies it sent before dying are taken above: only the job it was running is lost
+            # (the ones behind it never started and go back to the buffer).
             assert slot.process is not None
             slot.process.join(timeout=5)
+            if slot.job is None:
+                slot.close()  # the next dispatch starts a new child (see _child_exited)
+                return
             self._replace_child(slot, _failure(
                 "lost", "WorkerLost", f"{slot.exit_description()} before the job finished"
             ))
-            return
+
+    def _take_replies(self, slot: Slot, replies: list[dict[str, Any]]) -> None:
         for reply in replies:
             job = slot.job
             try:
@@ -867,7 +902,8 @@ class Worker:
         slot.kill()
         self._requeue(slot)
         self._finish(slot, reply)
-        slot.start()
+        if not self._closing:
+            slot.start()
 
     def _requeue(self, slot: Slot) -> None:
         self.buffer.extendleft(reversed(slot.take_waiting()))
@@ -996,7 +1032,9 @@ class Worker:
             except Exception:  # noqa: BLE001 - even the failure can't be stored: rescue will retry
                 logger.exception("django_jobs event=outcome_unwritable job=%s worker=%s",
                                  outcome.slot_job["id"], self.worker_id)
-                self._unsure = True  # the row stays running and is no longer held: give it back
+                # The row stays running and is no longer held: rescue records the attempt as lost
+                # RESCUE_AFTER later (it ran, so it isn't handed back as unstarted).
+                self._unwritable.add((outcome.slot_job["id"], outcome.slot_job["attempt"]))
                 written = {}
             self.pending.remove(outcome)
             self._publish_held()
@@ -1010,7 +1048,8 @@ class Worker:
         if unsure:
             # Written by the statement whose reply was lost? Then the fence refused the second write.
             try:
-                written = {**written, **queries.outcomes_written(self.using, self.worker_id, unsure)}
+                with self._db_call():
+                    written = {**written, **queries.outcomes_written(self.using, self.worker_id, unsure)}
             except _DB_DOWN as exc:
                 self._db_lost(exc)
                 unconfirmed = {job_id for job_id, _ in unsure}

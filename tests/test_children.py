@@ -204,3 +204,20 @@ def test_transaction_left_open__rolled_back_and_the_next_job_in_the_child_succee
     assert status_of(first) == JobStatus.SUCCEEDED
     assert not SideEffect.objects.filter(label="lost write").exists()
     assert "event=transaction_left_open" in worker.output()
+
+
+def test_replies_sent_before_a_child_died__still_count():
+    # A child answers two jobs of its batch and dies on the third: the two answers were sent
+    # before the socket closed, so they are outcomes, not lost attempts to run again.
+    import socket as socket_
+
+    from django_jobs.executor import Slot
+
+    slot = Slot(0, "w")
+    parent, child = socket_.socketpair()
+    slot.conn = parent
+    child.sendall(b'{"id": 1, "outcome": "succeeded"}\n{"id": 2, "outcome": "succeeded"}\n')
+    child.close()
+    replies, closed = slot.receive(block=True)
+    assert [r["id"] for r in replies] == [1, 2] and closed
+    parent.close()

@@ -59,12 +59,12 @@ def test_listener__wakes_for_a_queue_with_spaces_and_notes_its_due_time(listener
     handler, read_end = listener
     due = time.time() + 3600
 
-    handler._handle(queries.wakeup_payload("my queue", due))
+    handler.on_payload(queries.wakeup_payload("my queue", due))
 
     assert woken(read_end)
     assert handler.due == [due]
-    handler._handle(queries.wakeup_payload("my"))
-    handler._handle(queries.wakeup_payload("queue"))
+    handler.on_payload(queries.wakeup_payload("my"))
+    handler.on_payload(queries.wakeup_payload("queue"))
     assert not woken(read_end)
 
 
@@ -73,7 +73,7 @@ def test_listener__an_unreadable_payload_is_logged_and_wakes_the_worker(
 ) -> None:
     handler, read_end = listener
 
-    handler._handle("my queue soon")
+    handler.on_payload("my queue soon")
 
     assert woken(read_end)
     assert "event=notify_unreadable" in caplog.text and "my queue soon" in caplog.text
@@ -85,10 +85,10 @@ def test_listener__control_messages_are_told_from_queues_starting_with_a_bang(
 ) -> None:
     handler, read_end = listener
 
-    handler._handle(queries.wakeup_payload("!stop"))
+    handler.on_payload(queries.wakeup_payload("!stop"))
     assert not handler.control.is_set()
 
-    handler._handle("!stop")
+    handler.on_payload("!stop")
     assert handler.control.is_set() and woken(read_end)
 
 
