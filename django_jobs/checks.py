@@ -11,6 +11,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
 
 from .conf import DEFAULTS
+from .executor import MAX_CONCURRENCY
 
 _NUMBER_MIN: dict[str, float] = {
     "DEFAULT_MAX_ATTEMPTS": 1,
@@ -130,6 +131,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="django_jobs.E003",
                 )
             )
+        elif key == "CONCURRENCY" and v > MAX_CONCURRENCY:
+            errors.append(Error(
+                f"DJANGO_JOBS['CONCURRENCY'] is {v!r}; a worker runs at most {MAX_CONCURRENCY} "
+                f"child processes.",
+                hint="For more, run more workers (each `manage.py runjobs` is one).",
+                id="django_jobs.E003",
+            ))
     for key in ("DEFAULT_QUEUE",):
         if key in value and not (isinstance(value[key], str) and value[key]):
             errors.append(

@@ -123,6 +123,7 @@ def test_e002__one_error_per_unknown_key() -> None:
         ("CONCURRENCY", 0, "a whole number >= 1 or None"),
         ("CONCURRENCY", 2.5, "a whole number >= 1 or None"),
         ("CONCURRENCY", True, "a whole number >= 1 or None"),
+        ("CONCURRENCY", 257, "at most 256 child processes"),
         ("DEFAULT_QUEUE", "", "a non-empty string"),
         ("DEFAULT_QUEUE", 5, "a non-empty string"),
         ("LISTEN_NOTIFY", 1, "True or False"),
