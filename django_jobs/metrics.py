@@ -18,7 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from . import counters, overview
+from . import overview
+from .services import tally as counters
 from .conf import jobs_settings
 from .models import ACTIVE_STATUSES, FINISHED_STATUSES, FinishedCounter
 from .registry import registry

@@ -23,7 +23,7 @@ import difflib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Min
@@ -36,9 +36,6 @@ from .log import log_event
 from .models import Job, Schedule, default_timezone
 from .registry import JobDefinition, registry
 from .signals import job_enqueued
-
-if TYPE_CHECKING:
-    from .worker import Worker
 
 #: Schedules one pass fires at most; the service runs again at once when more are due.
 PASS_LIMIT = 100
@@ -386,44 +383,3 @@ def sync_declared(using: str, now: datetime) -> dict[str, int]:
     if any(counts.values()):
         log_event("schedules_synced", **counts)
     return counts
-
-
-# -- the service ----------------------------------------------------------------------------------
-
-
-class Scheduler:
-    """The worker service: sync code schedules once, then fire what is due on every run."""
-
-    name = "scheduler"
-
-    def __init__(self, worker: Worker | None = None, using: str | None = None, worker_id: str = ""):
-        self.using = using or (worker.using if worker else jobs_settings.DATABASE)
-        self.worker_id = worker_id or (worker.worker_id if worker else "")
-        self.synced = False
-
-    def run(self, now: datetime) -> float:
-        if not self.synced:
-            try:
-                sync_declared(self.using, now)
-            except JobsError as exc:
-                # System checks refuse bad declarations at startup; this is code loaded later.
-                log_event("schedules_not_synced", logging.ERROR, error=str(exc), worker=self.worker_id)
-            self.synced = True
-            self._report_unregistered()
-        fire_due(self.using, now, self.worker_id)
-        # Zero when a pass left schedules due (more than PASS_LIMIT were): the worker runs it again.
-        return seconds_until_due(self.using, now)
-
-    def _report_unregistered(self) -> None:
-        """Log, once per start, the enabled schedules no worker running this code can fire."""
-        rows = (
-            Schedule.objects.using(self.using)
-            .filter(enabled=True)
-            .exclude(job_name__in=registry.names())
-            .values_list("name", "job_name")
-        )
-        for name, job_name in rows:
-            log_event(
-                "schedule_unregistered", logging.WARNING, schedule=name, name=job_name,
-                note="no job of this name is registered: this worker never fires it", worker=self.worker_id,
-            )

@@ -30,7 +30,8 @@ from .executor import BATCH_BYTES, ChildStartFailed, Slot
 from .log import log_event
 from .models import Job
 from .registry import registry
-from .rescue import own_previous_ids, pid_namespace
+from .services import ServiceContext, default_services
+from .services.rescue import own_previous_ids, pid_namespace, rescue
 from .signals import job_finished, job_started
 from .text import storable
 
@@ -268,9 +269,8 @@ class Worker:
         self._closing = False
         # (id, attempt) of jobs that ran but whose outcome couldn't be stored: never handed back.
         self._unwritable: set[tuple[int, int]] = set()
-        from .services import default_services
-
-        self.services = default_services(self)
+        self.context = ServiceContext(using=self.using, worker_id=self.worker_id, clock=self.clock)
+        self.services = default_services(self.context, scheduler=self.scheduler)
         self._service_due = {id(s): 0.0 for s in self.services}
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -334,9 +334,7 @@ class Worker:
                         "pid_namespace": pid_namespace(),
                     },
                 )
-                from .rescue import rescue
-
-                rescue(self.using, now=self.clock(), rescuer=self.worker_id, own=own_previous_ids(self))
+                rescue(self.using, now=self.clock(), rescuer=self.worker_id, own=own_previous_ids(self.context))
                 self._db_ok()
                 return
             except _DB_DOWN as exc:

@@ -26,7 +26,9 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
-    from django_jobs.scheduler import Scheduler
+    from django_jobs.services import ServiceContext
+    from django_jobs.services.scheduler import Scheduler
+    from django.utils import timezone
 
     start, end = datetime.fromisoformat(argv[0]), datetime.fromisoformat(argv[1])
     go, speed, name, skew = Path(argv[2]), float(argv[3]), argv[4], float(argv[5])
@@ -39,7 +41,7 @@ def main(argv: list[str]) -> int:
         time.sleep(0.01)  # polling for the go file, the condition we wait on
     real_start = float(go.read_text())
     rng = random.Random(name)
-    service = Scheduler(using="default", worker_id=name)
+    service = Scheduler(ServiceContext(using="default", worker_id=name, clock=timezone.now))
     last = end + timedelta(seconds=1)
     runs = 0
     while True:

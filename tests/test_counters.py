@@ -1,4 +1,4 @@
-"""counters.py: the finished-job tally, which only ever adds, and its compare-and-set mark."""
+"""services/tally.py: the finished-job tally, which only ever adds, and its compare-and-set mark."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from django_jobs import counters
-from django_jobs.counters import SETTLE, tally
+from django_jobs.services import ServiceContext
+from django_jobs.services import tally as counters
+from django_jobs.services.tally import SETTLE, tally
 from django_jobs.models import CounterMark, FinishedCounter, Job, JobStatus
 from tests.conftest import connect, wait_until
 from tests.factories import JobFactory
@@ -89,7 +90,7 @@ def test_tally__pruning_and_retries_never_lower_a_counter() -> None:
 
 @pytest.mark.django_db
 def test_tally_service__runs_every_tally_interval() -> None:
-    service = counters.Tally(worker=type("W", (), {"using": "default"})())  # type: ignore[arg-type]
+    service = counters.Tally(ServiceContext(using="default", worker_id="w", clock=timezone.now))
 
     assert service.name == "tally"
     assert service.run(T0) == counters.TALLY_INTERVAL

@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs import counters, overview
+from django_jobs import overview
+from django_jobs.services import tally as counters
 from django_jobs.models import Job, JobStatus, Pause, Worker
 from tests.factories import JobFactory
 

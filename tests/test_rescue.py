@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from django_jobs.models import Job, JobStatus, Worker
-from django_jobs.rescue import rescue
+from django_jobs.services.rescue import rescue
 from tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

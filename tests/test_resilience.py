@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from django_jobs.models import Job, JobStatus, Pause
-from django_jobs.prune import prune
+from django_jobs.services.prune import prune
 from tests.procs import WorkerProcess, wait_until
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect

@@ -8,7 +8,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -22,8 +21,9 @@ from django_jobs import job
 from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.models import Job, Schedule
 from django_jobs.registry import registry
-from django_jobs.scheduler import Scheduler, fire_due, sync_declared, ticks_to_fire
-from django_jobs.services import default_services
+from django_jobs.scheduler import fire_due, sync_declared, ticks_to_fire
+from django_jobs.services.scheduler import Scheduler
+from django_jobs.services import ServiceContext, default_services
 from tests.conftest import database_url, runjobs_env, wait_until
 from tests.testapp.models import SideEffect
 
@@ -166,7 +166,7 @@ def test_fire__a_bad_cron_written_around_validation_parks_the_schedule() -> None
 def test_service__logs_schedules_for_unregistered_jobs_once_at_start(caplog: Any) -> None:
     schedule = make("0 * * * *", name="gone")
     Schedule.objects.filter(pk=schedule.pk).update(job_name="deployed.later.job")
-    service = Scheduler(using="default", worker_id="w")
+    service = Scheduler(ServiceContext(using="default", worker_id="w", clock=timezone.now))
 
     service.run(at(10))
     service.run(at(11))
@@ -556,7 +556,7 @@ def test_run_now__enqueues_outside_the_rhythm_linked_to_the_schedule() -> None:
 
 @pytest.mark.django_db
 def test_service__waits_until_the_next_tick_but_at_most_a_second() -> None:
-    service = Scheduler(using="default")
+    service = Scheduler(ServiceContext(using="default", worker_id="", clock=timezone.now))
     assert service.run(T0) == 1.0  # nothing scheduled
 
     make("0 * * * *")
@@ -567,8 +567,8 @@ def test_service__waits_until_the_next_tick_but_at_most_a_second() -> None:
 
 def test_default_services__include_the_scheduler_unless_turned_off() -> None:
     def names(scheduler: bool) -> list[str]:
-        worker = SimpleNamespace(scheduler=scheduler, using="default", worker_id="w")
-        return [s.name for s in default_services(worker)]  # type: ignore[arg-type]
+        context = ServiceContext(using="default", worker_id="w", clock=timezone.now)
+        return [s.name for s in default_services(context, scheduler=scheduler)]
 
     assert "scheduler" in names(True)
     assert "scheduler" not in names(False)
@@ -705,7 +705,7 @@ def test_sync__takes_over_an_admin_schedule_of_the_same_name(caplog: Any) -> Non
 @pytest.mark.django_db
 def test_service__syncs_once_then_fires(declare: Callable[..., Any]) -> None:
     declare("tests.scheduler.nightly", "5 0 * * *")
-    service = Scheduler(using="default")
+    service = Scheduler(ServiceContext(using="default", worker_id="", clock=timezone.now))
 
     service.run(T0)
     Schedule.objects.update(kwargs={"label": "edited"})  # not the code's: a second sync would undo it

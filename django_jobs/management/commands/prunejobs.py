@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from django_jobs.conf import jobs_settings
-from django_jobs.prune import prune, retention
+from django_jobs.services.prune import prune, retention
 
 
 class Command(BaseCommand):

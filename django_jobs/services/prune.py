@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import queries
-from .conf import jobs_settings
-from .log import log_event
-from .models import FINISHED_STATUSES
+from .. import queries
+from ..conf import jobs_settings
+from ..log import log_event
+from ..models import FINISHED_STATUSES
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from . import ServiceContext
 
 
 def retention() -> dict[str, timedelta | None]:
@@ -61,9 +61,9 @@ class Pruner:
 
     name = "prune"
 
-    def __init__(self, worker: Worker):
-        self.worker = worker
+    def __init__(self, context: ServiceContext):
+        self.context = context
 
     def run(self, now: datetime) -> float:
-        prune(self.worker.using, now=now, max_batches=20)
+        prune(self.context.using, now=now, max_batches=20)
         return float(jobs_settings.PRUNE_INTERVAL)

@@ -8,13 +8,13 @@ import socket
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Iterable
 
-from . import queries
-from .conf import jobs_settings
-from .log import log_event
-from .models import Worker as WorkerRow
+from .. import queries
+from ..conf import jobs_settings
+from ..log import log_event
+from ..models import Worker as WorkerRow
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from . import ServiceContext
 
 
 def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) -> list[tuple[int, str, str]]:
@@ -61,7 +61,7 @@ def pid_namespace() -> str:
     return f"{boot}/{namespace}" if boot else ""
 
 
-def own_previous_ids(worker: Worker) -> list[str]:
+def own_previous_ids(context: ServiceContext) -> list[str]:
     """Worker ids whose jobs this starting worker knows are orphaned, without waiting for rescue.
 
     Its own id (a restarted worker with a fixed ``--worker-id``, or a container whose pid is
@@ -71,11 +71,11 @@ def own_previous_ids(worker: Worker) -> list[str]:
     row is gone) is left to the heartbeat-based rescue: its pid may be alive where we can't see it.
     """
     host = socket.gethostname()
-    ids = {worker.worker_id}
+    ids = {context.worker_id}
     namespace = pid_namespace()
     if not namespace:
         return sorted(ids)
-    rows = WorkerRow.objects.using(worker.using).filter(hostname=host, pid_namespace=namespace)
+    rows = WorkerRow.objects.using(context.using).filter(hostname=host, pid_namespace=namespace)
     for worker_id in rows.values_list("worker_id", flat=True):
         name, _, pid = worker_id.rpartition(":")
         if name == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
@@ -88,9 +88,9 @@ class Rescuer:
 
     name = "rescue"
 
-    def __init__(self, worker: Worker):
-        self.worker = worker
+    def __init__(self, context: ServiceContext):
+        self.context = context
 
     def run(self, now: datetime) -> float:
-        rescue(self.worker.using, now=now, rescuer=self.worker.worker_id)
+        rescue(self.context.using, now=now, rescuer=self.context.worker_id)
         return min(15.0, max(1.0, float(jobs_settings.RESCUE_AFTER) / 4))

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 from django.db import connections, transaction
 from django.db.models import F
 
-from .models import FINISHED_STATUSES, CounterMark, FinishedCounter, Job
-from .overview import status_in
+from ..models import FINISHED_STATUSES, CounterMark, FinishedCounter, Job
+from ..overview import status_in
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from . import ServiceContext
 
 MARK = "finished"
 TALLY_INTERVAL = 15.0
@@ -90,9 +90,9 @@ class Tally:
 
     name = "tally"
 
-    def __init__(self, worker: Worker):
-        self.worker = worker
+    def __init__(self, context: ServiceContext):
+        self.context = context
 
     def run(self, now: datetime) -> float:
-        tally(self.worker.using, now=now)
+        tally(self.context.using, now=now)
         return TALLY_INTERVAL
