@@ -11,7 +11,8 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from django_jobs import queries
+from django_jobs.db import claims
+from django_jobs.db.connection import WORKER_SESSION
 from django_jobs.enqueueing import build_job
 from django_jobs.models import READY_STATUSES, Job, JobStatus, Worker
 from tests.procs import wait_until
@@ -241,7 +242,7 @@ def claim_statement(limit: int) -> tuple[str, dict[str, Any]]:
         "limit": limit,
         "worker_id": "bench:explain",
     }
-    return queries.claim_sql("default"), params
+    return claims.claim_sql("default"), params
 
 
 def explain(sql: str, params: dict[str, Any], index: str, session: str | None = None) -> dict[str, Any]:
@@ -292,7 +293,7 @@ def claim_reads(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     from django.db import transaction
 
     with transaction.atomic():
-        execute(queries._WORKER_SESSION)  # as on a worker's connection; undone by the rollback
+        execute(WORKER_SESSION)  # as on a worker's connection; undone by the rollback
         plan = "\n".join(row[0] for row in execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params))
         transaction.set_rollback(True)
     first = re.search(r"Buffers: shared ((?:hit|read|dirtied|written)=\d+(?: (?:hit|read|dirtied|written)=\d+)*)", plan)

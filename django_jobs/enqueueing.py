@@ -13,7 +13,7 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
-from . import queries
+from .db import inserts
 from .conf import jobs_settings
 from .exceptions import InvalidJobArguments, PayloadTooLarge
 from .models import ACTIVE_STATUSES, Job
@@ -176,8 +176,8 @@ def _fresh_defaults() -> list[tuple[str, Any]]:
 def _default_columns() -> dict[str, Any]:
     """The insert value of every column enqueue() leaves at its default (JSON as text)."""
     return {
-        attname: queries.json_text(field, field.get_default())
-        for attname, field in queries.INSERT_FIELDS
+        attname: inserts.json_text(field, field.get_default())
+        for attname, field in inserts.INSERT_FIELDS
         if attname not in ("args", "kwargs") and attname not in _FIXED_NAMES
     }
 
@@ -271,7 +271,7 @@ def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[
         varying["args"], varying["kwargs"] = [a for a, _ in dumped], [k for _, k in dumped]
     # ON CONFLICT DO NOTHING never raises, so the caller's transaction is never poisoned.
     for _ in range(5):
-        ids = queries.insert_columns(using, shared, varying, count)
+        ids = inserts.insert_columns(using, shared, varying, count)
         jobs = _new_jobs(fixed, pairs, ids, using)
         if job_enqueued.has_listeners(Job):
             for job in jobs:

@@ -150,7 +150,7 @@ def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | Non
 
     ``backoff`` is the job's retry policy, or None when the job isn't registered (then nothing is
     retried). A stop request made meanwhile overrides the decision in the write itself, so that a
-    request landing while the outcome is written still wins (see queries._OUTCOME_UPDATE).
+    request landing while the outcome is written still wins (see db.claims.OUTCOME_UPDATE).
     """
     entry: dict[str, Any] = {
         "attempt": attempt.attempt,

@@ -1,6 +1,6 @@
 """The tables: jobs, live workers, pauses and cron schedules.
 
-State changes of a job happen only through the methods here (and the SQL in queries.py that they
+State changes of a job happen only through the methods here (and the SQL in db/ that they
 call); nothing else writes ``Job.status``.
 """
 
@@ -287,7 +287,7 @@ class Job(models.Model):
         ]
         indexes = [
             # The claim's index: only ready rows are in it, so it stays small however many
-            # finished rows pile up, and its order is the claim's ORDER BY (see queries.py).
+            # finished rows pile up, and its order is the claim's ORDER BY (see db/claims.py).
             models.Index(
                 F("priority").desc(),
                 "run_at",
@@ -325,7 +325,7 @@ class Job(models.Model):
         constraints = [
             # At most one active job per unique_key. The database enforces it, so two concurrent
             # enqueues can't race past each other; enqueue() turns the conflict into "return the
-            # existing job" (ON CONFLICT … DO NOTHING in queries.py).
+            # existing job" (ON CONFLICT … DO NOTHING in db/inserts.py).
             # Partial on unique_key IS NOT NULL too, so jobs without a key cost it nothing.
             models.UniqueConstraint(
                 fields=["unique_key"],
@@ -387,15 +387,15 @@ CONTROL_PAUSE = "!pause"
 
 
 def _notify(queue: str) -> None:
-    from . import queries
+    from .db import channel
 
-    queries.notify(queue)
+    channel.notify(queue)
 
 
 def _notify_control(message: str) -> None:
-    from . import queries
+    from .db import channel
 
-    queries.notify(message, control=True)
+    channel.notify(message, control=True)
 
 
 class DeadLetter(Job):

@@ -8,7 +8,7 @@ row it locks). Behind that, a unique constraint on (schedule, scheduled_for) in 
 refuses a second job for a tick that was already enqueued, e.g. when an edit made on a machine
 whose clock is behind moved ``next_run_at`` back onto a tick that fired.
 
-The queries are ORM calls kept here rather than raw SQL in queries.py: each touches one small
+The queries are ORM calls kept here rather than raw SQL in db/: each touches one small
 table and the ORM spells the lock (``select_for_update(skip_locked=True)``) on every backend we
 support (SQLite ignores it and serialises writers instead).
 
@@ -28,7 +28,9 @@ from typing import Any
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Min
 
-from . import cron, queries
+from . import cron
+
+from .db import inserts
 from .conf import jobs_settings
 from .enqueueing import build_job, validate_arguments
 from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, InvalidSchedule, JobsError
@@ -180,7 +182,7 @@ def _fire(using: str, schedule: Schedule, now: datetime, worker_id: str) -> list
             # and the rest of this transaction usable. job_enqueued is sent inside it: a receiver
             # that raises undoes this tick's insert, and the tick counts as failed, not fired.
             with transaction.atomic(using=using):
-                queries.insert_jobs([job], using)
+                inserts.insert_jobs([job], using)
                 inserted = True
                 job_enqueued.send(sender=Job, job=job)
         except _CONNECTION_LOST:
@@ -213,7 +215,7 @@ def run_now(schedule: Schedule, now: datetime) -> Job:
     using = jobs_settings.DATABASE
     job = _build(schedule, _definition(schedule), now, None)
     with transaction.atomic(using=using):
-        queries.insert_jobs([job], using)
+        inserts.insert_jobs([job], using)
         Schedule.objects.using(using).filter(pk=schedule.pk).update(last_run_at=now, last_job=job)
         job_enqueued.send(sender=Job, job=job)
     schedule.last_run_at, schedule.last_job = now, job

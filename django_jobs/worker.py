@@ -24,7 +24,9 @@ from typing import Any, Callable, Iterator
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
-from . import lifecycle, queries
+from . import lifecycle
+
+from .db import channel, claims, connection
 from .conf import jobs_settings
 from .executor import BATCH_BYTES, ChildStartFailed, Slot
 from .log import log_event
@@ -138,7 +140,7 @@ class Listener(threading.Thread):
             self._wake()
             return
         try:
-            queue, due = queries.parse_wakeup(payload)
+            queue, due = channel.parse_wakeup(payload)
         except ValueError:
             # Not ours to understand (another version, or someone else's NOTIFY on the channel):
             # waking costs one claim, while dropping it could leave a job waiting for a poll.
@@ -159,7 +161,7 @@ class Listener(threading.Thread):
             try:
                 conn = wrapper.get_new_connection(wrapper.get_connection_params())
                 conn.autocommit = True
-                conn.execute(f"LISTEN {queries.CHANNEL}")
+                conn.execute(f"LISTEN {channel.CHANNEL}")
                 delay = float(jobs_settings.RECONNECT_BACKOFF)
                 # Anything enqueued while we weren't listening would otherwise wait for a poll.
                 self._wake()
@@ -285,7 +287,7 @@ class Worker:
             connections.close_all()
             for slot in self.slots:
                 slot.start()
-            if queries.is_postgres(self.using) and jobs_settings.LISTEN_NOTIFY:
+            if connection.is_postgres(self.using) and jobs_settings.LISTEN_NOTIFY:
                 self._listener = Listener(self.using, self._wake_w, set(self.queues))
                 self._listener.start()
             self._heartbeat = Heartbeat(self)
@@ -388,7 +390,7 @@ class Worker:
             return False
         info = getattr(wrapper.connection, "info", None)  # read now: it may have reconnected
         pid = getattr(info, "backend_pid", None)
-        return pid is not None and queries.waiting_on_lock(self.using, pid)
+        return pid is not None and claims.waiting_on_lock(self.using, pid)
 
     def beat(self) -> None:
         """Record a heartbeat and look for stop requests (called from the heartbeat thread)."""
@@ -417,9 +419,9 @@ class Worker:
                           "concurrency": self.concurrency, "pid_namespace": pid_namespace(), **fields},
             )
         try:
-            stops = queries.stop_requested(self.using, list(running), lock_timeout=1.0)
+            stops = claims.stop_requested(self.using, list(running), lock_timeout=1.0)
         except OperationalError as exc:
-            if not queries.is_lock_timeout(exc):
+            if not claims.is_lock_timeout(exc):
                 raise
             return  # the job table is locked: look again at the next beat
         self.request_stops(stops)
@@ -442,7 +444,7 @@ class Worker:
             self._paused = (0.0, [], [])  # re-read pauses before the next claim
             try:
                 with self._db_call():
-                    self.request_stops(queries.stop_requested(self.using, self.running_ids()))
+                    self.request_stops(claims.stop_requested(self.using, self.running_ids()))
             except _DB_DOWN as exc:
                 self._db_lost(exc)
         with self._stop_lock:
@@ -705,7 +707,7 @@ class Worker:
         expires, queues, names = self._paused
         if time.monotonic() >= expires:
             with self._db_call():
-                queues, names = queries.paused(self.using)
+                queues, names = claims.paused(self.using)
             self._paused = (time.monotonic() + 1.0, queues, names)
         return queues, names
 
@@ -721,7 +723,7 @@ class Worker:
             covered = time.time()  # read before the claim's clock: never later than its "now"
             now = self.clock()
             with self._db_call():
-                written, rows = queries.sync(
+                written, rows = claims.sync(
                     self.using,
                     worker_id=self.worker_id,
                     outcomes=writes,
@@ -757,7 +759,7 @@ class Worker:
     def _mark_unregistered(self, rows: list[dict[str, Any]], now: datetime) -> None:
         try:
             with self._db_call():
-                queries.mark_unregistered(self.using, rows, self.worker_id, now)
+                claims.mark_unregistered(self.using, rows, self.worker_id, now)
         except _DB_DOWN as exc:
             self._db_lost(exc)  # still running and not held: _reconcile() gives them back
             return
@@ -794,7 +796,7 @@ class Worker:
             return True
         try:
             with self._db_call():
-                ids = queries.hand_back_unheld(
+                ids = claims.hand_back_unheld(
                     self.using, self.worker_id, self._held_attempts() | self._unwritable, self.clock()
                 )
         except _DB_DOWN as exc:
@@ -980,7 +982,7 @@ class Worker:
             batch = self.pending[:500]
             try:
                 with self._db_call():
-                    written = queries.record_outcomes(
+                    written = claims.record_outcomes(
                         self.using, self.worker_id, [self._outcome_write(o) for o in batch]
                     )
             except _DB_DOWN as exc:
@@ -1012,7 +1014,7 @@ class Worker:
             try:
                 with self._db_call():
                     try:
-                        written = queries.record_outcomes(self.using, self.worker_id, [self._outcome_write(outcome)])
+                        written = claims.record_outcomes(self.using, self.worker_id, [self._outcome_write(outcome)])
                     except _DB_DOWN:
                         raise
                     except Exception as exc:  # noqa: BLE001 - anything but the connection: store why
@@ -1021,7 +1023,7 @@ class Worker:
                                                        f"{type(exc).__name__}: {exc}")[:1000],
                                    "traceback": ""}
                         outcome.reply = {"outcome": "failed", "retryable": False, "error": refused}
-                        written = queries.record_outcomes(
+                        written = claims.record_outcomes(
                             self.using, self.worker_id, [self._outcome_write(outcome)]
                         )
             except _DB_DOWN as exc:
@@ -1047,7 +1049,7 @@ class Worker:
             # Written by the statement whose reply was lost? Then the fence refused the second write.
             try:
                 with self._db_call():
-                    written = {**written, **queries.outcomes_written(self.using, self.worker_id, unsure)}
+                    written = {**written, **claims.outcomes_written(self.using, self.worker_id, unsure)}
             except _DB_DOWN as exc:
                 self._db_lost(exc)
                 unconfirmed = {job_id for job_id, _ in unsure}
@@ -1074,7 +1076,7 @@ class Worker:
                     duration=outcome.duration, error=outcome.reply.get("error"),
                 )
 
-    def _outcome_write(self, outcome: Outcome) -> queries.OutcomeWrite:
+    def _outcome_write(self, outcome: Outcome) -> claims.OutcomeWrite:
         """Turn a child's reply into the row update that records it.
 
         A reply that can't be turned into one (nothing a job returns should do that) is logged
@@ -1092,7 +1094,7 @@ class Worker:
                 "traceback": ""}}
             return self._decide_write(outcome)
 
-    def _decide_write(self, outcome: Outcome) -> queries.OutcomeWrite:
+    def _decide_write(self, outcome: Outcome) -> claims.OutcomeWrite:
         row = outcome.slot_job
         attempt = lifecycle.Attempt(
             job_id=row["id"], name=row["name"], attempt=row["attempt"], max_attempts=row["max_attempts"],
@@ -1101,7 +1103,7 @@ class Worker:
         definition = registry.get(row["name"])
         backoff = definition.effective_backoff if definition is not None else None
         t = lifecycle.decide(attempt, lifecycle.Ended.from_reply(outcome.reply), outcome.finished_at, backoff)
-        return queries.OutcomeWrite(
+        return claims.OutcomeWrite(
             job_id=row["id"], attempt=row["attempt"], status=t.status, ended_at=outcome.finished_at,
             history_entry=t.history_entry, run_at=t.run_at, set_result=t.set_result, result=t.result,
             last_error=t.last_error, attempts_delta=t.attempts_delta, max_attempts_delta=t.max_attempts_delta,

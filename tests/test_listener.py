@@ -11,7 +11,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from django_jobs import queries
+from django_jobs.db import channel
 from django_jobs.models import Job, JobStatus
 from django_jobs.worker import Listener
 from tests.conftest import wait_until
@@ -23,18 +23,18 @@ POLL_SETTINGS = "tests.settings_slow_poll"
 @pytest.mark.parametrize("queue", ["default", "my queue", " x", "!not-a-control", "a 5"])
 @pytest.mark.parametrize("due", [0.0, 1893456000.25])
 def test_wakeup_payload__reads_back_as_its_queue_and_due_time(queue: str, due: float) -> None:
-    assert queries.parse_wakeup(queries.wakeup_payload(queue, due)) == (queue, due or None)
+    assert channel.parse_wakeup(channel.wakeup_payload(queue, due)) == (queue, due or None)
 
 
 def test_parse_wakeup__a_bare_queue_name_from_an_older_worker_is_read() -> None:
-    assert queries.parse_wakeup("emails") == ("emails", None)
-    assert queries.parse_wakeup("emails 1893456000.5") == ("emails", 1893456000.5)
+    assert channel.parse_wakeup("emails") == ("emails", None)
+    assert channel.parse_wakeup("emails 1893456000.5") == ("emails", 1893456000.5)
 
 
 @pytest.mark.parametrize("payload", ["my queue", "q nan", "q inf", "q -1"])
 def test_parse_wakeup__a_payload_without_a_due_time_is_a_value_error(payload: str) -> None:
     with pytest.raises(ValueError):
-        queries.parse_wakeup(payload)
+        channel.parse_wakeup(payload)
 
 
 @pytest.fixture
@@ -59,12 +59,12 @@ def test_listener__wakes_for_a_queue_with_spaces_and_notes_its_due_time(listener
     handler, read_end = listener
     due = time.time() + 3600
 
-    handler.on_payload(queries.wakeup_payload("my queue", due))
+    handler.on_payload(channel.wakeup_payload("my queue", due))
 
     assert woken(read_end)
     assert handler.due == [due]
-    handler.on_payload(queries.wakeup_payload("my"))
-    handler.on_payload(queries.wakeup_payload("queue"))
+    handler.on_payload(channel.wakeup_payload("my"))
+    handler.on_payload(channel.wakeup_payload("queue"))
     assert not woken(read_end)
 
 
@@ -85,7 +85,7 @@ def test_listener__control_messages_are_told_from_queues_starting_with_a_bang(
 ) -> None:
     handler, read_end = listener
 
-    handler.on_payload(queries.wakeup_payload("!stop"))
+    handler.on_payload(channel.wakeup_payload("!stop"))
     assert not handler.control.is_set()
 
     handler.on_payload("!stop")
@@ -109,7 +109,7 @@ def test_listener__a_worker_started_with_a_queue_name_containing_a_space_is_woke
     wait_until(
         lambda: second_connection.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-            [f"LISTEN {queries.CHANNEL}"],
+            [f"LISTEN {channel.CHANNEL}"],
         ).fetchone()[0] == 1,
         timeout=30,
         message=lambda: f"the worker to LISTEN; {worker.describe()}",
@@ -145,7 +145,7 @@ def test_listener__a_queue_name_with_a_space_does_not_break_a_worker_serving_eve
     wait_until(
         lambda: second_connection.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-            [f"LISTEN {queries.CHANNEL}"],
+            [f"LISTEN {channel.CHANNEL}"],
         ).fetchone()[0] == 1,
         timeout=30,
         message=lambda: f"the worker to LISTEN; {worker.describe()}",

@@ -173,13 +173,13 @@ def test_run__a_row_whose_arguments_are_not_an_array_and_an_object_ends_dead_wit
     # Spread as they were, {"label": "x"} would call record("label"), and "ab" record("a", "b").
     from django.db import connection
 
-    from django_jobs import queries
+    from django_jobs.db import tables
     from django_jobs.models import Job, JobStatus
     from tests.factories import JobFactory
 
     job = JobFactory(name="tests.testapp.jobs.record")
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {queries.TABLE} SET {column} = %s::jsonb WHERE id = %s", [json.dumps(value), job.pk])
+        cursor.execute(f"UPDATE {tables.TABLE} SET {column} = %s::jsonb WHERE id = %s", [json.dumps(value), job.pk])
 
     run_worker()
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from django_jobs import queries
+from django_jobs.db import channel, tables
 from django_jobs.models import Job, JobStatus
 from tests.conftest import wait_until
 from tests.testapp import jobs
@@ -26,13 +26,13 @@ class Rollback(Exception):
 
 
 def visible(conn: psycopg.Connection[Any], job_id: int) -> bool:
-    row = conn.execute(f"SELECT count(*) FROM {queries.TABLE} WHERE id = %s", [job_id]).fetchone()
+    row = conn.execute(f"SELECT count(*) FROM {tables.TABLE} WHERE id = %s", [job_id]).fetchone()
     return bool(row and row[0])
 
 
 def notifications_until_marker(conn: psycopg.Connection[Any]) -> list[str]:
     """Payloads on the jobs channel up to a marker this connection sends now (in commit order)."""
-    conn.execute("SELECT pg_notify(%s, 'marker')", [queries.CHANNEL])
+    conn.execute("SELECT pg_notify(%s, 'marker')", [channel.CHANNEL])
     payloads: list[str] = []
     for notify in conn.notifies(timeout=10):
         if notify.payload == "marker":
@@ -74,7 +74,7 @@ def test_enqueue__committed_inside_atomic_runs(run_worker: Any) -> None:
 
 
 def test_notify__is_sent_at_commit_and_never_for_a_rollback(second_connection: Any) -> None:
-    second_connection.execute(f"LISTEN {queries.CHANNEL}")
+    second_connection.execute(f"LISTEN {channel.CHANNEL}")
 
     with pytest.raises(Rollback):
         with transaction.atomic():
@@ -89,7 +89,7 @@ def test_notify__is_sent_at_commit_and_never_for_a_rollback(second_connection: A
 
 
 def test_notify__one_per_queue_for_a_batch(second_connection: Any) -> None:
-    second_connection.execute(f"LISTEN {queries.CHANNEL}")
+    second_connection.execute(f"LISTEN {channel.CHANNEL}")
 
     jobs.record.enqueue_many([["a"], ["b"], ["c"]])
 
@@ -99,7 +99,7 @@ def test_notify__one_per_queue_for_a_batch(second_connection: Any) -> None:
 @pytest.mark.parametrize("count", [1, 3], ids=["enqueue", "enqueue_many"])
 def test_notify__a_delayed_enqueue_announces_when_it_falls_due(second_connection: Any, count: int) -> None:
     # Idle workers wake at that moment instead of at their next poll (worker.Listener).
-    second_connection.execute(f"LISTEN {queries.CHANNEL}")
+    second_connection.execute(f"LISTEN {channel.CHANNEL}")
     delayed = jobs.record.using(queue="later", delay=dt.timedelta(seconds=30))
 
     created = delayed.enqueue_many([[str(i)] for i in range(count)]) if count > 1 else [delayed.enqueue()]
@@ -122,7 +122,7 @@ def test_notify__wakes_an_idle_worker_long_before_its_poll_interval(
     wait_until(
         lambda: second_connection.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND query = %s", [f"LISTEN {queries.CHANNEL}"]
+            "AND query = %s", [f"LISTEN {channel.CHANNEL}"]
         ).fetchone()[0] == 1,
         timeout=30,
         message=lambda: f"the worker to LISTEN; {worker.describe()}",

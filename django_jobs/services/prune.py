@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .. import queries
+from ..db import maintenance
 from ..conf import jobs_settings
 from ..log import log_event
 from ..models import FINISHED_STATUSES
@@ -41,11 +41,11 @@ def prune(
             continue
         cutoff = now - keep
         if dry_run:
-            counts[status] = queries.prune(using, status=status, finished_before=cutoff, batch=batch, dry_run=True)
+            counts[status] = maintenance.prune(using, status=status, finished_before=cutoff, batch=batch, dry_run=True)
             continue
         total = batches = 0
         while max_batches is None or batches < max_batches:
-            deleted = queries.prune(using, status=status, finished_before=cutoff, batch=batch)
+            deleted = maintenance.prune(using, status=status, finished_before=cutoff, batch=batch)
             total += deleted
             batches += 1
             if deleted < batch:

@@ -8,7 +8,7 @@ import socket
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Iterable
 
-from .. import queries
+from ..db import maintenance
 from ..conf import jobs_settings
 from ..log import log_event
 from ..models import Worker as WorkerRow
@@ -21,7 +21,7 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
     """Rescue jobs of workers silent for ``RESCUE_AFTER`` seconds (and of ``own`` ids at once)."""
     own = list(own)
     stale_before = now - timedelta(seconds=float(jobs_settings.RESCUE_AFTER))
-    rows = queries.rescue_lost(
+    rows = maintenance.rescue_lost(
         using, now=now, stale_before=stale_before, worker_ids=own, rescuer=rescuer,
         unlisted_after=float(jobs_settings.RESCUE_AFTER),
     )

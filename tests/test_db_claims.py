@@ -1,4 +1,4 @@
-"""queries.py: the claim (SKIP LOCKED, order, filters, its index) and fenced outcome writes."""
+"""db/claims.py: the claim (SKIP LOCKED, order, filters, its index) and fenced outcome writes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from django_jobs import queries
+from django_jobs.db import claims, tables
+from django_jobs.db.connection import WORKER_SESSION
 from django_jobs.models import Job, JobStatus, Pause
 from tests.factories import JobFactory
 
@@ -22,11 +23,11 @@ def claim(**options: Any) -> list[dict[str, Any]]:
     options.setdefault("worker_id", "w1")
     options.setdefault("limit", 10)
     options.setdefault("now", timezone.now())
-    return queries.claim("default", **options)
+    return claims.claim("default", **options)
 
 
 def claim_sql(filter_queues: bool) -> str:
-    return queries.claim_sql("default", filter_queues=filter_queues)
+    return claims.claim_sql("default", filter_queues=filter_queues)
 
 
 def claimed_ids(**options: Any) -> list[int]:
@@ -44,7 +45,7 @@ def test_claim__skips_rows_locked_by_another_transaction(second_connection: Any)
         cursor.execute("SET lock_timeout = '5s'")
     try:
         with second_connection.transaction():
-            second_connection.execute(f"SELECT id FROM {queries.TABLE} WHERE id = %s FOR UPDATE", [locked.pk])
+            second_connection.execute(f"SELECT id FROM {tables.TABLE} WHERE id = %s FOR UPDATE", [locked.pk])
 
             assert claimed_ids() == [a.pk, c.pk]
             assert Job.objects.get(pk=locked.pk).status == JobStatus.QUEUED
@@ -132,7 +133,7 @@ def test_paused__reads_the_pause_rows_by_kind() -> None:
     Pause.objects.create(kind=Pause.Kind.QUEUE, value="slow")
     Pause.objects.create(kind=Pause.Kind.NAME, value="tests.testapp.jobs.noop")
 
-    assert queries.paused("default") == (["slow"], ["tests.testapp.jobs.noop"])
+    assert claims.paused("default") == (["slow"], ["tests.testapp.jobs.noop"])
 
 
 # -- fencing ---------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def test_paused__reads_the_pause_rows_by_kind() -> None:
 
 def _outcome(job_id: int, attempt: int, worker_id: str) -> str | None:
     now = timezone.now()
-    return queries.record_outcome(
+    return claims.record_outcome(
         "default",
         job_id=job_id,
         attempt=attempt,
@@ -205,7 +206,7 @@ def _insert_rows(count: int, status: str, attempts: int, finished_at: str) -> No
     """``count`` rows in one INSERT … SELECT generate_series (``i``): SQL for status and finished_at."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {queries.TABLE} (name, args, kwargs, queue, priority, status, attempts, "
+            f"INSERT INTO {tables.TABLE} (name, args, kwargs, queue, priority, status, attempts, "
             "max_attempts, run_at, created_at, finished_at, worker_id, history, last_error) "
             f"SELECT 'tests.testapp.jobs.record', '[]', '{{}}', 'default', 0, {status}, {attempts}, 3, "
             f"now() - interval '1 day', now() - interval '1 day', {finished_at}, '', '[]', '' "
@@ -218,7 +219,7 @@ def _fill_finished_and_ready_rows() -> None:
     _insert_rows(100_000, "(ARRAY['succeeded', 'dead', 'stopped'])[1 + i %% 3]", 1, "now() - interval '1 day'")
     JobFactory.create_batch(5)
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {queries.TABLE}")
+        cursor.execute(f"ANALYZE {tables.TABLE}")
     assert Job.objects.count() == 100_005
 
 
@@ -248,12 +249,12 @@ def test_claim__walks_the_partial_ready_index_among_many_finished_rows(filter_qu
 
 
 def test_sync__the_round_trip_workers_run_walks_the_ready_index_too() -> None:
-    # Workers claim through queries.sync(), which writes outcomes in the same statement.
+    # Workers claim through claims.sync(), which writes outcomes in the same statement.
     _fill_finished_and_ready_rows()
-    params = {**queries._outcome_params("explain", []), **_claim_params(filter_queues=False)}
+    params = {**claims.outcome_params("explain", []), **_claim_params(filter_queues=False)}
 
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + queries.sync_sql(filter_queues=False), params)
+        cursor.execute("EXPLAIN " + claims.sync_sql(filter_queues=False), params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     _assert_walks_ready_index(plan)
@@ -262,7 +263,7 @@ def test_sync__the_round_trip_workers_run_walks_the_ready_index_too() -> None:
 def test_sync__the_worker_session_prices_out_every_plan_but_the_index_walk() -> None:
     JobFactory.create_batch(3)
 
-    queries.sync("default", worker_id="explain", outcomes=[], limit=2, now=timezone.now())
+    claims.sync("default", worker_id="explain", outcomes=[], limit=2, now=timezone.now())
 
     names = ["plan_cache_mode", "enable_bitmapscan", "enable_seqscan", "enable_sort", "jit"]
     with connection.cursor() as cursor:
@@ -273,7 +274,7 @@ def test_sync__the_worker_session_prices_out_every_plan_but_the_index_walk() -> 
 def _fill_queued_rows() -> None:
     _insert_rows(20_000, "'queued'", 0, "NULL")
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {queries.TABLE}")
+        cursor.execute(f"ANALYZE {tables.TABLE}")
 
 
 @pytest.mark.parametrize(
@@ -287,14 +288,14 @@ def test_sync__its_generic_plan_on_a_worker_session_walks_the_ready_index(fill: 
     # own costs, PostgreSQL picks a sequential scan and a sort for 20,000 queued rows.)
     if fill is not None:
         fill()
-    params = {**queries._outcome_params("explain", []), **_claim_params(filter_queues=False)}
-    sql = queries.sync_sql(filter_queues=False)
+    params = {**claims.outcome_params("explain", []), **_claim_params(filter_queues=False)}
+    sql = claims.sync_sql(filter_queues=False)
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)[sb]", sql)))
     for position, name in enumerate(names, start=1):
         sql = re.sub(rf"%\({name}\)[sb]", f"${position}", sql)
 
     with connection.cursor() as cursor:
-        cursor.execute(queries._WORKER_SESSION)  # undone with the test's transaction
+        cursor.execute(WORKER_SESSION)  # undone with the test's transaction
         cursor.execute(f"PREPARE django_jobs_explain_sync AS {sql}")
         try:
             arguments = ", ".join(["%s"] * len(names))

@@ -1,0 +1,452 @@
+"""A worker's statements: the claim, the outcome write (with the next claim in one round trip),
+stop requests, and giving back what a lost reply left behind."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connections, transaction
+
+from ..models import FINISHED_STATUSES, JobStatus, Pause
+from ..registry import registry
+from .connection import dump_json, json_value, placeholders, run_prepared
+from .tables import READY_SQL, TABLE
+
+_CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
+
+
+def _claimable_sql(filter_queues: bool) -> str:
+    # Walks django_jobs_ready_idx in claim order (priority DESC, run_at, id). FOR UPDATE SKIP
+    # LOCKED lets concurrent workers pass over rows another worker is claiming instead of waiting
+    # on its lock. As a CTE it keeps LIMIT attached to the locking SELECT (an ``id IN (subquery)``
+    # can be planned as a join that runs the subquery more than once).
+    queue_filter = "AND queue = ANY(%(queues)b::text[]) " if filter_queues else ""
+    return (
+        f"SELECT id FROM {TABLE} WHERE {READY_SQL} AND run_at <= %(now)s {queue_filter}"
+        f"AND queue <> ALL(%(paused_queues)b::text[]) AND name <> ALL(%(paused_names)b::text[]) "
+        f"ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+    )
+
+
+# Marks the claimable rows running in the same statement, so no claimed row is ever seen as
+# queued, and no transaction stays open while the job runs.
+_CLAIM_UPDATE = (
+    f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+    f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
+    f"FROM claimable WHERE {TABLE}.id = claimable.id "
+    f"RETURNING {', '.join(f'{TABLE}.{c}' for c in _CLAIM_COLUMNS)}"
+)
+
+
+def _claim_sql_pg(filter_queues: bool) -> str:
+    return f"WITH claimable AS ({_claimable_sql(filter_queues)}) {_CLAIM_UPDATE}"
+
+
+_CLAIM_PG = {True: _claim_sql_pg(True), False: _claim_sql_pg(False)}
+
+
+def claim_sql(using: str, *, filter_queues: bool = False) -> str:
+    """The claim statement's text (for EXPLAIN in tests and the benchmark)."""
+    return _CLAIM_PG[filter_queues]
+
+
+def claim(
+    using: str,
+    *,
+    worker_id: str,
+    limit: int,
+    now: datetime,
+    queues: Sequence[str] = (),
+    paused_queues: Sequence[str] = (),
+    paused_names: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement and return them.
+
+    ``attempts`` goes up here, at the claim: it is the fencing token every outcome write checks.
+    """
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        rows = run_prepared(using, _CLAIM_PG[bool(queues)], worker=True, params={
+            "now": now, "queues": list(queues), "paused_queues": list(paused_queues),
+            "paused_names": list(paused_names), "limit": limit, "worker_id": worker_id,
+        })
+    else:
+        rows = _claim_sqlite(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
+                             paused_queues=paused_queues, paused_names=paused_names)
+    return _claimed_rows(rows)
+
+
+def _claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    # Arguments stay JSON text (one line: PostgreSQL's jsonb output has no newlines): the worker
+    # splices them into the message for the child, which is the only process that needs them.
+    return [
+        {
+            "id": r[0],
+            "name": r[1],
+            "args_json": json_value(r[2]),
+            "kwargs_json": json_value(r[3]),
+            "queue": r[4],
+            "attempt": r[5],
+            "max_attempts": r[6],
+            "timeout": r[7],
+        }
+        for r in rows
+    ]
+
+
+def _claim_sqlite(
+    using: str, *, worker_id: str, limit: int, now: datetime, queues: Sequence[str],
+    paused_queues: Sequence[str], paused_names: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    # SQLite has one writer at a time, so a single UPDATE … WHERE id IN (SELECT … LIMIT n) is
+    # already atomic: no row can be claimed twice. (No SKIP LOCKED; one worker is the supported
+    # setup for local development.)
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    filters = [READY_SQL, "run_at <= %s"]
+    params: list[Any] = [adapt(now)]
+    for column, values, op in (("queue", queues, "IN"), ("queue", paused_queues, "NOT IN"),
+                               ("name", paused_names, "NOT IN")):
+        if values:
+            filters.append(f"{column} {op} {placeholders(values)}")
+            params.extend(values)
+    select = f"SELECT id FROM {TABLE} WHERE {' AND '.join(filters)} ORDER BY priority DESC, run_at, id LIMIT %s"
+    sql = (
+        f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+        f"started_at = %s, worker_id = %s, stop_requested_at = NULL WHERE id IN ({select}) "
+        f"RETURNING {', '.join(_CLAIM_COLUMNS)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [adapt(now), worker_id, *params, limit])
+        return cursor.fetchall()
+
+
+@dataclass
+class OutcomeWrite:
+    """One attempt's outcome as record_outcomes() writes it."""
+
+    job_id: int
+    attempt: int
+    status: JobStatus
+    ended_at: datetime
+    history_entry: dict[str, Any]
+    run_at: datetime | None = None
+    set_result: bool = False
+    result: Any = None
+    last_error: str | None = None
+    attempts_delta: int = 0
+    max_attempts_delta: int = 0
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return self.ended_at if self.status in FINISHED_STATUSES else None
+
+
+# Every outcome of a batch in one statement, one commit. Each row is fenced by the claim: the
+# job must still be running *this* attempt for *this* worker, so a worker that was frozen while
+# its job was rescued and claimed again updates nothing and can't overwrite the newer attempt.
+# A stop request beats every other outcome, decided inside the statement so a request that
+# lands while the outcome is written is never lost.
+#
+# The fence's values (status running, this worker's id) come in as arrays like the outcomes,
+# though they are the same in every row. As join conditions they can't match the partial
+# django_jobs_running_idx, whose statistics say it is empty (nothing is running when ANALYZE
+# looks); compared with constants, the generic plan drove the update from that index and scanned
+# the unnest once per running job: 8 ms for 100 outcomes. This way the only plan is one lookup
+# by primary key per outcome.
+OUTCOME_UPDATE = (
+    f"UPDATE {TABLE} AS j SET "
+    f"status = CASE WHEN j.stop_requested_at IS NULL THEN v.status ELSE '{JobStatus.STOPPED.value}' END, "
+    f"worker_id = '', "
+    f"finished_at = CASE WHEN j.stop_requested_at IS NULL THEN v.finished_at ELSE v.ended_at END, "
+    f"history = j.history || jsonb_build_array(v.entry::jsonb), "
+    f"run_at = COALESCE(v.run_at, j.run_at), "
+    f"result = CASE WHEN v.set_result THEN v.result::jsonb ELSE j.result END, "
+    f"last_error = CASE WHEN j.stop_requested_at IS NOT NULL THEN 'stopped on request' "
+    f"ELSE COALESCE(v.last_error, j.last_error) END, "
+    f"attempts = j.attempts + CASE WHEN j.stop_requested_at IS NULL THEN v.attempts_delta ELSE 0 END, "
+    f"max_attempts = j.max_attempts + v.max_attempts_delta "
+    f"FROM unnest(%(o_id)b::bigint[], %(o_attempt)b::integer[], %(o_status)b::text[], "
+    f"%(o_finished_at)b::timestamptz[], %(o_ended_at)b::timestamptz[], %(o_entry)b::text[], "
+    f"%(o_run_at)b::timestamptz[], %(o_set_result)b::boolean[], %(o_result)b::text[], "
+    f"%(o_last_error)b::text[], %(o_attempts_delta)b::integer[], %(o_max_attempts_delta)b::integer[], "
+    f"%(o_fence_status)b::text[], %(o_fence_worker)b::text[]) "
+    f"AS v(id, attempt, status, finished_at, ended_at, entry, run_at, set_result, result, last_error, "
+    f"attempts_delta, max_attempts_delta, fence_status, fence_worker) "
+    f"WHERE j.id = v.id AND j.status = v.fence_status AND j.attempts = v.attempt "
+    f"AND j.worker_id = v.fence_worker "
+    f"RETURNING j.id, j.status"
+)
+
+
+def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
+    return {
+        "worker_id": worker_id,
+        "o_id": [o.job_id for o in outcomes],
+        "o_attempt": [o.attempt for o in outcomes],
+        "o_status": [o.status.value for o in outcomes],
+        "o_finished_at": [o.finished_at for o in outcomes],
+        "o_ended_at": [o.ended_at for o in outcomes],
+        "o_entry": [json.dumps(o.history_entry) for o in outcomes],
+        "o_run_at": [o.run_at for o in outcomes],
+        "o_set_result": [o.set_result for o in outcomes],
+        "o_result": [dump_json(o.result) if o.set_result else None for o in outcomes],
+        "o_last_error": [o.last_error for o in outcomes],
+        "o_attempts_delta": [o.attempts_delta for o in outcomes],
+        "o_max_attempts_delta": [o.max_attempts_delta for o in outcomes],
+        "o_fence_status": [JobStatus.RUNNING.value] * len(outcomes),
+        "o_fence_worker": [worker_id] * len(outcomes),
+    }
+
+
+# A worker's round trip: the outcomes of the jobs that finished since the last one, and the claim
+# of the next jobs, in one statement and one commit. Both UPDATEs see the same snapshot and touch
+# disjoint rows (outcomes only running rows, the claim only queued or retrying ones).
+def _sync_sql_pg(filter_queues: bool) -> str:
+    return (
+        f"WITH done AS ({OUTCOME_UPDATE}), "
+        f"claimable AS ({_claimable_sql(filter_queues)}), "
+        f"claimed AS ({_CLAIM_UPDATE}) "
+        f"SELECT 'done', id, status::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
+        f"NULL::integer, NULL::double precision FROM done "
+        f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
+        f"max_attempts, timeout FROM claimed"
+    )
+
+
+_SYNC_PG = {True: _sync_sql_pg(True), False: _sync_sql_pg(False)}
+
+
+def sync_sql(*, filter_queues: bool = False) -> str:
+    """The text of the statement a worker runs each round trip (for EXPLAIN)."""
+    return _SYNC_PG[filter_queues]
+
+
+def sync(
+    using: str,
+    *,
+    worker_id: str,
+    outcomes: Sequence[OutcomeWrite],
+    limit: int,
+    now: datetime,
+    queues: Sequence[str] = (),
+    paused_queues: Sequence[str] = (),
+    paused_names: Sequence[str] = (),
+) -> tuple[dict[int, str], list[dict[str, Any]]]:
+    """Write ``outcomes`` and claim up to ``limit`` jobs in one round trip.
+
+    Returns what record_outcomes() and claim() would: {job id: status written} and the claimed rows.
+    """
+    if connections[using].vendor != "postgresql":
+        claimed = claim(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
+                        paused_queues=paused_queues, paused_names=paused_names) if limit > 0 else []
+        return record_outcomes(using, worker_id, outcomes), claimed
+    params = outcome_params(worker_id, outcomes)
+    params.update(now=now, queues=list(queues), paused_queues=list(paused_queues),
+                  paused_names=list(paused_names), limit=max(limit, 0))
+    written: dict[int, str] = {}
+    rows: list[tuple[Any, ...]] = []
+    for row in run_prepared(using, _SYNC_PG[bool(queues)], params, worker=True):
+        if row[0] == "done":
+            written[row[1]] = row[2]
+        else:
+            rows.append(row[1:])
+    return written, _claimed_rows(rows)
+
+
+def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:
+    """Write attempts' outcomes, fenced by their claims; return {job id: status written}.
+
+    A job missing from the result had lost its claim (it was rescued), and nothing was written.
+    """
+    if not outcomes:
+        return {}
+    if connections[using].vendor != "postgresql":
+        return _record_outcomes_sqlite(using, worker_id, outcomes)
+    return dict(run_prepared(using, OUTCOME_UPDATE, outcome_params(worker_id, outcomes)))
+
+
+def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"UPDATE {TABLE} SET "
+        f"status = CASE WHEN stop_requested_at IS NULL THEN %s ELSE '{JobStatus.STOPPED.value}' END, "
+        f"worker_id = '', "
+        f"finished_at = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END, "
+        f"history = json_insert(history, '$[#]', json(%s)), "
+        f"run_at = COALESCE(%s, run_at), "
+        f"result = CASE WHEN %s THEN %s ELSE result END, "
+        f"last_error = CASE WHEN stop_requested_at IS NOT NULL THEN 'stopped on request' "
+        f"ELSE COALESCE(%s, last_error) END, "
+        f"attempts = attempts + CASE WHEN stop_requested_at IS NULL THEN %s ELSE 0 END, "
+        f"max_attempts = max_attempts + %s "
+        f"WHERE id = %s AND status = '{JobStatus.RUNNING.value}' AND attempts = %s AND worker_id = %s "
+        f"RETURNING id, status"
+    )
+    written: dict[int, str] = {}
+    with connection.cursor() as cursor:
+        for o in outcomes:
+            cursor.execute(sql, [
+                o.status.value, adapt(o.finished_at), adapt(o.ended_at), json.dumps(o.history_entry),
+                adapt(o.run_at), o.set_result, dump_json(o.result) if o.set_result else None,
+                o.last_error, o.attempts_delta, o.max_attempts_delta, o.job_id, o.attempt, worker_id,
+            ])
+            row = cursor.fetchone()
+            if row:
+                written[row[0]] = row[1]
+    return written
+
+
+def record_outcome(using: str, *, worker_id: str, **fields: Any) -> str | None:
+    """Write one outcome (see record_outcomes); return its status, or None if the claim was lost."""
+    outcome = OutcomeWrite(**fields)
+    return record_outcomes(using, worker_id, [outcome]).get(outcome.job_id)
+
+
+def stop_requested(using: str, job_ids: Sequence[int], *, lock_timeout: float | None = None) -> list[int]:
+    """Which of these running jobs someone asked to stop.
+
+    With ``lock_timeout`` (seconds), give up with an error is_lock_timeout() recognises rather
+    than wait longer for a lock on the job table (the heartbeat must not hang behind one).
+    """
+    if not job_ids:
+        return []
+    sql = f"SELECT id FROM {TABLE} WHERE id IN {placeholders(job_ids)} AND stop_requested_at IS NOT NULL"
+    connection = connections[using]
+    if lock_timeout is None or connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, list(job_ids))
+            return [r[0] for r in cursor.fetchall()]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(lock_timeout * 1000)}ms"])
+        cursor.execute(sql, list(job_ids))
+        return [r[0] for r in cursor.fetchall()]
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether a database error is PostgreSQL's lock_timeout running out (SQLSTATE 55P03)."""
+    return getattr(exc.__cause__, "sqlstate", None) == "55P03"
+
+
+def waiting_on_lock(using: str, pid: int) -> bool:
+    """Whether the server process ``pid`` is running a statement that waits for a lock.
+
+    Anything else (idle, gone, or busy some other way) means the statement its client waits for
+    may never answer: a lost reply, not a late one.
+    """
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+        row = cursor.fetchone()
+    return row is not None and row[0] == "active" and row[1] == "Lock"
+
+
+def hand_back_unheld(
+    using: str, worker_id: str, held: Iterable[tuple[int, int]], now: datetime
+) -> list[int]:
+    """Queue again, without spending an attempt, the running rows claimed for ``worker_id`` whose
+    (id, attempt) it doesn't hold: a claim committed them but its reply never reached the worker.
+
+    Only that worker claims rows under its id, and it holds every row it received until the
+    outcome is written, so these never started. One whose stop was requested meanwhile ends
+    ``stopped`` instead (the next claim would clear the request). Returns their ids.
+    """
+    connection = connections[using]
+    adapt = connection.ops.adapt_datetimefield_value
+    running, queued, stopped = JobStatus.RUNNING.value, JobStatus.QUEUED.value, JobStatus.STOPPED.value
+    held = sorted(held)
+    if connection.vendor == "postgresql":
+        entry = (
+            "history || jsonb_build_array(jsonb_build_object('attempt', attempts, 'worker', worker_id, "
+            "'started_at', started_at, 'finished_at', CAST(%s AS timestamptz), 'outcome', 'handed_back', "
+            "'reason', 'the claim reached the database but its reply never reached the worker'))"
+        )
+        unheld = (
+            "NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::integer[]) AS h(id, attempt) "
+            f"WHERE h.id = {TABLE}.id AND h.attempt = {TABLE}.attempts)"
+        )
+        held_params: list[Any] = [[h[0] for h in held], [h[1] for h in held]]
+    else:
+        entry = (
+            "json_insert(history, '$[#]', json_object('attempt', attempts, 'worker', worker_id, "
+            "'started_at', started_at, 'finished_at', %s, 'outcome', 'handed_back', "
+            "'reason', 'the claim reached the database but its reply never reached the worker'))"
+        )
+        pairs = " OR ".join(["(id = %s AND attempts = %s)"] * len(held))
+        unheld = f"NOT ({pairs})" if held else "1 = 1"
+        held_params = [value for pair in held for value in pair]
+    sql = (
+        f"UPDATE {TABLE} SET "
+        f"status = CASE WHEN stop_requested_at IS NULL THEN '{queued}' ELSE '{stopped}' END, "
+        f"finished_at = CASE WHEN stop_requested_at IS NULL THEN NULL ELSE %s END, "
+        f"last_error = CASE WHEN stop_requested_at IS NULL THEN last_error ELSE 'stopped on request' END, "
+        f"attempts = attempts - 1, worker_id = '', run_at = %s, history = {entry} "
+        f"WHERE status = '{running}' AND worker_id = %s AND {unheld} RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [adapt(now), adapt(now), adapt(now), worker_id, *held_params])
+        return [r[0] for r in cursor.fetchall()]
+
+
+def outcomes_written(using: str, worker_id: str, attempts: Sequence[tuple[int, int]]) -> dict[int, str]:
+    """Of these (job id, attempt) pairs, the ones whose outcome this worker already wrote (the
+    last history entry is its own for that attempt, not a rescuer's): {job id: status}.
+
+    For outcomes re-sent after a lost reply: the fence refuses the second write, which doesn't
+    mean someone else took the job.
+    """
+    if not attempts or connections[using].vendor != "postgresql":
+        return {}
+    sql = (
+        f"SELECT j.id, j.status FROM {TABLE} AS j "
+        f"JOIN unnest(%s::bigint[], %s::integer[]) AS v(id, attempt) ON j.id = v.id "
+        f"WHERE j.history -> -1 ->> 'worker' = %s AND (j.history -> -1 ->> 'attempt')::integer = v.attempt "
+        f"AND NOT (j.history -> -1 ? 'rescued_by')"
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [[a[0] for a in attempts], [a[1] for a in attempts], worker_id])
+        return {r[0]: r[1] for r in cursor.fetchall()}
+
+
+def paused(using: str) -> tuple[list[str], list[str]]:
+    """The paused queues and job names (a tiny table, read on each claim loop)."""
+    queues: list[str] = []
+    names: list[str] = []
+    for kind, value in Pause.objects.using(using).values_list("kind", "value"):
+        (queues if kind == Pause.Kind.QUEUE else names).append(value)
+    return queues, names
+
+
+def mark_unregistered(using: str, rows: Iterable[dict[str, Any]], worker_id: str, now: datetime) -> None:
+    """Kill claimed rows that name no registered job: they can never run in this codebase."""
+    known = ", ".join(registry.names()[:20]) or "none"
+    for row in rows:
+        message = (
+            f"JobNotRegistered: no job named {row['name']!r} is registered in worker {worker_id} "
+            f"(registered: {known}). Deploy the code that defines it, then retry this job."
+        )
+        record_outcome(
+            using,
+            job_id=row["id"],
+            attempt=row["attempt"],
+            worker_id=worker_id,
+            status=JobStatus.DEAD,
+            ended_at=now,
+            last_error=message,
+            history_entry={
+                "attempt": row["attempt"],
+                "worker": worker_id,
+                "started_at": now.isoformat(),
+                "finished_at": now.isoformat(),
+                "outcome": "dead",
+                "error": {
+                    "class": "django_jobs.exceptions.JobNotRegistered",
+                    "message": message,
+                    "traceback": "",
+                },
+            },
+        )

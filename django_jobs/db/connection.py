@@ -1,0 +1,97 @@
+"""Running statements: the prepared-statement path for the hot ones, and the worker's session."""
+
+from __future__ import annotations
+
+import json
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.db import connections
+
+from ..conf import jobs_settings
+
+def placeholders(values: Sequence[Any]) -> str:
+    """``(%s, %s, …)``, one placeholder per value."""
+    return "(" + ", ".join(["%s"] * len(values)) + ")"
+
+
+def is_postgres(using: str) -> bool:
+    """Whether ``using`` is a PostgreSQL database (else SQLite, for the demo)."""
+    return connections[using].vendor == "postgresql"
+
+
+def json_value(value: Any) -> str:
+    """A JSON column's value as JSON text."""
+    # Django registers a text loader for jsonb; a backend without one hands back the value.
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def dump_json(value: Any) -> str | None:
+    """``value`` as compact JSON text (None stays NULL)."""
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+# Session settings for the connection a worker claims on (its main loop's). The claim must walk
+# the ready index in claim order and stop after LIMIT rows, whatever the statistics say: with
+# stale ones (a burst of enqueues before autoanalyze) the planner picks a bitmap scan that reads
+# every ready row and sorts them, and a prepared statement's generic plan, which can't see its
+# parameter values, estimates one matching row and picks a sequential scan and a sort (8 ms per
+# claim at 20,000 queued rows). With bitmap scans, sequential scans and sorts priced out, the only
+# plan left for the claim is the index walk, for an empty table as for a million rows, so the
+# generic plan is safe, and forcing it saves planning the claim on every round trip (0.5-1 ms,
+# more than executing it). These settings only price plans; the worker's other queries (rescue,
+# pruning, counters, schedules) have indexes to use or touch small tables. But a query that can
+# only scan a table sequentially (the worker table, a dozen rows) now carries the penalty's
+# astronomical cost, which would set off JIT compilation (100+ ms for a two-row DELETE) and make
+# parallel plans look worth it: JIT and parallel workers are off for this connection, which only
+# ever runs django_jobs' own short statements (jobs run in children, on their own connections).
+WORKER_SESSION = (
+    "SELECT set_config('enable_bitmapscan', 'off', false), set_config('enable_seqscan', 'off', false), "
+    "set_config('enable_sort', 'off', false), set_config('plan_cache_mode', 'force_generic_plan', false), "
+    "set_config('jit', 'off', false), set_config('max_parallel_workers_per_gather', '0', false)"
+)
+_ONLY_EXPLICIT = 2**31 - 1  # a psycopg prepare_threshold that only prepare=True reaches
+_TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK: the statement returned rows
+_tuned: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def run_prepared(
+    using: str, sql: str, params: Any, *, prepare: bool = True, worker: bool = False
+) -> list[tuple[Any, ...]]:
+    """Run a statement on PostgreSQL through a server-side-binding cursor and return its rows.
+
+    Django's own cursors bind parameters client-side, so PostgreSQL parses and plans every
+    statement again; the hot statements here are fixed texts, prepared once per connection
+    (``PREPARE_STATEMENTS``; the claim is still planned per run, see WORKER_SESSION). The
+    statement runs on Django's connection, so it is part of the caller's transaction, raises
+    Django's database errors, and shows up in ``connection.queries`` (debug toolbar, tests).
+    """
+    wrapper = connections[using]
+    wrapper.ensure_connection()
+    wrapper.validate_no_broken_transaction()
+    logged = wrapper.queries_logged
+    started = time.monotonic() if logged else 0.0
+    with wrapper.wrap_database_errors:
+        # Behind a transaction-pooling PgBouncer (LISTEN_NOTIFY off) a session setting would leak
+        # to other clients' sessions, so it is skipped there.
+        if worker and jobs_settings.LISTEN_NOTIFY and wrapper.connection not in _tuned:
+            wrapper.connection.execute(WORKER_SESSION)
+            if not wrapper.in_atomic_block:  # a rollback would undo the settings (tests do that)
+                _tuned.add(wrapper.connection)
+        prepare = prepare and bool(jobs_settings.PREPARE_STATEMENTS)
+        if prepare and wrapper.connection.prepare_threshold is None:
+            # Django opens connections with prepare_threshold=None, which makes psycopg ignore
+            # prepare=True too. A threshold no statement reaches keeps everything else unprepared
+            # (Django's client-side cursors never prepare anyway) and lets ours through.
+            wrapper.connection.prepare_threshold = _ONLY_EXPLICIT
+        with psycopg.Cursor(wrapper.connection) as cursor:
+            cursor.execute(sql, params, prepare=prepare)
+            # (pgresult's status, not cursor.description, which builds a Column per field.)
+            result = cursor.pgresult
+            rows = cursor.fetchall() if result is not None and result.status == _TUPLES_OK else []
+    if logged:
+        wrapper.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return rows

@@ -1,0 +1,160 @@
+"""Inserting jobs: one statement for one job or ten thousand, with the wake-up in it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connections
+
+from ..models import Job
+from .channel import wakeup_sql
+from .connection import dump_json, run_prepared
+from .tables import ACTIVE_SQL, TABLE
+
+# Columns written by insert_columns(): every concrete field but the serial id, as (attname, field).
+INSERT_FIELDS = [(f.attname, f) for f in Job._meta.concrete_fields if f.column != "id"]
+_COLUMNS = {attname: field.column for attname, field in INSERT_FIELDS}
+
+
+def _is_json(field: Any) -> bool:
+    return field.get_internal_type() == "JSONField"
+
+
+def json_text(field: Any, value: Any) -> Any:
+    """The value insert_columns() expects for ``field``: JSON text for JSON fields."""
+    return dump_json(value) if _is_json(field) else value
+
+
+def _insert_sql_pg(connection: Any, varying: tuple[str, ...], on_conflict: bool) -> str:
+    # One fixed text per shape, prepared once per connection. Values every row shares (for
+    # enqueue_many: all but the arguments) are single parameters; the others arrive as one array
+    # per column and unnest() turns them back into rows, so a 10,000-job enqueue_many sends two
+    # arrays and a few scalars, not 200,000 parameters. A single row (enqueue()) is a VALUES list.
+    columns, values, arrays = [], [], []
+    for attname, field in INSERT_FIELDS:
+        columns.append(field.column)
+        cast = "jsonb" if _is_json(field) else field.db_type(connection)
+        if attname in varying:
+            arrays.append((field.column, "text" if _is_json(field) else cast))
+            values.append(f"u.{field.column}::{cast}")
+        else:
+            values.append(f"%({attname})s::{cast}")
+    if arrays:
+        source = (
+            f"SELECT {', '.join(values)} FROM unnest("
+            + ", ".join(f"%({column}__all)b::{cast}[]" for column, cast in arrays)
+            + f") AS u({', '.join(column for column, _ in arrays)})"
+        )
+    else:
+        source = f"VALUES ({', '.join(values)})"
+    # Without a unique_key no row can conflict (NULL keys never do), and a plain INSERT skips
+    # the speculative insertion ON CONFLICT costs.
+    conflict = (
+        f" ON CONFLICT (unique_key) WHERE {ACTIVE_SQL} AND unique_key IS NOT NULL DO NOTHING"
+        if on_conflict else ""
+    )
+    insert = f"INSERT INTO {TABLE} ({', '.join(columns)}) {source}{conflict} RETURNING id, unique_key, queue, run_at"
+    # NOTIFY is transactional: idle workers wake when the caller's transaction commits, never for
+    # a rolled-back enqueue. The payload (see wakeup_payload) is the queue and the epoch seconds at
+    # which the earliest job is due when that is later (0 otherwise), so idle workers can wake at
+    # that moment instead of at their next poll.
+    # The notify is an uncorrelated sub-select of the outer SELECT, which PostgreSQL evaluates
+    # once (an InitPlan): one pg_notify per queue, not per row, and none if nothing was inserted.
+    if "queue" not in varying and "run_at" not in varying:
+        # Every row has the same queue and run_at: notify with the parameters themselves.
+        notify = wakeup_sql("%(queue)s::text", "%(run_at)s::timestamptz")
+        return f"WITH inserted AS ({insert}) SELECT id, unique_key, (SELECT {notify}) FROM inserted"
+    return (
+        f"WITH inserted AS ({insert}), "
+        f"notified AS (SELECT {wakeup_sql('q.queue', 'q.due')} "
+        f"FROM (SELECT queue, min(run_at) AS due FROM inserted GROUP BY queue) AS q) "
+        f"SELECT id, unique_key, (SELECT count(*) FROM notified) FROM inserted"
+    )
+
+
+_INSERT_PG: dict[tuple[tuple[str, ...], bool], str] = {}
+
+
+def insert_columns(
+    using: str, shared: dict[str, Any], varying: dict[str, list[Any]], count: int
+) -> list[int | None]:
+    """INSERT ``count`` jobs and return each one's id.
+
+    Every column of INSERT_FIELDS is in ``shared`` (one value for all rows) or in ``varying``
+    (a list of ``count`` values); JSON columns are given as JSON text. A job whose unique_key
+    already belongs to an active job (or to an earlier job of the same batch) is not inserted
+    (ON CONFLICT … DO NOTHING against the partial unique index) and gets None: the caller then
+    looks up the existing one.
+    """
+    connection = connections[using]
+    keys = varying["unique_key"] if "unique_key" in varying else [shared["unique_key"]] * count
+    if connection.vendor == "postgresql":
+        if count > 1 and not varying:
+            raise ValueError("several rows need at least one varying column")
+        shape = (tuple(a for a, _ in INSERT_FIELDS if a in varying), any(k is not None for k in keys))
+        sql = _INSERT_PG.get(shape)
+        if sql is None:
+            sql = _INSERT_PG[shape] = _insert_sql_pg(connection, *shape)
+        params = dict(shared)
+        for attname, values in varying.items():
+            params[f"{_COLUMNS[attname]}__all"] = values
+        returned = run_prepared(using, sql, params)
+    else:
+        returned = []
+        for start in range(0, count, 500):  # SQLite caps the number of parameters
+            chunk = {k: v[start : start + 500] for k, v in varying.items()}
+            returned.extend(_insert_sqlite(using, shared, chunk, min(500, count - start)))
+    # Rows come back in input order; walk both lists to pair them up.
+    ids: list[int | None] = []
+    position = 0
+    seen_keys: set[str] = set()
+    for key in keys:
+        match = position < len(returned) and (
+            key is None or (returned[position][1] == key and key not in seen_keys)
+        )
+        if match:
+            ids.append(returned[position][0])
+            position += 1
+            if key is not None:
+                seen_keys.add(key)
+        else:
+            ids.append(None)
+    return ids
+
+
+def insert_jobs(jobs: list[Job], using: str) -> list[bool]:
+    """INSERT unsaved Job instances in one statement, set their ids, return which were inserted."""
+    rows = [{attname: json_text(field, getattr(job, attname)) for attname, field in INSERT_FIELDS} for job in jobs]
+    if len(jobs) == 1:
+        shared, varying = rows[0], {}
+    else:
+        shared, varying = {}, {attname: [row[attname] for row in rows] for attname, _ in INSERT_FIELDS}
+    inserted = []
+    for job, job_id in zip(jobs, insert_columns(using, shared, varying, len(jobs))):
+        if job_id is not None:
+            job.id = job_id
+            job._state.adding = False
+            job._state.db = using
+        inserted.append(job_id is not None)
+    return inserted
+
+
+def _insert_sqlite(
+    using: str, shared: dict[str, Any], varying: dict[str, list[Any]], count: int
+) -> list[tuple[Any, ...]]:
+    connection = connections[using]
+    names = ", ".join(field.column for _, field in INSERT_FIELDS)
+    row = "(" + ", ".join(["%s"] * len(INSERT_FIELDS)) + ")"
+    params: list[Any] = []
+    for i in range(count):
+        for attname, field in INSERT_FIELDS:
+            value = varying[attname][i] if attname in varying else shared[attname]
+            params.append(value if _is_json(field) else field.get_db_prep_save(value, connection))
+    sql = (
+        f"INSERT INTO {TABLE} ({names}) VALUES {', '.join([row] * count)} "
+        f"ON CONFLICT (unique_key) WHERE {ACTIVE_SQL} AND unique_key IS NOT NULL DO NOTHING "
+        f"RETURNING id, unique_key, queue, run_at"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
