@@ -18,7 +18,7 @@ from django.utils.timezone import now as _now
 
 
 class JobStatus(models.TextChoices):
-    """Where a job is in its life. See docs/lifecycle.md for the diagram."""
+    """Where a job is in its life. See docs/explanation/lifecycle.md for the diagram."""
 
     # Waiting to run once run_at has passed.
     QUEUED = "queued", "Queued"
