@@ -1,5 +1,6 @@
-"""admin.py, jobs: the list, the job's page, the operator's verbs (one job, a selection, every job
-matching a filter), dead letters, pauses, and who may do what."""
+"""admin/jobs.py, admin/verbs.py and admin/pauses.py: the list, the job's page, the operator's
+verbs (one job, a selection, every job matching a filter), dead letters, pauses, and who may do
+what."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs import admin as jobs_admin, models
+from django_jobs import models
+from django_jobs.admin.paginator import EstimatedCountPaginator
 from django_jobs.models import Job, Pause, Schedule, Worker
 from tests.factories import JobFactory
 
@@ -249,7 +251,7 @@ def test_list__never_counts_the_whole_table(client: Client) -> None:
 def test_list__beyond_the_exact_limit_the_count_is_the_planners_estimate(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs_admin.EstimatedCountPaginator, "exact_up_to", 5)
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 5)
     JobFactory.create_batch(40)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Job._meta.db_table}")
@@ -265,7 +267,7 @@ def test_list__beyond_the_exact_limit_the_count_is_the_planners_estimate(
 def test_list__a_filter_matching_few_rows_is_counted_exactly(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs_admin.EstimatedCountPaginator, "exact_up_to", 5)
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 5)
     JobFactory.create_batch(40)
     dead(), dead()
 

@@ -1,0 +1,1 @@
+"""Every SQL statement django-jobs runs, named, one module per concern."""
