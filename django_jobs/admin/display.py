@@ -102,7 +102,7 @@ def progress(job: Job, message_limit: int | None = None) -> str:
 
 
 def history_table(history: Any) -> str:
-    """Return a job's ``history`` as a table: one row per attempt or event, the last traceback open."""
+    """Return a job's ``history`` as a table, a row per attempt or event, last traceback open."""
     entries = history if isinstance(history, list) else []
     if not entries:
         return "No attempt has finished yet."

@@ -1,4 +1,4 @@
-"""The schedules' pages: the list, and the form that previews a cron and says what is wrong with it."""
+"""The schedules' pages: the list, and the form that previews a cron and says what is wrong."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ class ScheduleForm(forms.ModelForm):
 
 
 class ScheduleAdmin(admin.ModelAdmin):
-    """Cron schedules: edit and preview one, run it now, enable or disable; code-owned rows read-only."""
+    """Cron schedules to edit, preview, run now, enable or disable; code-owned rows read-only."""
 
     form = ScheduleForm
     list_display = ("name", "rhythm", "timezone", "next_run", "last_run", "enabled", "source")

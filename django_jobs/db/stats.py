@@ -2,8 +2,9 @@
 tally, and the planner's row estimates that stand in for ``COUNT(*)`` on a large table.
 
 Each count reads only the small part of the job table an index already isolates: the ready rows
-(``django_jobs_ready_idx``), the running rows (``django_jobs_running_idx``), the finished rows in a
-range of ``finished_at`` (``django_jobs_finished_idx``) and the dead rows (``django_jobs_dead_idx``).
+(``django_jobs_ready_idx``), the running rows (``django_jobs_running_idx``), the finished rows
+in a range of ``finished_at`` (``django_jobs_finished_idx``) and the dead rows
+(``django_jobs_dead_idx``).
 tests/test_stats.py asserts with EXPLAIN that none of them scans the whole table.
 """
 
