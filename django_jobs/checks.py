@@ -261,7 +261,7 @@ def check_schedule_rows(app_configs: Any = None, databases: Any = None, **kwargs
     ``migrate``, not with every command.
     """
     from .models import Schedule
-    from .overview import unregistered_message
+    from .stats import unregistered_message
     from .registry import registry
 
     value = getattr(settings, "DJANGO_JOBS", {})

@@ -3,7 +3,7 @@
 Wire it with ``path("jobs/", include("django_jobs.urls"))``; it answers at ``jobs/metrics``.
 Readers authenticate with ``Authorization: Bearer <DJANGO_JOBS["METRICS_TOKEN"]>`` or as a
 logged-in staff user who may see the admin's overview page. Every number comes from the indexed
-statements of overview.py and the small counter and worker tables, so a scrape stays cheap
+statements of db/stats.py and the small counter and worker tables, so a scrape stays cheap
 however large the job table grows. See docs/how-to/monitoring.md.
 """
 
@@ -18,11 +18,11 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from . import overview
-from .services import tally as counters
+from . import stats
 from .conf import jobs_settings
 from .models import ACTIVE_STATUSES, FINISHED_STATUSES, FinishedCounter
 from .registry import registry
+from .services import tally as counters
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: The permission a logged-in staff user needs (the admin overview page's).
@@ -63,9 +63,9 @@ class Exposition:
 def render(using: str, *, now: datetime) -> str:
     """Every metric, in Prometheus text format."""
     out = Exposition()
-    workers = overview.worker_stats(using, now=now)
+    workers = stats.worker_stats(using, now=now)
     live = [w for w in workers if not w.silent]
-    queues = overview.queue_stats(
+    queues = stats.queue_stats(
         using,
         now=now,
         recent=False,
@@ -122,7 +122,7 @@ def render(using: str, *, now: datetime) -> str:
         "Jobs the live workers are running.",
         [({}, sum(len(w.running) for w in live))],
     )
-    paused_queues, paused_names = overview.paused(using)
+    paused_queues, paused_names = stats.paused(using)
     out.family(
         "django_jobs_paused_since_timestamp_seconds",
         "gauge",
@@ -140,7 +140,7 @@ def render(using: str, *, now: datetime) -> str:
         "name is registered; absent while none.",
         [
             ({"schedule": p.schedule.name, "job": p.schedule.job_name, "problem": p.problem}, 1)
-            for p in overview.schedule_problems(using)
+            for p in stats.schedule_problems(using)
         ],
     )
     return out.text()

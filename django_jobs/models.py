@@ -707,7 +707,7 @@ class Schedule(models.Model):
 class FinishedCounter(models.Model):
     """How many jobs have finished, by queue, job name and status, since counting began.
 
-    Tallied from the job table by a worker service (counters.py) and only ever increased, so
+    Tallied from the job table by a worker service (services/tally.py) and only ever increased, so
     Prometheus can take rates from them whatever pruning deletes later.
     """
 

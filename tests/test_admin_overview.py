@@ -1,4 +1,4 @@
-"""admin_overview.py: the overview page, its pause and resume buttons, and who may use them."""
+"""admin/overview.py: the overview page, its pause and resume buttons, and who may use them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs.admin_overview import format_age
+from django_jobs.admin.display import format_age
 from django_jobs.models import JobStatus, Pause, Schedule, Worker
 from tests.factories import JobFactory
 

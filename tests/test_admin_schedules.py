@@ -1,4 +1,4 @@
-"""admin.py, schedules: the list, the form's refusals, the preview, the actions, code-owned rows."""
+"""admin/schedules.py: the list, the form's refusals, the preview, the actions, code-owned rows."""
 
 from __future__ import annotations
 

@@ -12,11 +12,18 @@ SCHEDULE_TABLE = Schedule._meta.db_table
 
 
 def status_in(statuses: Iterable[JobStatus]) -> str:
-    """``status IN ('queued', 'retrying')``: a predicate over statuses, as SQL text."""
+    """Return ``status IN ('queued', 'retrying')``: literals, for the planner's sake."""
+    # Literals, spelled like the partial indexes' predicates, so the planner can prove that an
+    # index applies (a bound parameter would hide the value from it).
     return "status IN (" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
 
 
-# Spelled exactly like the ready index's predicate, so the planner can prove the index applies.
+def status_is(status: JobStatus) -> str:
+    """Return ``status = 'dead'``: a literal, as in ``status_in``."""
+    return f"status = '{status.value}'"
+
+
+# The ready index's predicate, which the claim and the overview repeat so the index applies.
 READY_SQL = status_in(READY_STATUSES)
 # Spelled, with " AND unique_key IS NOT NULL" after it, exactly as Django writes the partial unique
 # index's predicate: SQLite only matches an ON CONFLICT target to an index with the same WHERE.

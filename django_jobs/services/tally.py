@@ -19,11 +19,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import F
 
-from ..models import FINISHED_STATUSES, CounterMark, FinishedCounter, Job
-from ..overview import status_in
+from ..db import stats as db_stats
+from ..models import CounterMark, FinishedCounter
 
 if TYPE_CHECKING:
     from . import ServiceContext
@@ -31,15 +31,6 @@ if TYPE_CHECKING:
 MARK = "finished"
 TALLY_INTERVAL = 15.0
 SETTLE = timedelta(seconds=30)
-TABLE = Job._meta.db_table
-
-# A range scan of django_jobs_finished_idx (partial on the finished statuses, ordered by
-# finished_at) over the few seconds since the last tally, however many rows the table holds.
-TALLY_SQL = (
-    f"SELECT queue, name, status, count(*) FROM {TABLE} "
-    f"WHERE {status_in(FINISHED_STATUSES)} "
-    f"AND finished_at > %s AND finished_at <= %s GROUP BY queue, name, status"
-)
 
 
 def tally(using: str, *, now: datetime) -> int:
@@ -64,11 +55,7 @@ def tally(using: str, *, now: datetime) -> int:
         )
         if not moved:
             return 0
-        connection = connections[using]
-        adapt = connection.ops.adapt_datetimefield_value
-        with connection.cursor() as cursor:
-            cursor.execute(TALLY_SQL, [adapt(since), adapt(until)])
-            rows = cursor.fetchall()
+        rows = db_stats.finished_between_by_name(using, since=since, until=until)
         counters = FinishedCounter.objects.using(using)
         for queue, name, status, count in rows:
             updated = counters.filter(queue=queue, name=name, status=status).update(

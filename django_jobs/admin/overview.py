@@ -8,7 +8,6 @@ so the model's own permissions say who may create and remove one.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,10 +19,11 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import overview
-from .conf import jobs_settings
-from .models import Job, Pause, QueueOverview
-from .registry import registry
+from .. import stats
+from ..conf import jobs_settings
+from ..models import Job, Pause
+from ..registry import registry
+from .display import format_age
 
 TEMPLATE = "admin/django_jobs/overview.html"
 PAUSE_PERMISSION = "django_jobs.add_pause"
@@ -32,25 +32,8 @@ RESUME_PERMISSION = "django_jobs.delete_pause"
 REFRESH_CHOICES = (5, 10, 30, 60)
 QUEUE_MAX_LENGTH = Job._meta.get_field("queue").max_length or 100
 REASON_MAX_LENGTH = Pause._meta.get_field("reason").max_length or 255
-#: How the overview names each kind of overview.ScheduleProblem.
+#: How the overview names each kind of stats.ScheduleProblem.
 SCHEDULE_PROBLEMS = {"unregistered": "Job not registered", "failing": "Last tick failed"}
-
-
-def format_age(age: timedelta | None) -> str:
-    """A duration an operator reads at a glance: "45 s", "3 min 20 s", "2 h 5 min", "3 d 4 h"."""
-    if age is None:
-        return "—"
-    seconds = int(age.total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def _url(name: str, *args: Any, query: dict[str, Any] | None = None) -> str | None:
@@ -79,7 +62,6 @@ def _job_link(job_id: Any, name: str | None) -> str:
     return _link(text, _url("admin:django_jobs_job_change", job_id))
 
 
-@admin.register(QueueOverview)
 class QueueOverviewAdmin(admin.ModelAdmin):
     """Not a list of rows: one page of statistics, and the pause and resume buttons."""
 
@@ -110,11 +92,11 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             raise PermissionDenied
         using = jobs_settings.DATABASE
         now = timezone.now()
-        workers = overview.worker_stats(using, now=now)
+        workers = stats.worker_stats(using, now=now)
         worker_queues = {q for w in workers for q in (w.worker.queues or [])}
-        queues = overview.queue_stats(using, now=now, extra_queues=worker_queues)
-        paused_queues, paused_names = overview.paused(using)
-        stored = overview.stored_finished(using)
+        queues = stats.queue_stats(using, now=now, extra_queues=worker_queues)
+        paused_queues, paused_names = stats.paused(using)
+        stored = stats.stored_finished(using)
         refresh = request.GET.get("refresh", "")
         context = {
             **self.admin_site.each_context(request),
@@ -131,7 +113,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
                 for status, count in stored.counts.items()
             ],
             "stored_exact": stored.exact,
-            "recent_minutes": int(overview.RECENT.total_seconds() // 60),
+            "recent_minutes": int(stats.RECENT.total_seconds() // 60),
             "schedule_problems": [
                 {
                     "schedule": _link(
@@ -141,7 +123,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
                     "problem": SCHEDULE_PROBLEMS[p.problem],
                     "message": p.message,
                 }
-                for p in overview.schedule_problems(using)
+                for p in stats.schedule_problems(using)
             ],
             "registered_names": registry.names(),
             "queue_names": [q.queue for q in queues],
@@ -160,8 +142,8 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         request.current_app = self.admin_site.name
         return TemplateResponse(request, TEMPLATE, context)
 
-    def _queue_row(self, q: overview.QueueStats, now: Any) -> dict[str, Any]:
-        since = (now - overview.RECENT).isoformat()
+    def _queue_row(self, q: stats.QueueStats, now: Any) -> dict[str, Any]:
+        since = (now - stats.RECENT).isoformat()
         return {
             "name": q.queue,
             "queued": _jobs_link(q.queued, queue=q.queue, status="queued"),
@@ -179,7 +161,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "paused": q.paused,
         }
 
-    def _worker_row(self, w: overview.WorkerStats, now: Any) -> dict[str, Any]:
+    def _worker_row(self, w: stats.WorkerStats, now: Any) -> dict[str, Any]:
         running = []
         for job in w.running:
             started = job.get("started_at")

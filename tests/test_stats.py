@@ -1,4 +1,5 @@
-"""overview.py: the overview page's numbers, and that none of its queries scans the job table."""
+"""stats.py and db/stats.py: the overview's and the metrics' numbers, and that none of their
+statements scans the job table."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs import overview
-from django_jobs.services import tally as counters
+from django_jobs import stats
+from django_jobs.db import stats as db_stats
 from django_jobs.models import Job, JobStatus, Pause, Worker
+from django_jobs.services import tally as counters
 from tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,8 +26,8 @@ pytestmark = pytest.mark.django_db
 NOW = timezone.now().replace(microsecond=0)
 
 
-def stats_by_queue(**kwargs: Any) -> dict[str, overview.QueueStats]:
-    return {s.queue: s for s in overview.queue_stats("default", now=NOW, **kwargs)}
+def stats_by_queue(**kwargs: Any) -> dict[str, stats.QueueStats]:
+    return {s.queue: s for s in stats.queue_stats("default", now=NOW, **kwargs)}
 
 
 def test_queue_stats__counts_active_jobs_by_queue_and_status() -> None:
@@ -35,11 +37,11 @@ def test_queue_stats__counts_active_jobs_by_queue_and_status() -> None:
     JobFactory(queue="emails", status=JobStatus.RUNNING, worker_id="w1")
     JobFactory(queue="reports", status=JobStatus.RETRYING, run_at=NOW + timedelta(minutes=1))
 
-    stats = stats_by_queue()
+    by_queue = stats_by_queue()
 
-    emails = stats["emails"]
+    emails = by_queue["emails"]
     assert (emails.queued, emails.retrying, emails.running, emails.ready) == (3, 1, 1, 3)
-    reports = stats["reports"]
+    reports = by_queue["reports"]
     assert (reports.queued, reports.retrying, reports.running, reports.ready) == (0, 1, 0, 0)
 
 
@@ -49,11 +51,11 @@ def test_queue_stats__lag_is_the_age_of_the_oldest_ready_job() -> None:
     JobFactory(queue="emails", run_at=NOW + timedelta(hours=2))  # not ready: no lag from it
     JobFactory(queue="idle", run_at=NOW + timedelta(hours=2))
 
-    stats = stats_by_queue()
+    by_queue = stats_by_queue()
 
-    assert stats["emails"].lag(NOW) == timedelta(minutes=9)
-    assert stats["idle"].lag(NOW) == timedelta(0)
-    assert stats["idle"].oldest_ready_at is None
+    assert by_queue["emails"].lag(NOW) == timedelta(minutes=9)
+    assert by_queue["idle"].lag(NOW) == timedelta(0)
+    assert by_queue["idle"].oldest_ready_at is None
 
 
 def test_queue_stats__counts_the_last_hours_outcomes_only() -> None:
@@ -76,11 +78,11 @@ def test_queue_stats__counts_the_last_hours_outcomes_only() -> None:
 def test_queue_stats__lists_known_and_paused_queues_even_when_empty() -> None:
     Pause.objects.pause_queue("quiet")
 
-    stats = stats_by_queue(extra_queues=["from-a-worker"])
+    by_queue = stats_by_queue(extra_queues=["from-a-worker"])
 
-    assert {"default", "quiet", "from-a-worker"} <= set(stats)
-    assert stats["quiet"].paused and not stats["default"].paused
-    assert stats["quiet"].queued == 0
+    assert {"default", "quiet", "from-a-worker"} <= set(by_queue)
+    assert by_queue["quiet"].paused and not by_queue["default"].paused
+    assert by_queue["quiet"].queued == 0
 
 
 def test_stored_finished__counts_exactly_while_the_table_is_small() -> None:
@@ -88,7 +90,7 @@ def test_stored_finished__counts_exactly_while_the_table_is_small() -> None:
     JobFactory(status=JobStatus.DEAD, finished_at=NOW)
     JobFactory()  # queued: not finished
 
-    stored = overview.stored_finished("default")
+    stored = stats.stored_finished("default")
 
     assert stored.exact
     assert stored.counts == {"succeeded": 3, "stopped": 0, "dead": 1}
@@ -98,9 +100,9 @@ def test_stored_finished__estimates_from_the_planner_once_the_table_is_large(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fill(20_000)
-    monkeypatch.setattr(overview, "EXACT_COUNT_MAX_ROWS", 0)
+    monkeypatch.setattr(stats, "EXACT_COUNT_MAX_ROWS", 0)
 
-    stored = overview.stored_finished("default")
+    stored = stats.stored_finished("default")
 
     assert not stored.exact
     exact = dict(Job.objects.finished().values_list("status").annotate(n=Count("id")).order_by())
@@ -114,14 +116,14 @@ def test_stored_finished__counts_dead_jobs_exactly_up_to_the_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fill(20_000)  # 240 dead
-    monkeypatch.setattr(overview, "EXACT_COUNT_MAX_ROWS", 1_000)
+    monkeypatch.setattr(stats, "EXACT_COUNT_MAX_ROWS", 1_000)
 
-    stored = overview.stored_finished("default")
+    stored = stats.stored_finished("default")
 
     assert stored.estimated == {"succeeded", "stopped"}
     assert stored.counts["dead"] == 240
-    monkeypatch.setattr(overview, "EXACT_COUNT_MAX_ROWS", 240)
-    assert overview.stored_finished("default").estimated == {"succeeded", "stopped", "dead"}
+    monkeypatch.setattr(stats, "EXACT_COUNT_MAX_ROWS", 240)
+    assert stats.stored_finished("default").estimated == {"succeeded", "stopped", "dead"}
 
 
 def test_worker_stats__heartbeat_age_and_the_jobs_each_worker_runs() -> None:
@@ -148,7 +150,7 @@ def test_worker_stats__heartbeat_age_and_the_jobs_each_worker_runs() -> None:
         running=[],
     )
 
-    first, second = overview.worker_stats("default", now=NOW)
+    first, second = stats.worker_stats("default", now=NOW)
 
     assert first.heartbeat_age == timedelta(seconds=3) and not first.silent
     assert [r["id"] for r in first.running] == [job.pk, 999_999]
@@ -165,7 +167,7 @@ def fill(total: int, *, now: str = "now()") -> None:
     over a week of retention, a thin layer of waiting and running ones on top."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {overview.TABLE} (name, args, kwargs, queue, priority, status, "
+            f"INSERT INTO {db_stats.TABLE} (name, args, kwargs, queue, priority, status, "
             "attempts, max_attempts, run_at, created_at, started_at, finished_at, worker_id, "
             "history, last_error) "
             "SELECT 'shop.job' || (i %% 20), '[]', '{}', "
@@ -181,7 +183,7 @@ def fill(total: int, *, now: str = "now()") -> None:
             f"LATERAL (SELECT {now} - (i %% 10080) * interval '1 minute' AS at) AS r",
             [total],
         )
-        cursor.execute(f"ANALYZE {overview.TABLE}")
+        cursor.execute(f"ANALYZE {db_stats.TABLE}")
 
 
 def plan(sql: str, params: object = None) -> str:
@@ -206,7 +208,7 @@ def explain_job_table_statements(captured: CaptureQueriesContext) -> dict[str, s
     plans = {}
     for query in captured.captured_queries:
         sql = query["sql"]
-        if sql.lstrip().upper().startswith("SELECT") and overview.TABLE in sql:
+        if sql.lstrip().upper().startswith("SELECT") and db_stats.TABLE in sql:
             plans[sql] = plan(sql)
     return plans
 
@@ -214,15 +216,15 @@ def explain_job_table_statements(captured: CaptureQueriesContext) -> dict[str, s
 def assert_no_scan_of_the_job_table(plans: dict[str, str]) -> None:
     assert plans, "no statement read the job table"
     for sql, text in plans.items():
-        assert f"Seq Scan on {overview.TABLE}" not in text, f"{sql}\n{text}"
+        assert f"Seq Scan on {db_stats.TABLE}" not in text, f"{sql}\n{text}"
 
 
 def test_at_200k_jobs__the_overview_uses_the_indexes_and_never_scans_the_table(
     big_table: None,
 ) -> None:
     now = timezone.now()
-    active = plan(overview.ACTIVE_SQL, {"now": now})
-    recent = plan(overview.RECENT_SQL, {"since": now - overview.RECENT})
+    active = plan(db_stats.ACTIVE_BY_QUEUE, {"now": now})
+    recent = plan(db_stats.FINISHED_SINCE_BY_QUEUE, {"since": now - stats.RECENT})
 
     assert "django_jobs_ready_idx" in active and "django_jobs_running_idx" in active, active
     assert "django_jobs_finished_idx" in recent, recent

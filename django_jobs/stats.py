@@ -1,16 +1,12 @@
 """The numbers behind the admin's overview page and the metrics endpoint, in a few indexed queries.
 
-Each statement reads only the small part of the job table an index already isolates: the
-ready rows (``django_jobs_ready_idx``), the running rows (``django_jobs_running_idx``) and the
-last hour of finished rows (``django_jobs_finished_idx``). The finished bulk of the table (often
-millions of rows) is never scanned: its size per status comes from the planner's estimate once
-the table is large (see ``stored_finished``). tests/test_overview.py asserts with EXPLAIN that
-no statement here scans the whole table.
+The statements are in db/stats.py; here they become per-queue, per-worker and stored-job figures.
+The finished bulk of the table (often millions of rows) is never counted: its size per status
+comes from the planner's estimate once the table is large (see ``stored_finished``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -21,64 +17,16 @@ from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from .conf import jobs_settings
-from .models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Pause, Schedule, Worker
+from .db import stats as db_stats
+from .exceptions import JobNotRegistered
+from .models import FINISHED_STATUSES, Job, JobStatus, Pause, Schedule, Worker
 from .registry import registry
 
-TABLE = Job._meta.db_table
 #: How far back "recently finished" looks.
 RECENT = timedelta(hours=1)
 #: While the planner expects fewer finished rows than this, they are counted exactly (tens of
 #: milliseconds); beyond it, estimated: counting millions of rows takes seconds.
 EXACT_COUNT_MAX_ROWS = 50_000
-
-
-def status_in(statuses: Iterable[JobStatus]) -> str:
-    """``status IN ('queued', 'retrying')``: literals, for the planner's sake."""
-    # Literals, spelled like the partial indexes' predicates, so the planner can prove that an
-    # index applies (a bound parameter would hide the value from it).
-    return "status IN (" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
-
-
-# Ready rows and running rows, grouped by queue and status. Two branches, one per partial index:
-# PostgreSQL reads django_jobs_ready_idx for the first and django_jobs_running_idx for the second
-# (each holds only the rows of its predicate, so both stay small however many finished rows pile
-# up), and visits the heap only for those rows' queue and run_at. "Ready now" and the oldest
-# ready run_at (the queue's lag) come from the same rows, so they cost nothing extra.
-ACTIVE_SQL = (
-    f"SELECT queue, status, count(*), "
-    f"sum(CASE WHEN run_at <= %(now)s THEN 1 ELSE 0 END), "
-    f"min(CASE WHEN run_at <= %(now)s THEN run_at END) "
-    f"FROM {TABLE} WHERE {status_in(READY_STATUSES)} GROUP BY queue, status "
-    f"UNION ALL "
-    f"SELECT queue, status, count(*), 0, NULL "
-    f"FROM {TABLE} WHERE {status_in([JobStatus.RUNNING])} GROUP BY queue, status"
-)
-
-# Finished since %(since)s, by queue and status: a range scan of django_jobs_finished_idx
-# (partial on the finished statuses, ordered by finished_at), which touches only the last hour's
-# rows however long the retention keeps the older ones.
-RECENT_SQL = (
-    f"SELECT queue, status, count(*) FROM {TABLE} "
-    f"WHERE {status_in(FINISHED_STATUSES)} AND finished_at >= %(since)s GROUP BY queue, status"
-)
-
-# Every finished row, counted: run only while the planner expects few (EXACT_COUNT_MAX_ROWS).
-STORED_EXACT_SQL = (
-    f"SELECT status, count(*) FROM {TABLE} WHERE {status_in(FINISHED_STATUSES)} GROUP BY status"
-)
-
-# Dead jobs, counted up to a cap: an index-only scan of django_jobs_dead_idx (partial on
-# status = 'dead'), which holds the dead rows only. Operators want that number exact, and it stays
-# small unless something is badly wrong; beyond the cap it is estimated like the others.
-DEAD_CAPPED_SQL = (
-    f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE status = '{JobStatus.DEAD.value}' "
-    f"LIMIT %(cap)s) AS dead"
-)
-
-# The planner's row estimate (the rows per page of the last VACUUM or ANALYZE, times the table's
-# current pages, times the frequency of the statuses in ANALYZE's sample): nothing is read.
-# {where} is built from JobStatus values only.
-STORED_ESTIMATE_SQL = "EXPLAIN (FORMAT JSON) SELECT 1 FROM " + TABLE + " WHERE {where}"
 
 
 @dataclass
@@ -149,15 +97,6 @@ def _datetime(value: Any) -> datetime | None:
     return parsed
 
 
-def _rows(using: str, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    connection = connections[using]
-    adapt = connection.ops.adapt_datetimefield_value
-    params = {k: adapt(v) if isinstance(v, datetime) else v for k, v in params.items()}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 def known_queues() -> set[str]:
     """Queues worth a row even when empty: the default one and those registered jobs name."""
     queues = {str(jobs_settings.DEFAULT_QUEUE)}
@@ -183,7 +122,7 @@ def queue_stats(
 
     for queue in [*known_queues(), *extra_queues]:
         get(queue)
-    for queue, status, count, ready, oldest in _rows(using, ACTIVE_SQL, {"now": now}):
+    for queue, status, count, ready, oldest in db_stats.active_by_queue(using, now=now):
         row = get(queue)
         setattr(row, status, getattr(row, status) + int(count))
         row.ready += int(ready or 0)
@@ -191,7 +130,7 @@ def queue_stats(
         if oldest is not None and (row.oldest_ready_at is None or oldest < row.oldest_ready_at):
             row.oldest_ready_at = oldest
     if recent:
-        for queue, status, count in _rows(using, RECENT_SQL, {"since": now - RECENT}):
+        for queue, status, count in db_stats.finished_since_by_queue(using, since=now - RECENT):
             get(queue).recent[status] = int(count)
     paused = set(
         Pause.objects.using(using).filter(kind=Pause.Kind.QUEUE).values_list("value", flat=True)
@@ -205,26 +144,22 @@ def stored_finished(using: str) -> StoredFinished:
     """How many succeeded, stopped and dead jobs the table holds: exact while there are few."""
     statuses = [s.value for s in FINISHED_STATUSES]
     if connections[using].vendor == "postgresql":
-        if _estimate(using, status_in(FINISHED_STATUSES)) > EXACT_COUNT_MAX_ROWS:
-            counts = {s: _round(_estimate(using, f"status = '{s}'")) for s in statuses}
+        if db_stats.estimated_rows(using, db_stats.IS_FINISHED) > EXACT_COUNT_MAX_ROWS:
+            counts = {
+                s.value: _round(db_stats.estimated_rows(using, db_stats.status_is(s)))
+                for s in FINISHED_STATUSES
+            }
             estimated = set(statuses)
-            (dead,) = _rows(using, DEAD_CAPPED_SQL, {"cap": EXACT_COUNT_MAX_ROWS})[0]
+            # Operators want the dead count exact, and it stays small unless something is badly
+            # wrong: counted on its own index up to the cap, estimated like the others beyond.
+            dead = db_stats.dead_count(using, cap=EXACT_COUNT_MAX_ROWS)
             if dead < EXACT_COUNT_MAX_ROWS:
-                counts[JobStatus.DEAD.value] = int(dead)
+                counts[JobStatus.DEAD.value] = dead
                 estimated.discard(JobStatus.DEAD.value)
             return StoredFinished(counts, frozenset(estimated))
     counts = dict.fromkeys(statuses, 0)
-    counts.update({status: int(n) for status, n in _rows(using, STORED_EXACT_SQL, {})})
+    counts.update({status: int(n) for status, n in db_stats.finished_by_status(using)})
     return StoredFinished(counts)
-
-
-def _estimate(using: str, where: str) -> int:
-    with connections[using].cursor() as cursor:
-        cursor.execute(STORED_ESTIMATE_SQL.format(where=where))
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def _round(estimate: int) -> int:
@@ -277,8 +212,6 @@ class ScheduleProblem:
 
 def unregistered_message(schedule: Schedule) -> str:
     """What the admin, the overview and check W101 say about a schedule for an unknown job."""
-    from .exceptions import JobNotRegistered
-
     try:
         registry.lookup(schedule.job_name)
     except JobNotRegistered as exc:

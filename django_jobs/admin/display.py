@@ -1,0 +1,156 @@
+"""What the admin's pages share: durations and moments for people, JSON, badges, progress bars,
+and a job's history with its errors and tracebacks."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
+
+from ..models import Job, JobStatus
+
+#: Pretty-printed JSON longer than this many characters is cut on the job's page.
+JSON_SHOWN_MAX = 10_000
+
+
+def format_age(age: timedelta | None) -> str:
+    """A duration an operator reads at a glance: "45 s", "3 min 20 s", "2 h 5 min", "3 d 4 h"."""
+    if age is None:
+        return "—"
+    seconds = int(age.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def format_duration(delta: timedelta | None) -> str:
+    """A job's duration or age at a glance: "850 ms", "12.5 s", "3 min 20 s", "2 h 5 min"."""
+    if delta is None:
+        return "—"
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    return format_age(delta)
+
+
+def first_line(text: str, limit: int = 100) -> str:
+    """Return the first line of ``text``, cut to ``limit`` characters."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def moment(value: Any) -> str:
+    """A stored timestamp (datetime or ISO text from a history entry) on the site's clock."""
+    when = parse_datetime(value) if isinstance(value, str) else value
+    if not isinstance(when, datetime):
+        return str(value or "—")
+    return timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _row(*cells: Any) -> str:
+    return format_html("<tr>{}</tr>", format_html_join("", "<td>{}</td>", ((c,) for c in cells)))
+
+
+def json_block(value: Any) -> str:
+    """``value`` pretty-printed in a <pre>, cut after JSON_SHOWN_MAX characters."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    if len(text) <= JSON_SHOWN_MAX:
+        return format_html('<pre class="dj-json">{}</pre>', text)
+    return format_html(
+        '<pre class="dj-json">{}\n…</pre><p class="help">{}</p>',
+        text[:JSON_SHOWN_MAX],
+        f"Truncated: the first {JSON_SHOWN_MAX:,} of {len(text):,} characters.",
+    )
+
+
+def status_badge(job: Job) -> str:
+    """Return the job's status as a coloured badge, "· stopping" once a stop was asked for."""
+    label = job.get_status_display()
+    if job.status == JobStatus.RUNNING and job.stop_requested_at:
+        label += " · stopping"
+    return format_html('<span class="dj-badge dj-{}">{}</span>', job.status, label)
+
+
+def progress(job: Job, message_limit: int | None = None) -> str:
+    """Return the progress a running job reported, as a bar and its message ("" if none)."""
+    reported = job.progress if isinstance(job.progress, dict) else None
+    if not reported:
+        return ""
+    percent, message = reported.get("percent"), str(reported.get("message") or "")
+    if message_limit:
+        message = first_line(message, message_limit)
+    bar = ""
+    if isinstance(percent, (int, float)):
+        percent = max(0.0, min(100.0, float(percent)))
+        bar = format_html(
+            '<progress max="100" value="{}"></progress> {}% ', f"{percent:g}", f"{percent:g}"
+        )
+    return format_html('<span class="dj-progress">{}{}</span>', bar, message)
+
+
+def history_table(history: Any) -> str:
+    """Return a job's ``history`` as a table, a row per attempt or event, last traceback open."""
+    entries = history if isinstance(history, list) else []
+    if not entries:
+        return "No attempt has finished yet."
+    rows = [
+        _history_row(entry, last=i == len(entries) - 1) for i, entry in enumerate(entries)
+    ]
+    return format_html(
+        '<table class="dj-history"><thead><tr><th>Attempt</th><th>Outcome</th><th>Worker</th>'
+        "<th>Started</th><th>Finished</th><th>Duration</th><th>Details</th></tr></thead>"
+        "<tbody>{}</tbody></table>",
+        format_html_join("", "{}", ((row,) for row in rows)),
+    )
+
+def _history_row(entry: Any, last: bool) -> str:
+    if not isinstance(entry, dict):
+        return _row("—", "?", "", "", "", "", format_html("<pre>{}</pre>", json.dumps(entry)))
+    if "event" in entry:
+        note = entry.get("note") or ""
+        at = moment(entry.get("at"))
+        return _row("—", entry["event"], "", "", at, "", f"Note: {note}" if note else "")
+    details = []
+    error = entry.get("error")
+    if isinstance(error, dict):
+        message = f"{error.get('class', '')}: {error.get('message', '')}"
+        traceback = str(error.get("traceback") or "")
+        details.append(format_html('<div class="dj-error">{}</div>', message))
+        if traceback:
+            details.append(
+                format_html(
+                    '<details{}><summary>Traceback</summary>{}</details>',
+                    " open" if last else "",
+                    format_html('<pre class="dj-traceback">{}</pre>', traceback),
+                )
+            )
+    for key, label in (("retry_at", "next attempt due"), ("run_at", "runs again at")):
+        if entry.get(key):
+            details.append(format_html("<div>{} {}</div>", label, moment(entry[key])))
+    for key, label in (("reason", "reason"), ("rescued_by", "rescued by")):
+        if entry.get(key):
+            details.append(format_html("<div>{}: {}</div>", label, entry[key]))
+    duration = entry.get("duration")
+    took = timedelta(seconds=duration) if isinstance(duration, float | int) else None
+    return _row(
+        entry.get("attempt", "—"),
+        entry.get("outcome", "—"),
+        entry.get("worker", "—"),
+        moment(entry.get("started_at")),
+        moment(entry.get("finished_at")),
+        format_duration(took),
+        format_html_join("", "{}", ((d,) for d in details)),
+    )

@@ -1,0 +1,84 @@
+"""The job lists' queue and name filters, and the known values they and the pause form offer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .. import stats
+from ..models import READY_STATUSES, Job, Pause, Schedule, Worker
+from ..registry import registry
+
+#: Rows of recent and ready jobs sampled for the queue and name filters' choices.
+FILTER_SAMPLE = 1000
+
+
+def _sample(request: HttpRequest, field_name: str) -> set[str]:
+    """Values of ``field_name`` among the newest and the ready jobs: two bounded index reads,
+    however many rows the table holds (a DISTINCT over the table would read every row)."""
+    cache = getattr(request, "_django_jobs_sample", None)
+    if cache is None:
+        newest = Job.objects.order_by("-id").values_list("queue", "name")[:FILTER_SAMPLE]
+        ready = (
+            Job.objects.filter(status__in=READY_STATUSES).order_by().values_list("queue", "name")
+        )
+        rows = [*newest, *ready[:FILTER_SAMPLE]]
+        cache = {"queue": {q for q, _ in rows}, "name": {n for _, n in rows}}
+        request._django_jobs_sample = cache  # type: ignore[attr-defined]
+    return cache[field_name]
+
+
+def known_queue_names(request: HttpRequest) -> set[str]:
+    """Queues worth offering: configured, registered, served, paused or scheduled, and sampled."""
+    queues = stats.known_queues()
+    for served in Worker.objects.values_list("queues", flat=True):
+        queues.update(served or [])
+    queues.update(Pause.objects.filter(kind=Pause.Kind.QUEUE).values_list("value", flat=True))
+    queues.update(Schedule.objects.exclude(queue="").values_list("queue", flat=True))
+    return queues | _sample(request, "queue")
+
+
+def known_job_names(request: HttpRequest) -> set[str]:
+    """Job names worth offering: registered, paused or scheduled, and sampled."""
+    names = set(registry.names())
+    names.update(Pause.objects.filter(kind=Pause.Kind.NAME).values_list("value", flat=True))
+    names.update(Schedule.objects.values_list("job_name", flat=True))
+    return names | _sample(request, "name")
+
+
+class _ValueFilter(admin.SimpleListFilter):
+    """Filter on one column, offering known values instead of a DISTINCT over the whole table."""
+
+    def known(self, request: HttpRequest) -> set[str]:
+        raise NotImplementedError
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # The chosen value is always offered, so the filter shows (and applies) even for a value
+        # none of the known sources has, e.g. from a dead-letter group's link.
+        value = self.value()
+        values = self.known(request) | ({value} if value else set())
+        return [(v, v) for v in sorted(values)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(**{str(self.parameter_name): value}) if value else queryset
+
+
+class QueueFilter(_ValueFilter):
+    title = "queue"
+    parameter_name = "queue"
+
+    def known(self, request: HttpRequest) -> set[str]:
+        return known_queue_names(request)
+
+
+class NameFilter(_ValueFilter):
+    title = "job name"
+    parameter_name = "name"
+
+    def known(self, request: HttpRequest) -> set[str]:
+        return known_job_names(request)
+
