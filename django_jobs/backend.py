@@ -187,7 +187,7 @@ def _runner(task: Any) -> Callable[..., Any]:
         try:
             return normalize_json(value)
         except (TypeError, ValueError):
-            return value  # the executor turns it into a ResultNotJSON failure with a hint
+            return value  # run_job() turns it into a ResultNotJSON failure with a hint
 
     signature = inspect.signature(task.func)
     if task.takes_context:

@@ -11,7 +11,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
 
 from .conf import DEFAULTS
-from .executor import MAX_CONCURRENCY
+from .worker.pool import MAX_CONCURRENCY
 
 _NUMBER_MIN: dict[str, float] = {
     "DEFAULT_MAX_ATTEMPTS": 1,

@@ -34,21 +34,21 @@ def second_connection(transactional_db: None) -> Iterator[psycopg.Connection[Any
 
 @pytest.fixture
 def run_worker(transactional_db: None) -> Callable[..., Any]:
-    """Run a burst ``Worker`` in this process (it forks its children) and return it.
+    """Run a burst ``WorkerLoop`` in this process (it forks its children) and return it.
 
     LISTEN/NOTIFY is off by default: a burst worker never waits for a notification, and the
     listener thread would add up to a second to every shutdown.
     """
     from django_jobs.conf import jobs_settings
-    from django_jobs.worker import Worker
+    from django_jobs.worker import WorkerLoop
 
-    def run(concurrency: int = 1, listen: bool = False, **options: Any) -> Worker:
+    def run(concurrency: int = 1, listen: bool = False, **options: Any) -> WorkerLoop:
         options.setdefault("burst", True)
         options.setdefault("scheduler", False)
         options.setdefault("grace", 5.0)
         jobs = {**jobs_settings.user_settings(), "LISTEN_NOTIFY": listen}
         with override_settings(DJANGO_JOBS=jobs):
-            worker = Worker(concurrency=concurrency, **options)
+            worker = WorkerLoop(concurrency=concurrency, **options)
             code = worker.run()
         assert code == 0, f"worker.run() returned {code}"
         return worker

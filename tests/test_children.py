@@ -211,7 +211,7 @@ def test_replies_sent_before_a_child_died__still_count():
     # before the socket closed, so they are outcomes, not lost attempts to run again.
     import socket as socket_
 
-    from django_jobs.executor import Slot
+    from django_jobs.worker.pool import Slot
 
     slot = Slot(0, "w")
     parent, child = socket_.socketpair()

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from django_jobs.db import channel
 from django_jobs.models import Job, JobStatus
-from django_jobs.worker import Listener
+from django_jobs.worker.listener import Listener
 from tests.conftest import wait_until
 from tests.testapp import jobs
 

@@ -98,7 +98,7 @@ def test_notify__one_per_queue_for_a_batch(second_connection: Any) -> None:
 
 @pytest.mark.parametrize("count", [1, 3], ids=["enqueue", "enqueue_many"])
 def test_notify__a_delayed_enqueue_announces_when_it_falls_due(second_connection: Any, count: int) -> None:
-    # Idle workers wake at that moment instead of at their next poll (worker.Listener).
+    # Idle workers wake at that moment instead of at their next poll (worker.listener.Listener).
     second_connection.execute(f"LISTEN {channel.CHANNEL}")
     delayed = jobs.record.using(queue="later", delay=dt.timedelta(seconds=30))
 

@@ -1,4 +1,4 @@
-"""worker.py and executor.py with in-process burst workers: every outcome of an attempt, as stored.
+"""The worker package (django_jobs/worker/) with in-process burst workers: every outcome of an attempt, as stored.
 
 Time is injected: each worker gets a fixed ``clock`` an hour or more ahead of the real one, so a
 retry scheduled by one run is due for the next run and never for the same one.
@@ -242,25 +242,22 @@ def test_batch__jobs_waiting_behind_an_attempt_that_never_reports_run_once_on_th
 ) -> None:
     from django.test import override_settings
 
-    from django_jobs.worker import WARMUP, Worker
-
-    class RecordingWorker(Worker):
-        batches: list[list[int]] = []
-
-        def _dispatch(self, slot: Any, rows: list[dict[str, Any]]) -> None:
-            self.batches.append([row["id"] for row in rows])
-            super()._dispatch(slot, rows)
+    from django_jobs.worker import WorkerLoop
+    from django_jobs.worker.claim_ahead import WARMUP
 
     stuck = definition.using(priority=10).enqueue()
     behind = [jobs.record.enqueue(f"behind-{i}") for i in range(3)]
     with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
-        worker = RecordingWorker(concurrency=1, burst=True, scheduler=False, clock=at(1))
+        worker = WorkerLoop(concurrency=1, burst=True, scheduler=False, clock=at(1))
+        batches: list[list[int]] = []
+        send = worker.pool.dispatch
+        worker.pool.dispatch = lambda slot, rows: (batches.append([row["id"] for row in rows]), send(slot, rows))[1]  # type: ignore[method-assign]
         # As after a run of no-op jobs: short jobs go to a child several at a time.
-        worker._finished_total, worker._avg_duration = WARMUP, 0.0001
+        worker.claim_ahead.finished, worker.claim_ahead.average = WARMUP, 0.0001
         assert worker.run() == 0
 
     # One message carried all four; the stuck one ran first and the other three waited in its child.
-    assert worker.batches[0] == [stuck.pk, *(b.pk for b in behind)]
+    assert batches[0] == [stuck.pk, *(b.pk for b in behind)]
     row = reload(stuck)
     assert (row.attempts, [e["outcome"] for e in row.history]) == (1, [outcome])
     for waiting in behind:
@@ -273,15 +270,16 @@ def test_batch__a_waiting_job_s_timeout_counts_from_its_own_start(transactional_
     # 0.8 s after the message. Timed from the message, it would be killed; from its start, it isn't.
     from django.test import override_settings
 
-    from django_jobs.worker import WARMUP, Worker
+    from django_jobs.worker import WorkerLoop
+    from django_jobs.worker.claim_ahead import WARMUP
 
     naps = [nap_within_timeout.enqueue(0.4) for _ in range(3)]
     with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
-        worker = Worker(concurrency=1, burst=True, scheduler=False, clock=at(1))
-        worker._finished_total, worker._avg_duration = WARMUP, 0.0001
+        worker = WorkerLoop(concurrency=1, burst=True, scheduler=False, clock=at(1))
+        worker.claim_ahead.finished, worker.claim_ahead.average = WARMUP, 0.0001
         sizes: list[int] = []
-        send = worker._dispatch
-        worker._dispatch = lambda slot, rows: (sizes.append(len(rows)), send(slot, rows))[1]  # type: ignore[method-assign]
+        send = worker.pool.dispatch
+        worker.pool.dispatch = lambda slot, rows: (sizes.append(len(rows)), send(slot, rows))[1]  # type: ignore[method-assign]
         assert worker.run() == 0
 
     assert sizes[0] == 3
@@ -361,14 +359,14 @@ def test_shutdown__idle_children_exit_on_their_own(transactional_db: None) -> No
     # a parent end (its own, or another slot's) would wait out the join timeout and be SIGKILLed.
     from django.test import override_settings
 
-    from django_jobs.worker import Worker
+    from django_jobs.worker import WorkerLoop
 
     jobs.record.enqueue("one")
     with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
-        worker = Worker(concurrency=2, burst=True, scheduler=False)
+        worker = WorkerLoop(concurrency=2, burst=True, scheduler=False)
         children: list[Any] = []
         # The slots forget their processes at shutdown: keep them from the moment a job starts.
-        grab = lambda sender, **kwargs: children.extend(s.process for s in worker.slots)  # noqa: E731
+        grab = lambda sender, **kwargs: children.extend(s.process for s in worker.pool.slots)  # noqa: E731
         job_started.connect(grab)
         try:
             worker.run()
@@ -378,28 +376,11 @@ def test_shutdown__idle_children_exit_on_their_own(transactional_db: None) -> No
     assert [child.exitcode for child in children] == [0, 0]
 
 
-# -- claiming ahead ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("average", "expected"),
-    [(0.0002, 200), (0.004, 50), (0.02, 10), (0.06, 0)],
-    ids=["no-op", "4ms", "20ms", "60ms"],
-)
-def test_claim_ahead__buffers_a_tenth_of_a_second_of_short_jobs_and_none_of_long_ones(
-    average: float, expected: int
-) -> None:
-    from django_jobs.worker import Worker
-
-    worker = Worker(concurrency=2, scheduler=False)
-    assert worker._buffer_size() == 8  # warming up: 4 per child until the average means something
-    worker._finished_total, worker._avg_duration = 1000, average
-
-    assert worker._buffer_size() == expected
+# -- the listener's due times ----------------------------------------------------------------
 
 
 def test_listener__a_time_that_fell_due_after_the_last_claim_wakes_the_worker_at_once() -> None:
-    from django_jobs.worker import Listener
+    from django_jobs.worker.listener import Listener
 
     listener = Listener("default", wake_fd=-1, queues=set())
     claim_clock = time.time()
@@ -482,12 +463,12 @@ def test_logs__one_key_value_line_per_event(run_worker: RunWorker, caplog: pytes
 def test_message__arguments_stored_over_several_lines_still_make_one_line() -> None:
     import json
 
-    from django_jobs.executor import _encode_job
+    from django_jobs.worker.protocol import encode_job
 
     row = {"id": 7, "name": "tests.add", "queue": "q\nx", "attempt": 1, "max_attempts": 3,
            "args_json": '[\n  1,\n  "two\\nlines"\n]', "kwargs_json": "{}"}
 
-    line = _encode_job(row)
+    line = encode_job(row)
 
     assert "\n" not in line
     assert json.loads(line) == {"id": 7, "name": "tests.add", "queue": "q\nx", "attempt": 1,
@@ -498,15 +479,15 @@ def test_message__arguments_stored_over_several_lines_still_make_one_line() -> N
 
 
 def _worker(concurrency: int = 2) -> Any:
-    from django_jobs.worker import Worker
+    from django_jobs.worker import WorkerLoop
 
-    return Worker(concurrency=concurrency, scheduler=False)
+    return WorkerLoop(concurrency=concurrency, scheduler=False)
 
 
 def test_claim_target__idle_children_get_jobs_even_while_others_hold_a_batch() -> None:
     worker = _worker(concurrency=4)
-    worker._finished_total, worker._avg_duration = 1000, 0.06  # long jobs: no claiming ahead
-    worker.slots[0].jobs.extend({"id": i} for i in range(5))  # one running, four waiting behind it
+    worker.claim_ahead.finished, worker.claim_ahead.average = 1000, 0.06  # long jobs: no claiming ahead
+    worker.pool.slots[0].jobs.extend({"id": i} for i in range(5))  # one running, four waiting behind it
 
     assert worker._claim_target() == 3  # one per idle child
 
@@ -514,7 +495,7 @@ def test_claim_target__idle_children_get_jobs_even_while_others_hold_a_batch() -
 def test_claim_target__the_first_long_job_stops_claiming_ahead() -> None:
     worker = _worker(concurrency=1)
     assert worker._claim_target() == 1 + 4  # warming up: the idle child and 4 ahead
-    worker._finished_total, worker._avg_duration = 1, 3600.0  # as after one hour-long job
+    worker.claim_ahead.finished, worker.claim_ahead.average = 1, 3600.0  # as after one hour-long job
 
     assert worker._claim_target() == 1
 
@@ -522,17 +503,17 @@ def test_claim_target__the_first_long_job_stops_claiming_ahead() -> None:
 def test_wait__pending_outcomes_do_not_spin_the_loop_while_the_database_is_down(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from django_jobs import worker as worker_module
-    from django_jobs.worker import Outcome
+    from django_jobs.worker import pool as pool_module
+    from django_jobs.worker.ledger import Outcome
 
     worker = _worker()
     now = time.monotonic()
-    worker._db_down_until = now + 8.0
-    worker.pending.append(Outcome({"id": 1}, {"outcome": "succeeded"}, 0.0, timezone.now(), timezone.now(),
+    worker.link.down_until = now + 8.0
+    worker.ledger.pending.append(Outcome({"id": 1}, {"outcome": "succeeded"}, 0.0, timezone.now(), timezone.now(),
                                   queued_at=now - 60))
-    worker._service_due = {key: now - 60 for key in worker._service_due}
+    worker.maintenance.due = {key: now - 60 for key in worker.maintenance.due}
     timeouts: list[float] = []
-    monkeypatch.setattr(worker_module, "wait", lambda conns, timeout: timeouts.append(timeout) or [])
+    monkeypatch.setattr(pool_module, "wait", lambda conns, timeout: timeouts.append(timeout) or [])
 
     worker._wait(idle_left=False)
 
@@ -551,18 +532,18 @@ def test_stop_deadline__a_reply_already_sent_is_read_before_anything_is_killed(t
     second = jobs.sleep_for.enqueue(30)
     with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
         worker = _worker(concurrency=1)
-        slot = worker.slots[0]
+        slot = worker.pool.slots[0]
         slot.start()
         try:
-            assert worker._sync(2) == 2
-            worker._dispatch(slot, [worker.buffer.popleft(), worker.buffer.popleft()])
+            assert worker.ledger.sync(2) == 2
+            worker.pool.dispatch(slot, [worker.ledger.buffer.popleft(), worker.ledger.buffer.popleft()])
             wait_until(lambda: runs(second.pk) == 1, message="the second job to start in the child")
             slot.extra["stop_deadline"] = time.monotonic() - 1  # the first job's grace ran out
 
-            worker._enforce_deadlines()
+            worker.pool.enforce_deadlines()
 
             assert slot.job is not None and slot.job["id"] == second.pk and slot.process.is_alive()
-            assert [(o.slot_job["id"], o.reply["outcome"]) for o in worker.pending] == [(first.pk, "succeeded")]
+            assert [(o.slot_job["id"], o.reply["outcome"]) for o in worker.ledger.pending] == [(first.pk, "succeeded")]
         finally:
             slot.kill()
             import os

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-
 import logging
-import os
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,10 +14,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from ..conf import jobs_settings
-from ..executor import run_job
 from ..models import Job
 from ..registry import JobDefinition, registry, resolve
 from ..signals import job_started
+from ..worker.invocation import run_job
+from ..worker.ledger import Ledger
 
 logger = logging.getLogger("django_jobs")
 
@@ -139,47 +138,41 @@ class EnqueuedJobs:
         it fails, so a failing job can't break the test's transaction. ``raise_errors`` turns
         the first failed attempt into an AssertionError carrying its traceback.
         """
-        from ..worker import Worker
-
         clock: Callable[[], datetime] = (lambda: now) if now is not None else timezone.now
-        # A worker that never starts: its claim and outcome code is what runs here, with the
-        # job itself run in this process instead of a child.
-        worker = Worker(worker_id=INLINE_WORKER_ID, using=self.using, clock=clock, scheduler=False)
+        # A worker's ledger without children: its claim and outcome code is what runs here, with
+        # the job itself run in this process instead of a child.
+        ledger = Ledger.inline(using=self.using, worker_id=INLINE_WORKER_ID, clock=clock)
         ran: list[int] = []
-        try:
-            while True:
-                self._run_on_commit_callbacks()
-                # Writes the previous job's outcome and claims the next job, as the worker does.
-                claimed = worker._sync(1)
-                if not worker.buffer:
-                    if claimed:
-                        continue  # an unregistered job, now marked dead
-                    break
-                if len(ran) >= max_jobs:
-                    raise AssertionError(
-                        f"run() ran {max_jobs} jobs and more are ready: does a job enqueue itself? "
-                        f"Pass max_jobs= to allow more."
-                    )
-                row = worker.buffer.popleft()
-                ran.append(row["id"])
-                started_at = clock()
-                job_started.send(
-                    sender=Job, job_id=row["id"], name=row["name"], attempt=row["attempt"],
-                    worker_id=worker.worker_id,
+        while True:
+            self._run_on_commit_callbacks()
+            # Writes the previous job's outcome and claims the next job, as the worker does.
+            claimed = ledger.sync(1)
+            if not ledger.buffer:
+                if claimed:
+                    continue  # an unregistered job, now marked dead
+                break
+            if len(ran) >= max_jobs:
+                raise AssertionError(
+                    f"run() ran {max_jobs} jobs and more are ready: does a job enqueue itself? "
+                    f"Pass max_jobs= to allow more."
                 )
-                began = time.monotonic()
-                reply = self._attempt(row, worker.worker_id)
-                worker._queue_outcome(row, reply, time.monotonic() - began, started_at)
-                if raise_errors and reply["outcome"] in _FAILED:
-                    worker._flush()
-                    error = reply.get("error") or {}
-                    raise AssertionError(
-                        f"Job #{row['id']} {row['name']} failed (attempt {row['attempt']}):\n"
-                        f"{error.get('traceback') or error.get('message', '')}"
-                    )
-        finally:
-            os.close(worker._wake_r)
-            os.close(worker._wake_w)
+            row = ledger.buffer.popleft()
+            ran.append(row["id"])
+            started_at = clock()
+            job_started.send(
+                sender=Job, job_id=row["id"], name=row["name"], attempt=row["attempt"],
+                worker_id=INLINE_WORKER_ID,
+            )
+            began = time.monotonic()
+            reply = self._attempt(row, INLINE_WORKER_ID)
+            ledger.queue(row, reply, time.monotonic() - began, started_at)
+            if raise_errors and reply["outcome"] in _FAILED:
+                ledger.flush()
+                error = reply.get("error") or {}
+                raise AssertionError(
+                    f"Job #{row['id']} {row['name']} failed (attempt {row['attempt']}):\n"
+                    f"{error.get('traceback') or error.get('message', '')}"
+                )
         by_id = Job.objects.using(self.using).in_bulk(ran)
         return [by_id[pk] for pk in dict.fromkeys(ran) if pk in by_id]
 

@@ -1,4 +1,4 @@
-"""``manage.py runjobs``: parse options, build a Worker, run it."""
+"""``manage.py runjobs``: parse options, build a WorkerLoop, run it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.conf import jobs_settings
-from django_jobs.executor import MAX_CONCURRENCY
 from django_jobs.registry import queue_problem
-from django_jobs.worker import Worker, default_worker_id
+from django_jobs.worker import MAX_CONCURRENCY, WorkerLoop, default_worker_id
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -80,7 +79,7 @@ class Command(BaseCommand):
         worker_id = options["worker_id"] or default_worker_id()
         if not worker_id.strip():
             raise CommandError("--worker-id can't be empty.")
-        worker = Worker(
+        worker = WorkerLoop(
             queues=queues,
             concurrency=concurrency,
             burst=options["burst"],

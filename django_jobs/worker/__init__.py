@@ -1,0 +1,22 @@
+"""The worker behind ``manage.py runjobs``, as a package of small parts.
+
+- ``loop``: ``WorkerLoop``, which only sequences the parts below.
+- ``ledger``: the claimed jobs and pending outcomes, written in batches with the next claim.
+- ``pool``: the children (dispatch, replies, deadlines, replacing a child that died).
+- ``claim_ahead``: how far to claim ahead of free children, as plain arithmetic.
+- ``presence``: the worker's row, its heartbeat thread and stop requests.
+- ``listener``: the LISTEN thread that wakes the loop.
+- ``maintenance``: the maintenance services, run between claims.
+- ``reconnect``: the main connection's outages and backoff.
+- ``protocol``: the JSON lines parent and child exchange.
+- ``child``: a child process's main loop.
+- ``invocation``: running one job in this process.
+"""
+
+from __future__ import annotations
+
+from .loop import WorkerLoop
+from .pool import MAX_CONCURRENCY
+from .presence import default_worker_id
+
+__all__ = ["MAX_CONCURRENCY", "WorkerLoop", "default_worker_id"]

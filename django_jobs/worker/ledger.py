@@ -1,0 +1,417 @@
+"""The ledger: the jobs a worker has claimed and the outcomes it has yet to write.
+
+Every job a worker holds is in one of three places: the ledger's ``buffer`` (claimed, waiting for
+a child), a child of the pool (sent, running or waiting behind the running one), or the ledger's
+``pending`` outcomes (ended, not yet written). Only a claim adds to them and only an outcome write
+removes from them, and both happen here, in ``sync()`` and ``flush()``, so the ids published for
+the heartbeat (``held``) never miss a job the worker holds.
+
+Outcomes are written in batches, with the next claim when there is one (``sync()``): one
+statement and one commit for everything collected since the last round trip. ``Ledger.inline()``
+is the same ledger without children, for running jobs in this process (django_jobs.testing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from django.utils import timezone
+
+from .. import lifecycle
+
+from ..db import claims
+from ..log import log_event
+from ..models import Job
+from ..registry import registry
+from ..signals import job_finished
+from ..text import storable
+from .reconnect import DB_DOWN, DatabaseLink
+
+if TYPE_CHECKING:  # the pool imports this module (for Outcome)
+    from .pool import Slot
+
+logger = logging.getLogger("django_jobs")
+
+# The longest an outcome waits to be written with the next claim before it is written alone.
+OUTCOME_DELAY = 0.05
+
+#: The ids of the jobs a worker holds, and when it listed them (see Ledger.publish_held).
+Held = tuple[tuple[int, ...], datetime | None]
+
+
+@dataclass
+class Outcome:
+    """An attempt's result waiting to be written (kept until the database takes it)."""
+
+    slot_job: dict[str, Any]
+    reply: dict[str, Any]
+    duration: float
+    started_at: datetime
+    finished_at: datetime
+    queued_at: float = field(default_factory=time.monotonic)
+    # A write of it was sent and its reply lost: it may already be in the table.
+    unsure: bool = False
+
+
+def send_signal(signal_: Any, **kwargs: Any) -> None:
+    """Send a signal; a receiver that raises is logged, never allowed to stop the worker."""
+    for receiver, result in signal_.send_robust(**kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "django_jobs event=receiver_failed receiver=%s job=%s error=%r",
+                getattr(receiver, "__qualname__", receiver), kwargs.get("job_id"), result,
+                exc_info=result,
+            )
+
+
+class Ledger:
+    """The claimed jobs (``buffer``) and pending outcomes (``pending``) of one worker."""
+
+    def __init__(
+        self, *, using: str, worker_id: str, queues: list[str], clock: Callable[[], datetime],
+        link: DatabaseLink, children: Sequence[Slot],
+    ) -> None:
+        self.using = using
+        self.worker_id = worker_id
+        self.queues = queues
+        self.clock = clock
+        self.link = link
+        # The pool's slots: the jobs sent to children are held too (see held_ids).
+        self.children = children
+        #: Claimed jobs waiting for a free child, in claim order.
+        self.buffer: deque[dict[str, Any]] = deque()
+        #: Outcomes not yet written, oldest first. Appended to in place by the pool.
+        self.pending: list[Outcome] = []
+        self.claimed_total = 0
+        #: Epoch time up to which announced run_at times are covered by a claim (see
+        #: Listener.take_due).
+        self.claim_covered = 0.0
+        #: The held ids as last published, for the heartbeat thread (see publish_held).
+        self.held: Held = ((), None)
+        self._paused: tuple[float, list[str], list[str]] = (0.0, [], [])
+        # (id, attempt) of jobs that ran but whose outcome couldn't be stored: never handed back.
+        self._unwritable: set[tuple[int, int]] = set()
+
+    @classmethod
+    def inline(cls, *, using: str, worker_id: str, clock: Callable[[], datetime] = timezone.now) -> Ledger:
+        """A ledger with no children, for jobs run in this process (django_jobs.testing)."""
+        return cls(using=using, worker_id=worker_id, queues=[], clock=clock,
+                   link=DatabaseLink(using, worker_id), children=())
+
+    # -- what the worker holds -------------------------------------------------------------------
+
+    def held_ids(self) -> list[int]:
+        """Ids of the jobs this worker holds: claimed, sent to a child, or with an outcome not
+        yet written (main thread only; the heartbeat reads what publish_held() stored)."""
+        ids = [row["id"] for row in self.buffer]
+        for slot in self.children:
+            ids.extend(row["id"] for row in slot.jobs)
+        ids.extend(o.slot_job["id"] for o in self.pending)
+        return ids
+
+    def _held_attempts(self) -> set[tuple[int, int]]:
+        """(id, attempt) of every job held (see held_ids)."""
+        held = {(row["id"], row["attempt"]) for row in self.buffer}
+        for slot in self.children:
+            held.update((row["id"], row["attempt"]) for row in slot.jobs)
+        held.update((o.slot_job["id"], o.slot_job["attempt"]) for o in self.pending)
+        return held
+
+    def publish_held(self) -> None:
+        """Publish the held ids for the heartbeat, after a statement changed them.
+
+        Only a claim adds to them and only an outcome write removes from them (between those a
+        job just moves from buffer to child to pending outcome), and both happen here in the main
+        thread, so the list the heartbeat writes is never missing a job its worker holds.
+        """
+        self.held = (tuple(self.held_ids()), self.clock())
+
+    # -- outcomes of jobs no child runs ------------------------------------------------------------
+
+    def queue(
+        self, row: dict[str, Any], reply: dict[str, Any], duration: float, started_at: datetime | None = None
+    ) -> None:
+        """Queue the outcome of a job that isn't in a child (buffered, or run in this process)."""
+        finished_at = self.clock()
+        self.pending.append(Outcome(row, reply, duration, started_at or finished_at, finished_at))
+
+    def hand_back_buffer(self) -> None:
+        """Give every buffered job back to the queue, unstarted (shutdown)."""
+        while self.buffer:
+            self.queue(self.buffer.popleft(), {"outcome": "handed_back"}, 0.0)
+
+    def stop_buffered(self, ids: set[int]) -> None:
+        """End the buffered jobs someone asked to stop: stopped, without running."""
+        for row in [r for r in self.buffer if r["id"] in ids]:
+            self.buffer.remove(row)
+            self.queue(row, {"outcome": "stopped", "reason": "stopped before it started"}, 0.0)
+
+    def outcomes_due(self, stopping: bool, children_busy: bool) -> bool:
+        """Whether pending outcomes should be written now rather than with the next claim.
+
+        Outcomes ride along with claims; on their own they are written once there are many,
+        once the oldest has waited OUTCOME_DELAY, or when nothing else is going on.
+        """
+        if not self.pending:
+            return False
+        if len(self.pending) >= 100 or stopping:
+            return True
+        if not self.buffer and not children_busy:
+            return True
+        return time.monotonic() - self.pending[0].queued_at >= OUTCOME_DELAY
+
+    def next_write(self) -> float | None:
+        """The monotonic time by which the oldest pending outcome is due to be written."""
+        return self.pending[0].queued_at + OUTCOME_DELAY if self.pending else None
+
+    # -- round trips ----------------------------------------------------------------------------
+
+    def forget_pauses(self) -> None:
+        """Read the paused queues and jobs again before the next claim (one was just changed)."""
+        self._paused = (0.0, [], [])
+
+    def _paused_lists(self) -> tuple[list[str], list[str]]:
+        expires, queues, names = self._paused
+        if time.monotonic() >= expires:
+            with self.link.call():
+                queues, names = claims.paused(self.using)
+            self._paused = (time.monotonic() + 1.0, queues, names)
+        return queues, names
+
+    def sync(self, limit: int) -> int:
+        """Write pending outcomes and claim up to ``limit`` jobs in one round trip; return the
+        number claimed (they go to the buffer)."""
+        if self.link.is_down() or not self.reconcile():
+            return 0
+        batch = self.pending[:500]
+        writes = [self._outcome_write(o) for o in batch]
+        try:
+            paused_queues, paused_names = self._paused_lists() if limit > 0 else ([], [])
+            covered = time.time()  # read before the claim's clock: never later than its "now"
+            now = self.clock()
+            with self.link.call():
+                written, rows = claims.sync(
+                    self.using,
+                    worker_id=self.worker_id,
+                    outcomes=writes,
+                    limit=limit,
+                    now=now,
+                    queues=self.queues,
+                    paused_queues=paused_queues,
+                    paused_names=paused_names,
+                )
+        except DB_DOWN as exc:
+            self._reply_lost(batch, exc)
+            return 0
+        except Exception as exc:  # noqa: BLE001 - the database or the driver refused the batch
+            # Something in the batch can't be stored (it should have been caught earlier): write
+            # the outcomes one by one so one bad row can't sink the others. Nothing was claimed.
+            log_event("outcome_batch_refused", logging.ERROR, worker=self.worker_id,
+                      error=f"{type(exc).__name__}: {exc}"[:200])
+            self._write_one_by_one(batch)
+            return 0
+        del self.pending[: len(batch)]
+        if limit > 0:
+            self.claim_covered = covered
+        self.claimed_total += len(rows)
+        known = [r for r in rows if r["name"] in registry]
+        self.buffer.extend(known)
+        self.publish_held()
+        self.link.ok()
+        self._announce(batch, written)
+        if len(known) < len(rows):
+            self._mark_unregistered([r for r in rows if r["name"] not in registry], now)
+        return len(rows)
+
+    def flush(self, final: bool = False) -> None:
+        """Write pending outcomes; on a database outage keep them and try again later.
+
+        Outcomes are batched: everything collected since the last flush goes in one UPDATE and one
+        commit. A crash before the flush loses no job: it is still ``running`` in the table and
+        rescue runs it again (the at-least-once window, see docs/explanation/guarantees.md).
+        """
+        if not self.pending or (not final and self.link.is_down()):
+            return
+        for _ in range(5 if final else 1):
+            if not self.reconcile():
+                if final:
+                    time.sleep(min(self.link.backoff, 2.0))
+                continue
+            batch = self.pending[:500]
+            try:
+                with self.link.call():
+                    written = claims.record_outcomes(
+                        self.using, self.worker_id, [self._outcome_write(o) for o in batch]
+                    )
+            except DB_DOWN as exc:
+                self._reply_lost(batch, exc)
+                if final:
+                    time.sleep(min(self.link.backoff, 2.0))
+                continue
+            except Exception as exc:  # noqa: BLE001 - the database or the driver refused the batch
+                log_event("outcome_batch_refused", logging.ERROR, worker=self.worker_id,
+                          error=f"{type(exc).__name__}: {exc}"[:200])
+                self._write_one_by_one(batch)
+            else:
+                del self.pending[: len(batch)]
+                self.publish_held()
+                self.link.ok()
+                self._announce(batch, written)
+            if not self.pending:
+                return
+        for outcome in self.pending:
+            log_event(
+                "outcome_unwritten", logging.ERROR, job=outcome.slot_job["id"], worker=self.worker_id,
+                note="the database stayed unreachable; the job stays running until rescued",
+            )
+
+    def _write_one_by_one(self, batch: list[Outcome]) -> None:
+        """Write each outcome alone; one the database refuses is recorded as a failure of its
+        attempt (OutcomeNotStorable). Outcomes not reached while the database is down stay pending."""
+        for outcome in batch:
+            try:
+                with self.link.call():
+                    try:
+                        written = claims.record_outcomes(self.using, self.worker_id, [self._outcome_write(outcome)])
+                    except DB_DOWN:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - anything but the connection: store why
+                        refused = {"class": "django_jobs.exceptions.OutcomeNotStorable",
+                                   "message": storable(f"the database refused this attempt's outcome: "
+                                                       f"{type(exc).__name__}: {exc}")[:1000],
+                                   "traceback": ""}
+                        outcome.reply = {"outcome": "failed", "retryable": False, "error": refused}
+                        written = claims.record_outcomes(
+                            self.using, self.worker_id, [self._outcome_write(outcome)]
+                        )
+            except DB_DOWN as exc:
+                self._reply_lost([outcome], exc)
+                return
+            except Exception:  # noqa: BLE001 - even the failure can't be stored: rescue will retry
+                logger.exception("django_jobs event=outcome_unwritable job=%s worker=%s",
+                                 outcome.slot_job["id"], self.worker_id)
+                # The row stays running and is no longer held: rescue records the attempt as lost
+                # RESCUE_AFTER later (it ran, so it isn't handed back as unstarted).
+                self._unwritable.add((outcome.slot_job["id"], outcome.slot_job["attempt"]))
+                written = {}
+            self.pending.remove(outcome)
+            self.publish_held()
+            self._announce([outcome], written)
+
+    def _announce(self, batch: list[Outcome], written: dict[int, str]) -> None:
+        listening = job_finished.has_listeners(Job)
+        unsure = [(o.slot_job["id"], o.slot_job["attempt"]) for o in batch
+                  if o.unsure and o.slot_job["id"] not in written]
+        unconfirmed: set[int] = set()
+        if unsure:
+            # Written by the statement whose reply was lost? Then the fence refused the second write.
+            try:
+                with self.link.call():
+                    written = {**written, **claims.outcomes_written(self.using, self.worker_id, unsure)}
+            except DB_DOWN as exc:
+                self.link.lost(exc)
+                unconfirmed = {job_id for job_id, _ in unsure}
+        for outcome in batch:
+            row = outcome.slot_job
+            status = written.get(row["id"])
+            if status is None and row["id"] in unconfirmed:
+                log_event(
+                    "outcome_unconfirmed", logging.WARNING, job=row["id"], attempt=row["attempt"],
+                    worker=self.worker_id, note="a first write's reply was lost and the database went "
+                    "away again before the worker could tell whether it was written",
+                )
+                continue
+            if status is None:
+                log_event(
+                    "outcome_fenced", logging.WARNING, job=row["id"], attempt=row["attempt"],
+                    worker=self.worker_id, note="the claim was lost (rescued elsewhere); outcome dropped",
+                )
+                continue
+            if listening:
+                send_signal(
+                    job_finished, sender=Job, job_id=row["id"], name=row["name"], attempt=row["attempt"],
+                    worker_id=self.worker_id, status=status, outcome=outcome.reply["outcome"],
+                    duration=outcome.duration, error=outcome.reply.get("error"),
+                )
+
+    def _outcome_write(self, outcome: Outcome) -> claims.OutcomeWrite:
+        """Turn a child's reply into the row update that records it.
+
+        A reply that can't be turned into one (nothing a job returns should do that) is logged
+        and recorded as a failure of the attempt: no reply may stop the worker.
+        """
+        try:
+            return self._decide_write(outcome)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("django_jobs event=outcome_invalid job=%s worker=%s",
+                             outcome.slot_job.get("id"), self.worker_id)
+            outcome.reply = {"outcome": "failed", "retryable": False, "error": {
+                "class": "django_jobs.exceptions.OutcomeNotStorable",
+                "message": storable(f"the worker could not record this attempt's outcome: "
+                                    f"{type(exc).__name__}: {exc}")[:1000],
+                "traceback": ""}}
+            return self._decide_write(outcome)
+
+    def _decide_write(self, outcome: Outcome) -> claims.OutcomeWrite:
+        row = outcome.slot_job
+        attempt = lifecycle.Attempt(
+            job_id=row["id"], name=row["name"], attempt=row["attempt"], max_attempts=row["max_attempts"],
+            worker_id=self.worker_id, started_at=outcome.started_at, duration=outcome.duration,
+        )
+        definition = registry.get(row["name"])
+        backoff = definition.effective_backoff if definition is not None else None
+        t = lifecycle.decide(attempt, lifecycle.Ended.from_reply(outcome.reply), outcome.finished_at, backoff)
+        return claims.OutcomeWrite(
+            job_id=row["id"], attempt=row["attempt"], status=t.status, ended_at=outcome.finished_at,
+            history_entry=t.history_entry, run_at=t.run_at, set_result=t.set_result, result=t.result,
+            last_error=t.last_error, attempts_delta=t.attempts_delta, max_attempts_delta=t.max_attempts_delta,
+        )
+
+    def _mark_unregistered(self, rows: list[dict[str, Any]], now: datetime) -> None:
+        try:
+            with self.link.call():
+                claims.mark_unregistered(self.using, rows, self.worker_id, now)
+        except DB_DOWN as exc:
+            self.link.lost(exc)  # still running and not held: reconcile() gives them back
+            return
+        for row in rows:
+            log_event("unregistered", logging.ERROR, job=row["id"], name=row["name"], worker=self.worker_id)
+
+    # -- lost replies ---------------------------------------------------------------------------
+
+    def _reply_lost(self, batch: list[Outcome], exc: BaseException) -> None:
+        """A statement failed with the connection: it may still have committed (the reply is what
+        got lost), so its outcomes may be written and its claim may hold rows we never saw."""
+        for outcome in batch:
+            outcome.unsure = True
+        self.link.lost(exc)
+
+    def reconcile(self) -> bool:
+        """After a lost reply, give back the rows claimed for this worker that it never received.
+
+        Only this worker claims rows under its id, and it holds every row it received until the
+        outcome is written, so a running row of its own that it doesn't hold came from a claim
+        whose reply was lost: it never started, and goes back without spending an attempt.
+        Returns False while the database is unreachable.
+        """
+        if not self.link.unsure:
+            return True
+        try:
+            with self.link.call():
+                ids = claims.hand_back_unheld(
+                    self.using, self.worker_id, self._held_attempts() | self._unwritable, self.clock()
+                )
+        except DB_DOWN as exc:
+            self.link.lost(exc)
+            return False
+        self.link.unsure = False
+        if ids:
+            log_event("claim_reply_lost", logging.WARNING, worker=self.worker_id, jobs=len(ids),
+                      note="claimed by a statement whose reply never arrived; handed back unstarted")
+        return True
+
