@@ -33,6 +33,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .conf import jobs_settings
+from .context import current_job
+from .enqueueing import enqueue
 from .exceptions import InvalidJobOptions
 from .models import FINISHED_STATUSES, Job, JobStatus
 from .registry import job, registry
@@ -263,8 +265,6 @@ def task_result(row: Job, task: Any, backend: str) -> Any:
 
 
 def _current_result(task: Any) -> Any:
-    from .context import current_job
-
     context = current_job()
     if context is None:
         raise RuntimeError(
@@ -303,8 +303,6 @@ class JobsBackend(BaseTaskBackend):  # type: ignore[misc,unused-ignore]
 
         With a ``unique_key`` an active job already holds, the result is that job's.
         """
-        from .enqueueing import enqueue
-
         self.validate_task(task)
         definition = registry.lookup(task.module_path)
         options = _options(task)

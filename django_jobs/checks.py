@@ -11,6 +11,11 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
 
 from .conf import DEFAULTS
+from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, InvalidSchedule, JobNotRegistered
+from .models import FINISHED_STATUSES, Schedule
+from .registry import registry
+from .scheduler import parse_declaration
+from .stats import unregistered_message
 from .worker.pool import MAX_CONCURRENCY
 
 _NUMBER_MIN: dict[str, float] = {
@@ -43,8 +48,6 @@ def _is_number(v: Any) -> bool:
 
 
 def _check_retention(value: Any) -> list[Any]:
-    from .models import FINISHED_STATUSES
-
     statuses = [s.value for s in FINISHED_STATUSES]
     example = 'For example {"succeeded": 7 * 86400, "stopped": None, "dead": timedelta(days=30)}.'
     if value is None:
@@ -199,10 +202,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.compatibility)
 def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Check the scheduling settings and every schedule declared in code (E101-E105)."""
-    from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, InvalidSchedule, JobNotRegistered
-    from .registry import registry
-    from .scheduler import parse_declaration
-
     value = getattr(settings, "DJANGO_JOBS", {})
     if not isinstance(value, dict):
         return []  # E001 says so
@@ -260,10 +259,6 @@ def check_schedule_rows(app_configs: Any = None, databases: Any = None, **kwargs
     A database check: it runs with ``manage.py check --database default`` and before
     ``migrate``, not with every command.
     """
-    from .models import Schedule
-    from .stats import unregistered_message
-    from .registry import registry
-
     value = getattr(settings, "DJANGO_JOBS", {})
     if not isinstance(value, dict):
         return []  # E001 says so

@@ -26,6 +26,8 @@ class JobContext:
     @property
     def stop_requested(self) -> bool:
         """True once someone asked this job to stop: return soon and the job ends ``stopped``."""
+        # Here, not at the top: `from django_jobs import current_job` must work in modules
+        # imported before Django's apps are ready, and the models can't be imported then.
         from .models import Job
 
         return (
@@ -36,7 +38,7 @@ class JobContext:
 
     def set_progress(self, percent: float | None = None, message: str = "") -> None:
         """Store how far the job has got, shown in the admin: ``set_progress(40, "400 of 1000")``."""
-        from .models import Job, JobStatus
+        from .models import Job, JobStatus  # (see stop_requested)
 
         value: dict[str, Any] = {"percent": percent, "message": storable(message), "at": timezone.now().isoformat()}
         Job.objects.using(self.using).filter(

@@ -9,6 +9,7 @@ from typing import Iterable
 from django.utils import timezone
 from django.utils.timesince import timeuntil
 
+from .conf import jobs_settings
 from .models import READY_STATUSES, RETRY_FROM, Job, JobStatus, Pause, Worker
 
 
@@ -101,8 +102,6 @@ def _not_waiting(job: Job) -> str:
 
 def diagnose(job: Job, now: datetime | None = None) -> list[Reason]:
     """Why ``job`` isn't running, from the pauses and workers in its database."""
-    from .conf import jobs_settings
-
     using = job._state.db or Job.objects.db
     return why_not_running(
         job,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import json
 from typing import Any, Callable, Iterable, Iterator
 
 from django.db.models.base import ModelState
@@ -15,54 +14,13 @@ from django.utils import timezone
 
 from .db import inserts
 from .conf import jobs_settings
-from .exceptions import InvalidJobArguments, PayloadTooLarge
+from .exceptions import InvalidJobArguments
 from .models import ACTIVE_STATUSES, Job
-from .payload import check_json, check_utf8
+from .payload import encode_arguments
 from .registry import JobDefinition, resolve
 from .signals import job_enqueued
 
 _FIELDS = [(f.attname, f) for f in Job._meta.concrete_fields]
-
-
-# One encoder for every call: json.dumps() with options builds a new JSONEncoder each time.
-# ensure_ascii=False: the text is what PostgreSQL receives (as UTF-8), so encoding it once gives
-# both the payload's size in bytes and the check for lone surrogates, which UTF-8 can't encode
-# (escaped as \udcff, jsonb would refuse them with an error that aborts the caller's transaction).
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _dump(value: Any) -> str:
-    return _encode(value)
-
-
-def _validate(
-    definition: JobDefinition, args: list[Any], kwargs: dict[str, Any], limit: int | None = None
-) -> tuple[str, str]:
-    """Check the arguments the way a worker will need them; return them as JSON text."""
-    try:
-        definition.signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise InvalidJobArguments(
-            f"Can't enqueue {definition.name!r}: {exc}. Its signature is "
-            f"{definition.func.__name__}{definition.signature}."
-        ) from None
-    check_json(definition.name, args, kwargs)
-    # (Most calls leave one of the two empty.)
-    args_json = _dump(args) if args else "[]"
-    kwargs_json = _dump(kwargs) if kwargs else "{}"
-    limit = int(jobs_settings.MAX_PAYLOAD_BYTES) if limit is None else limit
-    try:
-        # In UTF-8, as stored: "é" is 2 bytes, not the 6 of its "\u00e9" escape.
-        size = len(args_json.encode()) + len(kwargs_json.encode()) + 3  # as the JSON text [args,kwargs]
-    except UnicodeEncodeError:
-        check_utf8(definition.name, args, kwargs)
-    if size > limit:
-        raise PayloadTooLarge(
-            f"Can't enqueue {definition.name!r}: its arguments are {size:,} bytes of JSON, over the "
-            f"{limit:,}-byte limit. Store the data in a table and pass its id, or raise "
-            f'DJANGO_JOBS["MAX_PAYLOAD_BYTES"].'
-        )
-    return args_json, kwargs_json
 
 
 def _fixed_columns(definition: JobDefinition) -> dict[str, Any]:
@@ -182,15 +140,10 @@ def _default_columns() -> dict[str, Any]:
     }
 
 
-def validate_arguments(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> None:
-    """Raise InvalidJobArguments or InvalidPayload unless enqueue() would accept these arguments."""
-    _validate(definition, list(args), dict(kwargs))
-
-
 def build_job(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> Job:
     """Validate the arguments and return the unsaved row enqueue() would insert for them."""
     args, kwargs = list(args), dict(kwargs)
-    _validate(definition, args, kwargs)
+    encode_arguments(definition, args, kwargs)
     return _new_job(_fixed_columns(definition), args, kwargs, None)
 
 
@@ -259,7 +212,7 @@ def _enqueue_many(
 
 def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]]) -> list[Job]:
     limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
-    dumped = [_validate(definition, args, kwargs, limit) for args, kwargs in pairs]
+    dumped = [encode_arguments(definition, args, kwargs, limit) for args, kwargs in pairs]
     fixed = _fixed_columns(definition)
     using = jobs_settings.DATABASE
     count = len(pairs)

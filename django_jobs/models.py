@@ -11,10 +11,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.timezone import now as _now
+
+from . import cron
+from .db import channel
+from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, JobNotRegistered
+from .payload import validate_arguments
+from .registry import queue_problem, registry
 
 
 class JobStatus(models.TextChoices):
@@ -87,8 +94,6 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def retry(self, now: datetime | None = None) -> Transitioned:
         """Queue the dead, stopped or retrying jobs among these to run now (see ``Job.retry``)."""
-        from .registry import registry
-
         now = now or timezone.now()
 
         def apply(rows: list[Job], result: Transitioned) -> None:
@@ -387,14 +392,10 @@ CONTROL_PAUSE = "!pause"
 
 
 def _notify(queue: str) -> None:
-    from .db import channel
-
     channel.notify(queue)
 
 
 def _notify_control(message: str) -> None:
-    from .db import channel
-
     channel.notify(message, control=True)
 
 
@@ -610,12 +611,6 @@ class Schedule(models.Model):
         a ModelForm that shows only some fields (the admin's, for a schedule declared in code)
         can't take errors about the others.
         """
-        from django.core.exceptions import NON_FIELD_ERRORS
-
-        from . import cron
-        from .enqueueing import validate_arguments
-        from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, JobNotRegistered
-        from .registry import queue_problem, registry
 
         errors: dict[str, str] = {}
         # Checked here rather than when the schedule fires, where using() would refuse it.
@@ -660,20 +655,14 @@ class Schedule(models.Model):
 
     def next_tick_after(self, moment: datetime) -> datetime:
         """This schedule's first tick strictly after ``moment``."""
-        from . import cron
-
         return cron.next_after(self.cron, self.timezone, moment)
 
     def upcoming(self, count: int = 5, now: datetime | None = None) -> list[datetime]:
         """The next ``count`` ticks after ``now`` (in UTC, as every datetime cron.py returns)."""
-        from . import cron
-
         return cron.next_times(self.cron, self.timezone, now or timezone.now(), count)
 
     def describe(self) -> str:
         """The cron in words: "At 00:05, every day"."""
-        from . import cron
-
         return cron.describe(self.cron)
 
     # -- transitions an operator may ask for ------------------------------------------------------
@@ -696,6 +685,8 @@ class Schedule(models.Model):
 
     def run_now(self, now: datetime | None = None) -> Job:
         """Enqueue its job at once, outside the cron rhythm; the job links back to this schedule."""
+        # The one lazy call up the layers from the models: a schedule enqueueing itself, as
+        # JobDefinition.enqueue() does (scheduler imports models).
         from .scheduler import run_now
 
         return run_now(self, now=now or timezone.now())

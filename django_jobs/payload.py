@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .exceptions import InvalidPayload
+from .conf import jobs_settings
+from .exceptions import InvalidJobArguments, InvalidPayload, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from .registry import JobDefinition
 
 _HINTS = {
     "datetime": "pass value.isoformat() and parse it in the job",
@@ -146,3 +150,54 @@ def check_utf8(name: str, args: list[Any], kwargs: dict[str, Any]) -> NoReturn:
 def payload_size(args: list[Any], kwargs: dict[str, Any]) -> int:
     """Bytes of the arguments as compact UTF-8 JSON (as stored, not as ``\\uXXXX`` escapes)."""
     return len(json.dumps([args, kwargs], separators=(",", ":"), ensure_ascii=False).encode())
+
+
+# One encoder for every call: json.dumps() with options builds a new JSONEncoder each time.
+# ensure_ascii=False: the text is what PostgreSQL receives (as UTF-8), so encoding it once gives
+# both the payload's size in bytes and the check for lone surrogates, which UTF-8 can't encode
+# (escaped as \udcff, jsonb would refuse them with an error that aborts the caller's transaction).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _dump(value: Any) -> str:
+    return _encode(value)
+
+
+def encode_arguments(
+    definition: JobDefinition, args: list[Any], kwargs: dict[str, Any], limit: int | None = None
+) -> tuple[str, str]:
+    """Check arguments the way a worker will need them; return them as JSON text (args, kwargs).
+
+    Raises InvalidJobArguments when they don't bind to the job's signature, InvalidPayload when
+    they aren't JSON that comes back unchanged, PayloadTooLarge over ``limit`` bytes (default
+    ``MAX_PAYLOAD_BYTES``).
+    """
+    try:
+        definition.signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise InvalidJobArguments(
+            f"Can't enqueue {definition.name!r}: {exc}. Its signature is "
+            f"{definition.func.__name__}{definition.signature}."
+        ) from None
+    check_json(definition.name, args, kwargs)
+    # (Most calls leave one of the two empty.)
+    args_json = _dump(args) if args else "[]"
+    kwargs_json = _dump(kwargs) if kwargs else "{}"
+    limit = int(jobs_settings.MAX_PAYLOAD_BYTES) if limit is None else limit
+    try:
+        # In UTF-8, as stored: "é" is 2 bytes, not the 6 of its "\u00e9" escape.
+        size = len(args_json.encode()) + len(kwargs_json.encode()) + 3  # as the JSON text [args,kwargs]
+    except UnicodeEncodeError:
+        check_utf8(definition.name, args, kwargs)
+    if size > limit:
+        raise PayloadTooLarge(
+            f"Can't enqueue {definition.name!r}: its arguments are {size:,} bytes of JSON, over the "
+            f"{limit:,}-byte limit. Store the data in a table and pass its id, or raise "
+            f'DJANGO_JOBS["MAX_PAYLOAD_BYTES"].'
+        )
+    return args_json, kwargs_json
+
+
+def validate_arguments(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Raise InvalidJobArguments or InvalidPayload unless enqueue() would accept these arguments."""
+    encode_arguments(definition, list(args), dict(kwargs))

@@ -10,8 +10,9 @@ from functools import cached_property
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from .exceptions import InvalidJobOptions, JobNotRegistered
-from .retry import Backoff
+from .conf import jobs_settings
+from .exceptions import InvalidCron, InvalidJobOptions, JobNotRegistered
+from .retry import Backoff, default_backoff
 
 if TYPE_CHECKING:
     from .models import Job
@@ -221,20 +222,14 @@ class JobDefinition:
 
     @property
     def effective_max_attempts(self) -> int:
-        from .conf import jobs_settings
-
         return self.max_attempts or int(jobs_settings.DEFAULT_MAX_ATTEMPTS)
 
     @property
     def effective_timeout(self) -> float | None:
-        from .conf import jobs_settings
-
         return self.timeout if self.timeout is not None else jobs_settings.DEFAULT_TIMEOUT
 
     @property
     def effective_backoff(self) -> Backoff:
-        from .retry import default_backoff
-
         return self.backoff or default_backoff()
 
     @cached_property
@@ -260,13 +255,15 @@ class JobDefinition:
 
     def enqueue(self, *args: Any, **kwargs: Any) -> Job:
         """Write a job row in the current transaction and return it."""
+        # The sanctioned lazy call up the layers, as Django's Task.get_backend(): enqueueing
+        # imports the registry (and the models), so a definition reaches it only when called.
         from .enqueueing import enqueue
 
         return enqueue(self, *args, **kwargs)
 
     def enqueue_many(self, calls: Iterable[dict[str, Any] | list[Any] | tuple[Any, ...]]) -> list[Job]:
         """Enqueue one job per item (a dict of keyword arguments, or a list of positional ones)."""
-        from .enqueueing import enqueue_many
+        from .enqueueing import enqueue_many  # the same up-call as enqueue() above
 
         return enqueue_many(self, calls)
 
@@ -336,8 +333,8 @@ def _check_cron(f: Callable[..., Any], cron: str | None) -> str | None:
     """Return ``cron`` normalised, refusing a bad expression or a function that needs arguments."""
     if cron is None:
         return None
+    # Deferred: cron.py imports croniter and cron-descriptor, which only cron jobs need.
     from . import cron as crontab
-    from .exceptions import InvalidCron
 
     if not isinstance(cron, str):
         raise InvalidJobOptions(f"@job(cron=…) on {f.__qualname__} takes a string, not {cron!r}.")

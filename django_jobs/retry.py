@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
+from .conf import jobs_settings
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -45,8 +47,6 @@ class Backoff:
 
 def default_backoff() -> Backoff:
     """The backoff configured in ``DJANGO_JOBS``, used by jobs that don't set their own."""
-    from .conf import jobs_settings
-
     return Backoff(
         base=float(jobs_settings.BACKOFF_BASE),
         factor=float(jobs_settings.BACKOFF_FACTOR),

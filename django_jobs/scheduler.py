@@ -32,7 +32,8 @@ from . import cron
 
 from .db import inserts
 from .conf import jobs_settings
-from .enqueueing import build_job, validate_arguments
+from .enqueueing import build_job
+from .payload import validate_arguments
 from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, InvalidSchedule, JobsError
 from .log import log_event
 from .models import Job, Schedule, default_timezone

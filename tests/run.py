@@ -11,6 +11,8 @@ Stages, each followed by a timing line, then a summary; the exit code is 0 only 
 stage passed:
 
 ``lint``        ruff over the repository (rules in pyproject.toml).
+``layers``      import-linter: django_jobs/ imports only down its layers (the contract in
+                pyproject.toml, drawn in docs/explanation/architecture.md).
 ``types``       mypy with django-stubs over django_jobs/.
 ``migrations``  ``makemigrations --check``: no model change lacks its migration.
 ``docs``        the Sphinx site from docs/, warnings as errors (built in a temporary folder).
@@ -255,6 +257,10 @@ def build_stages(python: Path) -> list[Stage]:
     def lint(args: list[str], env: dict[str, str]) -> int:
         return run_child([_venv_tool(python, "ruff"), "check", "."], env)
 
+    def layers(args: list[str], env: dict[str, str]) -> int:
+        # Its cache would land in the checkout; the graph takes a second to build anyway.
+        return run_child([_venv_tool(python, "lint-imports"), "--no-cache"], env)
+
     def types(args: list[str], env: dict[str, str]) -> int:
         return run_child([_venv_tool(python, "mypy")], env)
 
@@ -292,6 +298,7 @@ def build_stages(python: Path) -> list[Stage]:
 
     return [
         Stage("lint", False, lint),
+        Stage("layers", False, layers),
         Stage("types", False, types),
         Stage("migrations", False, migrations),
         Stage("docs", False, docs),

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Protocol
 
+from .prune import Pruner
+from .rescue import Rescuer
+from .scheduler import Scheduler
+from .tally import Tally
+
 
 @dataclass(frozen=True)
 class ServiceContext:
@@ -32,13 +37,7 @@ class Service(Protocol):
 
 def default_services(context: ServiceContext, *, scheduler: bool = True) -> list[Service]:
     """The services a worker runs; ``scheduler=False`` is ``runjobs --no-scheduler``."""
-    from .prune import Pruner
-    from .rescue import Rescuer
-    from .tally import Tally
-
     services: list[Service] = [Rescuer(context), Pruner(context), Tally(context)]
     if scheduler:
-        from .scheduler import Scheduler
-
         services.append(Scheduler(context))
     return services
