@@ -42,6 +42,9 @@ class Happened(enum.StrEnum):
     STOPPED = "stopped"
     # The worker gave the job back unstarted or unfinished (shutdown): no attempt spent.
     HANDED_BACK = "handed_back"
+    # No job of its name is registered where it was claimed: it can't run there. (Stored as
+    # "dead", what history entries have always said for it.)
+    UNREGISTERED = "dead"
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,9 @@ def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | Non
         return Transition(JobStatus.STOPPED, entry, last_error=storable(ended.reason or "stopped by the job"))
     if happened is Happened.HANDED_BACK:
         return Transition(JobStatus.QUEUED, entry, run_at=now, attempts_delta=-1)
+    if happened is Happened.UNREGISTERED:
+        entry["error"] = ended.error.as_dict() if ended.error else None
+        return Transition(JobStatus.DEAD, entry, last_error=ended.error.summary if ended.error else "")
     # failed, timeout, lost
     entry["error"] = ended.error.as_dict() if ended.error else None
     last_error = ended.error.summary if ended.error else happened.value

@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from django_jobs.db import claims, tables
+from django_jobs.lifecycle import Transition
 from django_jobs.db.connection import WORKER_SESSION
 from django_jobs.models import Job, JobStatus, Pause
 from tests.factories import JobFactory
@@ -141,18 +142,9 @@ def test_paused__reads_the_pause_rows_by_kind() -> None:
 
 def _outcome(job_id: int, attempt: int, worker_id: str) -> str | None:
     now = timezone.now()
-    return claims.record_outcome(
-        "default",
-        job_id=job_id,
-        attempt=attempt,
-        worker_id=worker_id,
-        status=JobStatus.SUCCEEDED,
-        history_entry={"attempt": attempt, "outcome": "succeeded"},
-        ended_at=now,
-        set_result=True,
-        result="done",
-        last_error="",
-    )
+    decided = Transition(JobStatus.SUCCEEDED, {"attempt": attempt, "outcome": "succeeded"},
+                         set_result=True, result="done", last_error="")
+    return claims.record_outcome("default", worker_id, claims.OutcomeWrite(job_id, attempt, now, decided))
 
 
 def _snapshot(job: Job) -> tuple[Any, ...]:

@@ -51,6 +51,9 @@ TRANSITIONS: list[tuple[str, Ended, Attempt, Backoff | None, JobStatus, Any, int
      JobStatus.STOPPED, None, 0, 0, "stopped by the job"),
     ("handed back at shutdown", Ended(Happened.HANDED_BACK), attempt(), BACKOFF,
      JobStatus.QUEUED, NOW, -1, 0, None),
+    ("claimed, but no such job is registered here",
+     Ended.failure(Happened.UNREGISTERED, "JobNotRegistered", "no job named 'x'", retryable=False),
+     attempt(1, 3), None, JobStatus.DEAD, None, 0, 0, "JobNotRegistered: no job named 'x'"),
 ]
 
 

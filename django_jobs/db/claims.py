@@ -11,8 +11,8 @@ from typing import Any
 
 from django.db import connections, transaction
 
+from ..lifecycle import Transition
 from ..models import FINISHED_STATUSES, JobStatus, Pause
-from ..registry import registry
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import READY_SQL, TABLE
 
@@ -125,25 +125,19 @@ def _claim_sqlite(
         return cursor.fetchall()
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutcomeWrite:
-    """One attempt's outcome as record_outcomes() writes it."""
+    """One attempt's outcome as record_outcomes() writes it: lifecycle's decision, and the claim
+    (job id and attempt) that fences it."""
 
     job_id: int
     attempt: int
-    status: JobStatus
     ended_at: datetime
-    history_entry: dict[str, Any]
-    run_at: datetime | None = None
-    set_result: bool = False
-    result: Any = None
-    last_error: str | None = None
-    attempts_delta: int = 0
-    max_attempts_delta: int = 0
+    transition: Transition
 
     @property
     def finished_at(self) -> datetime | None:
-        return self.ended_at if self.status in FINISHED_STATUSES else None
+        return self.ended_at if self.transition.status in FINISHED_STATUSES else None
 
 
 # Every outcome of a batch in one statement, one commit. Each row is fenced by the claim: the
@@ -184,20 +178,21 @@ OUTCOME_UPDATE = (
 
 
 def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
+    decided = [o.transition for o in outcomes]
     return {
         "worker_id": worker_id,
         "o_id": [o.job_id for o in outcomes],
         "o_attempt": [o.attempt for o in outcomes],
-        "o_status": [o.status.value for o in outcomes],
+        "o_status": [t.status.value for t in decided],
         "o_finished_at": [o.finished_at for o in outcomes],
         "o_ended_at": [o.ended_at for o in outcomes],
-        "o_entry": [json.dumps(o.history_entry) for o in outcomes],
-        "o_run_at": [o.run_at for o in outcomes],
-        "o_set_result": [o.set_result for o in outcomes],
-        "o_result": [dump_json(o.result) if o.set_result else None for o in outcomes],
-        "o_last_error": [o.last_error for o in outcomes],
-        "o_attempts_delta": [o.attempts_delta for o in outcomes],
-        "o_max_attempts_delta": [o.max_attempts_delta for o in outcomes],
+        "o_entry": [json.dumps(t.history_entry) for t in decided],
+        "o_run_at": [t.run_at for t in decided],
+        "o_set_result": [t.set_result for t in decided],
+        "o_result": [dump_json(t.result) if t.set_result else None for t in decided],
+        "o_last_error": [t.last_error for t in decided],
+        "o_attempts_delta": [t.attempts_delta for t in decided],
+        "o_max_attempts_delta": [t.max_attempts_delta for t in decided],
         "o_fence_status": [JobStatus.RUNNING.value] * len(outcomes),
         "o_fence_worker": [worker_id] * len(outcomes),
     }
@@ -291,10 +286,11 @@ def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[Outco
     written: dict[int, str] = {}
     with connection.cursor() as cursor:
         for o in outcomes:
+            t = o.transition
             cursor.execute(sql, [
-                o.status.value, adapt(o.finished_at), adapt(o.ended_at), json.dumps(o.history_entry),
-                adapt(o.run_at), o.set_result, dump_json(o.result) if o.set_result else None,
-                o.last_error, o.attempts_delta, o.max_attempts_delta, o.job_id, o.attempt, worker_id,
+                t.status.value, adapt(o.finished_at), adapt(o.ended_at), json.dumps(t.history_entry),
+                adapt(t.run_at), t.set_result, dump_json(t.result) if t.set_result else None,
+                t.last_error, t.attempts_delta, t.max_attempts_delta, o.job_id, o.attempt, worker_id,
             ])
             row = cursor.fetchone()
             if row:
@@ -302,9 +298,8 @@ def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[Outco
     return written
 
 
-def record_outcome(using: str, *, worker_id: str, **fields: Any) -> str | None:
+def record_outcome(using: str, worker_id: str, outcome: OutcomeWrite) -> str | None:
     """Write one outcome (see record_outcomes); return its status, or None if the claim was lost."""
-    outcome = OutcomeWrite(**fields)
     return record_outcomes(using, worker_id, [outcome]).get(outcome.job_id)
 
 
@@ -419,34 +414,3 @@ def paused(using: str) -> tuple[list[str], list[str]]:
     for kind, value in Pause.objects.using(using).values_list("kind", "value"):
         (queues if kind == Pause.Kind.QUEUE else names).append(value)
     return queues, names
-
-
-def mark_unregistered(using: str, rows: Iterable[dict[str, Any]], worker_id: str, now: datetime) -> None:
-    """Kill claimed rows that name no registered job: they can never run in this codebase."""
-    known = ", ".join(registry.names()[:20]) or "none"
-    for row in rows:
-        message = (
-            f"JobNotRegistered: no job named {row['name']!r} is registered in worker {worker_id} "
-            f"(registered: {known}). Deploy the code that defines it, then retry this job."
-        )
-        record_outcome(
-            using,
-            job_id=row["id"],
-            attempt=row["attempt"],
-            worker_id=worker_id,
-            status=JobStatus.DEAD,
-            ended_at=now,
-            last_error=message,
-            history_entry={
-                "attempt": row["attempt"],
-                "worker": worker_id,
-                "started_at": now.isoformat(),
-                "finished_at": now.isoformat(),
-                "outcome": "dead",
-                "error": {
-                    "class": "django_jobs.exceptions.JobNotRegistered",
-                    "message": message,
-                    "traceback": "",
-                },
-            },
-        )

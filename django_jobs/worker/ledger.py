@@ -365,17 +365,31 @@ class Ledger:
         )
         definition = registry.get(row["name"])
         backoff = definition.effective_backoff if definition is not None else None
-        t = lifecycle.decide(attempt, lifecycle.Ended.from_reply(outcome.reply), outcome.finished_at, backoff)
+        ended = lifecycle.Ended.from_reply(outcome.reply)
         return claims.OutcomeWrite(
-            job_id=row["id"], attempt=row["attempt"], status=t.status, ended_at=outcome.finished_at,
-            history_entry=t.history_entry, run_at=t.run_at, set_result=t.set_result, result=t.result,
-            last_error=t.last_error, attempts_delta=t.attempts_delta, max_attempts_delta=t.max_attempts_delta,
+            row["id"], row["attempt"], outcome.finished_at,
+            lifecycle.decide(attempt, ended, outcome.finished_at, backoff),
         )
 
     def _mark_unregistered(self, rows: list[dict[str, Any]], now: datetime) -> None:
+        """End claimed rows that name no registered job: they can never run in this codebase."""
+        known = ", ".join(registry.names()[:20]) or "none"
+        writes = []
+        for row in rows:
+            ended = lifecycle.Ended.failure(
+                lifecycle.Happened.UNREGISTERED, "JobNotRegistered",
+                f"no job named {row['name']!r} is registered in worker {self.worker_id} "
+                f"(registered: {known}). Deploy the code that defines it, then retry this job.",
+                retryable=False,
+            )
+            attempt = lifecycle.Attempt(
+                job_id=row["id"], name=row["name"], attempt=row["attempt"],
+                max_attempts=row["max_attempts"], worker_id=self.worker_id, started_at=now, duration=0.0,
+            )
+            writes.append(claims.OutcomeWrite(row["id"], row["attempt"], now, lifecycle.decide(attempt, ended, now, None)))
         try:
             with self.link.call():
-                claims.mark_unregistered(self.using, rows, self.worker_id, now)
+                claims.record_outcomes(self.using, self.worker_id, writes)
         except DB_DOWN as exc:
             self.link.lost(exc)  # still running and not held: reconcile() gives them back
             return
