@@ -67,6 +67,12 @@ def _check_retention(value: Any) -> list[Any]:
     return errors
 
 
+def _settings_dict() -> dict[str, Any] | None:
+    """``settings.DJANGO_JOBS`` when it is a dict (the only shape the other checks read)."""
+    value = getattr(settings, "DJANGO_JOBS", {})
+    return value if isinstance(value, dict) else None
+
+
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     value = getattr(settings, "DJANGO_JOBS", {})
@@ -202,8 +208,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.compatibility)
 def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Check the scheduling settings and every schedule declared in code (E101-E105)."""
-    value = getattr(settings, "DJANGO_JOBS", {})
-    if not isinstance(value, dict):
+    value = _settings_dict()
+    if value is None:
         return []  # E001 says so
     errors: list[Any] = []
     grace = value.get("SCHEDULE_MISFIRE_GRACE", 0)
@@ -259,8 +265,8 @@ def check_schedule_rows(app_configs: Any = None, databases: Any = None, **kwargs
     A database check: it runs with ``manage.py check --database default`` and before
     ``migrate``, not with every command.
     """
-    value = getattr(settings, "DJANGO_JOBS", {})
-    if not isinstance(value, dict):
+    value = _settings_dict()
+    if value is None:
         return []  # E001 says so
     alias = value.get("DATABASE", DEFAULTS["DATABASE"])
     if not databases or alias not in databases or alias not in settings.DATABASES:
@@ -289,8 +295,8 @@ METRICS_TOKEN_MIN_LENGTH = 24
 @register(Tags.compatibility)
 def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Check METRICS_TOKEN, and that MAIL_ADMINS_ON_DEAD has someone to mail (W002, W003)."""
-    value = getattr(settings, "DJANGO_JOBS", {})
-    if not isinstance(value, dict):
+    value = _settings_dict()
+    if value is None:
         return []  # E001 says so
     errors: list[Any] = []
     token = value.get("METRICS_TOKEN")

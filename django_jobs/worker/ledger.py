@@ -28,6 +28,7 @@ from ..db import claims
 from ..log import log_event
 from ..models import Job
 from ..registry import registry
+from ..services import ServiceContext
 from ..signals import job_finished
 from ..text import storable
 from .reconnect import DB_DOWN, DatabaseLink
@@ -73,13 +74,10 @@ class Ledger:
     """The claimed jobs (``buffer``) and pending outcomes (``pending``) of one worker."""
 
     def __init__(
-        self, *, using: str, worker_id: str, queues: list[str], clock: Callable[[], datetime],
-        link: DatabaseLink, children: Sequence[Slot],
+        self, *, context: ServiceContext, queues: list[str], link: DatabaseLink, children: Sequence[Slot],
     ) -> None:
-        self.using = using
-        self.worker_id = worker_id
+        self.using, self.worker_id, self.clock = context.using, context.worker_id, context.clock
         self.queues = queues
-        self.clock = clock
         self.link = link
         # The pool's slots: the jobs sent to children are held too (see held_ids).
         self.children = children
@@ -100,7 +98,7 @@ class Ledger:
     @classmethod
     def inline(cls, *, using: str, worker_id: str, clock: Callable[[], datetime] = timezone.now) -> Ledger:
         """A ledger with no children, for jobs run in this process (django_jobs.testing)."""
-        return cls(using=using, worker_id=worker_id, queues=[], clock=clock,
+        return cls(context=ServiceContext(using, worker_id, clock), queues=[],
                    link=DatabaseLink(using, worker_id), children=())
 
     # -- what the worker holds -------------------------------------------------------------------

@@ -65,10 +65,8 @@ class WorkerLoop:
         self.link = DatabaseLink(self.using, self.worker_id)
         self.claim_ahead = ClaimAhead(self.concurrency)
         slots = [Slot(i, self.worker_id) for i in range(self.concurrency)]
-        self.ledger = Ledger(using=self.using, worker_id=self.worker_id, queues=self.queues,
-                             clock=self.clock, link=self.link, children=slots)
-        self.pool = Pool(slots, using=self.using, worker_id=self.worker_id, clock=self.clock,
-                         ledger=self.ledger, claim_ahead=self.claim_ahead)
+        self.ledger = Ledger(context=self.context, queues=self.queues, link=self.link, children=slots)
+        self.pool = Pool(slots, context=self.context, ledger=self.ledger, claim_ahead=self.claim_ahead)
         ledger = self.ledger
         self.presence = Presence(context=self.context, queues=self.queues, concurrency=self.concurrency,
                                  link=self.link, held=lambda: ledger.held, wake_fd=self._wake_w)

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from multiprocessing import get_context
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any
 
 from ..conf import jobs_settings
 from ..lifecycle import ErrorRecord
 from ..log import log_event
 from ..models import Job
+from ..services import ServiceContext
 from ..signals import job_started
 from . import protocol
 from .child import PARENT_ENDS, child_main
@@ -223,13 +224,10 @@ class Pool:
     """The worker's children: jobs go in from the ledger's buffer, outcomes out to its pending list."""
 
     def __init__(
-        self, slots: list[Slot], *, using: str, worker_id: str, clock: Callable[[], datetime],
-        ledger: Ledger, claim_ahead: ClaimAhead,
+        self, slots: list[Slot], *, context: ServiceContext, ledger: Ledger, claim_ahead: ClaimAhead,
     ) -> None:
         self.slots = slots
-        self.using = using
-        self.worker_id = worker_id
-        self.clock = clock
+        self.using, self.worker_id, self.clock = context.using, context.worker_id, context.clock
         self.ledger = ledger
         self.claim_ahead = claim_ahead
         #: Set once the worker shuts down: a child that dies then is not replaced.
