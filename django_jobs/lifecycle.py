@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,10 @@ from .text import storable
 
 #: The longest ``last_error`` stored: the first line of the error, cut here.
 LAST_ERROR_CHARS = 1000
+#: ``last_error`` of a job that ended because someone asked it to stop.
+STOPPED_ON_REQUEST = "stopped on request"
+#: The retry policy of a rescued attempt: its job is due again at once (the wait was the rescue).
+AT_ONCE = Backoff(base=0, factor=1, max_delay=0, jitter=0)
 
 
 class Happened(enum.StrEnum):
@@ -187,3 +191,27 @@ def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | Non
         entry["retry_at"] = run_at.isoformat()
         return Transition(JobStatus.RETRYING, entry, run_at=run_at, last_error=last_error)
     return Transition(JobStatus.DEAD, entry, last_error=last_error)
+
+
+def on_stop_request(transition: Transition) -> Transition:
+    """What ``transition`` becomes for a job someone asked to stop: a stop request beats every
+    other outcome, and the attempt counts as run (even a hand-back's).
+
+    Outcome writes apply this in the statement itself, from ``stop_requested_at`` as the write
+    finds it, so a request that lands while the outcome is written still wins
+    (db.claims.OUTCOME_UPDATE spells it with these constants).
+    """
+    return replace(transition, status=JobStatus.STOPPED, last_error=STOPPED_ON_REQUEST, attempts_delta=0)
+
+
+def rescue(attempt: Attempt, message: str, now: datetime, *, stop_requested: bool, rescuer: str) -> Transition:
+    """Decide what happens to the job of an attempt whose worker was lost (``message`` says how).
+
+    The attempt counts as failed with ``WorkerLost``: the job is due again at once while attempts
+    are left, ends ``dead`` when they are spent, and ``stopped`` when someone had asked it to stop.
+    """
+    ended = Ended.failure(Happened.LOST, "WorkerLost", message)
+    decided = decide(attempt, ended, now, AT_ONCE)
+    decided.history_entry["rescued_by"] = rescuer
+    return on_stop_request(decided) if stop_requested else decided
+

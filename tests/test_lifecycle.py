@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from django_jobs.lifecycle import Attempt, Ended, ErrorRecord, Happened, decide
+from django_jobs.lifecycle import (
+    STOPPED_ON_REQUEST,
+    Attempt,
+    Ended,
+    ErrorRecord,
+    Happened,
+    decide,
+    on_stop_request,
+    rescue,
+)
 from django_jobs.models import JobStatus
 from django_jobs.retry import Backoff
 
@@ -106,3 +115,25 @@ def test_error_record__from_an_exception_is_always_storable():
 
 def test_error_record__summary_is_the_first_line_cut_to_size():
     assert ErrorRecord("a.B", "x" * 2000 + "\nmore").summary == "B: " + "x" * 997
+
+
+def test_rescue__a_lost_attempt_is_due_again_at_once_while_attempts_are_left():
+    t = rescue(attempt(1, 3), "the worker stopped sending heartbeats", NOW, stop_requested=False, rescuer="r:1")
+    assert (t.status, t.run_at, t.attempts_delta) == (JobStatus.RETRYING, NOW, 0)
+    assert t.last_error == "WorkerLost: the worker stopped sending heartbeats"
+    assert t.history_entry["outcome"] == "lost" and t.history_entry["rescued_by"] == "r:1"
+
+
+def test_rescue__spent_attempts_end_dead_and_a_stop_request_ends_stopped():
+    spent = rescue(attempt(3, 3), "gone", NOW, stop_requested=False, rescuer="r")
+    asked = rescue(attempt(1, 3), "gone", NOW, stop_requested=True, rescuer="r")
+    assert spent.status == JobStatus.DEAD
+    assert (asked.status, asked.last_error) == (JobStatus.STOPPED, STOPPED_ON_REQUEST)
+
+
+def test_on_stop_request__beats_any_outcome_and_counts_the_attempt():
+    handed_back = decide(attempt(), Ended(Happened.HANDED_BACK), NOW, BACKOFF)
+    stopped = on_stop_request(handed_back)
+    assert (stopped.status, stopped.attempts_delta, stopped.last_error) == (
+        JobStatus.STOPPED, 0, STOPPED_ON_REQUEST)
+    assert on_stop_request(decide(attempt(), Ended(Happened.SUCCEEDED), NOW, BACKOFF)).status == JobStatus.STOPPED

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import connections, transaction
 
-from ..lifecycle import Transition
+from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, JobStatus, Pause
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import READY_SQL, TABLE
@@ -134,6 +134,8 @@ class OutcomeWrite:
     attempt: int
     ended_at: datetime
     transition: Transition
+    #: The worker whose claim fences the write; None: the writer itself (rescue writes for others).
+    fence_worker: str | None = None
 
     @property
     def finished_at(self) -> datetime | None:
@@ -143,8 +145,9 @@ class OutcomeWrite:
 # Every outcome of a batch in one statement, one commit. Each row is fenced by the claim: the
 # job must still be running *this* attempt for *this* worker, so a worker that was frozen while
 # its job was rescued and claimed again updates nothing and can't overwrite the newer attempt.
-# A stop request beats every other outcome, decided inside the statement so a request that
-# lands while the outcome is written is never lost.
+# A stop request beats every other outcome: the statement applies lifecycle.on_stop_request()
+# itself, from stop_requested_at as it finds it, so a request that lands while the outcome is
+# written is never lost.
 #
 # The fence's values (status running, this worker's id) come in as arrays like the outcomes,
 # though they are the same in every row. As join conditions they can't match the partial
@@ -160,7 +163,7 @@ OUTCOME_UPDATE = (
     f"history = j.history || jsonb_build_array(v.entry::jsonb), "
     f"run_at = COALESCE(v.run_at, j.run_at), "
     f"result = CASE WHEN v.set_result THEN v.result::jsonb ELSE j.result END, "
-    f"last_error = CASE WHEN j.stop_requested_at IS NOT NULL THEN 'stopped on request' "
+    f"last_error = CASE WHEN j.stop_requested_at IS NOT NULL THEN '{STOPPED_ON_REQUEST}' "
     f"ELSE COALESCE(v.last_error, j.last_error) END, "
     f"attempts = j.attempts + CASE WHEN j.stop_requested_at IS NULL THEN v.attempts_delta ELSE 0 END, "
     f"max_attempts = j.max_attempts + v.max_attempts_delta "
@@ -194,7 +197,7 @@ def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str
         "o_attempts_delta": [t.attempts_delta for t in decided],
         "o_max_attempts_delta": [t.max_attempts_delta for t in decided],
         "o_fence_status": [JobStatus.RUNNING.value] * len(outcomes),
-        "o_fence_worker": [worker_id] * len(outcomes),
+        "o_fence_worker": [o.fence_worker or worker_id for o in outcomes],
     }
 
 
@@ -276,7 +279,7 @@ def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[Outco
         f"history = json_insert(history, '$[#]', json(%s)), "
         f"run_at = COALESCE(%s, run_at), "
         f"result = CASE WHEN %s THEN %s ELSE result END, "
-        f"last_error = CASE WHEN stop_requested_at IS NOT NULL THEN 'stopped on request' "
+        f"last_error = CASE WHEN stop_requested_at IS NOT NULL THEN '{STOPPED_ON_REQUEST}' "
         f"ELSE COALESCE(%s, last_error) END, "
         f"attempts = attempts + CASE WHEN stop_requested_at IS NULL THEN %s ELSE 0 END, "
         f"max_attempts = max_attempts + %s "
@@ -290,7 +293,8 @@ def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[Outco
             cursor.execute(sql, [
                 t.status.value, adapt(o.finished_at), adapt(o.ended_at), json.dumps(t.history_entry),
                 adapt(t.run_at), t.set_result, dump_json(t.result) if t.set_result else None,
-                t.last_error, t.attempts_delta, t.max_attempts_delta, o.job_id, o.attempt, worker_id,
+                t.last_error, t.attempts_delta, t.max_attempts_delta, o.job_id, o.attempt,
+                o.fence_worker or worker_id,
             ])
             row = cursor.fetchone()
             if row:
@@ -378,7 +382,7 @@ def hand_back_unheld(
         f"UPDATE {TABLE} SET "
         f"status = CASE WHEN stop_requested_at IS NULL THEN '{queued}' ELSE '{stopped}' END, "
         f"finished_at = CASE WHEN stop_requested_at IS NULL THEN NULL ELSE %s END, "
-        f"last_error = CASE WHEN stop_requested_at IS NULL THEN last_error ELSE 'stopped on request' END, "
+        f"last_error = CASE WHEN stop_requested_at IS NULL THEN last_error ELSE '{STOPPED_ON_REQUEST}' END, "
         f"attempts = attempts - 1, worker_id = '', run_at = %s, history = {entry} "
         f"WHERE status = '{running}' AND worker_id = %s AND {unheld} RETURNING id"
     )

@@ -8,7 +8,10 @@ import socket
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Iterable
 
-from ..db import maintenance
+from django.db import transaction
+
+from .. import lifecycle
+from ..db import claims, maintenance
 from ..conf import jobs_settings
 from ..log import log_event
 from ..models import Worker as WorkerRow
@@ -17,14 +20,43 @@ if TYPE_CHECKING:
     from . import ServiceContext
 
 
+#: What a rescued attempt's error says happened to its worker.
+SILENT = "the worker running this attempt stopped sending heartbeats"
+UNLISTED = (
+    "the live worker that claimed this attempt never listed it among its jobs "
+    "(the claim's reply was lost on the way to it)"
+)
+
+
 def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) -> list[tuple[int, str, str]]:
-    """Rescue jobs of workers silent for ``RESCUE_AFTER`` seconds (and of ``own`` ids at once)."""
+    """Rescue jobs of workers silent for ``RESCUE_AFTER`` seconds (and of ``own`` ids at once);
+    return (job id, name, new status) for each.
+
+    The rows are locked, lifecycle.rescue() decides each one's fate, and the fenced outcome
+    write applies the decisions, in one transaction.
+    """
     own = list(own)
-    stale_before = now - timedelta(seconds=float(jobs_settings.RESCUE_AFTER))
-    rows = maintenance.rescue_lost(
-        using, now=now, stale_before=stale_before, worker_ids=own, rescuer=rescuer,
-        unlisted_after=float(jobs_settings.RESCUE_AFTER),
-    )
+    after = float(jobs_settings.RESCUE_AFTER)
+    stale_before = now - timedelta(seconds=after)
+    with transaction.atomic(using=using):
+        lost = maintenance.lock_lost(using, stale_before=stale_before, worker_ids=own, unlisted_after=after)
+        writes = [
+            claims.OutcomeWrite(
+                row.job_id, row.attempt, now,
+                lifecycle.rescue(
+                    lifecycle.Attempt(job_id=row.job_id, name=row.name, attempt=row.attempt,
+                                      max_attempts=row.max_attempts, worker_id=row.worker_id,
+                                      started_at=row.started_at,
+                                      duration=max(0.0, (now - row.started_at).total_seconds())),
+                    UNLISTED if row.unlisted else SILENT, now,
+                    stop_requested=row.stop_requested, rescuer=rescuer,
+                ),
+                fence_worker=row.worker_id,
+            )
+            for row in lost
+        ]
+        written = claims.record_outcomes(using, rescuer, writes)
+    rows = [(row.job_id, row.name, written[row.job_id]) for row in lost if row.job_id in written]
     for job_id, name, status in rows:
         log_event("rescued", job=job_id, name=name, status=status, rescuer=rescuer)
     stale = WorkerRow.objects.using(using).filter(last_heartbeat__lt=stale_before)
