@@ -215,3 +215,10 @@ def rescue(attempt: Attempt, message: str, now: datetime, *, stop_requested: boo
     decided.history_entry["rescued_by"] = rescuer
     return on_stop_request(decided) if stop_requested else decided
 
+
+def never_received(attempt: Attempt, now: datetime) -> Transition:
+    """Give back an attempt its worker never received (the claim's reply was lost): it never
+    started, so it spends no attempt."""
+    handed_back = decide(attempt, Ended(Happened.HANDED_BACK), now, None)
+    handed_back.history_entry["reason"] = "the claim reached the database but its reply never reached the worker"
+    return handed_back

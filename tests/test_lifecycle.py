@@ -14,6 +14,7 @@ from django_jobs.lifecycle import (
     ErrorRecord,
     Happened,
     decide,
+    never_received,
     on_stop_request,
     rescue,
 )
@@ -137,3 +138,9 @@ def test_on_stop_request__beats_any_outcome_and_counts_the_attempt():
     assert (stopped.status, stopped.attempts_delta, stopped.last_error) == (
         JobStatus.STOPPED, 0, STOPPED_ON_REQUEST)
     assert on_stop_request(decide(attempt(), Ended(Happened.SUCCEEDED), NOW, BACKOFF)).status == JobStatus.STOPPED
+
+
+def test_never_received__goes_back_unstarted_without_spending_an_attempt():
+    t = never_received(attempt(2, 3), NOW)
+    assert (t.status, t.run_at, t.attempts_delta) == (JobStatus.QUEUED, NOW, -1)
+    assert t.history_entry["outcome"] == "handed_back" and "reply never reached" in t.history_entry["reason"]

@@ -344,51 +344,28 @@ def waiting_on_lock(using: str, pid: int) -> bool:
     return row is not None and row[0] == "active" and row[1] == "Lock"
 
 
-def hand_back_unheld(
-    using: str, worker_id: str, held: Iterable[tuple[int, int]], now: datetime
-) -> list[int]:
-    """Queue again, without spending an attempt, the running rows claimed for ``worker_id`` whose
-    (id, attempt) it doesn't hold: a claim committed them but its reply never reached the worker.
-
-    Only that worker claims rows under its id, and it holds every row it received until the
-    outcome is written, so these never started. One whose stop was requested meanwhile ends
-    ``stopped`` instead (the next claim would clear the request). Returns their ids.
-    """
+def unheld(using: str, worker_id: str, held: Iterable[tuple[int, int]]) -> list[tuple[int, str, int, int]]:
+    """The running rows claimed for ``worker_id`` whose (id, attempt) it doesn't hold, as
+    (id, name, attempt, max_attempts): a claim committed them but its reply never reached it."""
     connection = connections[using]
-    adapt = connection.ops.adapt_datetimefield_value
-    running, queued, stopped = JobStatus.RUNNING.value, JobStatus.QUEUED.value, JobStatus.STOPPED.value
     held = sorted(held)
     if connection.vendor == "postgresql":
-        entry = (
-            "history || jsonb_build_array(jsonb_build_object('attempt', attempts, 'worker', worker_id, "
-            "'started_at', started_at, 'finished_at', CAST(%s AS timestamptz), 'outcome', 'handed_back', "
-            "'reason', 'the claim reached the database but its reply never reached the worker'))"
-        )
-        unheld = (
+        others = (
             "NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::integer[]) AS h(id, attempt) "
             f"WHERE h.id = {TABLE}.id AND h.attempt = {TABLE}.attempts)"
         )
-        held_params: list[Any] = [[h[0] for h in held], [h[1] for h in held]]
+        params: list[Any] = [[h[0] for h in held], [h[1] for h in held]]
     else:
-        entry = (
-            "json_insert(history, '$[#]', json_object('attempt', attempts, 'worker', worker_id, "
-            "'started_at', started_at, 'finished_at', %s, 'outcome', 'handed_back', "
-            "'reason', 'the claim reached the database but its reply never reached the worker'))"
-        )
         pairs = " OR ".join(["(id = %s AND attempts = %s)"] * len(held))
-        unheld = f"NOT ({pairs})" if held else "1 = 1"
-        held_params = [value for pair in held for value in pair]
+        others = f"NOT ({pairs})" if held else "1 = 1"
+        params = [value for pair in held for value in pair]
     sql = (
-        f"UPDATE {TABLE} SET "
-        f"status = CASE WHEN stop_requested_at IS NULL THEN '{queued}' ELSE '{stopped}' END, "
-        f"finished_at = CASE WHEN stop_requested_at IS NULL THEN NULL ELSE %s END, "
-        f"last_error = CASE WHEN stop_requested_at IS NULL THEN last_error ELSE '{STOPPED_ON_REQUEST}' END, "
-        f"attempts = attempts - 1, worker_id = '', run_at = %s, history = {entry} "
-        f"WHERE status = '{running}' AND worker_id = %s AND {unheld} RETURNING id"
+        f"SELECT id, name, attempts, max_attempts FROM {TABLE} "
+        f"WHERE status = '{JobStatus.RUNNING.value}' AND worker_id = %s AND {others}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [adapt(now), adapt(now), adapt(now), worker_id, *held_params])
-        return [r[0] for r in cursor.fetchall()]
+        cursor.execute(sql, [worker_id, *params])
+        return [tuple(r) for r in cursor.fetchall()]
 
 
 def outcomes_written(using: str, worker_id: str, attempts: Sequence[tuple[int, int]]) -> dict[int, str]:

@@ -415,9 +415,15 @@ class Ledger:
             return True
         try:
             with self.link.call():
-                ids = claims.hand_back_unheld(
-                    self.using, self.worker_id, self._held_attempts() | self._unwritable, self.clock()
-                )
+                now = self.clock()
+                rows = claims.unheld(self.using, self.worker_id, self._held_attempts() | self._unwritable)
+                written = claims.record_outcomes(self.using, self.worker_id, [
+                    claims.OutcomeWrite(job_id, attempt, now, lifecycle.never_received(
+                        lifecycle.Attempt(job_id=job_id, name=name, attempt=attempt, max_attempts=max_attempts,
+                                          worker_id=self.worker_id, started_at=now, duration=0.0), now))
+                    for job_id, name, attempt, max_attempts in rows
+                ])
+                ids = list(written)
         except DB_DOWN as exc:
             self.link.lost(exc)
             return False
