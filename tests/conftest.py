@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from django.test import override_settings
 
-from tests.procs import REPO, WorkerProcess, database_url, runjobs_env, wait_until  # noqa: F401
+from tests.support import REPO
+from tests.support.procs import WorkerProcess, database_url, runjobs_env, wait_until  # noqa: F401
 
 def connect(url: str | None = None, autocommit: bool = True) -> psycopg.Connection[Any]:
     """A plain psycopg connection (not Django's) to ``url`` or to the test database."""
