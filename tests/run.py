@@ -82,7 +82,6 @@ sys.path.insert(0, str(TESTS.parent))
 
 from example_project import _bootstrap  # noqa: E402  (stdlib only, on purpose)
 from example_project._bootstrap import REPO, say  # noqa: E402
-
 from tests.support import pgcluster  # noqa: E402  (stdlib only, on purpose)
 
 LOCAL_URL = "postgres://postgres@127.0.0.1:5432/postgres"

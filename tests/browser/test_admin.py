@@ -23,8 +23,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from django_jobs.models import JobStatus, Pause, Schedule
-from tests.support.factories import JobFactory
 from tests.support import REPO
+from tests.support.factories import JobFactory
 from tests.support.procs import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from django_jobs import alerts
 from django_jobs.models import DeadJobMail, JobStatus
-from tests.conftest import wait_until
 from tests.support.factories import JobFactory
+from tests.support.procs import wait_until
 from tests.testapp.jobs import fail_fatally
 
 NOW = timezone.now().replace(microsecond=0)
@@ -141,7 +141,7 @@ def test_receiver__a_mail_server_failure_is_logged_not_raised(
     mail_on_dead: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    mail_on_dead.EMAIL_BACKEND = "tests.test_alerts.FailingBackend"
+    mail_on_dead.EMAIL_BACKEND = "tests.integration.test_alerts.FailingBackend"
 
     died()  # does not raise into the worker
 

@@ -15,26 +15,23 @@ from typing import Any, Callable
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.core import checks
 from django.db import connections
-from django.test import override_settings
 from django.utils import timezone
 
-from django_jobs.backend import STATUS_MAP, JobsBackend, JobsTask, registered_task, task_options
-from django_jobs.exceptions import InvalidJobArguments, InvalidJobOptions, InvalidPayload
+from django_jobs.backend import STATUS_MAP, JobsBackend
+from django_jobs.exceptions import InvalidJobArguments, InvalidPayload
 from django_jobs.models import Job, JobStatus
-from django_jobs.registry import _tasks_use_jobs_backend, registry
 from tests.support.factories import JobFactory
+from tests.support.tasks import module_level, needs_task_options
 from tests.testapp import tasks
 from tests.testapp.models import SideEffect
 
 try:
     from django.tasks import TaskResultStatus, default_task_backend, task
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.exceptions import TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
 except ImportError:  # Django 5.2: the django-tasks backport
     from django_tasks import TaskResultStatus, default_task_backend, task  # type: ignore[no-redef]
-    from django_tasks.exceptions import InvalidTaskError as InvalidTask  # type: ignore[no-redef]
     from django_tasks.exceptions import TaskResultDoesNotExist  # type: ignore[no-redef]
     from django_tasks.signals import (  # type: ignore[no-redef]
         task_enqueued,
@@ -43,9 +40,6 @@ except ImportError:  # Django 5.2: the django-tasks backport
     )
 
 RunWorker = Callable[..., Any]
-needs_task_options = pytest.mark.skipif(
-    not tasks.TASK_TAKES_OPTIONS, reason="@task(**options) needs Django 6.1+ or django-tasks"
-)
 
 
 def at(hours: float) -> Callable[[], datetime]:
@@ -57,91 +51,7 @@ def row(result: Any) -> Job:
     return Job.objects.get(pk=int(result.id))
 
 
-# -- registration ------------------------------------------------------------------------------
-
-
-def test_register__a_task_is_a_job_named_by_its_module_path() -> None:
-    definition = registry.lookup("tests.testapp.tasks.add")
-    assert registered_task(definition.name) is tasks.add
-    assert definition.queue == "default"
-    assert isinstance(tasks.add, JobsTask)
-
-
-def test_register__a_using_copy_doesnt_replace_the_registered_task() -> None:
-    tasks.fail.using(queue_name="emails", priority=5)
-    assert registered_task("tests.testapp.tasks.fail") is tasks.fail
-    assert registry.lookup("tests.testapp.tasks.fail").max_attempts == 2
-
-
-def test_register__a_context_taking_task_is_checked_without_its_context() -> None:
-    definition = registry.lookup("tests.testapp.tasks.with_context")
-    assert list(definition.signature.parameters) == ["label"]
-
-
-def test_register__plain_jobs_are_not_tasks() -> None:
-    assert registered_task("tests.testapp.jobs.record") is None
-    assert registered_task("no.such.job") is None
-
-
-def test_autodiscover__imports_tasks_modules_only_when_tasks_use_jobs_backend() -> None:
-    ours = {"default": {"BACKEND": "django_jobs.backend.JobsBackend"}}
-    subclass = {"default": {"BACKEND": "tests.test_backend.SubclassedBackend"}}
-    other = {"default": {"BACKEND": "no.such.Backend"}}
-    with override_settings(TASKS=ours):
-        assert _tasks_use_jobs_backend()
-    with override_settings(TASKS=subclass):
-        assert _tasks_use_jobs_backend()
-    with override_settings(TASKS=other):
-        assert not _tasks_use_jobs_backend()
-    with override_settings(TASKS={}):
-        assert not _tasks_use_jobs_backend()
-
-
-class SubclassedBackend(JobsBackend):
-    pass
-
-
 # -- options -----------------------------------------------------------------------------------
-
-
-def test_task_options__set_the_job_definitions_retries_timeout_and_backoff() -> None:
-    definition = registry.lookup("tests.testapp.tasks.fail")
-    assert definition.max_attempts == 2
-    assert definition.backoff is not None and definition.backoff.base == 0.05
-    assert registry.lookup("tests.testapp.tasks.sleep_forever").timeout == 0.5
-    assert registry.lookup("tests.testapp.tasks.fail_fatally").dont_retry == (KeyError,)
-
-
-def test_task_options__above_task_is_refused_with_where_to_put_it() -> None:
-    with pytest.raises(InvalidJobOptions, match="put it below"):
-        task_options(max_attempts=2)(tasks.add)
-
-
-def _module_level(func: Callable[..., Any]) -> Callable[..., Any]:
-    # Django accepts only module-level functions as tasks; these tests define theirs inline.
-    func.__qualname__ = func.__name__
-    return func
-
-
-def test_task_options__a_bad_value_is_an_invalid_task_naming_it() -> None:
-    def bad_attempts() -> None: ...
-
-    with pytest.raises(InvalidTask, match="max_attempts must be at least 1"):
-        task(task_options(max_attempts=0)(_module_level(bad_attempts)))
-
-
-@needs_task_options
-def test_task_kwargs__reach_the_job_definition_and_the_row() -> None:
-    definition = registry.lookup("tests.testapp.tasks.with_task_options")
-    assert (definition.max_attempts, definition.timeout) == (4, 30)
-
-
-@needs_task_options
-def test_task_kwargs__conflicting_with_task_options_are_refused() -> None:
-    def twice() -> None: ...
-
-    with pytest.raises(InvalidTask, match="sets max_attempts twice"):
-        task(max_attempts=3)(task_options(max_attempts=5)(_module_level(twice)))
 
 
 @pytest.mark.django_db
@@ -149,7 +59,7 @@ def test_task_kwargs__conflicting_with_task_options_are_refused() -> None:
 def test_task_kwargs__unique_key_applies_to_each_enqueue() -> None:
     def keyed() -> None: ...
 
-    keyed_task = task(unique_key="one-keyed")(_module_level(keyed))
+    keyed_task = task(unique_key="one-keyed")(module_level(keyed))
     assert keyed_task.enqueue().id == keyed_task.enqueue().id
 
 
@@ -206,11 +116,6 @@ def test_enqueue__a_value_json_would_change_is_refused_with_a_hint() -> None:
         tasks.send_email.enqueue(to="a@example.com", subject=timezone.now())  # type: ignore
 
 
-def test_enqueue__a_queue_not_in_queues_is_refused_by_django() -> None:
-    with pytest.raises(InvalidTask, match="nope"):
-        tasks.add.using(queue_name="nope")
-
-
 @pytest.mark.django_db
 def test_enqueue__unique_key_returns_the_active_jobs_result() -> None:
     first = tasks.singleton.enqueue()
@@ -250,11 +155,6 @@ def test_get_result__maps_each_status(status: JobStatus) -> None:
     result = default_task_backend.get_result(str(job.pk))
     assert result.status == STATUS_MAP[status]
     assert result.is_finished == (status in ("succeeded", "stopped", "dead"))
-
-
-def test_status_map__covers_every_status_with_djangos_four() -> None:
-    assert set(STATUS_MAP) == set(JobStatus)
-    assert set(STATUS_MAP.values()) == set(TaskResultStatus)
 
 
 @pytest.mark.django_db
@@ -405,18 +305,6 @@ def test_worker__never_imports_a_path_it_reads_from_a_row(
     assert "tests.testapp.tripwire" not in sys.modules
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.subprocess
-def test_runjobs__a_fresh_worker_finds_tasks_in_tasks_modules(
-    worker_process: Callable[..., Any],
-) -> None:
-    result = tasks.send_email.enqueue("sub@example.com", "hi")
-    worker = worker_process("--burst", "--concurrency", "1", "--no-scheduler")
-    assert worker.wait() == 0, worker.describe()
-    value = tasks.send_email.get_result(result.id).return_value
-    assert value == {"to": "sub@example.com", "subject": "hi"}
-
-
 # -- Django's signals --------------------------------------------------------------------------
 
 
@@ -489,36 +377,3 @@ def test_signals__a_failing_receiver_is_logged_and_the_worker_carries_on(
         task_started.disconnect(broken, sender=JobsBackend)
     assert tasks.add.get_result(result.id).return_value == 3
     assert "event=task_signal_failed" in caplog.text
-
-
-# -- checks ------------------------------------------------------------------------------------
-
-
-def _check(params: dict[str, Any], **settings: Any) -> list[str]:
-    tasks_setting = {"jobs": {"BACKEND": "django_jobs.backend.JobsBackend", **params}}
-    with override_settings(TASKS=tasks_setting, **settings):
-        return [m.id for m in JobsBackend("jobs", {"BACKEND": "", **params}).check() if m.id]
-
-
-def test_check__a_good_configuration_is_silent() -> None:
-    assert _check({"QUEUES": ["default", "emails"]}) == []
-
-
-def test_check__queues_given_as_a_string() -> None:
-    assert _check({"QUEUES": "default"}) == ["django_jobs.E202"]
-
-
-def test_check__options_are_refused() -> None:
-    assert _check({"OPTIONS": {"DATABASE": "default"}}) == ["django_jobs.E203"]
-
-
-def test_check__django_jobs_missing_from_installed_apps() -> None:
-    apps = ["django.contrib.contenttypes", "django.contrib.auth", "tests.testapp"]
-    assert _check({}, INSTALLED_APPS=apps) == ["django_jobs.E201"]
-
-
-def test_check__runs_with_djangos_system_checks() -> None:
-    bad = {"default": {"BACKEND": "django_jobs.backend.JobsBackend", "QUEUES": "x"}}
-    with override_settings(TASKS=bad):
-        ids = [m.id for m in checks.run_checks()]
-    assert "django_jobs.E202" in ids

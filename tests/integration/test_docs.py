@@ -39,6 +39,7 @@ from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django.test import SimpleTestCase
+
 from tests.support import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]

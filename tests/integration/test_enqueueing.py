@@ -24,8 +24,8 @@ from django_jobs.exceptions import (
 )
 from django_jobs.models import Job, JobStatus
 from django_jobs.signals import job_enqueued
-from tests.conftest import wait_until
 from tests.support.factories import JobFactory
+from tests.support.procs import wait_until
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 

@@ -12,9 +12,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs.services import tally as counters
 from django_jobs.metrics import render
 from django_jobs.models import FinishedCounter, JobStatus, Pause, Schedule, Worker
+from django_jobs.services import tally as counters
 from tests.support.factories import JobFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,60 +3,25 @@ schedules, and real processes racing on the same schedules."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from datetime import datetime, timedelta, timezone as dt_timezone
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
 import pytest
-from django.conf import settings
-from django.core.checks import run_checks
 from django.db import IntegrityError, transaction
-from django.test import override_settings
 from django.utils import timezone
 
-from django_jobs import job
-from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.models import Job, Schedule
-from django_jobs.registry import registry
 from django_jobs.scheduler import fire_due, sync_declared, ticks_to_fire
+from django_jobs.services import ServiceContext
 from django_jobs.services.scheduler import Scheduler
-from django_jobs.services import ServiceContext, default_services
-from tests.conftest import database_url, runjobs_env, wait_until
+from tests.support.schedules import RECORD, T0, UTC, jobs_settings, make, ticks_of
 from tests.testapp.models import SideEffect
-from tests.support import REPO
 
-UTC = dt_timezone.utc
-RECORD = "tests.testapp.jobs.record"
-#: A Monday, half a minute past nine: "now" unless a test says otherwise.
-T0 = datetime(2030, 1, 7, 9, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _only_our_schedules(request: pytest.FixtureRequest) -> None:
-    # Migrations of other apps may seed schedules (the example shop's nightly sync); these tests
-    # count every schedule and every job a firing makes.
-    marker = request.node.get_closest_marker("django_db")
-    if marker is not None:
-        request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
-        Schedule.objects.all().delete()
+pytestmark = pytest.mark.usefixtures("only_our_schedules")
 
 
 def at(hour: int, minute: int = 0, second: float = 0, day: int = 7) -> datetime:
     return datetime(2030, 1, day, hour, minute, tzinfo=UTC) + timedelta(seconds=second)
-
-
-def make(cron: str = "0 * * * *", now: datetime = T0, **fields: Any) -> Schedule:
-    """A schedule saved at ``now`` (so its next_run_at is the first tick after it)."""
-    fields.setdefault("name", f"every {cron} {len(Schedule.objects.all())}")
-    fields.setdefault("job_name", RECORD)
-    fields.setdefault("timezone", "UTC")
-    schedule = Schedule(cron=cron, **fields)
-    assert schedule.problems() == {}
-    schedule.save(now=now)
-    return schedule
 
 
 def reload(schedule: Schedule) -> Schedule:
@@ -65,14 +30,6 @@ def reload(schedule: Schedule) -> Schedule:
 
 def fire(now: datetime) -> list[Job]:
     return fire_due("default", now, worker_id="test")
-
-
-def ticks_of(schedule: Schedule) -> list[datetime]:
-    return list(Job.objects.filter(schedule=schedule).order_by("scheduled_for").values_list("scheduled_for", flat=True))
-
-
-def jobs_settings(**values: Any) -> Any:
-    return override_settings(DJANGO_JOBS={**settings.DJANGO_JOBS, **values})
 
 
 # -- firing ----------------------------------------------------------------------------------------
@@ -565,15 +522,6 @@ def test_service__waits_until_the_next_tick_but_at_most_a_second() -> None:
     assert service.run(at(10, 0, 0.1)) == 1.0  # fired; the next tick is an hour away
 
 
-def test_default_services__include_the_scheduler_unless_turned_off() -> None:
-    def names(scheduler: bool) -> list[str]:
-        context = ServiceContext(using="default", worker_id="w", clock=timezone.now)
-        return [s.name for s in default_services(context, scheduler=scheduler)]
-
-    assert "scheduler" in names(True)
-    assert "scheduler" not in names(False)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_worker__fires_a_due_schedule_and_runs_its_job(run_worker: Callable[..., Any]) -> None:
     schedule = make("0 * * * *", kwargs={"label": "from cron"})
@@ -587,42 +535,6 @@ def test_worker__fires_a_due_schedule_and_runs_its_job(run_worker: Callable[...,
 
 
 # -- schedules declared in code ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def declare() -> Iterator[Callable[..., Any]]:
-    """Register ``@job(name=…, cron=…)`` functions for one test, and forget them afterwards."""
-    names: list[str] = []
-
-    def register(name: str, cron: str) -> Any:
-        def nightly(label: str = "nightly") -> None:
-            """A job with a schedule declared in code."""
-
-        names.append(name)
-        return job(name=name, cron=cron)(nightly)
-
-    yield register
-    for name in names:
-        registry._jobs.pop(name, None)
-
-
-def test_job_cron__is_normalised_at_decoration(declare: Callable[..., Any]) -> None:
-    assert declare("tests.scheduler.daily", "  5 0 * *   * ").cron == "5 0 * * *"
-
-
-def test_job_cron__a_bad_expression_is_refused_at_decoration() -> None:
-    with pytest.raises(InvalidJobOptions, match=r"@job\(cron=…\) on .*'5 0 \* \*' has 4 fields; a cron expression needs 5"):
-        @job(name="tests.scheduler.bad_cron", cron="5 0 * *")
-        def bad() -> None:
-            """Never registered."""
-    assert "tests.scheduler.bad_cron" not in registry
-
-
-def test_job_cron__a_function_that_needs_arguments_is_refused() -> None:
-    with pytest.raises(InvalidJobOptions, match=r"runs .*needs_args without arguments, but its signature is needs_args\(day\)"):
-        @job(name="tests.scheduler.needs_args", cron="5 0 * * *")
-        def needs_args(day):  # type: ignore[no-untyped-def]
-            """Never registered."""
 
 
 @pytest.mark.django_db
@@ -713,109 +625,3 @@ def test_service__syncs_once_then_fires(declare: Callable[..., Any]) -> None:
 
     assert Schedule.objects.get().kwargs == {"label": "edited"}
     assert list(Job.objects.values_list("name", "kwargs")) == [("tests.scheduler.nightly", {"label": "edited"})]
-
-
-@pytest.mark.parametrize(
-    ("value", "check_id", "text"),
-    [
-        ({"SCHEDULES": []}, "django_jobs.E102", "must be a dict of name -> schedule"),
-        ({"SCHEDULES": {"r": {"job": RECORD, "cron": "5 0 * * *", "catchup": "all"}}}, "django_jobs.E102", "unknown key 'catchup'; did you mean 'catch_up'"),
-        ({"SCHEDULES": {"r": {"job": RECORD}}}, "django_jobs.E102", "needs 'cron'"),
-        ({"SCHEDULES": {"r": {"job": RECORD, "cron": "5 0 * *"}}}, "django_jobs.E103", "has 4 fields"),
-        ({"SCHEDULES": {"r": {"job": RECORD, "cron": "5 0 * * *", "timezone": "Mars/Olympus"}}}, "django_jobs.E103", "not a timezone"),
-        ({"SCHEDULES": {"r": {"job": "tests.nope", "cron": "5 0 * * *"}}}, "django_jobs.E104", "No job is registered as 'tests.nope'"),
-        ({"SCHEDULES": {"r": {"job": "tests.add", "cron": "5 0 * * *", "args": [1]}}}, "django_jobs.E104", "missing a required argument: 'b'"),
-        ({"SCHEDULE_CATCH_UP_MAX": 0}, "django_jobs.E101", "SCHEDULE_CATCH_UP_MAX"),
-        ({"SCHEDULE_MISFIRE_GRACE": -1}, "django_jobs.E101", "SCHEDULE_MISFIRE_GRACE"),
-        ({"SCHEDULE_MISFIRE_GRACE": float("nan")}, "django_jobs.E101", "SCHEDULE_MISFIRE_GRACE"),
-    ],
-)
-def test_checks__refuse_bad_scheduling_settings(value: dict[str, Any], check_id: str, text: str) -> None:
-    with jobs_settings(**value):
-        errors = [e for e in run_checks() if e.id.startswith("django_jobs.E1")]
-
-    assert [e.id for e in errors] == [check_id]
-    assert text in errors[0].msg
-
-
-def test_checks__a_schedule_declared_twice_is_refused(declare: Callable[..., Any]) -> None:
-    declare("tests.scheduler.nightly", "5 0 * * *")
-
-    with jobs_settings(SCHEDULES={"tests.scheduler.nightly": {"job": RECORD, "cron": "0 1 * * *"}}):
-        errors = [e for e in run_checks() if e.id.startswith("django_jobs.E1")]
-
-    assert [e.id for e in errors] == ["django_jobs.E105"]
-
-
-def test_checks__good_scheduling_settings_pass() -> None:
-    entries = {"r": {"job": "tests.add", "cron": "@daily", "args": [1, 2], "timezone": "Europe/Berlin"}}
-    with jobs_settings(SCHEDULES=entries, SCHEDULE_CATCH_UP_MAX=5, SCHEDULE_MISFIRE_GRACE=0):
-        assert [e for e in run_checks() if e.id.startswith("django_jobs.")] == []
-
-
-# -- real processes --------------------------------------------------------------------------------
-
-
-@pytest.mark.subprocess
-@pytest.mark.django_db(transaction=True)
-def test_race__four_scheduler_processes_enqueue_each_tick_exactly_once(tmp_path: Path) -> None:
-    # Forty ticks of an every-minute schedule in about eight seconds: each racer's clock runs 300
-    # times fast and is off by a random ±3 s on every call, like workers on different machines.
-    start = datetime(2031, 1, 1, tzinfo=UTC)
-    end = start + timedelta(minutes=40)
-    schedule = make("* * * * *", catch_up="all", now=start - timedelta(seconds=1))
-    assert schedule.next_run_at == start
-    go = tmp_path / "go"
-    procs, logs = [], []
-    for i in range(4):
-        log_path = tmp_path / f"racer-{i}.log"
-        logs.append(log_path)
-        with open(log_path, "wb") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, str(REPO / "tests" / "support" / "scheduler_race.py"), start.isoformat(), end.isoformat(),
-                 str(go), "300", f"racer-{i}", "3"],
-                cwd=REPO, env=runjobs_env(database_url()), stdout=log, stderr=subprocess.STDOUT,
-            ))
-    try:
-        # Start the clock once every racer has imported Django (slow on a loaded machine).
-        wait_until(lambda: len(list(tmp_path.glob("go.racer-*.ready"))) == 4 or any(p.poll() is not None for p in procs),
-                   timeout=120, message="four racers ready")
-        (tmp_path / "go.tmp").write_text(str(time.time() + 0.2))
-        (tmp_path / "go.tmp").rename(go)
-        codes = [p.wait(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    output = "\n".join(p.read_text() for p in logs)
-    assert codes == [0, 0, 0, 0], output
-
-    expected = [start + timedelta(minutes=m) for m in range(41)]
-    assert ticks_of(schedule) == expected, output
-    winners = {line.split("worker=")[1].split()[0] for line in output.splitlines() if "event=schedule_fired" in line}
-    assert len(winners) >= 2, f"one racer fired every tick; nothing raced:\n{output}"
-
-
-@pytest.mark.subprocess
-@pytest.mark.django_db(transaction=True)
-def test_runjobs__four_workers_fire_each_due_schedule_once(worker_process: Callable[..., Any]) -> None:
-    # Yearly schedules forced due: after firing, none is due again until next January, so the
-    # count can't grow however long the workers keep running.
-    schedules = [make("0 0 1 1 *", name=f"yearly-{i}", now=T0) for i in range(5)]
-    workers = [worker_process("--queue", "nothing", "--concurrency", "1") for _ in range(4)]
-    for w in workers:
-        w.wait_for_output("event=worker_started")
-    Schedule.objects.update(next_run_at=datetime(2020, 1, 1, tzinfo=UTC))
-
-    wait_until(
-        lambda: Job.objects.filter(schedule__isnull=False).values("schedule").distinct().count() == 5,
-        timeout=20,
-        message=lambda: "a job for each schedule; " + "\n".join(w.describe() for w in workers),
-    )
-    wait_until(lambda: not Schedule.objects.filter(next_run_at__lte=timezone.now()).exists(), timeout=10,
-               message="every schedule moved to next January")
-
-    for schedule in schedules:
-        assert Job.objects.filter(schedule=schedule).count() == 1
-    for w in workers:
-        assert w.stop() == 0, w.describe()

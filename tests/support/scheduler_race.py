@@ -26,9 +26,10 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
+    from django.utils import timezone
+
     from django_jobs.services import ServiceContext
     from django_jobs.services.scheduler import Scheduler
-    from django.utils import timezone
 
     start, end = datetime.fromisoformat(argv[0]), datetime.fromisoformat(argv[1])
     go, speed, name, skew = Path(argv[2]), float(argv[3]), argv[4], float(argv[5])

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any, Sequence
 
 import pytest
 
-from django_jobs.diagnose import Reason, diagnose, why_not_running
+from django_jobs.diagnose import Reason, why_not_running
 from django_jobs.models import Job, Pause, Worker
-from tests.support.factories import JobFactory
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=dt_timezone.utc)
 RESCUE_AFTER = 60.0
@@ -158,15 +158,3 @@ def test_why__a_job_not_waiting_says_what_it_is_doing(status: str, message: str)
     j = job(status=status, attempts=1, worker_id="host:9")
 
     assert why(j) == [Reason("not_waiting", message)]
-
-
-@pytest.mark.django_db
-def test_diagnose__reads_pauses_and_workers_from_the_database() -> None:
-    j = JobFactory(queue="reports")
-    Pause.objects.pause_queue("reports", reason="deploy")
-
-    assert codes(diagnose(j)) == ["paused_queue", "no_worker"]
-
-    Pause.objects.resume_queue("reports")
-    Worker.objects.create(worker_id="w1", hostname="h", pid=1, queues=["reports"], concurrency=1)
-    assert codes(diagnose(j)) == ["imminent"]

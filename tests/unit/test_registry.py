@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import override_settings
@@ -100,7 +101,7 @@ def test_register__two_functions_under_one_name_is_an_error_naming_both() -> Non
         reg.register(JobDefinition(func=other, name="shared"))
     message = str(info.value)
     assert "Two jobs are registered as 'shared'" in message
-    assert "tests.test_registry._plain" in message
+    assert "tests.unit.test_registry._plain" in message
     assert "other" in message
     assert "@job(name=...)" in message
 

@@ -8,7 +8,8 @@ around it, so nothing here depends on the wall clock. Retry behaviour runs throu
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from types import SimpleNamespace
 from typing import Any, Iterator
 

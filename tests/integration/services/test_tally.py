@@ -11,12 +11,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from django_jobs.models import CounterMark, FinishedCounter, Job, JobStatus
 from django_jobs.services import ServiceContext
 from django_jobs.services import tally as counters
 from django_jobs.services.tally import SETTLE, tally
-from django_jobs.models import CounterMark, FinishedCounter, Job, JobStatus
-from tests.conftest import connect, wait_until
+from tests.conftest import connect
 from tests.support.factories import JobFactory
+from tests.support.procs import wait_until
 
 T0 = timezone.now().replace(microsecond=0) - timedelta(days=1)
 

@@ -129,7 +129,7 @@ def test_failure__goes_dead_after_max_attempts_with_every_attempt_in_history(run
     for entry, worker in zip(row.history, workers):
         assert entry["worker"] == worker.worker_id
         assert entry["outcome"] == "failed"
-        assert entry["error"]["class"] == "tests.test_worker.Boom"
+        assert entry["error"]["class"] == "tests.integration.worker.test_loop.Boom"
         assert entry["error"]["message"] == "boom y"
         assert 'raise Boom(f"boom {label}")' in entry["error"]["traceback"]
     assert runs(job_.pk) == 3

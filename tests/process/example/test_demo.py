@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.support import REPO
 
 DEMO = REPO / "example_project" / "demo.py"

@@ -21,8 +21,7 @@ from django_jobs.models import Job, JobStatus, Schedule
 from example_project.shop.fake_stripe import FakeStripe
 from example_project.shop.jobs import sync_stripe_orders
 from example_project.shop.models import Order
-from tests.conftest import WorkerProcess
-from tests.support.procs import wait_until
+from tests.support.procs import WorkerProcess, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
 

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import REPO, runjobs_env, wait_until
+from tests.support import REPO
 from tests.support.pgcluster import PostgresCluster, find_bindir
+from tests.support.procs import runjobs_env, wait_until
 
 pytestmark = pytest.mark.subprocess
 
