@@ -3,7 +3,8 @@
 
     python3 tests/run.py                     # every stage below, in order (what CI runs)
     python3 tests/run.py --quick             # the suite on .venv only (no slow tests)
-    python3 tests/run.py tests/test_x.py -x  # pytest arguments: the suite on .venv with them
+    python3 tests/run.py tests/unit/test_cron.py -x  # pytest arguments: the suite on .venv with them
+    python3 tests/run.py tests/unit          # one cost class: unit, integration, process, browser
     python3 tests/run.py --only lint,docs    # some stages (--list names them)
     python3 tests/run.py --skip tests-dj6    # all stages but some
 
@@ -20,8 +21,14 @@ stage passed:
                 The interpreter is ``$DJANGO_JOBS_DJ6_PYTHON``, else the newest of
                 python3.14/3.13/3.12 on PATH or under ~/.pyenv/versions. Without one the stage
                 fails when ``CI`` is set (``CI=true``) and is skipped, loudly, otherwise.
-``packaging``   the slow tests (tests/test_packaging.py): build, ``twine check``, install the
+``packaging``   the slow tests (tests/packaging/): build, ``twine check``, install the
                 wheel in a clean virtualenv and use it from a new ``startproject``.
+
+The suite's folders mirror django_jobs/ inside one folder per cost: ``tests/unit`` (no
+database), ``tests/integration`` (PostgreSQL in the test process), ``tests/process`` (real
+``runjobs`` subprocesses, signals, private clusters), ``tests/browser`` (Chromium) and
+``tests/packaging`` (``slow``). Pytest arguments replace the default ``-m "not slow"``, so
+``python3 tests/run.py tests/unit`` runs just the unit tests. Shared helpers: tests/support/.
 
 Needs only Python 3.11+ on the machine. It creates or reuses ``.venv`` (installing
 ``django-jobs[dev]`` when pyproject.toml changed) and ``.venv-dj6`` (``django-jobs[example,test]``
