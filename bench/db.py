@@ -15,7 +15,7 @@ from django_jobs.db import claims
 from django_jobs.db.connection import WORKER_SESSION
 from django_jobs.enqueueing import build_job
 from django_jobs.models import READY_STATUSES, Job, JobStatus, Worker
-from tests.procs import wait_until
+from tests.support.procs import wait_until
 
 JOB_TABLE = Job._meta.db_table
 #: The raw loop's table (section E): ``LIKE django_jobs_job INCLUDING ALL``.

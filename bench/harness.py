@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.procs import wait_until
+from tests.support.procs import wait_until
 
 from .report import judge_targets, median_of, percentile, ratio, render_table, summary, table_rows
 from .workers import Runjobs

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from tests.pgcluster import CONTROL_ENV
+from tests.support.pgcluster import CONTROL_ENV
 
 
 def with_database(url: str, name: str) -> str:

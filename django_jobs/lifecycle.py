@@ -4,7 +4,7 @@ The worker turns whatever ended an attempt (the child's reply, a timeout, a cras
 at shutdown, a stop before the start) into an ``Ended`` and asks ``decide()`` for the
 ``Transition``: the next status, ``run_at``, the history entry and the other fields to write. The
 SQL that writes it only applies the decision, fenced by the claim. docs/explanation/lifecycle.md
-lists every transition; tests/test_lifecycle.py has one row per transition.
+lists every transition; tests/unit/test_lifecycle.py has one row per transition.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ registry = Registry()
 
 
 # Limits of the job table's columns (models.Job): a longer value would be cut short, or refused
-# with a database error that aborts the caller's transaction. tests/test_registry.py checks them
+# with a database error that aborts the caller's transaction. tests/unit/test_registry.py checks them
 # against the model.
 NAME_MAX_LENGTH = 255
 QUEUE_MAX_LENGTH = 100

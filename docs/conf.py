@@ -3,7 +3,7 @@
 Build it as CI does, warnings as errors: ``.venv/bin/sphinx-build -W -b html docs docs/_build``
 (``python3 tests/run.py --only docs``).
 
-The ``# not run: reason`` first line of a code sample (tests/test_docs.py's convention) is left
+The ``# not run: reason`` first line of a code sample (tests/integration/test_docs.py's convention) is left
 out of the rendered page. Navigation: the hidden toctrees at the end of index.md; a page missing
 from them fails the build.
 """

@@ -15,7 +15,9 @@ import psycopg
 import pytest
 from django.test import override_settings
 
-from tests.procs import REPO, WorkerProcess, database_url, runjobs_env, wait_until  # noqa: F401
+from tests.support import REPO
+from tests.support.procs import WorkerProcess, database_url, runjobs_env, wait_until  # noqa: F401
+
 
 def connect(url: str | None = None, autocommit: bool = True) -> psycopg.Connection[Any]:
     """A plain psycopg connection (not Django's) to ``url`` or to the test database."""
@@ -86,3 +88,37 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for handle in started:
         handle.kill()
+
+
+@pytest.fixture
+def only_our_schedules(request: pytest.FixtureRequest) -> None:
+    """Delete the schedules other apps' migrations seeded, in a test marked ``django_db``."""
+    # Migrations of other apps may seed schedules (the example shop's nightly sync); these tests
+    # count every schedule and every job a firing makes.
+    # Imported here, like the other fixtures' imports: conftest loads before Django's apps do.
+    from django_jobs.models import Schedule
+
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None:
+        request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
+        Schedule.objects.all().delete()
+
+
+@pytest.fixture
+def declare() -> Iterator[Callable[..., Any]]:
+    """Register ``@job(name=…, cron=…)`` functions for one test, and forget them afterwards."""
+    from django_jobs import job
+    from django_jobs.registry import registry
+
+    names: list[str] = []
+
+    def register(name: str, cron: str) -> Any:
+        def nightly(label: str = "nightly") -> None:
+            """A job with a schedule declared in code."""
+
+        names.append(name)
+        return job(name=name, cron=cron)(nightly)
+
+    yield register
+    for name in names:
+        registry._jobs.pop(name, None)

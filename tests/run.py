@@ -3,7 +3,8 @@
 
     python3 tests/run.py                     # every stage below, in order (what CI runs)
     python3 tests/run.py --quick             # the suite on .venv only (no slow tests)
-    python3 tests/run.py tests/test_x.py -x  # pytest arguments: the suite on .venv with them
+    python3 tests/run.py tests/unit/test_cron.py -x  # pytest arguments: the suite on .venv with them
+    python3 tests/run.py tests/unit          # one cost class: unit, integration, process, browser
     python3 tests/run.py --only lint,docs    # some stages (--list names them)
     python3 tests/run.py --skip tests-dj6    # all stages but some
 
@@ -22,8 +23,14 @@ stage passed:
                 The interpreter is ``$DJANGO_JOBS_DJ6_PYTHON``, else the newest of
                 python3.14/3.13/3.12 on PATH or under ~/.pyenv/versions. Without one the stage
                 fails when ``CI`` is set (``CI=true``) and is skipped, loudly, otherwise.
-``packaging``   the slow tests (tests/test_packaging.py): build, ``twine check``, install the
+``packaging``   the slow tests (tests/packaging/): build, ``twine check``, install the
                 wheel in a clean virtualenv and use it from a new ``startproject``.
+
+The suite's folders mirror django_jobs/ inside one folder per cost: ``tests/unit`` (no
+database), ``tests/integration`` (PostgreSQL in the test process), ``tests/process`` (real
+``runjobs`` subprocesses, signals, private clusters), ``tests/browser`` (Chromium) and
+``tests/packaging`` (``slow``). Pytest arguments replace the default ``-m "not slow"``, so
+``python3 tests/run.py tests/unit`` runs just the unit tests. Shared helpers: tests/support/.
 
 Needs only Python 3.11+ on the machine. It creates or reuses ``.venv`` (installing
 ``django-jobs[dev]`` when pyproject.toml changed) and ``.venv-dj6`` (``django-jobs[example,test]``
@@ -39,7 +46,7 @@ Which database, first match wins (one line says which and why):
    exist (Django creates ``test_django_jobs_run<pid>`` through the ``postgres`` database),
    and two runs sharing the server (two checkouts, CI and a developer) no longer create,
    use and drop the same ``test_postgres``.
-4. A throwaway cluster from ``tests/pgcluster.py`` on a free port, using the system's
+4. A throwaway cluster from ``tests/support/pgcluster.py`` on a free port, using the system's
    PostgreSQL binaries, else those of the ``pgserver`` wheel (installed into ``.venv`` on
    demand). It is stopped and deleted when pytest ends.
 
@@ -50,13 +57,13 @@ Environment given to pytest:
 ``DJANGO_JOBS_TEST_PG_CONTROL``
     Only when this script started the server: JSON for ``PostgresCluster.attach()``
     (``bindir``, ``base_dir``, ``port``, ``url``). Tests get a restartable handle with
-    ``tests.pgcluster.server_under_test()``; without this variable it returns an
+    ``tests.support.pgcluster.server_under_test()``; without this variable it returns an
     ``ExternalServer`` whose ``can_restart`` is False.
 
 Other variables read: ``DJANGO_JOBS_PG_BINDIR`` (use these PostgreSQL binaries; the value
 ``pgserver`` ignores system ones, installing pgserver if needed) and
 ``DJANGO_JOBS_PG_OS_USER`` (the account PostgreSQL runs as when we are root), see
-tests/pgcluster.py.
+tests/support/pgcluster.py.
 
 Ctrl-C reaches pytest through the terminal; SIGTERM is passed on to it. Either way the
 throwaway cluster is stopped afterwards.
@@ -80,12 +87,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-sys.path[:0] = [str(TESTS.parent), str(TESTS)]
+sys.path.insert(0, str(TESTS.parent))
 
 from example_project import _bootstrap  # noqa: E402  (stdlib only, on purpose)
 from example_project._bootstrap import REPO, say  # noqa: E402
-
-import pgcluster  # noqa: E402  (stdlib only, on purpose)
+from tests.support import pgcluster  # noqa: E402  (stdlib only, on purpose)
 
 LOCAL_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 MODES = ("auto", "embedded")
@@ -294,7 +300,7 @@ def build_stages(python: Path) -> list[Stage]:
         return run_pytest(dj6, _suite_args(args), env)
 
     def packaging(args: list[str], env: dict[str, str]) -> int:
-        return run_pytest(python, ["-m", "slow", "tests/test_packaging.py"], env)
+        return run_pytest(python, ["-m", "slow", "tests/packaging"], env)
 
     return [
         Stage("lint", False, lint),

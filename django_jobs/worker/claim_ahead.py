@@ -1,7 +1,7 @@
 """How far the worker claims ahead of its free children, and how many jobs a child gets at once.
 
 Plain arithmetic over numbers (the recent average job duration, how many jobs finished, the idle
-children, the buffer), with no database and no clock: tests/test_worker_claim_ahead.py.
+children, the buffer), with no database and no clock: tests/unit/worker/test_claim_ahead.py.
 
 Claim ahead of free children only while jobs are short: then a round trip per job would cost more
 than the jobs (and each statement's fixed cost in PostgreSQL, ~1 ms, would be shared by few

@@ -112,7 +112,7 @@ def fail_with_undecodable_file_name() -> None:
     raise ValueError(f"cannot parse {name}")
 
 
-# Jobs that misuse their child process (tests/test_children.py).
+# Jobs that misuse their child process (tests/process/worker/test_child.py).
 
 
 @job

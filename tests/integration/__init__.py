@@ -1,0 +1,1 @@
+"""Integration tests: PostgreSQL in this process (burst workers fork their children here)."""

@@ -1,0 +1,552 @@
+"""The worker package (django_jobs/worker/) with in-process burst workers: every outcome of an attempt, as stored.
+
+Time is injected: each worker gets a fixed ``clock`` an hour or more ahead of the real one, so a
+retry scheduled by one run is due for the next run and never for the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+import pytest
+from django.utils import timezone
+
+from django_jobs import Backoff, job
+from django_jobs.models import Job, JobStatus
+from django_jobs.signals import job_finished, job_started
+from tests.support.procs import wait_until
+from tests.testapp import jobs
+from tests.testapp.models import SideEffect
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RunWorker = Callable[..., Any]
+
+
+class Boom(Exception):
+    pass
+
+
+@job(name="tests.worker.fail_with_backoff", max_attempts=3, backoff=Backoff(base=7, factor=3, jitter=0))
+def fail_with_backoff(label: str = "") -> None:
+    jobs._record(label)
+    raise Boom(f"boom {label}")
+
+
+@job(name="tests.worker.nap_within_timeout", timeout=0.6)
+def nap_within_timeout(seconds: float) -> None:
+    jobs._record()
+    time.sleep(seconds)
+
+
+@job(name="tests.worker.returns_nan")
+def returns_nan() -> float:
+    return float("nan")
+
+
+@job(name="tests.worker.raises_nul", max_attempts=1)
+def raises_nul() -> None:
+    raise ValueError("bad byte \x00 in input")
+
+
+def at(hours: float) -> Callable[[], datetime]:
+    """A clock stopped ``hours`` from now (real time, read once)."""
+    moment = timezone.now() + timedelta(hours=hours)
+    return lambda: moment
+
+
+def runs(job_id: int) -> int:
+    return SideEffect.objects.filter(job_id=job_id).count()
+
+
+def reload(job: Job) -> Job:
+    return Job.objects.get(pk=job.pk)
+
+
+# -- success ---------------------------------------------------------------------------------
+
+
+def test_success__stores_the_result_and_one_history_entry(run_worker: RunWorker) -> None:
+    clock = at(1)
+    job_ = jobs.add.enqueue(2, 3)
+
+    worker = run_worker(clock=clock)
+
+    row = reload(job_)
+    assert (row.status, row.result, row.attempts, row.last_error) == (JobStatus.SUCCEEDED, 5, 1, "")
+    assert row.started_at == row.finished_at == clock()
+    assert row.worker_id == ""
+    (entry,) = row.history
+    assert entry["attempt"] == 1 and entry["outcome"] == "succeeded" and entry["worker"] == worker.worker_id
+    assert runs(job_.pk) == 1
+
+
+def test_success__runs_each_ready_job_once_then_a_burst_worker_exits(run_worker: RunWorker) -> None:
+    created = jobs.record.enqueue_many([[f"j{i}"] for i in range(6)])
+
+    worker = run_worker(concurrency=2)
+
+    assert worker.claimed_total == 6
+    assert sorted(SideEffect.objects.values_list("label", flat=True)) == [f"j{i}" for i in range(6)]
+    assert {r.status for r in Job.objects.all()} == {JobStatus.SUCCEEDED}
+    assert {j.pk: reload(j).result for j in created} == {j.pk: f"j{i}" for i, j in enumerate(created)}
+
+
+# -- failures and retries --------------------------------------------------------------------
+
+
+def test_failure__retries_at_clock_plus_backoff(run_worker: RunWorker) -> None:
+    first, second = at(1), at(2)
+    job_ = fail_with_backoff.enqueue("x")
+
+    run_worker(clock=first)
+    row = reload(job_)
+    assert (row.status, row.attempts) == (JobStatus.RETRYING, 1)
+    assert row.run_at == first() + timedelta(seconds=7)  # base 7 * 3 ** 0
+    assert row.finished_at is None
+    assert row.last_error == "Boom: boom x"
+
+    run_worker(clock=second)
+    row = reload(job_)
+    assert (row.status, row.attempts) == (JobStatus.RETRYING, 2)
+    assert row.run_at == second() + timedelta(seconds=21)  # base 7 * 3 ** 1
+    assert runs(job_.pk) == 2
+
+
+def test_failure__goes_dead_after_max_attempts_with_every_attempt_in_history(run_worker: RunWorker) -> None:
+    job_ = fail_with_backoff.enqueue("y")
+    workers = [run_worker(clock=at(hours), worker_id=f"w{hours}") for hours in (1, 2, 3)]
+
+    row = reload(job_)
+    assert (row.status, row.attempts, row.max_attempts) == (JobStatus.DEAD, 3, 3)
+    assert row.finished_at is not None
+    assert row.last_error == "Boom: boom y"
+    assert [e["attempt"] for e in row.history] == [1, 2, 3]
+    for entry, worker in zip(row.history, workers):
+        assert entry["worker"] == worker.worker_id
+        assert entry["outcome"] == "failed"
+        assert entry["error"]["class"] == "tests.integration.worker.test_loop.Boom"
+        assert entry["error"]["message"] == "boom y"
+        assert 'raise Boom(f"boom {label}")' in entry["error"]["traceback"]
+    assert runs(job_.pk) == 3
+
+
+def test_failure__dont_retry_exception_is_dead_at_once(run_worker: RunWorker) -> None:
+    job_ = jobs.fail_fatally.enqueue()
+
+    run_worker(clock=at(1))
+
+    row = reload(job_)
+    assert (row.status, row.attempts, row.max_attempts) == (JobStatus.DEAD, 1, 5)
+    assert row.history[0]["error"]["class"] == "builtins.KeyError"
+    assert runs(job_.pk) == 1
+
+
+def test_failure__the_flaky_job_succeeds_on_a_later_attempt(run_worker: RunWorker) -> None:
+    job_ = jobs.fail_then_succeed.enqueue(2)
+
+    for hours in (1, 2, 3):
+        run_worker(clock=at(hours))
+
+    row = reload(job_)
+    assert (row.status, row.result, row.attempts, row.last_error) == (JobStatus.SUCCEEDED, "ok", 3, "")
+    assert [e["outcome"] for e in row.history] == ["failed", "failed", "succeeded"]
+
+
+# -- control flow a job may raise ------------------------------------------------------------
+
+
+def test_retry__reschedules_without_spending_the_attempt(run_worker: RunWorker) -> None:
+    clock = at(1)
+    job_ = jobs.snooze_once.enqueue(30)
+
+    run_worker(clock=clock)
+
+    row = reload(job_)
+    assert row.status == JobStatus.QUEUED
+    assert row.run_at == clock() + timedelta(seconds=30)
+    # The attempt was used, and given back: the job still has its two attempts ahead of it.
+    assert (row.attempts, row.max_attempts) == (1, 3)
+    assert row.last_error == ""
+    assert row.history[0]["outcome"] == "retry"
+
+    run_worker(clock=at(2))
+    row = reload(job_)
+    assert (row.status, row.result, row.attempts) == (JobStatus.SUCCEEDED, "woke", 2)
+
+
+def test_stop_job__ends_the_job_stopped_with_its_reason(run_worker: RunWorker) -> None:
+    job_ = jobs.stop_self.enqueue("customer closed the account")
+
+    run_worker(clock=at(1))
+
+    row = reload(job_)
+    assert row.status == JobStatus.STOPPED
+    assert row.last_error == "customer closed the account"
+    assert row.finished_at is not None
+    assert row.history[0]["outcome"] == "stopped"
+
+
+# -- attempts that never report back ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("definition", "outcome", "error_class", "message"),
+    [
+        (jobs.sleep_forever, "timeout", "django_jobs.exceptions.JobTimeout", "ran past its 0.5s timeout"),
+        (jobs.crash_process, "lost", "django_jobs.exceptions.WorkerLost", "exited with code 3"),
+    ],
+    ids=["timeout", "child-died"],
+)
+def test_attempt_without_a_reply__fails_retryably_and_the_worker_runs_the_next_job(
+    run_worker: RunWorker, definition: Any, outcome: str, error_class: str, message: str
+) -> None:
+    stuck = definition.using(priority=10).enqueue()
+    after = jobs.record.enqueue("after")
+
+    run_worker(concurrency=1, clock=at(1))
+
+    row = reload(stuck)
+    assert (row.status, row.attempts) == (JobStatus.RETRYING, 1)
+    (entry,) = row.history
+    assert entry["outcome"] == outcome
+    assert entry["error"]["class"] == error_class
+    assert message in entry["error"]["message"]
+    assert row.last_error.startswith(error_class.rsplit(".", 1)[1] + ": ")
+    assert runs(stuck.pk) == 1
+    # The killed or dead child was replaced: the next job ran.
+    assert reload(after).status == JobStatus.SUCCEEDED
+
+
+def test_timeout__spent_attempts_end_dead(run_worker: RunWorker) -> None:
+    stuck = jobs.sleep_forever.enqueue()
+
+    run_worker(clock=at(1))
+    run_worker(clock=at(2))
+
+    row = reload(stuck)
+    assert (row.status, row.attempts) == (JobStatus.DEAD, 2)
+    assert [e["outcome"] for e in row.history] == ["timeout", "timeout"]
+
+
+@pytest.mark.parametrize(
+    ("definition", "outcome"), [(jobs.sleep_forever, "timeout"), (jobs.crash_process, "lost")],
+    ids=["timeout", "child-died"],
+)
+def test_batch__jobs_waiting_behind_an_attempt_that_never_reports_run_once_on_their_first_attempt(
+    transactional_db: None, definition: Any, outcome: str
+) -> None:
+    from django.test import override_settings
+
+    from django_jobs.worker import WorkerLoop
+    from django_jobs.worker.claim_ahead import WARMUP
+
+    stuck = definition.using(priority=10).enqueue()
+    behind = [jobs.record.enqueue(f"behind-{i}") for i in range(3)]
+    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
+        worker = WorkerLoop(concurrency=1, burst=True, scheduler=False, clock=at(1))
+        batches: list[list[int]] = []
+        send = worker.pool.dispatch
+        worker.pool.dispatch = lambda slot, rows: (batches.append([row["id"] for row in rows]), send(slot, rows))[1]  # type: ignore[method-assign]
+        # As after a run of no-op jobs: short jobs go to a child several at a time.
+        worker.claim_ahead.finished, worker.claim_ahead.average = WARMUP, 0.0001
+        assert worker.run() == 0
+
+    # One message carried all four; the stuck one ran first and the other three waited in its child.
+    assert batches[0] == [stuck.pk, *(b.pk for b in behind)]
+    row = reload(stuck)
+    assert (row.attempts, [e["outcome"] for e in row.history]) == (1, [outcome])
+    for waiting in behind:
+        row = reload(waiting)
+        assert (row.status, row.attempts, len(row.history), runs(waiting.pk)) == (JobStatus.SUCCEEDED, 1, 1, 1)
+
+
+def test_batch__a_waiting_job_s_timeout_counts_from_its_own_start(transactional_db: None) -> None:
+    # Three 0.4 s naps with a 0.6 s timeout each, sent to one child together: the third starts
+    # 0.8 s after the message. Timed from the message, it would be killed; from its start, it isn't.
+    from django.test import override_settings
+
+    from django_jobs.worker import WorkerLoop
+    from django_jobs.worker.claim_ahead import WARMUP
+
+    naps = [nap_within_timeout.enqueue(0.4) for _ in range(3)]
+    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
+        worker = WorkerLoop(concurrency=1, burst=True, scheduler=False, clock=at(1))
+        worker.claim_ahead.finished, worker.claim_ahead.average = WARMUP, 0.0001
+        sizes: list[int] = []
+        send = worker.pool.dispatch
+        worker.pool.dispatch = lambda slot, rows: (sizes.append(len(rows)), send(slot, rows))[1]  # type: ignore[method-assign]
+        assert worker.run() == 0
+
+    assert sizes[0] == 3
+    assert [reload(nap).status for nap in naps] == [JobStatus.SUCCEEDED] * 3
+
+
+# -- rows the worker can't run ---------------------------------------------------------------
+
+
+def _unknown_job() -> Job:
+    return Job.objects.create(name="shop.jobs.gone_in_this_release", priority=10)
+
+
+def _assert_marked_dead(row: Job) -> None:
+    assert row.status == JobStatus.DEAD
+    assert row.finished_at is not None
+    assert "JobNotRegistered: no job named 'shop.jobs.gone_in_this_release' is registered" in row.last_error
+    assert "Deploy the code that defines it, then retry this job." in row.last_error
+    assert row.history[0]["error"]["class"] == "django_jobs.exceptions.JobNotRegistered"
+
+
+def test_unknown_job__is_marked_dead_and_a_long_running_worker_carries_on(run_worker: RunWorker) -> None:
+    unknown = _unknown_job()
+    after = jobs.record.enqueue("after")
+
+    run_worker(concurrency=1, burst=False, max_jobs=2)
+
+    _assert_marked_dead(reload(unknown))
+    assert reload(after).status == JobStatus.SUCCEEDED
+
+
+def test_unknown_job__a_burst_worker_carries_on_after_it(run_worker: RunWorker) -> None:
+    unknown = _unknown_job()
+    after = jobs.record.enqueue("after")
+
+    run_worker(concurrency=1)
+
+    _assert_marked_dead(reload(unknown))
+    assert reload(after).status == JobStatus.SUCCEEDED
+
+
+def test_result_not_json__is_dead_at_once_with_result_not_json(run_worker: RunWorker) -> None:
+    job_ = jobs.returns_unjsonable.enqueue()
+
+    run_worker(clock=at(1))
+
+    row = reload(job_)
+    assert (row.status, row.attempts) == (JobStatus.DEAD, 1)
+    assert row.history[0]["error"]["class"] == "django_jobs.exceptions.ResultNotJSON"
+    assert "the return value is a set, which doesn't survive a JSON round trip" in row.last_error
+
+
+@pytest.mark.parametrize(
+    ("definition", "error_class"),
+    [
+        pytest.param(returns_nan, "django_jobs.exceptions.ResultNotJSON", id="nan-result"),
+        pytest.param(raises_nul, "builtins.ValueError", id="nul-in-error-message"),
+    ],
+)
+def test_failure__what_postgres_cannot_store_still_ends_the_job_dead(
+    run_worker: RunWorker, definition: Any, error_class: str
+) -> None:
+    job_ = definition.enqueue()
+
+    run_worker(clock=at(1))
+
+    row = reload(job_)
+    assert row.status == JobStatus.DEAD
+    assert row.history[0]["error"]["class"] == error_class
+
+
+# -- shutdown --------------------------------------------------------------------------------
+
+
+def test_shutdown__idle_children_exit_on_their_own(transactional_db: None) -> None:
+    # Each child must see EOF on its pipe when the worker closes its end: a child holding a copy of
+    # a parent end (its own, or another slot's) would wait out the join timeout and be SIGKILLed.
+    from django.test import override_settings
+
+    from django_jobs.worker import WorkerLoop
+
+    jobs.record.enqueue("one")
+    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
+        worker = WorkerLoop(concurrency=2, burst=True, scheduler=False)
+        children: list[Any] = []
+        # The slots forget their processes at shutdown: keep them from the moment a job starts.
+        grab = lambda sender, **kwargs: children.extend(s.process for s in worker.pool.slots)  # noqa: E731
+        job_started.connect(grab)
+        try:
+            worker.run()
+        finally:
+            job_started.disconnect(grab)
+
+    assert [child.exitcode for child in children] == [0, 0]
+
+
+# -- the listener's due times ----------------------------------------------------------------
+
+
+def test_listener__a_time_that_fell_due_after_the_last_claim_wakes_the_worker_at_once() -> None:
+    from django_jobs.worker.listener import Listener
+
+    listener = Listener("default", wake_fd=-1, queues=set())
+    claim_clock = time.time()
+    listener.note_due(claim_clock - 0.002)  # ready for the claim: it was claimed then
+    listener.note_due(claim_clock + 0.001)  # fell due during the claim's round trip
+    listener.note_due(claim_clock + 60)
+
+    assert listener.take_due(covered=claim_clock) <= time.monotonic() + 0.001
+    # The next claim covers it; the one an hour away is all that is left.
+    assert listener.take_due(covered=claim_clock + 0.001) > time.monotonic() + 59
+
+
+# -- signals and logs ------------------------------------------------------------------------
+
+
+def test_signals__job_started_and_job_finished_fire_in_the_worker(run_worker: RunWorker) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def on_started(sender: Any, **kwargs: Any) -> None:
+        events.append(("started", kwargs))
+
+    def on_finished(sender: Any, **kwargs: Any) -> None:
+        events.append(("finished", kwargs))
+
+    ok = jobs.record.using(priority=1).enqueue("ok")
+    bad = jobs.fail_fatally.enqueue()
+    job_started.connect(on_started)
+    job_finished.connect(on_finished)
+    try:
+        worker = run_worker(concurrency=1, clock=at(1))
+    finally:
+        job_started.disconnect(on_started)
+        job_finished.disconnect(on_finished)
+
+    # Outcomes are written (and job_finished sent) in batches, so another job may start before
+    # the previous one's job_finished; each job's own events come in order, once each.
+    for job_id in (ok.pk, bad.pk):
+        assert [kind for kind, kw in events if kw["job_id"] == job_id] == ["started", "finished"]
+    by_event = {(kind, kw["job_id"]): kw for kind, kw in events}
+    started, finished_ok, finished_bad = (
+        by_event["started", ok.pk], by_event["finished", ok.pk], by_event["finished", bad.pk]
+    )
+    assert started["name"] == "tests.testapp.jobs.record"
+    assert started["attempt"] == 1 and started["worker_id"] == worker.worker_id
+    assert (finished_ok["outcome"], finished_ok["status"], finished_ok["error"]) == ("succeeded", "succeeded", None)
+    assert finished_ok["duration"] >= 0
+    assert (finished_bad["outcome"], finished_bad["status"]) == ("failed", "dead")
+    assert finished_bad["error"]["class"] == "builtins.KeyError"
+
+
+def test_logs__one_key_value_line_per_event(run_worker: RunWorker, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="django_jobs")
+    ok = jobs.record.using(priority=1).enqueue("ok")
+    bad = jobs.fail_fatally.enqueue()
+
+    worker = run_worker(concurrency=1, clock=at(1))
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "django_jobs"]
+    shape = re.compile(r"^django_jobs event=\w+( \w+=(\"[^\"]*\"|\S+))*$")
+    assert lines and all(shape.match(line) for line in lines), lines
+    worker_field = f"worker={worker.worker_id}"
+    assert f"django_jobs event=started job={ok.pk} name=tests.testapp.jobs.record attempt=1 {worker_field}" in lines
+    assert any(
+        line.startswith(f"django_jobs event=succeeded job={ok.pk} name=tests.testapp.jobs.record attempt=1 status=succeeded duration=")
+        for line in lines
+    ), lines
+    failed = [line for line in lines if line.startswith(f"django_jobs event=failed job={bad.pk} ")]
+    assert len(failed) == 1, lines
+    assert "name=tests.testapp.jobs.fail_fatally" in failed[0]
+    assert "status=dead" in failed[0]
+    assert "error=\"KeyError: 'no such thing'\"" in failed[0]
+    levels = {r.getMessage().split()[1]: r.levelno for r in caplog.records if r.name == "django_jobs"}
+    assert levels["event=failed"] == logging.WARNING
+    assert levels["event=succeeded"] == logging.INFO
+
+
+# -- the message to a child ------------------------------------------------------------------
+
+
+def test_message__arguments_stored_over_several_lines_still_make_one_line() -> None:
+    import json
+
+    from django_jobs.worker.protocol import encode_job
+
+    row = {"id": 7, "name": "tests.add", "queue": "q\nx", "attempt": 1, "max_attempts": 3,
+           "args_json": '[\n  1,\n  "two\\nlines"\n]', "kwargs_json": "{}"}
+
+    line = encode_job(row)
+
+    assert "\n" not in line
+    assert json.loads(line) == {"id": 7, "name": "tests.add", "queue": "q\nx", "attempt": 1,
+                                "max_attempts": 3, "args": [1, "two\nlines"], "kwargs": {}}
+
+
+# -- claiming and waiting: the arithmetic ----------------------------------------------------
+
+
+def _worker(concurrency: int = 2) -> Any:
+    from django_jobs.worker import WorkerLoop
+
+    return WorkerLoop(concurrency=concurrency, scheduler=False)
+
+
+def test_claim_target__idle_children_get_jobs_even_while_others_hold_a_batch() -> None:
+    worker = _worker(concurrency=4)
+    worker.claim_ahead.finished, worker.claim_ahead.average = 1000, 0.06  # long jobs: no claiming ahead
+    worker.pool.slots[0].jobs.extend({"id": i} for i in range(5))  # one running, four waiting behind it
+
+    assert worker._claim_target() == 3  # one per idle child
+
+
+def test_claim_target__the_first_long_job_stops_claiming_ahead() -> None:
+    worker = _worker(concurrency=1)
+    assert worker._claim_target() == 1 + 4  # warming up: the idle child and 4 ahead
+    worker.claim_ahead.finished, worker.claim_ahead.average = 1, 3600.0  # as after one hour-long job
+
+    assert worker._claim_target() == 1
+
+
+def test_wait__pending_outcomes_do_not_spin_the_loop_while_the_database_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django_jobs.worker import pool as pool_module
+    from django_jobs.worker.ledger import Outcome
+
+    worker = _worker()
+    now = time.monotonic()
+    worker.link.down_until = now + 8.0
+    worker.ledger.pending.append(Outcome({"id": 1}, {"outcome": "succeeded"}, 0.0, timezone.now(), timezone.now(),
+                                  queued_at=now - 60))
+    worker.maintenance.due = {key: now - 60 for key in worker.maintenance.due}
+    timeouts: list[float] = []
+    monkeypatch.setattr(pool_module, "wait", lambda conns, timeout: timeouts.append(timeout) or [])
+
+    worker._wait(idle_left=False)
+
+    # Neither the overdue outcome write nor the overdue services can run before the database is
+    # back: the loop sleeps until the reconnect (or the heartbeat interval), not zero.
+    assert timeouts and timeouts[0] >= 4.0
+
+
+def test_stop_deadline__a_reply_already_sent_is_read_before_anything_is_killed(transactional_db: None) -> None:
+    # The stopped job returned just before its grace ran out, and its child started the next job
+    # of the batch. Killing the child then would record the first as stopped and run the second
+    # again: the worker reads the reply first, and nothing is killed.
+    from django.test import override_settings
+
+    first = jobs.sleep_for.using(priority=10).enqueue(0.05)
+    second = jobs.sleep_for.enqueue(30)
+    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
+        worker = _worker(concurrency=1)
+        slot = worker.pool.slots[0]
+        slot.start()
+        try:
+            assert worker.ledger.sync(2) == 2
+            worker.pool.dispatch(slot, [worker.ledger.buffer.popleft(), worker.ledger.buffer.popleft()])
+            wait_until(lambda: runs(second.pk) == 1, message="the second job to start in the child")
+            slot.extra["stop_deadline"] = time.monotonic() - 1  # the first job's grace ran out
+
+            worker.pool.enforce_deadlines()
+
+            assert slot.job is not None and slot.job["id"] == second.pk and slot.process.is_alive()
+            assert [(o.slot_job["id"], o.reply["outcome"]) for o in worker.ledger.pending] == [(first.pk, "succeeded")]
+        finally:
+            slot.kill()
+            import os
+
+            os.close(worker._wake_r)
+            os.close(worker._wake_w)

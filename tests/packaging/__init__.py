@@ -1,0 +1,1 @@
+"""Packaging tests: build, check and install the package (marked ``slow``; stage ``packaging``)."""

@@ -1,0 +1,1 @@
+"""Process tests: real ``runjobs`` subprocesses, signals, private clusters and namespaces."""

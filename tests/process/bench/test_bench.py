@@ -1,0 +1,69 @@
+"""The benchmark (bench/): a tiny run end to end, and its arithmetic. Timings are never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.report import TARGETS
+from tests.support import REPO
+
+
+@pytest.mark.subprocess
+def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # pytest-django's; the harness sets bench.settings
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            "--scale",
+            "0.01",
+            "--runs",
+            "1",
+            "--json",
+            str(out),
+            "--database",
+            f"django_jobs_bench_test_{os.getpid()}",
+            "--memory-budget",
+            "60",
+        ],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"results: {out}" in result.stdout
+
+    results = json.loads(out.read_text())
+    for section in "ABCDEF":
+        assert results.get(section), f"section {section} missing: {sorted(results)}"
+        assert "error" not in results[section], results[section]["error"]
+    assert {"enqueue_one_per_transaction", "enqueue_many"} <= set(results["A"])
+    assert {"drain_1_process", "drain_2_processes"} <= set(results["B"])
+    assert {"p50_ms", "p95_ms", "p99_ms", "max_ms"} <= set(results["C"]["immediate"])
+    assert {"p50_ms", "p99_ms"} <= set(results["C"]["delayed"])
+    assert {"drain_2_processes", "ratio_to_B", "sizes", "explain", "dead_tuples", "churn_ratio"} <= set(
+        results["D"]
+    )
+    # Churn: drains in a row with no VACUUM, so the dead tuples pile up, and each claim is measured.
+    churn = results["D"]["churn"]
+    assert churn[-1]["dead_tuples_before"] > churn[0]["dead_tuples_before"]
+    assert churn[0]["claim"]["buffers"] > 0 and churn[-1]["claim"]["buffers"] > 0
+    assert {"insert_1_process", "drain_2_processes", "drain_2_processes_1m", "slowdown_1m"} <= set(
+        results["E"]
+    )
+    assert {"first", "last", "rss_growth"} <= set(results["F"])
+    assert results["D"]["explain"]["uses_index"], results["D"]["explain"]
+    assert {t["key"] for t in results["targets"]} == {t.key for t in TARGETS}
+    assert all(t["result"] in ("PASS", "FAIL") for t in results["targets"]), results["targets"]
+    assert results["meta"]["machine"]["cpus"] and results["worker_logs"]["files"] > 0

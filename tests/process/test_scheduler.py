@@ -1,0 +1,96 @@
+"""The scheduler across processes: racing scheduler services and ``runjobs`` workers enqueue each tick exactly once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from django.utils import timezone
+
+from django_jobs.models import Job, Schedule
+from tests.support import REPO
+from tests.support.procs import database_url, runjobs_env, wait_until
+from tests.support.schedules import T0, UTC, make, ticks_of
+
+
+@pytest.fixture(autouse=True)
+def _only_our_schedules(request: pytest.FixtureRequest) -> None:
+    # Migrations of other apps may seed schedules (the example shop's nightly sync); these tests
+    # count every schedule and every job a firing makes.
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None:
+        request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
+        Schedule.objects.all().delete()
+
+
+pytestmark = pytest.mark.usefixtures("only_our_schedules")
+
+
+@pytest.mark.subprocess
+@pytest.mark.django_db(transaction=True)
+def test_race__four_scheduler_processes_enqueue_each_tick_exactly_once(tmp_path: Path) -> None:
+    # Forty ticks of an every-minute schedule in about eight seconds: each racer's clock runs 300
+    # times fast and is off by a random ±3 s on every call, like workers on different machines.
+    start = datetime(2031, 1, 1, tzinfo=UTC)
+    end = start + timedelta(minutes=40)
+    schedule = make("* * * * *", catch_up="all", now=start - timedelta(seconds=1))
+    assert schedule.next_run_at == start
+    go = tmp_path / "go"
+    procs, logs = [], []
+    for i in range(4):
+        log_path = tmp_path / f"racer-{i}.log"
+        logs.append(log_path)
+        with open(log_path, "wb") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, str(REPO / "tests" / "support" / "scheduler_race.py"), start.isoformat(), end.isoformat(),
+                 str(go), "300", f"racer-{i}", "3"],
+                cwd=REPO, env=runjobs_env(database_url()), stdout=log, stderr=subprocess.STDOUT,
+            ))
+    try:
+        # Start the clock once every racer has imported Django (slow on a loaded machine).
+        wait_until(lambda: len(list(tmp_path.glob("go.racer-*.ready"))) == 4 or any(p.poll() is not None for p in procs),
+                   timeout=120, message="four racers ready")
+        (tmp_path / "go.tmp").write_text(str(time.time() + 0.2))
+        (tmp_path / "go.tmp").rename(go)
+        codes = [p.wait(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    output = "\n".join(p.read_text() for p in logs)
+    assert codes == [0, 0, 0, 0], output
+
+    expected = [start + timedelta(minutes=m) for m in range(41)]
+    assert ticks_of(schedule) == expected, output
+    winners = {line.split("worker=")[1].split()[0] for line in output.splitlines() if "event=schedule_fired" in line}
+    assert len(winners) >= 2, f"one racer fired every tick; nothing raced:\n{output}"
+
+
+@pytest.mark.subprocess
+@pytest.mark.django_db(transaction=True)
+def test_runjobs__four_workers_fire_each_due_schedule_once(worker_process: Callable[..., Any]) -> None:
+    # Yearly schedules forced due: after firing, none is due again until next January, so the
+    # count can't grow however long the workers keep running.
+    schedules = [make("0 0 1 1 *", name=f"yearly-{i}", now=T0) for i in range(5)]
+    workers = [worker_process("--queue", "nothing", "--concurrency", "1") for _ in range(4)]
+    for w in workers:
+        w.wait_for_output("event=worker_started")
+    Schedule.objects.update(next_run_at=datetime(2020, 1, 1, tzinfo=UTC))
+
+    wait_until(
+        lambda: Job.objects.filter(schedule__isnull=False).values("schedule").distinct().count() == 5,
+        timeout=20,
+        message=lambda: "a job for each schedule; " + "\n".join(w.describe() for w in workers),
+    )
+    wait_until(lambda: not Schedule.objects.filter(next_run_at__lte=timezone.now()).exists(), timeout=10,
+               message="every schedule moved to next January")
+
+    for schedule in schedules:
+        assert Job.objects.filter(schedule=schedule).count() == 1
+    for w in workers:
+        assert w.stop() == 0, w.describe()

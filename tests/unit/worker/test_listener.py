@@ -1,0 +1,84 @@
+"""The wake-up channel: the NOTIFY payload's format, and the worker's Listener reading it."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator
+
+import pytest
+
+from django_jobs.db import channel
+from django_jobs.worker.listener import Listener
+
+
+@pytest.mark.parametrize("queue", ["default", "my queue", " x", "!not-a-control", "a 5"])
+@pytest.mark.parametrize("due", [0.0, 1893456000.25])
+def test_wakeup_payload__reads_back_as_its_queue_and_due_time(queue: str, due: float) -> None:
+    assert channel.parse_wakeup(channel.wakeup_payload(queue, due)) == (queue, due or None)
+
+
+def test_parse_wakeup__a_bare_queue_name_from_an_older_worker_is_read() -> None:
+    assert channel.parse_wakeup("emails") == ("emails", None)
+    assert channel.parse_wakeup("emails 1893456000.5") == ("emails", 1893456000.5)
+
+
+@pytest.mark.parametrize("payload", ["my queue", "q nan", "q inf", "q -1"])
+def test_parse_wakeup__a_payload_without_a_due_time_is_a_value_error(payload: str) -> None:
+    with pytest.raises(ValueError):
+        channel.parse_wakeup(payload)
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[Listener, int]]:
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    try:
+        yield Listener("default", write_end, {"my queue"}), read_end
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def woken(read_end: int) -> bool:
+    try:
+        return bool(os.read(read_end, 100))
+    except BlockingIOError:
+        return False
+
+
+def test_listener__wakes_for_a_queue_with_spaces_and_notes_its_due_time(listener: tuple[Listener, int]) -> None:
+    handler, read_end = listener
+    due = time.time() + 3600
+
+    handler.on_payload(channel.wakeup_payload("my queue", due))
+
+    assert woken(read_end)
+    assert handler.due == [due]
+    handler.on_payload(channel.wakeup_payload("my"))
+    handler.on_payload(channel.wakeup_payload("queue"))
+    assert not woken(read_end)
+
+
+def test_listener__an_unreadable_payload_is_logged_and_wakes_the_worker(
+    listener: tuple[Listener, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, read_end = listener
+
+    handler.on_payload("my queue soon")
+
+    assert woken(read_end)
+    assert "event=notify_unreadable" in caplog.text and "my queue soon" in caplog.text
+    assert not handler.control.is_set()
+
+
+def test_listener__control_messages_are_told_from_queues_starting_with_a_bang(
+    listener: tuple[Listener, int],
+) -> None:
+    handler, read_end = listener
+
+    handler.on_payload(channel.wakeup_payload("!stop"))
+    assert not handler.control.is_set()
+
+    handler.on_payload("!stop")
+    assert handler.control.is_set() and woken(read_end)
