@@ -23,8 +23,9 @@ import dataclasses
 import functools
 import inspect
 import logging
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import checks

@@ -11,7 +11,13 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
 
 from .conf import DEFAULTS
-from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, InvalidSchedule, JobNotRegistered
+from .exceptions import (
+    InvalidCron,
+    InvalidJobArguments,
+    InvalidPayload,
+    InvalidSchedule,
+    JobNotRegistered,
+)
 from .models import FINISHED_STATUSES, Schedule
 from .registry import registry
 from .scheduler import parse_declaration

@@ -20,7 +20,7 @@ import functools
 import re
 import zoneinfo
 from collections import deque
-from datetime import datetime, timedelta, timezone as dt_timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from croniter import CroniterError, croniter
 
@@ -137,7 +137,7 @@ def _iterator(expression: str, timezone_name: str, start: datetime) -> croniter:
 
 def _next(iterator: croniter, expression: str) -> datetime:
     try:
-        return iterator.get_next(datetime).astimezone(dt_timezone.utc)
+        return iterator.get_next(datetime).astimezone(UTC)
     except CroniterError as exc:
         raise InvalidCron(f"{expression!r} never fires ({exc}).") from None
 
@@ -171,7 +171,7 @@ def latest_times(
     earliest = until
     try:
         for _ in range(limit):
-            earliest = backward.get_prev(datetime).astimezone(dt_timezone.utc)
+            earliest = backward.get_prev(datetime).astimezone(UTC)
             if earliest < since:
                 break
     except CroniterError:

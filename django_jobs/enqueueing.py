@@ -6,14 +6,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
-from .db import inserts
 from .conf import jobs_settings
+from .db import inserts
 from .exceptions import InvalidJobArguments
 from .models import ACTIVE_STATUSES, Job
 from .payload import encode_arguments

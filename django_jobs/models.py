@@ -7,9 +7,10 @@ call); nothing else writes ``Job.status``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import models, transaction

@@ -5,10 +5,11 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from .conf import jobs_settings
 from .exceptions import InvalidCron, InvalidJobOptions, JobNotRegistered

@@ -29,14 +29,13 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import Min
 
 from . import cron
-
-from .db import inserts
 from .conf import jobs_settings
+from .db import inserts
 from .enqueueing import build_job
-from .payload import validate_arguments
 from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, InvalidSchedule, JobsError
 from .log import log_event
 from .models import Job, Schedule, default_timezone
+from .payload import validate_arguments
 from .registry import JobDefinition, registry
 from .signals import job_enqueued
 

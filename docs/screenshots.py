@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 IMG = REPO / "docs" / "img"
 from tests.support.procs import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (after the sys.path line)
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/django_jobs_screenshots"
 WIDTH, HEIGHT = 1360, 860
 SERVER_TIMEOUT = 60.0

@@ -13,6 +13,7 @@ from django.db import connections
 
 from ..conf import jobs_settings
 
+
 def placeholders(values: Sequence[Any]) -> str:
     """``(%s, %s, …)``, one placeholder per value."""
     return "(" + ", ".join(["%s"] * len(values)) + ")"
@@ -55,7 +56,7 @@ WORKER_SESSION = (
 )
 _ONLY_EXPLICIT = 2**31 - 1  # a psycopg prepare_threshold that only prepare=True reaches
 _TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK: the statement returned rows
-_tuned: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_tuned: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def run_prepared(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone as dt_timezone
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.db import connections
 from django.utils.dateparse import parse_datetime
@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 from ..models import FINISHED_STATUSES, JobStatus
 from .connection import placeholders
 from .tables import SCHEDULE_TABLE, TABLE, WORKER_TABLE
+
 
 @dataclass(frozen=True)
 class LostAttempt:
@@ -88,7 +89,7 @@ def _aware(value: datetime | str) -> datetime:
     # SQLite hands raw SQL's datetimes back as naive UTC text.
     moment = value if isinstance(value, datetime) else parse_datetime(value)
     assert moment is not None, value
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt_timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry_run: bool = False) -> int:

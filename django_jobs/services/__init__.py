@@ -7,9 +7,10 @@ runs them at once (the database arbitrates); the worker catches and logs their e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .prune import Pruner
 from .rescue import Rescuer

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ..db import maintenance
 from ..conf import jobs_settings
+from ..db import maintenance
 from ..log import log_event
 from ..models import FINISHED_STATUSES
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
 from .. import lifecycle
-from ..db import claims, maintenance
 from ..conf import jobs_settings
+from ..db import claims, maintenance
 from ..log import log_event
 from ..models import Worker as WorkerRow
 

@@ -7,7 +7,8 @@ autoloading off, add ``-p django_jobs.testing.pytest_plugin`` or, in a conftest.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from .. import lifecycle
-
 from ..db import claims
 from ..log import log_event
 from ..models import Job

@@ -10,8 +10,8 @@ import time
 
 from django.db import connections
 
-from ..db import channel
 from ..conf import jobs_settings
+from ..db import channel
 from ..log import log_event
 
 

@@ -16,15 +16,16 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from ..db import claims, connection
 from ..conf import jobs_settings
+from ..db import claims, connection
 from ..log import log_event
 from ..services import ServiceContext, default_services
 from .claim_ahead import ClaimAhead

@@ -12,13 +12,13 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from django.db import DatabaseError, OperationalError, connections
 
-from ..db import claims
 from ..conf import jobs_settings
+from ..db import claims
 from ..log import log_event
 from ..models import Worker as WorkerRow
 from ..services import ServiceContext

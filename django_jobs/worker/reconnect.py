@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
-from ..db import claims
 from ..conf import jobs_settings
+from ..db import claims
 from ..log import log_event
 
 # Errors that mean "the database went away", which the worker waits out instead of dying.

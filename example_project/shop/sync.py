@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime, timedelta, timezone as dt_timezone
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import stripe
 from django.db import IntegrityError, transaction
@@ -56,7 +57,7 @@ def invoice_fields(invoice: stripe.Invoice) -> dict[str, Any]:
 
 
 def _created_at(invoice: stripe.Invoice) -> datetime:
-    return datetime.fromtimestamp(invoice["created"], tz=dt_timezone.utc)
+    return datetime.fromtimestamp(invoice["created"], tz=UTC)
 
 
 def _pages(items: Iterable[stripe.Invoice], size: int) -> Iterator[list[stripe.Invoice]]:

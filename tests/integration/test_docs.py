@@ -29,9 +29,10 @@ import sys
 import textwrap
 import types
 import unittest
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import django
 import pytest

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -62,7 +63,7 @@ def test_enqueue__unknown_name_suggests_the_registered_one() -> None:
     ("value", "expected"),
     [
         ((1, 2), "argument 'label' is a tuple, which doesn't survive a JSON round trip; pass a list"),
-        (dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc), "argument 'label' is a datetime"),
+        (dt.datetime(2030, 1, 1, tzinfo=dt.UTC), "argument 'label' is a datetime"),
         (Decimal("9.99"), "argument 'label' is a Decimal"),
         ({3, 1}, "argument 'label' is a set"),
         ({1: "one"}, "argument 'label' has the key 1 (int); JSON object keys are strings"),
@@ -338,7 +339,7 @@ def test_using__delay_sets_run_at_that_far_ahead() -> None:
 
 
 def test_using__run_at_is_stored_as_given() -> None:
-    when = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
 
     job = jobs.record.using(run_at=when).enqueue()
 

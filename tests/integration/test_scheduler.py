@@ -3,8 +3,9 @@ schedules, and real processes racing on the same schedules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, transaction

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +10,7 @@ from django.test import override_settings
 
 from django_jobs.models import Job, Schedule
 
-UTC = dt_timezone.utc
+UTC = UTC
 RECORD = "tests.testapp.jobs.record"
 #: A Monday, half a minute past nine: "now" unless a test says otherwise.
 T0 = datetime(2030, 1, 7, 9, 0, 30, tzinfo=UTC)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from django_jobs import cron
 from django_jobs.exceptions import InvalidCron, InvalidSchedule
 
-UTC = dt_timezone.utc
+UTC = UTC
 
 
 def utc(*args: int) -> datetime:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from django_jobs.diagnose import Reason, why_not_running
 from django_jobs.models import Job, Pause, Worker
 
-NOW = datetime(2025, 3, 1, 12, 0, tzinfo=dt_timezone.utc)
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RESCUE_AFTER = 60.0
 Reasons = list[Reason]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from django_jobs.lifecycle import (
 from django_jobs.models import JobStatus
 from django_jobs.retry import Backoff
 
-NOW = datetime(2026, 12, 6, 3, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 STARTED = NOW - timedelta(seconds=2)
 BACKOFF = Backoff(base=10, factor=2, max_delay=3600, jitter=0)
 BOOM = ErrorRecord("builtins.ValueError", "boom\nsecond line", "Traceback ...")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import override_settings
@@ -165,7 +164,7 @@ def test_using__returns_a_copy_and_leaves_the_definition_alone() -> None:
 
 
 def test_using__chains_and_later_options_win() -> None:
-    when = datetime(2030, 1, 1, tzinfo=dt_timezone.utc)
+    when = datetime(2030, 1, 1, tzinfo=UTC)
 
     chained = jobs.record.using(queue="a", run_at=when).using(queue="b", delay=timedelta(seconds=5))
 
@@ -185,7 +184,7 @@ def test_using__unknown_option_lists_the_valid_ones() -> None:
     ("options", "message"),
     [
         (
-            {"run_at": datetime(2030, 1, 1, tzinfo=dt_timezone.utc), "delay": timedelta(1)},
+            {"run_at": datetime(2030, 1, 1, tzinfo=UTC), "delay": timedelta(1)},
             "either run_at= or delay=, not both",
         ),
         ({"run_at": datetime(2030, 1, 1)}, "naive datetime; pass an aware one"),

@@ -11,8 +11,8 @@ from django.db import connection
 from django.utils import timezone
 
 from django_jobs.db import claims, tables
-from django_jobs.lifecycle import Transition
 from django_jobs.db.connection import WORKER_SESSION
+from django_jobs.lifecycle import Transition
 from django_jobs.models import Job, JobStatus, Pause
 from tests.support.factories import JobFactory
 

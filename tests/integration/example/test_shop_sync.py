@@ -8,10 +8,10 @@ around it, so nothing here depends on the wall clock. Retry behaviour runs throu
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import stripe
@@ -27,7 +27,7 @@ from example_project.shop.models import Order, SyncCursor
 from example_project.shop.stripe_api import stripe_client
 
 KEY = "sk_test_fake_shop_sync"
-T0 = datetime(2026, 1, 10, 0, 5, tzinfo=dt_timezone.utc)  # night 1 of the tests
+T0 = datetime(2026, 1, 10, 0, 5, tzinfo=UTC)  # night 1 of the tests
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 

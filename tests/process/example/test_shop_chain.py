@@ -8,10 +8,10 @@ process, and the file email backend in a temporary folder, so every email sent i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from importlib import import_module
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Iterator
 
 import pytest
 from django.apps import apps
