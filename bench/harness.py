@@ -544,10 +544,8 @@ class Bench:
         from . import ceiling, db
 
         if table == db.JOB_TABLE:
-            from django_jobs.db.connection import WORKER_SESSION
-
             sql, params = db.claim_statement(limit=2)
-            return db.explain(sql, params, db.ready_index_name(table), session=WORKER_SESSION)
+            return db.explain(sql, params, db.ready_index_name(table), session=db.WORKER_SESSION)
         sql, params = ceiling.CLAIM, {"limit": 2, "worker_id": "bench:explain"}
         return db.explain(sql, params, db.ready_index_name(table))
 
