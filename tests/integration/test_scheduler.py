@@ -9,12 +9,9 @@ from typing import Any
 
 import pytest
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from django_jobs.models import Job, Schedule
 from django_jobs.scheduler import fire_due, sync_declared, ticks_to_fire
-from django_jobs.services import ServiceContext
-from django_jobs.services.scheduler import Scheduler
 from tests.support.schedules import RECORD, T0, UTC, jobs_settings, make, ticks_of
 from tests.testapp.models import SideEffect
 
@@ -118,20 +115,6 @@ def test_fire__a_bad_cron_written_around_validation_parks_the_schedule() -> None
     assert schedule.next_run_at is None
     assert "the minute field '61' is not valid" in schedule.last_error
     assert fire(at(23)) == []
-
-
-@pytest.mark.django_db
-def test_service__logs_schedules_for_unregistered_jobs_once_at_start(caplog: Any) -> None:
-    schedule = make("0 * * * *", name="gone")
-    Schedule.objects.filter(pk=schedule.pk).update(job_name="deployed.later.job")
-    service = Scheduler(ServiceContext(using="default", worker_id="w", clock=timezone.now))
-
-    service.run(at(10))
-    service.run(at(11))
-
-    lines = [r.getMessage() for r in caplog.records if "schedule_unregistered" in r.getMessage()]
-    assert len(lines) == 1
-    assert "schedule=gone name=deployed.later.job" in lines[0]
 
 
 @pytest.fixture
@@ -512,17 +495,6 @@ def test_run_now__enqueues_outside_the_rhythm_linked_to_the_schedule() -> None:
 # -- the service -----------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db
-def test_service__waits_until_the_next_tick_but_at_most_a_second() -> None:
-    service = Scheduler(ServiceContext(using="default", worker_id="", clock=timezone.now))
-    assert service.run(T0) == 1.0  # nothing scheduled
-
-    make("0 * * * *")
-    assert service.run(at(9, 59, 59.75)) == pytest.approx(0.25)
-    assert service.run(at(9, 30)) == 1.0
-    assert service.run(at(10, 0, 0.1)) == 1.0  # fired; the next tick is an hour away
-
-
 @pytest.mark.django_db(transaction=True)
 def test_worker__fires_a_due_schedule_and_runs_its_job(run_worker: Callable[..., Any]) -> None:
     schedule = make("0 * * * *", kwargs={"label": "from cron"})
@@ -615,14 +587,3 @@ def test_sync__takes_over_an_admin_schedule_of_the_same_name(caplog: Any) -> Non
     assert "event=schedule_adopted" in caplog.text
 
 
-@pytest.mark.django_db
-def test_service__syncs_once_then_fires(declare: Callable[..., Any]) -> None:
-    declare("tests.scheduler.nightly", "5 0 * * *")
-    service = Scheduler(ServiceContext(using="default", worker_id="", clock=timezone.now))
-
-    service.run(T0)
-    Schedule.objects.update(kwargs={"label": "edited"})  # not the code's: a second sync would undo it
-    service.run(at(0, 6, day=8))
-
-    assert Schedule.objects.get().kwargs == {"label": "edited"}
-    assert list(Job.objects.values_list("name", "kwargs")) == [("tests.scheduler.nightly", {"label": "edited"})]

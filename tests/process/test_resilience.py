@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
-from django.utils import timezone
 
 from django_jobs.models import Job, JobStatus, Pause
-from django_jobs.services.prune import prune
 from tests.support.procs import WorkerProcess, wait_until
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
@@ -222,46 +218,3 @@ def test_pause__holds_jobs_on_every_worker_until_resumed(workers, kind):
     assert SideEffect.objects.filter(job_id__in=[j.id for j in held]).count() == 4
 
 
-def _bulk_finished(count: int, status: str, age: timedelta) -> None:
-    finished = timezone.now() - age
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO django_jobs_job (name, args, kwargs, queue, priority, status, attempts, "
-            "max_attempts, run_at, created_at, finished_at, worker_id, history, last_error) "
-            "SELECT 'tests.testapp.jobs.noop', '[]', '{}', 'default', 0, %s, 1, 3, %s, %s, %s, '', "
-            "'[]', '' FROM generate_series(1, %s)",
-            [status, finished, finished, finished, count],
-        )
-
-
-def test_prune__deletes_old_finished_jobs_in_bounded_batches_and_nothing_unfinished():
-    _bulk_finished(2500, "succeeded", timedelta(days=8))
-    _bulk_finished(10, "succeeded", timedelta(days=1))  # within retention
-    _bulk_finished(30, "dead", timedelta(days=40))
-    _bulk_finished(30, "dead", timedelta(days=10))  # within dead's 30 days
-    for status in ("queued", "retrying", "running"):
-        _bulk_finished(5, status, timedelta(days=400))  # old, but not finished
-
-    assert prune("default", now=timezone.now(), dry_run=True) == {"succeeded": 2500, "stopped": 0, "dead": 30}
-    assert Job.objects.count() == 2585
-
-    deleted = prune("default", now=timezone.now(), batch=1000, max_batches=2)
-    assert deleted == {"succeeded": 2000, "stopped": 0, "dead": 30}  # two bounded batches at most
-    deleted = prune("default", now=timezone.now(), batch=1000)
-    assert deleted == {"succeeded": 500, "stopped": 0, "dead": 0}  # the rest, next run
-    assert Job.objects.filter(status__in=["queued", "retrying", "running"]).count() == 15
-    assert Job.objects.filter(status="succeeded").count() == 10
-    assert Job.objects.filter(status="dead").count() == 30
-
-
-def test_prune__keep_forever_and_command_dry_run(capsys, settings):
-    settings.DJANGO_JOBS = {"RETENTION": {"succeeded": None, "dead": 0}}
-    _bulk_finished(3, "succeeded", timedelta(days=999))
-    _bulk_finished(2, "dead", timedelta(seconds=5))
-    call_command("prunejobs", "--dry-run")
-    out = capsys.readouterr().out
-    assert "succeeded: kept forever" in out and "dead: would delete 2" in out
-    assert Job.objects.count() == 5
-    call_command("prunejobs")
-    assert Job.objects.filter(status="dead").count() == 0
-    assert Job.objects.filter(status="succeeded").count() == 3

@@ -19,7 +19,6 @@ from django.utils import timezone
 from django_jobs import Backoff, job
 from django_jobs.models import Job, JobStatus
 from django_jobs.signals import job_finished, job_started
-from tests.support.procs import wait_until
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
@@ -352,31 +351,6 @@ def test_failure__what_postgres_cannot_store_still_ends_the_job_dead(
     assert row.history[0]["error"]["class"] == error_class
 
 
-# -- shutdown --------------------------------------------------------------------------------
-
-
-def test_shutdown__idle_children_exit_on_their_own(transactional_db: None) -> None:
-    # Each child must see EOF on its pipe when the worker closes its end: a child holding a copy of
-    # a parent end (its own, or another slot's) would wait out the join timeout and be SIGKILLed.
-    from django.test import override_settings
-
-    from django_jobs.worker import WorkerLoop
-
-    jobs.record.enqueue("one")
-    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
-        worker = WorkerLoop(concurrency=2, burst=True, scheduler=False)
-        children: list[Any] = []
-        # The slots forget their processes at shutdown: keep them from the moment a job starts.
-        grab = lambda sender, **kwargs: children.extend(s.process for s in worker.pool.slots)  # noqa: E731
-        job_started.connect(grab)
-        try:
-            worker.run()
-        finally:
-            job_started.disconnect(grab)
-
-    assert [child.exitcode for child in children] == [0, 0]
-
-
 # -- the listener's due times ----------------------------------------------------------------
 
 
@@ -523,31 +497,3 @@ def test_wait__pending_outcomes_do_not_spin_the_loop_while_the_database_is_down(
     assert timeouts and timeouts[0] >= 4.0
 
 
-def test_stop_deadline__a_reply_already_sent_is_read_before_anything_is_killed(transactional_db: None) -> None:
-    # The stopped job returned just before its grace ran out, and its child started the next job
-    # of the batch. Killing the child then would record the first as stopped and run the second
-    # again: the worker reads the reply first, and nothing is killed.
-    from django.test import override_settings
-
-    first = jobs.sleep_for.using(priority=10).enqueue(0.05)
-    second = jobs.sleep_for.enqueue(30)
-    with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
-        worker = _worker(concurrency=1)
-        slot = worker.pool.slots[0]
-        slot.start()
-        try:
-            assert worker.ledger.sync(2) == 2
-            worker.pool.dispatch(slot, [worker.ledger.buffer.popleft(), worker.ledger.buffer.popleft()])
-            wait_until(lambda: runs(second.pk) == 1, message="the second job to start in the child")
-            slot.extra["stop_deadline"] = time.monotonic() - 1  # the first job's grace ran out
-
-            worker.pool.enforce_deadlines()
-
-            assert slot.job is not None and slot.job["id"] == second.pk and slot.process.is_alive()
-            assert [(o.slot_job["id"], o.reply["outcome"]) for o in worker.ledger.pending] == [(first.pk, "succeeded")]
-        finally:
-            slot.kill()
-            import os
-
-            os.close(worker._wake_r)
-            os.close(worker._wake_w)

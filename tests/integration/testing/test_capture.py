@@ -10,11 +10,11 @@ from django.db import connection, transaction
 from django.test import TestCase
 from django.utils import timezone
 
-from django_jobs import enqueue, job
+from django_jobs import job
 from django_jobs.exceptions import JobNotRegistered
-from django_jobs.models import Job, JobStatus
+from django_jobs.models import JobStatus
 from django_jobs.signals import job_finished, job_started
-from django_jobs.testing import INLINE_WORKER_ID, EnqueuedJobs, capture_jobs
+from django_jobs.testing import INLINE_WORKER_ID, capture_jobs
 from tests.support.factories import JobFactory
 from tests.testapp import jobs, tasks
 from tests.testapp.models import SideEffect
@@ -205,28 +205,6 @@ class CaptureJobsInATestCase(TestCase):
 
 
 # -- the pytest fixture ------------------------------------------------------------------------
-
-
-def test_fixture__captures_the_whole_test(enqueued_jobs: EnqueuedJobs) -> None:
-    enqueue("tests.add", 4, 5)
-    enqueued_jobs.assert_enqueued("tests.add", args=[4, 5])
-    (ran,) = enqueued_jobs.run()
-    assert ran.result == 9
-
-
-def test_fixture__runs_on_commit_enqueues(enqueued_jobs: EnqueuedJobs) -> None:
-    transaction.on_commit(lambda: jobs.record.enqueue("later"))
-    enqueued_jobs.run()
-    assert Job.objects.get().status == JobStatus.SUCCEEDED
-
-
-@pytest.mark.django_db(transaction=True)
-def test_fixture__works_in_transactional_tests(enqueued_jobs: EnqueuedJobs) -> None:
-    with transaction.atomic():
-        transaction.on_commit(lambda: jobs.record.enqueue("committed"))
-    enqueued_jobs.assert_enqueued(jobs.record, args=["committed"])
-    (ran,) = enqueued_jobs.run()
-    assert ran.status == JobStatus.SUCCEEDED
 
 
 @pytest.mark.django_db(transaction=True)
