@@ -1,4 +1,4 @@
-"""One racer for tests/test_scheduler.py: run the scheduler service in a loop on a fast virtual clock.
+"""One racer for tests/process/test_scheduler.py: run the scheduler service in a loop on a fast virtual clock.
 
 ``python tests/support/scheduler_race.py START END GO_FILE SPEED NAME SKEW``
 
