@@ -1,4 +1,4 @@
-"""The pool of children (django_jobs/worker/pool.py): dispatch, replies, deadlines and shutdown, with real forked children."""
+"""worker/pool.py: the children, with real forked ones: deadlines and shutdown."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
 
 
 def runs(job_id: int) -> int:
