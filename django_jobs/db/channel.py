@@ -43,6 +43,10 @@ def parse_wakeup(payload: str) -> tuple[str, float | None]:
     return queue, seconds or None
 
 
+# Send one notification on the channel (transactional: it goes out when the caller commits).
+NOTIFY = "SELECT pg_notify(%s, %s)"
+
+
 def notify(queue: str, using: str | None = None, *, control: bool = False) -> None:
     """Wake idle workers serving ``queue`` (at commit, when inside a transaction).
 
@@ -51,7 +55,7 @@ def notify(queue: str, using: str | None = None, *, control: bool = False) -> No
     using = using or jobs_settings.DATABASE
     if is_postgres(using):
         with connections[using].cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue if control else wakeup_payload(queue)])
+            cursor.execute(NOTIFY, [CHANNEL, queue if control else wakeup_payload(queue)])
 
 
 def wakeup_sql(queue: str, due: str) -> str:

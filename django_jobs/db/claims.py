@@ -307,6 +307,33 @@ def record_outcome(using: str, worker_id: str, outcome: OutcomeWrite) -> str | N
     return record_outcomes(using, worker_id, [outcome]).get(outcome.job_id)
 
 
+# Which of a worker's jobs someone asked to stop: the heartbeat's question, by primary key.
+STOP_REQUESTED = f"SELECT id FROM {TABLE} WHERE id IN %s AND stop_requested_at IS NOT NULL"
+# For this transaction only: give up on a lock after this long (the heartbeat must not wait
+# behind a migration's lock on the job table; it asks again at the next beat).
+LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
+# What the server process behind a connection is doing: a statement waiting for a lock answers
+# once the lock goes; an idle or vanished one never will.
+BACKEND_STATE = "SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = %s"
+# Of (id, attempt) pairs, those whose last history entry is this worker's own for that attempt
+# (a rescuer's has rescued_by): outcomes a lost reply hid, already written.
+OUTCOMES_WRITTEN = (
+    f"SELECT j.id, j.status FROM {TABLE} AS j "
+    f"JOIN unnest(%s::bigint[], %s::integer[]) AS v(id, attempt) ON j.id = v.id "
+    f"WHERE j.history -> -1 ->> 'worker' = %s AND (j.history -> -1 ->> 'attempt')::integer = v.attempt "
+    f"AND NOT (j.history -> -1 ? 'rescued_by')"
+)
+# A worker's running rows whose (id, attempt) it doesn't hold: rows a claim committed for it but
+# whose reply never reached it. The held pairs come as two arrays (one parameter each however
+# many there are).
+UNHELD = (
+    f"SELECT id, name, attempts, max_attempts FROM {TABLE} "
+    f"WHERE status = '{JobStatus.RUNNING.value}' AND worker_id = %s AND NOT EXISTS ("
+    f"SELECT 1 FROM unnest(%s::bigint[], %s::integer[]) AS h(id, attempt) "
+    f"WHERE h.id = {TABLE}.id AND h.attempt = {TABLE}.attempts)"
+)
+
+
 def stop_requested(using: str, job_ids: Sequence[int], *, lock_timeout: float | None = None) -> list[int]:
     """Which of these running jobs someone asked to stop.
 
@@ -315,14 +342,14 @@ def stop_requested(using: str, job_ids: Sequence[int], *, lock_timeout: float | 
     """
     if not job_ids:
         return []
-    sql = f"SELECT id FROM {TABLE} WHERE id IN {placeholders(job_ids)} AND stop_requested_at IS NOT NULL"
+    sql = STOP_REQUESTED.replace("IN %s", f"IN {placeholders(job_ids)}")
     connection = connections[using]
     if lock_timeout is None or connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, list(job_ids))
             return [r[0] for r in cursor.fetchall()]
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(lock_timeout * 1000)}ms"])
+        cursor.execute(LOCK_TIMEOUT, [f"{int(lock_timeout * 1000)}ms"])
         cursor.execute(sql, list(job_ids))
         return [r[0] for r in cursor.fetchall()]
 
@@ -339,7 +366,7 @@ def waiting_on_lock(using: str, pid: int) -> bool:
     may never answer: a lost reply, not a late one.
     """
     with connections[using].cursor() as cursor:
-        cursor.execute("SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+        cursor.execute(BACKEND_STATE, [pid])
         row = cursor.fetchone()
     return row is not None and row[0] == "active" and row[1] == "Lock"
 
@@ -349,22 +376,15 @@ def unheld(using: str, worker_id: str, held: Iterable[tuple[int, int]]) -> list[
     (id, name, attempt, max_attempts): a claim committed them but its reply never reached it."""
     connection = connections[using]
     held = sorted(held)
+    params: list[Any]
     if connection.vendor == "postgresql":
-        others = (
-            "NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::integer[]) AS h(id, attempt) "
-            f"WHERE h.id = {TABLE}.id AND h.attempt = {TABLE}.attempts)"
-        )
-        params: list[Any] = [[h[0] for h in held], [h[1] for h in held]]
-    else:
+        sql, params = UNHELD, [worker_id, [h[0] for h in held], [h[1] for h in held]]
+    else:  # no arrays in SQLite: the pairs spelled out
         pairs = " OR ".join(["(id = %s AND attempts = %s)"] * len(held))
-        others = f"NOT ({pairs})" if held else "1 = 1"
-        params = [value for pair in held for value in pair]
-    sql = (
-        f"SELECT id, name, attempts, max_attempts FROM {TABLE} "
-        f"WHERE status = '{JobStatus.RUNNING.value}' AND worker_id = %s AND {others}"
-    )
+        sql = UNHELD[: UNHELD.index(" AND NOT EXISTS")] + (f" AND NOT ({pairs})" if held else "")
+        params = [worker_id, *(value for pair in held for value in pair)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [worker_id, *params])
+        cursor.execute(sql, params)
         return [tuple(r) for r in cursor.fetchall()]
 
 
@@ -377,14 +397,8 @@ def outcomes_written(using: str, worker_id: str, attempts: Sequence[tuple[int, i
     """
     if not attempts or connections[using].vendor != "postgresql":
         return {}
-    sql = (
-        f"SELECT j.id, j.status FROM {TABLE} AS j "
-        f"JOIN unnest(%s::bigint[], %s::integer[]) AS v(id, attempt) ON j.id = v.id "
-        f"WHERE j.history -> -1 ->> 'worker' = %s AND (j.history -> -1 ->> 'attempt')::integer = v.attempt "
-        f"AND NOT (j.history -> -1 ? 'rescued_by')"
-    )
     with connections[using].cursor() as cursor:
-        cursor.execute(sql, [[a[0] for a in attempts], [a[1] for a in attempts], worker_id])
+        cursor.execute(OUTCOMES_WRITTEN, [[a[0] for a in attempts], [a[1] for a in attempts], worker_id])
         return {r[0]: r[1] for r in cursor.fetchall()}
 
 

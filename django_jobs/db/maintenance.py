@@ -92,6 +92,19 @@ def _aware(value: datetime | str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# Finished jobs of one status past their retention, not pointed at by a schedule's last_job (a
+# raw DELETE would trip that foreign key). Spelled once for the count and the delete.
+_PRUNABLE = (
+    f"status = %s AND finished_at < %s AND NOT EXISTS "
+    f"(SELECT 1 FROM {SCHEDULE_TABLE} AS s WHERE s.last_job_id = {TABLE}.id)"
+)
+# How many prune() would delete (prunejobs --dry-run).
+PRUNABLE_COUNT = f"SELECT count(*) FROM {TABLE} WHERE {_PRUNABLE}"
+# Delete one bounded batch: a short statement and modest WAL however much is due. SKIP LOCKED
+# passes over rows another pruner is deleting (PostgreSQL; SQLite has one writer anyway).
+PRUNE_BATCH = f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} WHERE {_PRUNABLE} LIMIT %s{{lock}})"
+
+
 def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry_run: bool = False) -> int:
     """Delete up to ``batch`` jobs finished with ``status`` before ``finished_before``.
 
@@ -103,19 +116,11 @@ def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry
     if status not in {s.value for s in FINISHED_STATUSES}:
         raise ValueError(f"prune() only deletes finished jobs, not {status!r}")
     connection = connections[using]
-    schedules = SCHEDULE_TABLE
-    where = (
-        f"status = %s AND finished_at < %s AND NOT EXISTS "
-        f"(SELECT 1 FROM {schedules} AS s WHERE s.last_job_id = {TABLE}.id)"
-    )
     params = [status, connection.ops.adapt_datetimefield_value(finished_before)]
     with connection.cursor() as cursor:
         if dry_run:
-            cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {where}", params)
+            cursor.execute(PRUNABLE_COUNT, params)
             return int(cursor.fetchone()[0])
-        lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-        cursor.execute(
-            f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} WHERE {where} LIMIT %s {lock})",
-            [*params, batch],
-        )
+        lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+        cursor.execute(PRUNE_BATCH.format(lock=lock), [*params, batch])
         return cursor.rowcount

@@ -5,7 +5,7 @@ Each count reads only the small part of the job table an index already isolates:
 (``django_jobs_ready_idx``), the running rows (``django_jobs_running_idx``), the finished rows
 in a range of ``finished_at`` (``django_jobs_finished_idx``) and the dead rows
 (``django_jobs_dead_idx``).
-tests/integration/test_stats.py asserts with EXPLAIN that none of them scans the whole table.
+tests/integration/db/test_stats.py asserts with EXPLAIN that none of them scans the whole table.
 """
 
 from __future__ import annotations
