@@ -125,7 +125,7 @@ def _claim_sqlite(
         return cursor.fetchall()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutcomeWrite:
     """One attempt's outcome as record_outcomes() writes it: lifecycle's decision, and the claim
     (job id and attempt) that fences it."""

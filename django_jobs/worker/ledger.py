@@ -361,9 +361,11 @@ class Ledger:
             job_id=row["id"], name=row["name"], attempt=row["attempt"], max_attempts=row["max_attempts"],
             worker_id=self.worker_id, started_at=outcome.started_at, duration=outcome.duration,
         )
-        definition = registry.get(row["name"])
-        backoff = definition.effective_backoff if definition is not None else None
         ended = lifecycle.Ended.from_reply(outcome.reply)
+        backoff = None
+        if ended.happened in lifecycle.MAY_RETRY:  # (a Backoff is built per call: only when needed)
+            definition = registry.get(row["name"])
+            backoff = definition.effective_backoff if definition is not None else None
         return claims.OutcomeWrite(
             row["id"], row["attempt"], outcome.finished_at,
             lifecycle.decide(attempt, ended, outcome.finished_at, backoff),
