@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from django.db import connections
 from django.utils.dateparse import parse_datetime
 
+from ..lifecycle import Attempt
 from ..models import FINISHED_STATUSES, JobStatus
 from .connection import placeholders
 from .tables import SCHEDULE_TABLE, TABLE, WORKER_TABLE
@@ -18,12 +19,7 @@ from .tables import SCHEDULE_TABLE, TABLE, WORKER_TABLE
 class LostAttempt:
     """A running attempt whose worker is gone, locked by lock_lost() for its rescuer."""
 
-    job_id: int
-    name: str
-    attempt: int
-    max_attempts: int
-    worker_id: str
-    started_at: datetime
+    attempt: Attempt
     stop_requested: bool
     #: Its worker is alive but never listed it: the claim's reply was lost on the way there.
     unlisted: bool
@@ -32,6 +28,7 @@ class LostAttempt:
 def lock_lost(
     using: str,
     *,
+    now: datetime,
     stale_before: datetime,
     worker_ids: Sequence[str] = (),
     unlisted_after: float | None = None,
@@ -79,8 +76,12 @@ def lock_lost(
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
-        LostAttempt(job_id, name, attempts, max_attempts, worker_id, _aware(started),
-                    bool(stop), bool(unlisted_flag) and worker_id not in worker_ids)
+        LostAttempt(
+            Attempt(job_id=job_id, name=name, attempt=attempts, max_attempts=max_attempts,
+                    worker_id=worker_id, started_at=_aware(started),
+                    duration=max(0.0, (now - _aware(started)).total_seconds())),
+            bool(stop), bool(unlisted_flag) and worker_id not in worker_ids,
+        )
         for job_id, name, attempts, max_attempts, worker_id, started, stop, unlisted_flag in rows
     ]
 

@@ -40,24 +40,21 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
     after = float(jobs_settings.RESCUE_AFTER)
     stale_before = now - timedelta(seconds=after)
     with transaction.atomic(using=using):
-        lost = maintenance.lock_lost(using, stale_before=stale_before, worker_ids=own, unlisted_after=after)
+        lost = maintenance.lock_lost(
+            using, now=now, stale_before=stale_before, worker_ids=own, unlisted_after=after
+        )
         writes = [
             claims.OutcomeWrite(
-                row.job_id, row.attempt, now,
-                lifecycle.rescue(
-                    lifecycle.Attempt(job_id=row.job_id, name=row.name, attempt=row.attempt,
-                                      max_attempts=row.max_attempts, worker_id=row.worker_id,
-                                      started_at=row.started_at,
-                                      duration=max(0.0, (now - row.started_at).total_seconds())),
-                    UNLISTED if row.unlisted else SILENT, now,
-                    stop_requested=row.stop_requested, rescuer=rescuer,
-                ),
-                fence_worker=row.worker_id,
+                row.attempt.job_id, row.attempt.attempt, now,
+                lifecycle.rescue(row.attempt, UNLISTED if row.unlisted else SILENT, now,
+                                 stop_requested=row.stop_requested, rescuer=rescuer),
+                fence_worker=row.attempt.worker_id,
             )
             for row in lost
         ]
         written = claims.record_outcomes(using, rescuer, writes)
-    rows = [(row.job_id, row.name, written[row.job_id]) for row in lost if row.job_id in written]
+    rows = [(row.attempt.job_id, row.attempt.name, written[row.attempt.job_id])
+            for row in lost if row.attempt.job_id in written]
     for job_id, name, status in rows:
         log_event("rescued", job=job_id, name=name, status=status, rescuer=rescuer)
     stale = WorkerRow.objects.using(using).filter(last_heartbeat__lt=stale_before)
