@@ -8,9 +8,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from django_jobs.db import channel
 from django_jobs.models import Job, JobStatus
-from tests.support.procs import wait_until
+from tests.support.procs import wait_listening, wait_until
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,14 +27,7 @@ def test_notify__wakes_an_idle_worker_long_before_its_poll_interval(
     worker = worker_process(
         "--concurrency", "1", "--no-scheduler", env={"DJANGO_SETTINGS_MODULE": POLL_SETTINGS}
     )
-    wait_until(
-        lambda: second_connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND query = %s", [f"LISTEN {channel.CHANNEL}"]
-        ).fetchone()[0] == 1,
-        timeout=30,
-        message=lambda: f"the worker to LISTEN; {worker.describe()}",
-    )
+    wait_listening(second_connection, worker)
 
     def run_one(label: str) -> float:
         with transaction.atomic():

@@ -54,6 +54,20 @@ def wait_until(
         time.sleep(interval)
 
 
+def wait_listening(conn: Any, worker: WorkerProcess) -> None:
+    """Wait until ``worker``'s listener has issued LISTEN (seen from ``conn``, another session)."""
+    from django_jobs.db.channel import CHANNEL
+
+    wait_until(
+        lambda: conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
+            [f"LISTEN {CHANNEL}"],
+        ).fetchone()[0] == 1,
+        timeout=30,
+        message=lambda: f"the worker to LISTEN; {worker.describe()}",
+    )
+
+
 def database_url(settings_dict: dict[str, Any] | None = None) -> str:
     """A ``postgres://`` URL for the database Django is connected to (the *test* database)."""
     s = settings_dict or connection.settings_dict

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from django_jobs.admin.display import format_age
 from django_jobs.models import JobStatus, Pause, Schedule, Worker
+from tests.support.admin import login
 from tests.support.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -26,16 +27,6 @@ RECORD = "tests.testapp.jobs.record"
 def superuser_client() -> Client:
     c = Client()
     c.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
-    return c
-
-
-def staff_client(*codenames: str) -> Client:
-    user = User.objects.create_user("operator", "op@example.com", "pw", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="django_jobs", codename__in=codenames)
-    )
-    c = Client()
-    c.force_login(user)
     return c
 
 
@@ -169,7 +160,7 @@ def test_pause__needs_a_csrf_token() -> None:
 
 def test_permissions__view_only_sees_the_page_without_buttons() -> None:
     Pause.objects.pause_queue("emails")
-    client = staff_client("view_queueoverview")
+    client = login("view_queueoverview")
 
     html = page(client)
 
@@ -180,7 +171,7 @@ def test_permissions__view_only_sees_the_page_without_buttons() -> None:
 
 
 def test_permissions__pausing_takes_add_pause_and_resuming_delete_pause() -> None:
-    pauser = staff_client("view_queueoverview", "add_pause")
+    pauser = login("view_queueoverview", "add_pause")
 
     assert pauser.post(reverse(PAUSE), {"kind": "queue", "value": "emails"}).status_code == 302
     assert pauser.post(reverse(RESUME), {"kind": "queue", "value": "emails"}).status_code == 403
@@ -189,7 +180,7 @@ def test_permissions__pausing_takes_add_pause_and_resuming_delete_pause() -> Non
 
 
 def test_permissions__staff_without_the_view_permission_is_refused() -> None:
-    client = staff_client()
+    client = login()
 
     assert client.get(reverse(OVERVIEW)).status_code == 403
     assert reverse(OVERVIEW) not in client.get(reverse("admin:index")).content.decode()

@@ -9,9 +9,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from django_jobs.db import channel
 from django_jobs.models import Job, JobStatus
-from tests.support.procs import wait_until
+from tests.support.procs import wait_listening, wait_until
 from tests.testapp import jobs
 
 POLL_SETTINGS = "tests.settings_slow_poll"
@@ -31,14 +30,7 @@ def test_listener__a_worker_started_with_a_queue_name_containing_a_space_is_woke
         "--queue", "my queue", "--concurrency", "1", "--no-scheduler",
         env={"DJANGO_SETTINGS_MODULE": POLL_SETTINGS, "DJANGO_JOBS_TEST_SETTINGS": quiet},
     )
-    wait_until(
-        lambda: second_connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-            [f"LISTEN {channel.CHANNEL}"],
-        ).fetchone()[0] == 1,
-        timeout=30,
-        message=lambda: f"the worker to LISTEN; {worker.describe()}",
-    )
+    wait_listening(second_connection, worker)
     spaced = jobs.record.using(queue="my queue")
 
     def run_one(label: str) -> float:
@@ -67,14 +59,7 @@ def test_listener__a_queue_name_with_a_space_does_not_break_a_worker_serving_eve
     second_connection: Any, worker_process: Any
 ) -> None:
     worker = worker_process("--concurrency", "1", "--no-scheduler")
-    wait_until(
-        lambda: second_connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-            [f"LISTEN {channel.CHANNEL}"],
-        ).fetchone()[0] == 1,
-        timeout=30,
-        message=lambda: f"the worker to LISTEN; {worker.describe()}",
-    )
+    wait_listening(second_connection, worker)
 
     job = jobs.record.using(queue="my queue").enqueue("spaced")
     later = jobs.record.enqueue("after it")
