@@ -9,13 +9,14 @@ import gc
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from django.db import transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from .conf import jobs_settings
 from .db import inserts
-from .exceptions import InvalidJobArguments
+from .exceptions import InvalidJobArguments, InvalidJobOptions
 from .models import ACTIVE_STATUSES, Job
 from .payload import encode_arguments
 from .registry import JobDefinition, resolve
@@ -43,6 +44,9 @@ def _fixed_columns(definition: JobDefinition) -> dict[str, Any]:
         "run_at": run_at,
         "created_at": now,
         "unique_key": options.unique_key,
+        "concurrency_key": None,
+        "rate_key": None,
+        "sequence_key": None,
     }
 
 
@@ -61,7 +65,11 @@ def _field_plan() -> list[tuple[str, Any]]:
     return plan
 
 
-_FIXED_NAMES = ("name", "queue", "priority", "max_attempts", "timeout", "run_at", "created_at", "unique_key")
+_FIXED_NAMES = (
+    "name", "queue", "priority", "max_attempts", "timeout", "run_at", "created_at", "unique_key",
+    "concurrency_key", "rate_key", "sequence_key",
+)
+_KEY_NAMES = ("concurrency_key", "rate_key", "sequence_key")
 
 
 def _new_job(
@@ -145,7 +153,16 @@ def build_job(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]
     """Validate the arguments and return the unsaved row enqueue() would insert for them."""
     args, kwargs = list(args), dict(kwargs)
     encode_arguments(definition, args, kwargs)
-    return _new_job(_fixed_columns(definition), args, kwargs, None)
+    fixed = _fixed_columns(definition)
+    fixed.update(zip(_KEY_NAMES, _flow_keys(definition, args, kwargs)))
+    return _new_job(fixed, args, kwargs, None)
+
+
+def _flow_keys(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> tuple[str | None, ...]:
+    try:
+        return definition.flow_keys(args, kwargs)
+    except InvalidJobOptions as exc:
+        raise InvalidJobArguments(f"Can't enqueue {definition.name!r}: {exc}") from None
 
 
 def _existing(unique_key: str, using: str) -> Job | None:
@@ -215,18 +232,52 @@ def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[
     limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
     dumped = [encode_arguments(definition, args, kwargs, limit) for args, kwargs in pairs]
     fixed = _fixed_columns(definition)
-    using = jobs_settings.DATABASE
     count = len(pairs)
     shared = {**_default_columns(), **fixed}
     varying: dict[str, list[Any]] = {}
+    keys = [_flow_keys(definition, args, kwargs) for args, kwargs in pairs] if definition.keyed else []
     if count == 1:
         shared["args"], shared["kwargs"] = dumped[0]
+        if keys:
+            fixed.update(zip(_KEY_NAMES, keys[0]))
+            shared.update(zip(_KEY_NAMES, keys[0]))
     else:
         varying["args"], varying["kwargs"] = [a for a, _ in dumped], [k for _, k in dumped]
+        if keys:
+            for position, column in enumerate(_KEY_NAMES):
+                varying[column] = [k[position] for k in keys]
+                del shared[column]
+    if definition.sequence_key is not None:
+        # Ids must follow commit order within a sequence, or a worker could run a later job
+        # before an earlier one commits: enqueues of one sequence take turns (db/inserts.py).
+        return _enqueue_in_sequence(definition, pairs, shared, varying, fixed, keys)
+    return _insert_and_announce(definition, pairs, shared, varying, fixed, keys)
+
+
+def _enqueue_in_sequence(
+    definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
+    varying: dict[str, list[Any]], fixed: dict[str, Any], keys: list[tuple[str | None, ...]],
+) -> list[Job]:
+    using = jobs_settings.DATABASE
+    with transaction.atomic(using=using):
+        inserts.lock_sequences(using, {k[2] for k in keys if k[2] is not None})
+        return _insert_and_announce(definition, pairs, shared, varying, fixed, keys)
+
+
+def _insert_and_announce(
+    definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
+    varying: dict[str, list[Any]], fixed: dict[str, Any], keys: list[tuple[str | None, ...]],
+) -> list[Job]:
+    using = jobs_settings.DATABASE
+    count = len(pairs)
     # ON CONFLICT DO NOTHING never raises, so the caller's transaction is never poisoned.
     for _ in range(5):
         ids = inserts.insert_columns(using, shared, varying, count)
         jobs = _new_jobs(fixed, pairs, ids, using)
+        if count > 1 and keys:
+            for job, job_keys in zip(jobs, keys):
+                if job is not None:
+                    job.concurrency_key, job.rate_key, job.sequence_key = job_keys
         if job_enqueued.has_listeners(Job):
             for job in jobs:
                 if job is not None:

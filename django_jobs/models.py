@@ -15,12 +15,20 @@ from typing import Any
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.timezone import now as _now
 
 from . import cron
 from .db import channel
-from .exceptions import InvalidCron, InvalidJobArguments, InvalidPayload, JobNotRegistered
+from .exceptions import (
+    InvalidCron,
+    InvalidJobArguments,
+    InvalidJobOptions,
+    InvalidPayload,
+    JobNotRegistered,
+)
+from .flow import check_concurrency, parse_rate
 from .payload import validate_arguments
 from .registry import queue_problem, registry
 
@@ -49,6 +57,12 @@ ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
 #: Outcomes: nothing runs these again unless an operator retries them.
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.STOPPED, JobStatus.DEAD)
 
+
+#: A sequence waits on its jobs in these states (a dead one unless sequence_on_dead="continue").
+SEQUENCE_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING, JobStatus.DEAD)
+#: Rows no flow-control gate holds, and rows held by a concurrency or rate key (not a sequence).
+UNGATED = Q(concurrency_key__isnull=True, rate_key__isnull=True, sequence_key__isnull=True)
+KEYED = Q(sequence_key__isnull=True) & (Q(concurrency_key__isnull=False) | Q(rate_key__isnull=False))
 
 #: The statuses each operator transition applies to; the row and the queryset verbs share them.
 RETRY_FROM = (JobStatus.DEAD, JobStatus.STOPPED, JobStatus.RETRYING)
@@ -281,6 +295,12 @@ class Job(models.Model):
     scheduled_for = models.DateTimeField(
         null=True, blank=True, help_text="The schedule tick this job was enqueued for."
     )
+    # Flow control (flow.py, db/gates.py), computed at enqueue time from @job's templates: the key
+    # whose concurrency limit and rate the job counts against, and the sequence it runs in. A row
+    # with any of them is claimed by the gated claim only, never by the plain one.
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)
+    rate_key = models.CharField(max_length=255, null=True, blank=True)
+    sequence_key = models.CharField(max_length=255, null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -292,14 +312,33 @@ class Job(models.Model):
             ("deadletter_job", "Can dead-letter jobs"),
         ]
         indexes = [
-            # The claim's index: only ready rows are in it, so it stays small however many
-            # finished rows pile up, and its order is the claim's ORDER BY (see db/claims.py).
+            # The claim's index: only ready rows without flow-control keys are in it, so it stays
+            # small however many finished (or held) rows pile up, and its order is the claim's
+            # ORDER BY (see db/claims.py).
             models.Index(
                 F("priority").desc(),
                 "run_at",
                 "id",
                 name="django_jobs_ready_idx",
-                condition=Q(status__in=READY_STATUSES),
+                condition=Q(status__in=READY_STATUSES) & UNGATED,
+            ),
+            # The gated claim's walk over concurrency and rate keys (db/gates.py): one probe per
+            # distinct key, then that key's first jobs in claim order.
+            models.Index(
+                Coalesce("concurrency_key", "rate_key"),
+                F("priority").desc(),
+                "run_at",
+                "id",
+                name="django_jobs_keyed_idx",
+                condition=Q(status__in=READY_STATUSES) & KEYED,
+            ),
+            # Sequences: the head of each (the first job not finished, or dead and blocking) is
+            # the first entry under its key.
+            models.Index(
+                "sequence_key",
+                "id",
+                name="django_jobs_sequence_idx",
+                condition=Q(sequence_key__isnull=False, status__in=SEQUENCE_STATUSES),
             ),
             # Rescue looks up running jobs by worker; few rows are ever running.
             models.Index(
@@ -471,6 +510,26 @@ class PauseManager(models.Manager["Pause"]):
         return self.resume(Pause.Kind.NAME, name)
 
 
+class LimitManager(models.Manager["Limit"]):
+    def set(
+        self, kind: str, value: str, *, concurrency: int | None = None, rate: str | None = None,
+        note: str = "", changed_by: str = "",
+    ) -> Limit:
+        """Set (or replace) the operator limit on a queue or job name; validated like the admin form."""
+        limit = self.filter(kind=kind, value=value).first() or self.model(kind=kind, value=value)
+        limit.concurrency, limit.rate = concurrency, rate or ""
+        limit.note, limit.changed_by = note, changed_by
+        limit.full_clean(validate_unique=False)
+        limit.save()
+        return limit
+
+    def lift(self, kind: str, value: str) -> bool:
+        """Remove the operator limit on a queue or job name; False when there was none."""
+        deleted, _ = self.filter(kind=kind, value=value).delete()
+        _notify_control(CONTROL_PAUSE)
+        return bool(deleted)
+
+
 class Pause(models.Model):
     """A paused queue or job name: workers don't claim matching jobs until the row is removed."""
 
@@ -492,6 +551,94 @@ class Pause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.value}"
+
+
+class Limit(models.Model):
+    """An operator's concurrency or rate limit on a queue or job name.
+
+    It replaces the value code declares for the same target (``@job(concurrency=…)``, or
+    ``DJANGO_JOBS["QUEUES"]``) and keeps a job's key template; every worker applies it within a
+    couple of seconds. Rows are edited in the admin.
+    """
+
+    class Kind(models.TextChoices):
+        QUEUE = "queue", "Queue"
+        NAME = "name", "Job name"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.CharField(max_length=255, help_text="The queue or the registered job name.")
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many running at once (per key for a keyed job)."
+    )
+    rate = models.CharField(
+        max_length=32, blank=True, default="", help_text='At most this many starts per period: "30/m", "5/s", "1000/h".'
+    )
+    note = models.CharField(max_length=255, blank=True, default="", help_text="Why: shown to other operators.")
+    changed_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = LimitManager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="django_jobs_limit_unique")]
+
+    def __str__(self) -> str:
+        parts = [f"concurrency {self.concurrency}" if self.concurrency is not None else "", self.rate]
+        return f"{self.get_kind_display().lower()} {self.value}: " + ", ".join(p for p in parts if p)
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        errors: dict[str, str] = {}
+        if self.concurrency is None and not self.rate:
+            errors[NON_FIELD_ERRORS] = "Give a concurrency, a rate, or both (delete the limit to lift it)."
+        if self.concurrency is not None:
+            try:
+                check_concurrency(self.concurrency, "concurrency")
+            except InvalidJobOptions as exc:
+                errors["concurrency"] = str(exc)
+        if self.rate:
+            try:
+                self.rate = str(parse_rate(self.rate.strip(), "rate"))
+            except InvalidJobOptions as exc:
+                errors["rate"] = str(exc)
+        if self.kind == Limit.Kind.NAME and self.value and self.value not in registry:
+            try:
+                registry.lookup(self.value)
+            except JobNotRegistered as exc:
+                errors["value"] = str(exc)
+        if self.kind == Limit.Kind.QUEUE and self.value:
+            problem = queue_problem(self.value)
+            if problem:
+                errors["value"] = problem
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.updated_at = timezone.now()
+        super().save(*args, **kwargs)
+        _notify_control(CONTROL_PAUSE)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().delete(*args, **kwargs)
+        _notify_control(CONTROL_PAUSE)
+        return result
+
+
+class Start(models.Model):
+    """One start of a rate-limited job, kept for the longest rate period: the sliding window's log.
+
+    The rate gate counts these rather than ``Job.started_at``, which a retry overwrites and
+    pruning deletes.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    key = models.CharField(max_length=255)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index("key", "started_at", name="django_jobs_start_key_idx")]
 
 
 def default_timezone() -> str:

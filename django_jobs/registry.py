@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .conf import jobs_settings
 from .exceptions import InvalidCron, InvalidJobOptions, JobNotRegistered
+from .flow import KeyTemplate, Limits, Rate, check_concurrency, key_template, parse_rate
 from .retry import Backoff, default_backoff
 
 if TYPE_CHECKING:
@@ -53,6 +54,14 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._jobs)
+
+    def limits(self) -> Limits:
+        """The concurrency and rate limits the registered jobs declare, by job name."""
+        return Limits(
+            concurrency={d.name: d.concurrency for d in self if d.concurrency is not None},
+            rate={d.name: d.rate for d in self if d.rate is not None},
+            sequence_continue=frozenset(d.name for d in self if d.sequence_on_dead == "continue"),
+        )
 
     def __iter__(self) -> Iterator[JobDefinition]:
         return iter(list(self._jobs.values()))
@@ -213,6 +222,15 @@ class JobDefinition:
     options: EnqueueOptions = field(default_factory=EnqueueOptions)
     #: A five-field cron expression from ``@job(cron=…)``: workers keep a schedule for it.
     cron: str | None = None
+    #: Flow control (docs/how-to/limits.md): at most ``concurrency`` running per concurrency key
+    #: (the job name when there is no template), ``rate`` starts per rate key, and one at a time
+    #: in id order per sequence key.
+    concurrency: int | None = None
+    concurrency_key: KeyTemplate | None = None
+    rate: Rate | None = None
+    rate_key: KeyTemplate | None = None
+    sequence_key: KeyTemplate | None = None
+    sequence_on_dead: str = "block"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -238,6 +256,27 @@ class JobDefinition:
         # Cached: enqueue binds arguments to it every time (cached_property writes the instance
         # __dict__ directly, so it works on a frozen dataclass).
         return inspect.signature(self.func)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether enqueue() computes flow-control keys for this job."""
+        return self.concurrency is not None or self.rate is not None or self.sequence_key is not None
+
+    def flow_keys(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+        """The (concurrency_key, rate_key, sequence_key) a job with these arguments is stored with."""
+        if not self.keyed:
+            return None, None, None
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        concurrency_key = rate_key = sequence_key = None
+        if self.concurrency is not None:
+            concurrency_key = self.concurrency_key.render(arguments) if self.concurrency_key else self.name
+        if self.rate is not None:
+            rate_key = self.rate_key.render(arguments) if self.rate_key else self.name
+        if self.sequence_key is not None:
+            sequence_key = self.sequence_key.render(arguments)
+        return concurrency_key, rate_key, sequence_key
 
     def using(self, **options: Any) -> JobDefinition:
         """Return a copy whose enqueues use these options (queue, priority, max_attempts,
@@ -280,12 +319,20 @@ def job(
     backoff: Backoff | None = None,
     dont_retry: Iterable[type[BaseException]] = (),
     cron: str | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | Callable[..., str] | None = None,
+    rate: str | tuple[int, timedelta] | None = None,
+    rate_key: str | Callable[..., str] | None = None,
+    sequence_key: str | Callable[..., str] | None = None,
+    sequence_on_dead: str = "block",
 ) -> Any:
     """Register a function as a job: ``@job`` or ``@job(queue="emails", max_attempts=5, timeout=30)``.
 
     ``dont_retry`` lists exception classes that end the job as dead on the first failure.
     ``cron="5 0 * * *"`` also declares a schedule, named like the job, that runs it without
     arguments on that rhythm in ``settings.TIME_ZONE`` (see docs/reference/schedules.md).
+    ``concurrency``, ``rate`` and ``sequence_key`` (with their keys) limit how many run at once,
+    how often they start, and run them one at a time in order (see docs/how-to/limits.md).
     """
 
     def decorate(f: Callable[..., Any]) -> JobDefinition:
@@ -311,6 +358,7 @@ def job(
             if not (isinstance(cls, type) and issubclass(cls, BaseException)):
                 raise InvalidJobOptions(f"dont_retry takes exception classes, not {cls!r}.")
         expression = _check_cron(f, cron)
+        flow = _check_flow(f, concurrency, concurrency_key, rate, rate_key, sequence_key, sequence_on_dead)
         definition = JobDefinition(
             func=f,
             name=job_name,
@@ -321,6 +369,7 @@ def job(
             backoff=backoff,
             dont_retry=exc_classes,
             cron=expression,
+            **flow,
         )
         registry.register(definition)
         return definition
@@ -328,6 +377,39 @@ def job(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def _check_flow(
+    f: Callable[..., Any], concurrency: object, concurrency_key: object, rate: object, rate_key: object,
+    sequence_key: object, sequence_on_dead: object,
+) -> dict[str, Any]:
+    """Check @job's flow-control options against the function; return them as JobDefinition fields."""
+    where = f"@job on {f.__qualname__}"
+    signature = inspect.signature(f)
+    flow: dict[str, Any] = {}
+    if concurrency is not None:
+        flow["concurrency"] = check_concurrency(concurrency, f"{where}: concurrency")
+    if concurrency_key is not None:
+        if concurrency is None:
+            raise InvalidJobOptions(f"{where}: concurrency_key needs concurrency=N (how many at once per key).")
+        flow["concurrency_key"] = key_template("concurrency_key", concurrency_key, signature, f.__qualname__)
+    if rate is not None:
+        flow["rate"] = parse_rate(rate, f"{where}: rate")
+    if rate_key is not None:
+        if rate is None:
+            raise InvalidJobOptions(f'{where}: rate_key needs rate="N/m" (how many starts per key).')
+        flow["rate_key"] = key_template("rate_key", rate_key, signature, f.__qualname__)
+    if sequence_key is not None:
+        flow["sequence_key"] = key_template("sequence_key", sequence_key, signature, f.__qualname__)
+    if sequence_on_dead not in ("block", "continue"):
+        raise InvalidJobOptions(
+            f'{where}: sequence_on_dead must be "block" (the default) or "continue", not {sequence_on_dead!r}.'
+        )
+    if sequence_on_dead != "block":
+        if sequence_key is None:
+            raise InvalidJobOptions(f"{where}: sequence_on_dead applies only with a sequence_key.")
+        flow["sequence_on_dead"] = sequence_on_dead
+    return flow
 
 
 def _check_cron(f: Callable[..., Any], cron: str | None) -> str | None:

@@ -122,6 +122,23 @@ def insert_columns(
     return ids
 
 
+# Serialises enqueues into one sequence until the enqueuing transaction ends (a transaction-level
+# lock, so it works behind PgBouncer in transaction mode). Ids then follow commit order within the
+# sequence. Its own lock space: the gated claim's sequence locks never wait on an enqueue.
+LOCK_SEQUENCES = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('django_jobs:enqueue:' || k, 0)) "
+    "FROM unnest(%s::text[]) AS k ORDER BY k"
+)
+
+
+def lock_sequences(using: str, keys: set[str]) -> None:
+    """Take the enqueue locks of these sequences for the rest of the transaction (PostgreSQL; on
+    SQLite the database's single writer already serialises enqueues)."""
+    if keys and connections[using].vendor == "postgresql":
+        with connections[using].cursor() as cursor:
+            cursor.execute(LOCK_SEQUENCES, [sorted(keys)])
+
+
 def insert_jobs(jobs: list[Job], using: str) -> list[bool]:
     """INSERT unsaved Job instances in one statement, set their ids, return which were inserted."""
     rows = [{attname: json_text(field, getattr(job, attname)) for attname, field in INSERT_FIELDS} for job in jobs]
