@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     # MAIL_ADMINS_INTERVAL seconds; the next mail says how many more died meanwhile.
     "MAIL_ADMINS_ON_DEAD": False,
     "MAIL_ADMINS_INTERVAL": 3600.0,
+    # Limits per queue, held across every worker: {"partner-api": {"concurrency": 4, "rate": "100/m"}}.
+    # An operator's limit set in the admin replaces these. See docs/how-to/limits.md.
+    "QUEUES": {},
 }
 
 

@@ -182,6 +182,24 @@ class Limits:
         return bool(self.concurrency or self.rate or self.queue_concurrency or self.queue_rate)
 
 
+def merge_limits(
+    code: Limits, queues: Mapping[str, Mapping[str, Any]], operator: Iterable[tuple[str, str, int | None, str]]
+) -> Limits:
+    """The limits in effect: ``code`` (from @job), ``queues`` (DJANGO_JOBS["QUEUES"], already
+    checked) and the operators' (kind, value, concurrency, rate) rows, which replace the value
+    code gives the same queue or job name."""
+    concurrency, rate = dict(code.concurrency), dict(code.rate)
+    queue_concurrency = {q: int(o["concurrency"]) for q, o in queues.items() if o.get("concurrency") is not None}
+    queue_rate = {q: parse_rate(o["rate"]) for q, o in queues.items() if o.get("rate")}
+    for kind, value, limit_concurrency, limit_rate in operator:
+        by_concurrency, by_rate = (queue_concurrency, queue_rate) if kind == "queue" else (concurrency, rate)
+        if limit_concurrency is not None:
+            by_concurrency[value] = limit_concurrency
+        if limit_rate:
+            by_rate[value] = parse_rate(limit_rate)
+    return Limits(concurrency, rate, queue_concurrency, queue_rate, code.sequence_continue)
+
+
 @dataclass(slots=True)
 class Candidate:
     """A ready job a gate may hold back, as the claim's first read found it."""

@@ -14,7 +14,7 @@ from django.db import connections, transaction
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, JobStatus, Pause
 from .connection import dump_json, json_value, placeholders, run_prepared
-from .tables import READY_SQL, TABLE
+from .tables import READY_SQL, TABLE, UNGATED_SQL
 
 _CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
 
@@ -26,7 +26,7 @@ def _claimable_sql(filter_queues: bool) -> str:
     # can be planned as a join that runs the subquery more than once).
     queue_filter = "AND queue = ANY(%(queues)b::text[]) " if filter_queues else ""
     return (
-        f"SELECT id FROM {TABLE} WHERE {READY_SQL} AND run_at <= %(now)s {queue_filter}"
+        f"SELECT id FROM {TABLE} WHERE {READY_SQL} AND {UNGATED_SQL} AND run_at <= %(now)s {queue_filter}"
         f"AND queue <> ALL(%(paused_queues)b::text[]) AND name <> ALL(%(paused_names)b::text[]) "
         f"ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     )
@@ -107,7 +107,7 @@ def _claim_sqlite(
     # setup for local development.)
     connection = connections[using]
     adapt = connection.ops.adapt_datetimefield_value
-    filters = [READY_SQL, "run_at <= %s"]
+    filters = [READY_SQL, UNGATED_SQL, "run_at <= %s"]
     params: list[Any] = [adapt(now)]
     for column, values, op in (("queue", queues, "IN"), ("queue", paused_queues, "NOT IN"),
                                ("name", paused_names, "NOT IN")):

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connections
 
 from ..models import FINISHED_STATUSES, JobStatus
-from .tables import READY_SQL, TABLE, status_in, status_is
+from .tables import KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in, status_is
 
 #: The predicates of the partial indexes the statements below read.
 IS_READY = READY_SQL
@@ -26,19 +26,23 @@ IS_RUNNING = status_in([JobStatus.RUNNING])
 IS_FINISHED = status_in(FINISHED_STATUSES)
 IS_DEAD = status_is(JobStatus.DEAD)
 
-# Ready rows and running rows, grouped by queue and status. Two branches, one per partial index:
-# PostgreSQL reads django_jobs_ready_idx for the first and django_jobs_running_idx for the second
+# Ready rows and running rows, grouped by queue and status. One branch per partial index: the
+# ready rows are split between django_jobs_ready_idx (no flow-control keys), django_jobs_keyed_idx
+# and django_jobs_sequence_idx, and the running ones are in django_jobs_running_idx
 # (each holds only the rows of its predicate, so both stay small however many finished rows pile
 # up), and visits the heap only for those rows' queue and run_at. "Ready now" and the oldest
 # ready run_at (the queue's lag) come from the same rows, so they cost nothing extra.
+_READY_BRANCH = (
+    "SELECT queue, status, count(*) AS n, "
+    "sum(CASE WHEN run_at <= %(now)s THEN 1 ELSE 0 END) AS due, "
+    "min(CASE WHEN run_at <= %(now)s THEN run_at END) AS oldest "
+    f"FROM {TABLE} WHERE {IS_READY} AND {{}} GROUP BY queue, status"
+)
 ACTIVE_BY_QUEUE = (
-    f"SELECT queue, status, count(*), "
-    f"sum(CASE WHEN run_at <= %(now)s THEN 1 ELSE 0 END), "
-    f"min(CASE WHEN run_at <= %(now)s THEN run_at END) "
-    f"FROM {TABLE} WHERE {IS_READY} GROUP BY queue, status "
-    f"UNION ALL "
-    f"SELECT queue, status, count(*), 0, NULL "
-    f"FROM {TABLE} WHERE {IS_RUNNING} GROUP BY queue, status"
+    "SELECT queue, status, sum(n)::bigint, sum(due)::bigint, min(oldest) FROM ("
+    + " UNION ALL ".join(_READY_BRANCH.format(p) for p in (UNGATED_SQL, KEYED_SQL, "sequence_key IS NOT NULL"))
+    + f" UNION ALL SELECT queue, status, count(*), 0, NULL FROM {TABLE} WHERE {IS_RUNNING} GROUP BY queue, status"
+    ") AS active GROUP BY queue, status"
 )
 
 # Finished since %(since)s, by queue and status: a range scan of django_jobs_finished_idx

@@ -28,3 +28,11 @@ READY_SQL = status_in(READY_STATUSES)
 # Spelled, with " AND unique_key IS NOT NULL" after it, exactly as Django writes the partial unique
 # index's predicate: SQLite only matches an ON CONFLICT target to an index with the same WHERE.
 ACTIVE_SQL = status_in(ACTIVE_STATUSES)
+
+# Rows no flow-control gate holds: the plain claim takes only these (the gated claim, db/gates.py,
+# the others). With READY_SQL, the predicate of django_jobs_ready_idx.
+UNGATED_SQL = "concurrency_key IS NULL AND rate_key IS NULL AND sequence_key IS NULL"
+# Rows a concurrency or rate key holds (not a sequence): django_jobs_keyed_idx's predicate.
+KEYED_SQL = "sequence_key IS NULL AND (concurrency_key IS NOT NULL OR rate_key IS NOT NULL)"
+# The expression django_jobs_keyed_idx is ordered by first.
+KEY_EXPR = "COALESCE(concurrency_key, rate_key)"
