@@ -283,7 +283,8 @@ def admit(
     candidates: Sequence[Candidate], limits: Limits, usage: Usage, now: datetime, want: int
 ) -> Admission:
     """Pick, in claim order, up to ``want`` candidates whose every gate is open, counting each
-    admitted job against its gates as it goes."""
+    admitted job against its gates as it goes. Candidates are due already; ``now`` is the clock
+    the rate windows were read with."""
     ordered = sorted(candidates, key=lambda c: (-c.priority, c.run_at, c.id))
     running = {gate: len(ids) for gate, ids in usage.running.items()}
     starts = {key: count for key, (count, _) in usage.starts.items()}
@@ -292,8 +293,6 @@ def admit(
     for candidate in ordered:
         if len(decision.ids) >= want:
             break
-        if candidate.run_at > now:
-            continue
         reason = None
         for gate in gates_of(candidate, limits):
             reason = _closed(gate, candidate, running, starts, sequences_taken, usage, now, decision)

@@ -16,7 +16,7 @@ from ..models import FINISHED_STATUSES, JobStatus, Pause
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import READY_SQL, TABLE, UNGATED_SQL
 
-_CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
+CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
 
 
 def _claimable_sql(filter_queues: bool) -> str:
@@ -38,7 +38,7 @@ _CLAIM_UPDATE = (
     f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
     f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
     f"FROM claimable WHERE {TABLE}.id = claimable.id "
-    f"RETURNING {', '.join(f'{TABLE}.{c}' for c in _CLAIM_COLUMNS)}"
+    f"RETURNING {', '.join(f'{TABLE}.{c}' for c in CLAIM_COLUMNS)}"
 )
 
 
@@ -77,10 +77,10 @@ def claim(
     else:
         rows = _claim_sqlite(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
                              paused_queues=paused_queues, paused_names=paused_names)
-    return _claimed_rows(rows)
+    return claimed_rows(rows)
 
 
-def _claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+def claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     # Arguments stay JSON text (one line: PostgreSQL's jsonb output has no newlines): the worker
     # splices them into the message for the child, which is the only process that needs them.
     return [
@@ -118,7 +118,7 @@ def _claim_sqlite(
     sql = (
         f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
         f"started_at = %s, worker_id = %s, stop_requested_at = NULL WHERE id IN ({select}) "
-        f"RETURNING {', '.join(_CLAIM_COLUMNS)}"
+        f"RETURNING {', '.join(CLAIM_COLUMNS)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [adapt(now), worker_id, *params, limit])
@@ -253,7 +253,7 @@ def sync(
             written[row[1]] = row[2]
         else:
             rows.append(row[1:])
-    return written, _claimed_rows(rows)
+    return written, claimed_rows(rows)
 
 
 def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:

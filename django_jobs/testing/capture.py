@@ -149,6 +149,9 @@ class EnqueuedJobs:
             # Writes the previous job's outcome and claims the next job, as the worker does.
             claimed = ledger.sync(1)
             if not ledger.buffer:
+                ledger.gated_dirty = True  # here every look is a fresh one
+                claimed += ledger.claim_gated(1)
+            if not ledger.buffer:
                 if claimed:
                     continue  # an unregistered job, now marked dead
                 break

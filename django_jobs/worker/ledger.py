@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from .. import lifecycle
-from ..db import claims
+from .. import flow, lifecycle
+from ..db import claims, gates
 from ..log import log_event
 from ..models import Job
 from ..registry import registry
@@ -92,6 +92,14 @@ class Ledger:
         #: The held ids as last published, for the heartbeat thread (see publish_held).
         self.held: Held = ((), None)
         self._paused: tuple[float, list[str], list[str]] = (0.0, [], [])
+        # Flow control (db/gates.py): the limits in effect, read with the pauses.
+        self.limits = flow.Limits()
+        self._gated = False
+        #: Set when a gated claim may find something new: a slot freed, a wake-up, a rate's window.
+        self.gated_dirty = True
+        #: Monotonic time at which a rate lets a held job start (None: nothing waits on a rate).
+        self.gate_due: float | None = None
+        self._gate_cursors = ("", "")
         # (id, attempt) of jobs that ran but whose outcome couldn't be stored: never handed back.
         self._unwritable: set[tuple[int, int]] = set()
 
@@ -174,12 +182,17 @@ class Ledger:
         self._paused = (0.0, [], [])
 
     def _paused_lists(self) -> tuple[list[str], list[str]]:
+        """The queues and names the plain claim leaves alone: paused, or limited (the gated
+        claim takes those)."""
         expires, queues, names = self._paused
         if time.monotonic() >= expires:
             with self.link.call():
                 queues, names = claims.paused(self.using)
+                self.limits = gates.limits_in_effect(self.using)
+            self._gated = gates.any_gated(self.limits)
+            self.gated_dirty = True
             self._paused = (time.monotonic() + 1.0, queues, names)
-        return queues, names
+        return queues + self.limits.limited_queues, names + self.limits.limited_names
 
     def sync(self, limit: int) -> int:
         """Write pending outcomes and claim up to ``limit`` jobs in one round trip; return the
@@ -214,6 +227,8 @@ class Ledger:
             self._write_one_by_one(batch)
             return 0
         del self.pending[: len(batch)]
+        if any(o.slot_job.get("gated") for o in batch):
+            self.gated_dirty = True  # a slot freed: a held job may start
         if limit > 0:
             self.claim_covered = covered
         self.claimed_total += len(rows)
@@ -225,6 +240,48 @@ class Ledger:
         if len(known) < len(rows):
             self._mark_unregistered([r for r in rows if r["name"] not in registry], now)
         return len(rows)
+
+    def claim_gated(self, free: int) -> int:
+        """Claim up to ``free`` jobs that flow control may hold (db/gates.py), for idle children:
+        they go first in the buffer, since each holds a slot of its limit from its claim on.
+
+        Runs only when something may have changed since the last one: a slot freed, a
+        notification, a rate window opening, or the last one filling every free child.
+        """
+        if free <= 0 or not self._gated or self.link.is_down() or not self.reconcile():
+            return 0
+        if not self.gated_dirty and not (self.gate_due is not None and time.monotonic() >= self.gate_due):
+            return 0
+        self.gated_dirty = False
+        self.gate_due = None
+        paused_queues, paused_names = self._paused[1], self._paused[2]
+        try:
+            with self.link.call():
+                claim = gates.claim_gated(
+                    self.using, worker_id=self.worker_id, want=free, now=self.clock(), limits=self.limits,
+                    queues=self.queues, paused_queues=paused_queues, paused_names=paused_names,
+                    key_cursor=self._gate_cursors[0], sequence_cursor=self._gate_cursors[1],
+                )
+        except DB_DOWN as exc:
+            self._reply_lost([], exc)
+            self.gated_dirty = True
+            return 0
+        self._gate_cursors = (claim.key_cursor, claim.sequence_cursor)
+        if claim.next_start is not None:
+            wait = (claim.next_start - self.clock()).total_seconds()
+            self.gate_due = time.monotonic() + max(wait, 0.0) + 0.001
+        rows = claim.rows
+        if len(rows) == free or claim.key_cursor or claim.sequence_cursor:
+            self.gated_dirty = True  # there may be more: look again next time round
+        self.claimed_total += len(rows)
+        self.buffer.extendleft(reversed(rows))
+        self.publish_held()
+        self.link.ok()
+        return len(rows)
+
+    def gated_in_buffer(self) -> int:
+        """How many buffered jobs came from the gated claim (each waits for a free child)."""
+        return sum(1 for row in self.buffer if row.get("gated"))
 
     def flush(self, final: bool = False) -> None:
         """Write pending outcomes; on a database outage keep them and try again later.
@@ -260,6 +317,8 @@ class Ledger:
                 self.publish_held()
                 self.link.ok()
                 self._announce(batch, written)
+                if any(o.slot_job.get("gated") for o in batch):
+                    self.gated_dirty = True
             if not self.pending:
                 return
         for outcome in self.pending:

@@ -141,8 +141,10 @@ class WorkerLoop:
             claimed = 0
             if want > 0 or self.ledger.outcomes_due(self.stopping, self.pool.busy()):
                 claimed = self.ledger.sync(want)
-                if not self.stopping:
-                    self.pool.dispatch_buffer()
+            if not self.stopping:
+                # Jobs flow control may hold, for children with nothing to run (db/gates.py).
+                claimed += self.ledger.claim_gated(self._gated_room())
+                self.pool.dispatch_buffer()
             if not self.pool.busy() and not self.ledger.pending and not self.ledger.buffer:
                 if self.burst and claimed == 0 and not self.link.is_down():
                     return
@@ -158,6 +160,15 @@ class WorkerLoop:
         return self.claim_ahead.claim_target(
             self.pool.idle(), len(self.ledger.buffer), self.pool.waiting(), left
         )
+
+    def _gated_room(self) -> int:
+        """Idle children not already promised to a gated job in the buffer."""
+        if self.stopping or self.link.is_down():
+            return 0
+        room = self.pool.idle() - self.ledger.gated_in_buffer()
+        if self.max_jobs is not None:
+            room = min(room, self.max_jobs - self.claimed_total)
+        return max(room, 0)
 
     def _wait(self, idle_left: bool) -> None:
         """Block until a child replies, a notification or signal arrives, or the next deadline."""
@@ -182,12 +193,15 @@ class WorkerLoop:
                 deadlines.append(due)
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
+        if self.ledger.gate_due is not None:
+            deadlines.append(self.ledger.gate_due)
         # Go round at least once per heartbeat interval, so the heartbeat can tell a stalled
         # loop from an idle one.
         timeout = min(timeout, float(jobs_settings.HEARTBEAT_INTERVAL))
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - now))
-        self.pool.wait(timeout, self._wake_r)
+        if self.pool.wait(timeout, self._wake_r):
+            self.ledger.gated_dirty = True  # woken by a notification or a signal
 
     # -- stop requests and signals --------------------------------------------------------------
 

@@ -271,7 +271,9 @@ class Pool:
                 return
             batch = [buffer.popleft()]
             size_bytes = payload_bytes(batch[0])
-            while buffer and len(batch) < size:
+            # A gated job goes alone, and never waits in a child behind another: it holds a slot
+            # of its limit (or a start of its rate) from its claim on.
+            while buffer and len(batch) < size and not batch[0].get("gated") and not buffer[0].get("gated"):
                 size_bytes += payload_bytes(buffer[0])
                 if size_bytes > batch_bytes:
                     break
@@ -307,17 +309,19 @@ class Pool:
 
     # -- replies out ----------------------------------------------------------------------------
 
-    def wait(self, timeout: float, wake_fd: int) -> None:
+    def wait(self, timeout: float, wake_fd: int) -> bool:
         """Block until a child replies or exits, ``wake_fd`` is readable (it is drained), or
-        ``timeout`` seconds pass; record what the children sent."""
+        ``timeout`` seconds pass; record what the children sent. True when ``wake_fd`` woke it."""
         conns: list[Any] = [s.conn for s in self.slots if s.busy and s.conn is not None]
         # Every child's exit too: a child can die while a process it forked keeps its socket open,
         # and then only this tells.
         exits: dict[Any, Slot] = {s.exit_fd: s for s in self.slots if s.process is not None}
         ready = wait(conns + list(exits) + [wake_fd], timeout)
         exited = []
+        woken = False
         for item in ready:
             if item == wake_fd:
+                woken = True
                 try:
                     while os.read(wake_fd, 4096):
                         pass
@@ -331,6 +335,7 @@ class Pool:
             self._collect(slot)
         for slot in exited:
             self._child_exited(slot)
+        return woken
 
     def _collect(self, slot: Slot, block: bool = True) -> None:
         """Record the replies the slot's child has sent; if the child died, its job is lost."""

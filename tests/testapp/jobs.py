@@ -173,3 +173,46 @@ def leave_autocommit_off(label: str) -> str:
     transaction.set_autocommit(False)
     _record(label)
     return label
+
+
+# -- flow control (tests/process/test_flow.py, tests/integration/db/test_gates.py) -----------------
+
+
+def _span(key: str, seconds: float) -> None:
+    from django.utils import timezone
+
+    from .models import Span
+
+    ctx = current_job()
+    span = Span.objects.create(job_id=ctx.id if ctx else 0, key=key, started_at=timezone.now())
+    if seconds:
+        time.sleep(seconds)  # the job's "work": long enough for others to overlap it if they could
+    span.ended_at = timezone.now()
+    span.save(update_fields=["ended_at"])
+
+
+@job(concurrency=2)
+def limited_pair(seconds: float = 0.05) -> None:
+    _span("pair", seconds)
+
+
+@job(concurrency=1, concurrency_key="account:{account_id}")
+def sync_account(account_id: str, seconds: float = 0.05) -> None:
+    _span(f"account:{account_id}", seconds)
+
+
+@job(rate="5/s")
+def rated(n: int = 0) -> None:
+    _span("rated", 0)
+
+
+@job(sequence_key="customer:{customer_id}", max_attempts=1)
+def apply_webhook(customer_id: str, event: int, fail: bool = False, seconds: float = 0.01) -> None:
+    _span(f"customer:{customer_id}", seconds)
+    if fail:
+        raise ValueError(f"event {event} can't be applied")
+
+
+@job(queue="partner-api")
+def call_partner(seconds: float = 0.05) -> None:
+    _span("partner", seconds)

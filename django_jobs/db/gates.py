@@ -1,0 +1,252 @@
+"""The gated claim: jobs a concurrency limit, a rate or a sequence may hold back.
+
+The plain claim (claims.py) never sees these rows: they are outside django_jobs_ready_idx. The
+gated claim takes them in one transaction of four statements:
+
+1. CANDIDATES reads, without locking, the first ready jobs of each key (a loose index scan: one
+   probe per distinct key, so a key with 100,000 held jobs costs one probe, not 100,000 rows), the
+   head of each sequence, and the first jobs of queues and names an operator or the settings limit.
+2. LOCK_GATES takes a transaction-level advisory lock per gate involved, in one order for every
+   worker (no deadlock), so two workers never count the same gate at once. Transaction-level, so
+   it works behind PgBouncer in transaction mode and can't outlive a crashed worker's session.
+3. USAGE, a new statement and so (in READ COMMITTED) a new snapshot taken after the locks, reads
+   what every earlier holder committed: the running jobs per gate, the starts in each rate's
+   window, each sequence's head, and the database's clock.
+4. flow.admit() decides which candidates start; CLAIM_GATED marks exactly those running and logs
+   the starts of rate-limited ones, with the database's clock read in step 3 (monotonic across
+   holders of a lock, so a rate's window is exact even when workers' clocks disagree).
+
+The counts come from the rows themselves (what is running is what holds a slot), so a job that
+ends by any path (an outcome, rescue, an operator's stop) frees its slot with nothing to undo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connections, transaction
+
+from .. import flow
+from ..conf import jobs_settings
+from ..models import READY_STATUSES, SEQUENCE_STATUSES, JobStatus, Limit, Start
+from ..registry import registry
+from .claims import CLAIM_COLUMNS, claimed_rows
+from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in
+
+START_TABLE = Start._meta.db_table
+_SEQUENCE_SQL = f"sequence_key IS NOT NULL AND {status_in(SEQUENCE_STATUSES)}"
+_CANDIDATE_COLUMNS = "id, name, queue, priority, run_at, concurrency_key, rate_key, sequence_key, status"
+#: Distinct keys (and sequences) one gated claim looks at; the next claim goes on from the last.
+MAX_KEYS = 256
+
+
+def _filters(prefix: str = "") -> str:
+    # The worker's queues (none: every queue) and the paused queues and names.
+    return (
+        f"AND (cardinality(%(queues)s::text[]) = 0 OR {prefix}queue = ANY(%(queues)s::text[])) "
+        f"AND {prefix}queue <> ALL(%(paused_queues)s::text[]) AND {prefix}name <> ALL(%(paused_names)s::text[])"
+    )
+
+
+# Keys: a recursive loose index scan of django_jobs_keyed_idx gives each distinct key after the
+# cursor in one probe, then each key's first ready jobs in claim order. Sequences: the same walk
+# over django_jobs_sequence_idx, and each sequence's head (its first job not finished, or dead and
+# blocking: dead jobs of names with sequence_on_dead="continue" are stepped over). Limited queues
+# and names without keys: the first ready jobs among them, from django_jobs_ready_idx.
+CANDIDATES = (
+    f"WITH RECURSIVE keys(k, n) AS ("
+    f"SELECT (SELECT {KEY_EXPR} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} > %(key_cursor)s "
+    f"ORDER BY {KEY_EXPR} LIMIT 1), 1 "
+    f"UNION ALL SELECT (SELECT {KEY_EXPR} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} > keys.k "
+    f"ORDER BY {KEY_EXPR} LIMIT 1), n + 1 FROM keys WHERE keys.k IS NOT NULL AND n < {MAX_KEYS}), "
+    f"sequences(k, n) AS ("
+    f"SELECT (SELECT sequence_key FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key > %(sequence_cursor)s "
+    f"ORDER BY sequence_key LIMIT 1), 1 "
+    f"UNION ALL SELECT (SELECT sequence_key FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key > sequences.k "
+    f"ORDER BY sequence_key LIMIT 1), n + 1 FROM sequences WHERE sequences.k IS NOT NULL AND n < {MAX_KEYS}) "
+    f"SELECT 'key', keys.k, j.* FROM keys CROSS JOIN LATERAL ("
+    f"SELECT {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} = keys.k "
+    f"AND run_at <= %(now)s {_filters()} ORDER BY priority DESC, run_at, id LIMIT %(per_key)s) AS j "
+    f"UNION ALL SELECT 'sequence', sequences.k, h.* FROM sequences CROSS JOIN LATERAL ("
+    f"SELECT {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key = sequences.k "
+    f"AND NOT (status = '{JobStatus.DEAD.value}' AND name = ANY(%(continue_names)s::text[])) "
+    f"ORDER BY id LIMIT 1) AS h "
+    f"UNION ALL (SELECT 'limited', NULL, {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {READY_SQL} AND {UNGATED_SQL} "
+    f"AND run_at <= %(now)s AND (queue = ANY(%(limited_queues)s::text[]) OR name = ANY(%(limited_names)s::text[])) "
+    f"{_filters()} ORDER BY priority DESC, run_at, id LIMIT %(per_key)s * 4)"
+)
+
+# Locks each gate for the rest of the transaction, in the order of the names: every worker takes
+# its locks in that order, so two claims can wait on each other's gates but never deadlock. (The
+# sort is in a sub-select so that the locks are taken in its order.)
+LOCK_GATES = (
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(g, 0))) "
+    "FROM (SELECT g FROM unnest(%s::text[]) AS g ORDER BY g) AS gates"
+)
+
+# What the gates count, read after the locks: the clock, the running jobs that hold a concurrency
+# gate or a sequence (few rows: at most the fleet's concurrency, via django_jobs_running_idx),
+# the starts in each rate's window (django_jobs_start_key_idx), and each sequence's head.
+USAGE = (
+    "SELECT 'now', NULL::bigint, NULL::text, NULL::text, NULL::text, statement_timestamp(), NULL::bigint "
+    f"UNION ALL SELECT 'running', id, COALESCE(concurrency_key, name), queue, sequence_key, NULL, NULL "
+    f"FROM {TABLE} WHERE status = '{JobStatus.RUNNING.value}' AND (COALESCE(concurrency_key, name) = ANY(%(keys)s::text[]) "
+    f"OR queue = ANY(%(queues)s::text[]) OR sequence_key = ANY(%(sequences)s::text[])) "
+    f"UNION ALL SELECT 'starts', NULL, w.key, NULL, NULL, min(s.started_at), count(s.key) "
+    f"FROM unnest(%(start_keys)s::text[], %(periods)s::float8[]) AS w(key, period) "
+    f"LEFT JOIN {START_TABLE} AS s ON s.key = w.key "
+    f"AND s.started_at > statement_timestamp() - make_interval(secs => w.period) GROUP BY w.key "
+    f"UNION ALL SELECT 'head', h.id, q.k, h.status, NULL, NULL, NULL "
+    f"FROM unnest(%(sequences)s::text[]) AS q(k) CROSS JOIN LATERAL ("
+    f"SELECT id, status FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key = q.k "
+    f"AND NOT (status = '{JobStatus.DEAD.value}' AND name = ANY(%(continue_names)s::text[])) "
+    f"ORDER BY id LIMIT 1) AS h"
+)
+
+# Marks the admitted jobs running (only if still ready: an operator may have stopped one since
+# step 1) and logs a start per rate gate of each, with the clock USAGE read.
+CLAIM_GATED = (
+    f"WITH claimed AS (UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+    f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
+    f"WHERE id = ANY(%(ids)s::bigint[]) AND {status_in(READY_STATUSES)} "
+    f"RETURNING {', '.join(CLAIM_COLUMNS)}), "
+    f"started AS (INSERT INTO {START_TABLE} (key, started_at) SELECT s.key, %(now)s "
+    f"FROM unnest(%(start_ids)s::bigint[], %(start_keys)s::text[]) AS s(id, key) "
+    f"WHERE s.id IN (SELECT id FROM claimed)) "
+    f"SELECT {', '.join(CLAIM_COLUMNS)} FROM claimed"
+)
+
+# Starts older than the longest period a rate can have are never counted again.
+PRUNE_STARTS = f"DELETE FROM {START_TABLE} WHERE started_at < %s"
+
+
+def limits_in_effect(using: str) -> flow.Limits:
+    """Code's limits with DJANGO_JOBS["QUEUES"] and the operators' Limit rows over them."""
+    rows = Limit.objects.using(using).values_list("kind", "value", "concurrency", "rate")
+    return flow.merge_limits(registry.limits(), jobs_settings.QUEUES or {}, list(rows))
+
+
+def any_gated(limits: flow.Limits) -> bool:
+    """Whether any job can be held by a gate: limits are set, or a registered job has a key."""
+    return bool(limits) or any(definition.keyed for definition in registry)
+
+
+@dataclass
+class GatedClaim:
+    """What one gated claim took, and what it learned for the next one."""
+
+    rows: list[dict[str, Any]]
+    #: The earliest time a rate lets a held job start (None: none waits on a rate).
+    next_start: datetime | None = None
+    #: Where the next claim's walk over keys and sequences starts ("" from the beginning).
+    key_cursor: str = ""
+    sequence_cursor: str = ""
+
+
+def claim_gated(
+    using: str, *, worker_id: str, want: int, now: datetime, limits: flow.Limits, queues: Sequence[str] = (),
+    paused_queues: Sequence[str] = (), paused_names: Sequence[str] = (), key_cursor: str = "",
+    sequence_cursor: str = "",
+) -> GatedClaim:
+    """Claim up to ``want`` jobs that gates may hold, never more than every gate allows."""
+    if want <= 0:
+        return GatedClaim([], key_cursor=key_cursor, sequence_cursor=sequence_cursor)
+    if connections[using].vendor != "postgresql":
+        raise NotImplementedError("flow control needs PostgreSQL")
+    params = {
+        "now": now, "queues": list(queues), "paused_queues": list(paused_queues),
+        "paused_names": list(paused_names), "key_cursor": key_cursor, "sequence_cursor": sequence_cursor,
+        "continue_names": sorted(limits.sequence_continue), "per_key": want,
+        "limited_queues": limits.limited_queues, "limited_names": limits.limited_names,
+    }
+    with connections[using].cursor() as cursor:
+        cursor.execute(CANDIDATES, params)
+        found = cursor.fetchall()
+    candidates, keys_seen, sequences_seen = _candidates(found, now, queues, paused_queues, paused_names)
+    result = GatedClaim(
+        [],
+        key_cursor=max(keys_seen) if len(keys_seen) >= MAX_KEYS else "",
+        sequence_cursor=max(sequences_seen) if len(sequences_seen) >= MAX_KEYS else "",
+    )
+    if not candidates:
+        return result
+    gates = {gate for c in candidates for gate in flow.gates_of(c, limits)}
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        cursor.execute(LOCK_GATES, [sorted(g.lock_name for g in gates)])
+        usage, db_now = _usage(cursor, gates, limits)
+        decision = flow.admit(candidates, limits, usage, db_now, want)
+        result.next_start = decision.next_start
+        if decision.ids:
+            by_id = {c.id: c for c in candidates}
+            starts = [(i, g.start_key) for i in decision.ids for g in flow.gates_of(by_id[i], limits) if g.rate]
+            cursor.execute(CLAIM_GATED, {
+                "now": db_now, "worker_id": worker_id, "ids": decision.ids,
+                "start_ids": [s[0] for s in starts], "start_keys": [s[1] for s in starts],
+            })
+            result.rows = claimed_rows(cursor.fetchall())
+    for row in result.rows:
+        row["gated"] = True
+    return result
+
+
+def _candidates(
+    found: Sequence[Sequence[Any]], now: datetime, queues: Sequence[str], paused_queues: Sequence[str],
+    paused_names: Sequence[str],
+) -> tuple[list[flow.Candidate], list[str], list[str]]:
+    candidates: dict[int, flow.Candidate] = {}
+    keys_seen: list[str] = []
+    sequences_seen: list[str] = []
+    for source, key, *row in found:
+        (keys_seen if source == "key" else sequences_seen if source == "sequence" else []).append(key)
+        job_id, name, queue, priority, run_at, concurrency_key, rate_key, sequence_key, status = row
+        if source == "sequence" and (
+            status not in READY_STATUSES or run_at > now or (queues and queue not in queues)
+            or queue in paused_queues or name in paused_names
+        ):
+            continue  # the head runs, waits, is dead, or isn't this worker's to run
+        if name not in registry:
+            continue
+        candidates[job_id] = flow.Candidate(
+            job_id, name, queue, priority, run_at, concurrency_key, rate_key, sequence_key
+        )
+    return list(candidates.values()), keys_seen, sequences_seen
+
+
+def _usage(cursor: Any, gates: set[flow.Gate], limits: flow.Limits) -> tuple[flow.Usage, datetime]:
+    concurrency = {g.key for g in gates if g.kind == "concurrency"}
+    queue_concurrency = {g.key for g in gates if g.kind == "queue-concurrency"}
+    sequences = sorted({g.key for g in gates if g.kind == "sequence"})
+    rates = {g.start_key: g.rate.period for g in gates if g.rate is not None}
+    cursor.execute(USAGE, {
+        "keys": sorted(concurrency), "queues": sorted(queue_concurrency), "sequences": sequences,
+        "start_keys": list(rates), "periods": list(rates.values()),
+        "continue_names": sorted(limits.sequence_continue),
+    })
+    usage = flow.Usage()
+    db_now: datetime | None = None
+    for tag, job_id, first, second, third, moment, count in cursor.fetchall():
+        if tag == "now":
+            db_now = moment
+        elif tag == "running":
+            if first in concurrency:
+                usage.running.setdefault(("concurrency", first), []).append(job_id)
+            if second in queue_concurrency:
+                usage.running.setdefault(("queue-concurrency", second), []).append(job_id)
+            if third is not None:
+                usage.sequence_running[third] = job_id
+        elif tag == "starts":
+            usage.starts[first] = (count, moment)
+        else:
+            usage.heads[first] = (job_id, second)
+    assert db_now is not None
+    return usage, db_now
+
+
+def prune_starts(using: str, before: datetime) -> int:
+    """Delete rate starts older than ``before``; return how many."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(PRUNE_STARTS, [before])
+        return cursor.rowcount

@@ -1,0 +1,186 @@
+"""The gated claim against real PostgreSQL: limits hold, held jobs stay queued, sequences keep order."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from django_jobs.db import gates
+from django_jobs.db.claims import OutcomeWrite, record_outcomes
+from django_jobs.lifecycle import Transition
+from django_jobs.models import Job, JobStatus, Limit, Start
+from tests.testapp import jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def claim(worker: str = "w1", want: int = 10, **kwargs: Any) -> list[int]:
+    result = gates.claim_gated(
+        "default", worker_id=worker, want=want, now=timezone.now(), limits=gates.limits_in_effect("default"),
+        **kwargs,
+    )
+    return [row["id"] for row in result.rows]
+
+
+def finish(*ids: int) -> None:
+    Job.objects.filter(id__in=ids).update(status=JobStatus.SUCCEEDED, worker_id="", finished_at=timezone.now())
+
+
+def test_concurrency__never_more_running_than_the_limit_across_claims() -> None:
+    created = [jobs.limited_pair.enqueue() for _ in range(5)]
+    assert created[0].concurrency_key == "tests.testapp.jobs.limited_pair"
+
+    first = claim("w1")
+    second = claim("w2")
+
+    assert first == [created[0].id, created[1].id]
+    assert second == []  # the limit is full: nothing for the other worker
+    assert Job.objects.filter(status=JobStatus.QUEUED).count() == 3  # held, not spent
+    assert Job.objects.get(id=created[2].id).attempts == 0
+    finish(first[0])
+    assert claim("w2") == [created[2].id]
+
+
+def test_concurrency__per_key_each_key_has_its_own_slot() -> None:
+    a = [jobs.sync_account.enqueue("a") for _ in range(3)]
+    b = [jobs.sync_account.enqueue(account_id="b") for _ in range(3)]
+    assert {a[0].concurrency_key, b[0].concurrency_key} == {"account:a", "account:b"}
+
+    assert sorted(claim()) == [a[0].id, b[0].id]
+    assert claim() == []
+
+
+def test_held_jobs_ahead_do_not_block_runnable_ones_behind() -> None:
+    held = [jobs.sync_account.using(priority=10).enqueue("busy") for _ in range(50)]
+    assert claim(want=1) == [held[0].id]
+    other = jobs.sync_account.enqueue("free")
+
+    assert claim(want=5) == [other.id]
+
+
+def test_rate__starts_in_a_window_never_exceed_the_rate() -> None:
+    created = [jobs.rated.enqueue(n) for n in range(8)]
+
+    assert len(claim(want=8)) == 5
+    assert claim(want=8) == []
+    assert Start.objects.filter(key="tests.testapp.jobs.rated").count() == 5
+    # The held ones wait for the window, with a time to wake up at.
+    result = gates.claim_gated("default", worker_id="w", want=8, now=timezone.now(),
+                               limits=gates.limits_in_effect("default"))
+    assert result.rows == [] and result.next_start is not None
+    assert 0 < (result.next_start - timezone.now()).total_seconds() <= 1.0
+    assert Job.objects.filter(id__in=[j.id for j in created], status=JobStatus.QUEUED).count() == 3
+
+
+def test_sequence__one_at_a_time_in_id_order_whatever_the_priority() -> None:
+    first = jobs.apply_webhook.enqueue("c1", 1)
+    second = jobs.apply_webhook.using(priority=100).enqueue("c1", 2)
+    other = jobs.apply_webhook.enqueue("c2", 1)
+
+    assert sorted(claim()) == sorted([first.id, other.id])
+    assert claim() == []
+    finish(first.id)
+    assert claim() == [second.id]
+
+
+def test_sequence__a_dead_job_blocks_until_retried() -> None:
+    first = jobs.apply_webhook.enqueue("c1", 1)
+    second = jobs.apply_webhook.enqueue("c1", 2)
+    Job.objects.filter(id=first.id).update(status=JobStatus.DEAD, finished_at=timezone.now())
+
+    assert claim() == []
+    Job.objects.filter(id=first.id).retry()
+    assert claim() == [first.id]
+    finish(first.id)
+    assert claim() == [second.id]
+
+
+def test_sequence__stopped_never_blocks() -> None:
+    first = jobs.apply_webhook.enqueue("c1", 1)
+    second = jobs.apply_webhook.enqueue("c1", 2)
+    Job.objects.filter(id=first.id).update(status=JobStatus.STOPPED, finished_at=timezone.now())
+    assert claim() == [second.id]
+
+
+def test_operator_limit_on_a_queue_holds_jobs_without_keys() -> None:
+    created = [jobs.call_partner.enqueue() for _ in range(4)]
+    Limit.objects.set("queue", "partner-api", concurrency=1, note="partner asked us to slow down")
+
+    assert claim() == [created[0].id]
+    assert claim() == []
+
+
+def test_operator_limit_replaces_the_code_value() -> None:
+    for _ in range(5):
+        jobs.limited_pair.enqueue()
+    Limit.objects.set("name", "tests.testapp.jobs.limited_pair", concurrency=3)
+    assert len(claim()) == 3
+
+
+def test_a_slot_frees_when_the_outcome_is_written() -> None:
+    created = [jobs.limited_pair.enqueue() for _ in range(3)]
+    running = claim("w1")
+    job = Job.objects.get(id=running[0])
+    now = timezone.now()
+    record_outcomes("default", "w1", [OutcomeWrite(
+        job.id, job.attempts, now,
+        Transition(status=JobStatus.SUCCEEDED, history_entry={"attempt": 1, "outcome": "succeeded"}),
+    )])
+    assert Job.objects.get(id=job.id).status == JobStatus.SUCCEEDED
+    assert claim("w2") == [created[2].id]
+
+
+def test_keys_are_rendered_from_bound_arguments() -> None:
+    positional = jobs.sync_account.enqueue("acct_1")
+    keyword = jobs.sync_account.enqueue(account_id="acct_1", seconds=0)
+    assert positional.concurrency_key == keyword.concurrency_key == "account:acct_1"
+    assert Job.objects.get(id=positional.id).concurrency_key == "account:acct_1"
+    many = jobs.sync_account.enqueue_many([["x"], {"account_id": "y"}])
+    assert [j.concurrency_key for j in many] == ["account:x", "account:y"]
+    assert list(Job.objects.filter(id__in=[j.id for j in many]).order_by("id")
+                .values_list("concurrency_key", flat=True)) == ["account:x", "account:y"]
+
+
+def test_claim__walks_the_keyed_index_past_many_held_jobs() -> None:
+    Job.objects.bulk_create([
+        Job(name="tests.testapp.jobs.sync_account", args=["busy"], concurrency_key="account:busy", priority=5)
+        for _ in range(2000)
+    ])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_jobs_job")
+        params = {
+            "now": timezone.now(), "queues": [], "paused_queues": [], "paused_names": [], "key_cursor": "",
+            "sequence_cursor": "", "continue_names": [], "per_key": 4, "limited_queues": [],
+            "limited_names": [],
+        }
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + gates.CANDIDATES, params)
+        plan = cursor.fetchone()[0]
+    text = str(plan)
+    assert "django_jobs_keyed_idx" in text
+    assert "Seq Scan" not in text
+
+
+def test_capture_runs_gated_jobs_inline() -> None:
+    from django_jobs.testing import capture_jobs
+
+    with capture_jobs() as captured:
+        jobs.apply_webhook.enqueue("c1", 1)
+        jobs.apply_webhook.enqueue("c1", 2)
+        jobs.limited_pair.enqueue(0)
+        ran = captured.run()
+    assert len(ran) == 3
+    assert all(j.status == JobStatus.SUCCEEDED for j in ran)
+
+
+def test_rate_window_counts_starts_not_rows(settings: Any) -> None:
+    created = [jobs.rated.enqueue(n) for n in range(6)]
+    assert len(claim(want=10)) == 5
+    # Pruning the started jobs doesn't reopen the window: the starts are logged apart.
+    Job.objects.filter(status=JobStatus.RUNNING).delete()
+    assert claim(want=10) == []
+    assert gates.prune_starts("default", timezone.now() - timedelta(days=8)) == 0
+    assert len(created) == 6
