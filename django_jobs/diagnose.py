@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.timesince import timeuntil
 
 from .conf import jobs_settings
+from .db import gates
 from .models import READY_STATUSES, RETRY_FROM, Job, JobStatus, Pause, Worker
 
 
@@ -17,7 +18,7 @@ from .models import READY_STATUSES, RETRY_FROM, Job, JobStatus, Pause, Worker
 class Reason:
     """One thing keeping a job from running, as a stable code and a sentence."""
 
-    #: not_waiting, scheduled, backoff, paused_queue, paused_name, no_worker, busy, imminent
+    #: not_waiting, scheduled, backoff, paused_queue, paused_name, held, no_worker, busy, imminent
     code: str
     message: str
 
@@ -34,6 +35,7 @@ def why_not_running(
     pauses: Iterable[Pause],
     workers: Iterable[Worker],
     rescue_after: float,
+    held: str | None = None,
 ) -> list[Reason]:
     """Every reason ``job`` isn't running at ``now``, or one saying it should start any moment.
 
@@ -63,6 +65,9 @@ def why_not_running(
         elif pause.kind == Pause.Kind.NAME and pause.value == job.name:
             message = f"Jobs named '{job.name}' are paused{_since(pause)}."
             reasons.append(Reason("paused_name", message))
+    if held:
+        # A limit, a rate or a sequence (db/gates.py): it stays queued and spends no attempt.
+        reasons.append(Reason("held", held[0].upper() + held[1:] + "."))
     fresh_after = now - timedelta(seconds=rescue_after)
     live = [w for w in workers if w.last_heartbeat >= fresh_after]
     serving = [w for w in live if not w.queues or job.queue in w.queues]
@@ -101,12 +106,14 @@ def _not_waiting(job: Job) -> str:
 
 
 def diagnose(job: Job, now: datetime | None = None) -> list[Reason]:
-    """Why ``job`` isn't running, from the pauses and workers in its database."""
+    """Why ``job`` isn't running, from the pauses, flow-control limits and workers in its database."""
     using = job._state.db or Job.objects.db
+    held = gates.explain(using, job) if job.status in READY_STATUSES else None
     return why_not_running(
         job,
         now=now or timezone.now(),
         pauses=Pause.objects.using(using).all(),
         workers=Worker.objects.using(using).all(),
         rescue_after=float(jobs_settings.RESCUE_AFTER),
+        held=held,
     )

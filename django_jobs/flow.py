@@ -25,6 +25,8 @@ from .exceptions import InvalidJobOptions
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*([smhd])\s*$")
+#: The longest period a rate may have: rate starts older than this are never counted again.
+MAX_PERIOD = timedelta(days=7)
 RATE_FORMS = '"N/s", "N/m", "N/h", "N/d" (for example "30/m"), or (N, timedelta(...))'
 
 
@@ -63,7 +65,7 @@ def parse_rate(value: object, what: str = "rate") -> Rate:
         raise InvalidJobOptions(f"{what}={value!r} allows no start at all; the count must be at least 1.")
     if not rate.period > 0:
         raise InvalidJobOptions(f"{what}={value!r}: the period must be positive.")
-    if rate.period > 86400 * 7:
+    if rate.period > MAX_PERIOD.total_seconds():
         raise InvalidJobOptions(f"{what}={value!r}: the period can be at most 7 days.")
     return rate
 
@@ -332,7 +334,7 @@ def _closed(
         next_start = (oldest + timedelta(seconds=gate.rate.period)) if oldest else now
         if decision.next_start is None or next_start < decision.next_start:
             decision.next_start = next_start
-        return held_by_rate(gate, (next_start - now).total_seconds())
+        return held_by_rate(gate, (next_start - now).total_seconds(), candidate.name)
     # A sequence: only its head runs, and only while no job of it is running.
     key = gate.key
     if key in sequences_taken or key in usage.sequence_running:
@@ -354,7 +356,12 @@ def held_by_concurrency(what: str, key: str, count: int, limit: int, holders: It
     return f"held by {label}: {count} of {limit} running" + (f" (job {ids})" if ids else "")
 
 
-def held_by_rate(gate: Gate, wait: float) -> str:
-    """The one line that says a rate holds a job."""
-    where = f" on queue `{gate.key}`" if gate.kind == "queue-rate" else f" `{gate.key}`"
+def held_by_rate(gate: Gate, wait: float, name: str = "") -> str:
+    """The one line that says a rate holds a job: "rate `30/m` reached: next start in 12 s"."""
+    if gate.kind == "queue-rate":
+        where = f" of the queue `{gate.key}`"
+    elif gate.key != name:
+        where = f" for `{gate.key}`"
+    else:
+        where = ""
     return f"rate `{gate.rate}`{where} reached: next start in {max(wait, 0.0):.0f} s"

@@ -245,6 +245,36 @@ def _usage(cursor: Any, gates: set[flow.Gate], limits: flow.Limits) -> tuple[flo
     return usage, db_now
 
 
+def explain(using: str, job: Any) -> str | None:
+    """What flow control holds ``job`` (a ready Job) back with right now, in one line, or None.
+
+    Reads the gates as a claim would, without locking them: an answer for people, not a decision.
+    """
+    if connections[using].vendor != "postgresql":
+        return None
+    limits = limits_in_effect(using)
+    candidate = flow.Candidate(
+        job.id, job.name, job.queue, job.priority, job.run_at, job.concurrency_key, job.rate_key, job.sequence_key
+    )
+    gates = set(flow.gates_of(candidate, limits))
+    if not gates:
+        return None
+    with connections[using].cursor() as cursor:
+        usage, db_now = _usage(cursor, gates, limits)
+    return flow.admit([candidate], limits, usage, db_now, 1).held.get(job.id)
+
+
+def blocked_by(using: str, job: Any) -> int:
+    """How many later jobs of ``job``'s sequence wait behind it (for a dead job's page)."""
+    if not job.sequence_key:
+        return 0
+    from ..models import Job
+
+    return Job.objects.using(using).filter(
+        sequence_key=job.sequence_key, id__gt=job.id, status__in=READY_STATUSES
+    ).count()
+
+
 def prune_starts(using: str, before: datetime) -> int:
     """Delete rate starts older than ``before``; return how many."""
     with connections[using].cursor() as cursor:

@@ -6,7 +6,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ..conf import jobs_settings
-from ..db import maintenance
+from ..db import gates, maintenance
+from ..db.connection import is_postgres
+from ..flow import MAX_PERIOD
 from ..log import log_event
 from ..models import FINISHED_STATUSES
 
@@ -66,4 +68,7 @@ class Pruner:
 
     def run(self, now: datetime) -> float:
         prune(self.context.using, now=now, max_batches=20)
+        # The rate gates' start log: nothing reads a start older than the longest period.
+        if is_postgres(self.context.using):
+            gates.prune_starts(self.context.using, now - MAX_PERIOD)
         return float(jobs_settings.PRUNE_INTERVAL)

@@ -188,7 +188,11 @@ class Ledger:
         if time.monotonic() >= expires:
             with self.link.call():
                 queues, names = claims.paused(self.using)
-                self.limits = gates.limits_in_effect(self.using)
+                limits = gates.limits_in_effect(self.using)
+            if limits != self.limits:
+                log_event("limits_changed", worker=self.worker_id,
+                          queues=",".join(limits.limited_queues) or "-", names=",".join(limits.limited_names) or "-")
+            self.limits = limits
             self._gated = gates.any_gated(self.limits)
             self.gated_dirty = True
             self._paused = (time.monotonic() + 1.0, queues, names)
