@@ -315,6 +315,8 @@ def ready_index_name(table: str) -> str:
     """The name of ``table``'s partial index on the ready statuses (its copy has another name)."""
     rows = execute(
         "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef ILIKE %s",
-        [table, "%WHERE%queued%retrying%"],
+        # (The keyed index and the unique-key constraint have that predicate too; only the claim's
+        # index starts with the claim's order.)
+        [table, "%btree (priority DESC, run_at, id)%WHERE%queued%retrying%"],
     )
     return rows[0][0] if rows else "(no ready index)"

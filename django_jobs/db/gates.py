@@ -155,8 +155,10 @@ def claim_gated(
     if want <= 0:
         return GatedClaim([], key_cursor=key_cursor, sequence_cursor=sequence_cursor)
     if connections[using].vendor != "postgresql":
-        raise NotImplementedError("flow control needs PostgreSQL")
-    params = {
+        # Flow control is PostgreSQL's (advisory locks, arrays): elsewhere limited jobs wait, and
+        # the system check django_jobs.W030 says so at startup.
+        return GatedClaim([], key_cursor=key_cursor, sequence_cursor=sequence_cursor)
+    params: dict[str, Any] = {
         "now": now, "queues": list(queues), "paused_queues": list(paused_queues),
         "paused_names": list(paused_names), "key_cursor": key_cursor, "sequence_cursor": sequence_cursor,
         "continue_names": sorted(limits.sequence_continue), "per_key": want,
