@@ -17,7 +17,7 @@ from django.utils import timezone
 from .conf import jobs_settings
 from .db import inserts
 from .exceptions import InvalidJobArguments, InvalidJobOptions
-from .models import ACTIVE_STATUSES, Job
+from .models import KEY_HOLDERS, Job, UniqueWhile
 from .payload import encode_arguments
 from .registry import JobDefinition, resolve
 from .signals import job_enqueued
@@ -33,6 +33,8 @@ def _fixed_columns(definition: JobDefinition) -> dict[str, Any]:
         run_at = options.run_at
     elif options.delay is not None:
         run_at = now + options.delay
+    elif options.debounce is not None:
+        run_at = now + options.debounce
     else:
         run_at = now
     return {
@@ -44,6 +46,7 @@ def _fixed_columns(definition: JobDefinition) -> dict[str, Any]:
         "run_at": run_at,
         "created_at": now,
         "unique_key": options.unique_key,
+        "unique_while": options.unique_while or UniqueWhile.ACTIVE.value,
         "concurrency_key": None,
         "rate_key": None,
         "sequence_key": None,
@@ -67,7 +70,7 @@ def _field_plan() -> list[tuple[str, Any]]:
 
 _FIXED_NAMES = (
     "name", "queue", "priority", "max_attempts", "timeout", "run_at", "created_at", "unique_key",
-    "concurrency_key", "rate_key", "sequence_key",
+    "unique_while", "concurrency_key", "rate_key", "sequence_key",
 )
 _KEY_NAMES = ("concurrency_key", "rate_key", "sequence_key")
 
@@ -165,16 +168,19 @@ def _flow_keys(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any
         raise InvalidJobArguments(f"Can't enqueue {definition.name!r}: {exc}") from None
 
 
-def _existing(unique_key: str, using: str) -> Job | None:
-    return Job.objects.using(using).filter(unique_key=unique_key, status__in=ACTIVE_STATUSES).first()
+def _existing(fixed: dict[str, Any], using: str) -> Job | None:
+    """The job holding the unique_key of ``fixed`` in its scope (unique_while), if any."""
+    holders = KEY_HOLDERS[UniqueWhile(fixed["unique_while"])]
+    return Job.objects.using(using).filter(holders, unique_key=fixed["unique_key"]).first()
 
 
 def enqueue(target: str | JobDefinition | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
     """Enqueue one job by registered name or @job function; return its row.
 
     The row is written in the caller's transaction: it is invisible to workers until that commits,
-    and never runs if it rolls back. With a ``unique_key`` that an active job already holds, the
-    existing job is returned instead of a new one.
+    and never runs if it rolls back. With a ``unique_key`` that another job already holds, that
+    job is returned instead of a new one (with ``on_duplicate="replace"`` or ``debounce``, a
+    waiting one first takes this enqueue's arguments and run_at).
     """
     definition = resolve(target)
     return _enqueue_calls(definition, [(list(args), dict(kwargs))])[0]
@@ -187,6 +193,9 @@ def enqueue_many(
     """Enqueue one job per item in a single INSERT; each item is a kwargs dict or an args list.
 
     Returns the jobs in the order given; where a unique_key was already held, the existing job.
+    With ``on_duplicate="replace"`` or ``debounce`` (one key for the whole batch, each item
+    replacing the one before it) every item is validated and only the last is written: the one
+    job is returned for every item.
     """
     definition = resolve(target)
     with _collector_paused():
@@ -231,6 +240,10 @@ def _enqueue_many(
 def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]]) -> list[Job]:
     limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
     dumped = [encode_arguments(definition, args, kwargs, limit) for args, kwargs in pairs]
+    if definition.options.replaces and len(pairs) > 1:
+        # using() gives the batch one unique_key, so each item would replace the one before it;
+        # writing the last alone leaves the same job, and one statement can't change a row twice.
+        return _enqueue_calls(definition, pairs[-1:]) * len(pairs)
     fixed = _fixed_columns(definition)
     count = len(pairs)
     shared = {**_default_columns(), **fixed}
@@ -270,6 +283,8 @@ def _insert_and_announce(
 ) -> list[Job]:
     using = jobs_settings.DATABASE
     count = len(pairs)
+    if definition.options.replaces:
+        return [_replace_and_announce(definition, pairs[0], shared, fixed, using)]
     # ON CONFLICT DO NOTHING never raises, so the caller's transaction is never poisoned.
     for _ in range(5):
         ids = inserts.insert_columns(using, shared, varying, count)
@@ -284,10 +299,38 @@ def _insert_and_announce(
                     job_enqueued.send(sender=Job, job=job)
         if all(job is not None for job in jobs):
             return jobs  # type: ignore[return-value]
-        existing = _existing(fixed["unique_key"], using)
+        existing = _existing(fixed, using)
         if existing is not None:
             return [job if job is not None else existing for job in jobs]
         if count > 1:
             return [job for job in jobs if job is not None]
         # The holder of the key finished between our INSERT and SELECT: try again.
-    raise RuntimeError(f"Could not enqueue {definition.name!r} with unique_key={fixed['unique_key']!r}")
+    raise _lost_holder(definition, fixed)
+
+
+def _replace_and_announce(
+    definition: JobDefinition, pair: tuple[list[Any], dict[str, Any]], shared: dict[str, Any],
+    fixed: dict[str, Any], using: str,
+) -> Job:
+    # ON CONFLICT DO UPDATE … WHERE never raises either (db/inserts.py: upsert_row).
+    for _ in range(5):
+        written = inserts.upsert_row(using, shared, debounce=definition.options.debounce is not None)
+        if written is not None:
+            job_id, inserted = written
+            if not inserted:
+                # Replaced: job_enqueued went out when the job was inserted.
+                return Job.objects.using(using).get(pk=job_id)
+            job = _new_job(fixed, *pair, job_id, using)
+            if job_enqueued.has_listeners(Job):
+                job_enqueued.send(sender=Job, job=job)
+            return job
+        # The holder had started (or is in another sequence): return it unchanged.
+        existing = _existing(fixed, using)
+        if existing is not None:
+            return existing
+        # It finished between our INSERT and SELECT: try again.
+    raise _lost_holder(definition, fixed)
+
+
+def _lost_holder(definition: JobDefinition, fixed: dict[str, Any]) -> RuntimeError:
+    return RuntimeError(f"Could not enqueue {definition.name!r} with unique_key={fixed['unique_key']!r}")

@@ -52,10 +52,30 @@ class JobStatus(models.TextChoices):
 
 #: A worker may claim jobs in these states once run_at has passed.
 READY_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING)
-#: Jobs that will still run or are running: unique_key is enforced among these.
+#: Jobs that will still run or are running: a unique_key of the default scope is unique among these.
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
 #: Outcomes: nothing runs these again unless an operator retries them.
 FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.STOPPED, JobStatus.DEAD)
+
+
+class UniqueWhile(models.TextChoices):
+    """How long a job's ``unique_key`` keeps out other jobs with that key (``using(unique_while=…)``)."""
+
+    # While the job is queued, retrying or running: one active job per key (the default).
+    ACTIVE = "active", "Active"
+    # Until the job first starts: one job not started yet per key, beside others that run.
+    WAITING = "waiting", "Waiting"
+
+
+#: The jobs that hold a unique_key against a new job of each scope: the predicates (with
+#: ``unique_key IS NOT NULL``) of the two partial unique indexes that enforce it, and of the
+#: lookups that find the holder. A job of the waiting scope holds its key until its first claim
+#: sets ``started_at``, which nothing clears: so nothing a worker does to a started job (a retry,
+#: ``Retry()``, a hand-back at shutdown) can collide with the job waiting after it.
+KEY_HOLDERS = {
+    UniqueWhile.ACTIVE: Q(status__in=ACTIVE_STATUSES, unique_while=UniqueWhile.ACTIVE),
+    UniqueWhile.WAITING: Q(started_at__isnull=True, status=JobStatus.QUEUED, unique_while=UniqueWhile.WAITING),
+}
 
 
 #: A sequence waits on its jobs in these states (a dead one unless sequence_on_dead="continue").
@@ -135,7 +155,7 @@ class JobQuerySet(models.QuerySet["Job"]):
             for queue in {row.queue for row in rows}:
                 _notify(queue)
 
-        return self._transition(RETRY_FROM, apply, extra_fields=("unique_key",))
+        return self._transition(RETRY_FROM, apply, extra_fields=("unique_key", "unique_while", "started_at"))
 
     def stop(self, reason: str = "", now: datetime | None = None) -> Transitioned:
         """Stop these jobs: waiting ones end ``stopped`` at once, running ones are asked to stop."""
@@ -184,28 +204,37 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self._transition(DEAD_LETTER_FROM, apply, extra_fields=("history",))
 
     def _without_key_conflicts(self, rows: list[Job], result: Transitioned) -> list[Job]:
-        """The rows that can be queued without breaking "one active job per unique_key".
+        """The rows that can be queued without breaking their unique_key's uniqueness.
 
-        A job whose key is held by a waiting or running job, or by one retried just before it,
-        is skipped as ``key_taken``. A retrying job already holds its key and keeps it.
+        A job that would take its key (see KEY_HOLDERS) while another job holds it in the same
+        scope, or one retried just before it, is skipped as ``key_taken``. A retrying job of the
+        active scope holds its key already and keeps it; a started job of the waiting scope never
+        takes its key again.
         """
-        keys = {r.unique_key for r in rows if r.unique_key}
-        if not keys:
+        taking = [r for r in rows if _takes_key(r)]
+        if not taking:
             return rows
-        taken = set(
-            self.model.objects.using(self.db)
-            .filter(unique_key__in=keys, status__in=ACTIVE_STATUSES)
-            .exclude(pk__in=[r.pk for r in rows])
-            .values_list("unique_key", flat=True)
-        )
-        taken |= {r.unique_key for r in rows if r.unique_key and r.status == JobStatus.RETRYING}
+        ids = [r.pk for r in rows]
+        taken: set[tuple[str, str | None]] = set()
+        for scope in {r.unique_while for r in taking}:
+            held = (
+                self.model.objects.using(self.db)
+                .filter(KEY_HOLDERS[UniqueWhile(scope)], unique_key__in={r.unique_key for r in taking})
+                .exclude(pk__in=ids)
+                .values_list("unique_key", flat=True)
+            )
+            taken |= {(scope, key) for key in held}
+        taken |= {
+            (r.unique_while, r.unique_key) for r in rows
+            if r.unique_key and r.unique_while == UniqueWhile.ACTIVE and r.status == JobStatus.RETRYING
+        }
         kept = []
         for row in rows:
-            if row.unique_key and row.status != JobStatus.RETRYING:
-                if row.unique_key in taken:
+            if _takes_key(row):
+                if (row.unique_while, row.unique_key) in taken:
                     result.skipped["key_taken"] += 1
                     continue
-                taken.add(row.unique_key)
+                taken.add((row.unique_while, row.unique_key))
             kept.append(row)
         return kept
 
@@ -250,6 +279,15 @@ class JobQuerySet(models.QuerySet["Job"]):
                 return result
 
 
+def _takes_key(row: Job) -> bool:
+    """Whether queueing ``row`` (retrying it) makes it a holder of its unique_key it wasn't."""
+    if not row.unique_key:
+        return False
+    if row.unique_while == UniqueWhile.WAITING:
+        return row.started_at is None
+    return row.status != JobStatus.RETRYING
+
+
 class Job(models.Model):
     """One unit of background work and the record of every attempt at it."""
 
@@ -269,6 +307,12 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     unique_key = models.CharField(max_length=255, null=True, blank=True)
+    # How long unique_key keeps out other jobs with that key: see UniqueWhile and the constraints.
+    # A database default too, so that processes still running the code before this column
+    # (during a deploy) can go on inserting jobs.
+    unique_while = models.CharField(
+        max_length=8, choices=UniqueWhile.choices, default=UniqueWhile.ACTIVE, db_default=UniqueWhile.ACTIVE
+    )
     # Which worker holds the current attempt (a worker id), empty when none does.
     worker_id = models.CharField(max_length=255, blank=True, default="")
     # One entry per finished attempt: attempt, worker, started_at, finished_at, outcome, error.
@@ -368,14 +412,21 @@ class Job(models.Model):
             ),
         ]
         constraints = [
-            # At most one active job per unique_key. The database enforces it, so two concurrent
-            # enqueues can't race past each other; enqueue() turns the conflict into "return the
-            # existing job" (ON CONFLICT … DO NOTHING in db/inserts.py).
-            # Partial on unique_key IS NOT NULL too, so jobs without a key cost it nothing.
+            # At most one holder per unique_key in each scope (KEY_HOLDERS): one active job of
+            # the active scope, one job not started yet of the waiting scope. The database
+            # enforces it, so concurrent enqueues can't race past each other; enqueue() turns the
+            # conflict into "return the existing job" or "replace its arguments" (ON CONFLICT …
+            # DO NOTHING or DO UPDATE in db/inserts.py). Partial on unique_key IS NOT NULL too,
+            # so jobs without a key cost them nothing.
             models.UniqueConstraint(
                 fields=["unique_key"],
                 name="django_jobs_unique_key_active",
-                condition=Q(unique_key__isnull=False, status__in=ACTIVE_STATUSES),
+                condition=Q(unique_key__isnull=False) & KEY_HOLDERS[UniqueWhile.ACTIVE],
+            ),
+            models.UniqueConstraint(
+                fields=["unique_key"],
+                name="django_jobs_unique_key_waiting",
+                condition=Q(unique_key__isnull=False) & KEY_HOLDERS[UniqueWhile.WAITING],
             ),
             # Each tick of a schedule enqueues at most one job, however many workers race on it
             # and whatever an edit does to next_run_at (see scheduler.py). Partial: only

@@ -170,6 +170,25 @@ def _check_timeout(timeout: object) -> float | None:
     return seconds
 
 
+#: What enqueue() does when another job holds its unique_key: ``using(on_duplicate=…)``.
+ON_DUPLICATE = {
+    "return": "keep that job and return it (the default)",
+    "replace": "give a waiting one this enqueue's arguments and run_at",
+}
+#: How long a job's unique_key keeps out others: ``using(unique_while=…)`` (models.UniqueWhile).
+UNIQUE_WHILE = {
+    "active": "while it is queued, retrying or running (the default)",
+    "waiting": "until it starts: one more may wait while it runs",
+}
+
+
+def _choice_problem(option: str, value: object, choices: dict[str, str]) -> str | None:
+    if value is None or (isinstance(value, str) and value in choices):
+        return None
+    accepted = "; ".join(f"{name!r}: {meaning}" for name, meaning in choices.items())
+    return f"{option} must be one of {accepted}. Not {value!r}."
+
+
 @dataclass(frozen=True)
 class EnqueueOptions:
     """Per-enqueue options given with ``using()``. None means "the job's default"."""
@@ -180,6 +199,17 @@ class EnqueueOptions:
     run_at: datetime | None = None
     delay: timedelta | None = None
     unique_key: str | None = None
+    #: "return" (None) or "replace": see ON_DUPLICATE and docs/how-to/defining-jobs.md.
+    on_duplicate: str | None = None
+    #: Store the job due this long after the enqueue; a later enqueue with its key pushes it back.
+    debounce: timedelta | None = None
+    #: "active" (None) or "waiting": see UNIQUE_WHILE.
+    unique_while: str | None = None
+
+    @property
+    def replaces(self) -> bool:
+        """Whether a waiting job holding the unique_key takes this enqueue's arguments."""
+        return self.on_duplicate == "replace" or self.debounce is not None
 
     def __post_init__(self) -> None:
         if self.run_at is not None and self.delay is not None:
@@ -205,6 +235,43 @@ class EnqueueOptions:
         if self.priority is not None:
             _check_priority(self.priority)
         _check_queue(self.queue)
+        self._check_duplicates()
+
+    def _check_duplicates(self) -> None:
+        for option, choices in (("on_duplicate", ON_DUPLICATE), ("unique_while", UNIQUE_WHILE)):
+            problem = _choice_problem(option, getattr(self, option), choices)
+            if problem:
+                raise InvalidJobOptions(problem)
+        if self.debounce is not None:
+            if not isinstance(self.debounce, timedelta):
+                raise InvalidJobOptions(
+                    f"debounce must be a timedelta, not {type(self.debounce).__name__} {self.debounce!r} "
+                    f"(debounce=timedelta(seconds=30))."
+                )
+            if self.debounce <= timedelta(0):
+                raise InvalidJobOptions(
+                    f"debounce must be a positive timedelta, not {self.debounce!r}: it is how long after "
+                    f"the last enqueue of a burst the job runs. Leave it out to run the job at once."
+                )
+            if self.run_at is not None or self.delay is not None:
+                when = "run_at=" if self.run_at is not None else "delay="
+                raise InvalidJobOptions(
+                    f"Give using() either debounce= or {when}, not both: debounce sets run_at itself, "
+                    f"to the last enqueue's time plus debounce."
+                )
+            if self.on_duplicate == "return":
+                raise InvalidJobOptions(
+                    'debounce replaces the waiting job\'s arguments and run_at, which on_duplicate="return" '
+                    'refuses: leave on_duplicate out (or use "replace").'
+                )
+        if self.unique_key is None:
+            given = [name for name in ("on_duplicate", "debounce", "unique_while") if getattr(self, name) is not None]
+            if given:
+                raise InvalidJobOptions(
+                    f"{'= and '.join(given)}= need{'s' if len(given) == 1 else ''} a unique_key, which "
+                    f"names the jobs that are duplicates of each other: pass it in the same using() "
+                    f'call, e.g. using(unique_key=f"webhook-{{account_id}}", {given[0]}=...).'
+                )
 
 
 @dataclass(frozen=True)
@@ -280,7 +347,7 @@ class JobDefinition:
 
     def using(self, **options: Any) -> JobDefinition:
         """Return a copy whose enqueues use these options (queue, priority, max_attempts,
-        run_at, delay, unique_key)."""
+        run_at, delay, unique_key, on_duplicate, debounce, unique_while)."""
         unknown = set(options) - set(EnqueueOptions.__dataclass_fields__)
         if unknown:
             allowed = ", ".join(EnqueueOptions.__dataclass_fields__)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..models import ACTIVE_STATUSES, READY_STATUSES, Job, JobStatus, Schedule, Worker
+from ..models import ACTIVE_STATUSES, READY_STATUSES, Job, JobStatus, Schedule, UniqueWhile, Worker
 
 TABLE = Job._meta.db_table
 WORKER_TABLE = Worker._meta.db_table
 SCHEDULE_TABLE = Schedule._meta.db_table
 
 
-def status_in(statuses: Iterable[JobStatus]) -> str:
+def status_in(statuses: Iterable[JobStatus], column: str = "status") -> str:
     """Return ``status IN ('queued', 'retrying')``: literals, for the planner's sake."""
     # Literals, spelled like the partial indexes' predicates, so the planner can prove that an
     # index applies (a bound parameter would hide the value from it).
-    return "status IN (" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
+    return f"{column} IN (" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
 
 
 def status_is(status: JobStatus) -> str:
@@ -25,9 +25,25 @@ def status_is(status: JobStatus) -> str:
 
 # The ready index's predicate, which the claim and the overview repeat so the index applies.
 READY_SQL = status_in(READY_STATUSES)
-# Spelled, with " AND unique_key IS NOT NULL" after it, exactly as Django writes the partial unique
-# index's predicate: SQLite only matches an ON CONFLICT target to an index with the same WHERE.
 ACTIVE_SQL = status_in(ACTIVE_STATUSES)
+
+# The jobs holding a unique_key in each scope (unique_while): the predicates of the two partial
+# unique indexes (models.KEY_HOLDERS), spelled exactly as Django writes them, since SQLite only
+# matches an ON CONFLICT target to an index with the same WHERE (tests/unit/db/test_tables.py
+# compares them).
+KEY_HOLDERS_SQL = {
+    UniqueWhile.ACTIVE.value: f"unique_key IS NOT NULL AND {ACTIVE_SQL} AND unique_while = 'active'",
+    UniqueWhile.WAITING.value: (
+        f"unique_key IS NOT NULL AND started_at IS NULL AND {status_is(JobStatus.QUEUED)} "
+        f"AND unique_while = 'waiting'"
+    ),
+}
+
+
+def unique_target(scope: str) -> str:
+    """The ON CONFLICT target of the unique-key index of ``scope`` ("active" or "waiting")."""
+    return f"(unique_key) WHERE {KEY_HOLDERS_SQL[scope]}"
+
 
 # Rows no flow-control gate holds: the plain claim takes only these (the gated claim, db/gates.py,
 # the others). With READY_SQL, the predicate of django_jobs_ready_idx.

@@ -26,7 +26,7 @@ from django_jobs.exceptions import (
 from django_jobs.models import Job, JobStatus
 from django_jobs.signals import job_enqueued
 from tests.support.factories import JobFactory
-from tests.support.procs import wait_until
+from tests.support.procs import wait_lock_waiter
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
@@ -469,13 +469,7 @@ def test_unique_key__enforced_by_the_database_between_concurrent_enqueues(second
     try:
         # Neither app-level check could see the other's row: only the unique index can make the
         # second INSERT wait on the first, uncommitted one.
-        wait_until(
-            lambda: second_connection.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO%'"
-            ).fetchone()[0] == 1,
-            message="the second enqueue to wait on the first one's uncommitted row",
-        )
+        wait_lock_waiter(second_connection, "%INSERT INTO%", "the second enqueue to wait on the first one's uncommitted row")
     finally:
         release_first.set()
         for thread in threads:

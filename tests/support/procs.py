@@ -68,6 +68,19 @@ def wait_listening(conn: Any, worker: WorkerProcess) -> None:
     )
 
 
+def wait_lock_waiter(conn: Any, like: str, message: str) -> None:
+    """Wait until one statement whose text is ``like`` (SQL LIKE) waits on a lock, as seen from
+    ``conn``, a session outside any transaction (statistics views are frozen inside one)."""
+    wait_until(
+        lambda: conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE %s",
+            [like],
+        ).fetchone()[0] == 1,
+        message=message,
+    )
+
+
 def database_url(settings_dict: dict[str, Any] | None = None) -> str:
     """A ``postgres://`` URL for the database Django is connected to (the *test* database)."""
     s = settings_dict or connection.settings_dict

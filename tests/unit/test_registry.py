@@ -316,3 +316,81 @@ def test_using__rejects_values_the_job_table_would_change(options: dict[str, obj
 def test_using__values_at_the_limits_are_accepted() -> None:
     jobs.record.using(unique_key="k" * 255, queue="q" * 100, priority=2**31 - 1, max_attempts=10**6)
     jobs.record.using(priority=-(2**31))
+
+
+# -- duplicates: on_duplicate, debounce, unique_while ------------------------------------------
+
+
+def test_using__duplicate_options_are_stored_and_say_whether_they_replace() -> None:
+    thirty = timedelta(seconds=30)
+
+    assert not jobs.record.using(unique_key="k").options.replaces
+    assert not jobs.record.using(unique_key="k", on_duplicate="return", unique_while="waiting").options.replaces
+    assert jobs.record.using(unique_key="k", on_duplicate="replace").options.replaces
+    debounced = jobs.record.using(unique_key="k", debounce=thirty, unique_while="waiting")
+    assert debounced.options == EnqueueOptions(unique_key="k", debounce=thirty, unique_while="waiting")
+    assert debounced.options.replaces
+    assert jobs.record.using(unique_key="k", debounce=thirty, on_duplicate="replace").options.replaces
+
+
+def test_using__duplicate_options_chain_onto_an_earlier_unique_key() -> None:
+    keyed = jobs.record.using(unique_key="k", queue="hooks")
+
+    assert keyed.using(on_duplicate="replace").options == EnqueueOptions(
+        unique_key="k", queue="hooks", on_duplicate="replace"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"unique_key": "k", "on_duplicate": "update"},
+            "on_duplicate must be one of 'return': keep that job and return it \\(the default\\); "
+            "'replace': give a waiting one this enqueue's arguments and run_at. Not 'update'.",
+        ),
+        ({"unique_key": "k", "on_duplicate": None, "unique_while": "running"},
+         "unique_while must be one of 'active': .*; 'waiting': .*. Not 'running'."),
+        ({"unique_key": "k", "unique_while": 1}, "unique_while must be one of .* Not 1."),
+        ({"unique_key": "k", "debounce": 30}, r"debounce must be a timedelta, not int 30 \(debounce=timedelta\(seconds=30\)\)"),
+        ({"unique_key": "k", "debounce": timedelta(0)}, "debounce must be a positive timedelta, not .*Leave it out"),
+        ({"unique_key": "k", "debounce": timedelta(seconds=-1)}, "debounce must be a positive timedelta"),
+        (
+            {"unique_key": "k", "debounce": timedelta(seconds=5), "delay": timedelta(seconds=1)},
+            "either debounce= or delay=, not both: debounce sets run_at itself",
+        ),
+        (
+            {"unique_key": "k", "debounce": timedelta(seconds=5), "run_at": datetime(2030, 1, 1, tzinfo=UTC)},
+            "either debounce= or run_at=, not both",
+        ),
+        (
+            {"unique_key": "k", "debounce": timedelta(seconds=5), "on_duplicate": "return"},
+            'debounce replaces the waiting job\'s arguments and run_at, which on_duplicate="return" refuses',
+        ),
+        ({"debounce": timedelta(seconds=5)}, r"debounce= needs a unique_key, .* pass it in the same using\(\) call"),
+        ({"on_duplicate": "replace"}, "on_duplicate= needs a unique_key"),
+        ({"unique_while": "waiting"}, "unique_while= needs a unique_key"),
+        (
+            {"on_duplicate": "replace", "unique_while": "waiting"},
+            r"on_duplicate= and unique_while= need a unique_key.*using\(unique_key=f\"webhook-\{account_id\}\", on_duplicate=...\)",
+        ),
+    ],
+)
+def test_using__rejects_bad_duplicate_options_saying_how_to_fix_them(options: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidJobOptions, match=message):
+        jobs.record.using(**options)
+
+
+def test_using__a_debounce_after_an_earlier_delay_is_refused_too() -> None:
+    delayed = jobs.record.using(delay=timedelta(seconds=5))
+
+    with pytest.raises(InvalidJobOptions, match="either debounce= or delay="):
+        delayed.using(unique_key="k", debounce=timedelta(seconds=30))
+
+
+def test_unique_while__choices_match_the_model() -> None:
+    from django_jobs.models import UniqueWhile
+    from django_jobs.registry import ON_DUPLICATE, UNIQUE_WHILE
+
+    assert list(UNIQUE_WHILE) == list(UniqueWhile.values)
+    assert list(ON_DUPLICATE) == ["return", "replace"]

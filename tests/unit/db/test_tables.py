@@ -18,3 +18,23 @@ def test_predicates__match_the_model_s_status_groups() -> None:
     assert tables.READY_SQL == "status IN ('queued', 'retrying')"
     assert tables.ACTIVE_SQL == tables.status_in(ACTIVE_STATUSES)
     assert tables.READY_SQL == tables.status_in(READY_STATUSES)
+
+
+def test_key_holders_sql__spells_each_unique_key_index_s_predicate_as_django_writes_it() -> None:
+    # SQLite matches an ON CONFLICT target to a partial index only by an identical WHERE, so the
+    # text must be the one Django's migration wrote for the constraint (quotes and outer
+    # parentheses aside, which SQLite's parser drops). Compiled for SQLite without connecting.
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    from django_jobs.models import Job, UniqueWhile
+
+    sqlite = DatabaseWrapper({
+        "NAME": ":memory:", "ENGINE": "django.db.backends.sqlite3", "OPTIONS": {}, "TIME_ZONE": None,
+        "CONN_HEALTH_CHECKS": False, "CONN_MAX_AGE": 0, "AUTOCOMMIT": True, "ATOMIC_REQUESTS": False, "TEST": {},
+    })
+    editor = sqlite.schema_editor(collect_sql=True)
+    constraints = {c.name: c for c in Job._meta.constraints}
+    for scope in UniqueWhile.values:
+        written = constraints[f"django_jobs_unique_key_{scope}"]._get_condition_sql(Job, editor)
+        assert written.replace('"', "").removeprefix("(").removesuffix(")") == tables.KEY_HOLDERS_SQL[scope]
+        assert tables.unique_target(scope) == f"(unique_key) WHERE {tables.KEY_HOLDERS_SQL[scope]}"
