@@ -1,5 +1,5 @@
-"""The job lists' queue and name filters, and the known values they and the pause and limit forms
-offer."""
+"""The job lists' queue, name and flow-control filters, and the known values they and the pause
+and limit forms offer."""
 
 from __future__ import annotations
 
@@ -96,3 +96,33 @@ class NameFilter(_ValueFilter):
 
     def known(self, request: HttpRequest) -> set[str]:
         return known_job_names(request)
+
+
+
+#: The flow-control filter's choices: (label, lookups).
+FLOW_CHOICES: dict[str, tuple[str, dict[str, bool]]] = {
+    "concurrency": ("Has a concurrency key", {"concurrency_key__isnull": False}),
+    "rate": ("Has a rate key", {"rate_key__isnull": False}),
+    "sequence": ("Has a sequence key", {"sequence_key__isnull": False}),
+    "none": (
+        "No key",
+        {"concurrency_key__isnull": True, "rate_key__isnull": True, "sequence_key__isnull": True},
+    ),
+}
+
+
+class FlowKeyFilter(admin.SimpleListFilter):
+    """Jobs enqueued with a flow-control key: limited per key, or in a sequence.
+
+    One key's jobs are ``?sequence_key=customer:42`` (a job's page links there).
+    """
+
+    title = "flow control"
+    parameter_name = "flow"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, label) for value, (label, _) in FLOW_CHOICES.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        choice = FLOW_CHOICES.get(self.value() or "")
+        return queryset.filter(**choice[1]) if choice else queryset
