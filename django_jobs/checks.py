@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -14,12 +15,14 @@ from .conf import DEFAULTS
 from .exceptions import (
     InvalidCron,
     InvalidJobArguments,
+    InvalidJobOptions,
     InvalidPayload,
     InvalidSchedule,
     JobNotRegistered,
 )
+from .flow import RATE_FORMS, check_concurrency, parse_rate
 from .models import FINISHED_STATUSES, Schedule
-from .registry import registry
+from .registry import queue_problem, registry
 from .scheduler import parse_declaration
 from .stats import unregistered_message
 from .worker.pool import MAX_CONCURRENCY
@@ -328,5 +331,77 @@ def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint='Set ADMINS (["ops@example.com"] on Django 6, [("Ops", "ops@example.com")] '
             "on 5.2) and an EMAIL_BACKEND that delivers.",
             id="django_jobs.W003",
+        ))
+    return errors
+
+
+#: What an entry of DJANGO_JOBS["QUEUES"] may say.
+QUEUE_OPTIONS = ("concurrency", "rate")
+_QUEUES_EXAMPLE = '{"partner-api": {"concurrency": 4, "rate": "100/m"}}'
+#: Each value's check, the hint for a value it refuses, and the check's ID.
+_QUEUE_VALUES: tuple[tuple[str, Callable[[Any, str], Any], str, str], ...] = (
+    ("concurrency", check_concurrency,
+     "The most jobs of the queue running at once, over every worker: a whole number >= 1.", "django_jobs.E304"),
+    ("rate", parse_rate,
+     f"The most starts of the queue's jobs per period, over every worker: {RATE_FORMS}.", "django_jobs.E305"),
+)
+
+
+@register(Tags.compatibility)
+def check_queues(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Check DJANGO_JOBS["QUEUES"]: queue name -> {"concurrency": N, "rate": "N/m"} (E301-E305, W301)."""
+    value = _settings_dict()
+    if value is None:
+        return []  # E001 says so
+    queues = value.get("QUEUES", {})
+    if not isinstance(queues, dict):
+        return [Error(
+            f"DJANGO_JOBS['QUEUES'] must be a dict of queue name -> limits, not {type(queues).__name__}.",
+            hint=f"For example {_QUEUES_EXAMPLE}.",
+            id="django_jobs.E301",
+        )]
+    errors: list[Any] = []
+    for queue, options in queues.items():
+        where = f"DJANGO_JOBS['QUEUES'][{queue!r}]"
+        problem = queue_problem(queue)
+        if problem:
+            errors.append(Error(
+                f"DJANGO_JOBS['QUEUES'] names an invalid queue: {problem}.",
+                hint="Use the queue's name as @job(queue=…) gives it.",
+                id="django_jobs.E302",
+            ))
+        if not isinstance(options, dict):
+            errors.append(Error(
+                f"{where} is {options!r}; it must be a dict with a concurrency, a rate, or both.",
+                hint=f"For example {_QUEUES_EXAMPLE}.",
+                id="django_jobs.E301",
+            ))
+            continue
+        errors.extend(_check_queue_options(where, options))
+    return errors
+
+
+def _check_queue_options(where: str, options: dict[Any, Any]) -> list[Any]:
+    errors: list[Any] = []
+    for key in options:
+        if key not in QUEUE_OPTIONS:
+            close = difflib.get_close_matches(str(key), QUEUE_OPTIONS, n=1)
+            errors.append(Error(
+                f"{where} has an unknown key {key!r}.",
+                hint=f"Did you mean {close[0]!r}?" if close else "The keys are 'concurrency' and 'rate'.",
+                id="django_jobs.E303",
+            ))
+    for key, validate, hint, check_id in _QUEUE_VALUES:
+        if options.get(key) is not None:
+            try:
+                validate(options[key], f"{where}[{key!r}]")
+            except InvalidJobOptions as exc:
+                errors.append(Error(str(exc), hint=hint, id=check_id))
+    concurrency, rate = options.get("concurrency"), options.get("rate")
+    if concurrency is None and rate is None and not errors:
+        errors.append(Warning(
+            f"{where} limits nothing.",
+            hint="Give it a concurrency, a rate, or both; or remove the entry.",
+            id="django_jobs.W301",
         ))
     return errors

@@ -1,4 +1,4 @@
-"""A Prometheus endpoint: queue depth and lag, finished-job counters, workers and pauses.
+"""A Prometheus endpoint: queue depth and lag, finished-job counters, workers, pauses and limits.
 
 Wire it with ``path("jobs/", include("django_jobs.urls"))``; it answers at ``jobs/metrics``.
 Readers authenticate with ``Authorization: Bearer <DJANGO_JOBS["METRICS_TOKEN"]>`` or as a
@@ -143,7 +143,63 @@ def render(using: str, *, now: datetime) -> str:
             for p in stats.schedule_problems(using)
         ],
     )
+    _limit_families(out, stats.limit_usage(using, now=now))
     return out.text()
+
+
+def _limit_families(out: Exposition, usages: list[stats.LimitUsage]) -> None:
+    """The flow-control limits in effect and their usage, per limited queue and job name."""
+    def target(u: stats.LimitUsage) -> dict[str, str]:
+        return {"scope": u.scope, "target": u.target}
+
+    concurrent = [u for u in usages if u.concurrency is not None]
+    rated = [u for u in usages if u.rate is not None]
+    out.family(
+        "django_jobs_limit_concurrency",
+        "gauge",
+        "The concurrency limit in effect on a queue or job name (per key when the job has a "
+        "concurrency_key); absent while it has none.",
+        [(target(u), u.concurrency or 0) for u in concurrent],
+    )
+    out.family(
+        "django_jobs_limit_running",
+        "gauge",
+        "Jobs running now in a limited queue, or of a limited job name (over all its keys).",
+        [(target(u), u.running) for u in usages],
+    )
+    out.family(
+        "django_jobs_limit_rate",
+        "gauge",
+        "Starts a rate limit allows per window (per key when the job has a rate_key).",
+        [(target(u), u.rate.count) for u in rated if u.rate is not None],
+    )
+    out.family(
+        "django_jobs_limit_rate_period_seconds",
+        "gauge",
+        "The window of a rate limit, in seconds.",
+        [(target(u), u.rate.period) for u in rated if u.rate is not None],
+    )
+    out.family(
+        "django_jobs_limit_rate_starts",
+        "gauge",
+        "Starts within a rate limit's current window (its last period); absent for a rate per key.",
+        [(target(u), u.rate_starts) for u in rated if u.rate_starts is not None],
+    )
+    keyed = [(u, kind, keys) for u in usages for kind, keys in u.keys.items()]
+    out.family(
+        "django_jobs_limit_keys_waiting",
+        "gauge",
+        "Keys of a job name limited per key (limit=\"concurrency\" or \"rate\") that have jobs "
+        "ready to start.",
+        [({**target(u), "limit": kind}, keys.waiting) for u, kind, keys in keyed],
+    )
+    out.family(
+        "django_jobs_limit_keys_at_limit",
+        "gauge",
+        "Of those keys, the ones at their limit: their ready jobs are held until a job of the "
+        "key finishes (concurrency) or the window moves on (rate).",
+        [({**target(u), "limit": kind}, keys.at_limit) for u, kind, keys in keyed],
+    )
 
 
 def _finished_samples(using: str) -> list[tuple[dict[str, str], float]]:

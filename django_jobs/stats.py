@@ -19,7 +19,8 @@ from django.utils.dateparse import parse_datetime
 from .conf import jobs_settings
 from .db import stats as db_stats
 from .exceptions import JobNotRegistered
-from .models import FINISHED_STATUSES, Job, JobStatus, Pause, Schedule, Worker
+from .flow import KeyTemplate, Limits, Rate, merge_limits
+from .models import FINISHED_STATUSES, Job, JobStatus, Limit, Pause, Schedule, Worker
 from .registry import registry
 
 #: How far back "recently finished" looks.
@@ -239,3 +240,129 @@ def schedule_problems(using: str) -> list[ScheduleProblem]:
         if schedule.last_error:
             problems.append(ScheduleProblem(schedule, "failing", schedule.last_error))
     return problems
+
+
+# -- flow control: the limits in effect and how much of each is used -----------------------------
+
+
+def effective_limits(using: str) -> tuple[Limits, list[Limit]]:
+    """The limits every worker applies (code, DJANGO_JOBS["QUEUES"], then the operators' rows over
+    them), and those rows."""
+    rows = list(Limit.objects.using(using).order_by("kind", "value"))
+    operator = [(r.kind, r.value, r.concurrency, r.rate) for r in rows]
+    return merge_limits(registry.limits(), jobs_settings.QUEUES or {}, operator), rows
+
+
+def template_text(template: KeyTemplate | None) -> str | None:
+    """A key template as the admin shows it: the format string, or the callable's name."""
+    if template is None:
+        return None
+    source = template.source
+    return source if isinstance(source, str) else getattr(source, "__qualname__", repr(source))
+
+
+@dataclass
+class KeyUsage:
+    """A limit per key: how many keys have jobs ready to start, and how many of those are at
+    their limit (their jobs are held)."""
+
+    waiting: int = 0
+    at_limit: int = 0
+
+
+@dataclass
+class LimitUsage:
+    """A limited queue or job name: the limits in effect, who set each, and how much is used.
+
+    Each ``*_source`` is ``"code"`` (``@job``), ``"settings"`` (``DJANGO_JOBS["QUEUES"]``) or
+    ``"operator"`` (a ``Limit`` row, set in the admin). A job name's limits may hold per key (its
+    ``concurrency_key`` or ``rate_key`` template, in ``*_per_key``): then ``keys`` says how the
+    keys fare, and ``rate_starts`` is None (each key has its own window).
+    """
+
+    scope: str  # "queue" or "name"
+    target: str
+    concurrency: int | None = None
+    concurrency_source: str = ""
+    concurrency_per_key: str | None = None
+    rate: Rate | None = None
+    rate_source: str = ""
+    rate_per_key: str | None = None
+    #: Jobs running now: in the queue, or of the job name (over all its keys).
+    running: int = 0
+    #: Starts within the rate's window (its last ``period`` seconds); None without a rate, or
+    #: with a rate per key.
+    rate_starts: int | None = None
+    #: "concurrency" and "rate", when that limit holds per key.
+    keys: dict[str, KeyUsage] = field(default_factory=dict)
+    #: Why an operator set their limit, when one did.
+    note: str = ""
+
+    @property
+    def start_key(self) -> str:
+        """The key the rate gate logs this target's starts under (flow.Gate.start_key)."""
+        return f"queue:{self.target}" if self.scope == "queue" else self.target
+
+
+def limit_usage(using: str, *, now: datetime) -> list[LimitUsage]:
+    """Every limited queue, then every limited job name, with its usage now."""
+    limits, rows = effective_limits(using)
+    if not limits:
+        return []
+    operator = {(r.kind, r.value): r for r in rows}
+    usages = []
+    for scope, targets, concurrency, rate, default_source in (
+        ("queue", limits.limited_queues, limits.queue_concurrency, limits.queue_rate, "settings"),
+        ("name", limits.limited_names, limits.concurrency, limits.rate, "code"),
+    ):
+        for target in targets:
+            row = operator.get((scope, target))
+            usage = LimitUsage(scope, target, concurrency.get(target), rate=rate.get(target))
+            usage.note = row.note if row is not None else ""
+            if usage.concurrency is not None:
+                by_operator = row is not None and row.concurrency is not None
+                usage.concurrency_source = "operator" if by_operator else default_source
+            if usage.rate is not None:
+                usage.rate_source = "operator" if row is not None and row.rate else default_source
+            definition = registry.get(target) if scope == "name" else None
+            if definition is not None and usage.concurrency is not None:
+                usage.concurrency_per_key = template_text(definition.concurrency_key)
+            if definition is not None and usage.rate is not None:
+                usage.rate_per_key = template_text(definition.rate_key)
+            usages.append(usage)
+    _count_usage(using, now, usages)
+    return usages
+
+
+def _count_usage(using: str, now: datetime, usages: list[LimitUsage]) -> None:
+    if connections[using].vendor != "postgresql":
+        return  # the statements use PostgreSQL's arrays; SQLite is for development only
+    running_by_queue: dict[str, int] = {}
+    running_by_name: dict[str, int] = {}
+    for queue, name, count in db_stats.running_by_queue_and_name(using):
+        running_by_queue[queue] = running_by_queue.get(queue, 0) + int(count)
+        running_by_name[name] = running_by_name.get(name, 0) + int(count)
+    windows: dict[str, datetime] = {}
+    rules: dict[str, tuple[int | None, datetime | None, int | None]] = {}
+    for usage in usages:
+        running = running_by_queue if usage.scope == "queue" else running_by_name
+        usage.running = running.get(usage.target, 0)
+        since = now - timedelta(seconds=usage.rate.period) if usage.rate is not None else None
+        if since is not None and usage.rate_per_key is None:
+            windows[usage.start_key] = since
+        if usage.concurrency_per_key is not None or usage.rate_per_key is not None:
+            rules[usage.target] = (
+                usage.concurrency if usage.concurrency_per_key is not None else None,
+                since if usage.rate_per_key is not None else None,
+                usage.rate.count if usage.rate is not None and usage.rate_per_key is not None else None,
+            )
+    starts = db_stats.starts_in_windows(using, windows)
+    keyed = {(name, kind): KeyUsage(waiting, at_limit)
+             for name, kind, waiting, at_limit in db_stats.keys_at_limit(using, now=now, rules=rules)}
+    for usage in usages:
+        if usage.start_key in windows:
+            usage.rate_starts = starts.get(usage.start_key, 0)
+        if usage.scope == "name":
+            for kind, per_key in (("concurrency", usage.concurrency_per_key), ("rate", usage.rate_per_key)):
+                if per_key is not None:
+                    usage.keys[kind] = keyed.get((usage.target, kind), KeyUsage())

@@ -123,3 +123,39 @@ def declare() -> Iterator[Callable[..., Any]]:
     yield register
     for name in names:
         registry._jobs.pop(name, None)
+
+
+@pytest.fixture
+def limited_jobs() -> Iterator[dict[str, Any]]:
+    """Register jobs with flow-control limits for one test (by short name), and forget them after.
+
+    Not in tests/testapp: a limit registered for every test would show on every overview page and
+    in every metrics scrape, and hold jobs those tests expect to run.
+    """
+    from django_jobs import job
+    from django_jobs.registry import registry
+
+    def call_partner(order_id: int) -> None:
+        """At most two at once (a code limit on a job name)."""
+
+    def sync_account(account_id: int, tenant_id: int = 0) -> None:
+        """One at a time per account, five starts a second per tenant."""
+
+    def send_digest() -> None:
+        """Thirty starts a minute."""
+
+    def bill_customer(customer_id: int) -> None:
+        """One at a time, in order, per customer."""
+
+    definitions = {
+        "call_partner": job(name="tests.limited.call_partner", queue="partner-api", concurrency=2)(call_partner),
+        "sync_account": job(
+            name="tests.limited.sync_account", concurrency=1, concurrency_key="account:{account_id}",
+            rate="5/s", rate_key="tenant:{tenant_id}",
+        )(sync_account),
+        "send_digest": job(name="tests.limited.send_digest", rate="30/m")(send_digest),
+        "bill_customer": job(name="tests.limited.bill_customer", sequence_key="customer:{customer_id}")(bill_customer),
+    }
+    yield definitions
+    for definition in definitions.values():
+        registry._jobs.pop(definition.name, None)

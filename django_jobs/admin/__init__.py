@@ -5,6 +5,7 @@ registers every page.
 - ``verbs``: retry, stop and dead-letter, with their confirmation pages;
 - ``schedules``: the cron schedules, with their preview;
 - ``pauses``: the paused queues and job names;
+- ``limits``: the operators' concurrency and rate limits, beside those declared in code;
 - ``overview``: every queue, worker and pause on one screen;
 - ``display``, ``filters``, ``paginator``: what those pages share.
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from ..models import DeadLetter, Job, Pause, QueueOverview, Schedule
+from ..models import DeadLetter, Job, Limit, Pause, QueueOverview, Schedule
 from .jobs import DeadLetterAdmin, JobAdmin
+from .limits import LimitAdmin
 from .overview import QueueOverviewAdmin
 from .pauses import PauseAdmin
 from .schedules import ScheduleAdmin
@@ -24,5 +26,6 @@ admin.site.register(Schedule, ScheduleAdmin)
 admin.site.register(Job, JobAdmin)
 admin.site.register(DeadLetter, DeadLetterAdmin)
 admin.site.register(Pause, PauseAdmin)
+admin.site.register(Limit, LimitAdmin)
 
-__all__ = ["DeadLetterAdmin", "JobAdmin", "PauseAdmin", "QueueOverviewAdmin", "ScheduleAdmin"]
+__all__ = ["DeadLetterAdmin", "JobAdmin", "LimitAdmin", "PauseAdmin", "QueueOverviewAdmin", "ScheduleAdmin"]

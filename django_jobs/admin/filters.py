@@ -1,4 +1,5 @@
-"""The job lists' queue and name filters, and the known values they and the pause form offer."""
+"""The job lists' queue, name and flow-control filters, and the known values they and the pause
+and limit forms offer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from .. import stats
 from ..models import READY_STATUSES, Job, Pause, Schedule, Worker
@@ -49,6 +51,19 @@ def known_job_names(request: HttpRequest) -> set[str]:
     return names | _sample(request, "name")
 
 
+def offer_values(field: Any, list_id: str, values: set[str], help_text: str) -> Any:
+    """Let a text form field suggest ``values`` as its user types (an HTML datalist), which
+    still takes any other value typed in."""
+    field.widget.attrs["list"] = list_id
+    field.help_text = format_html(
+        '{}<datalist id="{}">{}</datalist>',
+        help_text,
+        list_id,
+        format_html_join("", '<option value="{}">', ((v,) for v in sorted(values))),
+    )
+    return field
+
+
 class _ValueFilter(admin.SimpleListFilter):
     """Filter on one column, offering known values instead of a DISTINCT over the whole table."""
 
@@ -82,3 +97,32 @@ class NameFilter(_ValueFilter):
     def known(self, request: HttpRequest) -> set[str]:
         return known_job_names(request)
 
+
+
+#: The flow-control filter's choices: (label, lookups).
+FLOW_CHOICES: dict[str, tuple[str, dict[str, bool]]] = {
+    "concurrency": ("Has a concurrency key", {"concurrency_key__isnull": False}),
+    "rate": ("Has a rate key", {"rate_key__isnull": False}),
+    "sequence": ("Has a sequence key", {"sequence_key__isnull": False}),
+    "none": (
+        "No key",
+        {"concurrency_key__isnull": True, "rate_key__isnull": True, "sequence_key__isnull": True},
+    ),
+}
+
+
+class FlowKeyFilter(admin.SimpleListFilter):
+    """Jobs enqueued with a flow-control key: limited per key, or in a sequence.
+
+    One key's jobs are ``?sequence_key=customer:42`` (a job's page links there).
+    """
+
+    title = "flow control"
+    parameter_name = "flow"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, label) for value, (label, _) in FLOW_CHOICES.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        choice = FLOW_CHOICES.get(self.value() or "")
+        return queryset.filter(**choice[1]) if choice else queryset

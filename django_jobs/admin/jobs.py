@@ -17,10 +17,12 @@ from django.utils.html import format_html, format_html_join
 from ..diagnose import diagnose
 from ..models import READY_STATUSES, Job, JobStatus
 from . import display
-from .filters import NameFilter, QueueFilter
+from .filters import FlowKeyFilter, NameFilter, QueueFilter
 from .paginator import EstimatedCountPaginator
 from .verbs import VerbAdmin
 
+#: The flow-control keys a job may have been enqueued with; its page shows those it has.
+FLOW_KEYS = ("concurrency_key", "rate_key", "sequence_key")
 #: Dead-letter groups listed above the dead jobs.
 DEAD_LETTER_GROUPS_SHOWN = 50
 
@@ -48,8 +50,11 @@ class _JobAdminBase(VerbAdmin):
     # Only the primary key has an index that serves an ORDER BY over the whole table.
     sortable_by = ("job_id",)
     list_per_page = 50
-    search_fields = ("name", "unique_key", "last_error")
-    search_help_text = "A job's id (or #id), or text in the name, unique key or last error."
+    search_fields = ("name", "unique_key", "last_error", "concurrency_key", "rate_key", "sequence_key")
+    search_help_text = (
+        "A job's id (or #id), or text in the name, unique key, last error, or a concurrency, rate "
+        "or sequence key."
+    )
     change_form_template = "admin/django_jobs/job/change_form.html"
 
     class Media:
@@ -138,6 +143,9 @@ class _JobAdminBase(VerbAdmin):
                 },
             ),
         ]
+        keys = tuple(f"{k}_link" for k in FLOW_KEYS if getattr(obj, k))
+        if keys:
+            fieldsets.append(("Flow control", {"fields": keys}))
         if obj.status in READY_STATUSES:
             fieldsets.append(("Why isn't it running?", {"fields": ("diagnosis",)}))
         if obj.progress:
@@ -174,6 +182,23 @@ class _JobAdminBase(VerbAdmin):
         return [
             name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
         ]
+
+    def _key_link(self, obj: Job, column: str) -> str:
+        key = getattr(obj, column)
+        url = reverse("admin:django_jobs_job_changelist") + "?" + urlencode({column: key})
+        return format_html('<code>{}</code> · <a href="{}">every job with this key</a>', key, url)
+
+    @admin.display(description="Concurrency key")
+    def concurrency_key_link(self, obj: Job) -> str:
+        return self._key_link(obj, "concurrency_key")
+
+    @admin.display(description="Rate key")
+    def rate_key_link(self, obj: Job) -> str:
+        return self._key_link(obj, "rate_key")
+
+    @admin.display(description="Sequence key")
+    def sequence_key_link(self, obj: Job) -> str:
+        return self._key_link(obj, "sequence_key")
 
     @admin.display(description="Reasons")
     def diagnosis(self, obj: Job) -> str:
@@ -246,7 +271,9 @@ class JobAdmin(_JobAdminBase):
         "progress_column",
     )
     list_display_links = ("job_id", "name")
-    list_filter = ("status", QueueFilter, NameFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status", QueueFilter, NameFilter, FlowKeyFilter, ("created_at", admin.DateFieldListFilter)
+    )
     actions = ("retry_jobs", "stop_jobs", "dead_letter_jobs")
     verbs = ("retry", "stop", "dead-letter")
 
@@ -256,7 +283,7 @@ class DeadLetterAdmin(_JobAdminBase):
 
     list_display = ("job_id", "name", "queue", "error", "attempts_column", "finished_at", "age")
     list_display_links = ("job_id", "name")
-    list_filter = (QueueFilter, NameFilter, ("finished_at", admin.DateFieldListFilter))
+    list_filter = (QueueFilter, NameFilter, FlowKeyFilter, ("finished_at", admin.DateFieldListFilter))
     actions = ("retry_jobs",)
     verbs = ("retry",)
     # Newest first: the finished rows' partial index serves this order (status = 'dead' implies

@@ -1,9 +1,10 @@
-"""The admin's overview page: every queue, worker and pause on one screen, with pause buttons.
+"""The admin's overview page: every queue, worker, pause and limit on one screen, with pause buttons.
 
 Registered on the ``QueueOverview`` proxy so that it is listed on the admin index and guarded by
 its view permission (``django_jobs.view_queueoverview``). Pausing takes
 ``django_jobs.add_pause`` and resuming ``django_jobs.delete_pause``: a pause is a ``Pause`` row,
-so the model's own permissions say who may create and remove one.
+so the model's own permissions say who may create and remove one. Likewise the link to the limits'
+page shows to who may see it (``django_jobs.view_limit``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .display import format_age
 TEMPLATE = "admin/django_jobs/overview.html"
 PAUSE_PERMISSION = "django_jobs.add_pause"
 RESUME_PERMISSION = "django_jobs.delete_pause"
+#: Who may open the limits' page (to see, set, change or lift a limit).
+LIMITS_PERMISSION = "django_jobs.view_limit"
 #: Seconds the page may reload itself after (``?refresh=10``), for a screen on the wall.
 REFRESH_CHOICES = (5, 10, 30, 60)
 QUEUE_MAX_LENGTH = Job._meta.get_field("queue").max_length or 100
@@ -132,6 +135,11 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "refresh": next((r for r in REFRESH_CHOICES if refresh == str(r)), None),
             "refresh_choices": REFRESH_CHOICES,
             "dead_letters_url": _url("admin:django_jobs_deadletter_changelist"),
+            "limits": [_limit_row(u) for u in stats.limit_usage(using, now=now)],
+            "limits_url": (
+                _url("admin:django_jobs_limit_changelist")
+                if request.user.has_perm(LIMITS_PERMISSION) else None
+            ),
             "pause_url": reverse(
                 "admin:django_jobs_queueoverview_pause", current_app=self.admin_site.name
             ),
@@ -260,6 +268,42 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, f"Nothing to do: {label} was not paused.", messages.WARNING)
         return self._redirect()
+
+
+#: How the overview says who set a limit.
+LIMIT_SOURCES = {"code": "code", "settings": "settings", "operator": "an operator"}
+
+
+def _limit_row(u: stats.LimitUsage) -> dict[str, Any]:
+    """One limited queue or job name: its use of each limit, and who set it."""
+    concurrency = rate = ""
+    if u.concurrency is not None:
+        per_key = f" per {u.concurrency_per_key}" if u.concurrency_per_key else ""
+        concurrency = f"{u.running:,} running, at most {u.concurrency:,}{per_key}"
+    if u.rate is not None:
+        if u.rate_per_key:
+            rate = f"at most {u.rate} per {u.rate_per_key}"
+        else:
+            rate = f"{u.rate_starts or 0:,} started of {u.rate}"
+    held = []
+    for kind, usage in u.keys.items():
+        held.append(f"{kind}: {usage.waiting:,} with jobs waiting, {usage.at_limit:,} at the limit")
+    keys = "; ".join(held)
+    sources = {LIMIT_SOURCES[s] for s in (u.concurrency_source, u.rate_source) if s}
+    full = (u.concurrency is not None and u.running >= u.concurrency and not u.concurrency_per_key) or (
+        u.rate_starts is not None and u.rate is not None and u.rate_starts >= u.rate.count
+    )
+    return {
+        "scope": u.scope,
+        "label": "Queue" if u.scope == "queue" else "Job",
+        "target": u.target,
+        "concurrency": concurrency or "—",
+        "rate": rate or "—",
+        "keys": keys or "—",
+        "source": " and ".join(sorted(sources)),
+        "note": u.note,
+        "full": full or any(usage.at_limit for usage in u.keys.values()),
+    }
 
 
 def _label(kind: str, value: str) -> str:

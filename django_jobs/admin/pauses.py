@@ -7,10 +7,9 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html, format_html_join
 
 from ..models import Pause
-from .filters import known_job_names, known_queue_names
+from .filters import known_job_names, known_queue_names, offer_values
 
 
 class PauseAdmin(admin.ModelAdmin):
@@ -27,12 +26,8 @@ class PauseAdmin(admin.ModelAdmin):
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if field is not None and db_field.name == "value":
-            known = sorted(known_queue_names(request) | known_job_names(request))
-            field.widget.attrs["list"] = "django-jobs-pausable"
-            field.help_text = format_html(
-                'A queue, or a job name.<datalist id="django-jobs-pausable">{}</datalist>',
-                format_html_join("", '<option value="{}">', ((v,) for v in known)),
-            )
+            known = known_queue_names(request) | known_job_names(request)
+            offer_values(field, "django-jobs-pausable", known, "A queue, or a job name.")
         return field
 
     def save_model(self, request: HttpRequest, obj: Pause, form: Any, change: bool) -> None:

@@ -4,7 +4,9 @@ tally, and the planner's row estimates that stand in for ``COUNT(*)`` on a large
 Each count reads only the small part of the job table an index already isolates: the ready rows
 (``django_jobs_ready_idx``), the running rows (``django_jobs_running_idx``), the finished rows
 in a range of ``finished_at`` (``django_jobs_finished_idx``) and the dead rows
-(``django_jobs_dead_idx``).
+(``django_jobs_dead_idx``); the flow-control limits' usage reads the running rows, the ready rows
+with keys (``django_jobs_keyed_idx``, ``django_jobs_sequence_idx``) and the start log by key
+(``django_jobs_start_key_idx``).
 tests/integration/db/test_stats.py asserts with EXPLAIN that none of them scans the whole table.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 
 from django.db import connections
 
-from ..models import FINISHED_STATUSES, JobStatus
+from ..models import FINISHED_STATUSES, JobStatus, Start
 from .tables import KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in, status_is
 
 #: The predicates of the partial indexes the statements below read.
@@ -70,6 +72,65 @@ FINISHED_BETWEEN_BY_NAME = (
     f"AND finished_at > %s AND finished_at <= %s GROUP BY queue, name, status"
 )
 
+START_TABLE = Start._meta.db_table
+
+# Running jobs by queue and job name: the limits' use of their concurrency, per limited queue and
+# per job name. Running rows are few, and django_jobs_running_idx (partial on status = 'running')
+# holds only them.
+RUNNING_BY_QUEUE_AND_NAME = f"SELECT queue, name, count(*) FROM {TABLE} WHERE {IS_RUNNING} GROUP BY queue, name"
+
+# Starts in each rate's current window: per start key ("queue:<name>" for a queue's rate, the
+# job name for a job's), the starts logged after %(since)s, the window's beginning. One range
+# probe of django_jobs_start_key_idx (key, started_at) per key, however long the log is.
+STARTS_IN_WINDOWS = (
+    f"SELECT w.key, (SELECT count(*) FROM {START_TABLE} AS s "
+    "WHERE s.key = w.key AND s.started_at > w.since) "
+    "FROM unnest(%(keys)s::text[], %(since)s::timestamptz[]) AS w(key, since)"
+)
+
+# Per job name limited per key (a concurrency_key or rate_key template): how many keys have jobs
+# ready to start, and how many of those keys are at their limit, which holds those jobs back.
+# Counted here rather than in Python because a name may have tens of thousands of keys. The
+# ready rows with keys are in django_jobs_keyed_idx, or in django_jobs_sequence_idx when they
+# also belong to a sequence (one branch per index, each with its predicate spelled out so the
+# planner can use it); running counts come from django_jobs_running_idx; starts from one probe
+# of django_jobs_start_key_idx per key, counted only up to the rate (beyond it the key is at its
+# limit whatever the number). A key is counted as the gates count it (flow.gates_of): across
+# job names, and the job name for a job without one. %(names)s and the arrays beside it give
+# each name's per-key limits: a NULL concurrency (or rate) means it isn't limited that way per key.
+KEYS_AT_LIMIT = f"""
+WITH rule(name, concurrency, since, rate) AS (
+    SELECT * FROM unnest(%(names)s::text[], %(concurrency)s::int[], %(since)s::timestamptz[], %(rate)s::int[])
+), waiting AS (
+    SELECT name, concurrency_key, rate_key FROM {TABLE}
+    WHERE {IS_READY} AND {KEYED_SQL} AND run_at <= %(now)s AND name = ANY(%(names)s)
+    UNION
+    SELECT name, concurrency_key, rate_key FROM {TABLE}
+    WHERE {IS_READY} AND sequence_key IS NOT NULL AND run_at <= %(now)s AND name = ANY(%(names)s)
+), running AS (
+    SELECT COALESCE(concurrency_key, name) AS key, count(*) AS n FROM {TABLE}
+    WHERE {IS_RUNNING} GROUP BY 1
+), concurrency_keys AS (
+    SELECT DISTINCT w.name, COALESCE(w.concurrency_key, w.name) AS key
+    FROM waiting AS w JOIN rule ON rule.name = w.name WHERE rule.concurrency IS NOT NULL
+), rate_keys AS (
+    SELECT DISTINCT w.name, COALESCE(w.rate_key, w.name) AS key
+    FROM waiting AS w JOIN rule ON rule.name = w.name WHERE rule.rate IS NOT NULL
+)
+SELECT k.name, 'concurrency', count(*), count(*) FILTER (WHERE COALESCE(r.n, 0) >= rule.concurrency)
+FROM concurrency_keys AS k JOIN rule ON rule.name = k.name LEFT JOIN running AS r ON r.key = k.key
+GROUP BY k.name
+UNION ALL
+SELECT k.name, 'rate', count(*), count(*) FILTER (WHERE s.n >= rule.rate)
+FROM rate_keys AS k JOIN rule ON rule.name = k.name
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n FROM (
+        SELECT 1 FROM {START_TABLE} WHERE key = k.key AND started_at > rule.since LIMIT rule.rate
+    ) AS capped
+) AS s
+GROUP BY k.name
+"""
+
 # The planner's row estimate for {select} (the rows per page of the last VACUUM or ANALYZE, times
 # the table's current pages, times the predicates' selectivity): EXPLAIN reads no rows.
 PLANNER_ROWS = "EXPLAIN (FORMAT JSON) {select}"
@@ -118,6 +179,38 @@ def finished_between_by_name(
     with connection.cursor() as cursor:
         cursor.execute(FINISHED_BETWEEN_BY_NAME, [adapt(since), adapt(until)])
         return cursor.fetchall()
+
+
+def running_by_queue_and_name(using: str) -> list[tuple[Any, ...]]:
+    """Run RUNNING_BY_QUEUE_AND_NAME: (queue, name, count) rows."""
+    return _fetch(using, RUNNING_BY_QUEUE_AND_NAME, {})
+
+
+def starts_in_windows(using: str, windows: dict[str, datetime]) -> dict[str, int]:
+    """Run STARTS_IN_WINDOWS: the starts logged under each key after its window's beginning."""
+    if not windows:
+        return {}
+    keys = sorted(windows)
+    rows = _fetch(using, STARTS_IN_WINDOWS, {"keys": keys, "since": [windows[k] for k in keys]})
+    return {key: int(count) for key, count in rows}
+
+
+def keys_at_limit(
+    using: str, *, now: datetime, rules: dict[str, tuple[int | None, datetime | None, int | None]]
+) -> list[tuple[str, str, int, int]]:
+    """Run KEYS_AT_LIMIT for ``rules`` (name -> concurrency per key, rate window's beginning,
+    starts per key): (name, "concurrency" or "rate", keys with ready jobs, keys at their limit)."""
+    if not rules:
+        return []
+    names = sorted(rules)
+    params = {
+        "now": now,
+        "names": names,
+        "concurrency": [rules[n][0] for n in names],
+        "since": [rules[n][1] for n in names],
+        "rate": [rules[n][2] for n in names],
+    }
+    return [(n, kind, int(w), int(a)) for n, kind, w, a in _fetch(using, KEYS_AT_LIMIT, params)]
 
 
 def planner_rows(using: str, select: str, params: Sequence[Any] | None = None) -> int:

@@ -12,90 +12,18 @@ where they fail: CI installs both (``.ci/run`` and the ``test`` extra).
 from __future__ import annotations
 
 import importlib.util
-import os
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from django_jobs.models import JobStatus, Pause, Schedule
 from tests.support import REPO
+from tests.support.browser import messages, shot
 from tests.support.factories import JobFactory
-from tests.support.procs import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = REPO / "screenshots"
-PASSWORD = "browser-test-password"
-#: Milliseconds a page or element may take: generous, for a loaded CI machine.
-TIMEOUT_MS = 20_000
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _unavailable(reason: str) -> None:
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: the browser tests must run in CI; see .ci/run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """A headless Chromium for this module's tests."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright is not installed: pip install -e '.[test]'")
-    if not Path(CHROMIUM).is_file():
-        _unavailable(
-            f"no Chromium at {CHROMIUM}: apt-get install chromium (or set DJANGO_JOBS_CHROMIUM)"
-        )
-    # Playwright's sync API runs an event loop in this thread, and Django refuses database calls
-    # from a thread with a running loop; the test's own setup and assertions are plain sync code.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                yield chromium
-            finally:
-                chromium.close()
-
-
-@pytest.fixture
-def page(browser: Any, live_server: Any, transactional_db: None) -> Iterator[Any]:
-    """A logged-in admin session in a fresh browser context."""
-    User.objects.create_superuser("operator", "operator@example.com", PASSWORD)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    tab.goto("/admin/login/")
-    tab.fill("#id_username", "operator")
-    tab.fill("#id_password", PASSWORD)
-    tab.click("input[type=submit]")
-    tab.wait_for_selector("#site-name")
-    try:
-        yield tab
-    finally:
-        context.close()
-
-
-def shot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot as screenshots/<name>.png."""
-    SCREENSHOTS.mkdir(exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def messages(page: Any) -> str:
-    return page.inner_text("ul.messagelist") if page.locator("ul.messagelist").count() else ""
 
 
 def test_overview__an_operator_pauses_and_resumes_a_queue(page: Any) -> None:

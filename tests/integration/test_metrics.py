@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
 from django_jobs.metrics import render
-from django_jobs.models import FinishedCounter, JobStatus, Pause, Schedule, Worker
+from django_jobs.models import FinishedCounter, JobStatus, Limit, Pause, Schedule, Start, Worker
 from django_jobs.services import tally as counters
 from tests.support.factories import JobFactory
 
@@ -188,3 +188,40 @@ def test_render__schedules_that_fail_or_name_an_unregistered_job() -> None:
         'schedule="both",job="gone.jobs.report",problem="unregistered"',
         'schedule="both",job="gone.jobs.report",problem="failing"',
     }
+
+
+@override_settings(DJANGO_JOBS={"QUEUES": {"partner-api": {"concurrency": 4, "rate": "100/m"}}})
+def test_render__each_limits_usage(limited_jobs: dict[str, Any]) -> None:
+    now = timezone.now()
+    sync = limited_jobs["sync_account"].name
+    JobFactory.create_batch(3, queue="partner-api", status=JobStatus.RUNNING)
+    Start.objects.create(key="queue:partner-api", started_at=now - timedelta(seconds=10))
+    JobFactory(name=sync, concurrency_key="account:1", rate_key="tenant:1", status=JobStatus.RUNNING)
+    due = now - timedelta(seconds=1)
+    JobFactory(name=sync, concurrency_key="account:1", rate_key="tenant:1", run_at=due)
+    JobFactory(name=sync, concurrency_key="account:2", rate_key="tenant:1", run_at=due)
+    Limit.objects.set("name", limited_jobs["call_partner"].name, concurrency=1, note="partner asked")
+
+    metrics = families(render("default", now=now))
+
+    queue = 'scope="queue",target="partner-api"'
+    partner = f'scope="name",target="{limited_jobs["call_partner"].name}"'
+    assert metrics["django_jobs_limit_concurrency"][queue] == 4
+    assert metrics["django_jobs_limit_concurrency"][partner] == 1  # the operator's, over code's 2
+    assert metrics["django_jobs_limit_running"][queue] == 3
+    assert metrics["django_jobs_limit_rate"][queue] == 100
+    assert metrics["django_jobs_limit_rate_period_seconds"][queue] == 60
+    assert metrics["django_jobs_limit_rate_starts"][queue] == 1
+    keyed = f'scope="name",target="{sync}"'
+    assert metrics["django_jobs_limit_running"][keyed] == 1
+    assert keyed not in metrics["django_jobs_limit_rate_starts"]  # a rate per key has no one window
+    assert metrics["django_jobs_limit_keys_waiting"][keyed + ',limit="concurrency"'] == 2
+    assert metrics["django_jobs_limit_keys_at_limit"][keyed + ',limit="concurrency"'] == 1
+    assert metrics["django_jobs_limit_keys_waiting"][keyed + ',limit="rate"'] == 1
+    assert metrics["django_jobs_limit_keys_at_limit"][keyed + ',limit="rate"'] == 0
+
+
+def test_render__no_limit_series_while_nothing_is_limited() -> None:
+    metrics = families(render("default", now=timezone.now()))
+
+    assert not any(name.startswith("django_jobs_limit_") for name in metrics)

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from django.db.models import Count
+from django.test import override_settings
 from django.utils import timezone
 
 from django_jobs import stats
-from django_jobs.models import Job, JobStatus, Pause, Worker
+from django_jobs.models import Job, JobStatus, Limit, Pause, Start, Worker
 from tests.support.factories import JobFactory, fill
 
 pytestmark = pytest.mark.django_db
@@ -149,3 +150,91 @@ def test_worker_stats__heartbeat_age_and_the_jobs_each_worker_runs() -> None:
     assert first.running[0]["name"] == "tests.testapp.jobs.record"
     assert first.running[1]["name"] is None  # finished since the heartbeat: no row any more
     assert second.silent
+
+
+# -- flow control: each limit's usage ---------------------------------------------------------
+
+
+def usage_by_target() -> dict[tuple[str, str], stats.LimitUsage]:
+    return {(u.scope, u.target): u for u in stats.limit_usage("default", now=NOW)}
+
+
+def started(key: str, *seconds_ago: float) -> None:
+    Start.objects.bulk_create(Start(key=key, started_at=NOW - timedelta(seconds=s)) for s in seconds_ago)
+
+
+def test_limit_usage__is_empty_while_nothing_is_limited() -> None:
+    assert stats.limit_usage("default", now=NOW) == []
+
+
+@override_settings(DJANGO_JOBS={"QUEUES": {"partner-api": {"concurrency": 4, "rate": "100/m"}}})
+def test_limit_usage__counts_running_jobs_and_the_rates_window_for_a_queue_and_a_name(
+    limited_jobs: dict[str, Any],
+) -> None:
+    partner = limited_jobs["call_partner"].name
+    JobFactory.create_batch(2, name=partner, queue="partner-api", status=JobStatus.RUNNING,
+                            concurrency_key=partner)
+    JobFactory(queue="partner-api", status=JobStatus.RUNNING)
+    JobFactory(queue="default", status=JobStatus.RUNNING)
+    started("queue:partner-api", 1, 30, 59, 61, 600)  # three in the last minute
+    started(limited_jobs["send_digest"].name, 5, 3600)
+
+    usage = usage_by_target()
+
+    queue = usage[("queue", "partner-api")]
+    assert (queue.concurrency, queue.concurrency_source, queue.running) == (4, "settings", 3)
+    assert (str(queue.rate), queue.rate_source, queue.rate_starts) == ("100/m", "settings", 3)
+    name = usage[("name", partner)]
+    assert (name.concurrency, name.concurrency_source, name.running) == (2, "code", 2)
+    assert name.rate is None and name.rate_starts is None and name.keys == {}
+    digest = usage[("name", limited_jobs["send_digest"].name)]
+    assert (str(digest.rate), digest.rate_starts, digest.concurrency) == ("30/m", 1, None)
+    # A sequence alone is no limit: it has no row.
+    assert ("name", limited_jobs["bill_customer"].name) not in usage
+
+
+def test_limit_usage__an_operators_limit_replaces_codes_and_says_so(limited_jobs: dict[str, Any]) -> None:
+    partner = limited_jobs["call_partner"].name
+    Limit.objects.set("name", partner, concurrency=1, note="partner asked")
+    Limit.objects.set("queue", "reports", rate="10/s")
+    # An operator limit on a job name without one in code.
+    Limit.objects.set("name", "tests.testapp.jobs.record", concurrency=3)
+    JobFactory(status=JobStatus.RUNNING)
+
+    usage = usage_by_target()
+
+    assert (usage[("name", partner)].concurrency, usage[("name", partner)].concurrency_source) == (1, "operator")
+    reports = usage[("queue", "reports")]
+    assert (str(reports.rate), reports.rate_source, reports.concurrency) == ("10/s", "operator", None)
+    record = usage[("name", "tests.testapp.jobs.record")]
+    assert (record.concurrency, record.concurrency_source, record.running) == (3, "operator", 1)
+
+
+def test_limit_usage__per_key_counts_the_keys_with_jobs_waiting_and_those_at_their_limit(
+    limited_jobs: dict[str, Any],
+) -> None:
+    name = limited_jobs["sync_account"].name
+
+    def sync(account: int, tenant: int, **fields: Any) -> Job:
+        return JobFactory(name=name, kwargs={"account_id": account, "tenant_id": tenant},
+                          concurrency_key=f"account:{account}", rate_key=f"tenant:{tenant}", **fields)
+
+    sync(1, 1, status=JobStatus.RUNNING)
+    sync(1, 1, run_at=NOW - timedelta(seconds=5))
+    sync(1, 1, status=JobStatus.RETRYING, run_at=NOW - timedelta(seconds=1))
+    sync(2, 1, run_at=NOW - timedelta(seconds=5))
+    sync(3, 2, run_at=NOW - timedelta(seconds=5), sequence_key="anything")  # in a sequence too
+    sync(9, 3, run_at=NOW + timedelta(hours=1))  # not due: no key of it waits yet
+    started("tenant:1", 0.1, 0.2, 0.3, 0.4, 0.9)  # five in the last second: at the rate
+    started("tenant:2", 0.5, 2, 3, 4, 5)  # one in the last second
+
+    usage = usage_by_target()[("name", name)]
+
+    assert (usage.concurrency, usage.concurrency_per_key) == (1, "account:{account_id}")
+    assert (str(usage.rate), usage.rate_per_key) == ("5/s", "tenant:{tenant_id}")
+    assert usage.running == 1
+    assert usage.rate_starts is None  # each key has its own window
+    assert usage.keys == {
+        "concurrency": stats.KeyUsage(waiting=3, at_limit=1),  # account:1 runs one of one
+        "rate": stats.KeyUsage(waiting=2, at_limit=1),  # tenant:1 started five in a second
+    }

@@ -274,3 +274,119 @@ def test_w003__mail_on_dead_without_admins_is_a_warning() -> None:
 
     assert isinstance(message, Warning) and message.id == "django_jobs.W003"
     assert "ADMINS is empty" in message.msg
+
+
+# -- QUEUES: the queues' limits (E301-E305, W301) ----------------------------------------------
+
+
+def queues(value: Any) -> list[Any]:
+    with override_settings(DJANGO_JOBS={"QUEUES": value}):
+        return checks.check_queues()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"partner-api": {"concurrency": 4, "rate": "100/m"}},
+        {"partner-api": {"concurrency": 1}, "reports": {"rate": "5/s"}},
+        {"partner-api": {"rate": (10, timedelta(seconds=30))}, "mail": {"concurrency": None, "rate": "1/d"}},
+    ],
+)
+def test_queues__valid_limits_pass(value: Any) -> None:
+    assert queues(value) == []
+
+
+def test_queues__the_default_passes_and_the_check_is_registered() -> None:
+    from django.core.checks import registry
+
+    assert checks.check_queues() == []
+    assert checks.check_queues in registry.registry.get_checks()
+
+
+@pytest.mark.parametrize("value", [["partner-api"], "partner-api", None])
+def test_e301__queues_must_be_a_dict(value: Any) -> None:
+    (message,) = queues(value)
+
+    assert message.id == "django_jobs.E301"
+    assert message.msg.startswith("DJANGO_JOBS['QUEUES'] must be a dict of queue name -> limits, not ")
+    assert message.hint == 'For example {"partner-api": {"concurrency": 4, "rate": "100/m"}}.'
+
+
+def test_e301__each_queues_limits_must_be_a_dict() -> None:
+    (message,) = queues({"partner-api": 4})
+
+    assert message.id == "django_jobs.E301"
+    assert message.msg == (
+        "DJANGO_JOBS['QUEUES']['partner-api'] is 4; it must be a dict with a concurrency, a rate, or both."
+    )
+
+
+@pytest.mark.parametrize(
+    ("queue", "problem"),
+    [
+        ("a,b", "contains a comma"),
+        (" emails", "starts or ends with whitespace"),
+        ("", "must be a non-empty string"),
+        ("q" * 101, "over the limit of 100"),
+        (7, "must be a non-empty string, not 7"),
+    ],
+)
+def test_e302__an_invalid_queue_name(queue: Any, problem: str) -> None:
+    (message,) = queues({queue: {"concurrency": 1}})
+
+    assert message.id == "django_jobs.E302"
+    assert message.msg.startswith("DJANGO_JOBS['QUEUES'] names an invalid queue: ") and problem in message.msg
+    assert message.hint
+
+
+def test_e303__an_unknown_key_gets_a_did_you_mean() -> None:
+    close, far = queues({"partner-api": {"concurency": 4, "burst": 2}})
+
+    assert (close.id, far.id) == ("django_jobs.E303", "django_jobs.E303")
+    assert close.msg == "DJANGO_JOBS['QUEUES']['partner-api'] has an unknown key 'concurency'."
+    assert close.hint == "Did you mean 'concurrency'?"
+    assert far.hint == "The keys are 'concurrency' and 'rate'."
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "says"),
+    [
+        (0, "['concurrency']=0 would never run a job"),
+        (-1, "['concurrency']=-1 would never run a job"),
+        ("4", "['concurrency'] must be an int (jobs at once), not str '4'"),
+        (True, "must be an int (jobs at once), not bool True"),
+        (2.5, "must be an int (jobs at once), not float 2.5"),
+    ],
+)
+def test_e304__concurrency_must_be_a_whole_number_of_at_least_one(concurrency: Any, says: str) -> None:
+    (message,) = queues({"partner-api": {"concurrency": concurrency}})
+
+    assert message.id == "django_jobs.E304"
+    assert message.msg.startswith("DJANGO_JOBS['QUEUES']['partner-api']") and says in message.msg
+    assert "a whole number >= 1" in message.hint
+
+
+@pytest.mark.parametrize(
+    ("rate", "says"),
+    [
+        ("100 per minute", "isn't a rate; write it as"),
+        ("0/m", "allows no start at all"),
+        ("", "isn't a rate"),
+        (100, "isn't a rate"),
+        ((5, timedelta(days=8)), "the period can be at most 7 days"),
+    ],
+)
+def test_e305__rate_must_be_a_rate_parse_rate_accepts(rate: Any, says: str) -> None:
+    (message,) = queues({"partner-api": {"rate": rate}})
+
+    assert message.id == "django_jobs.E305"
+    assert message.msg.startswith("DJANGO_JOBS['QUEUES']['partner-api']['rate']=") and says in message.msg
+    assert '"30/m"' in message.hint
+
+
+def test_w301__an_entry_that_limits_nothing() -> None:
+    (message,) = queues({"partner-api": {}})
+
+    assert isinstance(message, Warning) and message.id == "django_jobs.W301"
+    assert message.msg == "DJANGO_JOBS['QUEUES']['partner-api'] limits nothing."

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_jobs.models import Pause, Worker
-from tests.support.admin import FAIL, LIST, RECORD, dead
+from tests.support.admin import DEAD, FAIL, LIST, RECORD, dead
 from tests.support.factories import JobFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("only_our_schedules")]
@@ -54,3 +54,22 @@ def test_list__queue_and_name_filters_offer_known_values_without_scanning_the_ta
     assert {"from-a-job", "from-a-worker", "from-a-pause", "default"} <= set(choices["queue"])
     assert {RECORD, FAIL, "tests.add", "an.unregistered.name"} <= set(choices["job name"])
     assert not [q["sql"] for q in queries if "DISTINCT" in q["sql"].upper()]
+
+
+def test_list__filters_by_flow_control_key_and_searches_the_keys(client: Client) -> None:
+    plain = JobFactory(name=RECORD)
+    limited = JobFactory(name=RECORD, concurrency_key="account:7", rate_key="tenant:3")
+    ordered = JobFactory(name=RECORD, sequence_key="customer:42")
+    blocking = dead(sequence_key="customer:42")
+
+    def ids(query: str, url: str = LIST) -> set[int]:
+        return {j.pk for j in client.get(f"{url}?{query}").context["cl"].result_list}
+
+    assert ids("flow=sequence") == {ordered.pk, blocking.pk}
+    assert ids("flow=concurrency") == ids("flow=rate") == {limited.pk}
+    assert plain.pk in ids("flow=none") and not ids("flow=none") & {limited.pk, ordered.pk}
+    assert ids("sequence_key=customer:42") == {ordered.pk, blocking.pk}  # a job page's link
+    assert ids("q=customer:42") == {ordered.pk, blocking.pk}
+    assert ids("q=tenant:3") == {limited.pk}
+    # The dead letters filter the same way: a dead job blocks its sequence.
+    assert ids("flow=sequence", DEAD) == {blocking.pk}

@@ -162,6 +162,19 @@ def test_page__shows_arguments_and_result_as_pretty_json(client: Client) -> None
     assert '<pre class="dj-json">{\n  &quot;total&quot;: 3\n}</pre>' in page
 
 
+def test_page__shows_the_flow_control_keys_it_has_each_linked_to_its_jobs(client: Client) -> None:
+    keyed = JobFactory(concurrency_key="account:7", sequence_key="customer:<42>")
+    plain = JobFactory()
+
+    page = client.get(change_url(keyed)).content.decode()
+
+    assert "Flow control" in page and "Concurrency key" in page and "Sequence key" in page
+    assert "Rate key" not in page  # only the keys it has
+    assert "<code>customer:&lt;42&gt;</code>" in page  # escaped, never markup
+    assert f'href="{LIST}?sequence_key=customer%3A%3C42%3E"' in page
+    assert "Flow control" not in client.get(change_url(plain)).content.decode()
+
+
 def test_page__huge_json_is_truncated_and_says_so(client: Client) -> None:
     job = JobFactory(kwargs={"rows": ["x" * 100] * 500})
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -17,7 +18,7 @@ from django_jobs import stats
 from django_jobs.db import stats as db_stats
 from django_jobs.models import Job, JobStatus, Worker
 from django_jobs.services import tally as counters
-from tests.support.factories import fill
+from tests.support.factories import JobFactory, fill
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +48,7 @@ def explain_job_table_statements(captured: CaptureQueriesContext) -> dict[str, s
     plans = {}
     for query in captured.captured_queries:
         sql = query["sql"]
-        if sql.lstrip().upper().startswith("SELECT") and db_stats.TABLE in sql:
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")) and db_stats.TABLE in sql:
             plans[sql] = plan(sql)
     return plans
 
@@ -99,3 +100,25 @@ def test_at_200k_jobs__no_statement_of_the_metrics_or_the_tally_scans_the_table(
     plans = explain_job_table_statements(captured)
     assert_no_scan_of_the_job_table(plans)
     assert any("django_jobs_finished_idx" in text for text in plans.values()), plans
+
+
+@override_settings(DJANGO_JOBS={"QUEUES": {"emails": {"concurrency": 4, "rate": "100/m"}}})
+def test_at_200k_jobs__the_limits_usage_reads_the_indexes_and_never_scans_the_table(
+    big_table: None,
+    admin_client: Client,
+    limited_jobs: dict[str, Any],
+) -> None:
+    name = limited_jobs["sync_account"].name
+    for i in range(50):
+        JobFactory(name=name, concurrency_key=f"account:{i}", rate_key=f"tenant:{i % 5}")
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {db_stats.TABLE}")
+
+    with CaptureQueriesContext(connection) as captured:
+        assert admin_client.get(reverse("admin:django_jobs_queueoverview_changelist")).status_code == 200
+        assert admin_client.get(reverse("django_jobs:metrics")).status_code == 200
+
+    plans = explain_job_table_statements(captured)
+    assert_no_scan_of_the_job_table(plans)
+    keyed = [text for sql, text in plans.items() if "concurrency_keys" in sql]
+    assert keyed and all("django_jobs_keyed_idx" in text for text in keyed), plans
