@@ -17,9 +17,10 @@ from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from .conf import jobs_settings
+from .db import gates
 from .db import stats as db_stats
 from .exceptions import JobNotRegistered
-from .flow import KeyTemplate, Limits, Rate, merge_limits
+from .flow import KeyTemplate, Limits, Rate
 from .models import FINISHED_STATUSES, Job, JobStatus, Limit, Pause, Schedule, Worker
 from .registry import registry
 
@@ -248,9 +249,7 @@ def schedule_problems(using: str) -> list[ScheduleProblem]:
 def effective_limits(using: str) -> tuple[Limits, list[Limit]]:
     """The limits every worker applies (code, DJANGO_JOBS["QUEUES"], then the operators' rows over
     them), and those rows."""
-    rows = list(Limit.objects.using(using).order_by("kind", "value"))
-    operator = [(r.kind, r.value, r.concurrency, r.rate) for r in rows]
-    return merge_limits(registry.limits(), jobs_settings.QUEUES or {}, operator), rows
+    return gates.limits_in_effect(using), list(Limit.objects.using(using).order_by("kind", "value"))
 
 
 def template_text(template: KeyTemplate | None) -> str | None:

@@ -159,3 +159,12 @@ def limited_jobs() -> Iterator[dict[str, Any]]:
     yield definitions
     for definition in definitions.values():
         registry._jobs.pop(definition.name, None)
+
+
+@pytest.fixture
+def no_code_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide the test app's jobs that declare limits (tests.testapp.jobs, for the flow-control
+    process tests), for tests of what the admin and the metrics show when nothing is limited."""
+    from django_jobs.registry import registry
+
+    monkeypatch.setattr(registry, "_jobs", {n: d for n, d in registry._jobs.items() if not d.keyed})

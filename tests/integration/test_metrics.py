@@ -221,6 +221,7 @@ def test_render__each_limits_usage(limited_jobs: dict[str, Any]) -> None:
     assert metrics["django_jobs_limit_keys_at_limit"][keyed + ',limit="rate"'] == 0
 
 
+@pytest.mark.usefixtures("no_code_limits")
 def test_render__no_limit_series_while_nothing_is_limited() -> None:
     metrics = families(render("default", now=timezone.now()))
 

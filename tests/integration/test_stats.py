@@ -163,6 +163,7 @@ def started(key: str, *seconds_ago: float) -> None:
     Start.objects.bulk_create(Start(key=key, started_at=NOW - timedelta(seconds=s)) for s in seconds_ago)
 
 
+@pytest.mark.usefixtures("no_code_limits")
 def test_limit_usage__is_empty_while_nothing_is_limited() -> None:
     assert stats.limit_usage("default", now=NOW) == []
 

@@ -166,6 +166,7 @@ def test_list__shows_the_limits_declared_in_code_and_settings_and_which_operator
     assert "1 per key account:{account_id}" in page
 
 
+@pytest.mark.usefixtures("no_code_limits")
 def test_list__says_when_nothing_is_declared(client: Client) -> None:
     assert "No limit is declared" in text(client.get(LIST))
 
