@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
 
-from .conf import DEFAULTS
+from .conf import DEFAULTS, jobs_settings
 from .exceptions import (
     InvalidCron,
     InvalidJobArguments,
@@ -203,6 +203,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="django_jobs.W001",
                 )
             )
+            limited = sorted(d.name for d in registry if d.keyed)
+            if limited or jobs_settings.QUEUES:
+                what = ", ".join(limited[:3]) + ("…" if len(limited) > 3 else "") if limited else "QUEUES"
+                errors.append(
+                    Warning(
+                        f"Flow control (concurrency, rate and sequence limits) needs PostgreSQL: on SQLite "
+                        f"the limited jobs ({what}) wait and never run.",
+                        hint="Use PostgreSQL, or remove the limits for local development.",
+                        id="django_jobs.W302",
+                    )
+                )
         elif vendor != "postgresql":
             errors.append(
                 Error(

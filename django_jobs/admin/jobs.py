@@ -14,8 +14,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
+from ..db import gates
 from ..diagnose import diagnose
 from ..models import READY_STATUSES, Job, JobStatus
+from ..registry import registry
 from . import display
 from .filters import FlowKeyFilter, NameFilter, QueueFilter
 from .paginator import EstimatedCountPaginator
@@ -198,7 +200,17 @@ class _JobAdminBase(VerbAdmin):
 
     @admin.display(description="Sequence key")
     def sequence_key_link(self, obj: Job) -> str:
-        return self._key_link(obj, "sequence_key")
+        link = self._key_link(obj, "sequence_key")
+        definition = registry.get(obj.name)
+        blocking = obj.status == JobStatus.DEAD and not (definition and definition.sequence_on_dead == "continue")
+        waiting = gates.blocked_by(obj._state.db or "default", obj) if blocking else 0
+        if not waiting:
+            return link
+        return format_html(
+            '{}<p class="dj-blocked"><strong>This dead job blocks its sequence:</strong> {} later '
+            "job(s) wait behind it. Retry it, stop it or delete it to let them run.</p>",
+            link, waiting,
+        )
 
     @admin.display(description="Reasons")
     def diagnosis(self, obj: Job) -> str:

@@ -212,12 +212,22 @@ def _databases_with(alias: str, engine: str, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+@pytest.mark.usefixtures("no_code_limits")
 def test_w001__sqlite_is_a_warning_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with _databases_with("lite", "django.db.backends.sqlite3", monkeypatch):
         message = only({"DATABASE": "lite"})
 
     assert isinstance(message, Warning) and message.id == "django_jobs.W001"
     assert "SKIP LOCKED" in message.msg
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_w302__limits_on_sqlite_say_the_limited_jobs_never_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The test app declares limited jobs (tests.testapp.jobs.limited_pair and others).
+    with _databases_with("lite", "django.db.backends.sqlite3", monkeypatch):
+        messages = run_checks({"DATABASE": "lite"})
+    (w302,) = [m for m in messages if m.id == "django_jobs.W302"]
+    assert "tests.testapp.jobs.apply_webhook" in w302.msg and "never run" in w302.msg
 
 
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")

@@ -175,6 +175,20 @@ def test_page__shows_the_flow_control_keys_it_has_each_linked_to_its_jobs(client
     assert "Flow control" not in client.get(change_url(plain)).content.decode()
 
 
+def test_page__a_dead_job_says_it_blocks_its_sequence(client: Client) -> None:
+    from tests.testapp import jobs
+
+    dead = jobs.apply_webhook.enqueue("c_9", 1)
+    jobs.apply_webhook.enqueue("c_9", 2)
+    jobs.apply_webhook.enqueue("c_9", 3)
+    Job.objects.filter(id=dead.id).update(status="dead")
+
+    page = client.get(change_url(dead)).content.decode()
+    assert "This dead job blocks its sequence:</strong> 2 later job(s) wait behind it." in page
+    Job.objects.filter(id=dead.id).update(status="stopped")
+    assert "blocks its sequence" not in client.get(change_url(dead)).content.decode()
+
+
 def test_page__huge_json_is_truncated_and_says_so(client: Client) -> None:
     job = JobFactory(kwargs={"rows": ["x" * 100] * 500})
 
