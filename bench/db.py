@@ -294,7 +294,7 @@ def _explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
 
 def claim_reads(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run one claim under EXPLAIN (ANALYZE, BUFFERS) and roll it back: the buffers it read
-    (shared hits and reads) and its execution time."""
+    (shared hits and reads), its execution time and its planning time."""
     from django.db import transaction
 
     with transaction.atomic():
@@ -304,9 +304,11 @@ def claim_reads(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     first = re.search(r"Buffers: shared ((?:hit|read|dirtied|written)=\d+(?: (?:hit|read|dirtied|written)=\d+)*)", plan)
     counts = dict(re.findall(r"(hit|read)=(\d+)", first.group(1))) if first else {}
     ms = re.search(r"Execution Time: ([\d.]+) ms", plan)
+    planning = re.search(r"Planning Time: ([\d.]+) ms", plan)
     return {
         "buffers": sum(int(v) for v in counts.values()),
         "ms": float(ms.group(1)) if ms else float("nan"),
+        "planning_ms": float(planning.group(1)) if planning else float("nan"),
         "plan": plan,
     }
 
