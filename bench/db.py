@@ -25,7 +25,6 @@ from tests.support.procs import wait_until
 JOB_TABLE = Job._meta.db_table
 #: The raw loop's table (section E): ``LIKE django_jobs_job INCLUDING ALL``.
 CEILING_TABLE = "bench_ceiling_job"
-READY_SQL = "status IN (" + ", ".join(f"'{s.value}'" for s in READY_STATUSES) + ")"
 
 
 _statements = (
@@ -322,3 +321,12 @@ def ready_index_name(table: str) -> str:
         [table, "%btree (priority DESC, run_at, id)%WHERE%queued%retrying%"],
     )
     return rows[0][0] if rows else "(no ready index)"
+
+
+def ready_predicate(table: str) -> str:
+    """The WHERE clause of ``table``'s ready index, as SQL (since flow control it also leaves out
+    rows with keys: a claim must repeat it for the index to apply)."""
+    return scalar(
+        "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = %s::regclass",
+        [ready_index_name(table)],
+    )

@@ -606,7 +606,7 @@ class Bench:
         if table == db.JOB_TABLE:
             sql, params = db.claim_statement(limit=2)
             return db.explain(sql, params, db.ready_index_name(table), session=db.WORKER_SESSION)
-        sql, params = ceiling.CLAIM, {"limit": 2, "worker_id": "bench:explain"}
+        sql, params = ceiling.claim_sql(), {"limit": 2, "worker_id": "bench:explain"}
         return db.explain(sql, params, db.ready_index_name(table))
 
     # -- F -----------------------------------------------------------------------------------------
