@@ -144,7 +144,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=_process_counts,
         default=(1, 2),
         metavar="N[,N…]",
-        help="B's drains: with how many runjobs processes each (default 1,2)",
+        help="B's (and E's) drains: with how many processes each (default 1,2)",
     )
     parser.add_argument(
         "--baseline",
