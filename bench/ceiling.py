@@ -24,15 +24,25 @@ from django.db import connections
 from django_jobs.models import JobStatus
 from django_jobs.registry import registry
 
-from .db import CEILING_TABLE, READY_SQL, row_template
+from .db import CEILING_TABLE, ready_predicate, row_template
 
 BATCH = 100
 _FORK = multiprocessing.get_context("fork")
 _T = CEILING_TABLE
 
-CLAIM = f"""
+
+
+def claim_sql() -> str:
+    """The raw loop's claim: its WHERE is the ready index's own predicate, read from the table.
+
+    Spelled out as ``status IN ('queued', 'retrying')`` it no longer implies the index's
+    predicate since flow control narrowed it to rows without keys, and the claim became a
+    sequential scan and a sort of the whole table. Read from the catalog, it fits the schema of
+    whichever commit the run measures.
+    """
+    return f"""
 WITH claimable AS (
-    SELECT id FROM {_T} WHERE {READY_SQL} AND run_at <= now()
+    SELECT id FROM {_T} WHERE {ready_predicate(_T)} AND run_at <= now()
     ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 UPDATE {_T} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = now(),
@@ -40,6 +50,7 @@ UPDATE {_T} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, s
 FROM claimable WHERE {_T}.id = claimable.id
 RETURNING {_T}.id, {_T}.name, {_T}.args, {_T}.kwargs
 """
+
 
 COMPLETE = f"""
 UPDATE {_T} SET status = '{JobStatus.SUCCEEDED.value}', finished_at = now(), worker_id = '',
@@ -90,10 +101,12 @@ def insert_rate(url: str, n: int, processes: int) -> float:
     return n / (max(finished) - started)
 
 
-def _drain_loop(url: str, worker_id: str, functions: dict[str, Callable[..., Any]]) -> None:
+def _drain_loop(
+    url: str, claim: str, worker_id: str, functions: dict[str, Callable[..., Any]]
+) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
-            rows = conn.execute(CLAIM, {"limit": BATCH, "worker_id": worker_id}).fetchall()
+            rows = conn.execute(claim, {"limit": BATCH, "worker_id": worker_id}).fetchall()
             if not rows:
                 return
             done = []
@@ -106,9 +119,10 @@ def _drain_loop(url: str, worker_id: str, functions: dict[str, Callable[..., Any
 def drain(url: str, processes: int, timeout: float) -> None:
     """Run ``processes`` raw loops until none finds a ready row."""
     functions = {name: registry.lookup(name).func for name in registry.names()}
+    claim = claim_sql()
     connections.close_all()
     children = [
-        _FORK.Process(target=_drain_loop, args=(url, f"bench-ceiling:{i}", functions))
+        _FORK.Process(target=_drain_loop, args=(url, claim, f"bench-ceiling:{i}", functions))
         for i in range(processes)
     ]
     for child in children:

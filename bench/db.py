@@ -25,7 +25,6 @@ from tests.support.procs import wait_until
 JOB_TABLE = Job._meta.db_table
 #: The raw loop's table (section E): ``LIKE django_jobs_job INCLUDING ALL``.
 CEILING_TABLE = "bench_ceiling_job"
-READY_SQL = "status IN (" + ", ".join(f"'{s.value}'" for s in READY_STATUSES) + ")"
 
 
 _statements = (
@@ -294,7 +293,7 @@ def _explain(sql: str, params: dict[str, Any], index: str) -> dict[str, Any]:
 
 def claim_reads(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run one claim under EXPLAIN (ANALYZE, BUFFERS) and roll it back: the buffers it read
-    (shared hits and reads) and its execution time."""
+    (shared hits and reads), its execution time and its planning time."""
     from django.db import transaction
 
     with transaction.atomic():
@@ -304,9 +303,11 @@ def claim_reads(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     first = re.search(r"Buffers: shared ((?:hit|read|dirtied|written)=\d+(?: (?:hit|read|dirtied|written)=\d+)*)", plan)
     counts = dict(re.findall(r"(hit|read)=(\d+)", first.group(1))) if first else {}
     ms = re.search(r"Execution Time: ([\d.]+) ms", plan)
+    planning = re.search(r"Planning Time: ([\d.]+) ms", plan)
     return {
         "buffers": sum(int(v) for v in counts.values()),
         "ms": float(ms.group(1)) if ms else float("nan"),
+        "planning_ms": float(planning.group(1)) if planning else float("nan"),
         "plan": plan,
     }
 
@@ -320,3 +321,12 @@ def ready_index_name(table: str) -> str:
         [table, "%btree (priority DESC, run_at, id)%WHERE%queued%retrying%"],
     )
     return rows[0][0] if rows else "(no ready index)"
+
+
+def ready_predicate(table: str) -> str:
+    """The WHERE clause of ``table``'s ready index, as SQL (since flow control it also leaves out
+    rows with keys: a claim must repeat it for the index to apply)."""
+    return scalar(
+        "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = %s::regclass",
+        [ready_index_name(table)],
+    )

@@ -1,4 +1,4 @@
-"""The benchmark of issue 7: sections A–F against a database of its own; a table and a JSON file.
+"""The benchmark of issue 7: sections A–G against a database of its own; a table and a JSON file.
 
 Start it with ``python3 bench/run.py`` (which prepares .venv and a PostgreSQL first); run
 directly, ``python -m bench.harness`` uses ``DATABASE_URL``'s server as it is. Each section's
@@ -34,12 +34,15 @@ from .workers import Runjobs
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
-SECTIONS = "ABCDEF"
+SECTIONS = "ABCDEFG"
 
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
 WARMUP_PROBES = 3  # C: run (and ignored) before measuring, so first-use costs don't count
 FILL_CHUNK = 1000  # F: jobs per enqueue_many() while the worker runs
+FLOW_BASELINE = "4aba3d6"  # G: the commit before flow control, B's "before"
+FLOW_KEYS = 100  # G: concurrency keys the keyed drain's jobs are spread over
+FLOW_DRAIN_BUDGET = 6.0  # G: seconds a keyed drain may run before its rate is read where it got
 
 
 #: Drains in a row without VACUUM in section D's churn phase.
@@ -58,6 +61,10 @@ class Sizes:
     finished: int
     memory_first: int
     memory_last: int
+    keyed: int
+    rated: int
+    held: int
+    runnable: int
 
     @classmethod
     def at(cls, scale: float) -> Sizes:
@@ -73,7 +80,21 @@ class Sizes:
             finished=scaled(1_000_000, 1_000),
             memory_first=scaled(1_000, 20),
             memory_last=scaled(100_000, 200),
+            keyed=scaled(10_000, 200),
+            rated=scaled(800, 300),
+            held=scaled(100_000, 1_000),
+            runnable=scaled(1_000, 200),
         )
+
+
+def _process_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected process counts like 1,2 (each at least 1), not {text!r}")
+    return counts
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -104,7 +125,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--only",
         default=SECTIONS,
         metavar="LETTERS",
-        help="sections to run, e.g. AE or C (default all: ABCDEF)",
+        help="sections to run, e.g. AE or C (default all: ABCDEFG)",
     )
     parser.add_argument(
         "--memory-budget",
@@ -117,6 +138,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--at",
         metavar="REV",
         help="measure django_jobs/ as committed at REV (e.g. HEAD) instead of the working tree",
+    )
+    parser.add_argument(
+        "--drain-processes",
+        type=_process_counts,
+        default=(1, 2),
+        metavar="N[,N…]",
+        help="B's (and E's) drains: with how many processes each (default 1,2)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=FLOW_BASELINE,
+        metavar="REV",
+        help="G compares B's drain with django_jobs/ as committed at REV (default %(default)s, the "
+        "commit before flow control)",
     )
     parser.add_argument(
         "--keep-database", action="store_true", help="leave the bench database in place afterwards"
@@ -175,6 +210,7 @@ class Bench:
             ("C", "C", self.latency),
             ("DE", "D", self.scale),
             ("F", "F", self.memory),
+            ("G", "G", self.flow),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -184,10 +220,7 @@ class Bench:
             try:
                 stage()
             except Exception as exc:  # noqa: BLE001 - report it, then measure the rest
-                failed = main if main in self.only else "E"
-                self.part(failed)["error"] = f"{type(exc).__name__}: {exc}".strip()
-                self.say(failed, f"ERROR: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
+                self._failed(main if main in self.only else "E", exc)
             finally:
                 self.stop_workers()
         self.derive()
@@ -261,7 +294,7 @@ class Bench:
             for section in "BE":
                 if section not in self.only:
                     continue
-                for procs in (1, 2):
+                for procs in self.args.drain_processes:
                     key = f"drain_{procs}_process" + ("es" if procs > 1 else "")
                     table = db.JOB_TABLE if section == "B" else db.CEILING_TABLE
                     db.reset()
@@ -293,23 +326,36 @@ class Bench:
         self.figure(section, key, [f["rate"] for f in found], "jobs/s", jobs=n, **extra, **details)
 
     def _drain(
-        self, section: str, table: str, procs: int, n: int, name: str, after_id: int = 0
+        self,
+        section: str,
+        table: str,
+        procs: int,
+        n: int,
+        name: str,
+        after_id: int = 0,
+        budget: float | None = None,
     ) -> dict[str, float]:
         """Drain ``table``'s queued rows; return jobs/s (from the table's timestamps) and details.
 
         Details: wall seconds; seconds from starting the processes to the first claim, and from the
         last outcome to the last exit; database commits and row updates per job
-        (pg_stat_database, flushed by each backend as it exits).
+        (pg_stat_database, flushed by each backend as it exits). With a ``budget`` (seconds, the
+        library's workers only), workers still running then are stopped (SIGTERM: they hand back
+        what they hold), the figures count the jobs that succeeded, and the details say how many
+        that was and whether the budget ran out.
         """
         from . import ceiling, db
 
         timeout = 120 + n / 20
         before = db.database_counters()
         started, began = time.monotonic(), time.time()
-        if section in "BD":
+        budget_hit = False
+        if table == db.JOB_TABLE:
             workers = [self.start_worker(f"{name}-{i}", "--burst") for i in range(procs)]
+            if budget is not None:
+                budget_hit = not self._exited(workers, started + budget)
             for worker in workers:
-                code = worker.wait(timeout - (time.monotonic() - started))
+                code = worker.stop() if budget_hit else worker.wait(timeout - (time.monotonic() - started))
                 if code != 0:
                     raise RuntimeError(f"runjobs exited with {code}; see {worker.log_path}")
         else:
@@ -322,17 +368,31 @@ class Bench:
                 f"SELECT status, count(*) FROM {table} WHERE id > %s GROUP BY status", [after_id]
             )
         )
-        if counts != {"succeeded": n}:
+        if counts != {"succeeded": n} and not (budget_hit and set(counts) <= {"succeeded", "queued"}):
             raise RuntimeError(f"after draining {n:,} jobs from {table}: {counts}")
         first_claim, last_outcome, rows = db.drain_window(table, after_id)
-        return {
+        found = {
             "rate": rows / (last_outcome - first_claim),
             "wall_seconds": wall,
             "startup_seconds": first_claim - began,
             "exit_seconds": ended - last_outcome,
-            "commits_per_job": (after["xact_commit"] - before["xact_commit"]) / n,
-            "updates_per_job": (after["tup_updated"] - before["tup_updated"]) / n,
+            "commits_per_job": (after["xact_commit"] - before["xact_commit"]) / rows,
+            "updates_per_job": (after["tup_updated"] - before["tup_updated"]) / rows,
         }
+        if budget is not None:
+            found.update(jobs_done=rows, budget_hit=budget_hit)
+        return found
+
+    @staticmethod
+    def _exited(workers: list[Runjobs], deadline: float) -> bool:
+        """Wait until every worker has exited or ``deadline`` (monotonic) passes; whether they all
+        exited."""
+        for worker in workers:
+            try:
+                worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return False
+        return True
 
     # -- C -----------------------------------------------------------------------------------------
 
@@ -546,7 +606,7 @@ class Bench:
         if table == db.JOB_TABLE:
             sql, params = db.claim_statement(limit=2)
             return db.explain(sql, params, db.ready_index_name(table), session=db.WORKER_SESSION)
-        sql, params = ceiling.CLAIM, {"limit": 2, "worker_id": "bench:explain"}
+        sql, params = ceiling.claim_sql(), {"limit": 2, "worker_id": "bench:explain"}
         return db.explain(sql, params, db.ready_index_name(table))
 
     # -- F -----------------------------------------------------------------------------------------
@@ -603,6 +663,239 @@ class Bench:
             f"growth {rss[1] / rss[0] - 1:+.1%}",
         )
 
+    # -- G -----------------------------------------------------------------------------------------
+
+    def flow(self) -> None:
+        """G: flow control. Four parts, each reported on its own if another fails: B's drain before
+        flow control and now; a drain limited to one job at a time per key against the same jobs
+        unlimited; a rate's starts; the gated claim behind many held jobs."""
+        from .benchapp.jobs import FLOW_CONTROL
+
+        if not FLOW_CONTROL:
+            self.part("G")["skipped"] = "the measured django_jobs has no flow control"
+            self.say("G", "skipped: the measured django_jobs has no flow control (django_jobs.flow)")
+            return
+        seconds = self.part("G").setdefault("seconds", {})
+        for part in (self._flow_before_after, self._flow_keyed, self._flow_rate, self._flow_claim):
+            started = time.monotonic()
+            try:
+                part()
+            except Exception as exc:  # noqa: BLE001 - report it, then measure the other parts
+                self._failed("G", exc)
+            finally:
+                self.stop_workers()
+                seconds[part.__name__.removeprefix("_flow_")] = round(time.monotonic() - started, 1)
+
+    def _failed(self, section: str, exc: Exception) -> None:
+        """Record an error of ``section`` (after any earlier one) and print it with its traceback."""
+        text = f"{type(exc).__name__}: {exc}".strip()
+        earlier = self.part(section).get("error")
+        self.part(section)["error"] = f"{earlier}; {text}" if earlier else text
+        self.say(section, f"ERROR: {text}")
+        traceback.print_exc()
+
+    def _flow_before_after(self) -> None:
+        """G, before and after: B's drain of no-op jobs (no limits declared) with 2 processes, by
+        django_jobs as of ``--baseline`` and by the measured code, in turns run by run so that
+        both see the same machine. The baseline runs in a child harness (``--only B --at REV
+        --runs 1 --drain-processes 2``) on a database of its own, migrated by that code."""
+        from . import db
+
+        n, rev = self.sizes.drain, self.args.baseline
+        found: dict[str, list[dict[str, float]]] = {"before": [], "now": []}
+        for run in range(1, self.runs + 1):
+            # Alternating who goes first, so a trend in the machine's load favours neither.
+            for which in ("before", "now") if run % 2 else ("now", "before"):
+                if which == "before":
+                    found["before"].append(self._baseline_drain(rev, run))
+                    continue
+                db.reset()
+                db.seed(db.JOB_TABLE, n)
+                db.analyze(db.JOB_TABLE)
+                found["now"].append(self._drain("G", db.JOB_TABLE, 2, n, f"G-now-run{run}"))
+            self.say(
+                "G",
+                f"run {run}/{self.runs}, B's drain of {n:,} jobs, 2 processes: before ({rev}) "
+                f"{found['before'][-1]['rate']:,.0f} jobs/s, now {found['now'][-1]['rate']:,.0f} "
+                f"jobs/s",
+            )
+        self._drain_figure("G", "before_drain_2_processes", n, found["before"], baseline=rev)
+        self._drain_figure("G", "drain_2_processes", n, found["now"])
+
+    def _baseline_drain(self, rev: str, run: int) -> dict[str, float]:
+        """B's drain with 2 processes by django_jobs as of ``rev``, from a child harness."""
+        out = self.log_dir / f"G-before-run{run}.json"
+        command = [
+            sys.executable, "-m", "bench.harness", "--only", "B", "--runs", "1",
+            "--drain-processes", "2", "--at", rev, "--scale", f"{self.args.scale:g}",
+            "--json", str(out), "--database", f"{self.args.database}_before",
+        ]
+        with open(self.log_dir / f"G-before-run{run}.out", "wb") as log:
+            code = subprocess.run(
+                command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                timeout=600, check=False,
+            ).returncode
+        results = json.loads(out.read_text()) if out.exists() else {}
+        figure = results.get("B", {}).get("drain_2_processes")
+        if code != 0 or not figure:
+            error = results.get("B", {}).get("error", "no figures")
+            raise RuntimeError(f"the baseline run at {rev} failed (exit {code}): {error}; see {log.name}")
+        part = self.part("G")
+        part.setdefault("before_worker_log_lines", []).append(results["worker_logs"]["lines"])
+        part["baseline_commit"] = results["meta"]["code"]["commit"]
+        # A figure holds each run's details as lists (see _drain_figure); this one ran once.
+        return {k: v[0] for k, v in figure.items() if isinstance(v, list) and k != "runs"} | {
+            "rate": figure["runs"][0]
+        }
+
+    def _flow_keyed(self) -> None:
+        """G, keyed drain: jobs spread over FLOW_KEYS keys with ``concurrency=1`` per key
+        (bench.keyed), drained by 2 ``runjobs --burst`` processes as in B, against the same jobs,
+        same arguments, without the limit (bench.unkeyed), in turns. A drain still running after
+        FLOW_DRAIN_BUDGET seconds is stopped and its rate read from the jobs done by then. Also
+        checked from the rows: no job of a key started before the previous one of its key had
+        finished."""
+        from . import db, gated
+        from .benchapp.limited import keyed, unkeyed
+
+        n = self.sizes.keyed
+        keys = gated.spread(n, FLOW_KEYS)
+        runs: dict[str, list[dict[str, float]]] = {"keyed": [], "unkeyed": []}
+        overlaps = []
+        for run in range(1, self.runs + 1):
+            pairs = [("unkeyed", unkeyed), ("keyed", keyed)]
+            for label, definition in pairs if run % 2 else pairs[::-1]:
+                db.reset()
+                gated.enqueue_keyed(definition, keys)
+                db.analyze(db.JOB_TABLE)
+                runs[label].append(
+                    self._drain(
+                        "G", db.JOB_TABLE, 2, n, f"G-{label}-run{run}", budget=FLOW_DRAIN_BUDGET
+                    )
+                )
+                if label == "keyed":
+                    overlaps.append(gated.key_overlaps(keyed.name))
+            done = {
+                label: f"{found[-1]['rate']:,.0f} jobs/s"
+                + (
+                    f" ({found[-1]['jobs_done']:,} done in the {FLOW_DRAIN_BUDGET:g} s budget)"
+                    if found[-1]["budget_hit"]
+                    else ""
+                )
+                for label, found in runs.items()
+            }
+            self.say(
+                "G",
+                f"run {run}/{self.runs}, {n:,} jobs over {FLOW_KEYS} keys, 2 processes: "
+                f"concurrency=1 per key {done['keyed']}, unlimited {done['unkeyed']}; "
+                f"{overlaps[-1]} start(s) before the key's previous job finished",
+            )
+        self._drain_figure("G", "keyed_drain", n, runs["keyed"], keys=FLOW_KEYS)
+        self._drain_figure("G", "unkeyed_drain", n, runs["unkeyed"], keys=FLOW_KEYS)
+        self.part("G")["keyed_overlaps"] = overlaps
+
+    def _flow_rate(self) -> None:
+        """G, rate: queued bench.rated jobs (``rate="200/s"``) run by 2 ``runjobs`` processes (not
+        ``--burst``: a burst worker exits when a rate holds all that is left), stopped once every
+        job is done or after 1.5 times the time the rate needs (and 2 s). From the started_at of the
+        jobs that succeeded (the claim's clock, the one the rate counts with): the starts per
+        second over the whole seconds they span, and the most starts in any 1-second window."""
+        from . import db, gated
+        from .benchapp.limited import RATE_PER_SECOND, rated
+
+        n = self.sizes.rated
+        budget = 2 + 1.5 * n / RATE_PER_SECOND
+        achieved, most, seconds, budget_hit = [], [], [], []
+        for run in range(1, self.runs + 1):
+            db.reset()
+            rated.enqueue_many([[] for _ in range(n)])
+            db.analyze(db.JOB_TABLE)
+            workers = [self.start_worker(f"G-rated-run{run}-{i}") for i in range(2)]
+            deadline = time.monotonic() + budget
+            while db.active_count() and time.monotonic() < deadline:
+                time.sleep(0.1)  # polling the table while the workers run the jobs
+            budget_hit.append(time.monotonic() >= deadline)
+            for worker in workers:
+                worker.stop()
+            self.workers.clear()
+            counts = dict(db.execute(f"SELECT status, count(*) FROM {db.JOB_TABLE} GROUP BY status"))
+            if counts != {"succeeded": n} and not (budget_hit[-1] and set(counts) <= {"succeeded", "queued"}):
+                raise RuntimeError(f"after running {n:,} rate-limited jobs: {counts}")
+            starts = gated.start_times(rated.name)
+            achieved.append(gated.achieved_rate(starts))
+            most.append(gated.most_in_window(starts))
+            seconds.append(gated.per_second(starts))
+            self.say(
+                "G",
+                f"run {run}/{self.runs}, {n:,} jobs at rate {RATE_PER_SECOND}/s"
+                + (f" ({len(starts):,} done in the {budget:g} s budget)" if budget_hit[-1] else "")
+                + f": {achieved[-1] or 0:,.1f} starts/s over the whole seconds, at most {most[-1]} "
+                f"in any 1 s window; per second {seconds[-1]}",
+            )
+        self.figure(
+            "G",
+            "rate_achieved",
+            [a for a in achieved if a is not None],
+            "starts/s",
+            jobs=n,
+            limit=RATE_PER_SECOND,
+            per_second=seconds,
+            budget_seconds=budget,
+            budget_hit=budget_hit,
+        )
+        self.figure("G", "rate_most_in_1s", most, "starts", jobs=n, limit=RATE_PER_SECOND)
+
+    def _flow_claim(self) -> None:
+        """G, claim: gates.claim_gated() for 2 jobs (a worker's idle children), timed over repeated
+        claims each rolled back, on an empty table, on runnable jobs of FLOW_KEYS keys, and on the
+        same with many more jobs of one key, held (concurrency=1, one of them running), queued
+        ahead of them (a higher priority). With those: CANDIDATES' plan (it must walk
+        django_jobs_keyed_idx, with no Seq Scan) and EXPLAIN ANALYZE of CANDIDATES and USAGE.
+        The runnable jobs alone are timed before and after the held ones (deleted again), and
+        their p50 is over both, so that a change in the machine's load between the two doesn't
+        pass for the held rows' cost."""
+        from . import db, gated
+        from .benchapp.limited import keyed
+
+        held, runnable, held_key = self.sizes.held, self.sizes.runnable, "key:-1"
+        part = self.part("G")
+        db.reset()
+        db.analyze(db.JOB_TABLE)
+        part["claim_empty"] = gated.time_claims()
+        gated.enqueue_keyed(keyed, gated.spread(runnable, FLOW_KEYS))
+        db.analyze(db.JOB_TABLE)
+        alone = gated.time_claims()
+        started = time.monotonic()
+        gated.enqueue_keyed(keyed, [-1] * held, priority=10)
+        gated.mark_running(held_key)
+        db.analyze(db.JOB_TABLE)
+        seeded = time.monotonic() - started
+        part["claim_held"] = {**gated.time_claims(held_key), "held": held, "runnable": runnable}
+        part["claim_plan"] = gated.candidates_plan()
+        part["claim_profile"] = gated.analyze_statements(
+            [held_key] + [f"key:{k}" for k in range(FLOW_KEYS)]
+        )
+        db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE concurrency_key = %s", [held_key])
+        db.vacuum_analyze(db.JOB_TABLE)
+        part["claim_runnable"] = gated.merge_times(alone, gated.time_claims())
+        plan = part["claim_plan"]["worker_session"]
+        profile = part["claim_profile"]
+        self.say(
+            "G",
+            f"gated claim of {gated.WANT}, p50: empty table {part['claim_empty']['p50_ms']:.2f} ms; "
+            f"{runnable:,} runnable jobs of {FLOW_KEYS} keys {part['claim_runnable']['p50_ms']:.2f} ms; "
+            f"+ {held:,} held jobs of one key ahead of them (seeded in {seeded:.1f} s) "
+            f"{part['claim_held']['p50_ms']:.2f} ms. CANDIDATES walks {gated.KEYED_INDEX}: "
+            f"{plan['uses_index']}, Seq Scan: {plan['seq_scan']} (under PostgreSQL's default "
+            f"settings: {part['claim_plan']['default_settings']['uses_index']}, "
+            f"{part['claim_plan']['default_settings']['seq_scan']}); EXPLAIN ANALYZE: "
+            + "; ".join(
+                f"{name.upper()} {found['ms']:.2f} ms (+ {found['planning_ms']:.2f} ms planning), "
+                f"{found['buffers']} buffers"
+                for name, found in profile.items()
+            ),
+        )
+
     # -- figures derived from several sections -----------------------------------------------------
 
     def derive(self) -> None:
@@ -616,6 +909,16 @@ class Bench:
         )
         if d_ratio is not None:
             self.part("D")["ratio_to_B"] = d_ratio
+        g = self.results.get("G", {})
+        for key, a, b in (
+            ("now_vs_before", "drain_2_processes", "before_drain_2_processes"),
+            ("keyed_vs_unkeyed", "keyed_drain", "unkeyed_drain"),
+        ):
+            value = ratio(median_of(self.results, "G", a), median_of(self.results, "G", b))
+            if value is not None:
+                g[key] = value
+        if "claim_held" in g and "claim_runnable" in g:
+            g["claim_held_vs_runnable"] = g["claim_held"]["p50_ms"] / g["claim_runnable"]["p50_ms"]
         if e_ratio is not None:
             self.part("E")["slowdown_1m"] = e_ratio
 

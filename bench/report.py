@@ -76,6 +76,10 @@ def _const(x: float) -> Callable[[dict[str, Any]], float]:
     return lambda r: x
 
 
+def _flag(x: bool | None) -> float | None:
+    return None if x is None else float(x)
+
+
 TARGETS = [
     Target(
         "B2_rate",
@@ -148,6 +152,50 @@ TARGETS = [
         False,
         "ratio",
     ),
+    Target(
+        "G_before",
+        "G, no limits: B now ≥ 90% of before",
+        lambda r: r.get("G", {}).get("now_vs_before"),
+        _const(0.90),
+        unit="ratio",
+    ),
+    Target(
+        "G_keyed",
+        "G, concurrency=1 × 100 keys ≥ 50% of unlimited",
+        lambda r: r.get("G", {}).get("keyed_vs_unkeyed"),
+        _const(0.50),
+        unit="ratio",
+    ),
+    Target(
+        "G_rate",
+        "G, rate 200/s: ≥ 190 starts/s",
+        lambda r: median_of(r, "G", "rate_achieved"),
+        lambda r: 0.95 * r["G"]["rate_achieved"]["limit"] if "rate_achieved" in r.get("G", {}) else None,
+        unit="starts/s",
+    ),
+    Target(
+        "G_rate_max",
+        "G, rate 200/s: ≤ 200 in any 1 s, every run",
+        lambda r: median_of(r, "G", "rate_most_in_1s", "max"),
+        lambda r: r["G"]["rate_most_in_1s"]["limit"] if "rate_most_in_1s" in r.get("G", {}) else None,
+        False,
+        "starts",
+    ),
+    Target(
+        "G_claim_plan",
+        "G, gated claim walks keyed_idx, no Seq Scan",
+        lambda r: _flag(r.get("G", {}).get("claim_plan", {}).get("worker_session", {}).get("index_walk")),
+        _const(1.0),
+        unit="yes/no",
+    ),
+    Target(
+        "G_claim_time",
+        "G, claim behind 100,000 held ≤ 2× without",
+        lambda r: r.get("G", {}).get("claim_held_vs_runnable"),
+        _const(2.0),
+        False,
+        "ratio",
+    ),
 ]
 
 
@@ -180,6 +228,18 @@ def _ratio(x: float) -> str:
 
 def _growth(x: float) -> str:
     return f"{x:+.1%}"
+
+
+def _rate1(x: float) -> str:
+    return f"{x:,.1f}"
+
+
+def _yes(x: float) -> str:
+    return "yes" if x else "no"
+
+
+def _count(x: float) -> str:
+    return f"{x:,.0f}"
 
 
 # Per section: (figure key, label, unit, formatter, E counterpart figure key, target key).
@@ -215,6 +275,16 @@ _FIGURES: dict[str, list[tuple[str, str, str, Callable[[float], str], str | None
             "drain_2_processes_1m",
             None,
         ),
+    ],
+    "G": [
+        ("before_drain_2_processes", "B's drain, 2 processes, before flow control", "jobs/s", _rate, None, None),
+        ("drain_2_processes", "B's drain, 2 processes, now", "jobs/s", _rate, None, None),
+        ("now_vs_before", "B now / before, 2 processes", "ratio", _ratio, None, "G_before"),
+        ("unkeyed_drain", "drain, 100 keys, no limit", "jobs/s", _rate, None, None),
+        ("keyed_drain", "drain, 100 keys, concurrency=1 per key", "jobs/s", _rate, None, None),
+        ("keyed_vs_unkeyed", "concurrency=1 per key / no limit", "ratio", _ratio, None, "G_keyed"),
+        ("rate_achieved", "rate=\"200/s\": starts per second", "starts/s", _rate1, None, "G_rate"),
+        ("rate_most_in_1s", "rate=\"200/s\": most starts in 1 s", "starts", _count, None, "G_rate_max"),
     ],
     "E": [
         ("insert_1_process", "raw INSERT, 1 process", "jobs/s", _rate, None, None),
@@ -257,12 +327,14 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         judged = [texts[target], verdicts.get(target, "n/a")] if target else ["", ""]
         rows.append([section, label, *cells, unit, _pct(vs_e) if vs_e is not None else "", *judged])
 
-    for section in "ABCDEF":
+    for section in "ABCDEFG":
         part = results.get(section)
         if not part:
             continue
         if "error" in part:
             rows.append([section, f"ERROR: {part['error']}"[:70], "", "", "", "", "", "", ""])
+        if "skipped" in part:
+            rows.append([section, f"skipped: {part['skipped']}"[:70], "", "", "", "", "", "", ""])
         for key, label, unit, fmt, e_key, target in _FIGURES.get(section, []):
             if key in part:
                 vs_e = (
@@ -320,6 +392,22 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                     )
             if "rss_growth" in part:
                 add("F", "RSS growth", part["rss_growth"], "ratio", _growth, target="F_growth")
+        if section == "G":
+            held = part.get("claim_held", {})
+            for key, label in (
+                ("claim_empty", "gated claim of 2, p50, empty table"),
+                ("claim_runnable", f"… {held.get('runnable', 0):,} runnable jobs of 100 keys"),
+                ("claim_held", f"… + {held.get('held', 0):,} held jobs ahead of them"),
+            ):
+                if key in part:
+                    add("G", label, part[key]["p50_ms"], "ms", _ms)
+            if "claim_held_vs_runnable" in part:
+                add("G", "… held / without them", part["claim_held_vs_runnable"], "ratio", _ratio,
+                    target="G_claim_time")
+            plan = part.get("claim_plan", {}).get("worker_session")
+            if plan:
+                add("G", "CANDIDATES: keyed_idx, no Seq Scan", float(plan["index_walk"]), "yes/no", _yes,
+                    target="G_claim_plan")
     return rows
 
 

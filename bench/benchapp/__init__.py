@@ -1,1 +1,1 @@
-"""The benchmark's jobs: a no-op and a latency probe."""
+"""The benchmark's jobs: a no-op, a latency probe, and flow control's limited jobs."""

@@ -45,7 +45,7 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert f"results: {out}" in result.stdout
 
     results = json.loads(out.read_text())
-    for section in "ABCDEF":
+    for section in "ABCDEFG":
         assert results.get(section), f"section {section} missing: {sorted(results)}"
         assert "error" not in results[section], results[section]["error"]
     assert {"enqueue_one_per_transaction", "enqueue_many"} <= set(results["A"])
@@ -64,6 +64,16 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     )
     assert {"first", "last", "rss_growth"} <= set(results["F"])
     assert results["D"]["explain"]["uses_index"], results["D"]["explain"]
+    # Flow control: B against the commit before it, keyed and rated jobs, the gated claim.
+    flow = results["G"]
+    assert {
+        "before_drain_2_processes", "drain_2_processes", "now_vs_before", "keyed_drain", "unkeyed_drain",
+        "keyed_vs_unkeyed", "rate_achieved", "rate_most_in_1s", "claim_empty", "claim_runnable", "claim_held",
+    } <= set(flow)
+    assert flow["baseline_commit"].startswith("4aba3d6")
+    assert flow["keyed_overlaps"] == [0]  # concurrency=1: never two jobs of one key at once
+    assert flow["claim_held"]["jobs_per_claim"] == [2]  # past the held key's jobs, to runnable ones
+    assert flow["claim_plan"]["worker_session"]["uses_index"], flow["claim_plan"]["worker_session"]["plan"]
     assert {t["key"] for t in results["targets"]} == {t.key for t in TARGETS}
     assert all(t["result"] in ("PASS", "FAIL") for t in results["targets"]), results["targets"]
     assert results["meta"]["machine"]["cpus"] and results["worker_logs"]["files"] > 0
