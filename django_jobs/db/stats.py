@@ -41,7 +41,7 @@ _READY_BRANCH = (
     f"FROM {TABLE} WHERE {IS_READY} AND {{}} GROUP BY queue, status"
 )
 ACTIVE_BY_QUEUE = (
-    "SELECT queue, status, sum(n)::bigint, sum(due)::bigint, min(oldest) FROM ("
+    "SELECT queue, status, CAST(sum(n) AS bigint), CAST(sum(due) AS bigint), min(oldest) FROM ("
     + " UNION ALL ".join(_READY_BRANCH.format(p) for p in (UNGATED_SQL, KEYED_SQL, "sequence_key IS NOT NULL"))
     + f" UNION ALL SELECT queue, status, count(*), 0, NULL FROM {TABLE} WHERE {IS_RUNNING} GROUP BY queue, status"
     ") AS active GROUP BY queue, status"
