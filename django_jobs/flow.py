@@ -180,6 +180,16 @@ class Limits:
     def limited_names(self) -> list[str]:
         return sorted(set(self.concurrency) | set(self.rate))
 
+    def most_per_key(self, free: int) -> int:
+        """The most jobs one key may start in one claim: how many of a key's jobs a claim reads.
+
+        Rate-held jobs are claimed only for the ``free`` children, so a rate counts for no more.
+        """
+        counts = [*self.concurrency.values(), *self.queue_concurrency.values()]
+        if self.rate or self.queue_rate:
+            counts.append(free)
+        return max(counts, default=1)
+
     def __bool__(self) -> bool:
         return bool(self.concurrency or self.rate or self.queue_concurrency or self.queue_rate)
 
@@ -282,21 +292,28 @@ class Admission:
 
 
 def admit(
-    candidates: Sequence[Candidate], limits: Limits, usage: Usage, now: datetime, want: int
+    candidates: Sequence[Candidate], limits: Limits, usage: Usage, now: datetime, want: int,
+    rate_want: int | None = None,
 ) -> Admission:
     """Pick, in claim order, up to ``want`` candidates whose every gate is open, counting each
     admitted job against its gates as it goes. Candidates are due already; ``now`` is the clock
-    the rate windows were read with."""
+    the rate windows were read with. At most ``rate_want`` (None: ``want``) of those admitted may
+    be held by a rate: a worker claims those only for children free to start them at once."""
     ordered = sorted(candidates, key=lambda c: (-c.priority, c.run_at, c.id))
     running = {gate: len(ids) for gate, ids in usage.running.items()}
     starts = {key: count for key, (count, _) in usage.starts.items()}
     sequences_taken: set[str] = set()
     decision = Admission()
+    rated = 0
     for candidate in ordered:
         if len(decision.ids) >= want:
             break
+        gates = gates_of(candidate, limits)
+        has_rate = any(gate.rate is not None for gate in gates)
+        if has_rate and rate_want is not None and rated >= rate_want:
+            continue
         reason = None
-        for gate in gates_of(candidate, limits):
+        for gate in gates:
             reason = _closed(gate, candidate, running, starts, sequences_taken, usage, now, decision)
             if reason:
                 break
@@ -304,7 +321,8 @@ def admit(
             decision.held[candidate.id] = reason
             continue
         decision.ids.append(candidate.id)
-        for gate in gates_of(candidate, limits):
+        rated += has_rate
+        for gate in gates:
             if gate.kind in ("concurrency", "queue-concurrency"):
                 running[(gate.kind, gate.key)] = running.get((gate.kind, gate.key), 0) + 1
             elif gate.rate is not None:

@@ -1,20 +1,23 @@
 """The gated claim: jobs a concurrency limit, a rate or a sequence may hold back.
 
 The plain claim (claims.py) never sees these rows: they are outside django_jobs_ready_idx. The
-gated claim takes them in one transaction of four statements:
+gated claim takes them in five statements, the last three in one transaction:
 
 1. CANDIDATES reads, without locking, the first ready jobs of each key (a loose index scan: one
    probe per distinct key, so a key with 100,000 held jobs costs one probe, not 100,000 rows), the
    head of each sequence, and the first jobs of queues and names an operator or the settings limit.
-2. LOCK_GATES takes a transaction-level advisory lock per gate involved, in one order for every
-   worker (no deadlock), so two workers never count the same gate at once. Transaction-level, so
-   it works behind PgBouncer in transaction mode and can't outlive a crashed worker's session.
-3. USAGE, a new statement and so (in READ COMMITTED) a new snapshot taken after the locks, reads
-   what every earlier holder committed: the running jobs per gate, the starts in each rate's
-   window, each sequence's head, and the database's clock.
-4. flow.admit() decides which candidates start; CLAIM_GATED marks exactly those running and logs
-   the starts of rate-limited ones, with the database's clock read in step 3 (monotonic across
-   holders of a lock, so a rate's window is exact even when workers' clocks disagree).
+2. USAGE reads, unlocked, what the candidates' gates count, and flow.admit() picks the hopeful
+   ones: only their gates are locked next (a full key's waiting jobs cost no lock).
+3. TRY_LOCK_GATES takes a transaction-level advisory lock per gate of those, without waiting: a
+   gate another worker holds is passed over, as SKIP LOCKED passes over rows, so two workers
+   never count the same gate at once and never queue behind each other. Transaction-level, so it
+   works behind PgBouncer in transaction mode and can't outlive a crashed worker's session.
+4. USAGE again, a new statement and so (in READ COMMITTED) a new snapshot taken after the locks,
+   reads what every earlier holder committed: the running jobs per gate, the starts in each
+   rate's window, each sequence's head, and the database's clock. flow.admit() decides;
+   CLAIM_GATED marks exactly those running and logs the starts of rate-limited ones, with that
+   clock (monotonic across holders of a lock, so a rate's window is exact even when workers'
+   clocks disagree).
 
 The counts come from the rows themselves (what is running is what holds a slot), so a job that
 ends by any path (an outcome, rescue, an operator's stop) frees its slot with nothing to undo.
@@ -34,6 +37,7 @@ from ..conf import jobs_settings
 from ..models import READY_STATUSES, SEQUENCE_STATUSES, JobStatus, Limit, Start
 from ..registry import registry
 from .claims import CLAIM_COLUMNS, claimed_rows
+from .connection import run_prepared
 from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in
 
 START_TABLE = Start._meta.db_table
@@ -79,13 +83,11 @@ CANDIDATES = (
     f"{_filters()} ORDER BY priority DESC, run_at, id LIMIT %(per_key)s * 4)"
 )
 
-# Locks each gate for the rest of the transaction, in the order of the names: every worker takes
-# its locks in that order, so two claims can wait on each other's gates but never deadlock. (The
-# sort is in a sub-select so that the locks are taken in its order.)
-LOCK_GATES = (
-    "SELECT count(pg_advisory_xact_lock(hashtextextended(g, 0))) "
-    "FROM (SELECT g FROM unnest(%s::text[]) AS g ORDER BY g) AS gates"
-)
+# Tries to lock each gate for the rest of the transaction, without waiting: a gate another worker
+# holds is being counted and claimed by it right now, so this claim passes over its jobs (as SKIP
+# LOCKED passes over rows) instead of queueing behind it. Never waiting also means no deadlock,
+# whatever order gates come in. Returns the gates it got.
+TRY_LOCK_GATES = "SELECT g FROM unnest(%(gates)s::text[]) AS g WHERE pg_try_advisory_xact_lock(hashtextextended(g, 0))"
 
 # What the gates count, read after the locks: the clock, the running jobs that hold a concurrency
 # gate or a sequence (few rows: at most the fleet's concurrency, via django_jobs_running_idx),
@@ -144,29 +146,30 @@ class GatedClaim:
     #: Where the next claim's walk over keys and sequences starts ("" from the beginning).
     key_cursor: str = ""
     sequence_cursor: str = ""
+    #: Another worker held some of the gates wanted: look again shortly.
+    contended: bool = False
 
 
 def claim_gated(
     using: str, *, worker_id: str, want: int, now: datetime, limits: flow.Limits, queues: Sequence[str] = (),
     paused_queues: Sequence[str] = (), paused_names: Sequence[str] = (), key_cursor: str = "",
-    sequence_cursor: str = "",
+    sequence_cursor: str = "", rate_want: int | None = None,
 ) -> GatedClaim:
-    """Claim up to ``want`` jobs that gates may hold, never more than every gate allows."""
+    """Claim up to ``want`` jobs that gates may hold (of them at most ``rate_want`` held by a
+    rate), never more than every gate allows."""
     if want <= 0:
         return GatedClaim([], key_cursor=key_cursor, sequence_cursor=sequence_cursor)
     if connections[using].vendor != "postgresql":
         # Flow control is PostgreSQL's (advisory locks, arrays): elsewhere limited jobs wait, and
-        # the system check django_jobs.W030 says so at startup.
+        # the system check django_jobs.W302 says so at startup.
         return GatedClaim([], key_cursor=key_cursor, sequence_cursor=sequence_cursor)
     params: dict[str, Any] = {
         "now": now, "queues": list(queues), "paused_queues": list(paused_queues),
         "paused_names": list(paused_names), "key_cursor": key_cursor, "sequence_cursor": sequence_cursor,
-        "continue_names": sorted(limits.sequence_continue), "per_key": want,
+        "continue_names": sorted(limits.sequence_continue), "per_key": max(1, min(want, limits.most_per_key(rate_want if rate_want is not None else want))),
         "limited_queues": limits.limited_queues, "limited_names": limits.limited_names,
     }
-    with connections[using].cursor() as cursor:
-        cursor.execute(CANDIDATES, params)
-        found = cursor.fetchall()
+    found = run_prepared(using, CANDIDATES, params, worker=True)
     candidates, keys_seen, sequences_seen = _candidates(found, now, queues, paused_queues, paused_names)
     result = GatedClaim(
         [],
@@ -175,22 +178,37 @@ def claim_gated(
     )
     if not candidates:
         return result
-    gates = {gate for c in candidates for gate in flow.gates_of(c, limits)}
-    with transaction.atomic(using=using), connections[using].cursor() as cursor:
-        cursor.execute(LOCK_GATES, [sorted(g.lock_name for g in gates)])
-        usage, db_now = _usage(cursor, gates, limits)
-        decision = flow.admit(candidates, limits, usage, db_now, want)
-        result.next_start = decision.next_start
+    # A first look, unlocked: which candidates would start. Only their gates are locked and
+    # counted again: a full key's hundred waiting jobs cost no lock.
+    usage, db_now = _usage(using, {g for c in candidates for g in flow.gates_of(c, limits)}, limits)
+    hopeful = flow.admit(candidates, limits, usage, db_now, want, rate_want)
+    result.next_start = hopeful.next_start
+    if not hopeful.ids:
+        return result
+    by_id = {c.id: c for c in candidates}
+    chosen = [by_id[i] for i in hopeful.ids]
+    with transaction.atomic(using=using):
+        wanted = sorted({g.lock_name for c in chosen for g in flow.gates_of(c, limits)})
+        got = {row[0] for row in run_prepared(using, TRY_LOCK_GATES, {"gates": wanted}, worker=True)}
+        result.contended = len(got) < len(wanted)
+        locked = [c for c in chosen if all(g.lock_name in got for g in flow.gates_of(c, limits))]
+        if not locked:
+            return result
+        # A new statement, so a new snapshot: it sees what every earlier holder of these locks
+        # committed.
+        usage, db_now = _usage(using, {g for c in locked for g in flow.gates_of(c, limits)}, limits)
+        decision = flow.admit(locked, limits, usage, db_now, want, rate_want)
         if decision.ids:
-            by_id = {c.id: c for c in candidates}
             starts = [(i, g.start_key) for i in decision.ids for g in flow.gates_of(by_id[i], limits) if g.rate]
-            cursor.execute(CLAIM_GATED, {
+            rated = {i for i, _ in starts}
+            result.rows = claimed_rows(run_prepared(using, CLAIM_GATED, {
                 "now": db_now, "worker_id": worker_id, "ids": decision.ids,
                 "start_ids": [s[0] for s in starts], "start_keys": [s[1] for s in starts],
-            })
-            result.rows = claimed_rows(cursor.fetchall())
-    for row in result.rows:
-        row["gated"] = True
+            }, worker=True))
+            for row in result.rows:
+                row["gated"] = True
+                # A rate counted its start now: the worker starts it now, alone (see Pool.dispatch_buffer).
+                row["rated"] = row["id"] in rated
     return result
 
 
@@ -217,19 +235,19 @@ def _candidates(
     return list(candidates.values()), keys_seen, sequences_seen
 
 
-def _usage(cursor: Any, gates: set[flow.Gate], limits: flow.Limits) -> tuple[flow.Usage, datetime]:
+def _usage(using: str, gates: set[flow.Gate], limits: flow.Limits) -> tuple[flow.Usage, datetime]:
     concurrency = {g.key for g in gates if g.kind == "concurrency"}
     queue_concurrency = {g.key for g in gates if g.kind == "queue-concurrency"}
     sequences = sorted({g.key for g in gates if g.kind == "sequence"})
     rates = {g.start_key: g.rate.period for g in gates if g.rate is not None}
-    cursor.execute(USAGE, {
+    rows = run_prepared(using, USAGE, {
         "keys": sorted(concurrency), "queues": sorted(queue_concurrency), "sequences": sequences,
         "start_keys": list(rates), "periods": list(rates.values()),
         "continue_names": sorted(limits.sequence_continue),
-    })
+    }, worker=True)
     usage = flow.Usage()
     db_now: datetime | None = None
-    for tag, job_id, first, second, third, moment, count in cursor.fetchall():
+    for tag, job_id, first, second, third, moment, count in rows:
         if tag == "now":
             db_now = moment
         elif tag == "running":
@@ -261,8 +279,7 @@ def explain(using: str, job: Any) -> str | None:
     gates = set(flow.gates_of(candidate, limits))
     if not gates:
         return None
-    with connections[using].cursor() as cursor:
-        usage, db_now = _usage(cursor, gates, limits)
+    usage, db_now = _usage(using, gates, limits)
     return flow.admit([candidate], limits, usage, db_now, 1).held.get(job.id)
 
 

@@ -150,7 +150,7 @@ class EnqueuedJobs:
             claimed = ledger.sync(1)
             if not ledger.buffer:
                 ledger.gated_dirty = True  # here every look is a fresh one
-                claimed += ledger.claim_gated(1)
+                claimed += ledger.claim_gated(1, free=1)
             if not ledger.buffer:
                 if claimed:
                     continue  # an unregistered job, now marked dead

@@ -167,6 +167,8 @@ class Ledger:
             return False
         if len(self.pending) >= 100 or stopping:
             return True
+        if self._gated and self.pending[-1].slot_job.get("gated"):
+            return True  # it holds a slot of a limit (or a sequence) that other jobs wait for
         if not self.buffer and not children_busy:
             return True
         return time.monotonic() - self.pending[0].queued_at >= OUTCOME_DELAY
@@ -245,14 +247,16 @@ class Ledger:
             self._mark_unregistered([r for r in rows if r["name"] not in registry], now)
         return len(rows)
 
-    def claim_gated(self, free: int) -> int:
-        """Claim up to ``free`` jobs that flow control may hold (db/gates.py), for idle children:
-        they go first in the buffer, since each holds a slot of its limit from its claim on.
+    def claim_gated(self, want: int, free: int | None = None) -> int:
+        """Claim up to ``want`` jobs that flow control may hold (db/gates.py); of them, jobs held
+        by a rate only for the ``free`` idle children (None: ``want``), so that their starts are
+        when they were counted. They go first in the buffer, since each holds a slot of its limit
+        from its claim on.
 
         Runs only when something may have changed since the last one: a slot freed, a
         notification, a rate window opening, or the last one filling every free child.
         """
-        if free <= 0 or not self._gated or self.link.is_down() or not self.reconcile():
+        if want <= 0 or not self._gated or self.link.is_down() or not self.reconcile():
             return 0
         if not self.gated_dirty and not (self.gate_due is not None and time.monotonic() >= self.gate_due):
             return 0
@@ -262,7 +266,8 @@ class Ledger:
         try:
             with self.link.call():
                 claim = gates.claim_gated(
-                    self.using, worker_id=self.worker_id, want=free, now=self.clock(), limits=self.limits,
+                    self.using, worker_id=self.worker_id, want=want, rate_want=free, now=self.clock(),
+                    limits=self.limits,
                     queues=self.queues, paused_queues=paused_queues, paused_names=paused_names,
                     key_cursor=self._gate_cursors[0], sequence_cursor=self._gate_cursors[1],
                 )
@@ -274,8 +279,11 @@ class Ledger:
         if claim.next_start is not None:
             wait = (claim.next_start - self.clock()).total_seconds()
             self.gate_due = time.monotonic() + max(wait, 0.0) + 0.001
+        if claim.contended:  # another worker held some gates for a moment: look again soon
+            soon = time.monotonic() + 0.005
+            self.gate_due = soon if self.gate_due is None else min(self.gate_due, soon)
         rows = claim.rows
-        if len(rows) == free or claim.key_cursor or claim.sequence_cursor:
+        if len(rows) == want or claim.key_cursor or claim.sequence_cursor:
             self.gated_dirty = True  # there may be more: look again next time round
         self.claimed_total += len(rows)
         self.buffer.extendleft(reversed(rows))

@@ -142,8 +142,10 @@ class WorkerLoop:
             if want > 0 or self.ledger.outcomes_due(self.stopping, self.pool.busy()):
                 claimed = self.ledger.sync(want)
             if not self.stopping:
-                # Jobs flow control may hold, for children with nothing to run (db/gates.py).
-                claimed += self.ledger.claim_gated(self._gated_room())
+                # Jobs flow control may hold (db/gates.py): for the idle children, and ahead as far
+                # as the plain claim left room; rate-held ones only for idle children.
+                room = self._gated_room()
+                claimed += self.ledger.claim_gated(max(room, self._gated_ahead()), free=room)
                 self.pool.dispatch_buffer()
             if not self.pool.busy() and not self.ledger.pending and not self.ledger.buffer:
                 if self.burst and claimed == 0 and not self.link.is_down():
@@ -169,6 +171,17 @@ class WorkerLoop:
         if self.max_jobs is not None:
             room = min(room, self.max_jobs - self.claimed_total)
         return max(room, 0)
+
+    def _gated_ahead(self) -> int:
+        """How many gated jobs to claim ahead: the buffer's room, refilled whenever there is room
+        (a gated claim walks every key, so each one should take all it can)."""
+        if self.stopping or self.link.is_down():
+            return 0
+        held = len(self.ledger.buffer) + self.pool.waiting()
+        ahead = self.claim_ahead.buffer_size() + self.pool.idle() - held
+        if self.max_jobs is not None:
+            ahead = min(ahead, self.max_jobs - self.claimed_total)
+        return max(ahead, 0)
 
     def _wait(self, idle_left: bool) -> None:
         """Block until a child replies, a notification or signal arrives, or the next deadline."""

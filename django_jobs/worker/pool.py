@@ -271,9 +271,9 @@ class Pool:
                 return
             batch = [buffer.popleft()]
             size_bytes = payload_bytes(batch[0])
-            # A gated job goes alone, and never waits in a child behind another: it holds a slot
-            # of its limit (or a start of its rate) from its claim on.
-            while buffer and len(batch) < size and not batch[0].get("gated") and not buffer[0].get("gated"):
+            # A job a rate let start goes alone, and never waits in a child behind another: its
+            # start was counted at its claim.
+            while buffer and len(batch) < size and not batch[0].get("rated") and not buffer[0].get("rated"):
                 size_bytes += payload_bytes(buffer[0])
                 if size_bytes > batch_bytes:
                     break
