@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # the pool imports this module (for Outcome)
 
 logger = logging.getLogger("django_jobs")
 
+# The longest a gated job's outcome waits for others to be written with it while children still
+# run: it frees a slot of a limit (or a sequence's turn) that other jobs wait for.
+GATED_OUTCOME_DELAY = 0.005
 # The longest an outcome waits to be written with the next claim before it is written alone.
 OUTCOME_DELAY = 0.05
 
@@ -167,7 +170,8 @@ class Ledger:
             return False
         if len(self.pending) >= 100 or stopping:
             return True
-        if self._gated and self.pending[-1].slot_job.get("gated"):
+        gated = self._first_gated_outcome()
+        if gated is not None and (not children_busy or time.monotonic() - gated >= GATED_OUTCOME_DELAY):
             return True  # it holds a slot of a limit (or a sequence) that other jobs wait for
         if not self.buffer and not children_busy:
             return True
@@ -175,7 +179,19 @@ class Ledger:
 
     def next_write(self) -> float | None:
         """The monotonic time by which the oldest pending outcome is due to be written."""
-        return self.pending[0].queued_at + OUTCOME_DELAY if self.pending else None
+        if not self.pending:
+            return None
+        gated = self._first_gated_outcome()
+        due = self.pending[0].queued_at + OUTCOME_DELAY
+        return due if gated is None else min(due, gated + GATED_OUTCOME_DELAY)
+
+    def _first_gated_outcome(self) -> float | None:
+        """When the oldest pending outcome of a gated job was queued (None: there is none)."""
+        if self._gated:
+            for outcome in self.pending:
+                if outcome.slot_job.get("gated"):
+                    return outcome.queued_at
+        return None
 
     # -- round trips ----------------------------------------------------------------------------
 
