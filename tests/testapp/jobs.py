@@ -217,3 +217,8 @@ def apply_webhook(customer_id: str, event: int, fail: bool = False, seconds: flo
 @job(queue="partner-api")
 def call_partner(seconds: float = 0.05) -> None:
     _span("partner", seconds)
+
+
+@job(sequence_key="feed:{feed}", sequence_on_dead="continue")
+def apply_feed_item(feed: str, item: int) -> None:
+    _span(f"feed:{feed}", 0)

@@ -184,3 +184,15 @@ def test_rate_window_counts_starts_not_rows(settings: Any) -> None:
     assert claim(want=10) == []
     assert gates.prune_starts("default", timezone.now() - timedelta(days=8)) == 0
     assert len(created) == 6
+
+
+def test_sequence__continue_lets_later_jobs_pass_a_dead_one() -> None:
+    first = jobs.apply_feed_item.enqueue("f1", 1)
+    second = jobs.apply_feed_item.enqueue("f1", 2)
+    Job.objects.filter(id=first.id).update(status=JobStatus.DEAD, finished_at=timezone.now())
+    assert claim() == [second.id]
+    # Retried, the dead one runs again, but not beside the one now running.
+    Job.objects.filter(id=first.id).retry()
+    assert claim() == []
+    finish(second.id)
+    assert claim() == [first.id]
