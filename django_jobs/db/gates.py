@@ -1,18 +1,16 @@
 """The gated claim: jobs a concurrency limit, a rate or a sequence may hold back.
 
 The plain claim (claims.py) never sees these rows: they are outside django_jobs_ready_idx. The
-gated claim takes them in five statements, the last three in one transaction:
+gated claim takes them in four statements, the last three in one transaction:
 
 1. CANDIDATES reads, without locking, the first ready jobs of each key (a loose index scan: one
    probe per distinct key, so a key with 100,000 held jobs costs one probe, not 100,000 rows), the
    head of each sequence, and the first jobs of queues and names an operator or the settings limit.
-2. USAGE reads, unlocked, what the candidates' gates count, and flow.admit() picks the hopeful
-   ones: only their gates are locked next (a full key's waiting jobs cost no lock).
-3. TRY_LOCK_GATES takes a transaction-level advisory lock per gate of those, without waiting: a
-   gate another worker holds is passed over, as SKIP LOCKED passes over rows, so two workers
-   never count the same gate at once and never queue behind each other. Transaction-level, so it
-   works behind PgBouncer in transaction mode and can't outlive a crashed worker's session.
-4. USAGE again, a new statement and so (in READ COMMITTED) a new snapshot taken after the locks,
+2. TRY_LOCK_GATES takes a transaction-level advisory lock per gate of the candidates, without
+   waiting: a gate another worker holds is passed over, as SKIP LOCKED passes over rows, so two
+   workers never count the same gate at once and never queue behind each other. Transaction-level,
+   so it works behind PgBouncer in transaction mode and can't outlive a crashed worker's session.
+3. USAGE, a new statement and so (in READ COMMITTED) a new snapshot taken after the locks,
    reads what every earlier holder committed: the running jobs per gate, the starts in each
    rate's window, each sequence's head, and the database's clock. flow.admit() decides;
    CLAIM_GATED marks exactly those running and logs the starts of rate-limited ones, with that
@@ -60,28 +58,43 @@ def _filters(prefix: str = "") -> str:
 # over django_jobs_sequence_idx, and each sequence's head (its first job not finished, or dead and
 # blocking: dead jobs of names with sequence_on_dead="continue" are stepped over). Limited queues
 # and names without keys: the first ready jobs among them, from django_jobs_ready_idx.
-CANDIDATES = (
-    f"WITH RECURSIVE keys(k, n) AS ("
-    f"SELECT (SELECT {KEY_EXPR} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} > %(key_cursor)s "
-    f"ORDER BY {KEY_EXPR} LIMIT 1), 1 "
-    f"UNION ALL SELECT (SELECT {KEY_EXPR} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} > keys.k "
-    f"ORDER BY {KEY_EXPR} LIMIT 1), n + 1 FROM keys WHERE keys.k IS NOT NULL AND n < {MAX_KEYS}), "
-    f"sequences(k, n) AS ("
-    f"SELECT (SELECT sequence_key FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key > %(sequence_cursor)s "
-    f"ORDER BY sequence_key LIMIT 1), 1 "
-    f"UNION ALL SELECT (SELECT sequence_key FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key > sequences.k "
-    f"ORDER BY sequence_key LIMIT 1), n + 1 FROM sequences WHERE sequences.k IS NOT NULL AND n < {MAX_KEYS}) "
-    f"SELECT 'key', keys.k, j.* FROM keys CROSS JOIN LATERAL ("
-    f"SELECT {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} = keys.k "
-    f"AND run_at <= %(now)s {_filters()} ORDER BY priority DESC, run_at, id LIMIT %(per_key)s) AS j "
-    f"UNION ALL SELECT 'sequence', sequences.k, h.* FROM sequences CROSS JOIN LATERAL ("
-    f"SELECT {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key = sequences.k "
-    f"AND NOT (status = '{JobStatus.DEAD.value}' AND name = ANY(%(continue_names)s::text[])) "
-    f"ORDER BY id LIMIT 1) AS h "
-    f"UNION ALL (SELECT 'limited', NULL, {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {READY_SQL} AND {UNGATED_SQL} "
-    f"AND run_at <= %(now)s AND (queue = ANY(%(limited_queues)s::text[]) OR name = ANY(%(limited_names)s::text[])) "
-    f"{_filters()} ORDER BY priority DESC, run_at, id LIMIT %(per_key)s * 4)"
-)
+# Workers run it as a prepared statement with a generic plan, where a filter on an empty array
+# still costs per row and the limited branch walks the ready index for nothing: so each worker
+# prepares only the shape it needs (candidates_sql), without the filters it doesn't use.
+def candidates_sql(filtered: bool = True, limited: bool = True) -> str:
+    """The candidates statement: with the worker's queue and pause filters or not, and with the
+    branch for limited queues and names or not."""
+    filters = _filters() if filtered else ""
+    sql = (
+        f"WITH RECURSIVE keys(k, n) AS ("
+        f"SELECT (SELECT {KEY_EXPR} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} > %(key_cursor)s "
+        f"ORDER BY {KEY_EXPR} LIMIT 1), 1 "
+        f"UNION ALL SELECT (SELECT {KEY_EXPR} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} > keys.k "
+        f"ORDER BY {KEY_EXPR} LIMIT 1), n + 1 FROM keys WHERE keys.k IS NOT NULL AND n < {MAX_KEYS}), "
+        f"sequences(k, n) AS ("
+        f"SELECT (SELECT sequence_key FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key > %(sequence_cursor)s "
+        f"ORDER BY sequence_key LIMIT 1), 1 "
+        f"UNION ALL SELECT (SELECT sequence_key FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key > sequences.k "
+        f"ORDER BY sequence_key LIMIT 1), n + 1 FROM sequences WHERE sequences.k IS NOT NULL AND n < {MAX_KEYS}) "
+        f"SELECT 'key', keys.k, j.* FROM keys CROSS JOIN LATERAL ("
+        f"SELECT {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} = keys.k "
+        f"AND run_at <= %(now)s {filters} ORDER BY priority DESC, run_at, id LIMIT %(per_key)s) AS j "
+        f"UNION ALL SELECT 'sequence', sequences.k, h.* FROM sequences CROSS JOIN LATERAL ("
+        f"SELECT {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key = sequences.k "
+        f"AND NOT (status = '{JobStatus.DEAD.value}' AND name = ANY(%(continue_names)s::text[])) "
+        f"ORDER BY id LIMIT 1) AS h"
+    )
+    if limited:
+        sql += (
+            f" UNION ALL (SELECT 'limited', NULL, {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {READY_SQL} AND {UNGATED_SQL} "
+            f"AND run_at <= %(now)s AND (queue = ANY(%(limited_queues)s::text[]) OR name = ANY(%(limited_names)s::text[])) "
+            f"{filters} ORDER BY priority DESC, run_at, id LIMIT %(per_key)s * 4)"
+        )
+    return sql
+
+
+CANDIDATES = candidates_sql()
+_CANDIDATES = {(f, lim): candidates_sql(f, lim) for f in (True, False) for lim in (True, False)}
 
 # Tries to lock each gate for the rest of the transaction, without waiting: a gate another worker
 # holds is being counted and claimed by it right now, so this claim passes over its jobs (as SKIP
@@ -169,7 +182,8 @@ def claim_gated(
         "continue_names": sorted(limits.sequence_continue), "per_key": max(1, min(want, limits.most_per_key(rate_want if rate_want is not None else want))),
         "limited_queues": limits.limited_queues, "limited_names": limits.limited_names,
     }
-    found = run_prepared(using, CANDIDATES, params, worker=True)
+    shape = (bool(queues or paused_queues or paused_names), bool(limits.limited_queues or limits.limited_names))
+    found = run_prepared(using, _CANDIDATES[shape], params, worker=True)
     candidates, keys_seen, sequences_seen = _candidates(found, now, queues, paused_queues, paused_names)
     result = GatedClaim(
         [],
@@ -178,28 +192,23 @@ def claim_gated(
     )
     if not candidates:
         return result
-    # A first look, unlocked: which candidates would start. Only their gates are locked and
-    # counted again: a full key's hundred waiting jobs cost no lock.
-    usage, db_now = _usage(using, {g for c in candidates for g in flow.gates_of(c, limits)}, limits)
-    hopeful = flow.admit(candidates, limits, usage, db_now, want, rate_want)
-    result.next_start = hopeful.next_start
-    if not hopeful.ids:
-        return result
-    by_id = {c.id: c for c in candidates}
-    chosen = [by_id[i] for i in hopeful.ids]
+    gates_of = {c.id: flow.gates_of(c, limits) for c in candidates}
     with transaction.atomic(using=using):
-        wanted = sorted({g.lock_name for c in chosen for g in flow.gates_of(c, limits)})
+        # Every candidate's gates, tried without waiting: the ones another worker is claiming
+        # right now are passed over, and counted again next time.
+        wanted = sorted({g.lock_name for gates in gates_of.values() for g in gates})
         got = {row[0] for row in run_prepared(using, TRY_LOCK_GATES, {"gates": wanted}, worker=True)}
         result.contended = len(got) < len(wanted)
-        locked = [c for c in chosen if all(g.lock_name in got for g in flow.gates_of(c, limits))]
+        locked = [c for c in candidates if all(g.lock_name in got for g in gates_of[c.id])]
         if not locked:
             return result
         # A new statement, so a new snapshot: it sees what every earlier holder of these locks
         # committed.
-        usage, db_now = _usage(using, {g for c in locked for g in flow.gates_of(c, limits)}, limits)
+        usage, db_now = _usage(using, {g for c in locked for g in gates_of[c.id]}, limits)
         decision = flow.admit(locked, limits, usage, db_now, want, rate_want)
+        result.next_start = decision.next_start
         if decision.ids:
-            starts = [(i, g.start_key) for i in decision.ids for g in flow.gates_of(by_id[i], limits) if g.rate]
+            starts = [(i, g.start_key) for i in decision.ids for g in gates_of[i] if g.rate]
             rated = {i for i, _ in starts}
             result.rows = claimed_rows(run_prepared(using, CLAIM_GATED, {
                 "now": db_now, "worker_id": worker_id, "ids": decision.ids,
