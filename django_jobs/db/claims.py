@@ -14,7 +14,7 @@ from django.db import connections, transaction
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, JobStatus, Pause
 from .connection import dump_json, json_value, placeholders, run_prepared
-from .tables import READY_SQL, TABLE, UNGATED_SQL
+from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL
 
 CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
 
@@ -219,6 +219,57 @@ def _sync_sql_pg(filter_queues: bool) -> str:
 _SYNC_PG = {True: _sync_sql_pg(True), False: _sync_sql_pg(False)}
 
 
+# A slot handed over: when a job whose only limit is a concurrency key ends, the same statement
+# that writes its outcome starts the next ready job of that key and name, in claim order. The
+# running count of the key doesn't change (one leaves, one comes, in one commit), so no gate lock
+# is needed: a gated claim counting the key under its lock sees both or neither. It is done only
+# while the key's running count (the ending job included, counted once for the statement in
+# `busy`) is within the limit, so a limit an operator lowered still takes effect as jobs end. Only PostgreSQL; the worker asks for it per
+# ending job (db/gates.py marks the jobs it may ask it for).
+_HANDOFF = (
+    f"handover AS (SELECT h.key, h.name, h.queue, h.lim FROM unnest(%(h_id)s::bigint[], %(h_key)s::text[], "
+    f"%(h_name)s::text[], %(h_queue)s::text[], %(h_limit)s::integer[]) AS h(id, key, name, queue, lim) "
+    f"JOIN done ON done.id = h.id AND done.status <> '{JobStatus.RUNNING.value}'), "
+    f"busy AS (SELECT concurrency_key AS key, count(*) AS n FROM {TABLE} "
+    f"WHERE status = '{JobStatus.RUNNING.value}' AND concurrency_key = ANY(%(h_key)s::text[]) GROUP BY concurrency_key), "
+    f"successors AS (SELECT DISTINCT s.id FROM handover LEFT JOIN busy ON busy.key = handover.key "
+    f"CROSS JOIN LATERAL ("
+    f"SELECT id FROM {TABLE} WHERE COALESCE(busy.n, 0) <= handover.lim "
+    f"AND {READY_SQL} AND {KEYED_SQL} AND {KEY_EXPR} = handover.key "
+    f"AND concurrency_key = handover.key AND rate_key IS NULL AND name = handover.name "
+    f"AND queue = handover.queue AND run_at <= %(now)s "
+    f"ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) AS s), "
+    f"handed AS (UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+    f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
+    f"FROM successors WHERE {TABLE}.id = successors.id "
+    f"RETURNING {', '.join(f'{TABLE}.{c}' for c in CLAIM_COLUMNS)}, {TABLE}.concurrency_key) "
+)
+
+
+def _sync_handoff_sql_pg(filter_queues: bool) -> str:
+    plain = _sync_sql_pg(filter_queues)
+    select = plain.index(" SELECT 'done'")
+    return (
+        plain[:select] + ", " + _HANDOFF + plain[select:]
+        + " UNION ALL SELECT 'handed:' || concurrency_key, id, name::text, args::text, kwargs::text, "
+        "queue::text, attempts, max_attempts, timeout FROM handed"
+    )
+
+
+_SYNC_HANDOFF_PG = {True: _sync_handoff_sql_pg(True), False: _sync_handoff_sql_pg(False)}
+
+
+@dataclass(slots=True)
+class Handoff:
+    """A job whose slot may pass to the next job of its concurrency key when its outcome is written."""
+
+    job_id: int
+    key: str
+    name: str
+    queue: str
+    limit: int
+
+
 def sync_sql(*, filter_queues: bool = False) -> str:
     """The text of the statement a worker runs each round trip (for EXPLAIN)."""
     return _SYNC_PG[filter_queues]
@@ -234,10 +285,13 @@ def sync(
     queues: Sequence[str] = (),
     paused_queues: Sequence[str] = (),
     paused_names: Sequence[str] = (),
+    handoffs: Sequence[Handoff] = (),
 ) -> tuple[dict[int, str], list[dict[str, Any]]]:
     """Write ``outcomes`` and claim up to ``limit`` jobs in one round trip.
 
     Returns what record_outcomes() and claim() would: {job id: status written} and the claimed rows.
+    With ``handoffs``, a slot freed by one of those outcomes goes to the next job of its key (see
+    _HANDOFF); those jobs come last among the claimed rows, marked ``gated``.
     """
     if connections[using].vendor != "postgresql":
         claimed = claim(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
@@ -246,14 +300,31 @@ def sync(
     params = outcome_params(worker_id, outcomes)
     params.update(now=now, queues=list(queues), paused_queues=list(paused_queues),
                   paused_names=list(paused_names), limit=max(limit, 0))
+    statement = _SYNC_PG[bool(queues)]
+    if handoffs:
+        statement = _SYNC_HANDOFF_PG[bool(queues)]
+        params.update(
+            h_id=[h.job_id for h in handoffs], h_key=[h.key for h in handoffs], h_name=[h.name for h in handoffs],
+            h_queue=[h.queue for h in handoffs], h_limit=[h.limit for h in handoffs],
+        )
     written: dict[int, str] = {}
     rows: list[tuple[Any, ...]] = []
-    for row in run_prepared(using, _SYNC_PG[bool(queues)], params, worker=True):
+    handed: list[tuple[Any, ...]] = []
+    keys: list[str] = []
+    for row in run_prepared(using, statement, params, worker=True):
         if row[0] == "done":
             written[row[1]] = row[2]
-        else:
+        elif row[0] == "claimed":
             rows.append(row[1:])
-    return written, claimed_rows(rows)
+        else:
+            handed.append(row[1:])
+            keys.append(row[0].removeprefix("handed:"))
+    claimed = claimed_rows(rows)
+    for job, key in zip(claimed_rows(handed), keys):
+        job["gated"] = True
+        job["handoff"] = key  # and so on: its own slot may pass on in turn
+        claimed.append(job)
+    return written, claimed
 
 
 def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:

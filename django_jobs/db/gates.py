@@ -193,6 +193,7 @@ def claim_gated(
     if not candidates:
         return result
     gates_of = {c.id: flow.gates_of(c, limits) for c in candidates}
+    by_id = {c.id: c for c in candidates}
     with transaction.atomic(using=using):
         # Every candidate's gates, tried without waiting: the ones another worker is claiming
         # right now are passed over, and counted again next time.
@@ -218,7 +219,18 @@ def claim_gated(
                 row["gated"] = True
                 # A rate counted its start now: the worker starts it now, alone (see Pool.dispatch_buffer).
                 row["rated"] = row["id"] in rated
+                # Held by one concurrency key alone: its slot may pass to the key's next job in the
+                # statement that writes its outcome (claims._HANDOFF).
+                only = gates_of[row["id"]]
+                if len(only) == 1 and only[0].kind == "concurrency" and by_key_column(by_id[row["id"]]):
+                    row["handoff"] = only[0].key
     return result
+
+
+def by_key_column(candidate: flow.Candidate) -> bool:
+    """Whether the candidate's concurrency gate is its stored concurrency_key (not its name
+    standing in for one, as under an operator's limit on a job without a key)."""
+    return candidate.concurrency_key is not None and candidate.rate_key is None and candidate.sequence_key is None
 
 
 def _candidates(

@@ -103,6 +103,8 @@ class Ledger:
         #: Monotonic time at which a rate lets a held job start (None: nothing waits on a rate).
         self.gate_due: float | None = None
         self._gate_cursors = ("", "")
+        #: Set by the loop while it shuts down: no slot is handed to a job it would only hand back.
+        self.stopping_now = False
         # (id, attempt) of jobs that ran but whose outcome couldn't be stored: never handed back.
         self._unwritable: set[tuple[int, int]] = set()
 
@@ -227,6 +229,8 @@ class Ledger:
             paused_queues, paused_names = self._paused_lists() if limit > 0 else ([], [])
             covered = time.time()  # read before the claim's clock: never later than its "now"
             now = self.clock()
+            # (The true pauses: the lists above also name the limited queues and jobs.)
+            handoffs = self._handoffs(batch, self._paused[1], self._paused[2]) if self._gated else []
             with self.link.call():
                 written, rows = claims.sync(
                     self.using,
@@ -237,6 +241,7 @@ class Ledger:
                     queues=self.queues,
                     paused_queues=paused_queues,
                     paused_names=paused_names,
+                    handoffs=handoffs,
                 )
         except DB_DOWN as exc:
             self._reply_lost(batch, exc)
@@ -249,12 +254,19 @@ class Ledger:
             self._write_one_by_one(batch)
             return 0
         del self.pending[: len(batch)]
-        if any(o.slot_job.get("gated") for o in batch):
-            self.gated_dirty = True  # a slot freed: a held job may start
+        handed = sum(1 for r in rows if r.get("gated"))
+        passed = {h.job_id for h in handoffs} if handed == len(handoffs) else set()
+        if any(o.slot_job.get("gated") and o.slot_job["id"] not in passed for o in batch):
+            # A slot freed and not passed on (or not every one was): a held job may start.
+            self.gated_dirty = True
         if limit > 0:
             self.claim_covered = covered
         self.claimed_total += len(rows)
         known = [r for r in rows if r["name"] in registry]
+        handed = [r for r in known if r.get("gated")]
+        if handed:  # a gated job goes first (it holds its slot from its claim on)
+            known = [r for r in known if not r.get("gated")]
+            self.buffer.extendleft(reversed(handed))
         self.buffer.extend(known)
         self.publish_held()
         self.link.ok()
@@ -262,6 +274,29 @@ class Ledger:
         if len(known) < len(rows):
             self._mark_unregistered([r for r in rows if r["name"] not in registry], now)
         return len(rows)
+
+    def _handoffs(
+        self, batch: list[Outcome], paused_queues: list[str], paused_names: list[str]
+    ) -> list[claims.Handoff]:
+        """The outcomes of the batch whose slot may pass to the next job of their key (see
+        claims._HANDOFF), under the limits in effect now: a job whose name or queue was since
+        paused or limited some other way frees its slot the ordinary way."""
+        handoffs = []
+        for outcome in batch:
+            row = outcome.slot_job
+            key = row.get("handoff")
+            if key is None or self.stopping_now:
+                continue
+            name, queue = row["name"], row["queue"]
+            limit = self.limits.concurrency.get(name)
+            if (
+                limit is None or name in paused_names or queue in paused_queues or name in self.limits.rate
+                or queue in self.limits.queue_concurrency or queue in self.limits.queue_rate
+                or (self.queues and queue not in self.queues)
+            ):
+                continue
+            handoffs.append(claims.Handoff(row["id"], key, name, queue, limit))
+        return handoffs
 
     def claim_gated(self, want: int, free: int | None = None) -> int:
         """Claim up to ``want`` jobs that flow control may hold (db/gates.py); of them, jobs held

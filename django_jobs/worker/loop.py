@@ -240,6 +240,7 @@ class WorkerLoop:
             log_event("worker_stopping", worker=self.worker_id, mode="now", signal=signal.Signals(signum).name)
         else:
             self.stopping = True
+            self.ledger.stopping_now = True
             self.stop_deadline = time.monotonic() + self.grace
             log_event(
                 "worker_stopping", worker=self.worker_id, mode="graceful",
