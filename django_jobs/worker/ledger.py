@@ -254,8 +254,7 @@ class Ledger:
             self._write_one_by_one(batch)
             return 0
         del self.pending[: len(batch)]
-        handed = sum(1 for r in rows if r.get("gated"))
-        passed = {h.job_id for h in handoffs} if handed == len(handoffs) else set()
+        passed = {h.job_id for h in handoffs} if sum(1 for r in rows if r.get("gated")) == len(handoffs) else set()
         if any(o.slot_job.get("gated") and o.slot_job["id"] not in passed for o in batch):
             # A slot freed and not passed on (or not every one was): a held job may start.
             self.gated_dirty = True
