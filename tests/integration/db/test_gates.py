@@ -196,3 +196,40 @@ def test_sequence__continue_lets_later_jobs_pass_a_dead_one() -> None:
     assert claim() == []
     finish(second.id)
     assert claim() == [first.id]
+
+
+def _succeeded(job: Job) -> OutcomeWrite:
+    return OutcomeWrite(job.id, job.attempts, timezone.now(), Transition(
+        status=JobStatus.SUCCEEDED, history_entry={"attempt": job.attempts, "outcome": "succeeded"}))
+
+
+def test_handoff__the_outcome_starts_the_next_job_of_its_key_in_the_same_statement() -> None:
+    from django_jobs.db import claims
+
+    first, second, third = (jobs.sync_account.enqueue("a") for _ in range(3))
+    result = gates.claim_gated("default", worker_id="w1", want=5, now=timezone.now(),
+                               limits=gates.limits_in_effect("default"))
+    assert [r["id"] for r in result.rows] == [first.id] and result.rows[0]["handoff"] == "account:a"
+    first.refresh_from_db()
+
+    written, rows = claims.sync("default", worker_id="w1", outcomes=[_succeeded(first)], limit=0,
+                                now=timezone.now(), handoffs=[claims.Handoff(first.id, "account:a", first.name, "default", 1)])
+
+    assert written == {first.id: "succeeded"}
+    assert [(r["id"], r["gated"], r["handoff"]) for r in rows] == [(second.id, True, "account:a")]
+    assert list(Job.objects.filter(status=JobStatus.RUNNING).values_list("id", flat=True)) == [second.id]
+    assert Job.objects.get(id=third.id).status == JobStatus.QUEUED
+
+
+def test_handoff__not_while_the_key_runs_over_a_lowered_limit() -> None:
+    from django_jobs.db import claims
+
+    created = [jobs.limited_pair.enqueue(0) for _ in range(4)]
+    running = claim("w1", want=5)
+    assert len(running) == 2
+    # The operator lowered the limit to 1 while two run: the first to end frees its slot for good.
+    ended = Job.objects.get(id=running[0])
+    written, rows = claims.sync("default", worker_id="w1", outcomes=[_succeeded(ended)], limit=0, now=timezone.now(),
+                                handoffs=[claims.Handoff(ended.id, ended.concurrency_key, ended.name, "default", 1)])
+    assert written == {ended.id: "succeeded"} and rows == []
+    assert Job.objects.filter(id__in=[j.id for j in created], status=JobStatus.RUNNING).count() == 1
