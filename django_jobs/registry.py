@@ -456,16 +456,17 @@ def _check_flow(
     flow: dict[str, Any] = {}
     if concurrency is not None:
         flow["concurrency"] = check_concurrency(concurrency, f"{where}: concurrency")
-    if concurrency_key is not None:
-        if concurrency is None:
-            raise InvalidJobOptions(f"{where}: concurrency_key needs concurrency=N (how many at once per key).")
-        flow["concurrency_key"] = key_template("concurrency_key", concurrency_key, signature, f.__qualname__)
     if rate is not None:
         flow["rate"] = parse_rate(rate, f"{where}: rate")
-    if rate_key is not None:
-        if rate is None:
-            raise InvalidJobOptions(f'{where}: rate_key needs rate="N/m" (how many starts per key).')
-        flow["rate_key"] = key_template("rate_key", rate_key, signature, f.__qualname__)
+    # A key counts against a limit: each needs its own.
+    for option, key, limit, needs in (
+        ("concurrency_key", concurrency_key, concurrency, "concurrency=N (how many at once per key)"),
+        ("rate_key", rate_key, rate, 'rate="N/m" (how many starts per key)'),
+    ):
+        if key is not None:
+            if limit is None:
+                raise InvalidJobOptions(f"{where}: {option} needs {needs}.")
+            flow[option] = key_template(option, key, signature, f.__qualname__)
     if sequence_key is not None:
         flow["sequence_key"] = key_template("sequence_key", sequence_key, signature, f.__qualname__)
     if sequence_on_dead not in ("block", "continue"):

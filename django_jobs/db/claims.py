@@ -32,11 +32,16 @@ def _claimable_sql(filter_queues: bool) -> str:
     )
 
 
+# What every claim writes (this one, the gated claim's, a handed-over slot's): running, one more
+# attempt (the fencing token), this worker, and no stale stop request.
+CLAIM_SET = (
+    f"SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+    f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL"
+)
 # Marks the claimable rows running in the same statement, so no claimed row is ever seen as
 # queued, and no transaction stays open while the job runs.
 _CLAIM_UPDATE = (
-    f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
-    f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
+    f"UPDATE {TABLE} {CLAIM_SET} "
     f"FROM claimable WHERE {TABLE}.id = claimable.id "
     f"RETURNING {', '.join(f'{TABLE}.{c}' for c in CLAIM_COLUMNS)}"
 )
@@ -239,8 +244,7 @@ _HANDOFF = (
     f"AND concurrency_key = handover.key AND rate_key IS NULL AND name = handover.name "
     f"AND queue = handover.queue AND run_at <= %(now)s "
     f"ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) AS s), "
-    f"handed AS (UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
-    f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
+    f"handed AS (UPDATE {TABLE} {CLAIM_SET} "
     f"FROM successors WHERE {TABLE}.id = successors.id "
     f"RETURNING {', '.join(f'{TABLE}.{c}' for c in CLAIM_COLUMNS)}, {TABLE}.concurrency_key) "
 )

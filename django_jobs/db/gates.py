@@ -32,9 +32,9 @@ from django.db import connections, transaction
 
 from .. import flow
 from ..conf import jobs_settings
-from ..models import READY_STATUSES, SEQUENCE_STATUSES, JobStatus, Limit, Start
+from ..models import READY_STATUSES, SEQUENCE_STATUSES, Job, JobStatus, Limit, Start
 from ..registry import registry
-from .claims import CLAIM_COLUMNS, claimed_rows
+from .claims import CLAIM_COLUMNS, CLAIM_SET, claimed_rows
 from .connection import run_prepared
 from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in
 
@@ -124,8 +124,7 @@ USAGE = (
 # Marks the admitted jobs running (only if still ready: an operator may have stopped one since
 # step 1) and logs a start per rate gate of each, with the clock USAGE read.
 CLAIM_GATED = (
-    f"WITH claimed AS (UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
-    f"started_at = %(now)s, worker_id = %(worker_id)s, stop_requested_at = NULL "
+    f"WITH claimed AS (UPDATE {TABLE} {CLAIM_SET} "
     f"WHERE id = ANY(%(ids)s::bigint[]) AND {status_in(READY_STATUSES)} "
     f"RETURNING {', '.join(CLAIM_COLUMNS)}), "
     f"started AS (INSERT INTO {START_TABLE} (key, started_at) SELECT s.key, %(now)s "
@@ -308,8 +307,6 @@ def blocked_by(using: str, job: Any) -> int:
     """How many later jobs of ``job``'s sequence wait behind it (for a dead job's page)."""
     if not job.sequence_key:
         return 0
-    from ..models import Job
-
     return Job.objects.using(using).filter(
         sequence_key=job.sequence_key, id__gt=job.id, status__in=READY_STATUSES
     ).count()

@@ -256,15 +256,15 @@ class Ledger:
             return 0
         del self.pending[: len(batch)]
         passed = {h.job_id for h in handoffs} if sum(1 for r in rows if r.get("gated")) == len(handoffs) else set()
-        if any(o.slot_job.get("gated") and o.slot_job["id"] not in passed for o in batch):
+        if self._gated and any(o.slot_job.get("gated") and o.slot_job["id"] not in passed for o in batch):
             # A slot freed and not passed on (or not every one was): a held job may start.
             self.gated_dirty = True
         if limit > 0:
             self.claim_covered = covered
         self.claimed_total += len(rows)
         known = [r for r in rows if r["name"] in registry]
-        handed = [r for r in known if r.get("gated")]
-        if handed:  # a gated job goes first (it holds its slot from its claim on)
+        if handoffs:  # a handed-over job goes first (it holds its slot from its claim on)
+            handed = [r for r in known if r.get("gated")]
             known = [r for r in known if not r.get("gated")]
             self.buffer.extendleft(reversed(handed))
         self.buffer.extend(known)

@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import transaction
-from django.utils import timezone
 
-from django_jobs.models import Job, JobStatus
-from tests.support.procs import wait_listening, wait_until
+from tests.support.procs import pickup_seconds, wait_listening
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,16 +27,7 @@ def test_notify__wakes_an_idle_worker_long_before_its_poll_interval(
     wait_listening(second_connection, worker)
 
     def run_one(label: str) -> float:
-        with transaction.atomic():
-            job = jobs.record.enqueue(label)
-        committed = timezone.now()
-        wait_until(
-            lambda: Job.objects.filter(pk=job.pk, status=JobStatus.SUCCEEDED).exists(),
-            timeout=POLL_INTERVAL / 2,
-            message=lambda: f"job {label} to run; {worker.describe()}",
-        )
-        started = Job.objects.get(pk=job.pk).started_at
-        return (started - committed).total_seconds()
+        return pickup_seconds(jobs.record, label, worker, timeout=POLL_INTERVAL / 2)
 
     # The first job also flushes out the wake-up the worker gives itself when it starts listening.
     run_one("warm-up")

@@ -54,6 +54,25 @@ def wait_until(
         time.sleep(interval)
 
 
+def pickup_seconds(definition: Any, label: str, worker: WorkerProcess, timeout: float) -> float:
+    """Enqueue ``definition(label)`` in a committed transaction, wait (up to ``timeout``) until
+    ``worker`` has run it, and return the seconds from the commit to its start."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from django_jobs.models import Job, JobStatus
+
+    with transaction.atomic():
+        job = definition.enqueue(label)
+    committed = timezone.now()
+    wait_until(
+        lambda: Job.objects.filter(pk=job.pk, status=JobStatus.SUCCEEDED).exists(),
+        timeout=timeout,
+        message=lambda: f"job {label} to run; {worker.describe()}",
+    )
+    return (Job.objects.get(pk=job.pk).started_at - committed).total_seconds()
+
+
 def wait_listening(conn: Any, worker: WorkerProcess) -> None:
     """Wait until ``worker``'s listener has issued LISTEN (seen from ``conn``, another session)."""
     from django_jobs.db.channel import CHANNEL

@@ -6,11 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from django.db import transaction
-from django.utils import timezone
 
 from django_jobs.models import Job, JobStatus
-from tests.support.procs import wait_listening, wait_until
+from tests.support.procs import pickup_seconds, wait_listening, wait_until
 from tests.testapp import jobs
 
 POLL_SETTINGS = "tests.settings_slow_poll"
@@ -34,16 +32,7 @@ def test_listener__a_worker_started_with_a_queue_name_containing_a_space_is_woke
     spaced = jobs.record.using(queue="my queue")
 
     def run_one(label: str) -> float:
-        with transaction.atomic():
-            job = spaced.enqueue(label)
-        committed = timezone.now()
-        wait_until(
-            lambda: Job.objects.filter(pk=job.pk, status=JobStatus.SUCCEEDED).exists(),
-            timeout=POLL_INTERVAL / 2,
-            message=lambda: f"job {label} to run; {worker.describe()}",
-        )
-        started = Job.objects.get(pk=job.pk).started_at
-        return (started - committed).total_seconds()
+        return pickup_seconds(spaced, label, worker, timeout=POLL_INTERVAL / 2)
 
     run_one("warm-up")  # also takes the wake-up the worker gives itself when it starts listening
     latencies = [run_one(f"job {i}") for i in range(4)]
