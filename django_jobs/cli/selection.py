@@ -94,9 +94,11 @@ def since(text: str) -> timedelta | datetime:
         if amount < 1:
             raise argparse.ArgumentTypeError(f"{text!r} is no time ago; give e.g. {SINCE_EXAMPLES}")
         try:
-            return timedelta(**{SINCE_UNITS[match[2]]: amount})
+            ago = timedelta(**{SINCE_UNITS[match[2]]: amount})
+            datetime.now() - ago  # noqa: B018 - fails here, not later in the query, if too far
         except OverflowError:
             raise argparse.ArgumentTypeError(f"{text!r} is further back than any date") from None
+        return ago
     try:
         moment = parse_datetime(value)
         if moment is None:

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from django_jobs.cli import deadletter, list_, pause, resume, retry, show, stats, stop
+from django_jobs.cli import BAD_INPUT, deadletter, list_, pause, resume, retry, show, stats, stop
 
 SUBCOMMANDS: dict[str, ModuleType] = {
     "list": list_,
@@ -22,6 +22,16 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "resume": resume,
     "stats": stats,
 }
+
+
+class SubcommandParser(CommandParser):
+    """A subcommand's parser: bad input exits 2 through call_command too, as on the command line
+    (where argparse exits 2 after printing the usage)."""
+
+    def error(self, message: str) -> Any:
+        if self.called_from_command_line:
+            super().error(message)
+        raise CommandError(f"Error: {message}", returncode=BAD_INPUT)
 
 
 class Command(BaseCommand):
@@ -36,7 +46,7 @@ class Command(BaseCommand):
             a for a in parser._actions if a.option_strings and a.dest not in ("help", "version")
         ]
         subparsers = parser.add_subparsers(
-            dest="subcommand", metavar="SUBCOMMAND", required=True,
+            parser_class=SubcommandParser, dest="subcommand", metavar="SUBCOMMAND", required=True,
             title="subcommands", description="`manage.py jobs SUBCOMMAND --help` for each.",
         )
         for name, module in SUBCOMMANDS.items():
@@ -53,8 +63,8 @@ class Command(BaseCommand):
             if options.get("traceback"):
                 raise
             raise CommandError(
-                f"The database refused or couldn't be reached: {exc}".strip()
-                + " (--traceback shows where).",
+                f"The database refused the command or couldn't be reached:\n{str(exc).strip()}\n"
+                "Nothing was changed by this command unless it said so. --traceback shows where.",
                 returncode=1,
             ) from exc
 
