@@ -64,7 +64,7 @@ class Command(BaseCommand):
                 raise
             raise CommandError(
                 f"The database refused the command or couldn't be reached:\n{str(exc).strip()}\n"
-                "Nothing was changed by this command unless it said so. --traceback shows where.",
+                "(--traceback shows where.)",
                 returncode=1,
             ) from exc
 
