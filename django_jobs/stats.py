@@ -269,6 +269,10 @@ class KeyUsage:
     at_limit: int = 0
 
 
+#: How people are told who set a limit (``LimitUsage.*_source``).
+LIMIT_SOURCES = {"code": "code", "settings": "settings", "operator": "an operator"}
+
+
 @dataclass
 class LimitUsage:
     """A limited queue or job name: the limits in effect, who set each, and how much is used.
@@ -301,6 +305,44 @@ class LimitUsage:
     def start_key(self) -> str:
         """The key the rate gate logs this target's starts under (flow.Gate.start_key)."""
         return f"queue:{self.target}" if self.scope == "queue" else self.target
+
+    @property
+    def full(self) -> bool:
+        """Whether it holds jobs back now: at its concurrency or rate, or with keys at theirs."""
+        at_concurrency = (
+            self.concurrency is not None
+            and self.running >= self.concurrency
+            and not self.concurrency_per_key
+        )
+        at_rate = (
+            self.rate_starts is not None and self.rate is not None
+            and self.rate_starts >= self.rate.count
+        )
+        return at_concurrency or at_rate or any(usage.at_limit for usage in self.keys.values())
+
+    def in_words(self) -> dict[str, str]:
+        """Its use of each limit and who set them, as the overview and ``jobs stats`` say it:
+        ``concurrency``, ``rate`` and ``keys`` ("" when it has none) and ``source``."""
+        concurrency = rate = ""
+        if self.concurrency is not None:
+            per_key = f" per {self.concurrency_per_key}" if self.concurrency_per_key else ""
+            concurrency = f"{self.running:,} running, at most {self.concurrency:,}{per_key}"
+        if self.rate is not None:
+            if self.rate_per_key:
+                rate = f"at most {self.rate} per {self.rate_per_key}"
+            else:
+                rate = f"{self.rate_starts or 0:,} started of {self.rate}"
+        keys = "; ".join(
+            f"{kind}: {usage.waiting:,} with jobs waiting, {usage.at_limit:,} at the limit"
+            for kind, usage in self.keys.items()
+        )
+        sources = {LIMIT_SOURCES[s] for s in (self.concurrency_source, self.rate_source) if s}
+        return {
+            "concurrency": concurrency,
+            "rate": rate,
+            "keys": keys,
+            "source": " and ".join(sorted(sources)),
+        }
 
 
 def limit_usage(using: str, *, now: datetime) -> list[LimitUsage]:
