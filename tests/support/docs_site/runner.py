@@ -1,0 +1,118 @@
+"""Run one docs page's samples as a test of the generated project (its test_docs_page.py).
+
+tests/integration/test_docs.py copies this file into the project it made with
+``startproject``, with ``docs_samples.py`` next to it, and runs pytest there once per page,
+naming the page in ``DOCS_PAGE`` (and how to show it in ``DOCS_PAGE_SHOWN``).
+
+The page's samples without a file name run in order in one module, inside a test
+transaction (``django_db``) that is rolled back. Then the ``test_*`` functions they defined
+are called, their arguments filled from pytest fixtures by name (``client``,
+``enqueued_jobs``, ``settings``...), each in a savepoint rolled back afterwards, with an empty
+``mail.outbox`` and its ``pytest.mark.urls`` applied (other marks are ignored); the test
+methods of the ``unittest.TestCase`` classes they defined run the same way (with
+``setUpTestData``, ``setUp`` and ``tearDown``, without class-level setup).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+import types
+import unittest
+from pathlib import Path
+from typing import Any
+
+import django
+import pytest
+from django.conf import settings
+from django.core import mail
+from django.db import transaction
+from django.test import SimpleTestCase
+
+from docs_samples import page_code, python_samples
+
+PAGE = os.environ.get("DOCS_PAGE", "")
+SHOWN = os.environ.get("DOCS_PAGE_SHOWN", PAGE)
+
+
+def _alias_django_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Django 5.2 has the Tasks framework only as the django-tasks backport: the docs show
+    # Django 6's import paths, which these names make work on both.
+    if django.VERSION >= (6, 0):
+        return
+    import django_tasks
+    import django_tasks.exceptions
+    import django_tasks.signals
+
+    monkeypatch.setitem(sys.modules, "django.tasks", django_tasks)
+    monkeypatch.setitem(sys.modules, "django.tasks.exceptions", django_tasks.exceptions)
+    monkeypatch.setitem(sys.modules, "django.tasks.signals", django_tasks.signals)
+    monkeypatch.setattr(django, "tasks", django_tasks, raising=False)
+
+
+def _run_test_function(func: Any, request: pytest.FixtureRequest) -> None:
+    fixtures = {p: request.getfixturevalue(p) for p in inspect.signature(func).parameters}
+    for mark in getattr(func, "pytestmark", []):
+        if mark.name == "urls":
+            request.getfixturevalue("settings").ROOT_URLCONF = mark.args[0]
+    mail.outbox = []
+    with transaction.atomic():
+        func(**fixtures)
+        transaction.set_rollback(True)
+    request.getfixturevalue("settings").ROOT_URLCONF = settings.ROOT_URLCONF
+
+
+def _run_test_method(cls: type[unittest.TestCase], method: str) -> None:
+    # Not through unittest's runner: TestCase's class setup and teardown manage transactions
+    # and connections of their own, which would end pytest-django's.
+    mail.outbox = []
+    with transaction.atomic():
+        setup_data = getattr(cls, "setUpTestData", None)
+        if setup_data is not None:
+            setup_data()
+        case = cls(method)
+        if isinstance(case, SimpleTestCase):
+            case.client = case.client_class()
+        case.setUp()
+        try:
+            getattr(case, method)()
+        finally:
+            case.tearDown()
+            case.doCleanups()
+        transaction.set_rollback(True)
+
+
+def _run_defined_tests(module: types.ModuleType, request: pytest.FixtureRequest) -> None:
+    for name, value in list(vars(module).items()):
+        if getattr(value, "__module__", None) != module.__name__:
+            continue
+        where = f"the test {name}() defined on {SHOWN}"
+        try:
+            if inspect.isfunction(value) and name.startswith("test"):
+                _run_test_function(value, request)
+            elif isinstance(value, type) and issubclass(value, unittest.TestCase):
+                for method in unittest.defaultTestLoader.getTestCaseNames(value):
+                    where = f"the test {name}.{method}() defined on {SHOWN}"
+                    _run_test_method(value, method)
+        except Exception as exc:
+            raise AssertionError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+
+
+@pytest.mark.skipif(not PAGE, reason="no DOCS_PAGE: nothing to run (the database warm-up)")
+@pytest.mark.django_db
+def test_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = Path(PAGE)
+    _alias_django_tasks(monkeypatch)
+    module = types.ModuleType("docs_page_" + re.sub(r"\W", "_", SHOWN))
+    module.__file__ = str(path)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    for sample in page_code(list(python_samples(path))):
+        try:
+            exec(compile(sample.padded(), str(path), "exec", dont_inherit=True), module.__dict__)
+        except Exception as exc:
+            raise AssertionError(
+                f"the sample at {SHOWN}:{sample.line} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+    _run_defined_tests(module, request)
