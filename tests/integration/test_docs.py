@@ -67,6 +67,22 @@ DATABASES = {{
 TASKS = {{"default": {{"BACKEND": "django_jobs.backend.JobsBackend", "QUEUES": ["default", "emails"]}}}}
 '''
 
+# Django 5.2 has the Tasks framework only as the django-tasks backport: the docs show Django 6's
+# import paths, which these names make work on both (in settings: before any app is imported).
+ALIAS_BACKPORT = '''
+import sys
+
+import django
+import django_tasks
+import django_tasks.exceptions
+import django_tasks.signals
+
+sys.modules["django.tasks"] = django_tasks
+sys.modules["django.tasks.exceptions"] = django_tasks.exceptions
+sys.modules["django.tasks.signals"] = django_tasks.signals
+django.tasks = django_tasks
+'''
+
 URLS = '''from django.contrib import admin
 from django.urls import include, path
 
@@ -121,6 +137,8 @@ def make_site(root: Path) -> Path:
     backport = ', "django_tasks"' if django.VERSION < (6, 0) else ""
     with (site / "mysite" / "settings.py").open("a") as settings_file:
         settings_file.write(SETTINGS.format(backport=backport))
+        if backport:
+            settings_file.write(ALIAS_BACKPORT)
     (site / "mysite" / "urls.py").write_text(URLS)
     shutil.copy(SITE_FILES / "runner.py", site / "test_docs_page.py")
     shutil.copy(REPO / "tests" / "support" / "docs_samples.py", site / "docs_samples.py")

@@ -24,7 +24,6 @@ import unittest
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
 from django.conf import settings
 from django.core import mail
@@ -35,21 +34,6 @@ from docs_samples import page_code, python_samples
 
 PAGE = os.environ.get("DOCS_PAGE", "")
 SHOWN = os.environ.get("DOCS_PAGE_SHOWN", PAGE)
-
-
-def _alias_django_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Django 5.2 has the Tasks framework only as the django-tasks backport: the docs show
-    # Django 6's import paths, which these names make work on both.
-    if django.VERSION >= (6, 0):
-        return
-    import django_tasks
-    import django_tasks.exceptions
-    import django_tasks.signals
-
-    monkeypatch.setitem(sys.modules, "django.tasks", django_tasks)
-    monkeypatch.setitem(sys.modules, "django.tasks.exceptions", django_tasks.exceptions)
-    monkeypatch.setitem(sys.modules, "django.tasks.signals", django_tasks.signals)
-    monkeypatch.setattr(django, "tasks", django_tasks, raising=False)
 
 
 def _run_test_function(func: Any, request: pytest.FixtureRequest) -> None:
@@ -104,7 +88,6 @@ def _run_defined_tests(module: types.ModuleType, request: pytest.FixtureRequest)
 @pytest.mark.django_db
 def test_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     path = Path(PAGE)
-    _alias_django_tasks(monkeypatch)
     module = types.ModuleType("docs_page_" + re.sub(r"\W", "_", SHOWN))
     module.__file__ = str(path)
     monkeypatch.setitem(sys.modules, module.__name__, module)
