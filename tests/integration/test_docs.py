@@ -158,6 +158,20 @@ def _drop_test_database() -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+def _readable(output: str, site: Path) -> str:
+    """pytest's report of the page; or, when the project didn't start (a file sample that
+    doesn't import breaks ``django.setup()``), the traceback's frames in the project and the
+    error."""
+    if "Traceback (most recent call last)" not in output or "= FAILURES =" in output:
+        return output
+    lines = output.rstrip().splitlines()
+    kept = ["The project did not start:"]
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(f'File "{site}'):
+            kept += lines[i:i + 2]
+    return "\n".join([*kept, lines[-1]])
+
+
 @pytest.fixture(scope="session")
 def docs_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     site = make_site(tmp_path_factory.mktemp("docs-site"))
@@ -187,18 +201,18 @@ def test_python_samples__indented_blocks_files_and_other_languages(tmp_path: Pat
     page.write_text(
         "```python\nx = 1\n```\n\n- item\n\n  ```python\n  # not run: because\n  y = 2\n  ```\n\n"
         "```console\n$ ls\n```\n~~~py\nz = 3\n~~~\n"
-        "```python\n# shop/jobs.py\na = 1\n```\n```python\n# shop/jobs.py\nb = 2\n```\n"
+        "```python\n# shop/jobs.py\na = 1\n```\n```python\n# shop/jobs.py (more)\nb = 2\n```\n"
     )
     samples = list(python_samples(page))
     assert [(s.line, s.code.strip()) for s in samples] == [
         (2, "x = 1"), (8, "# not run: because\ny = 2"), (16, "z = 3"),
-        (19, "# shop/jobs.py\na = 1"), (23, "# shop/jobs.py\nb = 2"),
+        (19, "# shop/jobs.py\na = 1"), (23, "# shop/jobs.py (more)\nb = 2"),
     ]
     assert [s.skip_reason for s in samples] == [None, "because", None, None, None]
     assert [s.line for s in page_code(samples)] == [2, 16]
     [(name, text)] = project_files(samples).items()
     assert name == "shop/jobs.py"
-    assert text.split("\n")[18:24] == ["# shop/jobs.py", "a = 1", "", "", "# shop/jobs.py", "b = 2"]
+    assert text.split("\n")[18:24] == ["# shop/jobs.py", "a = 1", "", "", "# shop/jobs.py (more)", "b = 2"]
 
 
 def test_python_samples__a_not_run_without_a_reason_is_refused(tmp_path: Path) -> None:
@@ -220,13 +234,14 @@ def test_samples_run(path: Path, docs_site: Path, tmp_path: Path) -> None:
     for name, text in files.items():
         (site / name).parent.mkdir(parents=True, exist_ok=True)
         (site / name).write_text(text)
-    result = _run(["-m", "pytest", "--reuse-db", "test_docs_page.py"], site, _env(path))
+    env = {**_env(path), "DOCS_PAGE_FILES": ",".join(files)}
+    result = _run(["-m", "pytest", "--reuse-db", "test_docs_page.py"], site, env)
     if result.returncode != 0:
         written = "".join(f"\n  {name} is the page's sample(s); its line numbers are the page's"
                           for name in files)
         pytest.fail(
             f"{_shown(path)}: its samples failed in a new startproject site ({site}).{written}\n"
             f"(mark a sample `# not run: <reason>` only if no project could run it)\n\n"
-            f"{result.stdout}{result.stderr}",
+            f"{_readable(result.stdout + result.stderr, site)}",
             pytrace=False,
         )

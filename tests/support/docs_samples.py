@@ -5,7 +5,7 @@ Shared by tests/integration/test_docs.py and the runner it copies into the gener
 
 A sample's first line says what it is:
 
-- ``# shop/jobs.py``: a file of the reader's project. It is written to that path of the
+- ``# shop/jobs.py`` (maybe followed by a remark): a file of the reader's project. It is written to that path of the
   generated project (several such samples of one page are joined, in order), so Django and
   the page's other samples import it as the reader's would be.
 - ``# not run: <reason>``: not run at all (a settings fragment, a signature, a shell
@@ -23,8 +23,9 @@ from pathlib import Path
 
 NOT_RUN = "# not run:"
 _OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
-# A relative path of a Python file in the project: "shop/jobs.py", "mysite/urls.py".
-_FILE = re.compile(r"^#\s*(?P<path>[A-Za-z_][\w]*(?:/[A-Za-z_][\w]*)*\.py)\s*$")
+# A relative path of a Python file in the project, maybe followed by a remark after a space:
+# "# shop/jobs.py", "# mysite/urls.py (the project's URLconf)".
+_FILE = re.compile(r"^#\s*(?P<path>[A-Za-z_]\w*(?:/[A-Za-z_]\w*)*\.py)(?:\s.*)?$")
 
 
 class BadSample(ValueError):

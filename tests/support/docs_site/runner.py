@@ -15,6 +15,7 @@ methods of the ``unittest.TestCase`` classes they defined run the same way (with
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import re
@@ -34,6 +35,9 @@ from docs_samples import page_code, python_samples
 
 PAGE = os.environ.get("DOCS_PAGE", "")
 SHOWN = os.environ.get("DOCS_PAGE_SHOWN", PAGE)
+# The project files the page's samples wrote ("shop/views.py"), imported first: Django imports
+# only some of them (jobs.py, tasks.py) by itself.
+FILES = [f for f in os.environ.get("DOCS_PAGE_FILES", "").split(",") if f]
 
 
 def _run_test_function(func: Any, request: pytest.FixtureRequest) -> None:
@@ -91,6 +95,14 @@ def test_page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     module = types.ModuleType("docs_page_" + re.sub(r"\W", "_", SHOWN))
     module.__file__ = str(path)
     monkeypatch.setitem(sys.modules, module.__name__, module)
+    for file in FILES:
+        try:
+            importlib.import_module(file.removesuffix(".py").replace("/", "."))
+        except Exception as exc:
+            raise AssertionError(
+                f"{file}, written from the samples of {SHOWN} headed `# {file}`, failed to "
+                f"import: {type(exc).__name__}: {exc}"
+            ) from exc
     for sample in page_code(list(python_samples(path))):
         try:
             exec(compile(sample.padded(), str(path), "exec", dont_inherit=True), module.__dict__)
