@@ -30,7 +30,6 @@ from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django.test import SimpleTestCase
-
 from docs_samples import page_code, python_samples
 
 PAGE = os.environ.get("DOCS_PAGE", "")
