@@ -8,13 +8,16 @@ The page's samples without a file name run in order in one module, inside a test
 transaction (``django_db``) that is rolled back. Then the ``test_*`` functions they defined
 are called, their arguments filled from pytest fixtures by name (``client``,
 ``enqueued_jobs``, ``settings``...), each in a savepoint rolled back afterwards, with an empty
-``mail.outbox`` and its ``pytest.mark.urls`` applied (other marks are ignored); the test
-methods of the ``unittest.TestCase`` classes they defined run the same way (with
-``setUpTestData``, ``setUp`` and ``tearDown``, without class-level setup).
+``mail.outbox`` and its ``pytest.mark.urls`` applied (other marks are ignored), and with the
+database blocked, as pytest-django blocks it, unless it has the ``django_db`` mark or a
+fixture that needs ``db``. The test methods of the ``unittest.TestCase`` classes they defined
+run the same way (with ``setUpTestData``, ``setUp`` and ``tearDown``, without class-level
+setup).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -36,7 +39,25 @@ PAGE = os.environ.get("DOCS_PAGE", "")
 SHOWN = os.environ.get("DOCS_PAGE_SHOWN", PAGE)
 # The project files the page's samples wrote ("shop/views.py"), imported first: Django imports
 # only some of them (jobs.py, tasks.py) by itself.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences",
+                     "django_db_serialized_rollback"}
 FILES = [f for f in os.environ.get("DOCS_PAGE_FILES", "").split(",") if f]
+
+
+def _may_use_database(func: Any, request: pytest.FixtureRequest) -> bool:
+    """Whether pytest-django would let this test reach the database: a ``django_db`` mark, or
+    a fixture that asks for ``db`` (``enqueued_jobs`` does), however indirectly."""
+    if any(mark.name == "django_db" for mark in getattr(func, "pytestmark", [])):
+        return True
+    seen: set[str] = set()
+    todo = list(inspect.signature(func).parameters)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            for definition in request._fixturemanager.getfixturedefs(name, request.node) or ():
+                todo.extend(definition.argnames)
+    return bool(seen & DATABASE_FIXTURES)
 
 
 def _run_test_function(func: Any, request: pytest.FixtureRequest) -> None:
@@ -45,8 +66,13 @@ def _run_test_function(func: Any, request: pytest.FixtureRequest) -> None:
         if mark.name == "urls":
             request.getfixturevalue("settings").ROOT_URLCONF = mark.args[0]
     mail.outbox = []
+    blocker = request.getfixturevalue("django_db_blocker")
+    may_use_database = _may_use_database(func, request)
     with transaction.atomic():
-        func(**fixtures)
+        # In the reader's suite a test without the mark can't reach the database: nor here.
+        # (block() blocks at once; the context manager it returns lifts it.)
+        with contextlib.nullcontext() if may_use_database else blocker.block():
+            func(**fixtures)
         transaction.set_rollback(True)
     request.getfixturevalue("settings").ROOT_URLCONF = settings.ROOT_URLCONF
 
