@@ -20,6 +20,7 @@ runs this file.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -194,6 +195,18 @@ def page_samples(path: Path) -> list[Sample]:
 def test_every_page_is_found() -> None:
     assert REPO / "README.md" in PAGES
     assert any(p.name == "testing.md" for p in PAGES)
+
+
+# Names that exist only in this repository's test suite: a reader can't paste them.
+TEST_SUITE_NAMES = re.compile(r"\btests\.testapp\b|[\"']tests\.\w|\bdocs_samples\b")
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[_shown(p) for p in PAGES])
+def test_pages_name_nothing_of_the_test_suite(path: Path) -> None:
+    found = [f"{_shown(path)}:{number}: {line.strip()}"
+             for number, line in enumerate(path.read_text().split("\n"), 1)
+             if TEST_SUITE_NAMES.search(line)]
+    assert not found, "use the reader's names (shop.jobs.send_receipt):\n" + "\n".join(found)
 
 
 def test_python_samples__indented_blocks_files_and_other_languages(tmp_path: Path) -> None:
