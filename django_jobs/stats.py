@@ -18,10 +18,11 @@ from django.utils.dateparse import parse_datetime
 
 from .conf import jobs_settings
 from .db import gates
+from .db import maintenance as db_maintenance
 from .db import stats as db_stats
 from .exceptions import JobNotRegistered
 from .flow import KeyTemplate, Limits, Rate
-from .models import FINISHED_STATUSES, Job, JobStatus, Limit, Pause, Schedule, Worker
+from .models import FINISHED_STATUSES, Job, JobStatus, KnownName, Limit, Pause, Schedule, Worker
 from .registry import registry
 
 #: How far back "recently finished" looks.
@@ -190,6 +191,48 @@ def worker_stats(using: str, *, now: datetime) -> list[WorkerStats]:
             running.append(row or {"id": job_id, "name": None, "started_at": None, "queue": None})
         result.append(WorkerStats(w, max(timedelta(0), now - w.last_heartbeat), running))
     return result
+
+
+@dataclass
+class UnknownName:
+    """A job name whose ready jobs a worker set aside because its code doesn't register it."""
+
+    name: str
+    #: Its ready jobs set aside, and since when the oldest has waited so.
+    jobs: int
+    parked_since: datetime
+    #: Live workers whose code registers it (they put its jobs back and run them).
+    known_by: list[str]
+    #: When a worker last said it knows the name (None: none ever did, or not recently recorded).
+    last_known: datetime | None
+
+    def ends_dead_at(self, grace: float) -> datetime | None:
+        """When its oldest job ends dead with JobNotRegistered if no worker that knows it comes
+        (None while a live worker knows it)."""
+        if self.known_by:
+            return None
+        since = max(self.parked_since, self.last_known or self.parked_since)
+        return since + timedelta(seconds=grace)
+
+
+def live_workers(using: str, *, now: datetime) -> list[Worker]:
+    """The workers with a heartbeat within RESCUE_AFTER (rescue counts the others as gone)."""
+    fresh_after = now - timedelta(seconds=float(jobs_settings.RESCUE_AFTER))
+    return list(Worker.objects.using(using).filter(last_heartbeat__gte=fresh_after))
+
+
+def unknown_names(using: str, *, now: datetime) -> list[UnknownName]:
+    """The names of jobs set aside by a worker that didn't know them, by name."""
+    parked = db_maintenance.parked_by_name(using)
+    if not parked:
+        return []
+    live = live_workers(using, now=now)
+    seen = dict(KnownName.objects.using(using).filter(name__in=[n for n, _, _ in parked])
+                .values_list("name", "seen_at"))
+    return [
+        UnknownName(name, jobs, since, sorted(w.worker_id for w in live if w.knows(name)), seen.get(name))
+        for name, jobs, since in sorted(parked)
+    ]
 
 
 def paused(using: str) -> tuple[list[Pause], list[Pause]]:

@@ -100,6 +100,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         queues = stats.queue_stats(using, now=now, extra_queues=worker_queues)
         paused_queues, paused_names = stats.paused(using)
         stored = stats.stored_finished(using)
+        grace = float(jobs_settings.UNKNOWN_JOB_GRACE)
         refresh = request.GET.get("refresh", "")
         context = {
             **self.admin_site.each_context(request),
@@ -127,6 +128,16 @@ class QueueOverviewAdmin(admin.ModelAdmin):
                     "message": p.message,
                 }
                 for p in stats.schedule_problems(using)
+            ],
+            "unknown_names": [
+                {
+                    "name": u.name,
+                    "jobs": _jobs_link(u.jobs, name=u.name, status="queued"),
+                    "since": u.parked_since,
+                    "known_by": ", ".join(u.known_by),
+                    "ends_dead_at": u.ends_dead_at(grace),
+                }
+                for u in stats.unknown_names(using, now=now)
             ],
             "registered_names": registry.names(),
             "queue_names": [q.queue for q in queues],
