@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import models, transaction
@@ -114,7 +114,7 @@ class Transitioned:
         return sum(self.skipped.values())
 
 
-class JobQuerySet(models.QuerySet["Job"]):
+class JobQuerySet(models.QuerySet["Job[Any]"]):
     def ready(self, now: datetime | None = None) -> JobQuerySet:
         """Jobs a worker could claim now."""
         return self.filter(status__in=READY_STATUSES, run_at__lte=now or timezone.now())
@@ -131,7 +131,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Queue the dead, stopped or retrying jobs among these to run now (see ``Job.retry``)."""
         now = now or timezone.now()
 
-        def apply(rows: list[Job], result: Transitioned) -> None:
+        def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             rows = self._without_key_conflicts(rows, result)
             by_name: dict[str, list[int]] = {}
             for row in rows:
@@ -161,7 +161,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Stop these jobs: waiting ones end ``stopped`` at once, running ones are asked to stop."""
         now = now or timezone.now()
 
-        def apply(rows: list[Job], result: Transitioned) -> None:
+        def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             waiting = [r.pk for r in rows if r.status in READY_STATUSES]
             running = [
                 r.pk for r in rows if r.status == JobStatus.RUNNING and not r.stop_requested_at
@@ -190,7 +190,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         entry: dict[str, Any] = {"event": "dead-lettered", "at": now.isoformat(), "note": note}
         error = f"dead-lettered by an operator: {note}" if note else "dead-lettered"
 
-        def apply(rows: list[Job], result: Transitioned) -> None:
+        def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             for row in rows:
                 result.done[row.status] += 1
                 row.status = JobStatus.DEAD
@@ -203,7 +203,7 @@ class JobQuerySet(models.QuerySet["Job"]):
 
         return self._transition(DEAD_LETTER_FROM, apply, extra_fields=("history",))
 
-    def _without_key_conflicts(self, rows: list[Job], result: Transitioned) -> list[Job]:
+    def _without_key_conflicts(self, rows: list[Job[Any]], result: Transitioned) -> list[Job[Any]]:
         """The rows that can be queued without breaking their unique_key's uniqueness.
 
         A job that would take its key (see KEY_HOLDERS) while another job holds it in the same
@@ -241,7 +241,7 @@ class JobQuerySet(models.QuerySet["Job"]):
     def _transition(
         self,
         allowed: Sequence[str],
-        apply: Callable[[list[Job], Transitioned], None],
+        apply: Callable[[list[Job[Any]], Transitioned], None],
         extra_fields: Sequence[str] = (),
     ) -> Transitioned:
         """Walk these jobs by id in bounded batches; lock each batch and ``apply`` the change to
@@ -279,17 +279,26 @@ class JobQuerySet(models.QuerySet["Job"]):
                 return result
 
 
-def _takes_key(row: Job) -> bool:
+def _takes_key(row: Job[Any]) -> bool:
     """Whether queueing ``row`` (retrying it) makes it a holder of its unique_key it wasn't."""
     if not row.unique_key:
         return False
     if row.unique_while == UniqueWhile.WAITING:
         return row.started_at is None
-    return row.status != JobStatus.RETRYING
+    return bool(row.status != JobStatus.RETRYING)
 
 
-class Job(models.Model):
-    """One unit of background work and the record of every attempt at it."""
+#: What a job's function returns (for an async def, what its coroutine returns): Job[R].
+R = TypeVar("R")
+
+
+class Job(models.Model, Generic[R]):
+    """One unit of background work and the record of every attempt at it.
+
+    Generic over its function's return type, for type checkers: ``send_receipt.enqueue(1)``
+    is a ``Job[str]`` when send_receipt returns a str, so its ``result`` is a ``str | None``.
+    A job read from the database is a ``Job[Any]``.
+    """
 
     id = models.BigAutoField(primary_key=True)
     name = models.CharField(max_length=255, help_text="The registered job name.")
@@ -305,7 +314,8 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    result = models.JSONField(null=True, blank=True)
+    # The return value, as it comes back from JSON, once the job succeeded; None before.
+    result: models.JSONField[Any, R | None] = models.JSONField(null=True, blank=True)
     unique_key = models.CharField(max_length=255, null=True, blank=True)
     # How long unique_key keeps out other jobs with that key: see UniqueWhile and the constraints.
     # A database default too, so that processes still running the code before this column
@@ -490,7 +500,7 @@ def _notify_control(message: str) -> None:
     channel.notify(message, control=True)
 
 
-class DeadLetter(Job):
+class DeadLetter(Job[Any]):
     """Dead jobs, for the admin's dead-letter page (a proxy: same table, no extra columns)."""
 
     class Meta:
@@ -499,7 +509,7 @@ class DeadLetter(Job):
         verbose_name_plural = "dead letters"
 
 
-class QueueOverview(Job):
+class QueueOverview(Job[Any]):
     """A hook for the admin's operations overview page (a proxy with no rows of its own)."""
 
     class Meta:
@@ -882,7 +892,7 @@ class Schedule(models.Model):
         self.save(update_fields=["enabled", "updated_at"])
         return True
 
-    def run_now(self, now: datetime | None = None) -> Job:
+    def run_now(self, now: datetime | None = None) -> Job[Any]:
         """Enqueue its job at once, outside the cron rhythm; the job links back to this schedule."""
         # The one lazy call up the layers from the models: a schedule enqueueing itself, as
         # JobDefinition.enqueue() does (scheduler imports models).
