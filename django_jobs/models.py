@@ -6,10 +6,11 @@ call); nothing else writes ``Job.status``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -26,6 +27,7 @@ from .exceptions import (
     InvalidJobArguments,
     InvalidJobOptions,
     InvalidPayload,
+    JobNotCommitted,
     JobNotRegistered,
 )
 from .flow import check_concurrency, parse_rate
@@ -112,6 +114,18 @@ class Transitioned:
     @property
     def skipped_count(self) -> int:
         return sum(self.skipped.values())
+
+
+def _wait_seconds(timeout: float | timedelta | None) -> float | None:
+    """``wait(timeout=…)`` as seconds, refusing what isn't a number of seconds or a timedelta."""
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise ValueError(
+            f"wait(timeout=…) takes seconds (a number, 0 or more) or a timedelta, not {timeout!r}."
+        )
+    return float(seconds)
 
 
 class JobQuerySet(models.QuerySet["Job[Any]"]):
@@ -482,6 +496,43 @@ class Job(models.Model, Generic[R]):
         done = self._same().dead_letter(note, now=now).done_count
         self.refresh_from_db()
         return bool(done)
+
+    # -- results from code -------------------------------------------------------------------------
+
+    def wait(self, timeout: float | timedelta | None = None) -> Job[R]:
+        """Block until this job has finished (succeeded, stopped or dead); return it, refreshed.
+
+        Raises TimeoutError if it hasn't within ``timeout`` seconds (None: however long it
+        takes). Woken by the notification a worker sends with the outcome; it polls every
+        POLL_INTERVAL without LISTEN_NOTIFY, and for outcomes no worker writes (an operator
+        stopping a queued job). For commands, scripts and tests: never in a request, whose
+        process would be held as long as the job takes.
+        """
+        seconds = _wait_seconds(timeout)
+        using = self._state.db or Job.objects.db
+        deadline = None if seconds is None else time.monotonic() + seconds
+        with channel.OutcomeWaiter(using, Job._meta.db_table) as waiter:
+            while (status := waiter.status(self.pk)) not in FINISHED_STATUSES:
+                if status is None:
+                    raise self._not_visible(using)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(
+                        f"Job #{self.pk} ({self.name}) hasn't finished within {seconds:g}s: it is {status}."
+                    )
+                waiter.pause(self.pk, waiter.interval if left is None else left)
+        self.refresh_from_db(using=using)
+        return self
+
+    def _not_visible(self, using: str) -> Exception:
+        if Job.objects.using(using).filter(pk=self.pk).exists():
+            return JobNotCommitted(
+                f"Job #{self.pk} ({self.name}) isn't committed yet, so no worker can run it: call "
+                f"wait() after the transaction that enqueued it commits (outside atomic(), or in "
+                f"transaction.on_commit()). In tests, use a transactional test "
+                f"(django_db(transaction=True), TransactionTestCase)."
+            )
+        return Job.DoesNotExist(f"Job #{self.pk} ({self.name}) no longer exists (deleted or pruned).")
 
     def _same(self) -> JobQuerySet:
         return Job.objects.using(self._state.db or Job.objects.db).filter(pk=self.pk)

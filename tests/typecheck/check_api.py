@@ -93,6 +93,9 @@ def async_jobs_have_the_coroutines_result() -> None:
 def the_result_is_typed() -> None:
     receipt = send_receipt.enqueue(1)
     assert_type(receipt.result, str | None)
+    assert_type(receipt.wait(timeout=5), Job[str])
+    assert_type(fetch_rate.enqueue("EUR").wait().result, float | None)
+    receipt.wait(timeout="soon")  # type: ignore[arg-type]
     # A row read back from the database doesn't know its function.
     assert_type(Job.objects.get(pk=receipt.pk).result, Any | None)
 
