@@ -500,8 +500,9 @@ class Ledger:
         for row in rows:
             ended = lifecycle.Ended.failure(
                 lifecycle.Happened.UNREGISTERED, "JobNotRegistered",
-                f"no job named {row['name']!r} is registered in worker {self.worker_id} "
-                f"(registered: {known}). Deploy the code that defines it, then retry this job.",
+                # The advice before the list, which last_error may cut short.
+                f"no job named {row['name']!r} is registered in worker {self.worker_id}. Deploy the "
+                f"code that defines it, then retry this job. (Registered: {known}.)",
                 retryable=False,
             )
             attempt = lifecycle.Attempt(
