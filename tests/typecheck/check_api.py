@@ -28,7 +28,12 @@ async def fetch_rate(currency: str) -> float:
     context = current_job()
     if context is None:
         raise StopJob("not in a worker")
-    raise Retry(in_=None)
+    if await context.astop_requested():
+        raise StopJob("asked to")
+    await context.aset_progress(50, "halfway")
+    if currency == "XXX":
+        raise Retry(in_=30)
+    return 1.0
 
 
 @job
