@@ -509,6 +509,8 @@ class Job(models.Model, Generic[R]):
         process would be held as long as the job takes.
         """
         seconds = _wait_seconds(timeout)
+        if self.pk is None:
+            raise ValueError("wait() waits for an enqueued job; this one was never saved.")
         using = self._state.db or Job.objects.db
         deadline = None if seconds is None else time.monotonic() + seconds
         with channel.OutcomeWaiter(using, Job._meta.db_table) as waiter:

@@ -214,3 +214,8 @@ def test_wait__a_job_whose_enqueue_hasnt_committed_says_so() -> None:
 def test_wait__refuses_a_timeout_that_isnt_seconds(timeout: object) -> None:
     with pytest.raises(ValueError, match=r"wait\(timeout=…\) takes seconds"):
         JobFactory.build().wait(timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_wait__refuses_a_job_never_saved() -> None:
+    with pytest.raises(ValueError, match="never saved"):
+        JobFactory.build().wait(timeout=1)
