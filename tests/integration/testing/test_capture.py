@@ -102,6 +102,16 @@ class CaptureJobsInATestCase(TestCase):
         assert ran.history[0]["worker"] == INLINE_WORKER_ID
         assert SideEffect.objects.get().label == "add"
 
+    def test_run__runs_an_async_job_whose_orm_calls_use_the_test_transaction(self) -> None:
+        with capture_jobs() as captured:
+            queued = jobs.async_snooze_once.enqueue(60)
+        (ran,) = captured.run()
+        assert (ran.status, ran.attempts) == (JobStatus.QUEUED, 1)  # Retry(in_=60 s)
+        (ran,) = captured.run(now=timezone.now() + timedelta(minutes=2))
+        assert (ran.status, ran.result) == (JobStatus.SUCCEEDED, f"woke in attempt 2 of job {queued.pk}")
+        # Written through sync_to_async() on this test's connection, inside its transaction.
+        assert list(SideEffect.objects.order_by("id").values_list("label", "attempt")) == [("async", 1), ("async", 2)]
+
     def test_run__runs_on_commit_enqueues_as_a_commit_would(self) -> None:
         with capture_jobs() as captured:
             transaction.on_commit(lambda: jobs.record.enqueue("on commit"))
