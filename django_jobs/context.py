@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,15 @@ class JobContext:
 
     @property
     def stop_requested(self) -> bool:
-        """True once someone asked this job to stop: return soon and the job ends ``stopped``."""
+        """True once someone asked this job to stop, or its worker is shutting down: return soon.
+
+        After an operator's stop the job ends ``stopped``. During the worker's shutdown, a job
+        that returns after this said True is handed back (queued again, no attempt spent) to go
+        on from its checkpoint on the next worker; see docs/how-to/deploying.md.
+        """
+        if worker_shutdown.is_set():
+            worker_shutdown.seen = True
+            return True
         # Here, not at the top: `from django_jobs import current_job` must work in modules
         # imported before Django's apps are ready, and the models can't be imported then.
         from .models import Job
@@ -45,6 +54,17 @@ class JobContext:
             pk=self.id, status=JobStatus.RUNNING, attempts=self.attempt
         ).update(progress=value)
 
+
+class WorkerShutdown:
+    """Whether the worker running this process's job is shutting down, and whether the job was
+    told so (a worker's child sets ``is_set``; ``run_job()`` reads and resets ``seen``)."""
+
+    def __init__(self) -> None:
+        self.is_set: Callable[[], bool] = lambda: False
+        self.seen = False
+
+
+worker_shutdown = WorkerShutdown()
 
 _current: ContextVar[JobContext | None] = ContextVar("django_jobs_current_job", default=None)
 

@@ -191,6 +191,8 @@ def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | Non
         entry["reason"] = storable(ended.reason)
         return Transition(JobStatus.STOPPED, entry, last_error=storable(ended.reason or "stopped by the job"))
     if happened is Happened.HANDED_BACK:
+        if ended.reason:
+            entry["reason"] = storable(ended.reason)
         return Transition(JobStatus.QUEUED, entry, run_at=now, attempts_delta=-1)
     if happened is Happened.UNREGISTERED:
         entry["error"] = ended.error.as_dict() if ended.error else None
