@@ -22,6 +22,7 @@ from ..db import claims
 from ..log import log_event
 from ..models import Worker as WorkerRow
 from ..services import ServiceContext
+from ..services.health import HealthFile
 from ..services.rescue import own_previous_ids, pid_namespace, rescue
 from .ledger import Held
 from .reconnect import DB_DOWN, DatabaseLink, first_line
@@ -54,6 +55,8 @@ class Presence:
         self._stop_ids: set[int] = set()
         self._stop_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
+        #: What ``manage.py jobs health`` reads (see services/health.py).
+        self.health = HealthFile(self.using, self.worker_id)
 
     # -- the worker's row -----------------------------------------------------------------------
 
@@ -84,7 +87,8 @@ class Presence:
         raise RuntimeError("the database stayed unreachable; giving up")
 
     def unregister(self) -> None:
-        """Delete this worker's row (rescue removes it if this fails)."""
+        """Delete this worker's row (rescue removes it if this fails) and its health file."""
+        self.health.remove()
         try:
             WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).delete()
         except DatabaseError:
@@ -94,6 +98,7 @@ class Presence:
 
     def start_heartbeat(self) -> None:
         """Start the heartbeat thread."""
+        self.health.write(loop_turned_at=self._loop_turned_at())
         self._heartbeat = Heartbeat(self)
         self._heartbeat.start()
 
@@ -109,6 +114,7 @@ class Presence:
 
     def beat(self) -> None:
         """Record a heartbeat and look for stop requests (called from the heartbeat thread)."""
+        loop_turned_at = self._loop_turned_at()
         stalled = time.monotonic() - self.loop_turned
         if stalled > float(jobs_settings.RESCUE_AFTER) / 2:
             # A heartbeat promises the worker will record its jobs' outcomes. A main loop stuck
@@ -116,9 +122,13 @@ class Presence:
             # it only waits for a lock on our tables: it will record them once the lock goes, and
             # rescuing them meanwhile would run every one of them twice.
             if not self.link.waiting_on_lock():
+                self.health.write(loop_turned_at=loop_turned_at)
                 log_event("loop_stalled", logging.ERROR, worker=self.worker_id, seconds=f"{stalled:.0f}")
                 return
+            self.health.write(loop_turned_at=loop_turned_at, waiting_on_lock=True)
             log_event("waiting_on_lock", logging.WARNING, worker=self.worker_id, seconds=f"{stalled:.0f}")
+        else:
+            self.health.write(loop_turned_at=loop_turned_at)
         running, listed_at = self.held()
         fields = {"last_heartbeat": self.clock(), "running": list(running), "listed_at": listed_at}
         updated = WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).update(**fields)
@@ -138,6 +148,10 @@ class Presence:
                 raise
             return  # the job table is locked: look again at the next beat
         self.request_stops(stops)
+
+    def _loop_turned_at(self) -> float:
+        """When the main loop last went round, in wall-clock seconds."""
+        return time.time() - (time.monotonic() - self.loop_turned)
 
     # -- stop requests --------------------------------------------------------------------------
 

@@ -31,6 +31,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
+# Python 3.12+'s warning about forking a process that runs threads, as an error in the
+# subprocesses (the suite's own filter is in pyproject.toml): a worker must never fork that way.
+FORK_WARNING_IS_AN_ERROR = "error:This process (pid=:DeprecationWarning"
+
 
 def wait_until(
     predicate: Callable[[], Any],
@@ -177,7 +181,8 @@ def runjobs_env(url: str, **extra: str) -> dict[str, str]:
     pytest-django point it at ``test_<name>``, so the subprocess gets the test database's real name.
     """
     env = dict(os.environ)
-    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=url, PYTHONUNBUFFERED="1")
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=url, PYTHONUNBUFFERED="1",
+               PYTHONWARNINGS=FORK_WARNING_IS_AN_ERROR)
     env.update(extra)
     return env
 
