@@ -169,12 +169,14 @@ class ServedChild:
         return self.pidfd
 
     def _exited(self, timeout: float) -> bool:
+        if self.pidfd < 0:  # closed: it was reaped, or given up on
+            return True
         return bool(select.select([self.pidfd], [], [], timeout)[0])
 
     @property
     def exitcode(self) -> int | None:
         """Its exit code once it has exited (negative: killed by that signal), else None."""
-        if self._exitcode is None and self._exited(0):
+        if self._exitcode is None and self.pidfd >= 0 and self._exited(0):
             # The server reaps it at its SIGCHLD and says so at once: wait that long, not more.
             self._exitcode = self.server.exit_code(self.pid, timeout=2.0)
         return self._exitcode
@@ -189,6 +191,8 @@ class ServedChild:
 
     def kill(self) -> None:
         """SIGKILL the child (through its pidfd: never another process that got its pid)."""
+        if self.pidfd < 0:
+            return
         try:
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         except ProcessLookupError:
