@@ -75,7 +75,8 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "django", "runjobs", *args],
                 cwd=REPO,
-                env=runjobs_env(url or database_url(), **(env or {})),
+                # The test's own temporary directory: health files of killed workers stay there.
+                env=runjobs_env(url or database_url(), TMPDIR=str(tmp_path), **(env or {})),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -69,7 +69,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=runjobs_env(database_url(), DJANGO_JOBS_TEST_SETTINGS=json.dumps(FAST)),
+                env=runjobs_env(database_url(), DJANGO_JOBS_TEST_SETTINGS=json.dumps(FAST), TMPDIR=str(tmp_path)),
                 start_new_session=True, preexec_fn=preexec_fn,
             )
         handle = (NamespacedWorker if pid1 else WorkerProcess)(proc, log_path, list(args))

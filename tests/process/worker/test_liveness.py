@@ -177,17 +177,20 @@ def test_worker_in_another_pid_namespace__is_not_taken_for_dead_at_startup(worke
 # -- manage.py jobs health: the liveness probe ---------------------------------------------------
 
 
-def _health(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "django", "jobs", "health", *args], cwd=REPO, capture_output=True, text=True,
-        env=runjobs_env(database_url()), timeout=60,
-    )
-
-
-def test_jobs_health__healthy_worker_exits_0_and_a_stopped_one_non_zero_with_the_reason(workers):
+def test_jobs_health__healthy_worker_exits_0_and_a_stopped_one_non_zero_with_the_reason(worker_process, tmp_path):
     import signal
 
-    worker = workers("--concurrency", "1", "--worker-id", "probed")
+    # A temporary directory of its own: only this test's worker counts as "every worker".
+    private = {"TMPDIR": str(tmp_path)}
+
+    def _health(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "django", "jobs", "health", *args], cwd=REPO, capture_output=True, text=True,
+            env=runjobs_env(database_url(), **private), timeout=60,
+        )
+
+    worker = worker_process("--concurrency", "1", "--worker-id", "probed",
+                            env={"DJANGO_JOBS_TEST_SETTINGS": json.dumps(FAST), **private})
     healthy = wait_until(lambda: (r := _health("--worker-id", "probed", "--stale-after", "1.5")).returncode == 0 and r,
                          timeout=30, message=lambda: f"a healthy probe; {worker.describe()}")
     assert healthy.stdout.startswith("ok worker=probed "), healthy.stdout
