@@ -76,7 +76,7 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
                 [sys.executable, "-m", "django", "runjobs", *args],
                 cwd=REPO,
                 # The test's own temporary directory: health files of killed workers stay there.
-                env=runjobs_env(url or database_url(), TMPDIR=str(tmp_path), **(env or {})),
+                env=runjobs_env(url or database_url(), **{"TMPDIR": str(tmp_path), **(env or {})}),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
