@@ -79,6 +79,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for handle in started:
         handle.kill()
+    forked = {" ".join(h.args): h.fork_warnings() for h in started if h.fork_warnings()}
+    assert not forked, f"a worker forked while running threads: {forked}"
 
 
 def status_of(job: Job) -> str:
