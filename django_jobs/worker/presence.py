@@ -62,6 +62,7 @@ class Presence:
 
     def register(self) -> None:
         """Write this worker's row, and rescue jobs left running by its own earlier incarnations."""
+        self.health.write(loop_turned_at=time.time())
         for _attempt in range(60):
             try:
                 WorkerRow.objects.using(self.using).update_or_create(
@@ -83,7 +84,11 @@ class Presence:
                 return
             except DB_DOWN as exc:
                 self.link.lost(exc)
-                time.sleep(max(0.0, self.link.down_until - time.monotonic()))
+                # Waiting for the database is being alive: `jobs health` must not fail (and get
+                # the container restarted) while the worker rides out an outage at its start.
+                while (left := self.link.down_until - time.monotonic()) > 0:
+                    self.health.write(loop_turned_at=time.time())
+                    time.sleep(min(left, float(jobs_settings.HEARTBEAT_INTERVAL)))
         raise RuntimeError("the database stayed unreachable; giving up")
 
     def unregister(self) -> None:
