@@ -65,6 +65,8 @@ class Slot:
     worker_id: str
     #: Where its children come from (the pool sets it); None: forked from this process.
     server: ForkServer | None = None
+    #: The worker's shutdown flag, for a child forked from this process (the server has it).
+    shutdown: ShutdownFlag | None = None
     process: Any = None
     pid: int | None = None  # the child's; a reply from any other process is refused
     pidfd: int | None = None  # readable once the child has exited (Linux), see exit_fd
@@ -98,7 +100,7 @@ class Slot:
             else:
                 process = _FORK.Process(
                     target=child_main,
-                    args=(child_end, self.worker_id, os.getpid()),
+                    args=(child_end, self.worker_id, os.getpid(), self.shutdown),
                     name=f"django_jobs-{self.worker_id}-{self.index}",
                     daemon=True,
                 )
@@ -264,9 +266,8 @@ class Pool:
             except OSError as exc:
                 self.server = None
                 raise ChildStartFailed(f"could not start the fork server: {exc}") from exc
-            for slot in self.slots:
-                slot.server = self.server
         for slot in self.slots:
+            slot.server, slot.shutdown = self.server, self.shutdown_flag
             slot.start()
 
     def reap_orphans(self) -> None:
