@@ -20,9 +20,13 @@ except ImportError:  # measuring (--at) a commit from before the db/ package
     WORKER_SESSION = claims._WORKER_SESSION  # type: ignore[attr-defined]
 from django_jobs.enqueueing import build_job
 from django_jobs.models import READY_STATUSES, Job, JobStatus, Worker
+from django_jobs.registry import registry
 from tests.support.procs import wait_until
 
 JOB_TABLE = Job._meta.db_table
+#: Whether the measured code's claim sets aside the rows of names it doesn't register (section H;
+#: on older code an unknown row was claimed and ended, or stepped over by every claim).
+SETS_ASIDE = hasattr(claims, "claim_and_park")
 #: The raw loop's table (section E): ``LIKE django_jobs_job INCLUDING ALL``.
 CEILING_TABLE = "bench_ceiling_job"
 
@@ -102,18 +106,22 @@ _OVERRIDES = {
 }
 
 
-def row_template(kind: str) -> tuple[list[str], list[str], list[Any]]:
+def row_template(kind: str, **values: Any) -> tuple[list[str], list[str], list[Any]]:
     """Columns, SQL expressions and parameters of one ``bench.noop`` row as enqueue() builds it.
 
     ``kind`` is "queued" (timestamps ``now()``) or "finished" (succeeded one attempt, finished
     ``(n - g) * 10 ms`` ago for row ``g`` of ``n``: recent enough that no retention prunes it).
     The values come from django_jobs' own ``build_job()``, so a new column keeps the seeded rows
-    identical to enqueued ones.
+    identical to enqueued ones; ``values`` (by field name) replace some of them, e.g. a ``name``
+    no code registers, which enqueue() would refuse.
     """
     from .benchapp.jobs import noop
 
     job = build_job(noop, [], {})
     overrides = _OVERRIDES[kind]
+    unknown = set(values) - {f.attname for f in Job._meta.concrete_fields} - {"id"}
+    if unknown:
+        raise ValueError(f"row_template(): no field {', '.join(sorted(unknown))} on Job")
     columns, exprs, params = [], [], []
     for f in Job._meta.concrete_fields:
         if f.column == "id":
@@ -123,13 +131,15 @@ def row_template(kind: str) -> tuple[list[str], list[str], list[Any]]:
             exprs.append(overrides[f.column])
         else:
             exprs.append(f"CAST(%({f.column})s AS {f.db_type(connection)})")
-            params.append((f.column, f.get_db_prep_save(getattr(job, f.attname), connection)))
+            value = values.get(f.attname, getattr(job, f.attname))
+            params.append((f.column, f.get_db_prep_save(value, connection)))
     return columns, exprs, params
 
 
-def seed(table: str, n: int, kind: str = "queued") -> None:
-    """Insert ``n`` no-op jobs into ``table`` with one ``INSERT … SELECT generate_series``."""
-    columns, exprs, params = row_template(kind)
+def seed(table: str, n: int, kind: str = "queued", **values: Any) -> None:
+    """Insert ``n`` no-op jobs into ``table`` with one ``INSERT … SELECT generate_series``
+    (``values``: as row_template() takes them)."""
+    columns, exprs, params = row_template(kind, **values)
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) "
         f"SELECT {', '.join(exprs)} FROM generate_series(1, %(n)s) AS g"

@@ -1,4 +1,4 @@
-"""The benchmark of issue 7: sections A–G against a database of its own; a table and a JSON file.
+"""The benchmark of issue 7: sections A–H against a database of its own; a table and a JSON file.
 
 Start it with ``python3 bench/run.py`` (which prepares .venv and a PostgreSQL first); run
 directly, ``python -m bench.harness`` uses ``DATABASE_URL``'s server as it is. Each section's
@@ -34,7 +34,7 @@ from .workers import Runjobs
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
-SECTIONS = "ABCDEFG"
+SECTIONS = "ABCDEFGH"
 
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
@@ -65,6 +65,7 @@ class Sizes:
     rated: int
     held: int
     runnable: int
+    unknown: int
 
     @classmethod
     def at(cls, scale: float) -> Sizes:
@@ -84,6 +85,7 @@ class Sizes:
             rated=scaled(800, 300),
             held=scaled(100_000, 1_000),
             runnable=scaled(1_000, 200),
+            unknown=scaled(10_000, 500),
         )
 
 
@@ -125,7 +127,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--only",
         default=SECTIONS,
         metavar="LETTERS",
-        help="sections to run, e.g. AE or C (default all: ABCDEFG)",
+        help=f"sections to run, e.g. AE or C (default all: {SECTIONS})",
     )
     parser.add_argument(
         "--memory-budget",
@@ -211,6 +213,7 @@ class Bench:
             ("DE", "D", self.scale),
             ("F", "F", self.memory),
             ("G", "G", self.flow),
+            ("H", "H", self.rolling),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -896,6 +899,84 @@ class Bench:
             ),
         )
 
+    # -- H -----------------------------------------------------------------------------------------
+
+    def rolling(self) -> None:
+        """H: rolling deploys, jobs of names the measured code doesn't register. A list of parts,
+        each reported on its own if another fails: the plain claim behind unknown names."""
+        from . import db
+
+        if not db.SETS_ASIDE:
+            self.part("H")["skipped"] = "the measured django_jobs doesn't set aside unknown names"
+            self.say("H", "skipped: the measured django_jobs's claim doesn't set aside unknown names "
+                     "(claims.claim_and_park)")
+            return
+        seconds = self.part("H").setdefault("seconds", {})
+        for part in (self._rolling_claim,):
+            started = time.monotonic()
+            try:
+                part()
+            except Exception as exc:  # noqa: BLE001 - report it, then measure the other parts
+                self._failed("H", exc)
+            finally:
+                self.stop_workers()
+                seconds[part.__name__.removeprefix("_rolling_")] = round(time.monotonic() - started, 1)
+
+    def _rolling_claim(self) -> None:
+        """H, the plain claim behind unknown names: claims.claim_and_park() (what claim() runs) for
+        2 jobs, timed over repeated claims each rolled back, on runnable no-op jobs alone, then with
+        many queued jobs of a name no code registers ahead of them (priority 10) once the claims a
+        worker would run have set those aside (committed, LIMIT 100; the first claim that would take
+        a runnable job is rolled back). The claim's plan must walk django_jobs_ready_idx with no
+        Seq Scan. EXPLAIN ANALYZE of one claim of 100 before and after they are set aside. The
+        runnable jobs alone are timed before and after (the unknown rows deleted again), and their
+        p50 is over both, so that a change in the machine's load doesn't pass for the rows' cost."""
+        from . import db, gated, rolling
+
+        unknown, runnable = self.sizes.unknown, self.sizes.runnable
+        part = self.part("H")
+        part["loadavg_at_claim_start"] = os.getloadavg()
+        db.reset()
+        db.seed(db.JOB_TABLE, runnable)
+        db.analyze(db.JOB_TABLE)
+        alone = rolling.time_claims()
+        rolling.seed_unknown(unknown)
+        db.analyze(db.JOB_TABLE)
+        part["claim_reads_before"] = rolling.claim_reads()
+        part["set_aside"] = {**rolling.set_aside(), "unknown": unknown}
+        # (Short of all of them by what the rolled-back last claim set aside beside its jobs.)
+        found, expected = rolling.set_aside_count(), unknown - part["set_aside"]["last_claim"]["set_aside"]
+        if found != expected:
+            raise RuntimeError(f"{found:,} of the {unknown:,} unknown rows set aside, not {expected:,}")
+        part["dead_tuples_after_set_aside"] = db.table_counters(db.JOB_TABLE).get("n_dead_tup")
+        part["claim_set_aside"] = {**rolling.time_claims(), "unknown": unknown, "runnable": runnable}
+        part["claim_plan"] = rolling.claim_plan()
+        part["claim_reads_after"] = rolling.claim_reads()
+        db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE name = %s", [rolling.UNKNOWN_NAME])
+        db.vacuum_analyze(db.JOB_TABLE)
+        part["claim_alone"] = gated.merge_times(alone, rolling.time_claims())
+        part["loadavg_at_claim_end"] = os.getloadavg()
+        aside, plan = part["set_aside"], part["claim_plan"]
+        before, after = part["claim_reads_before"], part["claim_reads_after"]
+        self.say(
+            "H",
+            f"plain claim of {gated.WANT}, p50: {runnable:,} runnable jobs alone "
+            f"{part['claim_alone']['p50_ms']:.2f} ms (each run: "
+            f"{', '.join(f'{x:.2f}' for x in part['claim_alone']['p50_ms_each'])}); "
+            f"+ {unknown:,} of a name no code registers, set aside, ahead of them "
+            f"{part['claim_set_aside']['p50_ms']:.2f} ms. Setting them aside: {aside['claims']} "
+            f"claim(s) of {aside['limit']}, {aside['total_ms']:.0f} ms in all (at most "
+            f"{aside['max_ms']:.1f} ms each). The claim walks {rolling.READY_INDEX}: "
+            f"{plan['worker_session']['uses_index']}, Seq Scan: {plan['worker_session']['seq_scan']} "
+            f"(under PostgreSQL's default settings: {plan['default_settings']['uses_index']}, "
+            f"{plan['default_settings']['seq_scan']}). EXPLAIN ANALYZE, one claim of "
+            f"{rolling.SET_ASIDE_LIMIT}: before they are set aside {before['ms']:.2f} ms "
+            f"(+ {before['planning_ms']:.2f} ms planning), {before['buffers']} buffers; after "
+            f"{after['ms']:.2f} ms, {after['buffers']} buffers. Load average "
+            f"{' '.join(f'{x:.2f}' for x in part['loadavg_at_claim_start'])} → "
+            f"{' '.join(f'{x:.2f}' for x in part['loadavg_at_claim_end'])}",
+        )
+
     # -- figures derived from several sections -----------------------------------------------------
 
     def derive(self) -> None:
@@ -921,6 +1002,9 @@ class Bench:
             g["claim_held_vs_runnable"] = g["claim_held"]["p50_ms"] / g["claim_runnable"]["p50_ms"]
         if e_ratio is not None:
             self.part("E")["slowdown_1m"] = e_ratio
+        h = self.results.get("H", {})
+        if "claim_set_aside" in h and "claim_alone" in h:
+            h["claim_set_aside_vs_alone"] = h["claim_set_aside"]["p50_ms"] / h["claim_alone"]["p50_ms"]
 
 
 # -- the record of where and how it ran ------------------------------------------------------------

@@ -45,7 +45,7 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert f"results: {out}" in result.stdout
 
     results = json.loads(out.read_text())
-    for section in "ABCDEFG":
+    for section in "ABCDEFGH":
         assert results.get(section), f"section {section} missing: {sorted(results)}"
         assert "error" not in results[section], results[section]["error"]
     assert {"enqueue_one_per_transaction", "enqueue_many"} <= set(results["A"])
