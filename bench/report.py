@@ -436,6 +436,8 @@ def _add_rolling_rows(part: dict[str, Any], add: Callable[..., None]) -> None:
             "ms", _ms)
     if "claim_set_aside" in part:
         add("H", f"… + {behind['unknown']:,} unknown-name jobs set aside ahead", behind["p50_ms"], "ms", _ms)
+    if "claim_set_aside_vacuumed" in part:
+        add("H", "… the same after a VACUUM", part["claim_set_aside_vacuumed"]["p50_ms"], "ms", _ms)
     if "claim_set_aside_vs_alone" in part:
         add("H", "… set aside / without them", part["claim_set_aside_vs_alone"], "ratio", _ratio,
             target="H_claim_time")
