@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from bench import code
-from bench.report import judge_targets, percentile, summary
+from bench.report import judge_targets, percentile, summary, table_rows
 
 
 def test_percentile__interpolates_between_closest_ranks() -> None:
@@ -36,3 +36,52 @@ def test_code_export__pins_django_jobs_at_a_commit() -> None:
         assert code.fingerprint(root) == code.fingerprint(root)
     finally:
         shutil.rmtree(root)
+
+
+def _h_results(behind_ms: float, index_walk: bool) -> dict[str, object]:
+    alone = {"p50_ms": 1.0, "times_ms": [1.0], "jobs_per_claim": [2]}
+    behind = {"p50_ms": behind_ms, "times_ms": [behind_ms], "unknown": 10_000, "runnable": 1_000}
+    return {
+        "H": {
+            "claim_alone": alone,
+            "claim_set_aside": behind,
+            "claim_set_aside_vs_alone": behind_ms / alone["p50_ms"],
+            "claim_plan": {"worker_session": {"index_walk": index_walk}},
+            "set_aside": {"claims": 100, "limit": 100, "set_aside": 10_000, "total_ms": 450.0},
+            "claim_reads_before": {"ms": 3.0},
+        }
+    }
+
+
+def test_judge_targets__rolling_claim_within_twice_its_time_alone_passes() -> None:
+    verdicts = {t["key"]: t["result"] for t in judge_targets(_h_results(1.9, index_walk=True))}
+
+    assert verdicts["H_claim_time"] == "PASS"
+    assert verdicts["H_claim_plan"] == "PASS"
+
+
+def test_judge_targets__rolling_claim_slower_than_twice_or_off_the_index_fails() -> None:
+    verdicts = {t["key"]: t["result"] for t in judge_targets(_h_results(2.1, index_walk=False))}
+
+    assert verdicts["H_claim_time"] == "FAIL"
+    assert verdicts["H_claim_plan"] == "FAIL"
+
+
+def test_table_rows__section_h_shows_its_figures_and_verdicts() -> None:
+    results = _h_results(1.5, index_walk=True)
+    results["targets"] = judge_targets(results)
+
+    rows = {row[1]: row for row in table_rows(results) if row[0] == "H"}
+
+    assert rows["… set aside / without them"][2] == "1.50"
+    assert rows["… set aside / without them"][-1] == "PASS"
+    assert rows["setting 10,000 aside: claims of 100"][2] == "100"
+    assert rows["claim: ready_idx, no Seq Scan"][2] == "yes"
+
+
+def test_table_rows__a_skipped_section_says_why() -> None:
+    results = {"H": {"skipped": "the measured django_jobs doesn't set aside unknown names"}}
+
+    rows = table_rows(results)
+
+    assert rows == [["H", "skipped: the measured django_jobs doesn't set aside unknown names", *[""] * 7]]
