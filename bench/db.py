@@ -317,10 +317,30 @@ def claim_reads(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     planning = re.search(r"Planning Time: ([\d.]+) ms", plan)
     return {
         "buffers": sum(int(v) for v in counts.values()),
+        "index_buffers": index_buffers(plan),
         "ms": float(ms.group(1)) if ms else float("nan"),
         "planning_ms": float(planning.group(1)) if planning else float("nan"),
         "plan": plan,
     }
+
+
+def index_buffers(plan: str) -> dict[str, int]:
+    """The shared buffers (hits and reads) that the index scans of an EXPLAIN (ANALYZE, BUFFERS)
+    text read, by index: what walking each index cost, apart from the rows the statement wrote."""
+    found: dict[str, int] = {}
+    lines = plan.splitlines()
+    for n, line in enumerate(lines):
+        scan = re.search(r"Index (?:Only )?Scan (?:Backward )?using (\S+)", line)
+        if not scan:
+            continue
+        for detail in lines[n + 1 :]:
+            if "->" in detail or not detail.startswith(" "):
+                break  # the next node: this scan read no buffers
+            if detail.strip().startswith("Buffers: shared"):
+                read = sum(int(v) for v in re.findall(r"(?:hit|read)=(\d+)", detail))
+                found[scan.group(1)] = found.get(scan.group(1), 0) + read
+                break
+    return found
 
 
 def ready_index_name(table: str) -> str:

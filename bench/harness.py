@@ -964,6 +964,10 @@ class Bench:
         part["loadavg_at_claim_end"] = os.getloadavg()
         aside, plan = part["set_aside"], part["claim_plan"]
         before, after = part["claim_reads_before"], part["claim_reads_after"]
+        walked = [
+            part[k]["index_buffers"].get(rolling.READY_INDEX, 0)
+            for k in ("claim_reads_before", "claim_reads_after", "claim_reads_vacuumed")
+        ]
         self.say(
             "H",
             f"plain claim of {gated.WANT}, p50: {runnable:,} runnable jobs alone "
@@ -979,7 +983,9 @@ class Bench:
             f"{plan['default_settings']['seq_scan']}). EXPLAIN ANALYZE, one claim of "
             f"{rolling.SET_ASIDE_LIMIT}: before they are set aside {before['ms']:.2f} ms "
             f"(+ {before['planning_ms']:.2f} ms planning), {before['buffers']} buffers; after "
-            f"{after['ms']:.2f} ms, {after['buffers']} buffers. Load average "
+            f"{after['ms']:.2f} ms, {after['buffers']} buffers; of them walking "
+            f"{rolling.READY_INDEX} {walked[0]} before, {walked[1]} after, {walked[2]} after a VACUUM. "
+            f"Load average "
             f"{' '.join(f'{x:.2f}' for x in part['loadavg_at_claim_start'])} → "
             f"{' '.join(f'{x:.2f}' for x in part['loadavg_at_claim_end'])}",
         )

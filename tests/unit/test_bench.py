@@ -85,3 +85,32 @@ def test_table_rows__a_skipped_section_says_why() -> None:
     rows = table_rows(results)
 
     assert rows == [["H", "skipped: the measured django_jobs doesn't set aside unknown names", *[""] * 7]]
+
+
+_PLAN = """Append  (actual time=0.871..2.028 rows=100 loops=1)
+  Buffers: shared hit=1371 dirtied=1 written=1
+  CTE claimable
+    ->  Limit  (actual time=0.783..0.895 rows=100 loops=1)
+          Buffers: shared hit=193
+          ->  LockRows  (actual time=0.782..0.886 rows=100 loops=1)
+                ->  Index Scan using django_jobs_ready_idx on django_jobs_job  (actual time=0.775..0.835 rows=100 loops=1)
+                      Index Cond: (run_at <= '2026-12-06 08:48:32.967862+00'::timestamp with time zone)
+                      Buffers: shared hit=90 read=3
+  CTE parked
+    ->  Nested Loop  (actual time=0.008..0.009 rows=0 loops=1)
+          ->  Index Scan using django_jobs_job_pkey on django_jobs_job  (never executed)
+                Index Cond: (id = claimable.id)
+  CTE claimed
+    ->  Nested Loop  (actual time=0.800..1.113 rows=100 loops=1)
+          ->  Index Scan using django_jobs_job_pkey on django_jobs_job  (actual time=0.001..0.001 rows=1 loops=100)
+                Index Cond: (id = claimable_1.id)
+                Buffers: shared hit=300
+Planning:
+  Buffers: shared hit=24
+Execution Time: 4.588 ms"""
+
+
+def test_index_buffers__counts_each_index_walk_apart_from_the_writes() -> None:
+    from bench.db import index_buffers
+
+    assert index_buffers(_PLAN) == {"django_jobs_ready_idx": 93, "django_jobs_job_pkey": 300}
