@@ -926,69 +926,108 @@ class Bench:
         """H, the plain claim behind unknown names: claims.claim_and_park() (what claim() runs) for
         2 jobs, timed over repeated claims each rolled back, on runnable no-op jobs alone, then with
         many queued jobs of a name no code registers ahead of them (priority 10) once the claims a
-        worker would run have set those aside (committed, LIMIT 100; the first claim that would take
-        a runnable job is rolled back), and again after a VACUUM. The claim's plan must walk django_jobs_ready_idx with no
-        Seq Scan. EXPLAIN ANALYZE of one claim of 100 before and after they are set aside. The
-        runnable jobs alone are timed before and after (the unknown rows deleted again), and their
-        p50 is over both, so that a change in the machine's load doesn't pass for the rows' cost."""
-        from . import db, gated, rolling
+        worker would run have set those aside (committed, LIMIT 100; the first claim that would
+        take a runnable job is rolled back), and again after a VACUUM. The claim's plan must walk
+        django_jobs_ready_idx with no Seq Scan. EXPLAIN ANALYZE of one claim of 100 before and
+        after they are set aside, and after the VACUUM. The runnable jobs alone are timed before
+        and after (the unknown rows deleted again), and their p50 is over both, so that a change
+        in the machine's load doesn't pass for the rows' cost; all of it ``--runs`` times, the
+        p50s over every run's claims."""
+        from . import gated, rolling
 
         unknown, runnable = self.sizes.unknown, self.sizes.runnable
         part = self.part("H")
         part["loadavg_at_claim_start"] = os.getloadavg()
+        runs = []
+        for run in range(1, self.runs + 1):
+            runs.append(self._claim_behind_unknown(run))
+            if run == 1:
+                part["claim_plan"] = rolling.claim_plan()
+        part["claim_alone"] = gated.merge_times(*(r[k] for r in runs for k in ("alone", "alone_after")))
+        for key, label in (("claim_set_aside", "behind"), ("claim_set_aside_vacuumed", "vacuumed")):
+            timed = [r[label] for r in runs]
+            part[key] = {
+                **gated.merge_times(*timed),
+                "set_aside_per_claim": sorted({n for t in timed for n in t["set_aside_per_claim"]}),
+                "unknown": unknown,
+                "runnable": runnable,
+            }
+        asides = [r["set_aside"] for r in runs]
+        part["set_aside"] = {
+            **{k: asides[0][k] for k in ("limit", "unknown")},
+            "claims": max(a["claims"] for a in asides),
+            "set_aside": min(a["set_aside"] for a in asides),
+            "total_ms": summary([a["total_ms"] for a in asides]),
+            "each_run": asides,
+        }
+        part["first_claim_ms"] = summary([r["reads_before"]["ms"] for r in runs])
+        for key in ("reads_before", "reads_after", "reads_vacuumed"):
+            part[f"claim_{key}"] = runs[-1][key]
+        part["dead_tuples_after_set_aside"] = [r["dead_tuples"] for r in runs]
+        part["loadavg_at_claim_end"] = os.getloadavg()
+        plan = part["claim_plan"]
+        self.say(
+            "H",
+            f"over {self.runs} run(s): plain claim of {gated.WANT}, p50 {part['claim_alone']['p50_ms']:.2f} ms "
+            f"alone, {part['claim_set_aside']['p50_ms']:.2f} ms behind {unknown:,} set aside, "
+            f"{part['claim_set_aside_vacuumed']['p50_ms']:.2f} ms after a VACUUM. The claim walks "
+            f"{rolling.READY_INDEX}: {plan['worker_session']['uses_index']}, Seq Scan: "
+            f"{plan['worker_session']['seq_scan']} (under PostgreSQL's default settings: "
+            f"{plan['default_settings']['uses_index']}, {plan['default_settings']['seq_scan']})",
+        )
+
+    def _claim_behind_unknown(self, run: int) -> dict[str, Any]:
+        """One run of _rolling_claim(): its timings, the setting aside, and the claims' reads."""
+        from . import db, gated, rolling
+
+        unknown, runnable = self.sizes.unknown, self.sizes.runnable
+        load = os.getloadavg()
+        found: dict[str, Any] = {}
         db.reset()
         db.seed(db.JOB_TABLE, runnable)
         db.analyze(db.JOB_TABLE)
-        alone = rolling.time_claims()
+        found["alone"] = rolling.time_claims()
         rolling.seed_unknown(unknown)
         db.analyze(db.JOB_TABLE)
-        part["claim_reads_before"] = rolling.claim_reads()
-        part["set_aside"] = {**rolling.set_aside(), "unknown": unknown}
+        found["reads_before"] = rolling.claim_reads()
+        aside = found["set_aside"] = {**rolling.set_aside(), "unknown": unknown}
         # (Short of all of them by what the rolled-back last claim set aside beside its jobs.)
-        found, expected = rolling.set_aside_count(), unknown - part["set_aside"]["last_claim"]["set_aside"]
-        if found != expected:
-            raise RuntimeError(f"{found:,} of the {unknown:,} unknown rows set aside, not {expected:,}")
+        done, expected = rolling.set_aside_count(), unknown - aside["last_claim"]["set_aside"]
+        if done != expected:
+            raise RuntimeError(f"{done:,} of the {unknown:,} unknown rows set aside, not {expected:,}")
         db.execute("SELECT pg_stat_force_next_flush()")  # our own updates, counted in n_dead_tup now
-        part["dead_tuples_after_set_aside"] = db.table_counters(db.JOB_TABLE).get("n_dead_tup")
-        part["claim_set_aside"] = {**rolling.time_claims(), "unknown": unknown, "runnable": runnable}
-        part["claim_plan"] = rolling.claim_plan()
-        part["claim_reads_after"] = rolling.claim_reads()
+        found["dead_tuples"] = db.table_counters(db.JOB_TABLE).get("n_dead_tup")
+        found["behind"] = rolling.time_claims()
+        found["reads_after"] = rolling.claim_reads()
         # The claims above step over the set-aside rows' dead entries in the ready index (their
-        # row versions before parked_at was set) until a VACUUM removes them.
+        # row versions from before parked_at was set) until a VACUUM removes them.
         db.vacuum_analyze(db.JOB_TABLE)
-        part["claim_set_aside_vacuumed"] = rolling.time_claims()
-        part["claim_reads_vacuumed"] = rolling.claim_reads()
+        found["vacuumed"] = rolling.time_claims()
+        found["reads_vacuumed"] = rolling.claim_reads()
         db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE name = %s", [rolling.UNKNOWN_NAME])
         db.vacuum_analyze(db.JOB_TABLE)
-        part["claim_alone"] = gated.merge_times(alone, rolling.time_claims())
-        part["loadavg_at_claim_end"] = os.getloadavg()
-        aside, plan = part["set_aside"], part["claim_plan"]
-        before, after = part["claim_reads_before"], part["claim_reads_after"]
-        walked = [
-            part[k]["index_buffers"].get(rolling.READY_INDEX, 0)
-            for k in ("claim_reads_before", "claim_reads_after", "claim_reads_vacuumed")
-        ]
+        found["alone_after"] = rolling.time_claims()
+        reads = {k: found[f"reads_{k}"] for k in ("before", "after", "vacuumed")}
+        walked = {k: r["index_buffers"].get(rolling.READY_INDEX, 0) for k, r in reads.items()}
         self.say(
             "H",
-            f"plain claim of {gated.WANT}, p50: {runnable:,} runnable jobs alone "
-            f"{part['claim_alone']['p50_ms']:.2f} ms (each run: "
-            f"{', '.join(f'{x:.2f}' for x in part['claim_alone']['p50_ms_each'])}); "
+            f"run {run}/{self.runs}, plain claim of {gated.WANT}, p50: {runnable:,} runnable jobs alone "
+            f"{found['alone']['p50_ms']:.2f} ms, again at the end {found['alone_after']['p50_ms']:.2f} ms; "
             f"+ {unknown:,} of a name no code registers, set aside, ahead of them "
-            f"{part['claim_set_aside']['p50_ms']:.2f} ms ({part['dead_tuples_after_set_aside']:,} dead "
-            f"tuples), after a VACUUM {part['claim_set_aside_vacuumed']['p50_ms']:.2f} ms. Setting them aside: {aside['claims']} "
-            f"claim(s) of {aside['limit']}, {aside['total_ms']:.0f} ms in all (at most "
-            f"{aside['max_ms']:.1f} ms each). The claim walks {rolling.READY_INDEX}: "
-            f"{plan['worker_session']['uses_index']}, Seq Scan: {plan['worker_session']['seq_scan']} "
-            f"(under PostgreSQL's default settings: {plan['default_settings']['uses_index']}, "
-            f"{plan['default_settings']['seq_scan']}). EXPLAIN ANALYZE, one claim of "
-            f"{rolling.SET_ASIDE_LIMIT}: before they are set aside {before['ms']:.2f} ms "
-            f"(+ {before['planning_ms']:.2f} ms planning), {before['buffers']} buffers; after "
-            f"{after['ms']:.2f} ms, {after['buffers']} buffers; of them walking "
-            f"{rolling.READY_INDEX} {walked[0]} before, {walked[1]} after, {walked[2]} after a VACUUM. "
-            f"Load average "
-            f"{' '.join(f'{x:.2f}' for x in part['loadavg_at_claim_start'])} → "
-            f"{' '.join(f'{x:.2f}' for x in part['loadavg_at_claim_end'])}",
+            f"{found['behind']['p50_ms']:.2f} ms ({found['dead_tuples']:,} dead tuples), after a VACUUM "
+            f"{found['vacuumed']['p50_ms']:.2f} ms. Setting them aside: {aside['claims']} claim(s) of "
+            f"{aside['limit']}, {aside['total_ms']:.0f} ms in all (at most {aside['max_ms']:.1f} ms "
+            f"each). EXPLAIN ANALYZE, one claim of {rolling.SET_ASIDE_LIMIT}: "
+            + "; ".join(
+                f"{label} {reads[k]['ms']:.2f} ms (+ {reads[k]['planning_ms']:.2f} ms planning), "
+                f"{reads[k]['buffers']} buffers, {walked[k]} of them walking {rolling.READY_INDEX}"
+                for k, label in (("before", "before they are set aside"), ("after", "after"),
+                                 ("vacuumed", "after a VACUUM"))
+            )
+            + f". Load average {' '.join(f'{x:.2f}' for x in load)} → "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         )
+        return found
 
     # -- figures derived from several sections -----------------------------------------------------
 

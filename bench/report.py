@@ -446,10 +446,9 @@ def _add_rolling_rows(part: dict[str, Any], add: Callable[..., None]) -> None:
         add("H", f"setting {aside['set_aside']:,} aside: claims of {aside['limit']}", aside["claims"], "claims",
             _count)
         add("H", "… their time in all", aside["total_ms"], "ms", _ms)
-    before = part.get("claim_reads_before")
-    if before:
-        add("H", f"first claim of {aside['limit'] if aside else 100} ahead of them, EXPLAIN ANALYZE", before["ms"],
-            "ms", _ms)
+    if "first_claim_ms" in part:
+        add("H", f"first claim of {aside['limit'] if aside else 100} ahead of them, EXPLAIN ANALYZE",
+            part["first_claim_ms"], "ms", _ms)
     for key, label in (
         ("claim_reads_before", "ready_idx buffers, claim of 100 ahead of them"),
         ("claim_reads_after", "… once set aside, before a VACUUM"),
