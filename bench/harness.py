@@ -908,8 +908,8 @@ class Bench:
 
         if not db.SETS_ASIDE:
             self.part("H")["skipped"] = "the measured django_jobs doesn't set aside unknown names"
-            self.say("H", "skipped: the measured django_jobs's claim doesn't set aside unknown names "
-                     "(claims.claim_and_park)")
+            self.say("H", "skipped: the measured code's claim doesn't set aside unknown names "
+                     "(no claims.claim_and_park)")
             return
         seconds = self.part("H").setdefault("seconds", {})
         for part in (self._rolling_claim,):
@@ -941,8 +941,7 @@ class Bench:
         runs = []
         for run in range(1, self.runs + 1):
             runs.append(self._claim_behind_unknown(run))
-            if run == 1:
-                part["claim_plan"] = rolling.claim_plan()
+        part["claim_plan"] = runs[0]["plan"]
         part["claim_alone"] = gated.merge_times(*(r[k] for r in runs for k in ("alone", "alone_after")))
         for key, label in (("claim_set_aside", "behind"), ("claim_set_aside_vacuumed", "vacuumed")):
             timed = [r[label] for r in runs]
@@ -963,6 +962,10 @@ class Bench:
         part["first_claim_ms"] = summary([r["reads_before"]["ms"] for r in runs])
         for key in ("reads_before", "reads_after", "reads_vacuumed"):
             part[f"claim_{key}"] = runs[-1][key]
+        part["ready_idx_buffers"] = {
+            key: summary([r[f"reads_{key}"]["index_buffers"].get(rolling.READY_INDEX, 0) for r in runs])
+            for key in ("before", "after", "vacuumed")
+        }
         part["dead_tuples_after_set_aside"] = [r["dead_tuples"] for r in runs]
         part["loadavg_at_claim_end"] = os.getloadavg()
         plan = part["claim_plan"]
@@ -998,6 +1001,8 @@ class Bench:
         db.execute("SELECT pg_stat_force_next_flush()")  # our own updates, counted in n_dead_tup now
         found["dead_tuples"] = db.table_counters(db.JOB_TABLE).get("n_dead_tup")
         found["behind"] = rolling.time_claims()
+        if run == 1:  # (the same plan every run)
+            found["plan"] = rolling.claim_plan()
         found["reads_after"] = rolling.claim_reads()
         # The claims above step over the set-aside rows' dead entries in the ready index (their
         # row versions from before parked_at was set) until a VACUUM removes them.

@@ -449,14 +449,14 @@ def _add_rolling_rows(part: dict[str, Any], add: Callable[..., None]) -> None:
     if "first_claim_ms" in part:
         add("H", f"first claim of {aside['limit'] if aside else 100} ahead of them, EXPLAIN ANALYZE",
             part["first_claim_ms"], "ms", _ms)
+    walked = part.get("ready_idx_buffers", {})
     for key, label in (
-        ("claim_reads_before", "ready_idx buffers, claim of 100 ahead of them"),
-        ("claim_reads_after", "… once set aside, before a VACUUM"),
-        ("claim_reads_vacuumed", "… after a VACUUM"),
+        ("before", "ready_idx buffers, claim of 100 ahead of them"),
+        ("after", "… once set aside, before a VACUUM"),
+        ("vacuumed", "… after a VACUUM"),
     ):
-        walked = part.get(key, {}).get("index_buffers", {}).get("django_jobs_ready_idx")
-        if walked is not None:
-            add("H", label, walked, "buffers", _count)
+        if key in walked:
+            add("H", label, walked[key], "buffers", _count)
     plan = part.get("claim_plan", {}).get("worker_session")
     if plan:
         add("H", "claim: ready_idx, no Seq Scan", float(plan["index_walk"]), "yes/no", _yes,
