@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_INTERVAL": 5.0,
     # Seconds without a heartbeat after which a worker counts as lost and its jobs are rescued.
     "RESCUE_AFTER": 60.0,
+    # Times a job may be lost (its worker or child process died while it may have been running)
+    # before it ends dead as a poison pill, whatever attempts it has left. None: no limit.
+    "MAX_LOST": 3,
     # Seconds a running job gets to return after a stop request before its process is killed.
     "STOP_GRACE": 10.0,
     # How long finished jobs are kept, in seconds per outcome; None keeps them forever.

@@ -33,11 +33,14 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
     """Rescue jobs of workers silent for ``RESCUE_AFTER`` seconds (and of ``own`` ids at once);
     return (job id, name, new status) for each.
 
-    The rows are locked, lifecycle.rescue() decides each one's fate, and the fenced outcome
-    write applies the decisions, in one transaction.
+    The rows are locked, lifecycle decides each one's fate, and the fenced outcome write applies
+    the decisions, in one transaction: a job its worker provably never started goes back without
+    spending an attempt (lifecycle.never_received), the others count as lost (lifecycle.rescue,
+    with ``MAX_LOST``).
     """
     own = list(own)
     after = float(jobs_settings.RESCUE_AFTER)
+    max_lost = jobs_settings.MAX_LOST or 0
     stale_before = now - timedelta(seconds=after)
     with transaction.atomic(using=using):
         lost = maintenance.lock_lost(
@@ -46,8 +49,10 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
         writes = [
             claims.OutcomeWrite(
                 row.attempt.job_id, row.attempt.attempt, now,
+                lifecycle.never_started(row.attempt, now, rescuer=rescuer) if row.unstarted else
                 lifecycle.rescue(row.attempt, UNLISTED if row.unlisted else SILENT, now,
-                                 stop_requested=row.stop_requested, rescuer=rescuer),
+                                 stop_requested=row.stop_requested, rescuer=rescuer,
+                                 lost_before=row.lost_before, max_lost=max_lost),
                 fence_worker=row.attempt.worker_id,
             )
             for row in lost

@@ -58,9 +58,14 @@ class Presence:
     # -- the worker's row -----------------------------------------------------------------------
 
     def register(self) -> None:
-        """Write this worker's row, and rescue jobs left running by its own earlier incarnations."""
+        """Rescue jobs left running by this worker's own earlier incarnations, and write its row.
+
+        In that order: an earlier incarnation with the same id left its declaration of the jobs it
+        may have started in the row (Worker.may_start), which rescue reads and the new row clears.
+        """
         for _attempt in range(60):
             try:
+                rescue(self.using, now=self.clock(), rescuer=self.worker_id, own=own_previous_ids(self.context))
                 WorkerRow.objects.using(self.using).update_or_create(
                     worker_id=self.worker_id,
                     defaults={
@@ -72,10 +77,10 @@ class Presence:
                         "last_heartbeat": self.clock(),
                         "running": [],
                         "listed_at": self.clock(),
+                        "may_start": [],
                         "pid_namespace": pid_namespace(),
                     },
                 )
-                rescue(self.using, now=self.clock(), rescuer=self.worker_id, own=own_previous_ids(self.context))
                 self.link.ok()
                 return
             except DB_DOWN as exc:

@@ -212,7 +212,7 @@ def test_handoff__the_outcome_starts_the_next_job_of_its_key_in_the_same_stateme
     assert [r["id"] for r in result.rows] == [first.id] and result.rows[0]["handoff"] == "account:a"
     first.refresh_from_db()
 
-    written, rows = claims.sync("default", worker_id="w1", outcomes=[_succeeded(first)], limit=0,
+    written, rows, _ = claims.sync("default", worker_id="w1", outcomes=[_succeeded(first)], limit=0,
                                 now=timezone.now(), handoffs=[claims.Handoff(first.id, "account:a", first.name, "default", 1)])
 
     assert written == {first.id: "succeeded"}
@@ -229,7 +229,7 @@ def test_handoff__not_while_the_key_runs_over_a_lowered_limit() -> None:
     assert len(running) == 2
     # The operator lowered the limit to 1 while two run: the first to end frees its slot for good.
     ended = Job.objects.get(id=running[0])
-    written, rows = claims.sync("default", worker_id="w1", outcomes=[_succeeded(ended)], limit=0, now=timezone.now(),
+    written, rows, _ = claims.sync("default", worker_id="w1", outcomes=[_succeeded(ended)], limit=0, now=timezone.now(),
                                 handoffs=[claims.Handoff(ended.id, ended.concurrency_key, ended.name, "default", 1)])
     assert written == {ended.id: "succeeded"} and rows == []
     assert Job.objects.filter(id__in=[j.id for j in created], status=JobStatus.RUNNING).count() == 1
