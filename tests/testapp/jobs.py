@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from datetime import timedelta
 
@@ -222,3 +223,25 @@ def call_partner(seconds: float = 0.05) -> None:
 @job(sequence_key="feed:{feed}", sequence_on_dead="continue")
 def apply_feed_item(feed: str, item: int) -> None:
     _span(f"feed:{feed}", 0)
+
+
+@job(max_attempts=1)
+def record_once(label: str = "") -> str:
+    """A short job that must run at most once: each run records a SideEffect."""
+    _record(label)
+    return label
+
+
+@job(max_attempts=10, backoff=Backoff(base=0.05, factor=1, max_delay=0.05, jitter=0))
+def kill_own_worker() -> None:
+    """A poison pill: kills the worker's main process (its child's parent) each time it runs."""
+    _record()
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(30)  # the child dies with its parent (PR_SET_PDEATHSIG) long before this ends
+
+
+@job(max_attempts=10, backoff=Backoff(base=0.05, factor=1, max_delay=0.05, jitter=0))
+def kill_own_child() -> None:
+    """A poison pill of the other kind: kills the child process running it each time."""
+    _record()
+    os.kill(os.getpid(), signal.SIGKILL)
