@@ -270,9 +270,9 @@ def never_received(
     return handed_back
 
 
-def never_started(attempt: Attempt, now: datetime, *, rescuer: str) -> Transition:
+def never_started(attempt: Attempt, now: datetime, *, rescuer: str, reason: str = NEVER_STARTED) -> Transition:
     """Give back an attempt a lost worker had claimed but never declared it might start (see
     Worker.may_start): it provably never started, so it spends no attempt and isn't lost."""
-    handed_back = never_received(attempt, now, NEVER_STARTED)
+    handed_back = never_received(attempt, now, reason)
     handed_back.history_entry["rescued_by"] = rescuer
     return handed_back

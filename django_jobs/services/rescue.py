@@ -49,7 +49,9 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
         writes = [
             claims.OutcomeWrite(
                 row.attempt.job_id, row.attempt.attempt, now,
-                lifecycle.never_started(row.attempt, now, rescuer=rescuer) if row.unstarted else
+                lifecycle.never_started(row.attempt, now, rescuer=rescuer,
+                                        reason=UNLISTED if row.unlisted else lifecycle.NEVER_STARTED)
+                if row.unstarted else
                 lifecycle.rescue(row.attempt, UNLISTED if row.unlisted else SILENT, now,
                                  stop_requested=row.stop_requested, rescuer=rescuer,
                                  lost_before=row.lost_before, max_lost=max_lost),
