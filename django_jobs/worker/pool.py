@@ -493,9 +493,16 @@ class Pool:
                 self._stop_child(slot)
 
     def _hand_back(self, slot: Slot) -> None:
-        """Shutdown ran out of grace: give the job back to the queue without spending an attempt."""
+        """Shutdown ran out of grace: give the job back to the queue without spending an attempt.
+
+        Not a ``max_attempts=1`` job: it started, and runs at most once, so it is lost (and ends
+        ``dead``, its history saying why)."""
         while slot.job is not None:
-            self._finish(slot, {"outcome": "handed_back"})
+            if slot.job["max_attempts"] <= 1:
+                grace = "the worker shut down and killed it before the job finished"
+                self._finish(slot, _failure("lost", "WorkerLost", grace))
+            else:
+                self._finish(slot, {"outcome": "handed_back"})
 
     def _stop_child(self, slot: Slot) -> None:
         process = slot.process

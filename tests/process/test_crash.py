@@ -103,3 +103,15 @@ def test_poison_pill__a_job_that_kills_its_child_ends_dead_after_max_lost_losses
     assert "lost 3 times (MAX_LOST=3)" in job.history[-1]["reason"] and job.attempts == 3
     assert SideEffect.objects.filter(job_id=job.pk).count() == 3
     assert worker.proc.poll() is None  # the worker itself carried on
+
+
+def test_sigterm__a_started_max_attempts_1_job_past_grace_ends_dead_instead_of_running_again(workers):
+    job = jobs.sleep_for.using(max_attempts=1).enqueue(5.0)
+    worker = workers("--concurrency", "1", "--grace", "0.3", "--no-scheduler")
+    wait_until(lambda: SideEffect.objects.filter(job_id=job.pk).exists(), message="the job to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+    job.refresh_from_db()
+    assert (job.status, [entry["outcome"] for entry in job.history]) == (JobStatus.DEAD, ["lost"])
+    assert "at most once" in job.history[-1]["reason"]
