@@ -213,7 +213,8 @@ def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str
 # declares itself, one per child (worker/ledger.py). They are taken from ``claimable`` (attempts
 # as they were before the claim) in the order its index walk found them, the claim order, with no
 # sort. With ``declaring`` false the row is left as it is. The 'declared' row in the result says
-# the row was updated.
+# the row was updated: not when it is gone, nor when a heartbeat wrote it again after a rescuer
+# deleted it (with no declaration: see Ledger._row_gone).
 _FRESH = "fresh AS (SELECT id FROM claimable WHERE spent + 1 < allowed LIMIT %(declare_fresh)s)"
 
 
@@ -224,7 +225,7 @@ def _declare_cte(handed: bool) -> str:
     return (
         f"declared AS (UPDATE {WORKER_TABLE} SET may_start = to_jsonb(%(declare)b::bigint[]) "
         f"|| COALESCE((SELECT jsonb_agg(id) FROM fresh), '[]'::jsonb){also} "
-        f"WHERE worker_id = %(worker_id)s AND %(declaring)b RETURNING 1)"
+        f"WHERE worker_id = %(worker_id)s AND may_start IS NOT NULL AND %(declaring)b RETURNING 1)"
     )
 
 
@@ -378,7 +379,7 @@ class Declaration:
 
 # SQLite has no round trip to ride along with: the declaration is its own statement, after the
 # claim and before any of it is sent.
-DECLARE = f"UPDATE {WORKER_TABLE} SET may_start = %s WHERE worker_id = %s"
+DECLARE = f"UPDATE {WORKER_TABLE} SET may_start = %s WHERE worker_id = %s AND may_start IS NOT NULL"
 
 
 def _declare_sqlite(

@@ -30,6 +30,27 @@ class LostAttempt:
     lost_before: int = 0
 
 
+def lock_stale_workers(using: str, *, stale_before: datetime, worker_ids: Sequence[str] = ()) -> None:
+    """Lock the rows of the workers whose jobs a rescue may take (call inside a transaction,
+    before lock_lost()).
+
+    A worker writes its declaration of the jobs it may start (Worker.may_start) into its row. A
+    worker taken for dead may still be alive (frozen, cut off): with its row locked from before
+    rescue reads the declaration until the rescue commits (and deletes the row), the worker can't
+    declare, and then start, a job rescue is giving back as never started. In worker_id order,
+    so two rescuers never deadlock. (SQLite has one writer at a time already.)
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    own = f"OR worker_id IN {placeholders(worker_ids)}" if worker_ids else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT worker_id FROM {WORKER_TABLE} WHERE last_heartbeat < %s {own} ORDER BY worker_id FOR UPDATE",
+            [stale_before, *worker_ids],
+        )
+
+
 def lock_lost(
     using: str,
     *,

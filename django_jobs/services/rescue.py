@@ -35,14 +35,16 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
 
     The rows are locked, lifecycle decides each one's fate, and the fenced outcome write applies
     the decisions, in one transaction: a job its worker provably never started goes back without
-    spending an attempt (lifecycle.never_received), the others count as lost (lifecycle.rescue,
-    with ``MAX_LOST``).
+    spending an attempt (lifecycle.never_started), the others count as lost (lifecycle.rescue,
+    with ``MAX_LOST``). The lost workers' rows are locked first and deleted last, in the same
+    transaction, so none of them declares a job in between (see maintenance.lock_stale_workers).
     """
     own = list(own)
     after = float(jobs_settings.RESCUE_AFTER)
     max_lost = jobs_settings.MAX_LOST or 0
     stale_before = now - timedelta(seconds=after)
     with transaction.atomic(using=using):
+        maintenance.lock_stale_workers(using, stale_before=stale_before, worker_ids=own)
         lost = maintenance.lock_lost(
             using, now=now, stale_before=stale_before, worker_ids=own, unlisted_after=after
         )
@@ -60,13 +62,13 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
             for row in lost
         ]
         written = claims.record_outcomes(using, rescuer, writes)
+        stale = WorkerRow.objects.using(using).filter(last_heartbeat__lt=stale_before)
+        stale.exclude(worker_id=rescuer).delete()
+        WorkerRow.objects.using(using).filter(worker_id__in=[w for w in own if w != rescuer]).delete()
     rows = [(row.attempt.job_id, row.attempt.name, written[row.attempt.job_id])
             for row in lost if row.attempt.job_id in written]
     for job_id, name, status in rows:
         log_event("rescued", job=job_id, name=name, status=status, rescuer=rescuer)
-    stale = WorkerRow.objects.using(using).filter(last_heartbeat__lt=stale_before)
-    stale.exclude(worker_id=rescuer).delete()
-    WorkerRow.objects.using(using).filter(worker_id__in=[w for w in own if w != rescuer]).delete()
     return rows
 
 

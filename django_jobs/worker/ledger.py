@@ -131,6 +131,8 @@ class Ledger:
         self.declare_ahead = 1
         #: An idle child waits for a buffered job to be declared: a round trip is due now.
         self.declare_due = False
+        #: The worker's row was gone when a round trip declared: no declaring until it is back.
+        self.row_gone = False
 
     @classmethod
     def inline(cls, *, using: str, worker_id: str, clock: Callable[[], datetime] = timezone.now) -> Ledger:
@@ -319,8 +321,10 @@ class Ledger:
         ``declare_ahead`` ahead and jobs on their last attempt while fewer than one per child are
         declared, plus the first fresh claims up to ``declare_ahead``.
         """
-        if not self.children:
-            return None, []  # jobs run in this process (inline): nothing goes to a child
+        if not self.children or self.row_gone:
+            # Jobs run in this process (inline): nothing goes to a child. Or no row to declare in
+            # until the loop writes it again (see _row_gone).
+            return None, []
         declared = self.declared
         room_last = len(self.children) - len(self.declared_last - ending)
         ahead = 0
@@ -348,12 +352,8 @@ class Ledger:
         if declare is None:
             return
         if fresh is None:
-            # No row to declare in: a rescuer took this worker for dead and deleted it (the
-            # heartbeat writes it again, without a declaration). Rescue can then prove nothing,
-            # and assumes any of its jobs may have started: send them, as before declarations.
-            adding, fresh = [r["id"] for r in self.buffer], set()
-            log_event("declaration_unwritten", logging.WARNING, worker=self.worker_id,
-                      note="the worker's row is gone; its jobs count as started if it is lost")
+            self._row_gone()
+            return
         declared = self.declared
         declared.update(adding)
         for row in self.buffer:
@@ -363,6 +363,20 @@ class Ledger:
             if job_id in declared and last_attempt(row):
                 self.declared_last.add(job_id)
         self._declared_first()
+
+    def _row_gone(self) -> None:
+        """The worker's row is gone (or its heartbeat wrote it again, without a declaration): a
+        rescuer took this worker for dead, gave back every job it hadn't declared (they may be
+        running elsewhere by now) and deleted the row, in one transaction. Start none of them: give them back (a write the fence drops for those
+        already given back), and have the row written again (``row_gone``) before declaring more.
+        The declared ones rescue counted as lost: they may still start here, once at most."""
+        self.row_gone = True
+        undeclared = [row for row in self.buffer if row["id"] not in self.declared]
+        for row in undeclared:
+            self.buffer.remove(row)
+            self.queue(row, {"outcome": "handed_back"}, 0.0)
+        log_event("worker_row_gone", logging.WARNING, worker=self.worker_id, given_back=len(undeclared),
+                  note="taken for dead: the jobs it had not declared are given back, not started")
 
     def _declared_first(self) -> None:
         """Put the buffer's declared jobs first, in their order (the pool sends from the head)."""
@@ -396,6 +410,8 @@ class Ledger:
 
     def may_declare(self, row: dict[str, Any]) -> bool:
         """Whether the next round trip could declare this buffered job (see _declaration)."""
+        if self.row_gone:
+            return False
         if not last_attempt(row):
             return True
         pending = {o.slot_job["id"] for o in self.pending}

@@ -66,27 +66,36 @@ class Presence:
         for _attempt in range(60):
             try:
                 rescue(self.using, now=self.clock(), rescuer=self.worker_id, own=own_previous_ids(self.context))
-                WorkerRow.objects.using(self.using).update_or_create(
-                    worker_id=self.worker_id,
-                    defaults={
-                        "hostname": socket.gethostname(),
-                        "pid": os.getpid(),
-                        "queues": self.queues,
-                        "concurrency": self.concurrency,
-                        "started_at": self.clock(),
-                        "last_heartbeat": self.clock(),
-                        "running": [],
-                        "listed_at": self.clock(),
-                        "may_start": [],
-                        "pid_namespace": pid_namespace(),
-                    },
-                )
+                now = self.clock()
+                self._write_row({"started_at": now, "last_heartbeat": now, "running": [], "listed_at": now,
+                                 "may_start": []})
                 self.link.ok()
                 return
             except DB_DOWN as exc:
                 self.link.lost(exc)
                 time.sleep(max(0.0, self.link.down_until - time.monotonic()))
         raise RuntimeError("the database stayed unreachable; giving up")
+
+    def _write_row(self, fields: dict[str, object]) -> None:
+        """Write this worker's row (create it if it is gone) with ``fields``."""
+        WorkerRow.objects.using(self.using).update_or_create(
+            worker_id=self.worker_id,
+            defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
+                      "concurrency": self.concurrency, "pid_namespace": pid_namespace(), **fields},
+        )
+
+    def write_row_again(self, may_start: list[int]) -> bool:
+        """Write this worker's row again, declaring ``may_start``, after a rescuer took it for
+        dead and deleted it (see Ledger._row_gone); False while the database is unreachable."""
+        running, listed_at = self.held()
+        try:
+            with self.link.call():
+                self._write_row({"last_heartbeat": self.clock(), "running": list(running),
+                                 "listed_at": listed_at, "may_start": may_start})
+        except DB_DOWN as exc:
+            self.link.lost(exc)
+            return False
+        return True
 
     def unregister(self) -> None:
         """Delete this worker's row (rescue removes it if this fails)."""
@@ -131,11 +140,7 @@ class Presence:
             # A rescuer took us for dead (a long freeze or outage); come back, and let fencing
             # drop any outcome of a job that was rescued meanwhile.
             log_event("worker_reappeared", logging.WARNING, worker=self.worker_id)
-            WorkerRow.objects.using(self.using).update_or_create(
-                worker_id=self.worker_id,
-                defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
-                          "concurrency": self.concurrency, "pid_namespace": pid_namespace(), **fields},
-            )
+            self._write_row(fields)
         try:
             stops = claims.stop_requested(self.using, list(running), lock_timeout=1.0)
         except OperationalError as exc:

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from django_jobs.lifecycle import NEVER_STARTED
-from django_jobs.models import Job, JobStatus
+from django_jobs.models import Job, JobStatus, Worker
 from tests.support.procs import WorkerProcess, wait_until
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
@@ -115,3 +115,32 @@ def test_sigterm__a_started_max_attempts_1_job_past_grace_ends_dead_instead_of_r
     job.refresh_from_db()
     assert (job.status, [entry["outcome"] for entry in job.history]) == (JobStatus.DEAD, ["lost"])
     assert "at most once" in job.history[-1]["reason"]
+
+
+def test_frozen_worker__starts_none_of_the_max_attempts_1_jobs_rescue_gave_back(workers):
+    created = jobs.record_once.enqueue_many([[f"j{i}"] for i in range(300)])
+    frozen = workers("--concurrency", str(CHILDREN), "--worker-id", "elsewhere:frozen", "--no-scheduler")
+    wait_until(lambda: SideEffect.objects.count() >= 50, timeout=60, message=lambda: f"50 jobs to run; {frozen.describe()}")
+    frozen.signal(signal.SIGSTOP)  # past RESCUE_AFTER: taken for dead while it holds jobs
+    try:
+        held = set(Job.objects.filter(status=JobStatus.RUNNING).values_list("id", flat=True))
+        survivor = workers("--concurrency", str(CHILDREN), "--worker-id", "survivor", "--no-scheduler")
+        wait_until(lambda: not Job.objects.filter(pk__in=held, status=JobStatus.RUNNING).exists(), timeout=30,
+                   message=lambda: f"the frozen worker's jobs to be rescued; {survivor.describe()}")
+    finally:
+        frozen.signal(signal.SIGCONT)
+    wait_until(
+        lambda: not Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING]).exists(),
+        timeout=120, message=lambda: f"every job to end; {survivor.describe()}",
+    )
+    assert held
+    runs = runs_per_job()
+    for job in Job.objects.filter(pk__in=[j.pk for j in created]):
+        assert runs.get(job.pk, 0) <= 1, (job.pk, runs.get(job.pk), job.history)
+        assert job.status in (JobStatus.SUCCEEDED, JobStatus.DEAD), (job.pk, job.status, job.history)
+        assert (job.status == JobStatus.SUCCEEDED) == (runs.get(job.pk) == 1) or job.pk in held
+    frozen.wait_for_output("event=worker_row_gone", timeout=30)
+    # It carries on: its row is back, with a declaration.
+    wait_until(lambda: Worker.objects.filter(worker_id="elsewhere:frozen", may_start__isnull=False).exists(),
+               message=lambda: f"the row to be written again; {frozen.describe()}")
+    assert frozen.proc.poll() is None

@@ -134,3 +134,37 @@ def test_rescue__gives_back_what_a_dead_worker_never_declared_and_counts_what_it
                 JobStatus.DEAD, 1, "lost", AT_MOST_ONCE)
         else:
             assert (job.status, job.attempts, last["outcome"]) == (JobStatus.RETRYING, 1, "lost")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync__a_worker_taken_for_dead_starts_none_of_the_jobs_rescue_gave_back() -> None:
+    # A worker frozen past RESCUE_AFTER wakes up: rescue gave back what it hadn't declared, and
+    # deleted its row. Its next declaration finds no row, so it starts none of those (they may be
+    # running elsewhere) and gives them back, which the fence turns into nothing.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_jobs.models import Worker
+    from django_jobs.services.rescue import rescue
+
+    created = [jobs.record.using(max_attempts=1).enqueue(f"o{i}") for i in range(4)]
+    book = _worker_ledger("w-frozen", children=2)
+    book.sync(4)
+    book.sync(0)  # declares two of them, one per child
+    declared = set(book.declared)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Worker.objects.filter(worker_id="w-frozen").update(last_heartbeat=long_ago)
+    Job.objects.filter(worker_id="w-frozen").update(started_at=long_ago)
+    rescue("default", now=timezone.now(), rescuer="r")
+    assert not Worker.objects.filter(worker_id="w-frozen").exists()
+
+    book.queue(book.buffer.popleft(), {"outcome": "succeeded"}, 0.01)  # one ended: room to declare
+    book.sync(0)
+    book.flush()
+
+    assert book.row_gone and {row["id"] for row in book.buffer} <= declared
+    assert not book.declared & {j.pk for j in created} - declared
+    for job in Job.objects.filter(pk__in=[j.pk for j in created]):
+        assert len(job.history) == 1  # rescue's entry only: the worker's late writes were fenced
+        assert job.status == (JobStatus.DEAD if job.pk in declared else JobStatus.QUEUED)
