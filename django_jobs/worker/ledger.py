@@ -122,8 +122,8 @@ class Ledger:
         self.stopping_now = False
         # (id, attempt) of jobs that ran but whose outcome couldn't be stored: never handed back.
         self._unwritable: set[tuple[int, int]] = set()
-        #: Ids of held jobs whose declaration is durable (or can't be: see _declared_now): only
-        #: these may go to a child. An id leaves once its outcome is written.
+        #: Ids of held jobs whose declaration is durable: only these may go to a child. An id
+        #: leaves once its outcome is written.
         self.declared: set[int] = set()
         #: Of those, the jobs on their last attempt: at most one per child.
         self.declared_last: set[int] = set()
@@ -367,9 +367,10 @@ class Ledger:
     def _row_gone(self) -> None:
         """The worker's row is gone (or its heartbeat wrote it again, without a declaration): a
         rescuer took this worker for dead, gave back every job it hadn't declared (they may be
-        running elsewhere by now) and deleted the row, in one transaction. Start none of them: give them back (a write the fence drops for those
-        already given back), and have the row written again (``row_gone``) before declaring more.
-        The declared ones rescue counted as lost: they may still start here, once at most."""
+        running elsewhere by now) and deleted the row, in one transaction. Start none of them:
+        give them back (a write the fence drops for those already given back), and have the row
+        written again (``row_gone``) before declaring more. The declared ones rescue counted as
+        lost: they may still start here, once at most."""
         self.row_gone = True
         undeclared = [row for row in self.buffer if row["id"] not in self.declared]
         for row in undeclared:
@@ -564,7 +565,9 @@ class Ledger:
                 written = {}
             self.pending.remove(outcome)
             if (outcome.slot_job["id"], outcome.slot_job["attempt"]) not in self._unwritable:
-                self._forget_declared([outcome])  # (an unwritable one stays declared: it ran)
+                self._forget_declared([outcome])
+            else:  # it ran: it stays declared, but no longer takes a child's turn (see _declaration)
+                self.declared_last.discard(outcome.slot_job["id"])
             self.publish_held()
             self._announce([outcome], written)
 
