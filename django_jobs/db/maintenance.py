@@ -109,9 +109,13 @@ def lock_lost(
         f"SELECT j.id, j.name, j.attempts, j.max_attempts, j.worker_id, j.started_at, "
         f"j.stop_requested_at IS NOT NULL, {unlisted}, {unstarted}, {lost_count} "
         f"FROM {TABLE} AS j WHERE j.status = '{running}' AND ("
-        f"(j.started_at < %s AND NOT EXISTS (SELECT 1 FROM {WORKER_TABLE} AS w WHERE {alive})) "
+        f"(NOT EXISTS (SELECT 1 FROM {WORKER_TABLE} AS w WHERE {alive}) AND (j.started_at < %s "
+        f"OR EXISTS (SELECT 1 FROM {WORKER_TABLE} AS w WHERE w.worker_id = j.worker_id))) "
         f"{own} OR {unlisted}){lock}"
     )
+    # Every running job of a silent worker whose row is there is rescued in one pass, with its
+    # declaration (the pass deletes the row): one claimed just before the worker died must not
+    # wait for a later pass that would find no row, and could prove nothing.
     params = [*unlisted_params, adapt(stale_before), adapt(stale_before), *worker_ids, *unlisted_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -102,3 +102,23 @@ def test_rescue__a_worker_row_without_a_declaration_proves_nothing() -> None:
 
     job.refresh_from_db()
     assert (job.status, job.history[-1]["outcome"]) == (JobStatus.RETRYING, "lost")
+
+
+def test_rescue__a_silent_workers_jobs_claimed_just_before_it_died_go_in_the_same_pass() -> None:
+    # The pass deletes the worker's row: a job left for a later pass would find no declaration
+    # there, and count as lost although it never started.
+    now = timezone.now()
+    Worker.objects.create(worker_id="gone:2", hostname="gone", pid=2, queues=[], concurrency=1,
+                          last_heartbeat=now - timedelta(minutes=10))
+    declared, undeclared = (
+        JobFactory(status=JobStatus.RUNNING, attempts=1, max_attempts=1, worker_id="gone:2", started_at=now)
+        for _ in range(2)
+    )
+    Worker.objects.filter(worker_id="gone:2").update(may_start=[declared.id])
+
+    assert sorted(r[0] for r in rescue("default", now=now, rescuer="r")) == sorted([declared.id, undeclared.id])
+
+    declared.refresh_from_db()
+    undeclared.refresh_from_db()
+    assert (declared.status, undeclared.status, undeclared.attempts) == (JobStatus.DEAD, JobStatus.QUEUED, 0)
+    assert not Worker.objects.filter(worker_id="gone:2").exists()
