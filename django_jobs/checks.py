@@ -46,6 +46,7 @@ _NUMBER_MIN: dict[str, float] = {
 _WHOLE: dict[str, str | None] = {
     "CONCURRENCY": "None means one child process per CPU.",
     "PRUNE_BATCH": None,
+    "MAX_LOST": "None means a job lost again and again is retried while it has attempts left.",
 }
 _BOOLEANS = ("LISTEN_NOTIFY", "PREPARE_STATEMENTS", "MAIL_ADMINS_ON_DEAD")
 # A worker that misses a heartbeat or two (a busy database, a pause) must not be taken for dead.

@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a queued job whose name no live worker registers waits for one (a rolling deploy
     # whose new workers aren't up yet) before it ends dead with JobNotRegistered.
     "UNKNOWN_JOB_GRACE": 600.0,
+    # Times a job may be lost (its worker or child process died while it may have been running)
+    # before it ends dead as a poison pill, whatever attempts it has left. None: no limit.
+    "MAX_LOST": 3,
     # Seconds a running job gets to return after a stop request before its process is killed.
     "STOP_GRACE": 10.0,
     # How long finished jobs are kept, in seconds per outcome; None keeps them forever.

@@ -25,6 +25,16 @@ from .text import storable
 LAST_ERROR_CHARS = 1000
 #: ``last_error`` of a job that ended because someone asked it to stop.
 STOPPED_ON_REQUEST = "stopped on request"
+#: Why a lost attempt of a job with ``max_attempts=1`` ends its job (history ``reason``).
+AT_MOST_ONCE = (
+    "max_attempts=1 (at most once): this attempt may have started before it was lost, so the job is "
+    "not run again"
+)
+#: Why rescue gave back a job its lost worker had claimed but provably never started.
+NEVER_STARTED = (
+    "claimed ahead by a worker that was lost before it declared the job might start: it never "
+    "started, so no attempt is spent"
+)
 #: The retry policy of a rescued attempt: its job is due again at once (the wait was the rescue).
 AT_ONCE = Backoff(base=0, factor=1, max_delay=0, jitter=0)
 
@@ -111,6 +121,8 @@ class Ended:
     retry_at: datetime | None = None
     retry_in: float = 0.0
     reason: str = ""
+    #: How many times the job was lost before this attempt (``lost`` entries in its history).
+    lost_before: int = 0
 
     @classmethod
     def from_reply(cls, reply: dict[str, Any]) -> Ended:
@@ -130,6 +142,7 @@ class Ended:
             retry_at=parse_datetime(at) if at else None,
             retry_in=float(reply.get("delay", 0.0)),
             reason=str(reply.get("reason") or ""),
+            lost_before=int(reply.get("lost_before", 0)),
         )
 
     @classmethod
@@ -165,12 +178,16 @@ class Transition:
     max_attempts_delta: int = 0
 
 
-def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | None) -> Transition:
+def decide(
+    attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | None, *, max_lost: int = 0
+) -> Transition:
     """Decide what ``ended`` does to the job of ``attempt`` at ``now``.
 
     ``backoff`` is the job's retry policy, or None when the job isn't registered (then nothing is
-    retried). A stop request made meanwhile overrides the decision in the write itself, so that a
-    request landing while the outcome is written still wins (see db.claims.OUTCOME_UPDATE).
+    retried). A job lost for the ``max_lost``-th time (``MAX_LOST``; 0: no limit) ends ``dead``
+    whatever its attempts: it looks like a poison pill that kills the process running it. A stop
+    request made meanwhile overrides the decision in the write itself, so that a request landing
+    while the outcome is written still wins (see db.claims.OUTCOME_UPDATE).
     """
     entry: dict[str, Any] = {
         "attempt": attempt.attempt,
@@ -201,10 +218,18 @@ def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | Non
     # failed, timeout, lost
     entry["error"] = ended.error.as_dict() if ended.error else None
     last_error = ended.error.summary if ended.error else happened.value
+    if happened is Happened.LOST and max_lost and ended.lost_before + 1 >= max_lost:
+        times = ended.lost_before + 1
+        entry["reason"] = (f"lost {times} times (MAX_LOST={max_lost}): taken for a poison pill that "
+                           f"kills the process running it, and not run again")
+        return Transition(JobStatus.DEAD, entry, last_error=f"{last_error} (lost {times} times: poison pill)"[
+            :LAST_ERROR_CHARS])
     if ended.retryable and attempt.attempt < attempt.max_attempts and backoff is not None:
         run_at = now + timedelta(seconds=backoff.delay(attempt.attempt))
         entry["retry_at"] = run_at.isoformat()
         return Transition(JobStatus.RETRYING, entry, run_at=run_at, last_error=last_error)
+    if happened is Happened.LOST and attempt.max_attempts == 1:
+        entry["reason"] = AT_MOST_ONCE
     return Transition(JobStatus.DEAD, entry, last_error=last_error)
 
 
@@ -239,23 +264,40 @@ def announced_outcome(outcome: str, status: str) -> str:
     return outcome
 
 
-def rescue(attempt: Attempt, message: str, now: datetime, *, stop_requested: bool, rescuer: str) -> Transition:
-    """Decide what happens to the job of an attempt whose worker was lost (``message`` says how).
+def rescue(
+    attempt: Attempt, message: str, now: datetime, *, stop_requested: bool, rescuer: str,
+    lost_before: int = 0, max_lost: int = 0,
+) -> Transition:
+    """Decide what happens to the job of an attempt whose worker was lost (``message`` says how)
+    while the attempt may have started.
 
     The attempt counts as failed with ``WorkerLost``: the job is due again at once while attempts
-    are left, ends ``dead`` when they are spent, and ``stopped`` when someone had asked it to stop.
+    are left, ends ``dead`` when they are spent or when it was lost ``max_lost`` times (see
+    decide()), and ``stopped`` when someone had asked it to stop.
     """
     ended = Ended.failure(Happened.LOST, "WorkerLost", message)
-    decided = decide(attempt, ended, now, AT_ONCE)
+    ended.lost_before = lost_before
+    decided = decide(attempt, ended, now, AT_ONCE, max_lost=max_lost)
     decided.history_entry["rescued_by"] = rescuer
     return on_stop_request(decided) if stop_requested else decided
 
 
-def never_received(attempt: Attempt, now: datetime) -> Transition:
-    """Give back an attempt its worker never received (the claim's reply was lost): it never
-    started, so it spends no attempt."""
+def never_received(
+    attempt: Attempt, now: datetime,
+    reason: str = "the claim reached the database but its reply never reached the worker",
+) -> Transition:
+    """Give back an attempt that never started (its worker never received it, or never declared
+    it might start it: ``reason`` says which), so it spends no attempt."""
     handed_back = decide(attempt, Ended(Happened.HANDED_BACK), now, None)
-    handed_back.history_entry["reason"] = "the claim reached the database but its reply never reached the worker"
+    handed_back.history_entry["reason"] = reason
+    return handed_back
+
+
+def never_started(attempt: Attempt, now: datetime, *, rescuer: str, reason: str = NEVER_STARTED) -> Transition:
+    """Give back an attempt a lost worker had claimed but never declared it might start (see
+    Worker.may_start): it provably never started, so it spends no attempt and isn't lost."""
+    handed_back = never_received(attempt, now, reason)
+    handed_back.history_entry["rescued_by"] = rescuer
     return handed_back
 
 

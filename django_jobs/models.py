@@ -607,6 +607,11 @@ class Worker(models.Model):
     # RESCUE_AFTER before ``listed_at`` and missing here is lost (its claim's reply never came).
     running = models.JSONField(default=list, blank=True)
     listed_at = models.DateTimeField(null=True, blank=True)
+    # Ids of the jobs this worker may have sent to a child: written in the same statement as its
+    # claims and outcomes, before any of them is sent (worker/ledger.py). A running job of this
+    # worker missing here provably never started, and rescue gives it back without spending an
+    # attempt. NULL: nothing declared (a row re-created by a heartbeat): any job may have started.
+    may_start = models.JSONField(null=True, blank=True, default=None)
     # Which kernel and PID namespace ``pid`` belongs to (boot id and namespace inode): a worker may
     # only judge another's pid dead when both are its own. Empty when they can't be read.
     pid_namespace = models.CharField(max_length=100, blank=True, default="", db_default="")

@@ -15,19 +15,28 @@ from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, JobStatus, Pause
 from . import channel
 from .connection import dump_json, json_value, placeholders, run_prepared
-from .tables import KEY_EXPR, KEYED_SQL, PARKED_SQL, PLAIN_SQL, READY_SQL, TABLE
+from .tables import (
+    KEY_EXPR,
+    KEYED_SQL,
+    PARKED_SQL,
+    PLAIN_SQL,
+    READY_SQL,
+    TABLE,
+    WORKER_TABLE,
+    lost_count_sql,
+)
 
 CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
 
 
-def _claimable_sql(filter_queues: bool) -> str:
+def _claimable_sql(filter_queues: bool, columns: str = "id") -> str:
     # Walks django_jobs_ready_idx in claim order (priority DESC, run_at, id). FOR UPDATE SKIP
     # LOCKED lets concurrent workers pass over rows another worker is claiming instead of waiting
     # on its lock. As a CTE it keeps LIMIT attached to the locking SELECT (an ``id IN (subquery)``
     # can be planned as a join that runs the subquery more than once).
     queue_filter = "AND queue = ANY(%(queues)b::text[]) " if filter_queues else ""
     return (
-        f"SELECT id, name = ANY(%(names)b::text[]) AS known FROM {TABLE} WHERE {READY_SQL} AND {PLAIN_SQL} "
+        f"SELECT {columns}, name = ANY(%(names)b::text[]) AS known FROM {TABLE} WHERE {READY_SQL} AND {PLAIN_SQL} "
         f"AND run_at <= %(now)s {queue_filter}"
         f"AND queue <> ALL(%(paused_queues)b::text[]) AND name <> ALL(%(paused_names)b::text[]) "
         f"ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
@@ -276,19 +285,51 @@ def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str
     }
 
 
-# A worker's round trip: the outcomes of the jobs that finished since the last one, and the claim
-# of the next jobs, in one statement and one commit. Both UPDATEs see the same snapshot and touch
-# disjoint rows (outcomes only running rows, the claim only queued or retrying ones).
-def _sync_sql_pg(filter_queues: bool) -> str:
+# The worker's declaration of the jobs it may send to a child (Worker.may_start), written in its
+# round trip so that no job goes to a child before the declaration naming it is durable: the ids
+# it declares (``declare``), plus the first ``declare_fresh`` of the rows this statement claims
+# that aren't on their last attempt (the next to be sent). A job on its last attempt the worker
+# declares itself, one per child (worker/ledger.py). They are taken from ``claimable`` (attempts
+# as they were before the claim) in the order its index walk found them, the claim order, with no
+# sort. With ``declaring`` false the row is left as it is. The 'declared' row in the result says
+# the row was updated: not when it is gone, nor when a heartbeat wrote it again after a rescuer
+# deleted it (with no declaration: see Ledger._row_gone).
+_FRESH = "fresh AS (SELECT id FROM claimable WHERE known AND spent + 1 < allowed LIMIT %(declare_fresh)s)"
+
+
+def _declare_cte(handed: bool) -> str:
+    # A handed-over job (claims._HANDOFF) is the first one sent: declared with the fresh ones.
+    also = (" || COALESCE((SELECT jsonb_agg(id) FROM handed WHERE attempts < max_attempts), '[]'::jsonb)"
+            if handed else "")
+    return (
+        f"declared AS (UPDATE {WORKER_TABLE} SET may_start = to_jsonb(%(declare)b::bigint[]) "
+        f"|| COALESCE((SELECT jsonb_agg(id) FROM fresh), '[]'::jsonb){also} "
+        f"WHERE worker_id = %(worker_id)s AND may_start IS NOT NULL AND %(declaring)b RETURNING 1)"
+    )
+
+
+# A worker's round trip: the outcomes of the jobs that finished since the last one, the claim of
+# the next jobs and the declaration of those it may start next, in one statement and one commit.
+# Both job UPDATEs see the same snapshot and touch disjoint rows (outcomes only running rows, the
+# claim only queued or retrying ones).
+def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
+    handed = (
+        " UNION ALL SELECT 'handed:' || concurrency_key, id, name::text, args::text, kwargs::text, "
+        "queue::text, attempts, max_attempts, timeout, %(declaring)b AND attempts < max_attempts FROM handed"
+        if handoff else ""
+    )
     return (
         f"WITH done AS ({OUTCOME_UPDATE}), "
-        f"claimable AS ({_claimable_sql(filter_queues)}), {_PARK}, "
-        f"claimed AS ({_CLAIM_UPDATE}) "
+        f"claimable AS ({_claimable_sql(filter_queues, 'id, attempts AS spent, max_attempts AS allowed')}), "
+        f"{_PARK}, claimed AS ({_CLAIM_UPDATE}), {_FRESH}, "
+        f"{handoff}{_declare_cte(bool(handoff))} "
         f"SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision FROM done "
+        f"NULL::integer, NULL::double precision, NULL::boolean FROM done "
         f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
-        f"max_attempts, timeout FROM claimed "
-        f"UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
+        f"max_attempts, timeout, id IN (SELECT id FROM fresh) FROM claimed "
+        f"UNION ALL SELECT 'declared', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM declared "
+        f"UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
+        f"{handed}"
     )
 
 
@@ -317,21 +358,11 @@ _HANDOFF = (
     f"ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) AS s), "
     f"handed AS (UPDATE {TABLE} {CLAIM_SET} "
     f"FROM successors WHERE {TABLE}.id = successors.id "
-    f"RETURNING {', '.join(f'{TABLE}.{c}' for c in CLAIM_COLUMNS)}, {TABLE}.concurrency_key) "
+    f"RETURNING {', '.join(f'{TABLE}.{c}' for c in CLAIM_COLUMNS)}, {TABLE}.concurrency_key), "
 )
 
 
-def _sync_handoff_sql_pg(filter_queues: bool) -> str:
-    plain = _sync_sql_pg(filter_queues)
-    select = plain.index(" SELECT 'done'")
-    return (
-        plain[:select] + ", " + _HANDOFF + plain[select:]
-        + " UNION ALL SELECT 'handed:' || concurrency_key, id, name::text, args::text, kwargs::text, "
-        "queue::text, attempts, max_attempts, timeout FROM handed"
-    )
-
-
-_SYNC_HANDOFF_PG = {True: _sync_handoff_sql_pg(True), False: _sync_handoff_sql_pg(False)}
+_SYNC_HANDOFF_PG = {True: _sync_sql_pg(True, _HANDOFF), False: _sync_sql_pg(False, _HANDOFF)}
 
 
 @dataclass(slots=True)
@@ -352,12 +383,15 @@ def sync_sql(*, filter_queues: bool = False) -> str:
 
 @dataclass(slots=True)
 class Synced:
-    """What a round trip did: {job id: status written}, the claimed rows, and the (id, name) of
-    the rows it set aside because their name isn't among the worker's (see _PARK)."""
+    """What a round trip did: {job id: status written}, the claimed rows, the (id, name) of the
+    rows it set aside because their name isn't among the worker's (see _PARK), and the ids of the
+    claimed rows its declaration named (None: no declaration was written, for none was asked or
+    the worker's row is gone; see _declare_cte)."""
 
     written: dict[int, str]
     claimed: list[dict[str, Any]]
     parked: list[tuple[int, str]]
+    fresh: set[int] | None = None
 
 
 def sync(
@@ -372,21 +406,26 @@ def sync(
     paused_queues: Sequence[str] = (),
     paused_names: Sequence[str] = (),
     handoffs: Sequence[Handoff] = (),
+    declare: Declaration | None = None,
 ) -> Synced:
-    """Write ``outcomes`` and claim up to ``limit`` jobs named in ``names`` in one round trip.
+    """Write ``outcomes``, claim up to ``limit`` jobs named in ``names`` and write ``declare``, in
+    one round trip.
 
     With ``handoffs``, a slot freed by one of those outcomes goes to the next job of its key (see
     _HANDOFF); those jobs come last among the claimed rows, marked ``gated``.
     """
     if connections[using].vendor != "postgresql":
-        taken = claim_and_park(
+        taken, aside = claim_and_park(
             using, worker_id=worker_id, limit=limit, now=now, queues=queues, paused_queues=paused_queues,
             paused_names=paused_names, names=names,
         ) if limit > 0 else ([], [])
-        return Synced(record_outcomes(using, worker_id, outcomes), *taken)
+        done = record_outcomes(using, worker_id, outcomes)
+        return Synced(done, taken, aside, _declare_sqlite(using, worker_id, declare, taken))
     params = outcome_params(worker_id, outcomes)
     params.update(now=now, queues=list(queues), paused_queues=list(paused_queues),
-                  paused_names=list(paused_names), limit=max(limit, 0), names=list(names))
+                  paused_names=list(paused_names), limit=max(limit, 0), names=list(names),
+                  declaring=declare is not None, declare=list(declare.ids) if declare else [],
+                  declare_fresh=declare.fresh if declare else 0)
     statement = _SYNC_PG[bool(queues)]
     if handoffs:
         statement = _SYNC_HANDOFF_PG[bool(queues)]
@@ -399,22 +438,56 @@ def sync(
     handed: list[tuple[Any, ...]] = []
     keys: list[str] = []
     parked: list[tuple[int, str]] = []
+    fresh: set[int] = set()
+    landed = False
     for row in run_prepared(using, statement, params, worker=True):
-        if row[0] == "done":
+        kind = row[0]
+        if kind == "done":
             written[row[1]] = row[2]
-        elif row[0] == "claimed":
+            continue
+        if kind == "declared":
+            landed = True
+            continue
+        if row[9]:
+            fresh.add(row[1])
+        if kind == "claimed":
             rows.append(row[1:])
-        elif row[0] == "parked":
+        elif kind == "parked":
             parked.append((row[1], row[2]))
         else:
             handed.append(row[1:])
-            keys.append(row[0].removeprefix("handed:"))
+            keys.append(kind.removeprefix("handed:"))
     claimed = claimed_rows(rows)
     for job, key in zip(claimed_rows(handed), keys):
         job["gated"] = True
         job["handoff"] = key  # and so on: its own slot may pass on in turn
         claimed.append(job)
-    return Synced(written, claimed, parked)
+    return Synced(written, claimed, parked, fresh if landed else None)
+
+
+@dataclass(slots=True)
+class Declaration:
+    """What a worker's round trip declares it may send to a child (see _declare_cte): the ``ids``
+    it names, plus the first ``fresh`` rows the same statement claims."""
+
+    ids: Sequence[int]
+    fresh: int
+
+
+# SQLite has no round trip to ride along with: the declaration is its own statement, after the
+# claim and before any of it is sent.
+DECLARE = f"UPDATE {WORKER_TABLE} SET may_start = %s WHERE worker_id = %s AND may_start IS NOT NULL"
+
+
+def _declare_sqlite(
+    using: str, worker_id: str, declare: Declaration | None, claimed: list[dict[str, Any]]
+) -> set[int] | None:
+    if declare is None:
+        return None
+    fresh = [r["id"] for r in claimed if r["attempt"] < r["max_attempts"]][: declare.fresh]
+    with connections[using].cursor() as cursor:
+        cursor.execute(DECLARE, [json.dumps([*declare.ids, *fresh]), worker_id])
+        return set(fresh) if cursor.rowcount else None
 
 
 def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:
@@ -620,6 +693,15 @@ def unpark(using: str, names: Sequence[str]) -> dict[str, int]:
     for (name,) in run_prepared(using, UNPARK, {"names": list(names)}, worker=True):
         counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def lost_before(using: str, job_id: int) -> int:
+    """How many times a job was lost so far (for MAX_LOST, when its child died running it)."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {lost_count_sql(connection.vendor, 'j')} FROM {TABLE} AS j WHERE j.id = %s", [job_id])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def paused(using: str) -> tuple[list[str], list[str]]:

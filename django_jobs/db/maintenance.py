@@ -13,7 +13,7 @@ from django.utils.dateparse import parse_datetime
 from ..lifecycle import Attempt, Transition
 from ..models import FINISHED_STATUSES, JobStatus
 from .connection import placeholders
-from .tables import PARKED_SQL, READY_SQL, SCHEDULE_TABLE, TABLE, WORKER_TABLE
+from .tables import PARKED_SQL, READY_SQL, SCHEDULE_TABLE, TABLE, WORKER_TABLE, lost_count_sql
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,32 @@ class LostAttempt:
     stop_requested: bool
     #: Its worker is alive but never listed it: the claim's reply was lost on the way there.
     unlisted: bool
+    #: Its worker's row declares which jobs it may have sent to a child, and not this one: it
+    #: provably never started (see Worker.may_start).
+    unstarted: bool = False
+    #: How many times the job was lost before (``lost`` entries in its history), for MAX_LOST.
+    lost_before: int = 0
+
+
+def lock_stale_workers(using: str, *, stale_before: datetime, worker_ids: Sequence[str] = ()) -> None:
+    """Lock the rows of the workers whose jobs a rescue may take (call inside a transaction,
+    before lock_lost()).
+
+    A worker writes its declaration of the jobs it may start (Worker.may_start) into its row. A
+    worker taken for dead may still be alive (frozen, cut off): with its row locked from before
+    rescue reads the declaration until the rescue commits (and deletes the row), the worker can't
+    declare, and then start, a job rescue is giving back as never started. In worker_id order,
+    so two rescuers never deadlock. (SQLite has one writer at a time already.)
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    own = f"OR worker_id IN {placeholders(worker_ids)}" if worker_ids else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT worker_id FROM {WORKER_TABLE} WHERE last_heartbeat < %s {own} ORDER BY worker_id FOR UPDATE",
+            [stale_before, *worker_ids],
+        )
 
 
 def lock_lost(
@@ -42,6 +68,9 @@ def lock_lost(
     worker is alive but the list of held jobs it published that long after the claim doesn't name
     it. SKIP LOCKED lets two rescuers running at once split the rows instead of waiting, and the
     outcome write's fence keeps either from rescuing a row twice.
+
+    Each attempt comes with whether it provably never started (its worker's row has a declaration
+    of the jobs it may have started, without this one) and how many times its job was lost before.
     """
     connection = connections[using]
     adapt = connection.ops.adapt_datetimefield_value
@@ -63,15 +92,31 @@ def lock_lost(
             f"AND NOT EXISTS (SELECT 1 FROM json_each(w.running) AS r WHERE r.value = j.id))"
         )
         unlisted_params = [adapt(stale_before), unlisted_after]
+    if connection.vendor == "postgresql":
+        unstarted = (
+            f"EXISTS (SELECT 1 FROM {WORKER_TABLE} AS w WHERE w.worker_id = j.worker_id "
+            f"AND jsonb_typeof(w.may_start) = 'array' AND NOT (w.may_start @> to_jsonb(j.id)))"
+        )
+    else:
+        unstarted = (
+            f"EXISTS (SELECT 1 FROM {WORKER_TABLE} AS w WHERE w.worker_id = j.worker_id "
+            f"AND json_type(w.may_start) = 'array' "
+            f"AND NOT EXISTS (SELECT 1 FROM json_each(w.may_start) AS r WHERE r.value = j.id))"
+        )
+    lost_count = lost_count_sql(connection.vendor, "j")
     own = f"OR j.worker_id IN {placeholders(worker_ids)}" if worker_ids else ""
     lock = " FOR UPDATE OF j SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = (
         f"SELECT j.id, j.name, j.attempts, j.max_attempts, j.worker_id, j.started_at, "
-        f"j.stop_requested_at IS NOT NULL, {unlisted} "
+        f"j.stop_requested_at IS NOT NULL, {unlisted}, {unstarted}, {lost_count} "
         f"FROM {TABLE} AS j WHERE j.status = '{running}' AND ("
-        f"(j.started_at < %s AND NOT EXISTS (SELECT 1 FROM {WORKER_TABLE} AS w WHERE {alive})) "
+        f"(NOT EXISTS (SELECT 1 FROM {WORKER_TABLE} AS w WHERE {alive}) AND (j.started_at < %s "
+        f"OR EXISTS (SELECT 1 FROM {WORKER_TABLE} AS w WHERE w.worker_id = j.worker_id))) "
         f"{own} OR {unlisted}){lock}"
     )
+    # Every running job of a silent worker whose row is there is rescued in one pass, with its
+    # declaration (the pass deletes the row): one claimed just before the worker died must not
+    # wait for a later pass that would find no row, and could prove nothing.
     params = [*unlisted_params, adapt(stale_before), adapt(stale_before), *worker_ids, *unlisted_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -81,9 +126,10 @@ def lock_lost(
             Attempt(job_id=job_id, name=name, attempt=attempts, max_attempts=max_attempts,
                     worker_id=worker_id, started_at=_aware(started),
                     duration=max(0.0, (now - _aware(started)).total_seconds())),
-            bool(stop), bool(unlisted_flag) and worker_id not in worker_ids,
+            bool(stop), bool(unlisted_flag) and worker_id not in worker_ids, bool(unstarted_flag), int(lost),
         )
-        for job_id, name, attempts, max_attempts, worker_id, started, stop, unlisted_flag in rows
+        for job_id, name, attempts, max_attempts, worker_id, started, stop, unlisted_flag, unstarted_flag, lost
+        in rows
     ]
 
 

@@ -45,6 +45,13 @@ def unique_target(scope: str) -> str:
     return f"(unique_key) WHERE {KEY_HOLDERS_SQL[scope]}"
 
 
+def lost_count_sql(vendor: str, alias: str) -> str:
+    """How many times the job of row ``alias`` was lost: its history's ``lost`` entries (MAX_LOST)."""
+    if vendor == "postgresql":
+        return f"(SELECT count(*) FROM jsonb_array_elements({alias}.history) AS e WHERE e.value ->> 'outcome' = 'lost')"
+    return f"(SELECT count(*) FROM json_each({alias}.history) AS e WHERE json_extract(e.value, '$.outcome') = 'lost')"
+
+
 # Rows no flow-control gate holds: the plain claim takes only these (the gated claim, db/gates.py,
 # the others). With READY_SQL, the predicate of django_jobs_ready_idx.
 UNGATED_SQL = "concurrency_key IS NULL AND rate_key IS NULL AND sequence_key IS NULL"

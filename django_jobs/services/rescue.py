@@ -33,33 +33,42 @@ def rescue(using: str, *, now: datetime, rescuer: str, own: Iterable[str] = ()) 
     """Rescue jobs of workers silent for ``RESCUE_AFTER`` seconds (and of ``own`` ids at once);
     return (job id, name, new status) for each.
 
-    The rows are locked, lifecycle.rescue() decides each one's fate, and the fenced outcome
-    write applies the decisions, in one transaction.
+    The rows are locked, lifecycle decides each one's fate, and the fenced outcome write applies
+    the decisions, in one transaction: a job its worker provably never started goes back without
+    spending an attempt (lifecycle.never_started), the others count as lost (lifecycle.rescue,
+    with ``MAX_LOST``). The lost workers' rows are locked first and deleted last, in the same
+    transaction, so none of them declares a job in between (see maintenance.lock_stale_workers).
     """
     own = list(own)
     after = float(jobs_settings.RESCUE_AFTER)
+    max_lost = jobs_settings.MAX_LOST or 0
     stale_before = now - timedelta(seconds=after)
     with transaction.atomic(using=using):
+        maintenance.lock_stale_workers(using, stale_before=stale_before, worker_ids=own)
         lost = maintenance.lock_lost(
             using, now=now, stale_before=stale_before, worker_ids=own, unlisted_after=after
         )
         writes = [
             claims.OutcomeWrite(
                 row.attempt.job_id, row.attempt.attempt, now,
+                lifecycle.never_started(row.attempt, now, rescuer=rescuer,
+                                        reason=UNLISTED if row.unlisted else lifecycle.NEVER_STARTED)
+                if row.unstarted else
                 lifecycle.rescue(row.attempt, UNLISTED if row.unlisted else SILENT, now,
-                                 stop_requested=row.stop_requested, rescuer=rescuer),
+                                 stop_requested=row.stop_requested, rescuer=rescuer,
+                                 lost_before=row.lost_before, max_lost=max_lost),
                 fence_worker=row.attempt.worker_id,
             )
             for row in lost
         ]
         written = claims.record_outcomes(using, rescuer, writes)
+        stale = WorkerRow.objects.using(using).filter(last_heartbeat__lt=stale_before)
+        stale.exclude(worker_id=rescuer).delete()
+        WorkerRow.objects.using(using).filter(worker_id__in=[w for w in own if w != rescuer]).delete()
     rows = [(row.attempt.job_id, row.attempt.name, written[row.attempt.job_id])
             for row in lost if row.attempt.job_id in written]
     for job_id, name, status in rows:
         log_event("rescued", job=job_id, name=name, status=status, rescuer=rescuer)
-    stale = WorkerRow.objects.using(using).filter(last_heartbeat__lt=stale_before)
-    stale.exclude(worker_id=rescuer).delete()
-    WorkerRow.objects.using(using).filter(worker_id__in=[w for w in own if w != rescuer]).delete()
     return rows
 
 

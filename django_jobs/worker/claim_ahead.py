@@ -78,6 +78,12 @@ class ClaimAhead:
             want = min(want, left)
         return max(0, want)
 
+    def declare_ahead(self) -> int:
+        """How many buffered jobs to declare ahead of the children (worker/ledger.py): two
+        batches each, so a child that finishes one finds the next declared, and the round trip
+        that declares more rides along with the outcomes it just sent."""
+        return 2 * self.concurrency * self.batch_size(self.concurrency, max(self.buffer_size(), 1))
+
     def batch_size(self, idle: int, buffered: int) -> int:
         """How many of ``buffered`` jobs to hand each of ``idle`` children at once (see BATCH_WORK)."""
         if self.finished < WARMUP or self.average >= BATCH_BELOW:

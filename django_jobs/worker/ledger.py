@@ -9,6 +9,13 @@ the heartbeat (``held``) never miss a job the worker holds.
 Outcomes are written in batches, with the next claim when there is one (``sync()``): one
 statement and one commit for everything collected since the last round trip. ``Ledger.inline()``
 is the same ledger without children, for running jobs in this process (django_jobs.testing).
+
+A job goes to a child only once it is ``declared``: the same round trip wrote its id into the
+worker's row (Worker.may_start), so if the worker dies, rescue can tell the jobs that may have
+started from those that provably didn't (given back without spending an attempt). Each round trip
+declares a window of the buffer ahead (``declare_ahead``, set by the pool), and a job on its last
+attempt (``last_attempt``) only while fewer than one per child are declared with their outcome not
+yet written: if the worker dies, no more of them end ``dead`` than it has children.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from .. import flow, lifecycle
+from ..conf import jobs_settings
 from ..db import channel, claims, gates
 from ..log import log_event
 from ..models import CONTROL_PARKED, Job
@@ -47,6 +55,12 @@ OUTCOME_DELAY = 0.05
 
 #: The ids of the jobs a worker holds, and when it listed them (see Ledger.publish_held).
 Held = tuple[tuple[int, ...], datetime | None]
+
+
+def last_attempt(row: dict[str, Any]) -> bool:
+    """Whether a claimed job is on its last attempt (every attempt of a ``max_attempts=1`` job):
+    lost, it ends ``dead``, so it goes to a child alone and one per child (see Ledger)."""
+    return bool(row["attempt"] >= row["max_attempts"])
 
 
 @dataclass
@@ -109,6 +123,17 @@ class Ledger:
         self._names: list[str] | None = None
         # (id, attempt) of jobs that ran but whose outcome couldn't be stored: never handed back.
         self._unwritable: set[tuple[int, int]] = set()
+        #: Ids of held jobs whose declaration is durable: only these may go to a child. An id
+        #: leaves once its outcome is written.
+        self.declared: set[int] = set()
+        #: Of those, the jobs on their last attempt: at most one per child.
+        self.declared_last: set[int] = set()
+        #: How many buffered jobs (not on their last attempt) to keep declared ahead (the pool sets it).
+        self.declare_ahead = 1
+        #: An idle child waits for a buffered job to be declared: a round trip is due now.
+        self.declare_due = False
+        #: The worker's row was gone when a round trip declared: no declaring until it is back.
+        self.row_gone = False
 
     @classmethod
     def inline(cls, *, using: str, worker_id: str, clock: Callable[[], datetime] = timezone.now) -> Ledger:
@@ -170,6 +195,8 @@ class Ledger:
         Outcomes ride along with claims; on their own they are written once there are many,
         once the oldest has waited OUTCOME_DELAY, or when nothing else is going on.
         """
+        if self.declare_due and not stopping:
+            return True
         if not self.pending:
             return False
         if len(self.pending) >= 100 or stopping:
@@ -183,6 +210,8 @@ class Ledger:
 
     def next_write(self) -> float | None:
         """The monotonic time by which the oldest pending outcome is due to be written."""
+        if self.declare_due:
+            return time.monotonic()
         if not self.pending:
             return None
         gated = self._first_gated_outcome()
@@ -237,6 +266,7 @@ class Ledger:
             now = self.clock()
             # (The true pauses: the lists above also name the limited queues and jobs.)
             handoffs = self._handoffs(batch, self._paused[1], self._paused[2]) if self._gated else []
+            declare, adding = self._declaration({o.slot_job["id"] for o in batch}, limit, bool(handoffs))
             with self.link.call():
                 synced = claims.sync(
                     self.using,
@@ -249,6 +279,7 @@ class Ledger:
                     paused_queues=paused_queues,
                     paused_names=paused_names,
                     handoffs=handoffs,
+                    declare=declare,
                 )
         except DB_DOWN as exc:
             self._reply_lost(batch, exc)
@@ -262,6 +293,7 @@ class Ledger:
             return 0
         written, rows = synced.written, synced.claimed
         del self.pending[: len(batch)]
+        self._forget_declared(batch)
         if synced.parked:
             self._parked(synced.parked)
         passed = {h.job_id for h in handoffs} if sum(1 for r in rows if r.get("gated")) == len(handoffs) else set()
@@ -277,6 +309,7 @@ class Ledger:
             self.buffer.extend(r for r in rows if not r.get("gated"))
         else:
             self.buffer.extend(rows)
+        self._declared_now(declare, adding, synced.fresh)
         self.publish_held()
         self.link.ok()
         self._announce(batch, written)
@@ -306,6 +339,117 @@ class Ledger:
         for name, count in sorted(counts.items()):
             log_event("parked", logging.WARNING, name=name, jobs=count, worker=self.worker_id,
                       note="no job of this name is registered in this worker; left queued for a worker that has it")
+
+    # -- declaring what may start (Worker.may_start) ---------------------------------------------------
+
+    def _declaration(
+        self, ending: set[int], limit: int, handoffs: bool = False
+    ) -> tuple[claims.Declaration | None, list[int]]:
+        """What the next round trip declares, and which buffered ids it adds (None: nothing new
+        to declare, the row stays as it is). ``ending``: ids whose outcome the trip writes.
+
+        The declaration names every held job that may be in a child or have been (everything
+        declared before, but the jobs whose outcomes this trip writes), plus buffered jobs up to
+        ``declare_ahead`` ahead and jobs on their last attempt while fewer than one per child are
+        declared, plus the first fresh claims up to ``declare_ahead``.
+        """
+        if not self.children or self.row_gone:
+            # Jobs run in this process (inline): nothing goes to a child. Or no row to declare in
+            # until the loop writes it again (see _row_gone).
+            return None, []
+        declared = self.declared
+        room_last = len(self.children) - len(self.declared_last - ending)
+        ahead = 0
+        adding: list[int] = []
+        for row in self.buffer:
+            job_id = row["id"]
+            if last_attempt(row):
+                if job_id not in declared and room_last > 0:
+                    adding.append(job_id)
+                    room_last -= 1
+            elif job_id in declared:
+                ahead += 1
+            elif ahead < self.declare_ahead:
+                adding.append(job_id)
+                ahead += 1
+        fresh = max(0, self.declare_ahead - ahead) if limit > 0 else 0
+        if not adding and not fresh and not handoffs:
+            return None, []
+        return claims.Declaration(sorted((declared - ending).union(adding)), fresh), adding
+
+    def _declared_now(self, declare: claims.Declaration | None, adding: list[int], fresh: set[int] | None) -> None:
+        """Record what the round trip just declared, once its claimed jobs are in the buffer
+        (``fresh``: the claimed ids it named; None: the worker's row is gone, see below)."""
+        self.declare_due = False
+        if declare is None:
+            return
+        if fresh is None:
+            self._row_gone()
+            return
+        declared = self.declared
+        declared.update(adding)
+        for row in self.buffer:
+            job_id = row["id"]
+            if job_id in fresh:
+                declared.add(job_id)
+            if job_id in declared and last_attempt(row):
+                self.declared_last.add(job_id)
+        self._declared_first()
+
+    def _row_gone(self) -> None:
+        """The worker's row is gone (or its heartbeat wrote it again, without a declaration): a
+        rescuer took this worker for dead, gave back every job it hadn't declared (they may be
+        running elsewhere by now) and deleted the row, in one transaction. Start none of them:
+        give them back (a write the fence drops for those already given back), and have the row
+        written again (``row_gone``) before declaring more. The declared ones rescue counted as
+        lost: they may still start here, once at most."""
+        self.row_gone = True
+        undeclared = [row for row in self.buffer if row["id"] not in self.declared]
+        for row in undeclared:
+            self.buffer.remove(row)
+            self.queue(row, {"outcome": "handed_back"}, 0.0)
+        log_event("worker_row_gone", logging.WARNING, worker=self.worker_id, given_back=len(undeclared),
+                  note="taken for dead: the jobs it had not declared are given back, not started")
+
+    def _declared_first(self) -> None:
+        """Put the buffer's declared jobs first, in their order (the pool sends from the head)."""
+        declared = self.declared
+        if all(row["id"] in declared for row in self.buffer):
+            return
+        ready = [row for row in self.buffer if row["id"] in declared]
+        waiting = [row for row in self.buffer if row["id"] not in declared]
+        self.buffer.clear()
+        self.buffer.extend(ready)
+        self.buffer.extend(waiting)
+
+    def _forget_declared(self, outcomes: list[Outcome]) -> None:
+        """Outcomes were written (or fenced): their jobs are no longer this worker's to declare."""
+        for outcome in outcomes:
+            job_id = outcome.slot_job["id"]
+            self.declared.discard(job_id)
+            self.declared_last.discard(job_id)
+
+    def lost_before(self, job_id: int) -> int:
+        """How many times a job was lost before (its history), for MAX_LOST; 0 while the database
+        is unreachable (the child that died is then counted as a plain lost attempt)."""
+        if self.link.is_down():
+            return 0
+        try:
+            with self.link.call():
+                return claims.lost_before(self.using, job_id)
+        except DB_DOWN as exc:
+            self.link.lost(exc)
+            return 0
+
+    def may_declare(self, row: dict[str, Any]) -> bool:
+        """Whether the next round trip could declare this buffered job (see _declaration)."""
+        if self.row_gone:
+            return False
+        if not last_attempt(row):
+            return True
+        pending = {o.slot_job["id"] for o in self.pending}
+        return len(self.declared_last - pending) < len(self.children)
+
     def _handoffs(
         self, batch: list[Outcome], paused_queues: list[str], paused_names: list[str]
     ) -> list[claims.Handoff]:
@@ -408,6 +552,7 @@ class Ledger:
                 self._write_one_by_one(batch)
             else:
                 del self.pending[: len(batch)]
+                self._forget_declared(batch)
                 self.publish_held()
                 self.link.ok()
                 self._announce(batch, written)
@@ -451,6 +596,10 @@ class Ledger:
                 self._unwritable.add((outcome.slot_job["id"], outcome.slot_job["attempt"]))
                 written = {}
             self.pending.remove(outcome)
+            if (outcome.slot_job["id"], outcome.slot_job["attempt"]) not in self._unwritable:
+                self._forget_declared([outcome])
+            else:  # it ran: it stays declared, but no longer takes a child's turn (see _declaration)
+                self.declared_last.discard(outcome.slot_job["id"])
             self.publish_held()
             self._announce([outcome], written)
 
@@ -520,9 +669,10 @@ class Ledger:
         if ended.happened in lifecycle.MAY_RETRY:  # (a Backoff is built per call: only when needed)
             definition = registry.get(row["name"])
             backoff = definition.effective_backoff if definition is not None else None
+        max_lost = (jobs_settings.MAX_LOST or 0) if ended.happened is lifecycle.Happened.LOST else 0
         return claims.OutcomeWrite(
             row["id"], row["attempt"], outcome.finished_at,
-            lifecycle.decide(attempt, ended, outcome.finished_at, backoff),
+            lifecycle.decide(attempt, ended, outcome.finished_at, backoff, max_lost=max_lost),
         )
 
     # -- lost replies ---------------------------------------------------------------------------

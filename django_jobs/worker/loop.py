@@ -150,6 +150,8 @@ class WorkerLoop:
             claimed = 0
             if want > 0 or self.ledger.outcomes_due(self.stopping, self.pool.busy()):
                 claimed = self.ledger.sync(want)
+            if self.ledger.row_gone and self.presence.write_row_again(sorted(self.ledger.declared)):
+                self.ledger.row_gone = False
             if not self.stopping:
                 # Jobs flow control may hold (db/gates.py): for the idle children, and ahead as far
                 # as the plain claim left room; rate-held ones only for idle children.

@@ -31,7 +31,7 @@ from .child import PARENT_ENDS, child_main
 from .claim_ahead import ClaimAhead
 from .forkserver import ForkServer, ForkServerGone, ServedChild
 from .forkserver import available as fork_server_available
-from .ledger import Ledger, Outcome, send_signal
+from .ledger import Ledger, Outcome, last_attempt, send_signal
 from .shutdown import ShutdownFlag
 
 # Without a fork server (not Linux, or a slot started on its own in a test): fork from here.
@@ -309,22 +309,36 @@ class Pool:
     # -- jobs in --------------------------------------------------------------------------------
 
     def dispatch_buffer(self) -> None:
-        """Hand buffered jobs to the idle children, several at a time while jobs are short."""
+        """Hand buffered jobs to the idle children, several at a time while jobs are short.
+
+        Only declared jobs go (see ledger.py): when an idle child waits for one that isn't yet,
+        the ledger is told a round trip is due. A job on its last attempt goes alone.
+        """
+        ledger = self.ledger
+        ledger.declare_ahead = self.claim_ahead.declare_ahead()
         idle = [s for s in self.slots if not s.busy]
-        buffer = self.ledger.buffer
+        buffer = ledger.buffer
         if not idle or not buffer:
             return
+        declared = ledger.declared
         size = self.claim_ahead.batch_size(len(idle), len(buffer))
         payload_bytes, batch_bytes = protocol.payload_bytes, protocol.BATCH_BYTES
         for slot in idle:
             if not buffer:
                 return
+            if buffer[0]["id"] not in declared:
+                ledger.declare_due = ledger.may_declare(buffer[0])
+                return
             batch = [buffer.popleft()]
             size_bytes = payload_bytes(batch[0])
             # A job a rate let start goes alone, and never waits in a child behind another: its
-            # start was counted at its claim.
-            while buffer and len(batch) < size and not batch[0].get("rated") and not buffer[0].get("rated"):
-                size_bytes += payload_bytes(buffer[0])
+            # start was counted at its claim. So does a job on its last attempt (see last_attempt).
+            alone = batch[0].get("rated") or last_attempt(batch[0])
+            while buffer and len(batch) < size and not alone and not buffer[0].get("rated"):
+                following = buffer[0]
+                if following["id"] not in declared or last_attempt(following):
+                    break
+                size_bytes += payload_bytes(following)
                 if size_bytes > batch_bytes:
                     break
                 batch.append(buffer.popleft())
@@ -399,9 +413,7 @@ class Pool:
             if slot.job is None:
                 slot.close()  # the next dispatch starts a new child (see _child_exited)
                 return
-            self._replace_child(slot, _failure(
-                "lost", "WorkerLost", f"{slot.exit_description()} before the job finished"
-            ))
+            self._replace_child(slot, self._lost(slot))
 
     def _take_replies(self, slot: Slot, replies: list[dict[str, Any]]) -> None:
         for reply in replies:
@@ -450,15 +462,20 @@ class Pool:
             # belong to the new child.
             return
         if slot.busy:
-            self._replace_child(slot, _failure(
-                "lost", "WorkerLost", f"{slot.exit_description()} before the job finished"
-            ))
+            self._replace_child(slot, self._lost(slot))
         else:
             # An idle child: the next dispatch starts a new one (not now, so a child that can't
             # live never makes the worker fork in a loop).
             log_event("child_exited", logging.WARNING, worker=self.worker_id, child=slot.pid,
                       note=slot.exit_description().replace(" running it", ""))
             slot.close()
+
+    def _lost(self, slot: Slot) -> dict[str, Any]:
+        """The reply for the job a dead child was running: lost, counted towards MAX_LOST."""
+        assert slot.job is not None
+        reply = _failure("lost", "WorkerLost", f"{slot.exit_description()} before the job finished")
+        reply["lost_before"] = self.ledger.lost_before(slot.job["id"])
+        return reply
 
     def _replace_child(self, slot: Slot, reply: dict[str, Any]) -> None:
         """End the slot's running job with ``reply`` and start a new child in place of this one
@@ -526,9 +543,16 @@ class Pool:
                 self._stop_child(slot)
 
     def _hand_back(self, slot: Slot) -> None:
-        """Shutdown ran out of grace: give the job back to the queue without spending an attempt."""
+        """Shutdown ran out of grace: give the job back to the queue without spending an attempt.
+
+        Not a ``max_attempts=1`` job: it started, and runs at most once, so it is lost (and ends
+        ``dead``, its history saying why)."""
         while slot.job is not None:
-            self._finish(slot, {"outcome": "handed_back"})
+            if slot.job["max_attempts"] <= 1:
+                grace = "the worker shut down and killed it before the job finished"
+                self._finish(slot, _failure("lost", "WorkerLost", grace))
+            else:
+                self._finish(slot, {"outcome": "handed_back"})
 
     def _stop_child(self, slot: Slot) -> None:
         slot.close()  # EOF on its pipe: the child returns from its loop and exits

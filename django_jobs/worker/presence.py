@@ -70,27 +70,19 @@ class Presence:
     # -- the worker's row -----------------------------------------------------------------------
 
     def register(self) -> None:
-        """Write this worker's row, and rescue jobs left running by its own earlier incarnations."""
+        """Rescue jobs left running by this worker's own earlier incarnations, and write its row.
+
+        In that order: an earlier incarnation with the same id left its declaration of the jobs it
+        may have started in the row (Worker.may_start), which rescue reads and the new row clears.
+        """
         self.health.write(loop_turned_at=time.time())
         for _attempt in range(60):
             try:
-                WorkerRow.objects.using(self.using).update_or_create(
-                    worker_id=self.worker_id,
-                    defaults={
-                        "hostname": socket.gethostname(),
-                        "pid": os.getpid(),
-                        "queues": self.queues,
-                        "concurrency": self.concurrency,
-                        "started_at": self.clock(),
-                        "last_heartbeat": self.clock(),
-                        "running": [],
-                        "listed_at": self.clock(),
-                        "pid_namespace": pid_namespace(),
-                        "names": self.names,
-                    },
-                )
-                self.say_names()
                 rescue(self.using, now=self.clock(), rescuer=self.worker_id, own=own_previous_ids(self.context))
+                now = self.clock()
+                self._write_row({"started_at": now, "last_heartbeat": now, "running": [], "listed_at": now,
+                                 "may_start": []})
+                self.say_names()
                 self.link.ok()
                 return
             except DB_DOWN as exc:
@@ -101,6 +93,28 @@ class Presence:
                     self.health.write(loop_turned_at=time.time())
                     time.sleep(min(left, float(jobs_settings.HEARTBEAT_INTERVAL)))
         raise RuntimeError("the database stayed unreachable; giving up")
+
+    def _write_row(self, fields: dict[str, object]) -> None:
+        """Write this worker's row (create it if it is gone) with ``fields``."""
+        WorkerRow.objects.using(self.using).update_or_create(
+            worker_id=self.worker_id,
+            defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
+                      "concurrency": self.concurrency, "pid_namespace": pid_namespace(), "names": self.names,
+                      **fields},
+        )
+
+    def write_row_again(self, may_start: list[int]) -> bool:
+        """Write this worker's row again, declaring ``may_start``, after a rescuer took it for
+        dead and deleted it (see Ledger._row_gone); False while the database is unreachable."""
+        running, listed_at = self.held()
+        try:
+            with self.link.call():
+                self._write_row({"last_heartbeat": self.clock(), "running": list(running),
+                                 "listed_at": listed_at, "may_start": may_start})
+        except DB_DOWN as exc:
+            self.link.lost(exc)
+            return False
+        return True
 
     def unregister(self) -> None:
         """Delete this worker's row (rescue removes it if this fails) and its health file."""
@@ -158,12 +172,7 @@ class Presence:
             # A rescuer took us for dead (a long freeze or outage); come back, and let fencing
             # drop any outcome of a job that was rescued meanwhile.
             log_event("worker_reappeared", logging.WARNING, worker=self.worker_id)
-            WorkerRow.objects.using(self.using).update_or_create(
-                worker_id=self.worker_id,
-                defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
-                          "concurrency": self.concurrency, "pid_namespace": pid_namespace(),
-                          "names": self.names, **fields},
-            )
+            self._write_row(fields)
         if time.monotonic() - self._names_said >= NAMES_EVERY:
             self.say_names()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from datetime import timedelta
 
@@ -296,3 +297,42 @@ def orphan_a_process(pid_file: str, seconds: float = 4.0) -> None:
     _record()
     subprocess.Popen(["sh", "-c", f'echo $$ > "{pid_file}.tmp" && mv "{pid_file}.tmp" "{pid_file}" && exec sleep {seconds}'])
     time.sleep(60)
+
+
+@job(max_attempts=1)
+def record_once(label: str = "") -> str:
+    """A short job that must run at most once: each run records a SideEffect."""
+    _record(label)
+    return label
+
+
+def _worker_pid() -> int:
+    """The worker's main process: this child's parent, or its grandparent when the worker's fork
+    server (a fork of the worker, with the same command line) started the child."""
+
+    def parent_of(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+
+    def cmdline(pid: int) -> bytes:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+
+    parent = os.getppid()
+    grandparent = parent_of(parent)
+    return grandparent if cmdline(grandparent) == cmdline(parent) else parent
+
+
+@job(max_attempts=10, backoff=Backoff(base=0.05, factor=1, max_delay=0.05, jitter=0))
+def kill_own_worker() -> None:
+    """A poison pill: kills the worker's main process each time it runs."""
+    _record()
+    os.kill(_worker_pid(), signal.SIGKILL)
+    time.sleep(30)  # the child dies with its parent (PR_SET_PDEATHSIG) long before this ends
+
+
+@job(max_attempts=10, backoff=Backoff(base=0.05, factor=1, max_delay=0.05, jitter=0))
+def kill_own_child() -> None:
+    """A poison pill of the other kind: kills the child process running it each time."""
+    _record()
+    os.kill(os.getpid(), signal.SIGKILL)

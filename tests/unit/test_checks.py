@@ -44,7 +44,7 @@ def only(value: Any) -> Any:
             "BACKOFF_JITTER": 1, "MAX_PAYLOAD_BYTES": 1, "POLL_INTERVAL": 0.01,
             "LISTEN_NOTIFY": False, "CONCURRENCY": 4, "RECONNECT_BACKOFF": 0.01,
         },
-        {"DEFAULT_TIMEOUT": None, "CONCURRENCY": None, "BACKOFF_JITTER": 0},
+        {"DEFAULT_TIMEOUT": None, "CONCURRENCY": None, "BACKOFF_JITTER": 0, "MAX_LOST": None},
         {
             "HEARTBEAT_INTERVAL": 1, "RESCUE_AFTER": 3, "STOP_GRACE": 0, "PRUNE_BATCH": 1,
             "PRUNE_INTERVAL": 0.01, "PREPARE_STATEMENTS": False,
@@ -134,6 +134,8 @@ def test_e002__one_error_per_unknown_key() -> None:
         ("STOP_GRACE", -1, "a number >= 0"),
         ("PRUNE_INTERVAL", 0, "a number >= 0.01"),
         ("PRUNE_BATCH", 0, "a whole number >= 1"),
+        ("MAX_LOST", 0, "a whole number >= 1 or None"),
+        ("MAX_LOST", 1.5, "a whole number >= 1 or None"),
         ("PRUNE_BATCH", 2.5, "a whole number >= 1"),
         ("PRUNE_BATCH", None, "a whole number >= 1"),
         ("RETENTION", [3600], "a dict or None"),

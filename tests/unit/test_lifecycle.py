@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from django_jobs.lifecycle import (
+    AT_MOST_ONCE,
+    NEVER_STARTED,
     STOPPED_ON_REQUEST,
     Attempt,
     Ended,
@@ -16,6 +18,7 @@ from django_jobs.lifecycle import (
     announced_outcome,
     decide,
     never_received,
+    never_started,
     on_stop_request,
     rescue,
 )
@@ -170,3 +173,43 @@ def test_never_received__goes_back_unstarted_without_spending_an_attempt():
     t = never_received(attempt(2, 3), NOW)
     assert (t.status, t.run_at, t.attempts_delta) == (JobStatus.QUEUED, NOW, -1)
     assert t.history_entry["outcome"] == "handed_back" and "reply never reached" in t.history_entry["reason"]
+
+
+def test_rescue__a_job_lost_max_lost_times_ends_dead_as_a_poison_pill_whatever_its_attempts():
+    third = rescue(attempt(3, 10), "gone", NOW, stop_requested=False, rescuer="r", lost_before=2, max_lost=3)
+    second = rescue(attempt(2, 10), "gone", NOW, stop_requested=False, rescuer="r", lost_before=1, max_lost=3)
+    assert (third.status, third.run_at) == (JobStatus.DEAD, None)
+    assert third.history_entry["outcome"] == "lost"
+    assert "lost 3 times (MAX_LOST=3)" in third.history_entry["reason"]
+    assert "poison pill" in third.last_error
+    assert second.status == JobStatus.RETRYING
+
+
+def test_decide__a_child_lost_max_lost_times_ends_dead_and_other_failures_do_not_count():
+    lost = Ended.failure(Happened.LOST, "WorkerLost", "killed by SIGKILL")
+    lost.lost_before = 2
+    failed = Ended(Happened.FAILED, error=BOOM, lost_before=2)
+    assert decide(attempt(3, 10), lost, NOW, BACKOFF, max_lost=3).status == JobStatus.DEAD
+    assert decide(attempt(3, 10), lost, NOW, BACKOFF, max_lost=0).status == JobStatus.RETRYING  # no limit
+    assert decide(attempt(3, 10), lost, NOW, BACKOFF, max_lost=4).status == JobStatus.RETRYING
+    assert decide(attempt(3, 10), failed, NOW, BACKOFF, max_lost=3).status == JobStatus.RETRYING
+
+
+def test_rescue__a_max_attempts_1_job_that_may_have_started_ends_dead_saying_why():
+    t = rescue(attempt(1, 1), "gone", NOW, stop_requested=False, rescuer="r")
+    assert (t.status, t.history_entry["reason"]) == (JobStatus.DEAD, AT_MOST_ONCE)
+    assert "at most once" in t.history_entry["reason"]
+
+
+def test_never_started__goes_back_without_spending_an_attempt_and_names_its_rescuer():
+    t = never_started(attempt(1, 1), NOW, rescuer="r:2")
+    assert (t.status, t.run_at, t.attempts_delta) == (JobStatus.QUEUED, NOW, -1)
+    assert t.history_entry["outcome"] == "handed_back" and t.history_entry["reason"] == NEVER_STARTED
+    assert t.history_entry["rescued_by"] == "r:2"
+
+
+def test_ended_from_reply__reads_how_many_times_the_job_was_lost_before():
+    reply = {"outcome": "lost", "error": {"class": "django_jobs.exceptions.WorkerLost", "message": "x"},
+             "lost_before": 2}
+    assert Ended.from_reply(reply).lost_before == 2
+    assert Ended.from_reply({"outcome": "failed"}).lost_before == 0

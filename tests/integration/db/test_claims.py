@@ -221,6 +221,7 @@ def _claim_params(filter_queues: bool) -> dict[str, Any]:
     return {
         "now": timezone.now(), "queues": ["default"] if filter_queues else [], "paused_queues": ["paused"],
         "paused_names": [], "limit": 4, "worker_id": "explain", "names": ["tests.add"],
+        "declaring": True, "declare": [1, 2], "declare_fresh": 2,
     }
 
 

@@ -76,3 +76,49 @@ def test_rescue__spent_attempts_end_dead_and_stop_requests_end_stopped() -> None
     asked.refresh_from_db()
     assert (spent.status, asked.status) == (JobStatus.DEAD, JobStatus.STOPPED)
     assert spent.finished_at is not None and asked.finished_at is not None
+
+
+def test_rescue__a_job_lost_max_lost_times_ends_dead_whatever_its_attempts(settings: Any) -> None:
+    settings.DJANGO_JOBS = {"MAX_LOST": 3}
+    now = timezone.now()
+    twice, once = _orphans(2, now)
+    lost = {"outcome": "lost", "attempt": 1, "worker": "gone:0"}
+    Job.objects.filter(pk=twice.pk).update(attempts=3, max_attempts=10, history=[lost, lost])
+    Job.objects.filter(pk=once.pk).update(attempts=2, max_attempts=10, history=[lost, {"outcome": "failed"}])
+
+    rescue("default", now=now, rescuer="r")
+
+    twice.refresh_from_db()
+    once.refresh_from_db()
+    assert twice.status == JobStatus.DEAD and "lost 3 times (MAX_LOST=3)" in twice.history[-1]["reason"]
+    assert once.status == JobStatus.RETRYING
+
+
+def test_rescue__a_worker_row_without_a_declaration_proves_nothing() -> None:
+    now = timezone.now()
+    (job,) = _orphans(1, now)  # the row has no may_start (a worker of the previous version)
+
+    rescue("default", now=now, rescuer="r")
+
+    job.refresh_from_db()
+    assert (job.status, job.history[-1]["outcome"]) == (JobStatus.RETRYING, "lost")
+
+
+def test_rescue__a_silent_workers_jobs_claimed_just_before_it_died_go_in_the_same_pass() -> None:
+    # The pass deletes the worker's row: a job left for a later pass would find no declaration
+    # there, and count as lost although it never started.
+    now = timezone.now()
+    Worker.objects.create(worker_id="gone:2", hostname="gone", pid=2, queues=[], concurrency=1,
+                          last_heartbeat=now - timedelta(minutes=10))
+    declared, undeclared = (
+        JobFactory(status=JobStatus.RUNNING, attempts=1, max_attempts=1, worker_id="gone:2", started_at=now)
+        for _ in range(2)
+    )
+    Worker.objects.filter(worker_id="gone:2").update(may_start=[declared.id])
+
+    assert sorted(r[0] for r in rescue("default", now=now, rescuer="r")) == sorted([declared.id, undeclared.id])
+
+    declared.refresh_from_db()
+    undeclared.refresh_from_db()
+    assert (declared.status, undeclared.status, undeclared.attempts) == (JobStatus.DEAD, JobStatus.QUEUED, 0)
+    assert not Worker.objects.filter(worker_id="gone:2").exists()

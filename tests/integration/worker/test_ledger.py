@@ -49,3 +49,122 @@ def test_stop_buffered__ends_a_claimed_job_stopped_without_running_it() -> None:
 
     assert not book.buffer
     assert Job.objects.get(pk=queued.pk).status == JobStatus.STOPPED
+
+
+def _worker_ledger(worker_id: str, children: int) -> Ledger:
+    """A ledger with (unstarted) children, whose worker has a row to declare in."""
+    from django.utils import timezone
+
+    from django_jobs.models import Worker
+    from django_jobs.services import ServiceContext
+    from django_jobs.worker.pool import Slot
+    from django_jobs.worker.reconnect import DatabaseLink
+
+    Worker.objects.create(worker_id=worker_id, hostname="h", pid=1, queues=[], concurrency=children,
+                          last_heartbeat=timezone.now(), may_start=[])
+    return Ledger(context=ServiceContext("default", worker_id, timezone.now), queues=[],
+                  link=DatabaseLink("default", worker_id), children=[Slot(i, worker_id) for i in range(children)])
+
+
+def _may_start(worker_id: str) -> list[int]:
+    from django_jobs.models import Worker
+
+    return sorted(Worker.objects.get(worker_id=worker_id).may_start)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync__declares_a_window_ahead_and_last_attempts_one_per_child_before_any_may_start() -> None:
+    plain = [jobs.record.enqueue(f"p{i}") for i in range(6)]
+    book = _worker_ledger("w-declare", children=2)
+    book.declare_ahead = 4
+
+    book.sync(6)  # the claim declares the first 4 of its own rows in the same statement
+    once = [jobs.record.using(max_attempts=1).enqueue(f"o{i}") for i in range(3)]
+    book.sync(3)  # a last attempt is never declared by the claim that takes it...
+    assert len(book.buffer) == 9 and _may_start("w-declare") == sorted(book.declared)
+    assert len(book.declared) == 4 and book.declared <= {j.pk for j in plain}
+    book.sync(0)  # ...but by the worker, one per child
+
+    assert _may_start("w-declare") == sorted(book.declared)
+    assert len(book.declared_last) == 2 and book.declared_last <= {j.pk for j in once}
+    assert [row["id"] in book.declared for row in book.buffer] == [True] * 6 + [False] * 3
+
+    # One of them ended: its outcome and the next last attempt's declaration go in one statement.
+    ended = next(row for row in book.buffer if row["id"] in book.declared_last)
+    book.buffer.remove(ended)
+    book.queue(ended, {"outcome": "succeeded"}, 0.01)
+    book.sync(0)
+    assert book.declared_last == {j.pk for j in once} - {ended["id"]}
+    assert _may_start("w-declare") == sorted(book.declared)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rescue__gives_back_what_a_dead_worker_never_declared_and_counts_what_it_did() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_jobs.lifecycle import AT_MOST_ONCE, NEVER_STARTED
+    from django_jobs.models import Worker
+    from django_jobs.services.rescue import rescue
+
+    plain = [jobs.record.enqueue(f"p{i}") for i in range(6)]
+    once = [jobs.record.using(max_attempts=1).enqueue(f"o{i}") for i in range(3)]
+    book = _worker_ledger("w-dead", children=2)
+    book.declare_ahead = 4
+    book.sync(9)
+    book.sync(0)
+    declared = set(book.declared)
+    assert len(declared) == 6
+    # The worker dies: no heartbeat since long before its claims.
+    long_ago = timezone.now() - timedelta(hours=1)
+    Worker.objects.filter(worker_id="w-dead").update(last_heartbeat=long_ago)
+    Job.objects.filter(worker_id="w-dead").update(started_at=long_ago)
+
+    rescued = rescue("default", now=timezone.now(), rescuer="r")
+
+    assert len(rescued) == 9
+    for job in Job.objects.filter(pk__in=[j.pk for j in plain + once]):
+        last = job.history[-1]
+        if job.pk not in declared:
+            assert (job.status, job.attempts, last["outcome"], last["reason"]) == (
+                JobStatus.QUEUED, 0, "handed_back", NEVER_STARTED)
+        elif job.max_attempts == 1:
+            assert (job.status, job.attempts, last["outcome"], last["reason"]) == (
+                JobStatus.DEAD, 1, "lost", AT_MOST_ONCE)
+        else:
+            assert (job.status, job.attempts, last["outcome"]) == (JobStatus.RETRYING, 1, "lost")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync__a_worker_taken_for_dead_starts_none_of_the_jobs_rescue_gave_back() -> None:
+    # A worker frozen past RESCUE_AFTER wakes up: rescue gave back what it hadn't declared, and
+    # deleted its row. Its next declaration finds no row, so it starts none of those (they may be
+    # running elsewhere) and gives them back, which the fence turns into nothing.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_jobs.models import Worker
+    from django_jobs.services.rescue import rescue
+
+    created = [jobs.record.using(max_attempts=1).enqueue(f"o{i}") for i in range(4)]
+    book = _worker_ledger("w-frozen", children=2)
+    book.sync(4)
+    book.sync(0)  # declares two of them, one per child
+    declared = set(book.declared)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Worker.objects.filter(worker_id="w-frozen").update(last_heartbeat=long_ago)
+    Job.objects.filter(worker_id="w-frozen").update(started_at=long_ago)
+    rescue("default", now=timezone.now(), rescuer="r")
+    assert not Worker.objects.filter(worker_id="w-frozen").exists()
+
+    book.queue(book.buffer.popleft(), {"outcome": "succeeded"}, 0.01)  # one ended: room to declare
+    book.sync(0)
+    book.flush()
+
+    assert book.row_gone and {row["id"] for row in book.buffer} <= declared
+    assert not book.declared & {j.pk for j in created} - declared
+    for job in Job.objects.filter(pk__in=[j.pk for j in created]):
+        assert len(job.history) == 1  # rescue's entry only: the worker's late writes were fenced
+        assert job.status == (JobStatus.DEAD if job.pk in declared else JobStatus.QUEUED)

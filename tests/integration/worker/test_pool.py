@@ -57,6 +57,7 @@ def test_stop_deadline__a_reply_already_sent_is_read_before_anything_is_killed(t
     second = jobs.sleep_for.enqueue(30)
     with override_settings(DJANGO_JOBS={"LISTEN_NOTIFY": False}):
         worker = _worker(concurrency=1)
+        worker.presence.register()  # its row, to declare the jobs it may start in
         slot = worker.pool.slots[0]
         slot.start()
         try:

@@ -128,3 +128,13 @@ def test_batch_size__at_most_batch_work_seconds_of_jobs() -> None:
 
 def test_batch_size__at_least_one() -> None:
     assert warmed(4, 0.0001).batch_size(idle=4, buffered=0) == 1
+
+
+# -- how far ahead a worker declares (worker/ledger.py) ------------------------------------------
+
+
+def test_declare_ahead__two_batches_per_child() -> None:
+    assert ClaimAhead(3).declare_ahead() == 2 * 3  # warming up: jobs go one at a time
+    assert warmed(2, 0.01).declare_ahead() == 2 * 2  # 10 ms jobs: one per batch, 10 buffered per child
+    # No-op jobs: each child's batch is its share of the buffer, so the whole buffer is declared.
+    assert warmed(2, 0.0001).declare_ahead() >= warmed(2, 0.0001).buffer_size()
