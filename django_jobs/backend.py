@@ -190,7 +190,7 @@ def _runner(task: Any) -> Callable[..., Any]:
         try:
             return normalize_json(value)
         except (TypeError, ValueError):
-            return value  # run_job() turns it into a ResultNotJSON failure with a hint
+            return value  # run_job() stores no result and says why in the job's history
 
     signature = inspect.signature(task.func)
     if task.takes_context:

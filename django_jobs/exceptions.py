@@ -54,7 +54,8 @@ class OutcomeNotStorable(JobsError, ValueError):
 
 
 class ResultNotJSON(JobsError, TypeError):
-    """A job returned a value that can't be stored as JSON."""
+    """A job returned a value that can't be stored as JSON (what earlier versions recorded; such a
+    job now succeeds with its result not stored)."""
 
 
 class JobControl(Exception):

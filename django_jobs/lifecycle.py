@@ -110,13 +110,15 @@ class Ended:
     retry_at: datetime | None = None
     retry_in: float = 0.0
     reason: str = ""
+    #: Why a success's result wasn't stored (a value JSON can't hold); empty when it was.
+    unstorable: str = ""
 
     @classmethod
     def from_reply(cls, reply: dict[str, Any]) -> Ended:
         """Read the JSON a child (or the worker, for an attempt that never answered) sent."""
         happened = _HAPPENED.get(reply["outcome"])
         if happened is Happened.SUCCEEDED:  # most replies: skip the rest
-            return cls(happened, result=reply.get("result"))
+            return cls(happened, result=reply.get("result"), unstorable=reply.get("unstorable") or "")
         if happened is None:
             raise ValueError(f"a reply with an unknown outcome: {reply['outcome']!r}")
         error = reply.get("error")
@@ -181,6 +183,9 @@ def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | Non
     }
     happened = ended.happened
     if happened is Happened.SUCCEEDED:
+        if ended.unstorable:  # the value returned couldn't be stored: never a reason to run it again
+            entry["result_unstorable"] = True
+            entry["warning"] = storable(ended.unstorable)
         return Transition(JobStatus.SUCCEEDED, entry, set_result=True, result=ended.result, last_error="")
     if happened is Happened.RETRY:
         run_at = ended.retry_at or now + timedelta(seconds=ended.retry_in)

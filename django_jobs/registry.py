@@ -5,11 +5,15 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from .conf import jobs_settings
 from .exceptions import InvalidCron, InvalidJobOptions, JobNotRegistered
@@ -424,6 +428,7 @@ def job(
         for cls in exc_classes:
             if not (isinstance(cls, type) and issubclass(cls, BaseException)):
                 raise InvalidJobOptions(f"dont_retry takes exception classes, not {cls!r}.")
+        _check_return_annotation(f)
         expression = _check_cron(f, cron)
         flow = _check_flow(f, concurrency, concurrency_key, rate, rate_key, sequence_key, sequence_on_dead)
         definition = JobDefinition(
@@ -478,6 +483,50 @@ def _check_flow(
             raise InvalidJobOptions(f"{where}: sequence_on_dead applies only with a sequence_key.")
         flow["sequence_on_dead"] = sequence_on_dead
     return flow
+
+
+# Return types whose values JSON can't hold as they are. A tuple is stored as a list, but a job
+# annotated to return one would find a list in its result: @job refuses the annotation too. A
+# Django Tasks task may declare one: that framework defines a task's tuple result as a list.
+_NOT_JSON_TYPES: tuple[type, ...] = (
+    tuple, set, frozenset, bytes, bytearray, memoryview, complex, date, time, timedelta, Decimal, UUID,
+)
+
+
+def _not_json(annotation: Any, refused: tuple[type, ...]) -> str | None:
+    """The part of a return annotation JSON can't hold (``tuple``, ``list[datetime]``), or None."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return next((p for p in (_not_json(a, refused) for a in args) if p), None)
+    if isinstance(origin, type):
+        if issubclass(origin, refused):
+            return repr(annotation)
+        if issubclass(origin, dict) and args and isinstance(args[0], type) and not issubclass(args[0], str):
+            return f"{annotation!r} (JSON object keys are strings)"
+        return next((p for p in (_not_json(a, refused) for a in args) if p), None)
+    if isinstance(annotation, type) and issubclass(annotation, refused):
+        return annotation.__qualname__
+    return None  # Any, None, TypedDicts, type variables, unresolved names: nothing sure to say
+
+
+def _check_return_annotation(f: Callable[..., Any]) -> None:
+    """Refuse a function whose return annotation says it returns what JSON can't hold."""
+    try:
+        # Resolves the strings of ``from __future__ import annotations``.
+        annotation = typing.get_type_hints(f).get("return")
+    except Exception:  # noqa: BLE001 - e.g. a name imported only under TYPE_CHECKING: nothing to check
+        return
+    task = hasattr(f, "django_task")  # set by django_jobs.backend on the function a task runs
+    refused = tuple(t for t in _NOT_JSON_TYPES if t is not tuple) if task else _NOT_JSON_TYPES
+    problem = _not_json(annotation, refused)
+    if problem:
+        raise InvalidJobOptions(
+            f"@job on {f.__qualname__}: its return annotation says it returns {problem}, which JSON "
+            f"can't hold. A job's return value is stored as JSON: return plain JSON types (str, "
+            f"int, float, bool, None, list, dict with str keys), e.g. a list instead of a tuple "
+            f"or value.isoformat() for a datetime, and annotate the function so."
+        )
 
 
 def _check_cron(f: Callable[..., Any], cron: str | None) -> str | None:

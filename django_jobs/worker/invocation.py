@@ -16,7 +16,7 @@ from ..context import JobContext, _current
 from ..exceptions import Retry, StopJob
 from ..lifecycle import ErrorRecord
 from ..log import log_event
-from ..payload import json_problem
+from ..payload import storable_result
 from ..registry import registry
 from ..text import storable
 
@@ -24,6 +24,13 @@ from ..text import storable
 # job that calls os.fork() and lets the copy return would otherwise have two processes run the
 # child's loop: the copy must not reply, read the socket or close the child's database connections.
 _child_pid: int | None = None
+
+
+#: What to return instead of a value JSON can't hold (in the warning of a result not stored).
+RESULT_HINT = (
+    "Return plain JSON types (str, int, float, bool, None, list, dict with str keys), "
+    "e.g. value.isoformat() for a datetime."
+)
 
 
 def become_child() -> int:
@@ -77,13 +84,14 @@ def run_job(
         close_old_connections()
     try:
         value = definition.func(*message["args"], **message["kwargs"])
-        problem = json_problem(value, "the return value")
+        # The job's work is done: what it returned can never make it fail (a retry would do the
+        # work again). A value JSON can't hold is dropped, and said so.
+        value, problem = storable_result(value)
         if problem:
-            return {"outcome": "failed", "retryable": False, "error": {
-                "class": "django_jobs.exceptions.ResultNotJSON",
-                "message": f"{problem}; return plain JSON types (str, int, float, bool, None, "
-                           f"list, dict with str keys)",
-                "traceback": ""}}
+            warning = f"{problem}; the job succeeded but its result wasn't stored. {RESULT_HINT}"
+            log_event("result_unstorable", logging.WARNING, job=message["id"], name=message["name"],
+                      attempt=message["attempt"], note=warning)
+            return {"outcome": "succeeded", "result": None, "unstorable": warning}
         return {"outcome": "succeeded", "result": value}
     except Retry as exc:
         if exc.at is not None:

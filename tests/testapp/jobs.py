@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django_jobs import Backoff, Retry, StopJob, current_job, job
 
@@ -83,6 +83,20 @@ def sleep_for(seconds: float) -> str:
 @job
 def returns_unjsonable() -> object:
     return {1, 2}
+
+
+@job(max_attempts=3)
+def returns_tuple(label: str = "") -> object:
+    """Record its work, then return tuples (stored as lists)."""
+    _record(label)
+    return ("done", {"pair": (1, 2)})
+
+
+@job(max_attempts=3)
+def returns_datetime(label: str = "") -> object:
+    """Record its work, then return a value JSON can't hold."""
+    _record(label)
+    return datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
 
 
 @job

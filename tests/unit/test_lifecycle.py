@@ -37,6 +37,9 @@ def attempt(n: int = 1, of: int = 3) -> Attempt:
 TRANSITIONS: list[tuple[str, Ended, Attempt, Backoff | None, JobStatus, Any, int, int, str | None]] = [
     ("returned", Ended(Happened.SUCCEEDED, result={"n": 1}), attempt(), BACKOFF,
      JobStatus.SUCCEEDED, None, 0, 0, ""),
+    ("returned a value JSON can't hold: a success all the same",
+     Ended(Happened.SUCCEEDED, unstorable="the return value is a set"), attempt(1, 3), BACKOFF,
+     JobStatus.SUCCEEDED, None, 0, 0, ""),
     ("raised, attempts left", Ended(Happened.FAILED, error=BOOM), attempt(1, 3), BACKOFF,
      JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "ValueError: boom"),
     ("raised on the second attempt: longer backoff", Ended(Happened.FAILED, error=BOOM), attempt(2, 3), BACKOFF,
@@ -144,3 +147,13 @@ def test_never_received__goes_back_unstarted_without_spending_an_attempt():
     t = never_received(attempt(2, 3), NOW)
     assert (t.status, t.run_at, t.attempts_delta) == (JobStatus.QUEUED, NOW, -1)
     assert t.history_entry["outcome"] == "handed_back" and "reply never reached" in t.history_entry["reason"]
+
+
+def test_decide__a_result_not_stored_is_marked_with_a_warning_in_the_history_entry() -> None:
+    ended = Ended.from_reply({"outcome": "succeeded", "result": None, "unstorable": "the return value is a set"})
+
+    t = decide(attempt(), ended, NOW, BACKOFF)
+
+    assert (t.set_result, t.result) == (True, None)
+    assert t.history_entry["result_unstorable"] is True
+    assert t.history_entry["warning"] == "the return value is a set"

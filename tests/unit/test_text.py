@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_jobs.text import storable
+from django_jobs.text import a_or_an, storable
 
 
 @pytest.mark.parametrize(
@@ -21,3 +21,11 @@ from django_jobs.text import storable
 def test_storable__escapes_only_what_postgresql_refuses(text: str, stored: str) -> None:
     assert storable(text) == stored
     storable(text).encode("utf-8")  # always encodable
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [("object", "an object"), ("int", "an int"), ("set", "a set"), ("UUID", "a UUID"), ("Order", "an Order")],
+)
+def test_a_or_an__the_article_a_type_name_reads_with(word: str, expected: str) -> None:
+    assert a_or_an(word) == expected
