@@ -150,6 +150,8 @@ class Attempt:
     worker_id: str
     started_at: datetime
     duration: float
+    #: ``attempts`` when an operator last retried the job: the backoff counts attempts after it.
+    attempts_at_retry: int = 0
 
 
 @dataclass(slots=True)
@@ -204,7 +206,8 @@ def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | Non
     entry["error"] = ended.error.as_dict() if ended.error else None
     last_error = ended.error.summary if ended.error else happened.value
     if ended.retryable and attempt.attempt < attempt.max_attempts and backoff is not None:
-        run_at = now + timedelta(seconds=backoff.delay(attempt.attempt))
+        # Counted from the operator's last retry: it restarts the backoff with the fresh budget.
+        run_at = now + timedelta(seconds=backoff.delay(attempt.attempt - attempt.attempts_at_retry))
         entry["retry_at"] = run_at.isoformat()
         return Transition(JobStatus.RETRYING, entry, run_at=run_at, last_error=last_error)
     return Transition(JobStatus.DEAD, entry, last_error=last_error)

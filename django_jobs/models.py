@@ -139,16 +139,14 @@ class JobQuerySet(models.QuerySet["Job"]):
             for name, ids in by_name.items():
                 definition = registry.get(name)
                 budget = definition.effective_max_attempts if definition else F("max_attempts")
+                # A fresh set of attempts, and the backoff starts again from its first delay.
                 self.model.objects.using(self.db).filter(pk__in=ids).update(
                     status=JobStatus.QUEUED,
                     run_at=now,
                     finished_at=None,
                     stop_requested_at=None,
-                    # A retrying job keeps its budget; a finished one gets a fresh one.
-                    max_attempts=models.Case(
-                        models.When(status=JobStatus.RETRYING, then=F("max_attempts")),
-                        default=F("attempts") + budget,
-                    ),
+                    max_attempts=F("attempts") + budget,
+                    attempts_at_retry=F("attempts"),
                 )
             for row in rows:
                 result.done[row.status] += 1
@@ -300,6 +298,13 @@ class Job(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts started so far.")
     max_attempts = models.PositiveIntegerField(default=3)
+    # ``attempts`` when an operator last retried the job (0: never). The backoff counts the
+    # attempts after it, so a retried job starts again from the shortest delay, while
+    # ``attempts`` keeps counting up as the fencing token. A database default too, so processes
+    # still running the code before this column (during a deploy) go on inserting jobs.
+    attempts_at_retry = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Attempts started before the last operator retry."
+    )
     timeout = models.FloatField(null=True, blank=True, help_text="Seconds an attempt may run.")
     run_at = models.DateTimeField(default=timezone.now, help_text="Not before this time.")
     created_at = models.DateTimeField(default=timezone.now)
@@ -450,9 +455,10 @@ class Job(models.Model):
     def retry(self, now: datetime | None = None) -> bool:
         """Queue a dead, stopped or retrying job to run now, keeping its history.
 
-        Returns False (and changes nothing) when the job is in another state. A dead or stopped job
-        gets a fresh budget: as many attempts again as its registered job allows (``attempts``
-        keeps counting up, so the attempt number stays a fencing token).
+        Returns False (and changes nothing) when the job is in another state. The job gets a fresh
+        budget, as many attempts again as its registered job allows, and its backoff starts again
+        from the first delay (``attempts`` keeps counting up, so the attempt number stays a
+        fencing token; ``attempts_at_retry`` notes where the new budget began).
         """
         done = self._same().retry(now=now).done_count
         self.refresh_from_db()

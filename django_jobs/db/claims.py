@@ -16,7 +16,9 @@ from ..models import FINISHED_STATUSES, JobStatus, Pause
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL
 
-CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
+CLAIM_COLUMNS = (
+    "id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout", "attempts_at_retry",
+)
 
 
 def _claimable_sql(filter_queues: bool) -> str:
@@ -98,6 +100,7 @@ def claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
             "attempt": r[5],
             "max_attempts": r[6],
             "timeout": r[7],
+            "attempts_at_retry": r[8],
         }
         for r in rows
     ]
@@ -215,9 +218,9 @@ def _sync_sql_pg(filter_queues: bool) -> str:
         f"claimable AS ({_claimable_sql(filter_queues)}), "
         f"claimed AS ({_CLAIM_UPDATE}) "
         f"SELECT 'done', id, status::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision FROM done "
+        f"NULL::integer, NULL::double precision, NULL::integer FROM done "
         f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
-        f"max_attempts, timeout FROM claimed"
+        f"max_attempts, timeout, attempts_at_retry FROM claimed"
     )
 
 
@@ -256,7 +259,7 @@ def _sync_handoff_sql_pg(filter_queues: bool) -> str:
     return (
         plain[:select] + ", " + _HANDOFF + plain[select:]
         + " UNION ALL SELECT 'handed:' || concurrency_key, id, name::text, args::text, kwargs::text, "
-        "queue::text, attempts, max_attempts, timeout FROM handed"
+        "queue::text, attempts, max_attempts, timeout, attempts_at_retry FROM handed"
     )
 
 

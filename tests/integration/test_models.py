@@ -45,8 +45,9 @@ def test_retry__queues_the_retryable_and_counts_the_rest_by_status() -> None:
     ]
     dead.refresh_from_db()
     retrying.refresh_from_db()
-    assert (dead.max_attempts, dead.run_at, dead.finished_at) == (6, now, None)
-    assert (retrying.max_attempts, retrying.run_at) == (3, now)
+    # Each gets a fresh budget (the registered job's 3 attempts) and its backoff starts again.
+    assert (dead.max_attempts, dead.attempts_at_retry, dead.run_at, dead.finished_at) == (6, 3, now, None)
+    assert (retrying.max_attempts, retrying.attempts_at_retry, retrying.run_at) == (4, 1, now)
 
 
 def test_retry__skips_a_job_whose_unique_key_another_active_job_holds() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,9 @@ TRANSITIONS: list[tuple[str, Ended, Attempt, Backoff | None, JobStatus, Any, int
      JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "ValueError: boom"),
     ("raised on the second attempt: longer backoff", Ended(Happened.FAILED, error=BOOM), attempt(2, 3), BACKOFF,
      JobStatus.RETRYING, NOW + timedelta(seconds=20), 0, 0, "ValueError: boom"),
+    ("raised on the first attempt after an operator retry: the first delay again",
+     Ended(Happened.FAILED, error=BOOM), replace(attempt(11, 20), attempts_at_retry=10), BACKOFF,
+     JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "ValueError: boom"),
     ("raised, attempts spent", Ended(Happened.FAILED, error=BOOM), attempt(3, 3), BACKOFF,
      JobStatus.DEAD, None, 0, 0, "ValueError: boom"),
     ("raised a dont_retry error", Ended(Happened.FAILED, error=BOOM, retryable=False), attempt(1, 3), BACKOFF,

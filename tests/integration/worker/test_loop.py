@@ -59,6 +59,23 @@ def at(hours: float) -> Callable[[], datetime]:
     return lambda: moment
 
 
+def test_failure__after_an_operator_retry_the_backoff_starts_again_from_its_first_delay(
+    run_worker: RunWorker,
+) -> None:
+    job_ = fail_with_backoff.enqueue("z")
+    for hours in (1, 2, 3):
+        run_worker(clock=at(hours))
+    assert reload(job_).status == JobStatus.DEAD
+
+    reload(job_).retry(now=at(3)())
+    fourth = at(4)
+    run_worker(clock=fourth)
+
+    row = reload(job_)
+    assert (row.status, row.attempts, row.max_attempts, row.attempts_at_retry) == (JobStatus.RETRYING, 4, 6, 3)
+    assert row.run_at == fourth() + timedelta(seconds=7)  # base 7 * 3 ** 0, not 7 * 3 ** 3
+
+
 def runs(job_id: int) -> int:
     return SideEffect.objects.filter(job_id=job_id).count()
 
