@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
@@ -543,7 +543,14 @@ class Worker(models.Model):
 
 class PauseManager(models.Manager["Pause"]):
     def pause(self, kind: str, value: str, reason: str = "") -> Pause:
-        """Pause a queue or job name on every worker (idempotent)."""
+        """Pause a queue or job name on every worker (idempotent).
+
+        A job name must be registered: a typo would pause nothing and say nothing.
+        """
+        if kind == Pause.Kind.NAME:
+            problem = unregistered_name_problem(value)
+            if problem:
+                raise JobNotRegistered(f"{problem} Nothing was paused.")
         pause, _ = self.get_or_create(kind=kind, value=value, defaults={"reason": reason})
         _notify_control(CONTROL_PAUSE)
         return pause
@@ -609,6 +616,21 @@ class Pause(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.value}"
 
+    def clean(self) -> None:
+        if self.kind == Pause.Kind.NAME and self.value:
+            problem = unregistered_name_problem(self.value)
+            if problem:
+                raise ValidationError({"value": problem})
+
+
+def unregistered_name_problem(name: str) -> str | None:
+    """What registry.lookup() says of ``name`` (with "did you mean"), or None when it is registered."""
+    try:
+        registry.lookup(name)
+    except JobNotRegistered as exc:
+        return str(exc)
+    return None
+
 
 class Limit(models.Model):
     """An operator's concurrency or rate limit on a queue or job name.
@@ -645,8 +667,6 @@ class Limit(models.Model):
         return f"{self.get_kind_display().lower()} {self.value}: " + ", ".join(p for p in parts if p)
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         errors: dict[str, str] = {}
         if self.concurrency is None and not self.rate:
             errors[NON_FIELD_ERRORS] = "Give a concurrency, a rate, or both (delete the limit to lift it)."
@@ -660,11 +680,10 @@ class Limit(models.Model):
                 self.rate = str(parse_rate(self.rate.strip(), "rate"))
             except InvalidJobOptions as exc:
                 errors["rate"] = str(exc)
-        if self.kind == Limit.Kind.NAME and self.value and self.value not in registry:
-            try:
-                registry.lookup(self.value)
-            except JobNotRegistered as exc:
-                errors["value"] = str(exc)
+        if self.kind == Limit.Kind.NAME and self.value:
+            problem = unregistered_name_problem(self.value)
+            if problem:
+                errors["value"] = problem
         if self.kind == Limit.Kind.QUEUE and self.value:
             problem = queue_problem(self.value)
             if problem:

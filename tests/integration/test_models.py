@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from django_jobs import models
+from django_jobs.exceptions import JobNotRegistered
 from django_jobs.models import Job, JobStatus
 from tests.support.factories import JobFactory
 
@@ -169,3 +170,16 @@ def test_schedule_problems__a_queue_name_with_a_space_is_fine() -> None:
     )
 
     assert schedule.problems() == {}
+
+
+def test_pause_job__an_unregistered_name_is_an_error_with_did_you_mean_and_pauses_nothing() -> None:
+    with pytest.raises(JobNotRegistered, match=r"No job is registered as 'tests\.ad'\. Did you mean 'tests\.add'\?"):
+        models.Pause.objects.pause_job("tests.ad")
+
+    assert not models.Pause.objects.exists()
+
+
+def test_pause_job__a_registered_name_is_paused() -> None:
+    pause = models.Pause.objects.pause_job("tests.add", reason="partner down")
+
+    assert (pause.kind, pause.value, pause.reason) == (models.Pause.Kind.NAME, "tests.add", "partner down")
