@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import math
 import types
@@ -571,13 +572,33 @@ def resolve(target: str | JobDefinition | Callable[..., Any]) -> JobDefinition:
 
 
 def autodiscover() -> None:
-    """Import the ``jobs`` module of every installed app so their @job functions register, and
-    their ``tasks`` module when TASKS uses django-jobs' backend (``@task`` registers them)."""
+    """Import the ``jobs`` module of every installed app so their @job functions register, their
+    ``tasks`` module when TASKS uses django-jobs' backend (``@task`` registers them), and the
+    modules ``DJANGO_JOBS["IMPORTS"]`` lists."""
     from django.utils.module_loading import autodiscover_modules
 
     autodiscover_modules("jobs")
     if _tasks_use_jobs_backend():
         autodiscover_modules("tasks")
+    import_modules(jobs_settings.IMPORTS)
+
+
+def import_modules(modules: object) -> None:
+    """Import the modules ``DJANGO_JOBS["IMPORTS"]`` lists, saying which one failed and why."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if not isinstance(modules, (list, tuple)):
+        return  # checks.py reports it (django_jobs.E003)
+    for module in modules:
+        if not isinstance(module, str):
+            continue  # idem
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f'DJANGO_JOBS["IMPORTS"] lists {module!r}, which can\'t be imported: {exc}. Give the '
+                f"dotted path of a module (\"shop.billing.tasks\"), not of a function or a file."
+            ) from exc
 
 
 _TASKS_BACKEND = "django_jobs.backend.JobsBackend"
