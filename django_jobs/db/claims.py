@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
+from django.db.models import Min
 
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
-from ..models import FINISHED_STATUSES, JobStatus, Pause
+from ..models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Pause
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL
 
@@ -487,3 +488,13 @@ def paused(using: str) -> tuple[list[str], list[str]]:
     for kind, value in Pause.objects.using(using).values_list("kind", "value"):
         (queues if kind == Pause.Kind.QUEUE else names).append(value)
     return queues, names
+
+
+def next_due(using: str, queues: Sequence[str], *, after: datetime, until: datetime) -> datetime | None:
+    """When the first waiting job of ``queues`` (every queue when empty) falls due after ``after``,
+    if it does by ``until``: what a burst worker with ``--due-within`` waits for."""
+    waiting = Job.objects.using(using).filter(status__in=READY_STATUSES, run_at__gt=after, run_at__lte=until)
+    if queues:
+        waiting = waiting.filter(queue__in=list(queues))
+    due: datetime | None = waiting.aggregate(due=Min("run_at"))["due"]
+    return due

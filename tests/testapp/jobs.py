@@ -47,6 +47,15 @@ def fail_then_succeed(fail_times: int) -> str:
     return "ok"
 
 
+@job(max_attempts=3, backoff=Backoff(base=1, factor=1, max_delay=1, jitter=0))
+def flaky_once(label: str = "") -> str:
+    """Fail the first attempt, succeed the next, one second later."""
+    _record(label)
+    if current_job().attempt == 1:
+        raise ConnectionError("flaky first attempt")
+    return "ok"
+
+
 @job(max_attempts=5, dont_retry=(KeyError,))
 def fail_fatally() -> None:
     _record()
