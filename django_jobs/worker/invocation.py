@@ -96,7 +96,7 @@ def run_job(
     except Retry as exc:
         if exc.at is not None:
             return {"outcome": "retry", "at": exc.at.isoformat()}
-        return {"outcome": "retry", "delay": exc.in_.total_seconds() if exc.in_ else 0.0}
+        return {"outcome": "retry", "delay": exc.delay.total_seconds() if exc.delay else 0.0}
     except StopJob as exc:
         return {"outcome": "stopped", "reason": exc.reason}
     except BaseException as exc:  # noqa: BLE001 - a job's failure is data, never a crash

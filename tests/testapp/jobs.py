@@ -66,7 +66,7 @@ def fail_fatally() -> None:
 def snooze_once(seconds: float) -> str:
     _record()
     if current_job().attempt == 1:
-        raise Retry(in_=timedelta(seconds=seconds))
+        raise Retry(delay=timedelta(seconds=seconds))
     return "woke"
 
 

@@ -58,7 +58,7 @@ TRANSITIONS: list[tuple[str, Ended, Attempt, Backoff | None, JobStatus, Any, int
      JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "JobTimeout: ran past 5s"),
     ("child lost, attempts spent", Ended.failure(Happened.LOST, "WorkerLost", "killed by SIGKILL"), attempt(3, 3), BACKOFF,
      JobStatus.DEAD, None, 0, 0, "WorkerLost: killed by SIGKILL"),
-    ("Retry(in_=30s)", Ended(Happened.RETRY, retry_in=30.0), attempt(), BACKOFF,
+    ("Retry(delay=30s)", Ended(Happened.RETRY, retry_in=30.0), attempt(), BACKOFF,
      JobStatus.QUEUED, NOW + timedelta(seconds=30), 0, 1, None),
     ("Retry(at=...)", Ended(Happened.RETRY, retry_at=NOW + timedelta(hours=1)), attempt(), BACKOFF,
      JobStatus.QUEUED, NOW + timedelta(hours=1), 0, 1, None),
