@@ -190,6 +190,11 @@ def test_samples_run(
     module = types.ModuleType(_module_name(path))
     module.__file__ = str(path)
     monkeypatch.setitem(sys.modules, module.__name__, module)
+    # The page's module stands for one of the reader's that every process imports at startup (a
+    # tasks.py), as enqueue() of a task defined in it requires.
+    django_settings = request.getfixturevalue("settings")
+    jobs = getattr(django_settings, "DJANGO_JOBS", {})
+    django_settings.DJANGO_JOBS = {**jobs, "IMPORTS": [*jobs.get("IMPORTS", []), module.__name__]}
     for sample in samples:
         # Blank lines in front keep the page's line numbers in tracebacks.
         source = "\n" * (sample.line - 1) + sample.code
