@@ -58,6 +58,10 @@ class ResultNotJSON(JobsError, TypeError):
     job now succeeds with its result not stored)."""
 
 
+class JobNotCommitted(JobsError, RuntimeError):
+    """``Job.wait()`` on a job whose enqueue hasn't committed: no worker can see it yet."""
+
+
 class JobControl(Exception):
     """Base of the exceptions a job raises to steer its own outcome; they are not failures."""
 

@@ -14,6 +14,7 @@ from django.db.models import Min
 
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Pause
+from . import channel
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import KEY_EXPR, KEYED_SQL, PARKED_SQL, PLAIN_SQL, READY_SQL, TABLE
 
@@ -244,6 +245,15 @@ OUTCOME_UPDATE = (
 )
 
 
+# A written outcome that finished its job is announced to whoever waits for it (Job.wait()):
+# text, or NULL when it wasn't finished or nobody waits (see channel.done_sql).
+_DONE_ANNOUNCED = channel.done_sql(
+    "id", "status IN (" + ", ".join(f"'{s.value}'" for s in FINISHED_STATUSES) + ")"
+)
+# OUTCOME_UPDATE alone: {job id: status written}, announcing the finished jobs.
+OUTCOME_WRITE = f"WITH done AS ({OUTCOME_UPDATE}) SELECT id, status, {_DONE_ANNOUNCED} FROM done"
+
+
 def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
     decided = [o.transition for o in outcomes]
     return {
@@ -273,7 +283,7 @@ def _sync_sql_pg(filter_queues: bool) -> str:
         f"WITH done AS ({OUTCOME_UPDATE}), "
         f"claimable AS ({_claimable_sql(filter_queues)}), {_PARK}, "
         f"claimed AS ({_CLAIM_UPDATE}) "
-        f"SELECT 'done', id, status::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
+        f"SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, NULL::text, NULL::text, NULL::integer, "
         f"NULL::integer, NULL::double precision, NULL::integer FROM done "
         f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
         f"max_attempts, timeout, attempts_at_retry FROM claimed "
@@ -415,7 +425,7 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
         return {}
     if connections[using].vendor != "postgresql":
         return _record_outcomes_sqlite(using, worker_id, outcomes)
-    return dict(run_prepared(using, OUTCOME_UPDATE, outcome_params(worker_id, outcomes)))
+    return {row[0]: row[1] for row in run_prepared(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes))}
 
 
 def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:

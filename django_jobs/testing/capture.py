@@ -181,7 +181,7 @@ class EnqueuedJobs:
                 claimed += ledger.claim_gated(1, free=1)
             if not ledger.buffer:
                 if claimed:
-                    continue  # an unregistered job, now marked dead
+                    continue  # it set aside jobs no registered job names: look again
                 break
             if len(ran) >= max_jobs:
                 raise AssertionError(
