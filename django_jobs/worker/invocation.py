@@ -13,7 +13,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections, connections
 
-from ..context import JobContext, _current
+from ..context import JobContext, _current, worker_shutdown
 from ..exceptions import Retry, StopJob
 from ..lifecycle import ErrorRecord
 from ..log import log_event
@@ -32,6 +32,9 @@ RESULT_HINT = (
     "Return plain JSON types (str, int, float, bool, None, list, dict with str keys), "
     "e.g. value.isoformat() for a datetime."
 )
+
+#: The history's reason for a job that returned after learning its worker was shutting down.
+WRAPPED_UP = "returned after stop_requested said the worker was shutting down"
 
 
 def become_child() -> int:
@@ -83,6 +86,7 @@ def run_job(
     token = _current.set(context)
     if close_connections and check_before:
         close_old_connections()
+    worker_shutdown.seen = False
     try:
         if definition.is_async:
             # On a new event loop; Django's thread-sensitive sync_to_async() calls come back to
@@ -90,6 +94,10 @@ def run_job(
             value = async_to_sync(definition.func)(*message["args"], **message["kwargs"])
         else:
             value = definition.func(*message["args"], **message["kwargs"])
+        if worker_shutdown.seen:
+            # stop_requested told it the worker is shutting down, and it returned: it wrapped up
+            # (checkpointed), it didn't finish. Queued again, it goes on from there elsewhere.
+            return {"outcome": "handed_back", "reason": WRAPPED_UP}
         # The job's work is done: what it returned can never make it fail (a retry would do the
         # work again). A value JSON can't hold is dropped, and said so.
         value, problem = storable_result(value)
