@@ -1,4 +1,4 @@
-"""The benchmark of issue 7: sections A–G against a database of its own; a table and a JSON file.
+"""The benchmark of issue 7: sections A–H against a database of its own; a table and a JSON file.
 
 Start it with ``python3 bench/run.py`` (which prepares .venv and a PostgreSQL first); run
 directly, ``python -m bench.harness`` uses ``DATABASE_URL``'s server as it is. Each section's
@@ -34,7 +34,7 @@ from .workers import Runjobs
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
-SECTIONS = "ABCDEFG"
+SECTIONS = "ABCDEFGH"
 
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
@@ -65,6 +65,7 @@ class Sizes:
     rated: int
     held: int
     runnable: int
+    unknown: int
 
     @classmethod
     def at(cls, scale: float) -> Sizes:
@@ -84,6 +85,7 @@ class Sizes:
             rated=scaled(800, 300),
             held=scaled(100_000, 1_000),
             runnable=scaled(1_000, 200),
+            unknown=scaled(10_000, 500),
         )
 
 
@@ -125,7 +127,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--only",
         default=SECTIONS,
         metavar="LETTERS",
-        help="sections to run, e.g. AE or C (default all: ABCDEFG)",
+        help=f"sections to run, e.g. AE or C (default all: {SECTIONS})",
     )
     parser.add_argument(
         "--memory-budget",
@@ -211,6 +213,7 @@ class Bench:
             ("DE", "D", self.scale),
             ("F", "F", self.memory),
             ("G", "G", self.flow),
+            ("H", "H", self.rolling),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -896,6 +899,141 @@ class Bench:
             ),
         )
 
+    # -- H -----------------------------------------------------------------------------------------
+
+    def rolling(self) -> None:
+        """H: rolling deploys, jobs of names the measured code doesn't register. A list of parts,
+        each reported on its own if another fails: the plain claim behind unknown names."""
+        from . import db
+
+        if not db.SETS_ASIDE:
+            self.part("H")["skipped"] = "the measured django_jobs doesn't set aside unknown names"
+            self.say("H", "skipped: the measured code's claim doesn't set aside unknown names "
+                     "(no claims.claim_and_park)")
+            return
+        seconds = self.part("H").setdefault("seconds", {})
+        for part in (self._rolling_claim,):
+            started = time.monotonic()
+            try:
+                part()
+            except Exception as exc:  # noqa: BLE001 - report it, then measure the other parts
+                self._failed("H", exc)
+            finally:
+                self.stop_workers()
+                seconds[part.__name__.removeprefix("_rolling_")] = round(time.monotonic() - started, 1)
+
+    def _rolling_claim(self) -> None:
+        """H, the plain claim behind unknown names: claims.claim_and_park() (what claim() runs) for
+        2 jobs, timed over repeated claims each rolled back, on runnable no-op jobs alone, then with
+        many queued jobs of a name no code registers ahead of them (priority 10) once the claims a
+        worker would run have set those aside (committed, LIMIT 100; the first claim that would
+        take a runnable job is rolled back), and again after a VACUUM. The claim's plan must walk
+        django_jobs_ready_idx with no Seq Scan. EXPLAIN ANALYZE of one claim of 100 before and
+        after they are set aside, and after the VACUUM. The runnable jobs alone are timed before
+        and after (the unknown rows deleted again), and their p50 is over both, so that a change
+        in the machine's load doesn't pass for the rows' cost; all of it ``--runs`` times, the
+        p50s over every run's claims."""
+        from . import gated, rolling
+
+        unknown, runnable = self.sizes.unknown, self.sizes.runnable
+        part = self.part("H")
+        part["loadavg_at_claim_start"] = os.getloadavg()
+        runs = []
+        for run in range(1, self.runs + 1):
+            runs.append(self._claim_behind_unknown(run))
+        part["claim_plan"] = runs[0]["plan"]
+        part["claim_alone"] = gated.merge_times(*(r[k] for r in runs for k in ("alone", "alone_after")))
+        for key, label in (("claim_set_aside", "behind"), ("claim_set_aside_vacuumed", "vacuumed")):
+            timed = [r[label] for r in runs]
+            part[key] = {
+                **gated.merge_times(*timed),
+                "set_aside_per_claim": sorted({n for t in timed for n in t["set_aside_per_claim"]}),
+                "unknown": unknown,
+                "runnable": runnable,
+            }
+        asides = [r["set_aside"] for r in runs]
+        part["set_aside"] = {
+            **{k: asides[0][k] for k in ("limit", "unknown")},
+            "claims": max(a["claims"] for a in asides),
+            "set_aside": min(a["set_aside"] for a in asides),
+            "total_ms": summary([a["total_ms"] for a in asides]),
+            "each_run": asides,
+        }
+        part["first_claim_ms"] = summary([r["reads_before"]["ms"] for r in runs])
+        for key in ("reads_before", "reads_after", "reads_vacuumed"):
+            part[f"claim_{key}"] = runs[-1][key]
+        part["ready_idx_buffers"] = {
+            key: summary([r[f"reads_{key}"]["index_buffers"].get(rolling.READY_INDEX, 0) for r in runs])
+            for key in ("before", "after", "vacuumed")
+        }
+        part["dead_tuples_after_set_aside"] = [r["dead_tuples"] for r in runs]
+        part["loadavg_at_claim_end"] = os.getloadavg()
+        plan = part["claim_plan"]
+        self.say(
+            "H",
+            f"over {self.runs} run(s): plain claim of {gated.WANT}, p50 {part['claim_alone']['p50_ms']:.2f} ms "
+            f"alone, {part['claim_set_aside']['p50_ms']:.2f} ms behind {unknown:,} set aside, "
+            f"{part['claim_set_aside_vacuumed']['p50_ms']:.2f} ms after a VACUUM. The claim walks "
+            f"{rolling.READY_INDEX}: {plan['worker_session']['uses_index']}, Seq Scan: "
+            f"{plan['worker_session']['seq_scan']} (under PostgreSQL's default settings: "
+            f"{plan['default_settings']['uses_index']}, {plan['default_settings']['seq_scan']})",
+        )
+
+    def _claim_behind_unknown(self, run: int) -> dict[str, Any]:
+        """One run of _rolling_claim(): its timings, the setting aside, and the claims' reads."""
+        from . import db, gated, rolling
+
+        unknown, runnable = self.sizes.unknown, self.sizes.runnable
+        load = os.getloadavg()
+        found: dict[str, Any] = {}
+        db.reset()
+        db.seed(db.JOB_TABLE, runnable)
+        db.analyze(db.JOB_TABLE)
+        found["alone"] = rolling.time_claims()
+        rolling.seed_unknown(unknown)
+        db.analyze(db.JOB_TABLE)
+        found["reads_before"] = rolling.claim_reads()
+        aside = found["set_aside"] = {**rolling.set_aside(), "unknown": unknown}
+        # (Short of all of them by what the rolled-back last claim set aside beside its jobs.)
+        done, expected = rolling.set_aside_count(), unknown - aside["last_claim"]["set_aside"]
+        if done != expected:
+            raise RuntimeError(f"{done:,} of the {unknown:,} unknown rows set aside, not {expected:,}")
+        db.execute("SELECT pg_stat_force_next_flush()")  # our own updates, counted in n_dead_tup now
+        found["dead_tuples"] = db.table_counters(db.JOB_TABLE).get("n_dead_tup")
+        found["behind"] = rolling.time_claims()
+        if run == 1:  # (the same plan every run)
+            found["plan"] = rolling.claim_plan()
+        found["reads_after"] = rolling.claim_reads()
+        # The claims above step over the set-aside rows' dead entries in the ready index (their
+        # row versions from before parked_at was set) until a VACUUM removes them.
+        db.vacuum_analyze(db.JOB_TABLE)
+        found["vacuumed"] = rolling.time_claims()
+        found["reads_vacuumed"] = rolling.claim_reads()
+        db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE name = %s", [rolling.UNKNOWN_NAME])
+        db.vacuum_analyze(db.JOB_TABLE)
+        found["alone_after"] = rolling.time_claims()
+        reads = {k: found[f"reads_{k}"] for k in ("before", "after", "vacuumed")}
+        walked = {k: r["index_buffers"].get(rolling.READY_INDEX, 0) for k, r in reads.items()}
+        self.say(
+            "H",
+            f"run {run}/{self.runs}, plain claim of {gated.WANT}, p50: {runnable:,} runnable jobs alone "
+            f"{found['alone']['p50_ms']:.2f} ms, again at the end {found['alone_after']['p50_ms']:.2f} ms; "
+            f"+ {unknown:,} of a name no code registers, set aside, ahead of them "
+            f"{found['behind']['p50_ms']:.2f} ms ({found['dead_tuples']:,} dead tuples), after a VACUUM "
+            f"{found['vacuumed']['p50_ms']:.2f} ms. Setting them aside: {aside['claims']} claim(s) of "
+            f"{aside['limit']}, {aside['total_ms']:.0f} ms in all (at most {aside['max_ms']:.1f} ms "
+            f"each). EXPLAIN ANALYZE, one claim of {rolling.SET_ASIDE_LIMIT}: "
+            + "; ".join(
+                f"{label} {reads[k]['ms']:.2f} ms (+ {reads[k]['planning_ms']:.2f} ms planning), "
+                f"{reads[k]['buffers']} buffers, {walked[k]} of them walking {rolling.READY_INDEX}"
+                for k, label in (("before", "before they are set aside"), ("after", "after"),
+                                 ("vacuumed", "after a VACUUM"))
+            )
+            + f". Load average {' '.join(f'{x:.2f}' for x in load)} → "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        )
+        return found
+
     # -- figures derived from several sections -----------------------------------------------------
 
     def derive(self) -> None:
@@ -921,6 +1059,9 @@ class Bench:
             g["claim_held_vs_runnable"] = g["claim_held"]["p50_ms"] / g["claim_runnable"]["p50_ms"]
         if e_ratio is not None:
             self.part("E")["slowdown_1m"] = e_ratio
+        h = self.results.get("H", {})
+        if "claim_set_aside" in h and "claim_alone" in h:
+            h["claim_set_aside_vs_alone"] = h["claim_set_aside"]["p50_ms"] / h["claim_alone"]["p50_ms"]
 
 
 # -- the record of where and how it ran ------------------------------------------------------------

@@ -196,6 +196,21 @@ TARGETS = [
         False,
         "ratio",
     ),
+    Target(
+        "H_claim_plan",
+        "H, claim walks ready_idx, no Seq Scan",
+        lambda r: _flag(r.get("H", {}).get("claim_plan", {}).get("worker_session", {}).get("index_walk")),
+        _const(1.0),
+        unit="yes/no",
+    ),
+    Target(
+        "H_claim_time",
+        "H, claim behind 10,000 set aside ≤ 2× without",
+        lambda r: r.get("H", {}).get("claim_set_aside_vs_alone"),
+        _const(2.0),
+        False,
+        "ratio",
+    ),
 ]
 
 
@@ -327,7 +342,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         judged = [texts[target], verdicts.get(target, "n/a")] if target else ["", ""]
         rows.append([section, label, *cells, unit, _pct(vs_e) if vs_e is not None else "", *judged])
 
-    for section in "ABCDEFG":
+    for section in "ABCDEFGH":
         part = results.get(section)
         if not part:
             continue
@@ -408,7 +423,44 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             if plan:
                 add("G", "CANDIDATES: keyed_idx, no Seq Scan", float(plan["index_walk"]), "yes/no", _yes,
                     target="G_claim_plan")
+        if section == "H":
+            _add_rolling_rows(part, add)
     return rows
+
+
+def _add_rolling_rows(part: dict[str, Any], add: Callable[..., None]) -> None:
+    """Section H's rows, through table_rows()'s ``add``."""
+    behind = part.get("claim_set_aside", {})
+    if "claim_alone" in part:
+        add("H", f"plain claim of 2, p50, {behind.get('runnable', 0):,} runnable jobs", part["claim_alone"]["p50_ms"],
+            "ms", _ms)
+    if "claim_set_aside" in part:
+        add("H", f"… + {behind['unknown']:,} unknown-name jobs set aside ahead", behind["p50_ms"], "ms", _ms)
+    if "claim_set_aside_vacuumed" in part:
+        add("H", "… the same after a VACUUM", part["claim_set_aside_vacuumed"]["p50_ms"], "ms", _ms)
+    if "claim_set_aside_vs_alone" in part:
+        add("H", "… set aside / without them", part["claim_set_aside_vs_alone"], "ratio", _ratio,
+            target="H_claim_time")
+    aside = part.get("set_aside")
+    if aside:
+        add("H", f"setting {aside['set_aside']:,} aside: claims of {aside['limit']}", aside["claims"], "claims",
+            _count)
+        add("H", "… their time in all", aside["total_ms"], "ms", _ms)
+    if "first_claim_ms" in part:
+        add("H", f"first claim of {aside['limit'] if aside else 100} ahead of them, EXPLAIN ANALYZE",
+            part["first_claim_ms"], "ms", _ms)
+    walked = part.get("ready_idx_buffers", {})
+    for key, label in (
+        ("before", "ready_idx buffers, claim of 100 ahead of them"),
+        ("after", "… once set aside, before a VACUUM"),
+        ("vacuumed", "… after a VACUUM"),
+    ):
+        if key in walked:
+            add("H", label, walked[key], "buffers", _count)
+    plan = part.get("claim_plan", {}).get("worker_session")
+    if plan:
+        add("H", "claim: ready_idx, no Seq Scan", float(plan["index_walk"]), "yes/no", _yes,
+            target="H_claim_plan")
 
 
 HEADER = ["", "figure", "median", "min", "max", "unit", "vs E", "target", "result"]
