@@ -152,7 +152,7 @@ async def async_snooze_once(seconds: float) -> str:
     ctx = current_job()
     await sync_to_async(_record)("async")
     if ctx.attempt == 1:
-        raise Retry(in_=timedelta(seconds=seconds))
+        raise Retry(delay=timedelta(seconds=seconds))
     return f"woke in attempt {ctx.attempt} of job {ctx.id}"
 
 

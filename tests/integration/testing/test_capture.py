@@ -122,7 +122,7 @@ class CaptureJobsInATestCase(TestCase):
         with capture_jobs() as captured:
             queued = jobs.async_snooze_once.enqueue(60)
         (ran,) = captured.run()
-        assert (ran.status, ran.attempts) == (JobStatus.QUEUED, 1)  # Retry(in_=60 s)
+        assert (ran.status, ran.attempts) == (JobStatus.QUEUED, 1)  # Retry(delay=60 s)
         (ran,) = captured.run(now=timezone.now() + timedelta(minutes=2))
         assert (ran.status, ran.result) == (JobStatus.SUCCEEDED, f"woke in attempt 2 of job {queued.pk}")
         # Written through sync_to_async() on this test's connection, inside its transaction.
