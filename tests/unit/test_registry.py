@@ -474,3 +474,11 @@ def test_job__a_function_without_a_return_annotation_is_accepted() -> None:
         return 1
 
     assert job(plain, name="tests.unit.plain").name == "tests.unit.plain"
+
+
+def test_job__an_async_job_is_checked_by_what_its_coroutine_returns() -> None:
+    async def stamp() -> datetime:
+        return datetime.now(UTC)
+
+    with pytest.raises(InvalidJobOptions, match="its return annotation says it returns datetime"):
+        job(stamp, name="tests.unit.async_stamp")
