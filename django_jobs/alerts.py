@@ -63,11 +63,14 @@ def decide(using: str, *, name: str, now: datetime) -> tuple[bool, int, datetime
         return False, row.unmailed, row.mailed_at
 
 
-def _admin_path(name: str, *args: Any) -> str | None:
+def _admin_url(name: str, *args: Any) -> str | None:
+    """The admin page's absolute URL (``ADMIN_BASE_URL`` + its path); its path alone without it."""
     try:
-        return reverse(name, args=args)
+        path = reverse(name, args=args)
     except NoReverseMatch:
         return None
+    base = jobs_settings.ADMIN_BASE_URL
+    return f"{str(base).rstrip('/')}{path}" if base else path
 
 
 def compose(
@@ -104,12 +107,12 @@ def compose(
             f"(DJANGO_JOBS['MAIL_ADMINS_INTERVAL'] is {interval:g} s).",
             "",
         ]
-    job_path = _admin_path("admin:django_jobs_job_change", job_id)
-    dead_path = _admin_path("admin:django_jobs_deadletter_changelist")
-    if job_path:
-        lines.append(f"The job in the admin: {job_path}")
-    if dead_path:
-        lines.append(f"Every dead job: {dead_path}")
+    job_url = _admin_url("admin:django_jobs_job_change", job_id)
+    dead_url = _admin_url("admin:django_jobs_deadletter_changelist")
+    if job_url:
+        lines.append(f"The job in the admin: {job_url}")
+    if dead_url:
+        lines.append(f"Every dead job: {dead_url}")
     return DeadMail(subject, "\n".join(lines).rstrip() + "\n")
 
 

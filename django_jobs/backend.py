@@ -9,7 +9,9 @@ How a task becomes a job: Django calls ``validate_task()`` each time a Task is b
 ``@task`` decorates the function at import. That call registers the function in django-jobs'
 registry under the task's ``module_path``, so workers run tasks like any ``@job``, by registered
 name: a worker never imports a path it read from a row. Workers import the ``tasks`` module of
-every installed app at startup (``registry.autodiscover``) for that reason.
+every installed app at startup (``registry.autodiscover``) for that reason, and ``enqueue()``
+refuses a task whose module was first imported after startup (unless ``DJANGO_JOBS["IMPORTS"]``
+lists it).
 
 Our statuses map onto Django's four (``STATUS_MAP``): queued and retrying are READY (retrying
 is "ready to be executed again"), running is RUNNING, succeeded is SUCCESSFUL, and both stopped
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError
@@ -190,7 +193,7 @@ def _runner(task: Any) -> Callable[..., Any]:
         try:
             return normalize_json(value)
         except (TypeError, ValueError):
-            return value  # run_job() turns it into a ResultNotJSON failure with a hint
+            return value  # run_job() stores no result and says why in the job's history
 
     signature = inspect.signature(task.func)
     if task.takes_context:
@@ -212,7 +215,31 @@ def _register(task: Any) -> None:
             **options)
     except InvalidJobOptions as exc:
         raise InvalidTask(f"{task.module_path}: {exc}") from exc
+    if apps.ready:
+        # Django had finished starting when this module was imported (by a view, a URLconf, a
+        # test): a worker's startup doesn't import it, so no worker knows the task.
+        _registered_after_startup[task.module_path] = task.func.__module__
+    else:
+        _registered_after_startup.pop(task.module_path, None)
     _connect_signals()
+
+
+#: Tasks registered once Django had started, by name: their module.
+_registered_after_startup: dict[str, str] = {}
+
+
+def _check_workers_import(task: Any) -> None:
+    """Refuse a task whose module workers never import: its jobs would only end dead there."""
+    module = _registered_after_startup.get(task.module_path)
+    imports = jobs_settings.IMPORTS
+    if module is None or (isinstance(imports, (list, tuple)) and module in imports):
+        return
+    raise InvalidTask(
+        f"Can't enqueue {task.module_path}: its module {module!r} isn't imported when a process "
+        f"starts, so workers don't know the task and would end its jobs dead with "
+        f"JobNotRegistered. Move the task into the tasks.py module of an app in INSTALLED_APPS, "
+        f'or add {module!r} to DJANGO_JOBS["IMPORTS"].'
+    )
 
 
 def _task_for_row(task: Any, row: Job) -> Any:
@@ -305,6 +332,7 @@ class JobsBackend(BaseTaskBackend):  # type: ignore[misc,unused-ignore]
         With a ``unique_key`` an active job already holds, the result is that job's.
         """
         self.validate_task(task)
+        _check_workers_import(task)
         definition = registry.lookup(task.module_path)
         options = _options(task)
         using: dict[str, Any] = {"queue": task.queue_name, "priority": task.priority}

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
@@ -66,7 +67,7 @@ def _check_retention(value: Any) -> list[Any]:
     if not isinstance(value, dict):
         return [Error(f"DJANGO_JOBS['RETENTION'] is {value!r}; it must be a dict or None.",
                       hint=example, id="django_jobs.E003")]
-    errors = []
+    errors: list[Any] = []
     for status, keep in value.items():
         if status not in statuses:
             errors.append(Error(f"DJANGO_JOBS['RETENTION'] has the key {status!r}; the keys are "
@@ -75,6 +76,18 @@ def _check_retention(value: Any) -> list[Any]:
                   (isinstance(keep, timedelta) and keep >= timedelta(0))):
             errors.append(Error(f"DJANGO_JOBS['RETENTION'][{status!r}] is {keep!r}; it must be "
                                 f"seconds >= 0, a timedelta, or None.", hint=example, id="django_jobs.E003"))
+    if errors:
+        return errors
+    left_out = [s for s in statuses if s not in value]
+    if left_out and any(value.get(s) is not None for s in statuses):
+        them = " and ".join(f"{s!r}" for s in left_out)
+        errors.append(Warning(
+            f"DJANGO_JOBS['RETENTION'] sets how long some finished jobs are kept but leaves out "
+            f"{them}: those are kept forever, and their rows pile up.",
+            hint=f"Give {them} a retention too, or None to keep them forever on purpose. The "
+            f"defaults are 7 days for succeeded jobs and 30 for stopped and dead ones.",
+            id="django_jobs.W004",
+        ))
     return errors
 
 
@@ -168,6 +181,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(Error(f"DJANGO_JOBS[{key!r}] must be True or False.", id="django_jobs.E003"))
     if "RETENTION" in value:
         errors.extend(_check_retention(value["RETENTION"]))
+    if "IMPORTS" in value:
+        imports = value["IMPORTS"]
+        if not (isinstance(imports, (list, tuple)) and all(isinstance(m, str) and m for m in imports)):
+            errors.append(Error(
+                f"DJANGO_JOBS['IMPORTS'] is {imports!r}; it must be a list of module paths.",
+                hint='For example ["shop.billing.tasks"]: modules every process imports at startup.',
+                id="django_jobs.E003",
+            ))
     heartbeat = value.get("HEARTBEAT_INTERVAL", DEFAULTS["HEARTBEAT_INTERVAL"])
     rescue_after = value.get("RESCUE_AFTER", DEFAULTS["RESCUE_AFTER"])
     in_range = all(
@@ -316,7 +337,8 @@ METRICS_TOKEN_MIN_LENGTH = 24
 
 @register(Tags.compatibility)
 def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Check METRICS_TOKEN, and that MAIL_ADMINS_ON_DEAD has someone to mail (W002, W003)."""
+    """Check METRICS_TOKEN, and that MAIL_ADMINS_ON_DEAD has someone to mail and links to give
+    (W002, W003, W005)."""
     value = _settings_dict()
     if value is None:
         return []  # E001 says so
@@ -344,6 +366,24 @@ def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint='Set ADMINS (["ops@example.com"] on Django 6, [("Ops", "ops@example.com")] '
             "on 5.2) and an EMAIL_BACKEND that delivers.",
             id="django_jobs.W003",
+        ))
+    base_url = value.get("ADMIN_BASE_URL")
+    if base_url is not None and not (
+        isinstance(base_url, str) and urlsplit(base_url).scheme in ("http", "https") and urlsplit(base_url).netloc
+    ):
+        errors.append(Error(
+            f"DJANGO_JOBS['ADMIN_BASE_URL'] is {base_url!r}; it must be a URL starting with "
+            "https:// or http://, or None.",
+            hint='The scheme and host the admin is served from, e.g. "https://ops.example.com".',
+            id="django_jobs.E003",
+        ))
+    elif base_url is None and value.get("MAIL_ADMINS_ON_DEAD") is True:
+        errors.append(Warning(
+            "DJANGO_JOBS['MAIL_ADMINS_ON_DEAD'] is on, but ADMIN_BASE_URL isn't set: the mail's "
+            "links to the dead job are paths without a host, which mail clients can't open.",
+            hint='Set DJANGO_JOBS["ADMIN_BASE_URL"] to the scheme and host the admin is served '
+            'from, e.g. "https://ops.example.com".',
+            id="django_jobs.W005",
         ))
     return errors
 

@@ -68,9 +68,16 @@ DEFAULTS: dict[str, Any] = {
     # MAIL_ADMINS_INTERVAL seconds; the next mail says how many more died meanwhile.
     "MAIL_ADMINS_ON_DEAD": False,
     "MAIL_ADMINS_INTERVAL": 3600.0,
+    # Scheme and host the admin is served from ("https://ops.example.com"): links in mails (the
+    # dead-job mail) are this plus the admin's path. None: the links are paths only.
+    "ADMIN_BASE_URL": None,
     # Limits per queue, held across every worker: {"partner-api": {"concurrency": 4, "rate": "100/m"}}.
     # An operator's limit set in the admin replaces these. See docs/how-to/limits.md.
     "QUEUES": {},
+    # Modules every process imports at startup, after the jobs.py (and tasks.py) modules of the
+    # installed apps, like Celery's "imports": ["shop.billing.tasks"]. Jobs and tasks defined
+    # elsewhere must be in a module listed here, or workers never register them.
+    "IMPORTS": [],
 }
 
 

@@ -54,7 +54,8 @@ class OutcomeNotStorable(JobsError, ValueError):
 
 
 class ResultNotJSON(JobsError, TypeError):
-    """A job returned a value that can't be stored as JSON."""
+    """A job returned a value that can't be stored as JSON (what earlier versions recorded; such a
+    job now succeeds with its result not stored)."""
 
 
 class JobNotCommitted(JobsError, RuntimeError):
@@ -68,24 +69,45 @@ class JobControl(Exception):
 class Retry(JobControl):
     """Run this job again later, without counting the attempt as a failure.
 
-    ``raise Retry(in_=timedelta(minutes=5))`` or ``raise Retry(at=some_aware_datetime)``.
-    The attempt is given back (``max_attempts`` grows by one), so snoozing never uses up the
-    job's failure budget; a job that snoozes forever runs forever.
+    ``raise Retry(delay=timedelta(minutes=5))`` or ``raise Retry(at=some_aware_datetime)``:
+    ``delay`` and ``at`` mean what they mean in ``using(delay=…, run_at=…)``. ``in_=`` is an
+    alias of ``delay=`` (its earlier name), kept for code written with it. The attempt is given back (``max_attempts`` grows
+    by one), so snoozing never uses up the job's failure budget; a job that snoozes forever runs
+    forever.
     """
 
-    def __init__(self, in_: timedelta | float | None = None, *, at: datetime | None = None):
-        if (in_ is None) == (at is None):
-            raise InvalidJobOptions("Retry() needs exactly one of in_=timedelta(...) or at=datetime.")
+    def __init__(
+        self,
+        delay: timedelta | float | None = None,
+        *,
+        at: datetime | None = None,
+        in_: timedelta | float | None = None,
+    ):
+        if delay is not None and in_ is not None:
+            raise InvalidJobOptions("Retry() got delay= and its alias in_=; give delay= alone.")
+        if delay is None:
+            delay = in_
+        if (delay is None) == (at is None):
+            raise InvalidJobOptions("Retry() needs exactly one of delay=timedelta(...) or at=datetime.")
         if at is not None and at.tzinfo is None:
             raise InvalidJobOptions(
                 f"Retry(at={at!r}) is a naive datetime; pass an aware one "
                 f"(django.utils.timezone.now() + timedelta(...))."
             )
-        if isinstance(in_, (int, float)):
-            in_ = timedelta(seconds=in_)
-        self.in_ = in_
+        if isinstance(delay, (int, float)) and not isinstance(delay, bool):
+            delay = timedelta(seconds=delay)
+        if delay is not None and not isinstance(delay, timedelta):
+            raise InvalidJobOptions(
+                f"Retry(delay={delay!r}): give a timedelta or seconds (an int or float)."
+            )
+        self.delay: timedelta | None = delay
         self.at = at
-        super().__init__(f"retry in {in_}" if in_ is not None else f"retry at {at}")
+        super().__init__(f"retry in {delay.total_seconds():g} s" if delay is not None else f"retry at {at}")
+
+    @property
+    def in_(self) -> timedelta | None:
+        """The delay, by its former name (``Retry(in_=…)``)."""
+        return self.delay
 
 
 class StopJob(JobControl):

@@ -123,13 +123,15 @@ class Ended:
     reason: str = ""
     #: How many times the job was lost before this attempt (``lost`` entries in its history).
     lost_before: int = 0
+    #: Why a success's result wasn't stored (a value JSON can't hold); empty when it was.
+    unstorable: str = ""
 
     @classmethod
     def from_reply(cls, reply: dict[str, Any]) -> Ended:
         """Read the JSON a child (or the worker, for an attempt that never answered) sent."""
         happened = _HAPPENED.get(reply["outcome"])
         if happened is Happened.SUCCEEDED:  # most replies: skip the rest
-            return cls(happened, result=reply.get("result"))
+            return cls(happened, result=reply.get("result"), unstorable=reply.get("unstorable") or "")
         if happened is None:
             raise ValueError(f"a reply with an unknown outcome: {reply['outcome']!r}")
         error = reply.get("error")
@@ -162,6 +164,8 @@ class Attempt:
     worker_id: str
     started_at: datetime
     duration: float
+    #: ``attempts`` when an operator last retried the job: the backoff counts attempts after it.
+    attempts_at_retry: int = 0
 
 
 @dataclass(slots=True)
@@ -199,6 +203,9 @@ def decide(
     }
     happened = ended.happened
     if happened is Happened.SUCCEEDED:
+        if ended.unstorable:  # the value returned couldn't be stored: never a reason to run it again
+            entry["result_unstorable"] = True
+            entry["warning"] = storable(ended.unstorable)
         return Transition(JobStatus.SUCCEEDED, entry, set_result=True, result=ended.result, last_error="")
     if happened is Happened.RETRY:
         run_at = ended.retry_at or now + timedelta(seconds=ended.retry_in)
@@ -225,7 +232,8 @@ def decide(
         return Transition(JobStatus.DEAD, entry, last_error=f"{last_error} (lost {times} times: poison pill)"[
             :LAST_ERROR_CHARS])
     if ended.retryable and attempt.attempt < attempt.max_attempts and backoff is not None:
-        run_at = now + timedelta(seconds=backoff.delay(attempt.attempt))
+        # Counted from the operator's last retry: it restarts the backoff with the fresh budget.
+        run_at = now + timedelta(seconds=backoff.delay(attempt.attempt - attempt.attempts_at_retry))
         entry["retry_at"] = run_at.isoformat()
         return Transition(JobStatus.RETRYING, entry, run_at=run_at, last_error=last_error)
     if happened is Happened.LOST and attempt.max_attempts == 1:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
@@ -156,16 +156,14 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
             for name, ids in by_name.items():
                 definition = registry.get(name)
                 budget = definition.effective_max_attempts if definition else F("max_attempts")
+                # A fresh set of attempts, and the backoff starts again from its first delay.
                 self.model.objects.using(self.db).filter(pk__in=ids).update(
                     status=JobStatus.QUEUED,
                     run_at=now,
                     finished_at=None,
                     stop_requested_at=None,
-                    # A retrying job keeps its budget; a finished one gets a fresh one.
-                    max_attempts=models.Case(
-                        models.When(status=JobStatus.RETRYING, then=F("max_attempts")),
-                        default=F("attempts") + budget,
-                    ),
+                    max_attempts=F("attempts") + budget,
+                    attempts_at_retry=F("attempts"),
                 )
             for row in rows:
                 result.done[row.status] += 1
@@ -326,6 +324,13 @@ class Job(models.Model, Generic[R]):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts started so far.")
     max_attempts = models.PositiveIntegerField(default=3)
+    # ``attempts`` when an operator last retried the job (0: never). The backoff counts the
+    # attempts after it, so a retried job starts again from the shortest delay, while
+    # ``attempts`` keeps counting up as the fencing token. A database default too, so processes
+    # still running the code before this column (during a deploy) go on inserting jobs.
+    attempts_at_retry = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Attempts started before the last operator retry."
+    )
     timeout = models.FloatField(null=True, blank=True, help_text="Seconds an attempt may run.")
     run_at = models.DateTimeField(default=timezone.now, help_text="Not before this time.")
     created_at = models.DateTimeField(default=timezone.now)
@@ -492,9 +497,10 @@ class Job(models.Model, Generic[R]):
     def retry(self, now: datetime | None = None) -> bool:
         """Queue a dead, stopped or retrying job to run now, keeping its history.
 
-        Returns False (and changes nothing) when the job is in another state. A dead or stopped job
-        gets a fresh budget: as many attempts again as its registered job allows (``attempts``
-        keeps counting up, so the attempt number stays a fencing token).
+        Returns False (and changes nothing) when the job is in another state. The job gets a fresh
+        budget, as many attempts again as its registered job allows, and its backoff starts again
+        from the first delay (``attempts`` keeps counting up, so the attempt number stays a
+        fencing token; ``attempts_at_retry`` notes where the new budget began).
         """
         done = self._same().retry(now=now).done_count
         self.refresh_from_db()
@@ -662,7 +668,14 @@ class KnownName(models.Model):
 
 class PauseManager(models.Manager["Pause"]):
     def pause(self, kind: str, value: str, reason: str = "") -> Pause:
-        """Pause a queue or job name on every worker (idempotent)."""
+        """Pause a queue or job name on every worker (idempotent).
+
+        A job name must be registered: a typo would pause nothing and say nothing.
+        """
+        if kind == Pause.Kind.NAME:
+            problem = unregistered_name_problem(value)
+            if problem:
+                raise JobNotRegistered(f"{problem} Nothing was paused.")
         pause, _ = self.get_or_create(kind=kind, value=value, defaults={"reason": reason})
         _notify_control(CONTROL_PAUSE)
         return pause
@@ -728,6 +741,21 @@ class Pause(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.value}"
 
+    def clean(self) -> None:
+        if self.kind == Pause.Kind.NAME and self.value:
+            problem = unregistered_name_problem(self.value)
+            if problem:
+                raise ValidationError({"value": problem})
+
+
+def unregistered_name_problem(name: str) -> str | None:
+    """What registry.lookup() says of ``name`` (with "did you mean"), or None when it is registered."""
+    try:
+        registry.lookup(name)
+    except JobNotRegistered as exc:
+        return str(exc)
+    return None
+
 
 class Limit(models.Model):
     """An operator's concurrency or rate limit on a queue or job name.
@@ -764,8 +792,6 @@ class Limit(models.Model):
         return f"{self.get_kind_display().lower()} {self.value}: " + ", ".join(p for p in parts if p)
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         errors: dict[str, str] = {}
         if self.concurrency is None and not self.rate:
             errors[NON_FIELD_ERRORS] = "Give a concurrency, a rate, or both (delete the limit to lift it)."
@@ -779,11 +805,10 @@ class Limit(models.Model):
                 self.rate = str(parse_rate(self.rate.strip(), "rate"))
             except InvalidJobOptions as exc:
                 errors["rate"] = str(exc)
-        if self.kind == Limit.Kind.NAME and self.value and self.value not in registry:
-            try:
-                registry.lookup(self.value)
-            except JobNotRegistered as exc:
-                errors["value"] = str(exc)
+        if self.kind == Limit.Kind.NAME and self.value:
+            problem = unregistered_name_problem(self.value)
+            if problem:
+                errors["value"] = problem
         if self.kind == Limit.Kind.QUEUE and self.value:
             problem = queue_problem(self.value)
             if problem:

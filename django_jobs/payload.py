@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .conf import jobs_settings
 from .exceptions import InvalidJobArguments, InvalidPayload, PayloadTooLarge
+from .text import a_or_an
 
 if TYPE_CHECKING:
     from .registry import JobDefinition
@@ -72,7 +73,7 @@ def _problem(value: Any, path: str, depth: int = 0) -> str | None:
         hint = "pass its primary key (obj.pk) and load it in the job"
     else:
         hint = _HINTS.get(kind, "convert it to str, int, float, bool, None, list or dict")
-    return f"{path} is a {kind}, which doesn't survive a JSON round trip; {hint}"
+    return f"{path} is {a_or_an(kind)}, which doesn't survive a JSON round trip; {hint}"
 
 
 def _not_utf8(value: Any) -> bool:
@@ -112,6 +113,31 @@ def _surrogate(value: Any, path: str) -> str | None:
 def json_problem(value: Any, what: str) -> str | None:
     """Describe why ``value`` can't be stored as JSON unchanged, or None when it can."""
     return _problem(value, what)
+
+
+def _tuples_as_lists(value: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        return value  # _problem() says it nests too deep
+    if isinstance(value, (tuple, list)):
+        return [_tuples_as_lists(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {key: _tuples_as_lists(item, depth + 1) for key, item in value.items()}
+    return value
+
+
+def storable_result(value: Any) -> tuple[Any, str | None]:
+    """A job's return value as it is stored, and why it can't be (None when it can).
+
+    Tuples (a NamedTuple too) are stored as lists, as Django's own Tasks backends store them. Any
+    other value JSON would change (a datetime, a set, NaN, a dict with int keys) can't be stored:
+    the caller stores no result and says why.
+    """
+    problem = _problem(value, "the return value")
+    if problem is None:
+        return value, None
+    value = _tuples_as_lists(value)
+    problem = _problem(value, "the return value")
+    return (None, problem) if problem else (value, None)
 
 
 def check_json(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:

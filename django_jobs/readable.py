@@ -53,6 +53,16 @@ def moment(value: Any) -> str:
     return timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def short_moment(when: datetime | None) -> str:
+    """A moment for a narrow column, on the site's clock: "14:05:09" today, else "Dec 6 14:05"."""
+    if when is None:
+        return "—"
+    local = timezone.localtime(when)
+    if local.date() == timezone.localdate():
+        return local.strftime("%H:%M:%S")
+    return f"{local:%b} {local.day} {local:%H:%M}"
+
+
 def run_time(
     started_at: datetime | None, finished_at: datetime | None, *, running: bool, now: datetime
 ) -> str:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import inspect
 import math
+import types
+import typing
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
+from uuid import UUID
 
 from .conf import jobs_settings
 from .exceptions import InvalidCron, InvalidJobOptions, JobNotRegistered
@@ -512,6 +517,7 @@ def job(
         for cls in exc_classes:
             if not (isinstance(cls, type) and issubclass(cls, BaseException)):
                 raise InvalidJobOptions(f"dont_retry takes exception classes, not {cls!r}.")
+        _check_return_annotation(f)
         expression = _check_cron(f, cron)
         flow = _check_flow(f, concurrency, concurrency_key, rate, rate_key, sequence_key, sequence_on_dead)
         definition = JobDefinition(
@@ -568,6 +574,50 @@ def _check_flow(
     return flow
 
 
+# Return types whose values JSON can't hold as they are. A tuple is stored as a list, but a job
+# annotated to return one would find a list in its result: @job refuses the annotation too. A
+# Django Tasks task may declare one: that framework defines a task's tuple result as a list.
+_NOT_JSON_TYPES: tuple[type, ...] = (
+    tuple, set, frozenset, bytes, bytearray, memoryview, complex, date, time, timedelta, Decimal, UUID,
+)
+
+
+def _not_json(annotation: Any, refused: tuple[type, ...]) -> str | None:
+    """The part of a return annotation JSON can't hold (``tuple``, ``list[datetime]``), or None."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return next((p for p in (_not_json(a, refused) for a in args) if p), None)
+    if isinstance(origin, type):
+        if issubclass(origin, refused):
+            return repr(annotation)
+        if issubclass(origin, dict) and args and isinstance(args[0], type) and not issubclass(args[0], str):
+            return f"{annotation!r} (JSON object keys are strings)"
+        return next((p for p in (_not_json(a, refused) for a in args) if p), None)
+    if isinstance(annotation, type) and issubclass(annotation, refused):
+        return annotation.__qualname__
+    return None  # Any, None, TypedDicts, type variables, unresolved names: nothing sure to say
+
+
+def _check_return_annotation(f: Callable[..., Any]) -> None:
+    """Refuse a function whose return annotation says it returns what JSON can't hold."""
+    try:
+        # Resolves the strings of ``from __future__ import annotations``.
+        annotation = typing.get_type_hints(f).get("return")
+    except Exception:  # noqa: BLE001 - e.g. a name imported only under TYPE_CHECKING: nothing to check
+        return
+    task = hasattr(f, "django_task")  # set by django_jobs.backend on the function a task runs
+    refused = tuple(t for t in _NOT_JSON_TYPES if t is not tuple) if task else _NOT_JSON_TYPES
+    problem = _not_json(annotation, refused)
+    if problem:
+        raise InvalidJobOptions(
+            f"@job on {f.__qualname__}: its return annotation says it returns {problem}, which JSON "
+            f"can't hold. A job's return value is stored as JSON: return plain JSON types (str, "
+            f"int, float, bool, None, list, dict with str keys), e.g. a list instead of a tuple "
+            f"or value.isoformat() for a datetime, and annotate the function so."
+        )
+
+
 def _check_cron(f: Callable[..., Any], cron: str | None) -> str | None:
     """Return ``cron`` normalised, refusing a bad expression or a function that needs arguments."""
     if cron is None:
@@ -610,13 +660,33 @@ def resolve(target: str | JobDefinition[..., Any] | Callable[..., Any]) -> JobDe
 
 
 def autodiscover() -> None:
-    """Import the ``jobs`` module of every installed app so their @job functions register, and
-    their ``tasks`` module when TASKS uses django-jobs' backend (``@task`` registers them)."""
+    """Import the ``jobs`` module of every installed app so their @job functions register, their
+    ``tasks`` module when TASKS uses django-jobs' backend (``@task`` registers them), and the
+    modules ``DJANGO_JOBS["IMPORTS"]`` lists."""
     from django.utils.module_loading import autodiscover_modules
 
     autodiscover_modules("jobs")
     if _tasks_use_jobs_backend():
         autodiscover_modules("tasks")
+    import_modules(jobs_settings.IMPORTS)
+
+
+def import_modules(modules: object) -> None:
+    """Import the modules ``DJANGO_JOBS["IMPORTS"]`` lists, saying which one failed and why."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if not isinstance(modules, (list, tuple)):
+        return  # checks.py reports it (django_jobs.E003)
+    for module in modules:
+        if not isinstance(module, str):
+            continue  # idem
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f'DJANGO_JOBS["IMPORTS"] lists {module!r}, which can\'t be imported: {exc}. Give the '
+                f"dotted path of a module (\"shop.billing.tasks\"), not of a function or a file."
+            ) from exc
 
 
 _TASKS_BACKEND = "django_jobs.backend.JobsBackend"

@@ -1,4 +1,5 @@
-"""Text that PostgreSQL can always store: the one place that makes an arbitrary string storable."""
+"""Text that PostgreSQL can always store (the one place that makes an arbitrary string storable),
+and the small wording helpers error messages share."""
 
 from __future__ import annotations
 
@@ -19,3 +20,22 @@ def storable(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article: "an object", "a set", "a UUID"."""
+    # By the first letter: type names are where this is used, and of those only the ones that
+    # start with "u" read with a consonant sound ("a UUID", "a uuid").
+    return f"{'an' if word[:1].lower() in ('a', 'e', 'i', 'o') else 'a'} {word}"
+
+
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60))
+
+
+def duration(seconds: float) -> str:
+    """A length of time in its largest whole unit: "7 days", "36 hours", "90 seconds"."""
+    for unit, size in _UNITS:
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"

@@ -101,7 +101,8 @@ VERBS = {
             past="retried",
             done=("%(count)d job retried", "%(count)d jobs retried"),
             explanation="Dead, stopped and retrying jobs go back to the queue, due now, their "
-            "history kept; a dead or stopped job gets a fresh set of attempts.",
+            "history kept. Each starts over: a fresh set of attempts, and a backoff that starts "
+            "again from its first delay.",
             skips={
                 JobStatus.QUEUED: ("it is already queued", "they are already queued"),
                 JobStatus.RUNNING: ("it is running", "they are running"),

@@ -57,13 +57,23 @@ def progress(job: Job, message_limit: int | None = None) -> str:
     return format_html('<span class="dj-progress">{}{}</span>', bar, message)
 
 
-def history_table(history: Any) -> str:
-    """Return a job's ``history`` as a table, a row per attempt or event, last traceback open."""
+def last_traceback(history: Any) -> str:
+    """The traceback of the latest attempt that has one, or ""."""
+    for entry in reversed(history if isinstance(history, list) else []):
+        error = entry.get("error") if isinstance(entry, dict) else None
+        if isinstance(error, dict) and error.get("traceback"):
+            return str(error["traceback"])
+    return ""
+
+
+def history_table(history: Any, *, open_last: bool = True) -> str:
+    """Return a job's ``history`` as a table, a row per attempt or event, the last traceback open
+    unless ``open_last`` is False (the page shows it elsewhere)."""
     entries = history if isinstance(history, list) else []
     if not entries:
         return "No attempt has finished yet."
     rows = [
-        _history_row(entry, last=i == len(entries) - 1) for i, entry in enumerate(entries)
+        _history_row(entry, last=open_last and i == len(entries) - 1) for i, entry in enumerate(entries)
     ]
     return format_html(
         '<table class="dj-history"><thead><tr><th>Attempt</th><th>Outcome</th><th>Worker</th>'
@@ -96,7 +106,7 @@ def _history_row(entry: Any, last: bool) -> str:
     for key, label in (("retry_at", "next attempt due"), ("run_at", "runs again at")):
         if entry.get(key):
             details.append(format_html("<div>{} {}</div>", label, moment(entry[key])))
-    for key, label in (("reason", "reason"), ("rescued_by", "rescued by")):
+    for key, label in (("reason", "reason"), ("rescued_by", "rescued by"), ("warning", "warning")):
         if entry.get(key):
             details.append(format_html("<div>{}: {}</div>", label, entry[key]))
     duration = entry.get("duration")

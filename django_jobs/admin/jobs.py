@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from ..db import gates
 from ..diagnose import diagnose
 from ..models import READY_STATUSES, Job, JobStatus
-from ..readable import run_time
+from ..readable import run_time, short_moment
 from ..registry import registry
 from . import display
 from .filters import FlowKeyFilter, NameFilter, QueueFilter
@@ -115,7 +115,15 @@ class _JobAdminBase(VerbAdmin):
 
     @admin.display(description="Last error")
     def error(self, obj: Job) -> str:
-        return display.first_line(obj.last_error) or "—"
+        line = display.first_line(obj.last_error)
+        if not line:
+            return "—"
+        # One line, cut by the stylesheet to the column's width; the whole line on hover.
+        return format_html('<span title="{}">{}</span>', display.first_line(obj.last_error, 1000), line)
+
+    @admin.display(description="Run at", ordering="run_at")
+    def run_at_column(self, obj: Job) -> str:
+        return short_moment(obj.run_at)
 
     @admin.display(description="Progress")
     def progress_column(self, obj: Job) -> str:
@@ -126,7 +134,15 @@ class _JobAdminBase(VerbAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return []
-        fieldsets: list[tuple[str | None, dict[str, Any]]] = [
+        fieldsets: list[tuple[str | None, dict[str, Any]]] = []
+        if obj.last_error:
+            # Why it failed is what an operator opens a failed job for: first, with the latest
+            # traceback, above the fold (tests/browser/test_layout.py).
+            error_fields = ("last_error_text", "last_traceback") if display.last_traceback(obj.history) else (
+                "last_error_text",
+            )
+            fieldsets.append(("Last error", {"fields": error_fields}))
+        fieldsets += [
             (
                 None,
                 {
@@ -173,8 +189,6 @@ class _JobAdminBase(VerbAdmin):
         fieldsets.append(("Arguments", {"fields": ("args_json", "kwargs_json")}))
         if obj.result is not None:
             fieldsets.append(("Result", {"fields": ("result_json",)}))
-        if obj.last_error:
-            fieldsets.append(("Last error", {"fields": ("last_error_text",)}))
         fieldsets.append(("History", {"fields": ("history_table",)}))
         return fieldsets
 
@@ -260,24 +274,32 @@ class _JobAdminBase(VerbAdmin):
     def last_error_text(self, obj: Job) -> str:
         return format_html('<pre class="dj-error">{}</pre>', obj.last_error)
 
+    @admin.display(description="Traceback")
+    def last_traceback(self, obj: Job) -> str:
+        return format_html('<pre class="dj-traceback dj-last">{}</pre>', display.last_traceback(obj.history))
+
     @admin.display(description="Attempts and events")
     def history_table(self, obj: Job) -> str:
-        return display.history_table(obj.history)
+        # The latest traceback is open at the top of the page when there is a last error.
+        return display.history_table(obj.history, open_last=not obj.last_error)
 
 
 class JobAdmin(_JobAdminBase):
     """Every job: find one, read its history, act on it or on every job a filter matches."""
 
+    # What an operator looks for first comes first: which job, how it is, why it failed, how
+    # many attempts it had and when it runs next. At 1400 px, beside the menu and the filters,
+    # those fit the list's box; the rest may scroll (tests/browser/test_layout.py).
     list_display = (
         "job_id",
         "name",
-        "queue",
         "status_badge",
+        "error",
         "attempts_column",
-        "run_at",
+        "run_at_column",
+        "queue",
         "age",
         "duration",
-        "error",
         "progress_column",
     )
     list_display_links = ("job_id", "name")

@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
+from django.db.models import Min
 
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
-from ..models import FINISHED_STATUSES, JobStatus, Pause
+from ..models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Pause
 from . import channel
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import (
@@ -26,7 +27,9 @@ from .tables import (
     lost_count_sql,
 )
 
-CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
+CLAIM_COLUMNS = (
+    "id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout", "attempts_at_retry",
+)
 
 
 def _claimable_sql(filter_queues: bool, columns: str = "id") -> str:
@@ -73,7 +76,7 @@ def _claim_sql_pg(filter_queues: bool) -> str:
     return (
         f"WITH claimable AS ({_claimable_sql(filter_queues)}), {_PARK}, claimed AS ({_CLAIM_UPDATE}) "
         f"SELECT 'claimed', {', '.join(CLAIM_COLUMNS)} FROM claimed UNION ALL "
-        f"SELECT 'parked', id, name, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
+        f"SELECT 'parked', id, name, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
     )
 
 
@@ -151,6 +154,7 @@ def claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
             "attempt": r[5],
             "max_attempts": r[6],
             "timeout": r[7],
+            "attempts_at_retry": r[8],
         }
         for r in rows
     ]
@@ -315,7 +319,8 @@ def _declare_cte(handed: bool) -> str:
 def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
     handed = (
         " UNION ALL SELECT 'handed:' || concurrency_key, id, name::text, args::text, kwargs::text, "
-        "queue::text, attempts, max_attempts, timeout, %(declaring)b AND attempts < max_attempts FROM handed"
+        "queue::text, attempts, max_attempts, timeout, attempts_at_retry, "
+        "%(declaring)b AND attempts < max_attempts FROM handed"
         if handoff else ""
     )
     return (
@@ -324,11 +329,11 @@ def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
         f"{_PARK}, claimed AS ({_CLAIM_UPDATE}), {_FRESH}, "
         f"{handoff}{_declare_cte(bool(handoff))} "
         f"SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision, NULL::boolean FROM done "
+        f"NULL::integer, NULL::double precision, NULL::integer, NULL::boolean FROM done "
         f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
-        f"max_attempts, timeout, id IN (SELECT id FROM fresh) FROM claimed "
-        f"UNION ALL SELECT 'declared', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM declared "
-        f"UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
+        f"max_attempts, timeout, attempts_at_retry, id IN (SELECT id FROM fresh) FROM claimed "
+        f"UNION ALL SELECT 'declared', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM declared "
+        f"UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
         f"{handed}"
     )
 
@@ -448,7 +453,7 @@ def sync(
         if kind == "declared":
             landed = True
             continue
-        if row[9]:
+        if row[10]:
             fresh.add(row[1])
         if kind == "claimed":
             rows.append(row[1:])
@@ -711,3 +716,13 @@ def paused(using: str) -> tuple[list[str], list[str]]:
     for kind, value in Pause.objects.using(using).values_list("kind", "value"):
         (queues if kind == Pause.Kind.QUEUE else names).append(value)
     return queues, names
+
+
+def next_due(using: str, queues: Sequence[str], *, after: datetime, until: datetime) -> datetime | None:
+    """When the first waiting job of ``queues`` (every queue when empty) falls due after ``after``,
+    if it does by ``until``: what a burst worker with ``--due-within`` waits for."""
+    waiting = Job.objects.using(using).filter(status__in=READY_STATUSES, run_at__gt=after, run_at__lte=until)
+    if queues:
+        waiting = waiting.filter(queue__in=list(queues))
+    due: datetime | None = waiting.aggregate(due=Min("run_at"))["due"]
+    return due

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -46,6 +47,19 @@ def _describe(jobs: Sequence[Job]) -> str:
     lines = [f"  #{j.pk} {j.name} args={j.args!r} kwargs={j.kwargs!r} queue={j.queue}"
              for j in jobs]
     return "enqueued:\n" + "\n".join(lines)
+
+
+def _bound(signature: inspect.Signature, args: Any, kwargs: Any) -> dict[str, Any] | None:
+    """The arguments of a call as the function would see them (defaults included), or None when
+    they don't bind (a row written for an older signature)."""
+    if not (isinstance(args, list) and isinstance(kwargs, dict)):
+        return None
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 class EnqueuedJobs:
@@ -96,13 +110,27 @@ class EnqueuedJobs:
         count: int | None = None,
     ) -> Job:
         """Fail unless ``target`` was enqueued (with these args/kwargs, when given); return the
-        first match. ``count`` asks for exactly that many matches."""
+        first match. ``count`` asks for exactly that many matches.
+
+        Arguments are compared as a call binds them to the job's signature, defaults included:
+        ``kwargs={"order_id": 1}`` matches ``enqueue(1)``, and ``args=[1]`` matches
+        ``enqueue(order_id=1)``.
+        """
         if count is not None and count < 1:
             raise ValueError(f"count={count}: use assert_not_enqueued() to assert there was none.")
-        matches = [
-            j for j in self.filter(target, queue=queue)
-            if (args is None or j.args == list(args)) and (kwargs is None or j.kwargs == kwargs)
-        ]
+        found = self.filter(target, queue=queue)
+        if args is None and kwargs is None:
+            matches = found
+        else:
+            signature = registry.lookup(job_name(target)).signature
+            expected = _bound(signature, list(args or ()), dict(kwargs or {}))
+            if expected is None:
+                raise AssertionError(
+                    f"assert_enqueued({job_name(target)}, args={list(args or ())!r}, "
+                    f"kwargs={dict(kwargs or {})!r}): these arguments don't bind to its signature "
+                    f"{signature}, so no enqueue could have them."
+                )
+            matches = [j for j in found if _bound(signature, j.args, j.kwargs) == expected]
         if matches and (count is None or len(matches) == count):
             return matches[0]
         wanted = job_name(target)
@@ -119,8 +147,8 @@ class EnqueuedJobs:
         """Fail if ``target`` (or, without one, any job) was enqueued."""
         found = self.filter(target, queue=queue)
         if found:
-            what = job_name(target) if target is not None else "no job"
-            raise AssertionError(f"Expected {what} not to be enqueued; {_describe(found)}")
+            what = f"{job_name(target)} not" if target is not None else "nothing"
+            raise AssertionError(f"Expected {what} to be enqueued; {_describe(found)}")
 
     # -- running ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from ..context import JobContext, _current, worker_shutdown
 from ..exceptions import Retry, StopJob
 from ..lifecycle import ErrorRecord
 from ..log import log_event
-from ..payload import json_problem
+from ..payload import storable_result
 from ..registry import registry
 from ..text import storable
 
@@ -26,6 +26,12 @@ from ..text import storable
 # child's loop: the copy must not reply, read the socket or close the child's database connections.
 _child_pid: int | None = None
 
+
+#: What to return instead of a value JSON can't hold (in the warning of a result not stored).
+RESULT_HINT = (
+    "Return plain JSON types (str, int, float, bool, None, list, dict with str keys), "
+    "e.g. value.isoformat() for a datetime."
+)
 
 #: The history's reason for a job that returned after learning its worker was shutting down.
 WRAPPED_UP = "returned after stop_requested said the worker was shutting down"
@@ -92,18 +98,19 @@ def run_job(
             # stop_requested told it the worker is shutting down, and it returned: it wrapped up
             # (checkpointed), it didn't finish. Queued again, it goes on from there elsewhere.
             return {"outcome": "handed_back", "reason": WRAPPED_UP}
-        problem = json_problem(value, "the return value")
+        # The job's work is done: what it returned can never make it fail (a retry would do the
+        # work again). A value JSON can't hold is dropped, and said so.
+        value, problem = storable_result(value)
         if problem:
-            return {"outcome": "failed", "retryable": False, "error": {
-                "class": "django_jobs.exceptions.ResultNotJSON",
-                "message": f"{problem}; return plain JSON types (str, int, float, bool, None, "
-                           f"list, dict with str keys)",
-                "traceback": ""}}
+            warning = f"{problem}; the job succeeded but its result wasn't stored. {RESULT_HINT}"
+            log_event("result_unstorable", logging.WARNING, job=message["id"], name=message["name"],
+                      attempt=message["attempt"], note=warning)
+            return {"outcome": "succeeded", "result": None, "unstorable": warning}
         return {"outcome": "succeeded", "result": value}
     except Retry as exc:
         if exc.at is not None:
             return {"outcome": "retry", "at": exc.at.isoformat()}
-        return {"outcome": "retry", "delay": exc.in_.total_seconds() if exc.in_ else 0.0}
+        return {"outcome": "retry", "delay": exc.delay.total_seconds() if exc.delay else 0.0}
     except StopJob as exc:
         return {"outcome": "stopped", "reason": exc.reason}
     except BaseException as exc:  # noqa: BLE001 - a job's failure is data, never a crash

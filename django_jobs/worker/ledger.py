@@ -663,6 +663,7 @@ class Ledger:
         attempt = lifecycle.Attempt(
             job_id=row["id"], name=row["name"], attempt=row["attempt"], max_attempts=row["max_attempts"],
             worker_id=self.worker_id, started_at=outcome.started_at, duration=outcome.duration,
+            attempts_at_retry=row.get("attempts_at_retry") or 0,
         )
         ended = lifecycle.Ended.from_reply(outcome.reply)
         backoff = None

@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import close_old_connections, connections
@@ -52,6 +52,9 @@ class WorkerLoop:
     clock: Callable[[], datetime] = timezone.now
     #: Run the cron scheduler in this worker (``runjobs --no-scheduler`` turns it off).
     scheduler: bool = True
+    #: In burst mode, also wait for jobs (a retry's backoff, a delay) that fall due within this
+    #: many seconds of running out of ready ones (``runjobs --due-within``); 0 exits at once.
+    due_within: float = 0.0
 
     def __post_init__(self) -> None:
         self.stopping = False
@@ -59,6 +62,8 @@ class WorkerLoop:
         #: Why run() returned non-zero (None while it hasn't).
         self.failure: str | None = None
         self.force = False
+        #: When (monotonic) the job a burst waits for falls due (see due_within).
+        self._due_at: float | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -159,7 +164,7 @@ class WorkerLoop:
                 claimed += self.ledger.claim_gated(max(room, self._gated_ahead()), free=room)
                 self.pool.dispatch_buffer()
             if not self.pool.busy() and not self.ledger.pending and not self.ledger.buffer:
-                if self.burst and claimed == 0 and not self.link.is_down():
+                if self.burst and claimed == 0 and not self.link.is_down() and not self._due_soon():
                     return
                 if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
                     return
@@ -173,6 +178,24 @@ class WorkerLoop:
         return self.claim_ahead.claim_target(
             self.pool.idle(), len(self.ledger.buffer), self.pool.waiting(), left
         )
+
+    def _due_soon(self) -> bool:
+        """Whether a burst should wait: a job of its queues falls due within ``due_within``."""
+        self._due_at = None
+        if self.due_within <= 0:
+            return False
+        now = self.clock()
+        try:
+            with self.link.call():
+                due = claims.next_due(self.using, self.queues, after=now,
+                                      until=now + timedelta(seconds=self.due_within))
+        except DB_DOWN as exc:
+            self.link.lost(exc)
+            return True  # look again once the database is back
+        if due is None:
+            return False
+        self._due_at = time.monotonic() + (due - now).total_seconds()
+        return True
 
     def _gated_room(self) -> int:
         """Idle children not already promised to a gated job in the buffer."""
@@ -219,6 +242,8 @@ class WorkerLoop:
             deadlines.append(self.stop_deadline)
         if self.ledger.gate_due is not None:
             deadlines.append(self.ledger.gate_due)
+        if self._due_at is not None:
+            deadlines.append(self._due_at)
         # Go round at least once per heartbeat interval, so the heartbeat can tell a stalled
         # loop from an idle one.
         timeout = min(timeout, float(jobs_settings.HEARTBEAT_INTERVAL))

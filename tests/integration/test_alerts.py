@@ -95,6 +95,28 @@ def test_receiver__mails_admins_about_a_dead_job(mail_on_dead: Any) -> None:
 
 
 @pytest.mark.django_db
+def test_receiver__the_mail_links_to_the_job_with_an_absolute_url_from_admin_base_url(mail_on_dead: Any) -> None:
+    mail_on_dead.DJANGO_JOBS = {**mail_on_dead.DJANGO_JOBS, "ADMIN_BASE_URL": "https://ops.example.com/"}
+    job = JobFactory(name="shop.sync", status=JobStatus.DEAD)
+
+    died(job.pk)
+
+    (message,) = mail.outbox
+    assert f"The job in the admin: https://ops.example.com/admin/django_jobs/job/{job.pk}/change/\n" in message.body
+    assert "Every dead job: https://ops.example.com/admin/django_jobs/deadletter/" in message.body
+
+
+@pytest.mark.django_db
+def test_receiver__without_admin_base_url_the_mail_gives_the_path(mail_on_dead: Any) -> None:
+    job = JobFactory(name="shop.sync", status=JobStatus.DEAD)
+
+    died(job.pk)
+
+    (message,) = mail.outbox
+    assert f"The job in the admin: /admin/django_jobs/job/{job.pk}/change/\n" in message.body
+
+
+@pytest.mark.django_db
 def test_receiver__the_next_mail_says_how_many_died_unmailed(mail_on_dead: Any) -> None:
     for job_id in (1, 2, 3):
         died(job_id)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.test import override_settings
 from django.utils import timezone
 
 from django_jobs.backend import STATUS_MAP, JobsBackend
@@ -29,10 +30,11 @@ from tests.testapp.models import SideEffect
 
 try:
     from django.tasks import TaskResultStatus, default_task_backend, task
-    from django.tasks.exceptions import TaskResultDoesNotExist
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
 except ImportError:  # Django 5.2: the django-tasks backport
     from django_tasks import TaskResultStatus, default_task_backend, task  # type: ignore[no-redef]
+    from django_tasks.exceptions import InvalidTaskError as InvalidTask  # type: ignore[no-redef]
     from django_tasks.exceptions import TaskResultDoesNotExist  # type: ignore[no-redef]
     from django_tasks.signals import (  # type: ignore[no-redef]
         task_enqueued,
@@ -61,7 +63,44 @@ def test_task_kwargs__unique_key_applies_to_each_enqueue() -> None:
     def keyed() -> None: ...
 
     keyed_task = task(unique_key="one-keyed")(module_level(keyed))
-    assert keyed_task.enqueue().id == keyed_task.enqueue().id
+    with override_settings(DJANGO_JOBS={"IMPORTS": [__name__]}):  # a task defined in a test
+        assert keyed_task.enqueue().id == keyed_task.enqueue().id
+
+
+# -- tasks outside the modules workers import ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_enqueue__a_task_whose_module_workers_do_not_import_is_refused_naming_module_and_fix() -> None:
+    def defined_late() -> None: ...
+
+    late = task(module_level(defined_late))  # this test module was imported after Django started
+
+    with pytest.raises(InvalidTask) as info:
+        late.enqueue()
+
+    message = str(info.value)
+    assert f"its module {__name__!r} isn't imported when a process starts" in message
+    assert "would end its jobs dead with JobNotRegistered" in message
+    assert f'Move the task into the tasks.py module of an app in INSTALLED_APPS, or add {__name__!r} to DJANGO_JOBS["IMPORTS"].' in message
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_enqueue__a_task_of_a_module_imports_lists_is_accepted() -> None:
+    def listed() -> None: ...
+
+    late = task(module_level(listed))
+
+    with override_settings(DJANGO_JOBS={"IMPORTS": [__name__]}):
+        result = late.enqueue()
+
+    assert row(result).name == f"{__name__}.listed"
+
+
+@pytest.mark.django_db
+def test_enqueue__a_task_of_an_apps_tasks_module_imported_at_startup_is_accepted() -> None:
+    assert row(tasks.add.enqueue(1, 2)).name == "tests.testapp.tasks.add"
 
 
 # -- enqueue -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from django_jobs import models
-from django_jobs.exceptions import JobNotCommitted
+from django_jobs.exceptions import JobNotCommitted, JobNotRegistered
 from django_jobs.models import Job, JobStatus
 from tests.support.factories import JobFactory
 from tests.testapp import jobs
@@ -47,8 +47,9 @@ def test_retry__queues_the_retryable_and_counts_the_rest_by_status() -> None:
     ]
     dead.refresh_from_db()
     retrying.refresh_from_db()
-    assert (dead.max_attempts, dead.run_at, dead.finished_at) == (6, now, None)
-    assert (retrying.max_attempts, retrying.run_at) == (3, now)
+    # Each gets a fresh budget (the registered job's 3 attempts) and its backoff starts again.
+    assert (dead.max_attempts, dead.attempts_at_retry, dead.run_at, dead.finished_at) == (6, 3, now, None)
+    assert (retrying.max_attempts, retrying.attempts_at_retry, retrying.run_at) == (4, 1, now)
 
 
 def test_retry__skips_a_job_whose_unique_key_another_active_job_holds() -> None:
@@ -170,6 +171,19 @@ def test_schedule_problems__a_queue_name_with_a_space_is_fine() -> None:
     )
 
     assert schedule.problems() == {}
+
+
+def test_pause_job__an_unregistered_name_is_an_error_with_did_you_mean_and_pauses_nothing() -> None:
+    with pytest.raises(JobNotRegistered, match=r"No job is registered as 'tests\.ad'\. Did you mean 'tests\.add'\?"):
+        models.Pause.objects.pause_job("tests.ad")
+
+    assert not models.Pause.objects.exists()
+
+
+def test_pause_job__a_registered_name_is_paused() -> None:
+    pause = models.Pause.objects.pause_job("tests.add", reason="partner down")
+
+    assert (pause.kind, pause.value, pause.reason) == (models.Pause.Kind.NAME, "tests.add", "partner down")
 
 
 # -- Job.wait() without a worker (tests/process/test_wait.py runs one) --------------------------

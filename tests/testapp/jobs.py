@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
 
@@ -51,6 +51,15 @@ def fail_then_succeed(fail_times: int) -> str:
     return "ok"
 
 
+@job(max_attempts=3, backoff=Backoff(base=1, factor=1, max_delay=1, jitter=0))
+def flaky_once(label: str = "") -> str:
+    """Fail the first attempt, succeed the next, one second later."""
+    _record(label)
+    if current_job().attempt == 1:
+        raise ConnectionError("flaky first attempt")
+    return "ok"
+
+
 @job(max_attempts=5, dont_retry=(KeyError,))
 def fail_fatally() -> None:
     _record()
@@ -61,7 +70,7 @@ def fail_fatally() -> None:
 def snooze_once(seconds: float) -> str:
     _record()
     if current_job().attempt == 1:
-        raise Retry(in_=timedelta(seconds=seconds))
+        raise Retry(delay=timedelta(seconds=seconds))
     return "woke"
 
 
@@ -87,6 +96,20 @@ def sleep_for(seconds: float) -> str:
 @job
 def returns_unjsonable() -> object:
     return {1, 2}
+
+
+@job(max_attempts=3)
+def returns_tuple(label: str = "") -> object:
+    """Record its work, then return tuples (stored as lists)."""
+    _record(label)
+    return ("done", {"pair": (1, 2)})
+
+
+@job(max_attempts=3)
+def returns_datetime(label: str = "") -> object:
+    """Record its work, then return a value JSON can't hold."""
+    _record(label)
+    return datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
 
 
 @job
@@ -130,7 +153,7 @@ async def async_snooze_once(seconds: float) -> str:
     ctx = current_job()
     await sync_to_async(_record)("async")
     if ctx.attempt == 1:
-        raise Retry(in_=timedelta(seconds=seconds))
+        raise Retry(delay=timedelta(seconds=seconds))
     return f"woke in attempt {ctx.attempt} of job {ctx.id}"
 
 

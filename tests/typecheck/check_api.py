@@ -32,7 +32,7 @@ async def fetch_rate(currency: str) -> float:
         raise StopJob("asked to")
     await context.aset_progress(50, "halfway")
     if currency == "XXX":
-        raise Retry(in_=30)
+        raise Retry(delay=30)
     return 1.0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -88,6 +89,19 @@ def test_task_options__a_bad_value_is_an_invalid_task_naming_it() -> None:
 
     with pytest.raises(InvalidTask, match="max_attempts must be at least 1"):
         task(task_options(max_attempts=0)(module_level(bad_attempts)))
+
+
+def test_register__a_task_annotated_to_return_what_json_cannot_hold_is_refused() -> None:
+    def stamp() -> datetime: ...
+
+    with pytest.raises(InvalidTask, match="its return annotation says it returns datetime"):
+        task(module_level(stamp))
+
+
+def test_register__a_task_may_be_annotated_to_return_a_tuple_which_django_stores_as_a_list() -> None:
+    def halves() -> tuple[int, int]: ...
+
+    assert task(module_level(halves)).func is halves
 
 
 @needs_task_options

@@ -52,7 +52,8 @@ def only(value: Any) -> Any:
         },
         {"RETENTION": None},
         {"RETENTION": {}},
-        {"RETENTION": {"dead": 0}},
+        {"RETENTION": {"dead": 0, "succeeded": None, "stopped": None}},
+        {"IMPORTS": ["shop.billing.tasks"], "ADMIN_BASE_URL": "https://ops.example.com"},
     ],
 )
 def test_check_settings__good_settings_pass(value: dict[str, Any]) -> None:
@@ -145,6 +146,8 @@ def test_e002__one_error_per_unknown_key() -> None:
         ("MAIL_ADMINS_ON_DEAD", "yes", "True or False"),
         ("RETENTION", {"dead": "30d"}, "seconds >= 0, a timedelta, or None"),
         ("RETENTION", {"dead": timedelta(days=-1)}, "seconds >= 0, a timedelta, or None"),
+        ("IMPORTS", "shop.billing.tasks", "a list of module paths"),
+        ("IMPORTS", ["shop.tasks", None], "a list of module paths"),
     ],
 )
 def test_e003__bad_value_names_the_key_and_the_rule(key: str, bad: Any, rule: str) -> None:
@@ -166,6 +169,22 @@ def test_e003__nan_is_not_a_number_in_range(key: str) -> None:
     # nan < minimum is False, so a plain "v < minimum" test lets it through, and a NaN backoff
     # or poll interval then breaks the worker at run time.
     assert ids({key: float("nan")}) == ["django_jobs.E003"]
+
+
+@pytest.mark.parametrize(
+    ("retention", "named"),
+    [
+        ({"dead": 0}, "leaves out 'succeeded' and 'stopped'"),
+        ({"succeeded": 3600, "dead": None}, "leaves out 'stopped'"),
+    ],
+)
+def test_w004__a_retention_that_leaves_statuses_out_names_the_ones_kept_forever(
+    retention: dict[str, Any], named: str
+) -> None:
+    message = only({"RETENTION": retention})
+
+    assert isinstance(message, Warning) and message.id == "django_jobs.W004"
+    assert named + ": those are kept forever" in message.msg
 
 
 def test_e003__hint_gives_the_default() -> None:
@@ -263,7 +282,7 @@ def monitoring(value: Any, **overrides: Any) -> list[Any]:
 
 
 def test_monitoring__a_long_token_and_mail_with_admins_pass() -> None:
-    value = {"METRICS_TOKEN": "x" * 43, "MAIL_ADMINS_ON_DEAD": True}
+    value = {"METRICS_TOKEN": "x" * 43, "MAIL_ADMINS_ON_DEAD": True, "ADMIN_BASE_URL": "https://ops.example.com"}
     assert monitoring(value, ADMINS=[("Ops", "ops@example.com")]) == []
     assert monitoring({}) == []
 
@@ -285,10 +304,25 @@ def test_w002__a_short_metrics_token_is_a_warning() -> None:
 
 
 def test_w003__mail_on_dead_without_admins_is_a_warning() -> None:
-    (message,) = monitoring({"MAIL_ADMINS_ON_DEAD": True}, ADMINS=[])
+    (message,) = monitoring({"MAIL_ADMINS_ON_DEAD": True, "ADMIN_BASE_URL": "https://ops.example.com"}, ADMINS=[])
 
     assert isinstance(message, Warning) and message.id == "django_jobs.W003"
     assert "ADMINS is empty" in message.msg
+
+
+def test_w005__mail_on_dead_without_admin_base_url_is_a_warning() -> None:
+    (message,) = monitoring({"MAIL_ADMINS_ON_DEAD": True}, ADMINS=[("Ops", "ops@example.com")])
+
+    assert isinstance(message, Warning) and message.id == "django_jobs.W005"
+    assert "ADMIN_BASE_URL isn't set" in message.msg
+
+
+@pytest.mark.parametrize("url", ["ops.example.com", "https://", "ftp://ops.example.com", 5])
+def test_e003__admin_base_url_must_be_an_http_url(url: Any) -> None:
+    (message,) = monitoring({"ADMIN_BASE_URL": url})
+
+    assert message.id == "django_jobs.E003"
+    assert "must be a URL starting with https:// or http://, or None" in message.msg
 
 
 # -- QUEUES: the queues' limits (E301-E305, W301) ----------------------------------------------

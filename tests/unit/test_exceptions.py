@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -34,13 +34,25 @@ def test_errors__are_jobs_errors_and_their_builtin(error: type[Exception], built
 
 def test_control__retry_and_stop_job_are_not_errors() -> None:
     assert not issubclass(e.Retry, e.JobsError) and not issubclass(e.StopJob, e.JobsError)
-    assert e.Retry(5).in_ == timedelta(seconds=5)
+    assert e.Retry(5).delay == timedelta(seconds=5)
     assert e.StopJob("enough").reason == "enough"
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{}, {"in_": 5, "at": datetime(2030, 1, 1, tzinfo=None)}, {"at": datetime(2030, 1, 1)}]
+    "kwargs",
+    [
+        {}, {"delay": 5, "at": datetime(2030, 1, 1, tzinfo=UTC)}, {"in_": 5, "at": datetime(2030, 1, 1, tzinfo=UTC)},
+        {"at": datetime(2030, 1, 1)}, {"delay": 5, "in_": 5}, {"delay": "5m"},
+    ],
 )
 def test_retry__needs_exactly_one_of_in_or_an_aware_at(kwargs: dict[str, object]) -> None:
     with pytest.raises(e.InvalidJobOptions):
         e.Retry(**kwargs)  # type: ignore[arg-type]
+
+
+def test_retry__delay_is_the_word_and_in_its_alias() -> None:
+    assert e.Retry(delay=timedelta(minutes=5)).delay == timedelta(minutes=5)
+    assert e.Retry(delay=30).delay == timedelta(seconds=30)
+    alias = e.Retry(in_=timedelta(minutes=5))
+    assert alias.delay == alias.in_ == timedelta(minutes=5)
+    assert str(alias) == "retry in 300 s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,10 +42,16 @@ def attempt(n: int = 1, of: int = 3) -> Attempt:
 TRANSITIONS: list[tuple[str, Ended, Attempt, Backoff | None, JobStatus, Any, int, int, str | None]] = [
     ("returned", Ended(Happened.SUCCEEDED, result={"n": 1}), attempt(), BACKOFF,
      JobStatus.SUCCEEDED, None, 0, 0, ""),
+    ("returned a value JSON can't hold: a success all the same",
+     Ended(Happened.SUCCEEDED, unstorable="the return value is a set"), attempt(1, 3), BACKOFF,
+     JobStatus.SUCCEEDED, None, 0, 0, ""),
     ("raised, attempts left", Ended(Happened.FAILED, error=BOOM), attempt(1, 3), BACKOFF,
      JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "ValueError: boom"),
     ("raised on the second attempt: longer backoff", Ended(Happened.FAILED, error=BOOM), attempt(2, 3), BACKOFF,
      JobStatus.RETRYING, NOW + timedelta(seconds=20), 0, 0, "ValueError: boom"),
+    ("raised on the first attempt after an operator retry: the first delay again",
+     Ended(Happened.FAILED, error=BOOM), replace(attempt(11, 20), attempts_at_retry=10), BACKOFF,
+     JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "ValueError: boom"),
     ("raised, attempts spent", Ended(Happened.FAILED, error=BOOM), attempt(3, 3), BACKOFF,
      JobStatus.DEAD, None, 0, 0, "ValueError: boom"),
     ("raised a dont_retry error", Ended(Happened.FAILED, error=BOOM, retryable=False), attempt(1, 3), BACKOFF,
@@ -55,7 +62,7 @@ TRANSITIONS: list[tuple[str, Ended, Attempt, Backoff | None, JobStatus, Any, int
      JobStatus.RETRYING, NOW + timedelta(seconds=10), 0, 0, "JobTimeout: ran past 5s"),
     ("child lost, attempts spent", Ended.failure(Happened.LOST, "WorkerLost", "killed by SIGKILL"), attempt(3, 3), BACKOFF,
      JobStatus.DEAD, None, 0, 0, "WorkerLost: killed by SIGKILL"),
-    ("Retry(in_=30s)", Ended(Happened.RETRY, retry_in=30.0), attempt(), BACKOFF,
+    ("Retry(delay=30s)", Ended(Happened.RETRY, retry_in=30.0), attempt(), BACKOFF,
      JobStatus.QUEUED, NOW + timedelta(seconds=30), 0, 1, None),
     ("Retry(at=...)", Ended(Happened.RETRY, retry_at=NOW + timedelta(hours=1)), attempt(), BACKOFF,
      JobStatus.QUEUED, NOW + timedelta(hours=1), 0, 1, None),
@@ -213,3 +220,13 @@ def test_ended_from_reply__reads_how_many_times_the_job_was_lost_before():
              "lost_before": 2}
     assert Ended.from_reply(reply).lost_before == 2
     assert Ended.from_reply({"outcome": "failed"}).lost_before == 0
+
+
+def test_decide__a_result_not_stored_is_marked_with_a_warning_in_the_history_entry() -> None:
+    ended = Ended.from_reply({"outcome": "succeeded", "result": None, "unstorable": "the return value is a set"})
+
+    t = decide(attempt(), ended, NOW, BACKOFF)
+
+    assert (t.set_result, t.result) == (True, None)
+    assert t.history_entry["result_unstorable"] is True
+    assert t.history_entry["warning"] == "the return value is a set"

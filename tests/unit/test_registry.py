@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal  # noqa: F401 - named by annotation strings the tests resolve
+from typing import Any, TypedDict
 
 import pytest
 from django.test import override_settings
@@ -418,3 +421,64 @@ def test_unique_while__choices_match_the_model() -> None:
 
     assert list(UNIQUE_WHILE) == list(UniqueWhile.values)
     assert list(ON_DUPLICATE) == ["return", "replace"]
+
+
+class Totals(TypedDict):
+    count: int
+
+
+def _returning(annotation: str) -> Any:
+    """A function whose return annotation is ``annotation`` (a string, as this module's are)."""
+
+    def body() -> None:
+        return None
+
+    body.__annotations__ = {"return": annotation}
+    body.__qualname__ = "returns_something"
+    return body
+
+
+@pytest.mark.parametrize(
+    ("annotation", "named"),
+    [
+        ("tuple", "tuple"),
+        ("tuple[int, int]", "tuple[int, int]"),
+        ("datetime", "datetime"),
+        ("datetime | None", "datetime"),
+        ("list[Decimal]", "Decimal"),
+        ("dict[str, set[int]]", "set[int]"),
+        ("dict[int, str]", "JSON object keys are strings"),
+    ],
+)
+def test_job__a_return_annotation_json_cannot_hold_is_refused_at_definition(annotation: str, named: str) -> None:
+    with pytest.raises(InvalidJobOptions, match=r"returns_something: its return annotation says it returns .*"
+                       + re.escape(named) + r".*, which JSON can't hold"):
+        job(_returning(annotation), name="tests.unit.returns_something")
+
+    assert "tests.unit.returns_something" not in registry
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    ["None", "int", "float", "str | None", "dict[str, int]", "list[dict[str, Any]]", "Any", "Totals",
+     "list", "object", "NameOnlyKnownWhenTypeChecking"],
+)
+def test_job__json_return_annotations_and_ones_that_cannot_be_resolved_are_accepted(annotation: str) -> None:
+    definition = job(_returning(annotation), name="tests.unit.returns_json")
+
+    assert registry.get("tests.unit.returns_json") is definition
+
+
+def test_job__a_function_without_a_return_annotation_is_accepted() -> None:
+    def plain():  # type: ignore[no-untyped-def]
+        return 1
+
+    assert job(plain, name="tests.unit.plain").name == "tests.unit.plain"
+
+
+def test_job__an_async_job_is_checked_by_what_its_coroutine_returns() -> None:
+    async def stamp() -> datetime:
+        return datetime.now(UTC)
+
+    with pytest.raises(InvalidJobOptions, match="its return annotation says it returns datetime"):
+        job(stamp, name="tests.unit.async_stamp")

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from django_jobs.conf import jobs_settings
 from django_jobs.services.prune import prune, retention
+from django_jobs.text import duration
 
 
 class Command(BaseCommand):
@@ -28,4 +29,6 @@ class Command(BaseCommand):
             if keep is None:
                 self.stdout.write(f"{status}: kept forever")
             else:
-                self.stdout.write(f"{status}: {verb} {counts.get(status, 0)} (older than {keep})")
+                self.stdout.write(
+                    f"{status}: {verb} {counts.get(status, 0)} (older than {duration(keep.total_seconds())})"
+                )

@@ -36,7 +36,16 @@ class Command(BaseCommand):
                  f"Default: one per CPU this process may use (its CPU affinity, capped by a cgroup "
                  f"CPU limit).",
         )
-        parser.add_argument("--burst", action="store_true", help="Exit once no job is ready.")
+        parser.add_argument(
+            "--burst", action="store_true",
+            help="Exit once no job is ready. Jobs due later (a retry's backoff, a delay) are left "
+                 "for the next run, unless --due-within says to wait for them.",
+        )
+        parser.add_argument(
+            "--due-within", default=None, metavar="SECONDS",
+            help="With --burst: before exiting, wait for jobs that fall due within this many "
+                 "seconds (retries after a short backoff), and run them too.",
+        )
         parser.add_argument("--max-jobs", default=None, metavar="N", help="Exit after claiming N jobs.")
         parser.add_argument("--worker-id", default=None, help="Name for this worker. Default: host:pid.")
         parser.add_argument(
@@ -76,6 +85,18 @@ class Command(BaseCommand):
             raise CommandError(f"--grace takes seconds, not {options['grace']!r}.") from None
         if not math.isfinite(grace) or grace < 0:
             raise CommandError(f"--grace takes a finite number of seconds >= 0, not {options['grace']!r}.")
+        due_within = 0.0
+        if options["due_within"] is not None:
+            if not options["burst"]:
+                raise CommandError("--due-within applies only with --burst: a worker without it waits anyway.")
+            try:
+                due_within = float(options["due_within"])
+            except ValueError:
+                raise CommandError(f"--due-within takes seconds, not {options['due_within']!r}.") from None
+            if not math.isfinite(due_within) or due_within < 0:
+                raise CommandError(
+                    f"--due-within takes a finite number of seconds >= 0, not {options['due_within']!r}."
+                )
         worker_id = options["worker_id"] or default_worker_id()
         if not worker_id.strip():
             raise CommandError("--worker-id can't be empty.")
@@ -87,6 +108,7 @@ class Command(BaseCommand):
             worker_id=worker_id,
             grace=grace,
             scheduler=options["scheduler"],
+            due_within=due_within,
         )
         code = worker.run()
         if code:

@@ -200,6 +200,33 @@ def test_page__huge_json_is_truncated_and_says_so(client: Client) -> None:
     assert len(page) < 60_000
 
 
+def test_page__a_failed_jobs_last_error_and_latest_traceback_come_first(client: Client) -> None:
+    job = dead(last_error="ValueError: boom", history=[
+        {"attempt": 1, "worker": "host:11", "outcome": "failed",
+         "error": {"class": "builtins.ValueError", "message": "old", "traceback": "Traceback: old"}},
+        {"attempt": 2, "worker": "host:11", "outcome": "failed",
+         "error": {"class": "builtins.ValueError", "message": "boom", "traceback": "Traceback: newest"}},
+    ])
+
+    response = client.get(change_url(job))
+
+    assert response.context["adminform"].fieldsets[0][0] == "Last error"
+    page = response.content.decode()
+    assert page.index('<pre class="dj-traceback dj-last">Traceback: newest</pre>') < page.index("ID:")
+    assert "<details open>" not in page  # the history's copy of it stays folded
+
+
+def test_page__a_result_not_stored_says_why_in_the_history(client: Client) -> None:
+    job = JobFactory(status="succeeded", attempts=1, finished_at=timezone.now(), history=[
+        {"attempt": 1, "worker": "host:11", "outcome": "succeeded", "result_unstorable": True,
+         "warning": "the return value is a datetime, which doesn't survive a JSON round trip"},
+    ])
+
+    page = text(client.get(change_url(job)))
+
+    assert "warning: the return value is a datetime, which doesn't survive a JSON round trip" in page
+
+
 def test_page__lists_every_attempt_with_worker_timings_and_the_traceback(client: Client) -> None:
     traceback = 'Traceback (most recent call last):\n  File "jobs.py", line 3\nValueError: boom <3'
     job = dead(

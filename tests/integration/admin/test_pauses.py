@@ -36,3 +36,13 @@ def test_pause__is_not_edited(client: Client) -> None:
     url = reverse("admin:django_jobs_pause_change", args=[pause.pk])
     assert client.post(url, {"kind": "queue", "value": "x"}).status_code == 403
     assert 'name="value"' not in client.get(url).content.decode()
+
+
+def test_pause__an_unregistered_job_name_is_refused_on_the_form_with_did_you_mean(client: Client) -> None:
+    add = reverse("admin:django_jobs_pause_add")
+
+    response = client.post(add, {"kind": "name", "value": "tests.testapp.jobs.recrod", "reason": ""})
+
+    assert response.status_code == 200
+    assert "Did you mean &#x27;tests.testapp.jobs.record&#x27;?" in response.content.decode()
+    assert not Pause.objects.exists()

@@ -63,6 +63,22 @@ class CaptureJobsInATestCase(TestCase):
         assert "Expected tests.add args=[1, 2] to be enqueued at least once" in message
         assert "tests.add args=[1, 3] kwargs={} queue=default" in message
 
+    def test_assert_enqueued__arguments_are_compared_after_binding_to_the_signature(self) -> None:
+        with capture_jobs() as captured:
+            jobs.add.enqueue(1, 2)
+            jobs.record.enqueue()
+        captured.assert_enqueued(jobs.add, kwargs={"a": 1, "b": 2})
+        captured.assert_enqueued(jobs.add, args=[1], kwargs={"b": 2})
+        captured.assert_enqueued(jobs.record, kwargs={"label": ""})  # the default, as the job sees it
+        with pytest.raises(AssertionError, match="Expected tests.add kwargs={'a': 2, 'b': 1} to be enqueued"):
+            captured.assert_enqueued(jobs.add, kwargs={"a": 2, "b": 1})
+
+    def test_assert_enqueued__arguments_that_cannot_bind_are_an_error_naming_the_signature(self) -> None:
+        with capture_jobs() as captured:
+            jobs.add.enqueue(1, 2)
+        with pytest.raises(AssertionError, match=r"don't bind to its signature \(a: 'int', b: 'int'\) -> 'int'"):
+            captured.assert_enqueued(jobs.add, kwargs={"order_id": 1})
+
     def test_assert_enqueued__count_must_match(self) -> None:
         with capture_jobs() as captured:
             jobs.record.enqueue("a")
@@ -77,7 +93,7 @@ class CaptureJobsInATestCase(TestCase):
         with capture_jobs() as captured:
             jobs.record.enqueue("a")
         captured.assert_not_enqueued(jobs.add)
-        with pytest.raises(AssertionError, match="Expected no job not to be enqueued"):
+        with pytest.raises(AssertionError, match="Expected nothing to be enqueued; enqueued:"):
             captured.assert_not_enqueued()
         with pytest.raises(AssertionError, match="tests.testapp.jobs.record"):
             captured.assert_not_enqueued(jobs.record)
@@ -106,7 +122,7 @@ class CaptureJobsInATestCase(TestCase):
         with capture_jobs() as captured:
             queued = jobs.async_snooze_once.enqueue(60)
         (ran,) = captured.run()
-        assert (ran.status, ran.attempts) == (JobStatus.QUEUED, 1)  # Retry(in_=60 s)
+        assert (ran.status, ran.attempts) == (JobStatus.QUEUED, 1)  # Retry(delay=60 s)
         (ran,) = captured.run(now=timezone.now() + timedelta(minutes=2))
         assert (ran.status, ran.result) == (JobStatus.SUCCEEDED, f"woke in attempt 2 of job {queued.pk}")
         # Written through sync_to_async() on this test's connection, inside its transaction.

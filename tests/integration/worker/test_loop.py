@@ -59,6 +59,23 @@ def at(hours: float) -> Callable[[], datetime]:
     return lambda: moment
 
 
+def test_failure__after_an_operator_retry_the_backoff_starts_again_from_its_first_delay(
+    run_worker: RunWorker,
+) -> None:
+    job_ = fail_with_backoff.enqueue("z")
+    for hours in (1, 2, 3):
+        run_worker(clock=at(hours))
+    assert reload(job_).status == JobStatus.DEAD
+
+    reload(job_).retry(now=at(3)())
+    fourth = at(4)
+    run_worker(clock=fourth)
+
+    row = reload(job_)
+    assert (row.status, row.attempts, row.max_attempts, row.attempts_at_retry) == (JobStatus.RETRYING, 4, 6, 3)
+    assert row.run_at == fourth() + timedelta(seconds=7)  # base 7 * 3 ** 0, not 7 * 3 ** 3
+
+
 def runs(job_id: int) -> int:
     return SideEffect.objects.filter(job_id=job_id).count()
 
@@ -319,34 +336,51 @@ def test_unknown_job__a_burst_worker_carries_on_after_it(run_worker: RunWorker) 
     assert reload(after).status == JobStatus.SUCCEEDED
 
 
-def test_result_not_json__is_dead_at_once_with_result_not_json(run_worker: RunWorker) -> None:
-    job_ = jobs.returns_unjsonable.enqueue()
+def test_result_not_json__succeeds_once_with_no_result_and_a_warning_in_its_history(
+    run_worker: RunWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_ = jobs.returns_datetime.enqueue("work")
+
+    with caplog.at_level(logging.WARNING, logger="django_jobs"):
+        run_worker(clock=at(1))
+    run_worker(clock=at(2))  # nothing is due again: the work was done once
+
+    row = reload(job_)
+    assert (row.status, row.attempts, row.result, row.last_error) == (JobStatus.SUCCEEDED, 1, None, "")
+    assert SideEffect.objects.filter(job_id=job_.id).count() == 1
+    entry = row.history[0]
+    assert (entry["outcome"], entry["result_unstorable"]) == ("succeeded", True)
+    assert entry["warning"].startswith("the return value is a datetime, which doesn't survive a JSON round trip")
+
+
+def test_result_not_json__tuples_are_stored_as_lists(run_worker: RunWorker) -> None:
+    job_ = jobs.returns_tuple.enqueue("work")
 
     run_worker(clock=at(1))
 
     row = reload(job_)
-    assert (row.status, row.attempts) == (JobStatus.DEAD, 1)
-    assert row.history[0]["error"]["class"] == "django_jobs.exceptions.ResultNotJSON"
-    assert "the return value is a set, which doesn't survive a JSON round trip" in row.last_error
+    assert (row.status, row.result) == (JobStatus.SUCCEEDED, ["done", {"pair": [1, 2]}])
+    assert "result_unstorable" not in row.history[0]
 
 
-@pytest.mark.parametrize(
-    ("definition", "error_class"),
-    [
-        pytest.param(returns_nan, "django_jobs.exceptions.ResultNotJSON", id="nan-result"),
-        pytest.param(raises_nul, "builtins.ValueError", id="nul-in-error-message"),
-    ],
-)
-def test_failure__what_postgres_cannot_store_still_ends_the_job_dead(
-    run_worker: RunWorker, definition: Any, error_class: str
-) -> None:
-    job_ = definition.enqueue()
+def test_result_not_json__nan_is_a_success_without_a_result(run_worker: RunWorker) -> None:
+    job_ = returns_nan.enqueue()
+
+    run_worker(clock=at(1))
+
+    row = reload(job_)
+    assert (row.status, row.result) == (JobStatus.SUCCEEDED, None)
+    assert "nan" in row.history[0]["warning"]
+
+
+def test_failure__an_error_message_postgres_cannot_store_still_ends_the_job_dead(run_worker: RunWorker) -> None:
+    job_ = raises_nul.enqueue()
 
     run_worker(clock=at(1))
 
     row = reload(job_)
     assert row.status == JobStatus.DEAD
-    assert row.history[0]["error"]["class"] == error_class
+    assert row.history[0]["error"]["class"] == "builtins.ValueError"
 
 
 # -- the listener's due times ----------------------------------------------------------------

@@ -23,3 +23,15 @@ def test_prune__keep_forever_and_command_dry_run(capsys, settings):
     call_command("prunejobs")
     assert Job.objects.filter(status="dead").count() == 0
     assert Job.objects.filter(status="succeeded").count() == 3
+
+
+def test_prune__the_command_says_each_retention_in_words(capsys, settings):
+    settings.DJANGO_JOBS = {"RETENTION": {"succeeded": 7 * 86400, "stopped": timedelta(hours=36), "dead": 90}}
+
+    call_command("prunejobs", "--dry-run")
+
+    assert capsys.readouterr().out.splitlines() == [
+        "succeeded: would delete 0 (older than 7 days)",
+        "stopped: would delete 0 (older than 36 hours)",
+        "dead: would delete 0 (older than 90 seconds)",
+    ]

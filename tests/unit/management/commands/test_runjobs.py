@@ -24,6 +24,9 @@ from django.core.management import CommandError, call_command
         (["--queue", "q" * 101], f"--queue: queue is 101 characters long, over the limit of 100: {'q' * 40!r}… would be cut short."),
         (["--queue", "nul\x00"], "--queue: queue 'nul\\x00' contains a NUL character (\\x00), which PostgreSQL can't store."),
         (["--worker-id", "  "], "--worker-id can't be empty."),
+        (["--due-within", "30"], "--due-within applies only with --burst: a worker without it waits anyway."),
+        (["--burst", "--due-within", "soon"], "--due-within takes seconds, not 'soon'."),
+        (["--burst", "--due-within", "-1"], "--due-within takes a finite number of seconds >= 0, not '-1'."),
     ],
 )
 def test_runjobs__bad_option_is_a_command_error_saying_what_is_wrong(args: list[str], message: str) -> None:

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_jobs', '0010_unknown_names'),
+        ('django_jobs', '0011_retry_restarts_backoff'),
     ]
 
     operations = [
