@@ -36,6 +36,17 @@ class JobContext:
             .exists()
         )
 
+    def upstream_results(self) -> dict[int, Any]:
+        """The results of the jobs this one waited on (``using(after=[...])``), by job id.
+
+        Every upstream job had succeeded when this one was queued, and pruning keeps them until
+        this job has finished, so each one is here; ``{}`` for a job enqueued without ``after``.
+        """
+        from .models import Dependency, Job  # (see stop_requested)
+
+        upstream = Dependency.objects.using(self.using).filter(downstream_id=self.id).values("upstream_id")
+        return dict(Job.objects.using(self.using).filter(pk__in=upstream).values_list("pk", "result"))
+
     def set_progress(self, percent: float | None = None, message: str = "") -> None:
         """Store how far the job has got, shown in the admin: ``set_progress(40, "400 of 1000")``."""
         from .models import Job, JobStatus  # (see stop_requested)

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import DataError, connections, transaction
 
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
-from ..models import FINISHED_STATUSES, JobStatus, Pause
+from ..models import FINISHED_STATUSES, Dependency, JobStatus, Pause
+from .channel import wakeup_sql
 from .connection import dump_json, json_value, placeholders, run_prepared
-from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL
+from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in, status_is
 
 CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
 
@@ -181,8 +182,63 @@ OUTCOME_UPDATE = (
     f"attempts_delta, max_attempts_delta, fence_status, fence_worker) "
     f"WHERE j.id = v.id AND j.status = v.fence_status AND j.attempts = v.attempt "
     f"AND j.worker_id = v.fence_worker "
-    f"RETURNING j.id, j.status"
+    f"RETURNING j.id, j.status, j.downstream_version, j.finished_at"
 )
+
+_FINISHED_FOR_GOOD = status_in((JobStatus.DEAD, JobStatus.STOPPED))
+_WAITING = status_is(JobStatus.WAITING)
+# Workflows, in the statement that writes the outcomes (as CTEs after ``done``, the outcome
+# update), so a job is queued, or stopped, in the very commit of its upstream job's outcome:
+# - ``released``: each success takes one off the pending_upstream of every job waiting on it, and
+#   queues those that reach 0. Two workers finishing upstream jobs of one job at the same moment
+#   both update its row: the second waits for the first's commit and then counts down from the
+#   first one's result (READ COMMITTED re-reads an updated row), so no decrement is lost and only
+#   one of them sees 0. A job some failure stops in the same statement is left to ``cascaded``.
+# - ``cascaded``: a job that ended dead or stopped stops everything waiting downstream of it,
+#   transitively, each naming that job (lifecycle.upstream_failed()).
+# - ``flowcheck``: wakes the workers of the queues that got jobs, and refuses the whole statement
+#   (it runs again: see _run_outcomes) when an enqueue after one of these jobs, or a re-arm,
+#   committed while this statement waited on that job's row: its snapshot is then older than the
+#   new rows, which it can't see. downstream_version as this statement found it (a plain read
+#   sees the snapshot) differs then from the row it updated (which is the newest).
+# Jobs nothing waits on (downstream_version 0, nearly all) skip every step: the walks start from
+# ``done`` rows filtered on it, and each walk is an index probe per row (LATERAL … OFFSET 0 keeps
+# the planner from turning it into a scan of the edges).
+_DEPENDENCY = Dependency._meta.db_table
+STALE_MARK = "django_jobs: a job was added downstream while this outcome was written"
+_FLOW = (
+    f"ended AS (SELECT id, status, finished_at FROM done WHERE downstream_version > 0 "
+    f"AND status IN ('{JobStatus.SUCCEEDED.value}', '{JobStatus.DEAD.value}', '{JobStatus.STOPPED.value}')), "
+    f"edges AS (SELECT ended.id AS upstream_id, e.downstream_id, ended.status, ended.finished_at FROM ended "
+    f"CROSS JOIN LATERAL (SELECT downstream_id FROM {_DEPENDENCY} WHERE upstream_id = ended.id OFFSET 0) AS e), "
+    f"doomed(id, root) AS ("
+    f"SELECT downstream_id, upstream_id FROM edges WHERE {_FINISHED_FOR_GOOD} "
+    f"UNION SELECT e.downstream_id, doomed.root FROM doomed "
+    f"CROSS JOIN LATERAL (SELECT downstream_id FROM {_DEPENDENCY} WHERE upstream_id = doomed.id OFFSET 0) AS e), "
+    f"cascaded AS (UPDATE {TABLE} AS d SET status = '{JobStatus.STOPPED.value}', finished_at = r.finished_at, "
+    f"stopped_by = r.id, last_error = 'upstream job #' || r.id || ' ended ' || r.status "
+    f"FROM (SELECT id, min(root) AS root FROM doomed GROUP BY id) AS x JOIN ended AS r ON r.id = x.root "
+    f"WHERE d.id = x.id AND d.{_WAITING} RETURNING d.id, d.downstream_version), "
+    f"released AS (UPDATE {TABLE} AS d SET pending_upstream = GREATEST(d.pending_upstream - c.n, 0), "
+    f"status = CASE WHEN d.pending_upstream <= c.n THEN '{JobStatus.QUEUED.value}' ELSE '{JobStatus.WAITING.value}' END "
+    f"FROM (SELECT downstream_id AS id, count(*) AS n FROM edges WHERE status = '{JobStatus.SUCCEEDED.value}' "
+    f"GROUP BY downstream_id) AS c "
+    f"WHERE d.id = c.id AND d.{_WAITING} AND NOT EXISTS (SELECT 1 FROM doomed WHERE doomed.id = c.id) "
+    f"RETURNING d.id, d.status, d.queue, d.run_at), "
+    f"flowcheck AS (SELECT (SELECT count(*) FROM (SELECT {wakeup_sql('q.queue', 'q.due')} FROM ("
+    f"SELECT queue, min(run_at) AS due FROM released WHERE status = '{JobStatus.QUEUED.value}' GROUP BY queue) AS q) AS n) "
+    f"AS notified, (SELECT count(*) FROM (SELECT id, downstream_version FROM done WHERE downstream_version > 0 "
+    f"UNION ALL SELECT id, downstream_version FROM cascaded WHERE downstream_version > 0) AS w "
+    f"WHERE w.downstream_version <> (SELECT s.downstream_version FROM {TABLE} AS s WHERE s.id = w.id)) AS stale) "
+)
+# The condition on the rows of ``done`` the statement returns: it makes ``flowcheck`` run (a
+# SELECT in WITH runs only when read), and fails the statement when it found a stale snapshot.
+_FLOW_CHECK = (
+    f"(SELECT CASE WHEN stale = 0 THEN notified ELSE ('{STALE_MARK}: ' || stale)::integer END "
+    f"FROM flowcheck) IS NOT NULL"
+)
+# The outcome write alone (record_outcomes()), with its workflow steps.
+OUTCOME_WRITE = f"WITH RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}SELECT id, status FROM done WHERE {_FLOW_CHECK}"
 
 
 def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
@@ -211,11 +267,13 @@ def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str
 # disjoint rows (outcomes only running rows, the claim only queued or retrying ones).
 def _sync_sql_pg(filter_queues: bool) -> str:
     return (
-        f"WITH done AS ({OUTCOME_UPDATE}), "
+        f"WITH RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}, "
         f"claimable AS ({_claimable_sql(filter_queues)}), "
         f"claimed AS ({_CLAIM_UPDATE}) "
         f"SELECT 'done', id, status::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision FROM done "
+        f"NULL::integer, NULL::double precision FROM done WHERE {_FLOW_CHECK} "
+        f"UNION ALL SELECT 'released', id, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
+        f"NULL::integer, NULL::double precision FROM released WHERE status = '{JobStatus.QUEUED.value}' "
         f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
         f"max_attempts, timeout FROM claimed"
     )
@@ -290,9 +348,12 @@ def sync(
     paused_queues: Sequence[str] = (),
     paused_names: Sequence[str] = (),
     handoffs: Sequence[Handoff] = (),
+    released: list[int] | None = None,
 ) -> tuple[dict[int, str], list[dict[str, Any]]]:
     """Write ``outcomes`` and claim up to ``limit`` jobs in one round trip.
 
+    The ids of jobs those outcomes queued (the last upstream job of each succeeded: see _FLOW)
+    are appended to ``released``: the claim in the same statement can't see them yet.
     Returns what record_outcomes() and claim() would: {job id: status written} and the claimed rows.
     With ``handoffs``, a slot freed by one of those outcomes goes to the next job of its key (see
     _HANDOFF); those jobs come last among the claimed rows, marked ``gated``.
@@ -315,11 +376,14 @@ def sync(
     rows: list[tuple[Any, ...]] = []
     handed: list[tuple[Any, ...]] = []
     keys: list[str] = []
-    for row in run_prepared(using, statement, params, worker=True):
+    for row in _run_outcomes(using, statement, params, worker=True):
         if row[0] == "done":
             written[row[1]] = row[2]
         elif row[0] == "claimed":
             rows.append(row[1:])
+        elif row[0] == "released":
+            if released is not None:
+                released.append(row[1])
         else:
             handed.append(row[1:])
             keys.append(row[0].removeprefix("handed:"))
@@ -340,7 +404,27 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
         return {}
     if connections[using].vendor != "postgresql":
         return _record_outcomes_sqlite(using, worker_id, outcomes)
-    return dict(run_prepared(using, OUTCOME_UPDATE, outcome_params(worker_id, outcomes)))
+    return dict(_run_outcomes(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes)))
+
+
+def _run_outcomes(using: str, sql: str, params: dict[str, Any], *, worker: bool = False) -> list[tuple[Any, ...]]:
+    """Run a statement that writes outcomes; again (a few times) when its workflow check found
+    that a transaction it waited on added or re-armed jobs it couldn't see (see _FLOW).
+
+    Each time it runs with a new snapshot, taken after that transaction's commit. Inside a
+    transaction (rescue) each run has a savepoint, so the failed one leaves the transaction usable.
+    """
+    wrapper = connections[using]
+    for tries_left in range(4, -1, -1):
+        try:
+            if wrapper.in_atomic_block:
+                with transaction.atomic(using=using):
+                    return run_prepared(using, sql, params, worker=worker)
+            return run_prepared(using, sql, params, worker=worker)
+        except DataError as exc:
+            if STALE_MARK not in str(exc) or not tries_left:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:

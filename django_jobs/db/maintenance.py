@@ -12,7 +12,8 @@ from django.utils.dateparse import parse_datetime
 from ..lifecycle import Attempt
 from ..models import FINISHED_STATUSES, JobStatus
 from .connection import placeholders
-from .tables import SCHEDULE_TABLE, TABLE, WORKER_TABLE
+from .tables import SCHEDULE_TABLE, TABLE, WORKER_TABLE, status_in
+from .workflows import DEPENDENCY_TABLE
 
 
 @dataclass(frozen=True)
@@ -94,16 +95,28 @@ def _aware(value: datetime | str) -> datetime:
 
 
 # Finished jobs of one status past their retention, not pointed at by a schedule's last_job (a
-# raw DELETE would trip that foreign key). Spelled once for the count and the delete.
+# raw DELETE would trip that foreign key), and not the upstream job of one that hasn't finished
+# (it may still read its result; only rows with downstream_version > 0 have such jobs, so the
+# others skip the look-up). Spelled once for the count and the delete.
 _PRUNABLE = (
     f"status = %s AND finished_at < %s AND NOT EXISTS "
-    f"(SELECT 1 FROM {SCHEDULE_TABLE} AS s WHERE s.last_job_id = {TABLE}.id)"
+    f"(SELECT 1 FROM {SCHEDULE_TABLE} AS s WHERE s.last_job_id = {TABLE}.id) "
+    f"AND ({TABLE}.downstream_version = 0 OR NOT EXISTS (SELECT 1 FROM {DEPENDENCY_TABLE} AS e "
+    f"JOIN {TABLE} AS d ON d.id = e.downstream_id WHERE e.upstream_id = {TABLE}.id "
+    f"AND NOT {status_in(FINISHED_STATUSES, 'd.status')}))"
 )
 # How many prune() would delete (prunejobs --dry-run).
 PRUNABLE_COUNT = f"SELECT count(*) FROM {TABLE} WHERE {_PRUNABLE}"
 # Delete one bounded batch: a short statement and modest WAL however much is due. SKIP LOCKED
 # passes over rows another pruner is deleting (PostgreSQL; SQLite has one writer anyway).
 PRUNE_BATCH = f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} WHERE {_PRUNABLE} LIMIT %s{{lock}})"
+# On PostgreSQL the same, and the workflow edges of the deleted jobs with them, in one statement.
+PRUNE_BATCH_PG = (
+    f"WITH deleted AS ({PRUNE_BATCH.format(lock=' FOR UPDATE SKIP LOCKED')} RETURNING id), "
+    f"up AS (DELETE FROM {DEPENDENCY_TABLE} WHERE upstream_id IN (SELECT id FROM deleted)), "
+    f"down AS (DELETE FROM {DEPENDENCY_TABLE} WHERE downstream_id IN (SELECT id FROM deleted)) "
+    f"SELECT count(*) FROM deleted"
+)
 
 
 def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry_run: bool = False) -> int:
@@ -122,6 +135,8 @@ def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry
         if dry_run:
             cursor.execute(PRUNABLE_COUNT, params)
             return int(cursor.fetchone()[0])
-        lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-        cursor.execute(PRUNE_BATCH.format(lock=lock), [*params, batch])
+        if connection.vendor == "postgresql":
+            cursor.execute(PRUNE_BATCH_PG, [*params, batch])
+            return int(cursor.fetchone()[0])
+        cursor.execute(PRUNE_BATCH.format(lock=""), [*params, batch])
         return cursor.rowcount

@@ -90,6 +90,9 @@ class Ledger:
         #: Outcomes not yet written, oldest first. Appended to in place by the pool.
         self.pending: list[Outcome] = []
         self.claimed_total = 0
+        #: Jobs the written outcomes queued (workflows) since the loop last took the count: they
+        #: were invisible to the claim in the same statement, so the loop claims again at once.
+        self.released = 0
         #: Epoch time up to which announced run_at times are covered by a claim (see
         #: Listener.take_due).
         self.claim_covered = 0.0
@@ -232,6 +235,7 @@ class Ledger:
             now = self.clock()
             # (The true pauses: the lists above also name the limited queues and jobs.)
             handoffs = self._handoffs(batch, self._paused[1], self._paused[2]) if self._gated else []
+            released: list[int] = []
             with self.link.call():
                 written, rows = claims.sync(
                     self.using,
@@ -243,6 +247,7 @@ class Ledger:
                     paused_queues=paused_queues,
                     paused_names=paused_names,
                     handoffs=handoffs,
+                    released=released,
                 )
         except DB_DOWN as exc:
             self._reply_lost(batch, exc)
@@ -254,6 +259,7 @@ class Ledger:
                       error=f"{type(exc).__name__}: {exc}"[:200])
             self._write_one_by_one(batch)
             return 0
+        self.released += len(released)
         del self.pending[: len(batch)]
         passed = {h.job_id for h in handoffs} if sum(1 for r in rows if r.get("gated")) == len(handoffs) else set()
         if self._gated and any(o.slot_job.get("gated") and o.slot_job["id"] not in passed for o in batch):

@@ -9,14 +9,17 @@ import pytest
 
 from django_jobs.lifecycle import (
     STOPPED_ON_REQUEST,
+    Armed,
     Attempt,
     Ended,
     ErrorRecord,
     Happened,
+    arm,
     decide,
     never_received,
     on_stop_request,
     rescue,
+    upstream_failed,
 )
 from django_jobs.models import JobStatus
 from django_jobs.retry import Backoff
@@ -144,3 +147,25 @@ def test_never_received__goes_back_unstarted_without_spending_an_attempt():
     t = never_received(attempt(2, 3), NOW)
     assert (t.status, t.run_at, t.attempts_delta) == (JobStatus.QUEUED, NOW, -1)
     assert t.history_entry["outcome"] == "handed_back" and "reply never reached" in t.history_entry["reason"]
+
+
+# -- workflows: lifecycle.arm() ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("upstream", "expected"),
+    [
+        ({}, Armed(JobStatus.QUEUED, 0)),
+        ({1: "succeeded", 2: "succeeded"}, Armed(JobStatus.QUEUED, 0)),
+        ({1: "succeeded", 2: "running", 3: "waiting"}, Armed(JobStatus.WAITING, 2)),
+        ({1: "queued"}, Armed(JobStatus.WAITING, 1)),
+        ({1: "retrying", 2: "dead"}, Armed(JobStatus.STOPPED, 2, 2, "upstream job #2 ended dead")),
+        ({7: "stopped", 3: "dead"}, Armed(JobStatus.STOPPED, 2, 3, "upstream job #3 ended dead")),
+    ],
+    ids=["none", "all-succeeded", "some-pending", "queued", "one-dead", "lowest-failed-named"],
+)
+def test_arm__waits_on_what_hasnt_succeeded_and_stops_on_a_failure(upstream: dict[int, str], expected: Armed) -> None:
+    assert arm(upstream) == expected
+
+
+def test_upstream_failed__names_the_job_and_how_it_ended() -> None:
+    assert upstream_failed(12, "stopped") == "upstream job #12 ended stopped"
