@@ -510,6 +510,12 @@ class Job(models.Model):
                 name="django_jobs_dead_idx",
                 condition=Q(status=JobStatus.DEAD),
             ),
+            # Waiting jobs (workflows), counted by queue for the overview and the metrics.
+            models.Index(
+                "queue",
+                name="django_jobs_waiting_idx",
+                condition=Q(status=JobStatus.WAITING),
+            ),
             # Re-arming finds the jobs a failed upstream job stopped.
             models.Index(
                 "stopped_by",

@@ -294,3 +294,66 @@ def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(sec
     assert written == {upstream.pk: JobStatus.SUCCEEDED}
     assert fresh(result["job"]).status == JobStatus.QUEUED
     assert connection.vendor == "postgresql"
+
+
+def test_rescue__a_lost_upstream_job_with_no_attempts_left_stops_its_downstream() -> None:
+    from django_jobs.services.rescue import rescue
+
+    upstream = jobs.step.using(max_attempts=1).enqueue("lost")
+    downstream = jobs.step.using(after=[upstream]).enqueue("down")
+    assert [c["id"] for c in claims.claim("default", worker_id="gone:1", limit=1, now=timezone.now())] == [upstream.pk]
+    Job.objects.filter(pk=upstream.pk).update(started_at=timezone.now() - dt.timedelta(hours=1))
+
+    rescued = rescue("default", now=timezone.now(), rescuer="me")
+
+    assert rescued == [(upstream.pk, jobs.step.name, JobStatus.DEAD)]
+    assert fresh(downstream).status == JobStatus.STOPPED
+    assert fresh(downstream).last_error == f"upstream job #{upstream.pk} ended dead"
+
+
+def test_outcome_write__a_job_with_no_downstream_reads_no_edge() -> None:
+    # The common case costs nothing: the walk starts only from rows with downstream_version > 0.
+    from django.db import connection as conn
+
+    jobs.step.enqueue("plain")
+    claims.claim("default", worker_id="w", limit=1, now=timezone.now())
+    job = Job.objects.get()
+    from django_jobs.lifecycle import Attempt, Ended, Happened, decide
+
+    attempt = Attempt(job.pk, job.name, 1, 3, "w", timezone.now(), 0.0)
+    write = claims.OutcomeWrite(job.pk, 1, timezone.now(), decide(attempt, Ended(Happened.SUCCEEDED, 1), timezone.now(), None))
+    params = claims.outcome_params("w", [write])
+    with conn.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + claims.OUTCOME_WRITE, params)
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+
+    dependency_scans = [line for line in plan.splitlines() if "django_jobs_dependency" in line]
+    assert dependency_scans, plan
+    assert all("never executed" in line for line in dependency_scans), plan
+
+
+def test_diagnose__explains_what_a_waiting_job_waits_on(run_worker: Any) -> None:
+    from django_jobs.diagnose import diagnose
+
+    done = jobs.step.enqueue("done")
+    run_worker()
+    later = jobs.step.using(run_at=timezone.now() + dt.timedelta(hours=1)).enqueue("later")
+    waiting = jobs.step.using(after=[done, later]).enqueue("waiting")
+
+    (reason,) = diagnose(fresh(waiting))
+
+    assert reason.code == "upstream"
+    assert reason.message.startswith(f"Waiting on 1 of 2 upstream jobs: #{later.pk} (queued, due in ")
+
+
+def test_overview_and_metrics__count_waiting_jobs() -> None:
+    from django_jobs import metrics, stats
+
+    upstream = jobs.step.using(run_at=timezone.now() + dt.timedelta(hours=1)).enqueue("up")
+    jobs.step.enqueue_many([["a"], ["b"]], after=[upstream])
+
+    (default,) = [q for q in stats.queue_stats("default", now=timezone.now()) if q.queue == "default"]
+    text = metrics.render("default", now=timezone.now())
+
+    assert (default.waiting, default.queued) == (2, 1)
+    assert 'django_jobs_jobs{queue="default",status="waiting"} 2' in text
