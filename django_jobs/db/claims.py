@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DataError, connections, transaction
+from django.db import DataError, OperationalError, connections, transaction
 
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, Dependency, JobStatus, Pause
@@ -194,6 +194,8 @@ _WAITING = status_is(JobStatus.WAITING)
 #   both update its row: the second waits for the first's commit and then counts down from the
 #   first one's result (READ COMMITTED re-reads an updated row), so no decrement is lost and only
 #   one of them sees 0. A job some failure stops in the same statement is left to ``cascaded``.
+# - ``locked``: both take the rows they change in id order first, so two workers whose outcomes
+#   reach the same downstream jobs wait on each other instead of deadlocking.
 # - ``cascaded``: a job that ended dead or stopped stops everything waiting downstream of it,
 #   transitively, each naming that job (lifecycle.upstream_failed()).
 # - ``flowcheck``: wakes the workers of the queues that got jobs, and refuses the whole statement
@@ -215,14 +217,16 @@ _FLOW = (
     f"SELECT downstream_id, upstream_id FROM edges WHERE {_FINISHED_FOR_GOOD} "
     f"UNION SELECT e.downstream_id, doomed.root FROM doomed "
     f"CROSS JOIN LATERAL (SELECT downstream_id FROM {_DEPENDENCY} WHERE upstream_id = doomed.id OFFSET 0) AS e), "
+    f"locked AS (SELECT id FROM {TABLE} WHERE id IN (SELECT downstream_id FROM edges UNION SELECT id FROM doomed) "
+    f"AND {_WAITING} ORDER BY id FOR NO KEY UPDATE), "
     f"cascaded AS (UPDATE {TABLE} AS d SET status = '{JobStatus.STOPPED.value}', finished_at = r.finished_at, "
     f"stopped_by = r.id, last_error = 'upstream job #' || r.id || ' ended ' || r.status "
     f"FROM (SELECT id, min(root) AS root FROM doomed GROUP BY id) AS x JOIN ended AS r ON r.id = x.root "
-    f"WHERE d.id = x.id AND d.{_WAITING} RETURNING d.id, d.downstream_version), "
+    f"JOIN locked ON locked.id = x.id WHERE d.id = x.id AND d.{_WAITING} RETURNING d.id, d.downstream_version), "
     f"released AS (UPDATE {TABLE} AS d SET pending_upstream = GREATEST(d.pending_upstream - c.n, 0), "
     f"status = CASE WHEN d.pending_upstream <= c.n THEN '{JobStatus.QUEUED.value}' ELSE '{JobStatus.WAITING.value}' END "
     f"FROM (SELECT downstream_id AS id, count(*) AS n FROM edges WHERE status = '{JobStatus.SUCCEEDED.value}' "
-    f"GROUP BY downstream_id) AS c "
+    f"GROUP BY downstream_id) AS c JOIN locked ON locked.id = c.id "
     f"WHERE d.id = c.id AND d.{_WAITING} AND NOT EXISTS (SELECT 1 FROM doomed WHERE doomed.id = c.id) "
     f"RETURNING d.id, d.status, d.queue, d.run_at), "
     f"flowcheck AS (SELECT (SELECT count(*) FROM (SELECT {wakeup_sql('q.queue', 'q.due')} FROM ("
@@ -409,7 +413,8 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
 
 def _run_outcomes(using: str, sql: str, params: dict[str, Any], *, worker: bool = False) -> list[tuple[Any, ...]]:
     """Run a statement that writes outcomes; again (a few times) when its workflow check found
-    that a transaction it waited on added or re-armed jobs it couldn't see (see _FLOW).
+    that a transaction it waited on added or re-armed jobs it couldn't see (see _FLOW), or when
+    it lost a deadlock.
 
     Each time it runs with a new snapshot, taken after that transaction's commit. Inside a
     transaction (rescue) each run has a savepoint, so the failed one leaves the transaction usable.
@@ -423,6 +428,11 @@ def _run_outcomes(using: str, sql: str, params: dict[str, Any], *, worker: bool 
             return run_prepared(using, sql, params, worker=worker)
         except DataError as exc:
             if STALE_MARK not in str(exc) or not tries_left:
+                raise
+        except OperationalError as exc:
+            # A deadlock with an operator's verb (which locks in its own order): the statement
+            # was rolled back whole, and runs again.
+            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or not tries_left:
                 raise
     raise AssertionError("unreachable")
 
