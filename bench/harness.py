@@ -942,12 +942,10 @@ class Bench:
         self._wait_idle(len(workers))
         probes = []
         for _ in range(RELEASE_PROBES):
-            from .benchapp.jobs import noop
-
-            members = noop.enqueue_many([[], [], []])
-            downstream = noop.using(after=members).enqueue().pk
+            downstream = wf.seed_fan_in(3)
             wait_until(
-                lambda: db.scalar(f"SELECT status FROM {db.JOB_TABLE} WHERE id = %s", [downstream]) == "succeeded",
+                lambda job=downstream: db.scalar(f"SELECT status FROM {db.JOB_TABLE} WHERE id = %s", [job])
+                == "succeeded",
                 30, "a fan-in's downstream job to succeed",
             )
             probes.append(wf.release_delay_ms(downstream))
