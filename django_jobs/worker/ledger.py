@@ -259,7 +259,9 @@ class Ledger:
                       error=f"{type(exc).__name__}: {exc}"[:200])
             self._write_one_by_one(batch)
             return 0
-        self.released += len(released)
+        if released:
+            self.released += len(released)
+            self.gated_dirty = True  # a job just queued may be one flow control holds
         del self.pending[: len(batch)]
         passed = {h.job_id for h in handoffs} if sum(1 for r in rows if r.get("gated")) == len(handoffs) else set()
         if self._gated and any(o.slot_job.get("gated") and o.slot_job["id"] not in passed for o in batch):

@@ -357,3 +357,15 @@ def test_overview_and_metrics__count_waiting_jobs() -> None:
 
     assert (default.waiting, default.queued) == (2, 1)
     assert 'django_jobs_jobs{queue="default",status="waiting"} 2' in text
+
+
+def test_after__a_released_job_with_a_concurrency_key_is_taken_by_the_gated_claim(run_worker: Any) -> None:
+    first = jobs.step.enqueue("first")
+    limited = jobs.limited_pair.using(after=[first]).enqueue(0.01)
+    keyed = jobs.sync_account.using(after=[first]).enqueue("acct", 0.01)
+
+    run_worker(concurrency=2)
+
+    assert fresh(limited).status == JobStatus.SUCCEEDED
+    assert fresh(keyed).status == JobStatus.SUCCEEDED
+    assert fresh(keyed).started_at >= fresh(first).finished_at
