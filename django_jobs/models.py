@@ -103,8 +103,9 @@ class Transitioned:
     """What a queryset transition did: the jobs it changed and those it skipped, by status.
 
     Statuses are those the jobs had when the transition looked at them (under a row lock).
-    ``skipped`` may also count ``"stopping"`` (running jobs whose stop was already requested) and
-    ``"key_taken"`` (jobs not retried because another active job holds their ``unique_key``).
+    ``skipped`` may also count ``"stopping"`` (running jobs whose stop was already requested),
+    ``"key_taken"`` (jobs not retried because another active job holds their ``unique_key``) and
+    ``"upstream_failed"`` (jobs not retried because an upstream job of theirs is dead or stopped).
     """
 
     done: Counter[str] = field(default_factory=Counter)
