@@ -69,3 +69,25 @@ def test_chain__of_five_runs_in_order_on_three_workers(workers: Any) -> None:
     stored = [Job.objects.get(pk=j.pk) for j in chain]
     for before, after in zip(stored, stored[1:]):
         assert after.started_at >= before.finished_at
+
+
+def test_cascade_and_rearm__a_dead_upstream_stops_its_downstream_and_a_retry_runs_them_once(workers: Any) -> None:
+    upstream = jobs.fail_unless_fixed.enqueue("upstream")
+    middle = jobs.step.using(after=[upstream]).enqueue("middle")
+    last = jobs.step.using(after=[middle]).enqueue("last")
+    workers(2, concurrency=2)
+
+    assert finished(upstream).status == JobStatus.DEAD
+    for job in (middle, last):
+        stopped = finished(job)
+        assert (stopped.status, stopped.last_error) == (JobStatus.STOPPED, f"upstream job #{upstream.pk} ended dead")
+
+    SideEffect.objects.create(job_id=0, label="fixed")
+    assert Job.objects.get(pk=upstream.pk).retry()
+    wait_until(
+        lambda: Job.objects.filter(pk=last.pk, status=JobStatus.SUCCEEDED).exists(),
+        timeout=60, message=lambda: f"the last job to succeed: {Job.objects.get(pk=last.pk).status}",
+    )
+
+    runs = list(SideEffect.objects.order_by("id").values_list("label", flat=True))
+    assert runs == ["fixed", "upstream", "middle", "last"]
