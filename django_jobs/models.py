@@ -599,17 +599,18 @@ class Job(models.Model):
 class Dependency(models.Model):
     """One edge of a workflow: ``downstream`` waits until ``upstream`` has succeeded.
 
-    Rows are written with the downstream job (``using(after=[...])``) and deleted when pruning
-    deletes either job. No database foreign keys: pruning deletes jobs with raw SQL.
+    Rows are written with the downstream job (``using(after=[...])``) and deleted with either job
+    (by pruning's statement, or by Django's delete cascade). No database foreign keys: pruning
+    deletes jobs with raw SQL, and an upstream job may go before its (finished) downstream jobs.
     """
 
     id = models.BigAutoField(primary_key=True)
     # (No index of their own: the unique constraint and the index below lead with each.)
     upstream = models.ForeignKey(
-        Job, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="downstream_edges"
+        Job, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="downstream_edges"
     )
     downstream = models.ForeignKey(
-        Job, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="upstream_edges"
+        Job, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="upstream_edges"
     )
 
     class Meta:

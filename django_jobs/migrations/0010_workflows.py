@@ -62,12 +62,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='dependency',
             name='downstream',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='upstream_edges', to='django_jobs.job'),
+            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='upstream_edges', to='django_jobs.job'),
         ),
         migrations.AddField(
             model_name='dependency',
             name='upstream',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='downstream_edges', to='django_jobs.job'),
+            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='downstream_edges', to='django_jobs.job'),
         ),
         migrations.AddIndex(
             model_name='dependency',

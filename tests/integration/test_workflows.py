@@ -369,3 +369,15 @@ def test_after__a_released_job_with_a_concurrency_key_is_taken_by_the_gated_clai
     assert fresh(limited).status == JobStatus.SUCCEEDED
     assert fresh(keyed).status == JobStatus.SUCCEEDED
     assert fresh(keyed).started_at >= fresh(first).finished_at
+
+
+def test_delete__of_a_job_deletes_its_edges_and_a_stopped_then_retried_downstream_runs() -> None:
+    upstream = jobs.step.using(run_at=timezone.now() + dt.timedelta(hours=1)).enqueue("up")
+    downstream = jobs.step.using(after=[upstream]).enqueue("down")
+
+    Job.objects.filter(pk=upstream.pk).delete()
+
+    assert not Dependency.objects.exists()
+    assert fresh(downstream).stop()
+    assert fresh(downstream).retry()
+    assert fresh(downstream).status == JobStatus.QUEUED
