@@ -245,6 +245,7 @@ def claim_statement(limit: int) -> tuple[str, dict[str, Any]]:
         "paused_names": [],
         "limit": limit,
         "worker_id": "bench:explain",
+        "names": registry.names(),
     }
     return claims.claim_sql("default"), params
 

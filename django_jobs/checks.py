@@ -38,6 +38,7 @@ _NUMBER_MIN: dict[str, float] = {
     "HEARTBEAT_INTERVAL": 0.01,
     "RESCUE_AFTER": 0.01,
     "STOP_GRACE": 0,
+    "UNKNOWN_JOB_GRACE": 0,
     "PRUNE_INTERVAL": 0.01,
     "MAIL_ADMINS_INTERVAL": 0,
 }

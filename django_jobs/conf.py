@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_INTERVAL": 5.0,
     # Seconds without a heartbeat after which a worker counts as lost and its jobs are rescued.
     "RESCUE_AFTER": 60.0,
+    # Seconds a queued job whose name no live worker registers waits for one (a rolling deploy
+    # whose new workers aren't up yet) before it ends dead with JobNotRegistered.
+    "UNKNOWN_JOB_GRACE": 600.0,
     # Seconds a running job gets to return after a stop request before its process is killed.
     "STOP_GRACE": 10.0,
     # How long finished jobs are kept, in seconds per outcome; None keeps them forever.

@@ -18,8 +18,8 @@ from .models import READY_STATUSES, RETRY_FROM, Dependency, Job, JobStatus, Paus
 class Reason:
     """One thing keeping a job from running, as a stable code and a sentence."""
 
-    #: not_waiting, upstream, scheduled, backoff, paused_queue, paused_name, held, no_worker, busy,
-    #: imminent
+    #: not_waiting, upstream, scheduled, backoff, paused_queue, paused_name, held, no_worker,
+    #: unknown_name, busy, imminent
     code: str
     message: str
 
@@ -114,6 +114,19 @@ def why_not_running(
                 "no_worker",
                 f"No live worker serves the queue '{job.queue}'{elsewhere}. Start one with "
                 f"`manage.py runjobs --queue {job.queue}`, or without --queue to serve every queue.",
+            )
+        )
+    elif not any(w.knows(job.name) for w in serving):
+        grace = float(jobs_settings.UNKNOWN_JOB_GRACE)
+        aside = (f" A worker that doesn't know it set it aside at "
+                 f"{timezone.localtime(job.parked_at).strftime('%Y-%m-%d %H:%M:%S %Z')}." if job.parked_at else "")
+        reasons.append(
+            Reason(
+                "unknown_name",
+                f"No live worker knows the job name '{job.name}': none of the {len(serving)} serving "
+                f"its queue registers it in its code.{aside} Deploy workers with the code that defines "
+                f"it; once none has known it for UNKNOWN_JOB_GRACE ({timedelta(seconds=grace)}), it "
+                f"ends dead with JobNotRegistered.",
             )
         )
     elif not reasons and all(len(w.running) >= w.concurrency for w in serving):

@@ -236,6 +236,22 @@ def never_received(attempt: Attempt, now: datetime) -> Transition:
     return handed_back
 
 
+def never_known(name: str, now: datetime, grace: float) -> Transition:
+    """Decide the end of a job that waited, set aside, for a worker that registers its name, and
+    that no live worker has known for ``grace`` seconds: dead with ``JobNotRegistered``. It never
+    started, so no attempt is spent; retried once such a worker is deployed, it runs."""
+    ended = Ended.failure(
+        Happened.UNREGISTERED, "JobNotRegistered",
+        f"no live worker has registered a job named {name!r} for {grace:g} s (UNKNOWN_JOB_GRACE). "
+        f"Deploy workers whose code defines it, then retry this job.",
+        retryable=False,
+    )
+    assert ended.error is not None
+    entry: dict[str, Any] = {"finished_at": now.isoformat(), "outcome": ended.happened.value,
+                             "error": ended.error.as_dict()}
+    return Transition(JobStatus.DEAD, entry, last_error=ended.error.summary)
+
+
 # -- workflows: where a job that waits on upstream jobs stands -------------------------------------
 
 #: Upstream statuses that stop everything downstream (failed for good).

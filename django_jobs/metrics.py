@@ -143,6 +143,15 @@ def render(using: str, *, now: datetime) -> str:
             for p in stats.schedule_problems(using)
         ],
     )
+    unknown = stats.unknown_names(using, now=now)
+    out.family(
+        "django_jobs_unknown_name_jobs",
+        "gauge",
+        "Queued jobs set aside because the worker that claimed them doesn't register their name, "
+        "by name and whether a live worker knows it (known=\"false\": they end dead after "
+        "UNKNOWN_JOB_GRACE); absent while none.",
+        [({"name": u.name, "known": "true" if u.known_by else "false"}, u.jobs) for u in unknown],
+    )
     _limit_families(out, stats.limit_usage(using, now=now))
     return out.text()
 

@@ -85,6 +85,9 @@ KEY_HOLDERS = {
 SEQUENCE_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING, JobStatus.DEAD)
 #: Rows no flow-control gate holds, and rows held by a concurrency or rate key (not a sequence).
 UNGATED = Q(concurrency_key__isnull=True, rate_key__isnull=True, sequence_key__isnull=True)
+#: Rows a worker set aside because no job of that name is registered in its code (parked_at).
+PARKED = Q(parked_at__isnull=False)
+UNPARKED = Q(parked_at__isnull=True)
 KEYED = Q(sequence_key__isnull=True) & (Q(concurrency_key__isnull=False) | Q(rate_key__isnull=False))
 
 #: The statuses each operator transition applies to; the row and the queryset verbs share them.
@@ -440,6 +443,11 @@ class Job(models.Model):
     concurrency_key = models.CharField(max_length=255, null=True, blank=True)
     rate_key = models.CharField(max_length=255, null=True, blank=True)
     sequence_key = models.CharField(max_length=255, null=True, blank=True)
+    # When a worker that doesn't know this job's name claimed it and set it aside (a rolling
+    # deploy: the enqueuing code is newer than that worker). A parked job is out of the claim's
+    # index; workers that know the name claim it from django_jobs_parked_idx, and it ends dead
+    # with JobNotRegistered only once no live worker has known the name for UNKNOWN_JOB_GRACE.
+    parked_at = models.DateTimeField(null=True, blank=True)
     # Workflows (using(after=[...]), docs/how-to/workflows.md). Database defaults too, so that
     # processes still running the code before these columns (during a deploy) can insert jobs.
     # How many upstream jobs of a waiting job haven't succeeded yet: each success takes one off in
@@ -471,7 +479,17 @@ class Job(models.Model):
                 "run_at",
                 "id",
                 name="django_jobs_ready_idx",
-                condition=Q(status__in=READY_STATUSES) & UNGATED,
+                condition=Q(status__in=READY_STATUSES) & UNGATED & UNPARKED,
+            ),
+            # Jobs set aside by workers that didn't know their name, by name: a worker that knows
+            # one claims its jobs in claim order. Usually empty.
+            models.Index(
+                "name",
+                F("priority").desc(),
+                "run_at",
+                "id",
+                name="django_jobs_parked_idx",
+                condition=Q(status__in=READY_STATUSES) & PARKED,
             ),
             # The gated claim's walk over concurrency and rate keys (db/gates.py): one probe per
             # distinct key, then that key's first jobs in claim order.
@@ -628,6 +646,8 @@ class Dependency(models.Model):
 #: NOTIFY payloads that aren't queue names start with "!": every worker acts on them.
 CONTROL_STOP = "!stop"
 CONTROL_PAUSE = "!pause"
+#: A worker set aside jobs whose name it doesn't know: workers that know it put them back.
+CONTROL_PARKED = "!parked"
 
 
 def _notify(queue: str) -> None:
@@ -675,12 +695,49 @@ class Worker(models.Model):
     # Which kernel and PID namespace ``pid`` belongs to (boot id and namespace inode): a worker may
     # only judge another's pid dead when both are its own. Empty when they can't be read.
     pid_namespace = models.CharField(max_length=100, blank=True, default="", db_default="")
+    # The job names registered in its code: the jobs it can run (see KnownName).
+    names = models.JSONField(default=list, blank=True, db_default=[])
 
     class Meta:
         ordering = ["worker_id"]
 
     def __str__(self) -> str:
         return self.worker_id
+
+    def knows(self, name: str) -> bool:
+        """Whether this worker's code registers the job name. A worker from before names were
+        recorded (none listed) counts as knowing every name: nothing says it doesn't."""
+        return not self.names or name in self.names
+
+
+class KnownNameManager(models.Manager["KnownName"]):
+    def saw(self, names: list[str], now: datetime) -> None:
+        """Record that a live worker knows ``names`` at ``now`` (one statement)."""
+        if names:
+            self.bulk_create(
+                [KnownName(name=name, seen_at=now) for name in names],
+                update_conflicts=True, unique_fields=["name"], update_fields=["seen_at"],
+            )
+
+    def known_since(self, name: str, since: datetime) -> bool:
+        """Whether a worker has said it knows ``name`` at ``since`` or later."""
+        return self.filter(name=name, seen_at__gte=since).exists()
+
+
+class KnownName(models.Model):
+    """A job name some worker has registered, and when a worker last said so.
+
+    Kept after the workers exit (worker rows are deleted then), so that a job whose name no live
+    worker knows ends dead only once none has known it for UNKNOWN_JOB_GRACE.
+    """
+
+    name = models.CharField(max_length=255, primary_key=True)
+    seen_at = models.DateTimeField()
+
+    objects = KnownNameManager()
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class PauseManager(models.Manager["Pause"]):

@@ -44,13 +44,16 @@ class Registry:
             return self._jobs[name]
         except KeyError:
             pass
-        close = difflib.get_close_matches(name, self._jobs, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise JobNotRegistered(
-            f"No job is registered as {name!r}.{hint} Jobs are registered by decorating a "
+            f"No job is registered as {name!r}.{self.did_you_mean(name)} Jobs are registered by decorating a "
             f"function with @job in a module that is imported at startup: put it in a jobs.py "
             f"module of an app in INSTALLED_APPS."
         )
+
+    def did_you_mean(self, name: str) -> str:
+        """`` Did you mean 'shop.send_email'?`` for the registered name closest to ``name``, or ""."""
+        close = difflib.get_close_matches(name, self._jobs, n=1)
+        return f" Did you mean {close[0]!r}?" if close else ""
 
     def names(self) -> list[str]:
         return sorted(self._jobs)
@@ -118,6 +121,11 @@ def queue_problem(queue: object) -> str | None:
     if queue != queue.strip():
         return f"queue {queue!r} starts or ends with whitespace, which runjobs --queue strips"
     return None
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` can't be a stored job's name (too long, or not storable text), or None."""
+    return _text_problem("job name", name, NAME_MAX_LENGTH)
 
 
 def _check_queue(queue: object) -> None:

@@ -18,10 +18,11 @@ from django.utils.dateparse import parse_datetime
 
 from .conf import jobs_settings
 from .db import gates
+from .db import maintenance as db_maintenance
 from .db import stats as db_stats
 from .exceptions import JobNotRegistered
 from .flow import KeyTemplate, Limits, Rate
-from .models import FINISHED_STATUSES, Job, JobStatus, Limit, Pause, Schedule, Worker
+from .models import FINISHED_STATUSES, Job, JobStatus, KnownName, Limit, Pause, Schedule, Worker
 from .registry import registry
 
 #: How far back "recently finished" looks.
@@ -194,6 +195,48 @@ def worker_stats(using: str, *, now: datetime) -> list[WorkerStats]:
     return result
 
 
+@dataclass
+class UnknownName:
+    """A job name whose ready jobs a worker set aside because its code doesn't register it."""
+
+    name: str
+    #: Its ready jobs set aside, and since when the oldest has waited so.
+    jobs: int
+    parked_since: datetime
+    #: Live workers whose code registers it (they put its jobs back and run them).
+    known_by: list[str]
+    #: When a worker last said it knows the name (None: none ever did, or not recently recorded).
+    last_known: datetime | None
+
+    def ends_dead_at(self, grace: float) -> datetime | None:
+        """When its oldest job ends dead with JobNotRegistered if no worker that knows it comes
+        (None while a live worker knows it)."""
+        if self.known_by:
+            return None
+        since = max(self.parked_since, self.last_known or self.parked_since)
+        return since + timedelta(seconds=grace)
+
+
+def live_workers(using: str, *, now: datetime) -> list[Worker]:
+    """The workers with a heartbeat within RESCUE_AFTER (rescue counts the others as gone)."""
+    fresh_after = now - timedelta(seconds=float(jobs_settings.RESCUE_AFTER))
+    return list(Worker.objects.using(using).filter(last_heartbeat__gte=fresh_after))
+
+
+def unknown_names(using: str, *, now: datetime) -> list[UnknownName]:
+    """The names of jobs set aside by a worker that didn't know them, by name."""
+    parked = db_maintenance.parked_by_name(using)
+    if not parked:
+        return []
+    live = live_workers(using, now=now)
+    seen = dict(KnownName.objects.using(using).filter(name__in=[n for n, _, _ in parked])
+                .values_list("name", "seen_at"))
+    return [
+        UnknownName(name, jobs, since, sorted(w.worker_id for w in live if w.knows(name)), seen.get(name))
+        for name, jobs, since in sorted(parked)
+    ]
+
+
 def paused(using: str) -> tuple[list[Pause], list[Pause]]:
     """The pauses in force: (queues, job names), each sorted by value."""
     pauses = list(Pause.objects.using(using).order_by("value"))
@@ -271,6 +314,10 @@ class KeyUsage:
     at_limit: int = 0
 
 
+#: How people are told who set a limit (``LimitUsage.*_source``).
+LIMIT_SOURCES = {"code": "code", "settings": "settings", "operator": "an operator"}
+
+
 @dataclass
 class LimitUsage:
     """A limited queue or job name: the limits in effect, who set each, and how much is used.
@@ -303,6 +350,44 @@ class LimitUsage:
     def start_key(self) -> str:
         """The key the rate gate logs this target's starts under (flow.Gate.start_key)."""
         return f"queue:{self.target}" if self.scope == "queue" else self.target
+
+    @property
+    def full(self) -> bool:
+        """Whether it holds jobs back now: at its concurrency or rate, or with keys at theirs."""
+        at_concurrency = (
+            self.concurrency is not None
+            and self.running >= self.concurrency
+            and not self.concurrency_per_key
+        )
+        at_rate = (
+            self.rate_starts is not None and self.rate is not None
+            and self.rate_starts >= self.rate.count
+        )
+        return at_concurrency or at_rate or any(usage.at_limit for usage in self.keys.values())
+
+    def in_words(self) -> dict[str, str]:
+        """Its use of each limit and who set them, as the overview and ``jobs stats`` say it:
+        ``concurrency``, ``rate`` and ``keys`` ("" when it has none) and ``source``."""
+        concurrency = rate = ""
+        if self.concurrency is not None:
+            per_key = f" per {self.concurrency_per_key}" if self.concurrency_per_key else ""
+            concurrency = f"{self.running:,} running, at most {self.concurrency:,}{per_key}"
+        if self.rate is not None:
+            if self.rate_per_key:
+                rate = f"at most {self.rate} per {self.rate_per_key}"
+            else:
+                rate = f"{self.rate_starts or 0:,} started of {self.rate}"
+        keys = "; ".join(
+            f"{kind}: {usage.waiting:,} with jobs waiting, {usage.at_limit:,} at the limit"
+            for kind, usage in self.keys.items()
+        )
+        sources = {LIMIT_SOURCES[s] for s in (self.concurrency_source, self.rate_source) if s}
+        return {
+            "concurrency": concurrency,
+            "rate": rate,
+            "keys": keys,
+            "source": " and ".join(sorted(sources)),
+        }
 
 
 def limit_usage(using: str, *, now: datetime) -> list[LimitUsage]:

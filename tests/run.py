@@ -16,9 +16,12 @@ stage passed:
                 pyproject.toml, drawn in docs/explanation/architecture.md).
 ``types``       mypy with django-stubs over django_jobs/.
 ``migrations``  ``makemigrations --check``: no model change lacks its migration.
-``docs``        the Sphinx site from docs/, warnings as errors (built in a temporary folder).
+``docs``        the Sphinx site from docs/, warnings as errors (built in a temporary folder);
+                then every Python sample of README.md and docs/ run in a new ``startproject``
+                site (tests/integration/test_docs.py).
 ``tests``       the suite, ``-m "not slow"``, on ``.venv``: this Python (3.11 in CI), Django
-                5.2 and the django-tasks backport.
+                5.2 and the django-tasks backport. Without pytest arguments it leaves out
+                tests/integration/test_docs.py, which the docs stage runs.
 ``tests-dj6``   the same suite on ``.venv-dj6``: Python 3.12 or newer and the newest Django 6.
                 The interpreter is ``$DJANGO_JOBS_DJ6_PYTHON``, else the newest of
                 python3.14/3.13/3.12 on PATH or under ~/.pyenv/versions. Without one the stage
@@ -255,6 +258,9 @@ def find_dj6_python() -> tuple[str | None, str]:
     return None, "no python3.12, 3.13 or 3.14 on PATH or under ~/.pyenv/versions"
 
 
+DOCS_SAMPLES = "tests/integration/test_docs.py"
+
+
 def _suite_args(args: list[str]) -> list[str]:
     return args or ["-m", "not slow"]
 
@@ -280,11 +286,14 @@ def build_stages(python: Path) -> list[Stage]:
 
     def docs(args: list[str], env: dict[str, str]) -> int:
         with tempfile.TemporaryDirectory(prefix="django-jobs-docs-") as out:
-            return run_child([_venv_tool(python, "sphinx-build"), "-W", "--keep-going", "-q",
-                              "-b", "html", "docs", out], env)
+            built = run_child([_venv_tool(python, "sphinx-build"), "-W", "--keep-going", "-q",
+                               "-b", "html", "docs", out], env)
+        samples = run_pytest(python, ["-q", DOCS_SAMPLES], env)
+        return built or samples
 
     def tests(args: list[str], env: dict[str, str]) -> int:
-        return run_pytest(python, _suite_args(args), env)
+        # The docs stage runs the samples; the Django 6 leg runs them again, on Django 6.
+        return run_pytest(python, args or [*_suite_args(args), f"--ignore={DOCS_SAMPLES}"], env)
 
     def tests_dj6(args: list[str], env: dict[str, str]) -> int | str:
         interpreter, where = find_dj6_python()
@@ -307,7 +316,7 @@ def build_stages(python: Path) -> list[Stage]:
         Stage("layers", False, layers),
         Stage("types", False, types),
         Stage("migrations", False, migrations),
-        Stage("docs", False, docs),
+        Stage("docs", True, docs),
         Stage("tests", True, tests),
         Stage("tests-dj6", True, tests_dj6),
         Stage("packaging", False, packaging),

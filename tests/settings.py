@@ -33,6 +33,9 @@ INSTALLED_APPS = [
     "tests.testapp",
     "example_project.shop",
 ]
+# tests/process/test_rolling_deploy.py: a worker "from before" the job tests.v2app defines.
+if not os.environ.get("DJANGO_JOBS_TEST_OLD_CODE"):
+    INSTALLED_APPS.append("tests.v2app")
 # Django's Tasks framework on django-jobs (tests/test_backend.py, tests/testapp/tasks.py). Django
 # 5.2 gets it from the django-tasks backport, an app of its own.
 TASKS = {"default": {"BACKEND": "django_jobs.backend.JobsBackend", "QUEUES": ["default", "emails"]}}

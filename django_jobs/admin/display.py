@@ -4,60 +4,16 @@ and a job's history with its errors and tracebacks."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
 from ..models import Job, JobStatus
+from ..readable import first_line, format_duration, moment
 
 #: Pretty-printed JSON longer than this many characters is cut on the job's page.
 JSON_SHOWN_MAX = 10_000
-
-
-def format_age(age: timedelta | None) -> str:
-    """A duration an operator reads at a glance: "45 s", "3 min 20 s", "2 h 5 min", "3 d 4 h"."""
-    if age is None:
-        return "—"
-    seconds = int(age.total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def format_duration(delta: timedelta | None) -> str:
-    """A job's duration or age at a glance: "850 ms", "12.5 s", "3 min 20 s", "2 h 5 min"."""
-    if delta is None:
-        return "—"
-    seconds = max(delta.total_seconds(), 0.0)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    return format_age(delta)
-
-
-def first_line(text: str, limit: int = 100) -> str:
-    """Return the first line of ``text``, cut to ``limit`` characters."""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def moment(value: Any) -> str:
-    """A stored timestamp (datetime or ISO text from a history entry) on the site's clock."""
-    when = parse_datetime(value) if isinstance(value, str) else value
-    if not isinstance(when, datetime):
-        return str(value or "—")
-    return timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _row(*cells: Any) -> str:

@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from ..db import gates
 from ..diagnose import diagnose
 from ..models import READY_STATUSES, Job, JobStatus
+from ..readable import run_time
 from ..registry import registry
 from . import display, workflow
 from .filters import FlowKeyFilter, NameFilter, QueueFilter
@@ -107,13 +108,10 @@ class _JobAdminBase(VerbAdmin):
 
     @admin.display(description="Duration")
     def duration(self, obj: Job) -> str:
-        if obj.started_at is None:
-            return "—"
-        if obj.status == JobStatus.RUNNING:
-            return f"{display.format_duration(timezone.now() - obj.started_at)} so far"
-        if obj.finished_at is None or obj.finished_at < obj.started_at:
-            return "—"
-        return display.format_duration(obj.finished_at - obj.started_at)
+        return run_time(
+            obj.started_at, obj.finished_at, running=obj.status == JobStatus.RUNNING,
+            now=timezone.now(),
+        )
 
     @admin.display(description="Last error")
     def error(self, obj: Job) -> str:

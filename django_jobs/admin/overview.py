@@ -23,8 +23,8 @@ from django.utils.html import format_html
 from .. import stats
 from ..conf import jobs_settings
 from ..models import Job, Pause
+from ..readable import format_age
 from ..registry import registry
-from .display import format_age
 
 TEMPLATE = "admin/django_jobs/overview.html"
 PAUSE_PERMISSION = "django_jobs.add_pause"
@@ -100,6 +100,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         queues = stats.queue_stats(using, now=now, extra_queues=worker_queues)
         paused_queues, paused_names = stats.paused(using)
         stored = stats.stored_finished(using)
+        grace = float(jobs_settings.UNKNOWN_JOB_GRACE)
         refresh = request.GET.get("refresh", "")
         context = {
             **self.admin_site.each_context(request),
@@ -127,6 +128,16 @@ class QueueOverviewAdmin(admin.ModelAdmin):
                     "message": p.message,
                 }
                 for p in stats.schedule_problems(using)
+            ],
+            "unknown_names": [
+                {
+                    "name": u.name,
+                    "jobs": _jobs_link(u.jobs, name=u.name, status="queued"),
+                    "since": u.parked_since,
+                    "known_by": ", ".join(u.known_by),
+                    "ends_dead_at": u.ends_dead_at(grace),
+                }
+                for u in stats.unknown_names(using, now=now)
             ],
             "registered_names": registry.names(),
             "queue_names": [q.queue for q in queues],
@@ -271,39 +282,19 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         return self._redirect()
 
 
-#: How the overview says who set a limit.
-LIMIT_SOURCES = {"code": "code", "settings": "settings", "operator": "an operator"}
-
-
 def _limit_row(u: stats.LimitUsage) -> dict[str, Any]:
     """One limited queue or job name: its use of each limit, and who set it."""
-    concurrency = rate = ""
-    if u.concurrency is not None:
-        per_key = f" per {u.concurrency_per_key}" if u.concurrency_per_key else ""
-        concurrency = f"{u.running:,} running, at most {u.concurrency:,}{per_key}"
-    if u.rate is not None:
-        if u.rate_per_key:
-            rate = f"at most {u.rate} per {u.rate_per_key}"
-        else:
-            rate = f"{u.rate_starts or 0:,} started of {u.rate}"
-    held = []
-    for kind, usage in u.keys.items():
-        held.append(f"{kind}: {usage.waiting:,} with jobs waiting, {usage.at_limit:,} at the limit")
-    keys = "; ".join(held)
-    sources = {LIMIT_SOURCES[s] for s in (u.concurrency_source, u.rate_source) if s}
-    full = (u.concurrency is not None and u.running >= u.concurrency and not u.concurrency_per_key) or (
-        u.rate_starts is not None and u.rate is not None and u.rate_starts >= u.rate.count
-    )
+    words = u.in_words()
     return {
         "scope": u.scope,
         "label": "Queue" if u.scope == "queue" else "Job",
         "target": u.target,
-        "concurrency": concurrency or "—",
-        "rate": rate or "—",
-        "keys": keys or "—",
-        "source": " and ".join(sorted(sources)),
+        "concurrency": words["concurrency"] or "—",
+        "rate": words["rate"] or "—",
+        "keys": words["keys"] or "—",
+        "source": words["source"],
         "note": u.note,
-        "full": full or any(usage.at_limit for usage in u.keys.values()),
+        "full": u.full,
     }
 
 

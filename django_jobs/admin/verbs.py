@@ -1,10 +1,10 @@
-"""The operator's verbs on jobs (retry, stop, dead-letter): what each says, who may use it, and the
-pages that confirm it for one job, a selection or every job a filter matches."""
+"""The operator's verbs on jobs (retry, stop, dead-letter) in the admin: who may use each, and the
+pages that confirm it for one job, a selection or every job a filter matches. What each verb says
+is in django_jobs/verbs.py, shared with ``manage.py jobs``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -14,7 +14,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ERROR_FLAG, ORDER_VAR, PAGE_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -24,150 +24,9 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.translation import ngettext
 
-from ..models import DEAD_LETTER_FROM, RETRY_FROM, STOP_FROM, Job, JobStatus, Transitioned
-
-
-@dataclass(frozen=True)
-class Verb:
-    """An operator transition as the admin offers it: buttons, permission, confirmation, report."""
-
-    #: The JobQuerySet method, and has_<name>_permission on the admin.
-    name: str
-    slug: str
-    label: str
-    permission: str
-    allowed: tuple[str, ...]
-    #: Past tense for one job, and the ngettext pair for the report.
-    past: str
-    done: tuple[str, str]
-    #: What the confirmation page says it does.
-    explanation: str
-    #: Why a job is skipped, by the status (or Transitioned key) it had: (one, many).
-    skips: dict[str, tuple[str, str]]
-    takes_note: bool = False
-
-    def skip_reason(self, key: str, count: int) -> str:
-        one, many = self.skips.get(key, (f"it is {key}", f"they are {key}"))
-        return ngettext(one, many, count)
-
-    def outcome(self, status: str, count: int) -> str:
-        """What happens to ``count`` jobs of ``status``, for the confirmation page."""
-        if status not in self.allowed:
-            return f"skipped: {self.skip_reason(status, count)}"
-        if self.name == "stop" and status == JobStatus.RUNNING:
-            return "asked to stop"
-        return self.past
-
-    def report(self, result: Transitioned) -> str:
-        """ "3 jobs retried; 1 skipped: it is running." """
-        parts = []
-        if self.name == "stop":
-            asked = result.done[JobStatus.RUNNING]
-            stopped = result.done_count - asked
-            if stopped or not asked:
-                parts.append(ngettext(*self.done, stopped) % {"count": stopped})
-            if asked:
-                parts.append(
-                    ngettext(
-                        "%(count)d running job asked to stop",
-                        "%(count)d running jobs asked to stop",
-                        asked,
-                    )
-                    % {"count": asked}
-                )
-        else:
-            parts.append(ngettext(*self.done, result.done_count) % {"count": result.done_count})
-        for key, count in sorted(result.skipped.items()):
-            parts.append(f"{count} skipped: {self.skip_reason(key, count)}")
-        return "; ".join(parts) + "."
-
-    def report_one(self, job: Job, result: Transitioned) -> str:
-        """ "Job #12 retried." or "Job #12 not retried: it is running." """
-        if result.done_count:
-            past = (
-                "asked to stop"
-                if result.done[JobStatus.RUNNING] and self.name == "stop"
-                else self.past
-            )
-            return f"Job #{job.pk} {past}."
-        (key,) = result.skipped or {job.status: 1}
-        return f"Job #{job.pk} not {self.past}: {self.skip_reason(key, 1)}."
-
-
-_SUCCEEDED = ("it succeeded", "they succeeded")
-VERBS = {
-    verb.slug: verb
-    for verb in (
-        Verb(
-            name="retry",
-            slug="retry",
-            label="Retry",
-            permission="django_jobs.retry_job",
-            allowed=tuple(RETRY_FROM),
-            past="retried",
-            done=("%(count)d job retried", "%(count)d jobs retried"),
-            explanation="Dead, stopped and retrying jobs go back to the queue, due now, their "
-            "history kept; a dead or stopped job gets a fresh set of attempts. A job that waits on "
-            "upstream jobs waits again on those that haven't succeeded, and the jobs a failure "
-            "stopped downstream of a retried job wait again too.",
-            skips={
-                JobStatus.WAITING: ("it is waiting on upstream jobs", "they are waiting on upstream jobs"),
-                JobStatus.QUEUED: ("it is already queued", "they are already queued"),
-                JobStatus.RUNNING: ("it is running", "they are running"),
-                JobStatus.SUCCEEDED: _SUCCEEDED,
-                "key_taken": (
-                    "another waiting or running job holds its unique_key",
-                    "other waiting or running jobs hold their unique_key",
-                ),
-                "upstream_failed": (
-                    "an upstream job of it failed for good: retry that one",
-                    "an upstream job of theirs failed for good: retry that one",
-                ),
-            },
-        ),
-        Verb(
-            name="stop",
-            slug="stop",
-            label="Stop",
-            permission="django_jobs.stop_job",
-            allowed=tuple(STOP_FROM),
-            past="stopped",
-            done=("%(count)d job stopped", "%(count)d jobs stopped"),
-            explanation="Waiting, queued and retrying jobs end stopped at once; running jobs are "
-            "asked to stop and get STOP_GRACE seconds to return before their process is killed. "
-            "Jobs waiting downstream of a stopped job end stopped too.",
-            skips={
-                JobStatus.SUCCEEDED: ("it already succeeded", "they already succeeded"),
-                JobStatus.STOPPED: ("it is already stopped", "they are already stopped"),
-                JobStatus.DEAD: ("it is dead", "they are dead"),
-                "stopping": ("it was already asked to stop", "they were already asked to stop"),
-            },
-        ),
-        Verb(
-            name="dead_letter",
-            slug="dead-letter",
-            label="Dead-letter",
-            permission="django_jobs.deadletter_job",
-            allowed=tuple(DEAD_LETTER_FROM),
-            past="dead-lettered",
-            done=("%(count)d job dead-lettered", "%(count)d jobs dead-lettered"),
-            explanation="Waiting, queued, retrying and stopped jobs end dead, with your note in their "
-            "history; they stay on the dead letters page until retried or pruned. Jobs waiting "
-            "downstream of them end stopped.",
-            skips={
-                JobStatus.RUNNING: (
-                    "it is running: stop it first",
-                    "they are running: stop them first",
-                ),
-                JobStatus.SUCCEEDED: _SUCCEEDED,
-                JobStatus.DEAD: ("it is already dead", "they are already dead"),
-            },
-            takes_note=True,
-        ),
-    )
-}
+from ..models import Job, Transitioned
+from ..verbs import NOTE_MAX_LENGTH, VERBS, Verb, preview
 
 
 class NoteForm(forms.Form):
@@ -175,7 +34,7 @@ class NoteForm(forms.Form):
 
     note = forms.CharField(
         required=False,
-        max_length=500,
+        max_length=NOTE_MAX_LENGTH,
         widget=forms.TextInput(attrs={"class": "vTextField"}),
         help_text="Why, for whoever finds these jobs later: it goes into each job's history.",
     )
@@ -385,30 +244,16 @@ class VerbAdmin(admin.ModelAdmin):
         filters: Sequence[tuple[str, str]] = (),
     ) -> HttpResponse:
         """The page that says what a verb would do to these jobs, by name and status, and asks."""
-        groups = (
-            queryset.order_by()
-            .values("name", "status")
-            .annotate(count=Count("pk"))
-            .order_by("name", "status")
-        )
-        rows = [{**g, "outcome": verb.outcome(g["status"], g["count"])} for g in groups]
-        will = sum(r["count"] for r in rows if r["status"] in verb.allowed)
-        total = sum(r["count"] for r in rows)
-        past = "stopped (or, if running, asked to stop)" if verb.name == "stop" else verb.past
-        summary = ngettext(
-            "%(will)d of %(total)d job will be %(past)s; %(skipped)d skipped.",
-            "%(will)d of %(total)d jobs will be %(past)s; %(skipped)d skipped.",
-            total,
-        ) % {"will": will, "total": total, "past": past, "skipped": total - will}
+        shown = preview(verb, queryset)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"{verb.label}: are you sure?",
             "verb": verb,
-            "rows": rows,
-            "total": total,
-            "will": will,
-            "summary": summary,
+            "rows": shown.rows,
+            "total": shown.total,
+            "will": shown.will,
+            "summary": shown.summary,
             "form": form,
             "hidden": hidden,
             "filters": filters,

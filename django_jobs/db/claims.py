@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,16 @@ from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, Dependency, JobStatus, Pause
 from .channel import wakeup_sql
 from .connection import dump_json, json_value, placeholders, run_prepared
-from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in, status_is
+from .tables import (
+    KEY_EXPR,
+    KEYED_SQL,
+    PARKED_SQL,
+    PLAIN_SQL,
+    READY_SQL,
+    TABLE,
+    status_in,
+    status_is,
+)
 
 CLAIM_COLUMNS = ("id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout")
 
@@ -27,10 +36,22 @@ def _claimable_sql(filter_queues: bool) -> str:
     # can be planned as a join that runs the subquery more than once).
     queue_filter = "AND queue = ANY(%(queues)b::text[]) " if filter_queues else ""
     return (
-        f"SELECT id FROM {TABLE} WHERE {READY_SQL} AND {UNGATED_SQL} AND run_at <= %(now)s {queue_filter}"
+        f"SELECT id, name = ANY(%(names)b::text[]) AS known FROM {TABLE} WHERE {READY_SQL} AND {PLAIN_SQL} "
+        f"AND run_at <= %(now)s {queue_filter}"
         f"AND queue <> ALL(%(paused_queues)b::text[]) AND name <> ALL(%(paused_names)b::text[]) "
         f"ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     )
+
+
+# Rows of names the claiming worker's code doesn't register (%(names)s are the ones it does) are
+# not claimed but set aside, still queued, in the same statement: they leave the claim's index,
+# so neither this worker nor another that doesn't know them walks over them again, and a worker
+# that knows the name puts them back (UNPARK). Filtering them out of the walk instead would make
+# every claim step over all of them (10,000 queued by newer code during a deploy: every claim).
+_PARK = (
+    f"parked AS (UPDATE {TABLE} SET parked_at = %(now)s FROM claimable "
+    f"WHERE {TABLE}.id = claimable.id AND NOT claimable.known RETURNING {TABLE}.id, {TABLE}.name)"
+)
 
 
 # What every claim writes (this one, the gated claim's, a handed-over slot's): running, one more
@@ -43,13 +64,17 @@ CLAIM_SET = (
 # queued, and no transaction stays open while the job runs.
 _CLAIM_UPDATE = (
     f"UPDATE {TABLE} {CLAIM_SET} "
-    f"FROM claimable WHERE {TABLE}.id = claimable.id "
+    f"FROM claimable WHERE {TABLE}.id = claimable.id AND claimable.known "
     f"RETURNING {', '.join(f'{TABLE}.{c}' for c in CLAIM_COLUMNS)}"
 )
 
 
 def _claim_sql_pg(filter_queues: bool) -> str:
-    return f"WITH claimable AS ({_claimable_sql(filter_queues)}) {_CLAIM_UPDATE}"
+    return (
+        f"WITH claimable AS ({_claimable_sql(filter_queues)}), {_PARK}, claimed AS ({_CLAIM_UPDATE}) "
+        f"SELECT 'claimed', {', '.join(CLAIM_COLUMNS)} FROM claimed UNION ALL "
+        f"SELECT 'parked', id, name, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
+    )
 
 
 _CLAIM_PG = {True: _claim_sql_pg(True), False: _claim_sql_pg(False)}
@@ -69,21 +94,48 @@ def claim(
     queues: Sequence[str] = (),
     paused_queues: Sequence[str] = (),
     paused_names: Sequence[str] = (),
+    names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Claim up to ``limit`` ready jobs for ``worker_id`` in one statement and return them.
 
-    ``attempts`` goes up here, at the claim: it is the fencing token every outcome write checks.
+    Only jobs named in ``names`` (default: every registered job) are claimed; ready rows of other
+    names met on the way are set aside (see _PARK). ``attempts`` goes up here, at the claim: it is
+    the fencing token every outcome write checks.
     """
+    if names is None:
+        from ..registry import registry
+
+        names = registry.names()
+    return claim_and_park(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
+                          paused_queues=paused_queues, paused_names=paused_names, names=names)[0]
+
+
+def claim_and_park(
+    using: str,
+    *,
+    worker_id: str,
+    limit: int,
+    now: datetime,
+    names: Sequence[str],
+    queues: Sequence[str] = (),
+    paused_queues: Sequence[str] = (),
+    paused_names: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Claim as claim() does; also return the (id, name) of the rows it set aside (_PARK)."""
     connection = connections[using]
-    if connection.vendor == "postgresql":
-        rows = run_prepared(using, _CLAIM_PG[bool(queues)], worker=True, params={
-            "now": now, "queues": list(queues), "paused_queues": list(paused_queues),
-            "paused_names": list(paused_names), "limit": limit, "worker_id": worker_id,
-        })
-    else:
-        rows = _claim_sqlite(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
-                             paused_queues=paused_queues, paused_names=paused_names)
-    return claimed_rows(rows)
+    if connection.vendor != "postgresql":
+        return _claim_sqlite(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
+                             paused_queues=paused_queues, paused_names=paused_names, names=names)
+    claimed, parked = [], []
+    for row in run_prepared(using, _CLAIM_PG[bool(queues)], worker=True, params={
+        "now": now, "queues": list(queues), "paused_queues": list(paused_queues),
+        "paused_names": list(paused_names), "limit": limit, "worker_id": worker_id, "names": list(names),
+    }):
+        if row[0] == "claimed":
+            claimed.append(row[1:])
+        else:
+            parked.append((row[1], row[2]))
+    return claimed_rows(claimed), parked
 
 
 def claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
@@ -106,29 +158,41 @@ def claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
 
 def _claim_sqlite(
     using: str, *, worker_id: str, limit: int, now: datetime, queues: Sequence[str],
-    paused_queues: Sequence[str], paused_names: Sequence[str],
-) -> list[tuple[Any, ...]]:
+    paused_queues: Sequence[str], paused_names: Sequence[str], names: Sequence[str],
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     # SQLite has one writer at a time, so a single UPDATE … WHERE id IN (SELECT … LIMIT n) is
     # already atomic: no row can be claimed twice. (No SKIP LOCKED; one worker is the supported
-    # setup for local development.)
+    # setup for local development.) Unknown names are set aside by a statement of their own in
+    # the same transaction.
     connection = connections[using]
     adapt = connection.ops.adapt_datetimefield_value
-    filters = [READY_SQL, UNGATED_SQL, "run_at <= %s"]
+    filters = [READY_SQL, PLAIN_SQL, "run_at <= %s"]
     params: list[Any] = [adapt(now)]
     for column, values, op in (("queue", queues, "IN"), ("queue", paused_queues, "NOT IN"),
                                ("name", paused_names, "NOT IN")):
         if values:
             filters.append(f"{column} {op} {placeholders(values)}")
             params.extend(values)
-    select = f"SELECT id FROM {TABLE} WHERE {' AND '.join(filters)} ORDER BY priority DESC, run_at, id LIMIT %s"
-    sql = (
-        f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
-        f"started_at = %s, worker_id = %s, stop_requested_at = NULL WHERE id IN ({select}) "
-        f"RETURNING {', '.join(CLAIM_COLUMNS)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [adapt(now), worker_id, *params, limit])
-        return cursor.fetchall()
+    select = f"SELECT id, name FROM {TABLE} WHERE {' AND '.join(filters)} ORDER BY priority DESC, run_at, id LIMIT %s"
+    known = set(names)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(select, [*params, limit])
+        rows = cursor.fetchall()
+        parked = [(job_id, name) for job_id, name in rows if name not in known]
+        mine = [job_id for job_id, name in rows if name in known]
+        if parked:
+            ids = [job_id for job_id, _ in parked]
+            cursor.execute(f"UPDATE {TABLE} SET parked_at = %s WHERE id IN {placeholders(ids)}", [adapt(now), *ids])
+        if not mine:
+            return [], parked
+        cursor.execute(
+            f"UPDATE {TABLE} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, "
+            f"started_at = %s, worker_id = %s, stop_requested_at = NULL WHERE id IN {placeholders(mine)} "
+            f"RETURNING {', '.join(CLAIM_COLUMNS)}",
+            [adapt(now), worker_id, *mine],
+        )
+        claimed = sorted(cursor.fetchall(), key=lambda r: mine.index(r[0]))
+    return claimed_rows(claimed), parked
 
 
 @dataclass(slots=True)
@@ -241,8 +305,16 @@ _FLOW_CHECK = (
     f"(SELECT CASE WHEN stale = 0 THEN notified ELSE ('{STALE_MARK}: ' || stale)::integer END "
     f"FROM flowcheck) IS NOT NULL"
 )
+
+
+def with_workflow_steps(update: str, select: str) -> str:
+    """A statement that ends jobs (``update``, returning id, status, downstream_version and
+    finished_at) with the workflow steps after it (_FLOW), selecting ``select`` from its rows."""
+    return f"WITH RECURSIVE done AS ({update}), {_FLOW}SELECT {select} FROM done WHERE {_FLOW_CHECK}"
+
+
 # The outcome write alone (record_outcomes()), with its workflow steps.
-OUTCOME_WRITE = f"WITH RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}SELECT id, status FROM done WHERE {_FLOW_CHECK}"
+OUTCOME_WRITE = with_workflow_steps(OUTCOME_UPDATE, "id, status")
 
 
 def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
@@ -272,14 +344,15 @@ def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str
 def _sync_sql_pg(filter_queues: bool) -> str:
     return (
         f"WITH RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}, "
-        f"claimable AS ({_claimable_sql(filter_queues)}), "
+        f"claimable AS ({_claimable_sql(filter_queues)}), {_PARK}, "
         f"claimed AS ({_CLAIM_UPDATE}) "
         f"SELECT 'done', id, status::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
         f"NULL::integer, NULL::double precision FROM done WHERE {_FLOW_CHECK} "
         f"UNION ALL SELECT 'released', id, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
         f"NULL::integer, NULL::double precision FROM released WHERE status = '{JobStatus.QUEUED.value}' "
         f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
-        f"max_attempts, timeout FROM claimed"
+        f"max_attempts, timeout FROM claimed "
+        f"UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
     )
 
 
@@ -341,6 +414,18 @@ def sync_sql(*, filter_queues: bool = False) -> str:
     return _SYNC_PG[filter_queues]
 
 
+@dataclass(slots=True)
+class Synced:
+    """What a round trip did: {job id: status written}, the claimed rows, and the (id, name) of
+    the rows it set aside because their name isn't among the worker's (see _PARK)."""
+
+    written: dict[int, str]
+    claimed: list[dict[str, Any]]
+    parked: list[tuple[int, str]]
+    #: Jobs the outcomes queued (workflows): the claim in the same statement couldn't see them.
+    released: list[int] = field(default_factory=list)
+
+
 def sync(
     using: str,
     *,
@@ -348,27 +433,28 @@ def sync(
     outcomes: Sequence[OutcomeWrite],
     limit: int,
     now: datetime,
+    names: Sequence[str],
     queues: Sequence[str] = (),
     paused_queues: Sequence[str] = (),
     paused_names: Sequence[str] = (),
     handoffs: Sequence[Handoff] = (),
-    released: list[int] | None = None,
-) -> tuple[dict[int, str], list[dict[str, Any]]]:
-    """Write ``outcomes`` and claim up to ``limit`` jobs in one round trip.
+) -> Synced:
+    """Write ``outcomes`` and claim up to ``limit`` jobs named in ``names`` in one round trip.
 
     The ids of jobs those outcomes queued (the last upstream job of each succeeded: see _FLOW)
-    are appended to ``released``: the claim in the same statement can't see them yet.
-    Returns what record_outcomes() and claim() would: {job id: status written} and the claimed rows.
+    come back in ``released``: the claim in the same statement can't see them yet.
     With ``handoffs``, a slot freed by one of those outcomes goes to the next job of its key (see
     _HANDOFF); those jobs come last among the claimed rows, marked ``gated``.
     """
     if connections[using].vendor != "postgresql":
-        claimed = claim(using, worker_id=worker_id, limit=limit, now=now, queues=queues,
-                        paused_queues=paused_queues, paused_names=paused_names) if limit > 0 else []
-        return record_outcomes(using, worker_id, outcomes), claimed
+        taken = claim_and_park(
+            using, worker_id=worker_id, limit=limit, now=now, queues=queues, paused_queues=paused_queues,
+            paused_names=paused_names, names=names,
+        ) if limit > 0 else ([], [])
+        return Synced(record_outcomes(using, worker_id, outcomes), *taken)
     params = outcome_params(worker_id, outcomes)
     params.update(now=now, queues=list(queues), paused_queues=list(paused_queues),
-                  paused_names=list(paused_names), limit=max(limit, 0))
+                  paused_names=list(paused_names), limit=max(limit, 0), names=list(names))
     statement = _SYNC_PG[bool(queues)]
     if handoffs:
         statement = _SYNC_HANDOFF_PG[bool(queues)]
@@ -380,14 +466,17 @@ def sync(
     rows: list[tuple[Any, ...]] = []
     handed: list[tuple[Any, ...]] = []
     keys: list[str] = []
+    parked: list[tuple[int, str]] = []
+    released: list[int] = []
     for row in _run_outcomes(using, statement, params, worker=True):
         if row[0] == "done":
             written[row[1]] = row[2]
         elif row[0] == "claimed":
             rows.append(row[1:])
         elif row[0] == "released":
-            if released is not None:
-                released.append(row[1])
+            released.append(row[1])
+        elif row[0] == "parked":
+            parked.append((row[1], row[2]))
         else:
             handed.append(row[1:])
             keys.append(row[0].removeprefix("handed:"))
@@ -396,7 +485,7 @@ def sync(
         job["gated"] = True
         job["handoff"] = key  # and so on: its own slot may pass on in turn
         claimed.append(job)
-    return written, claimed
+    return Synced(written, claimed, parked, released)
 
 
 def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:
@@ -569,6 +658,34 @@ def outcomes_written(using: str, worker_id: str, attempts: Sequence[tuple[int, i
     with connections[using].cursor() as cursor:
         cursor.execute(OUTCOMES_WRITTEN, [[a[0] for a in attempts], [a[1] for a in attempts], worker_id])
         return {r[0]: r[1] for r in cursor.fetchall()}
+
+
+# Jobs other workers set aside because they didn't know the name (_PARK), back into the claim's
+# indexes, for names the calling worker knows. A probe of django_jobs_parked_idx per name, which
+# is empty but during a deploy; SKIP LOCKED so it never waits behind a claim or the sweep that
+# ends jobs nobody knows.
+UNPARK = (
+    f"WITH found AS (SELECT id FROM {TABLE} WHERE {READY_SQL} AND {PARKED_SQL} "
+    f"AND name = ANY(%(names)s::text[]) FOR UPDATE SKIP LOCKED) "
+    f"UPDATE {TABLE} SET parked_at = NULL FROM found WHERE {TABLE}.id = found.id RETURNING {TABLE}.name"
+)
+
+
+def unpark(using: str, names: Sequence[str]) -> dict[str, int]:
+    """Put back the parked ready jobs of ``names``; return how many of each name."""
+    counts: dict[str, int] = {}
+    if not names:
+        return counts
+    if connections[using].vendor != "postgresql":
+        where = f"WHERE {READY_SQL} AND {PARKED_SQL} AND name IN {placeholders(names)}"
+        with transaction.atomic(using=using), connections[using].cursor() as cursor:
+            cursor.execute(f"SELECT name, count(*) FROM {TABLE} {where} GROUP BY name", list(names))
+            counts = dict(cursor.fetchall())
+            cursor.execute(f"UPDATE {TABLE} SET parked_at = NULL {where}", list(names))
+        return counts
+    for (name,) in run_prepared(using, UNPARK, {"names": list(names)}, worker=True):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def paused(using: str) -> tuple[list[str], list[str]]:

@@ -36,7 +36,7 @@ from ..models import READY_STATUSES, SEQUENCE_STATUSES, Job, JobStatus, Limit, S
 from ..registry import registry
 from .claims import CLAIM_COLUMNS, CLAIM_SET, claimed_rows
 from .connection import run_prepared
-from .tables import KEY_EXPR, KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in
+from .tables import KEY_EXPR, KEYED_SQL, PLAIN_SQL, READY_SQL, TABLE, status_in
 
 START_TABLE = Start._meta.db_table
 _SEQUENCE_SQL = f"sequence_key IS NOT NULL AND {status_in(SEQUENCE_STATUSES)}"
@@ -86,7 +86,7 @@ def candidates_sql(filtered: bool = True, limited: bool = True) -> str:
     )
     if limited:
         sql += (
-            f" UNION ALL (SELECT 'limited', NULL, {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {READY_SQL} AND {UNGATED_SQL} "
+            f" UNION ALL (SELECT 'limited', NULL, {_CANDIDATE_COLUMNS} FROM {TABLE} WHERE {READY_SQL} AND {PLAIN_SQL} "
             f"AND run_at <= %(now)s AND (queue = ANY(%(limited_queues)s::text[]) OR name = ANY(%(limited_names)s::text[])) "
             f"{filters} ORDER BY priority DESC, run_at, id LIMIT %(per_key)s * 4)"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,10 +10,11 @@ from datetime import UTC, datetime
 from django.db import connections
 from django.utils.dateparse import parse_datetime
 
-from ..lifecycle import Attempt
+from ..lifecycle import Attempt, Transition
 from ..models import FINISHED_STATUSES, JobStatus
+from .claims import with_workflow_steps
 from .connection import placeholders
-from .tables import SCHEDULE_TABLE, TABLE, WORKER_TABLE, status_in
+from .tables import PARKED_SQL, READY_SQL, SCHEDULE_TABLE, TABLE, WORKER_TABLE, status_in
 from .workflows import DEPENDENCY_TABLE
 
 
@@ -140,3 +142,50 @@ def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry
             return int(cursor.fetchone()[0])
         cursor.execute(PRUNE_BATCH.format(lock=""), [*params, batch])
         return cursor.rowcount
+
+
+# -- jobs whose name no worker knows --------------------------------------------------------------
+
+# Parked ready jobs (claims._PARK), by name: django_jobs_parked_idx holds them and nothing else,
+# so this reads only them (none, but during a deploy or for a name no code defines).
+PARKED_BY_NAME = (
+    f"SELECT name, count(*), min(parked_at) FROM {TABLE} WHERE {READY_SQL} AND {PARKED_SQL} GROUP BY name"
+)
+# End one name's jobs parked before a cutoff, a bounded batch at a time, with the decision
+# lifecycle.never_known() made (the same for each). The WHERE repeats what makes them doomed, so a
+# job a worker put back or claimed meanwhile is left alone; SKIP LOCKED passes over rows a claim
+# or an unpark holds right now.
+END_UNKNOWN = (
+    f"UPDATE {TABLE} SET status = %s, finished_at = %s, last_error = %s, "
+    f"history = {{append}} WHERE id IN (SELECT id FROM {TABLE} WHERE {READY_SQL} AND {PARKED_SQL} "
+    f"AND name = %s AND parked_at <= %s ORDER BY id LIMIT %s{{lock}})"
+)
+
+
+def parked_by_name(using: str) -> list[tuple[str, int, datetime]]:
+    """(name, jobs, parked since) of the names whose ready jobs some worker set aside."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(PARKED_BY_NAME)
+        return [(name, int(n), _aware(since)) for name, n, since in cursor.fetchall()]
+
+
+def end_unknown(
+    using: str, *, name: str, parked_before: datetime, transition: Transition, now: datetime, batch: int = 1000
+) -> int:
+    """Apply ``transition`` (dead) to up to ``batch`` parked jobs of ``name`` parked before
+    ``parked_before``; return how many."""
+    connection = connections[using]
+    postgres = connection.vendor == "postgresql"
+    # (SQLite keeps JSON as text, with functions of its own.)
+    append = "history || jsonb_build_array(%s::jsonb)" if postgres else "json_insert(history, '$[#]', json(%s))"
+    sql = END_UNKNOWN.format(append=append, lock=" FOR UPDATE SKIP LOCKED" if postgres else "")
+    if postgres:
+        # Jobs waiting downstream of the ones that end dead end stopped in the same statement.
+        sql = with_workflow_steps(f"{sql} RETURNING id, status, downstream_version, finished_at", "count(*)")
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [
+            transition.status.value, adapt(now), transition.last_error or "",
+            json.dumps(transition.history_entry), name, adapt(parked_before), batch,
+        ])
+        return int(cursor.fetchone()[0]) if postgres else cursor.rowcount

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import connections
 
 from ..models import FINISHED_STATUSES, JobStatus, Start
-from .tables import KEYED_SQL, READY_SQL, TABLE, UNGATED_SQL, status_in, status_is
+from .tables import KEYED_SQL, PARKED_SQL, PLAIN_SQL, READY_SQL, TABLE, status_in, status_is
 
 #: The predicates of the partial indexes the statements below read.
 IS_READY = READY_SQL
@@ -30,8 +30,8 @@ IS_FINISHED = status_in(FINISHED_STATUSES)
 IS_DEAD = status_is(JobStatus.DEAD)
 
 # Ready rows and running rows, grouped by queue and status. One branch per partial index: the
-# ready rows are split between django_jobs_ready_idx (no flow-control keys), django_jobs_keyed_idx
-# and django_jobs_sequence_idx, and the running ones are in django_jobs_running_idx
+# ready rows are split between django_jobs_ready_idx (no flow-control keys), django_jobs_keyed_idx,
+# django_jobs_sequence_idx and django_jobs_parked_idx, and the running ones are in django_jobs_running_idx
 # (each holds only the rows of its predicate, so both stay small however many finished rows pile
 # up), and visits the heap only for those rows' queue and run_at. "Ready now" and the oldest
 # ready run_at (the queue's lag) come from the same rows, so they cost nothing extra.
@@ -43,7 +43,7 @@ _READY_BRANCH = (
 )
 ACTIVE_BY_QUEUE = (
     "SELECT queue, status, CAST(sum(n) AS bigint), CAST(sum(due) AS bigint), min(oldest) FROM ("
-    + " UNION ALL ".join(_READY_BRANCH.format(p) for p in (UNGATED_SQL, KEYED_SQL, "sequence_key IS NOT NULL"))
+    + " UNION ALL ".join(_READY_BRANCH.format(p) for p in (PLAIN_SQL, KEYED_SQL, "sequence_key IS NOT NULL", PARKED_SQL))
     + f" UNION ALL SELECT queue, status, count(*), 0, NULL FROM {TABLE} WHERE {IS_RUNNING} GROUP BY queue, status"
     # Waiting jobs (workflows): an index-only scan of django_jobs_waiting_idx.
     + f" UNION ALL SELECT queue, status, count(*), 0, NULL FROM {TABLE} WHERE {IS_WAITING} GROUP BY queue, status"

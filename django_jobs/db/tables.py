@@ -48,6 +48,11 @@ def unique_target(scope: str) -> str:
 # Rows no flow-control gate holds: the plain claim takes only these (the gated claim, db/gates.py,
 # the others). With READY_SQL, the predicate of django_jobs_ready_idx.
 UNGATED_SQL = "concurrency_key IS NULL AND rate_key IS NULL AND sequence_key IS NULL"
+# Ungated rows not set aside by a worker that didn't know their name: with READY_SQL, exactly the
+# predicate of django_jobs_ready_idx (the plain claim walks it). Parked rows are in
+# django_jobs_parked_idx instead (PARKED_SQL with READY_SQL).
+PLAIN_SQL = f"{UNGATED_SQL} AND parked_at IS NULL"
+PARKED_SQL = "parked_at IS NOT NULL"
 # Rows a concurrency or rate key holds (not a sequence): django_jobs_keyed_idx's predicate.
 KEYED_SQL = "sequence_key IS NULL AND (concurrency_key IS NOT NULL OR rate_key IS NOT NULL)"
 # The expression django_jobs_keyed_idx is ordered by first.

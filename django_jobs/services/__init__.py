@@ -16,6 +16,7 @@ from .prune import Pruner
 from .rescue import Rescuer
 from .scheduler import Scheduler
 from .tally import Tally
+from .unknown import UnknownSweeper
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Service(Protocol):
 
 def default_services(context: ServiceContext, *, scheduler: bool = True) -> list[Service]:
     """The services a worker runs; ``scheduler=False`` is ``runjobs --no-scheduler``."""
-    services: list[Service] = [Rescuer(context), Pruner(context), Tally(context)]
+    services: list[Service] = [Rescuer(context), Pruner(context), Tally(context), UnknownSweeper(context)]
     if scheduler:
         services.append(Scheduler(context))
     return services

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from .. import flow, lifecycle
-from ..db import claims, gates
+from ..db import channel, claims, gates
 from ..log import log_event
-from ..models import Job
+from ..models import CONTROL_PARKED, Job
 from ..registry import registry
 from ..services import ServiceContext
 from ..signals import job_finished
@@ -109,6 +109,7 @@ class Ledger:
         self._gate_cursors = ("", "")
         #: Set by the loop while it shuts down: no slot is handed to a job it would only hand back.
         self.stopping_now = False
+        self._names: list[str] | None = None
         # (id, attempt) of jobs that ran but whose outcome couldn't be stored: never handed back.
         self._unwritable: set[tuple[int, int]] = set()
 
@@ -213,6 +214,9 @@ class Ledger:
             with self.link.call():
                 queues, names = claims.paused(self.using)
                 limits = gates.limits_in_effect(self.using)
+                unparked = claims.unpark(self.using, self.names)
+            for name, count in unparked.items():
+                log_event("unparked", name=name, jobs=count, worker=self.worker_id)
             if limits != self.limits:
                 log_event("limits_changed", worker=self.worker_id,
                           queues=",".join(limits.limited_queues) or "-", names=",".join(limits.limited_names) or "-")
@@ -235,19 +239,18 @@ class Ledger:
             now = self.clock()
             # (The true pauses: the lists above also name the limited queues and jobs.)
             handoffs = self._handoffs(batch, self._paused[1], self._paused[2]) if self._gated else []
-            released: list[int] = []
             with self.link.call():
-                written, rows = claims.sync(
+                synced = claims.sync(
                     self.using,
                     worker_id=self.worker_id,
                     outcomes=writes,
                     limit=limit,
+                    names=self.names,
                     now=now,
                     queues=self.queues,
                     paused_queues=paused_queues,
                     paused_names=paused_names,
                     handoffs=handoffs,
-                    released=released,
                 )
         except DB_DOWN as exc:
             self._reply_lost(batch, exc)
@@ -259,10 +262,13 @@ class Ledger:
                       error=f"{type(exc).__name__}: {exc}"[:200])
             self._write_one_by_one(batch)
             return 0
-        if released:
-            self.released += len(released)
+        written, rows = synced.written, synced.claimed
+        if synced.released:
+            self.released += len(synced.released)
             self.gated_dirty = True  # a job just queued may be one flow control holds
         del self.pending[: len(batch)]
+        if synced.parked:
+            self._parked(synced.parked)
         passed = {h.job_id for h in handoffs} if sum(1 for r in rows if r.get("gated")) == len(handoffs) else set()
         if self._gated and any(o.slot_job.get("gated") and o.slot_job["id"] not in passed for o in batch):
             # A slot freed and not passed on (or not every one was): a held job may start.
@@ -270,18 +276,38 @@ class Ledger:
         if limit > 0:
             self.claim_covered = covered
         self.claimed_total += len(rows)
-        known = [r for r in rows if r["name"] in registry]
         if handoffs:  # a handed-over job goes first (it holds its slot from its claim on)
-            handed = [r for r in known if r.get("gated")]
-            known = [r for r in known if not r.get("gated")]
+            handed = [r for r in rows if r.get("gated")]
             self.buffer.extendleft(reversed(handed))
-        self.buffer.extend(known)
+            self.buffer.extend(r for r in rows if not r.get("gated"))
+        else:
+            self.buffer.extend(rows)
         self.publish_held()
         self.link.ok()
         self._announce(batch, written)
-        if len(known) < len(rows):
-            self._mark_unregistered([r for r in rows if r["name"] not in registry], now)
         return len(rows)
+
+    @property
+    def names(self) -> list[str]:
+        """The job names registered in this worker's code: the only jobs it claims."""
+        if self._names is None:
+            self._names = registry.names()
+        return self._names
+
+    def _parked(self, parked: list[tuple[int, str]]) -> None:
+        """Say that the claim set aside jobs of names this worker doesn't know, and wake the
+        workers that may know them (see claims._PARK)."""
+        counts: dict[str, int] = {}
+        for _, name in parked:
+            counts[name] = counts.get(name, 0) + 1
+        for name, count in sorted(counts.items()):
+            log_event("parked", logging.WARNING, name=name, jobs=count, worker=self.worker_id,
+                      note="no job of this name is registered in this worker; left queued for a worker that has it")
+        try:
+            with self.link.call():
+                channel.notify(CONTROL_PARKED, self.using, control=True)
+        except DB_DOWN as exc:
+            self.link.lost(exc)
 
     def _handoffs(
         self, batch: list[Outcome], paused_queues: list[str], paused_names: list[str]
@@ -500,31 +526,6 @@ class Ledger:
             row["id"], row["attempt"], outcome.finished_at,
             lifecycle.decide(attempt, ended, outcome.finished_at, backoff),
         )
-
-    def _mark_unregistered(self, rows: list[dict[str, Any]], now: datetime) -> None:
-        """End claimed rows that name no registered job: they can never run in this codebase."""
-        known = ", ".join(registry.names()[:20]) or "none"
-        writes = []
-        for row in rows:
-            ended = lifecycle.Ended.failure(
-                lifecycle.Happened.UNREGISTERED, "JobNotRegistered",
-                f"no job named {row['name']!r} is registered in worker {self.worker_id} "
-                f"(registered: {known}). Deploy the code that defines it, then retry this job.",
-                retryable=False,
-            )
-            attempt = lifecycle.Attempt(
-                job_id=row["id"], name=row["name"], attempt=row["attempt"],
-                max_attempts=row["max_attempts"], worker_id=self.worker_id, started_at=now, duration=0.0,
-            )
-            writes.append(claims.OutcomeWrite(row["id"], row["attempt"], now, lifecycle.decide(attempt, ended, now, None)))
-        try:
-            with self.link.call():
-                claims.record_outcomes(self.using, self.worker_id, writes)
-        except DB_DOWN as exc:
-            self.link.lost(exc)  # still running and not held: reconcile() gives them back
-            return
-        for row in rows:
-            log_event("unregistered", logging.ERROR, job=row["id"], name=row["name"], worker=self.worker_id)
 
     # -- lost replies ---------------------------------------------------------------------------
 

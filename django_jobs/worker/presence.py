@@ -20,11 +20,17 @@ from django.db import DatabaseError, OperationalError, connections
 from ..conf import jobs_settings
 from ..db import claims
 from ..log import log_event
+from ..models import KnownName
 from ..models import Worker as WorkerRow
+from ..registry import registry
 from ..services import ServiceContext
 from ..services.rescue import own_previous_ids, pid_namespace, rescue
 from .ledger import Held
 from .reconnect import DB_DOWN, DatabaseLink, first_line
+
+#: How often (seconds) a live worker records its job names as known (KnownName): the sweep of jobs
+#: nobody knows (services/unknown.py) allows this much more than UNKNOWN_JOB_GRACE.
+NAMES_EVERY = 60.0
 
 
 def default_worker_id() -> str:
@@ -54,6 +60,9 @@ class Presence:
         self._stop_ids: set[int] = set()
         self._stop_lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
+        #: The job names registered in this worker's code (what it claims; see KnownName).
+        self.names = registry.names()
+        self._names_said = 0.0
 
     # -- the worker's row -----------------------------------------------------------------------
 
@@ -73,8 +82,10 @@ class Presence:
                         "running": [],
                         "listed_at": self.clock(),
                         "pid_namespace": pid_namespace(),
+                        "names": self.names,
                     },
                 )
+                self.say_names()
                 rescue(self.using, now=self.clock(), rescuer=self.worker_id, own=own_previous_ids(self.context))
                 self.link.ok()
                 return
@@ -86,9 +97,15 @@ class Presence:
     def unregister(self) -> None:
         """Delete this worker's row (rescue removes it if this fails)."""
         try:
+            self.say_names()
             WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).delete()
         except DatabaseError:
             pass  # rescue removes stale rows
+
+    def say_names(self) -> None:
+        """Record that a live worker knows this worker's job names, now (see KnownName)."""
+        KnownName.objects.db_manager(self.using).saw(self.names, self.clock())
+        self._names_said = time.monotonic()
 
     # -- heartbeats -----------------------------------------------------------------------------
 
@@ -129,8 +146,11 @@ class Presence:
             WorkerRow.objects.using(self.using).update_or_create(
                 worker_id=self.worker_id,
                 defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
-                          "concurrency": self.concurrency, "pid_namespace": pid_namespace(), **fields},
+                          "concurrency": self.concurrency, "pid_namespace": pid_namespace(),
+                          "names": self.names, **fields},
             )
+        if time.monotonic() - self._names_said >= NAMES_EVERY:
+            self.say_names()
         try:
             stops = claims.stop_requested(self.using, list(running), lock_timeout=1.0)
         except OperationalError as exc:

@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs.admin.display import format_age
 from django_jobs.models import JobStatus, Pause, Schedule, Worker
+from django_jobs.readable import format_age
 from tests.support.admin import login
 from tests.support.factories import JobFactory
 

@@ -217,7 +217,7 @@ def _fill_finished_and_ready_rows() -> None:
 def _claim_params(filter_queues: bool) -> dict[str, Any]:
     return {
         "now": timezone.now(), "queues": ["default"] if filter_queues else [], "paused_queues": ["paused"],
-        "paused_names": [], "limit": 4, "worker_id": "explain",
+        "paused_names": [], "limit": 4, "worker_id": "explain", "names": ["tests.add"],
     }
 
 
@@ -254,7 +254,7 @@ def test_sync__the_round_trip_workers_run_walks_the_ready_index_too() -> None:
 def test_sync__the_worker_session_prices_out_every_plan_but_the_index_walk() -> None:
     JobFactory.create_batch(3)
 
-    claims.sync("default", worker_id="explain", outcomes=[], limit=2, now=timezone.now())
+    claims.sync("default", worker_id="explain", outcomes=[], limit=2, now=timezone.now(), names=["tests.add"])
 
     names = ["plan_cache_mode", "enable_bitmapscan", "enable_seqscan", "enable_sort", "jit"]
     with connection.cursor() as cursor:

@@ -13,6 +13,7 @@ from django_jobs.db import gates
 from django_jobs.db.claims import OutcomeWrite, record_outcomes
 from django_jobs.lifecycle import Transition
 from django_jobs.models import Job, JobStatus, Limit, Start
+from django_jobs.registry import registry
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -212,11 +213,11 @@ def test_handoff__the_outcome_starts_the_next_job_of_its_key_in_the_same_stateme
     assert [r["id"] for r in result.rows] == [first.id] and result.rows[0]["handoff"] == "account:a"
     first.refresh_from_db()
 
-    written, rows = claims.sync("default", worker_id="w1", outcomes=[_succeeded(first)], limit=0,
-                                now=timezone.now(), handoffs=[claims.Handoff(first.id, "account:a", first.name, "default", 1)])
+    synced = claims.sync("default", worker_id="w1", outcomes=[_succeeded(first)], limit=0, names=registry.names(),
+                         now=timezone.now(), handoffs=[claims.Handoff(first.id, "account:a", first.name, "default", 1)])
 
-    assert written == {first.id: "succeeded"}
-    assert [(r["id"], r["gated"], r["handoff"]) for r in rows] == [(second.id, True, "account:a")]
+    assert synced.written == {first.id: "succeeded"}
+    assert [(r["id"], r["gated"], r["handoff"]) for r in synced.claimed] == [(second.id, True, "account:a")]
     assert list(Job.objects.filter(status=JobStatus.RUNNING).values_list("id", flat=True)) == [second.id]
     assert Job.objects.get(id=third.id).status == JobStatus.QUEUED
 
@@ -229,7 +230,8 @@ def test_handoff__not_while_the_key_runs_over_a_lowered_limit() -> None:
     assert len(running) == 2
     # The operator lowered the limit to 1 while two run: the first to end frees its slot for good.
     ended = Job.objects.get(id=running[0])
-    written, rows = claims.sync("default", worker_id="w1", outcomes=[_succeeded(ended)], limit=0, now=timezone.now(),
-                                handoffs=[claims.Handoff(ended.id, ended.concurrency_key, ended.name, "default", 1)])
-    assert written == {ended.id: "succeeded"} and rows == []
+    synced = claims.sync("default", worker_id="w1", outcomes=[_succeeded(ended)], limit=0, now=timezone.now(),
+                         names=registry.names(),
+                         handoffs=[claims.Handoff(ended.id, ended.concurrency_key, ended.name, "default", 1)])
+    assert synced.written == {ended.id: "succeeded"} and synced.claimed == []
     assert Job.objects.filter(id__in=[j.id for j in created], status=JobStatus.RUNNING).count() == 1

@@ -1,15 +1,16 @@
-"""admin/display.py: durations and first lines as the admin pages show them (no database).
+"""readable.py: durations and first lines as the admin pages and ``manage.py jobs`` show them (no
+database).
 
 format_age is checked in tests/integration/admin/test_overview.py, next to the page using it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from django_jobs.admin.display import first_line, format_duration
+from django_jobs.readable import first_line, format_duration, run_time
 
 
 @pytest.mark.parametrize(
@@ -28,3 +29,14 @@ def test_first_line__the_first_line_cut_with_an_ellipsis() -> None:
     assert first_line("  ValueError: bad\nTraceback ...") == "ValueError: bad"
     assert first_line("") == ""
     assert first_line("x" * 150, limit=10) == "x" * 9 + "…"
+
+
+def test_run_time__finished_running_or_never_started() -> None:
+    start = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+    now = start + timedelta(minutes=3)
+
+    assert run_time(start, start + timedelta(seconds=1.25), running=False, now=now) == "1.2 s"
+    assert run_time(start, None, running=True, now=now) == "3 min so far"
+    assert run_time(None, None, running=False, now=now) == "—"
+    # Times from two hosts' clocks that disagree: no negative duration.
+    assert run_time(start, start - timedelta(seconds=5), running=False, now=now) == "—"

@@ -13,7 +13,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_jobs', '0009_unique_while'),
+        ('django_jobs', '0010_unknown_names'),
     ]
 
     operations = [
