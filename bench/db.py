@@ -20,6 +20,7 @@ except ImportError:  # measuring (--at) a commit from before the db/ package
     WORKER_SESSION = claims._WORKER_SESSION  # type: ignore[attr-defined]
 from django_jobs.enqueueing import build_job
 from django_jobs.models import READY_STATUSES, Job, JobStatus, Worker
+from django_jobs.registry import registry
 from tests.support.procs import wait_until
 
 JOB_TABLE = Job._meta.db_table
