@@ -155,7 +155,7 @@ class EnqueuedJobs:
                 claimed += ledger.claim_gated(1, free=1)
             if not ledger.buffer:
                 if claimed or released:
-                    continue  # an unregistered job, now marked dead; or jobs just queued
+                    continue  # it set aside jobs no registered job names, or queued waiting ones: look again
                 break
             if len(ran) >= max_jobs:
                 raise AssertionError(

@@ -102,6 +102,16 @@ class CaptureJobsInATestCase(TestCase):
         assert ran.history[0]["worker"] == INLINE_WORKER_ID
         assert SideEffect.objects.get().label == "add"
 
+    def test_run__runs_an_async_job_whose_orm_calls_use_the_test_transaction(self) -> None:
+        with capture_jobs() as captured:
+            queued = jobs.async_snooze_once.enqueue(60)
+        (ran,) = captured.run()
+        assert (ran.status, ran.attempts) == (JobStatus.QUEUED, 1)  # Retry(in_=60 s)
+        (ran,) = captured.run(now=timezone.now() + timedelta(minutes=2))
+        assert (ran.status, ran.result) == (JobStatus.SUCCEEDED, f"woke in attempt 2 of job {queued.pk}")
+        # Written through sync_to_async() on this test's connection, inside its transaction.
+        assert list(SideEffect.objects.order_by("id").values_list("label", "attempt")) == [("async", 1), ("async", 2)]
+
     def test_run__runs_a_workflow_each_job_after_its_upstream_jobs(self) -> None:
         with capture_jobs() as captured:
             parts = [jobs.step.enqueue(f"part{n}", n) for n in range(3)]
@@ -170,14 +180,15 @@ class CaptureJobsInATestCase(TestCase):
         assert (stopping.status, stopping.last_error) == (JobStatus.STOPPED, "done here")
         assert snoozing.status == JobStatus.QUEUED and snoozing.run_at > timezone.now()
 
-    def test_run__an_unregistered_row_is_dead_and_the_rest_still_run(self) -> None:
+    def test_run__an_unregistered_row_is_set_aside_and_the_rest_still_run(self) -> None:
         unknown = JobFactory(name="tests.testing.nobody")
         with capture_jobs() as captured:
             jobs.add.enqueue(1, 1)
         (ran,) = captured.run()
         assert ran.status == JobStatus.SUCCEEDED
         unknown.refresh_from_db()
-        assert unknown.status == JobStatus.DEAD
+        # As a worker whose code doesn't know it: left queued for one that does.
+        assert (unknown.status, unknown.attempts) == (JobStatus.QUEUED, 0) and unknown.parked_at is not None
 
     def test_run__a_job_that_enqueues_itself_stops_at_max_jobs(self) -> None:
         with capture_jobs() as captured:
