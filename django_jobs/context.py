@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from .text import storable
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from .models import Job
 
 
 @dataclass(frozen=True)
@@ -26,15 +31,28 @@ class JobContext:
     @property
     def stop_requested(self) -> bool:
         """True once someone asked this job to stop: return soon and the job ends ``stopped``."""
+        return self._stop_request().exists()
+
+    async def astop_requested(self) -> bool:
+        """``stop_requested`` for an ``async def`` job: ``if await current_job().astop_requested():``."""
+        return await self._stop_request().aexists()
+
+    def set_progress(self, percent: float | None = None, message: str = "") -> None:
+        """Store how far the job has got, shown in the admin: ``set_progress(40, "400 of 1000")``."""
+        rows, value = self._progress(percent, message)
+        rows.update(progress=value)
+
+    async def aset_progress(self, percent: float | None = None, message: str = "") -> None:
+        """``set_progress()`` for an ``async def`` job: ``await current_job().aset_progress(40)``."""
+        rows, value = self._progress(percent, message)
+        await rows.aupdate(progress=value)
+
+    def _stop_request(self) -> QuerySet[Job[Any]]:
         # Here, not at the top: `from django_jobs import current_job` must work in modules
         # imported before Django's apps are ready, and the models can't be imported then.
         from .models import Job
 
-        return (
-            Job.objects.using(self.using)
-            .filter(pk=self.id, stop_requested_at__isnull=False)
-            .exists()
-        )
+        return Job.objects.using(self.using).filter(pk=self.id, stop_requested_at__isnull=False)
 
     def upstream_results(self) -> dict[int, Any]:
         """The results of the jobs this one waited on (``using(after=[...])``), by job id.
@@ -42,19 +60,24 @@ class JobContext:
         Every upstream job had succeeded when this one was queued, and pruning keeps them until
         this job has finished, so each one is here; ``{}`` for a job enqueued without ``after``.
         """
-        from .models import Dependency, Job  # (see stop_requested)
+        return dict(self._upstream().values_list("pk", "result"))
+
+    async def aupstream_results(self) -> dict[int, Any]:
+        """``upstream_results()`` for an ``async def`` job."""
+        return {pk: result async for pk, result in self._upstream().values_list("pk", "result")}
+
+    def _upstream(self) -> QuerySet[Job[Any]]:
+        from .models import Dependency, Job  # (see _stop_request)
 
         upstream = Dependency.objects.using(self.using).filter(downstream_id=self.id).values("upstream_id")
-        return dict(Job.objects.using(self.using).filter(pk__in=upstream).values_list("pk", "result"))
+        return Job.objects.using(self.using).filter(pk__in=upstream)
 
-    def set_progress(self, percent: float | None = None, message: str = "") -> None:
-        """Store how far the job has got, shown in the admin: ``set_progress(40, "400 of 1000")``."""
-        from .models import Job, JobStatus  # (see stop_requested)
+    def _progress(self, percent: float | None, message: str) -> tuple[QuerySet[Job[Any]], dict[str, Any]]:
+        from .models import Job, JobStatus  # (see _stop_request)
 
         value: dict[str, Any] = {"percent": percent, "message": storable(message), "at": timezone.now().isoformat()}
-        Job.objects.using(self.using).filter(
-            pk=self.id, status=JobStatus.RUNNING, attempts=self.attempt
-        ).update(progress=value)
+        rows = Job.objects.using(self.using).filter(pk=self.id, status=JobStatus.RUNNING, attempts=self.attempt)
+        return rows, value
 
 
 _current: ContextVar[JobContext | None] = ContextVar("django_jobs_current_job", default=None)

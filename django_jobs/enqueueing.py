@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, ParamSpec, TypeVar, overload
 
 from django.db import connections, transaction
 from django.db.models.base import ModelState
@@ -21,13 +21,17 @@ from .db.connection import is_postgres
 from .exceptions import InvalidJobArguments, InvalidJobOptions
 from .models import KEY_HOLDERS, Job, JobStatus, UniqueWhile
 from .payload import encode_arguments
-from .registry import JobDefinition, resolve
+from .registry import Call, JobDefinition, resolve
 from .signals import job_enqueued
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
 
 _FIELDS = [(f.attname, f) for f in Job._meta.concrete_fields]
 
 
-def _fixed_columns(definition: JobDefinition) -> dict[str, Any]:
+def _fixed_columns(definition: JobDefinition[..., Any]) -> dict[str, Any]:
     """The column values every job of one enqueue call shares."""
     options = definition.options
     now = timezone.now()
@@ -86,7 +90,7 @@ _KEY_NAMES = ("concurrency_key", "rate_key", "sequence_key")
 
 def _new_job(
     fixed: dict[str, Any], args: list[Any], kwargs: dict[str, Any], job_id: int | None, using: str = ""
-) -> Job:
+) -> Job[Any]:
     # Positional construction is several times cheaper than keyword construction, which matters
     # for enqueue_many; fields not given take their model default (a fresh one for mutable JSON).
     values: list[Any] = []
@@ -103,7 +107,7 @@ def _new_job(
             values.append(job_id)
         else:
             values.append(fixed[kind])
-    job = Job(*values)  # type: ignore[misc]  # django-stubs types only keyword construction
+    job: Job[Any] = Job(*values)  # type: ignore[misc]  # django-stubs types only keyword construction
     if job_id is not None:
         job._state.adding = False
         job._state.db = using or jobs_settings.DATABASE
@@ -112,7 +116,7 @@ def _new_job(
 
 def _new_jobs(
     fixed: dict[str, Any], pairs: list[tuple[list[Any], dict[str, Any]]], ids: list[int | None], using: str
-) -> list[Job | None]:
+) -> list[Job[Any] | None]:
     """The inserted rows as Job instances (None where nothing was inserted), in call order.
 
     Past the first, they are copies of the first with their own id, arguments and fresh mutable
@@ -123,8 +127,8 @@ def _new_jobs(
     if len(pairs) == 1:  # enqueue(): nothing to copy
         (args, kwargs), job_id = pairs[0], ids[0]
         return [_new_job(fixed, args, kwargs, job_id, using) if job_id is not None else None]
-    jobs: list[Job | None] = []
-    prototype: Job | None = None
+    jobs: list[Job[Any] | None] = []
+    prototype: Job[Any] | None = None
     cloning = not (pre_init.has_listeners(Job) or post_init.has_listeners(Job))
     fresh = _fresh_defaults()
     for (args, kwargs), job_id in zip(pairs, ids):
@@ -161,7 +165,7 @@ def _default_columns() -> dict[str, Any]:
     }
 
 
-def build_job(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> Job:
+def build_job(definition: JobDefinition[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Job[Any]:
     """Validate the arguments and return the unsaved row enqueue() would insert for them."""
     args, kwargs = list(args), dict(kwargs)
     encode_arguments(definition, args, kwargs)
@@ -170,20 +174,33 @@ def build_job(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]
     return _new_job(fixed, args, kwargs, None)
 
 
-def _flow_keys(definition: JobDefinition, args: list[Any], kwargs: dict[str, Any]) -> tuple[str | None, ...]:
+def _flow_keys(definition: JobDefinition[..., Any], args: list[Any], kwargs: dict[str, Any]) -> tuple[str | None, ...]:
     try:
         return definition.flow_keys(args, kwargs)
     except InvalidJobOptions as exc:
         raise InvalidJobArguments(f"Can't enqueue {definition.name!r}: {exc}") from None
 
 
-def _existing(fixed: dict[str, Any], using: str) -> Job | None:
+def _existing(fixed: dict[str, Any], using: str) -> Job[Any] | None:
     """The job holding the unique_key of ``fixed`` in its scope (unique_while), if any."""
     holders = KEY_HOLDERS[UniqueWhile(fixed["unique_while"])]
     return Job.objects.using(using).filter(holders, unique_key=fixed["unique_key"]).first()
 
 
-def enqueue(target: str | JobDefinition | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+# A @job function's arguments are checked against its parameters, and its job knows its result
+# type (for an async def, the coroutine's); a job given by name is checked when called. (The
+# overloads take no plain callable: a @job function would match it whatever its arguments.)
+@overload
+def enqueue(
+    target: JobDefinition[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+) -> Job[T]: ...
+@overload
+def enqueue(target: JobDefinition[P, R], *args: P.args, **kwargs: P.kwargs) -> Job[R]: ...
+@overload
+def enqueue(target: str, *args: Any, **kwargs: Any) -> Job[Any]: ...
+
+
+def enqueue(target: str | JobDefinition[..., Any] | Callable[..., Any], *args: Any, **kwargs: Any) -> Job[Any]:
     """Enqueue one job by registered name or @job function; return its row.
 
     The row is written in the caller's transaction: it is invisible to workers until that commits,
@@ -195,12 +212,20 @@ def enqueue(target: str | JobDefinition | Callable[..., Any], *args: Any, **kwar
     return _enqueue_calls(definition, [(list(args), dict(kwargs))])[0]
 
 
+@overload
+def enqueue_many(target: JobDefinition[..., Coroutine[Any, Any, T]], calls: Iterable[Call]) -> list[Job[T]]: ...
+@overload
+def enqueue_many(target: JobDefinition[..., R], calls: Iterable[Call]) -> list[Job[R]]: ...
+@overload
+def enqueue_many(target: str, calls: Iterable[Call]) -> list[Job[Any]]: ...
+
+
 def enqueue_many(
-    target: str | JobDefinition | Callable[..., Any],
-    calls: Iterable[dict[str, Any] | list[Any] | tuple[Any, ...]],
+    target: str | JobDefinition[..., Any] | Callable[..., Any],
+    calls: Iterable[Call],
     *,
     after: Iterable[Any] | None = None,
-) -> list[Job]:
+) -> list[Job[Any]]:
     """Enqueue one job per item in a single INSERT; each item is a kwargs dict or an args list.
 
     With ``after`` (jobs or their ids), every one of them waits on those jobs, as
@@ -236,9 +261,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _enqueue_many(
-    definition: JobDefinition, calls: Iterable[dict[str, Any] | list[Any] | tuple[Any, ...]]
-) -> list[Job]:
+def _enqueue_many(definition: JobDefinition[..., Any], calls: Iterable[Call]) -> list[Job[Any]]:
     pairs: list[tuple[list[Any], dict[str, Any]]] = []
     for call in calls:
         if isinstance(call, dict):
@@ -253,7 +276,7 @@ def _enqueue_many(
     return _enqueue_calls(definition, pairs) if pairs else []
 
 
-def _enqueue_calls(definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]]) -> list[Job]:
+def _enqueue_calls(definition: JobDefinition[..., Any], pairs: list[tuple[list[Any], dict[str, Any]]]) -> list[Job[Any]]:
     limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
     dumped = [encode_arguments(definition, args, kwargs, limit) for args, kwargs in pairs]
     if definition.options.replaces and len(pairs) > 1:
@@ -331,9 +354,9 @@ def _enqueue_after(
 
 
 def _enqueue_in_sequence(
-    definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
+    definition: JobDefinition[..., Any], pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
     varying: dict[str, list[Any]], fixed: dict[str, Any], keys: list[tuple[str | None, ...]],
-) -> list[Job]:
+) -> list[Job[Any]]:
     using = jobs_settings.DATABASE
     with transaction.atomic(using=using):
         inserts.lock_sequences(using, {k[2] for k in keys if k[2] is not None})
@@ -341,9 +364,9 @@ def _enqueue_in_sequence(
 
 
 def _insert_and_announce(
-    definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
+    definition: JobDefinition[..., Any], pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
     varying: dict[str, list[Any]], fixed: dict[str, Any], keys: list[tuple[str | None, ...]],
-) -> list[Job]:
+) -> list[Job[Any]]:
     using = jobs_settings.DATABASE
     count = len(pairs)
     if definition.options.replaces:
@@ -372,9 +395,9 @@ def _insert_and_announce(
 
 
 def _replace_and_announce(
-    definition: JobDefinition, pair: tuple[list[Any], dict[str, Any]], shared: dict[str, Any],
+    definition: JobDefinition[..., Any], pair: tuple[list[Any], dict[str, Any]], shared: dict[str, Any],
     fixed: dict[str, Any], using: str,
-) -> Job:
+) -> Job[Any]:
     # ON CONFLICT DO UPDATE … WHERE never raises either (db/inserts.py: upsert_row).
     for _ in range(5):
         written = inserts.upsert_row(using, shared, debounce=definition.options.debounce is not None)
@@ -395,5 +418,5 @@ def _replace_and_announce(
     raise _lost_holder(definition, fixed)
 
 
-def _lost_holder(definition: JobDefinition, fixed: dict[str, Any]) -> RuntimeError:
+def _lost_holder(definition: JobDefinition[..., Any], fixed: dict[str, Any]) -> RuntimeError:
     return RuntimeError(f"Could not enqueue {definition.name!r} with unique_key={fixed['unique_key']!r}")

@@ -57,6 +57,10 @@ class ResultNotJSON(JobsError, TypeError):
     """A job returned a value that can't be stored as JSON."""
 
 
+class JobNotCommitted(JobsError, RuntimeError):
+    """``Job.wait()`` on a job whose enqueue hasn't committed: no worker can see it yet."""
+
+
 class JobControl(Exception):
     """Base of the exceptions a job raises to steer its own outcome; they are not failures."""
 

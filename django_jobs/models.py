@@ -6,11 +6,12 @@ call); nothing else writes ``Job.status``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import models, transaction
@@ -26,6 +27,7 @@ from .exceptions import (
     InvalidJobArguments,
     InvalidJobOptions,
     InvalidPayload,
+    JobNotCommitted,
     JobNotRegistered,
 )
 from .flow import check_concurrency, parse_rate
@@ -123,7 +125,19 @@ class Transitioned:
         return sum(self.skipped.values())
 
 
-class JobQuerySet(models.QuerySet["Job"]):
+def _wait_seconds(timeout: float | timedelta | None) -> float | None:
+    """``wait(timeout=…)`` as seconds, refusing what isn't a number of seconds or a timedelta."""
+    if timeout is None:
+        return None
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise ValueError(
+            f"wait(timeout=…) takes seconds (a number, 0 or more) or a timedelta, not {timeout!r}."
+        )
+    return float(seconds)
+
+
+class JobQuerySet(models.QuerySet["Job[Any]"]):
     def ready(self, now: datetime | None = None) -> JobQuerySet:
         """Jobs a worker could claim now."""
         return self.filter(status__in=READY_STATUSES, run_at__lte=now or timezone.now())
@@ -140,7 +154,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Queue the dead, stopped or retrying jobs among these to run now (see ``Job.retry``)."""
         now = now or timezone.now()
 
-        def apply(rows: list[Job], result: Transitioned) -> None:
+        def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             rows = self._without_key_conflicts(rows, result)
             armed = _arm_downstream(self.db, [r.pk for r in rows])
             for row in rows:
@@ -178,7 +192,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Stop these jobs: waiting ones end ``stopped`` at once, running ones are asked to stop."""
         now = now or timezone.now()
 
-        def apply(rows: list[Job], result: Transitioned) -> None:
+        def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             waiting = [r.pk for r in rows if r.status in NOT_STARTED]
             running = [
                 r.pk for r in rows if r.status == JobStatus.RUNNING and not r.stop_requested_at
@@ -208,7 +222,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         entry: dict[str, Any] = {"event": "dead-lettered", "at": now.isoformat(), "note": note}
         error = f"dead-lettered by an operator: {note}" if note else "dead-lettered"
 
-        def apply(rows: list[Job], result: Transitioned) -> None:
+        def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             for row in rows:
                 result.done[row.status] += 1
                 row.status = JobStatus.DEAD
@@ -222,7 +236,7 @@ class JobQuerySet(models.QuerySet["Job"]):
 
         return self._transition(DEAD_LETTER_FROM, apply, extra_fields=("history",))
 
-    def _without_key_conflicts(self, rows: list[Job], result: Transitioned) -> list[Job]:
+    def _without_key_conflicts(self, rows: list[Job[Any]], result: Transitioned) -> list[Job[Any]]:
         """The rows that can be queued without breaking their unique_key's uniqueness.
 
         A job that would take its key (see KEY_HOLDERS) while another job holds it in the same
@@ -260,7 +274,7 @@ class JobQuerySet(models.QuerySet["Job"]):
     def _transition(
         self,
         allowed: Sequence[str],
-        apply: Callable[[list[Job], Transitioned], None],
+        apply: Callable[[list[Job[Any]], Transitioned], None],
         extra_fields: Sequence[str] = (),
     ) -> Transitioned:
         """Walk these jobs by id in bounded batches; lock each batch and ``apply`` the change to
@@ -377,17 +391,26 @@ def _rearm_stopped_by(using: str, retried: list[int]) -> None:
         _apply_armed(using, _arm_downstream(using, stopped[start : start + TRANSITION_BATCH], rearming))
 
 
-def _takes_key(row: Job) -> bool:
+def _takes_key(row: Job[Any]) -> bool:
     """Whether queueing ``row`` (retrying it) makes it a holder of its unique_key it wasn't."""
     if not row.unique_key:
         return False
     if row.unique_while == UniqueWhile.WAITING:
         return row.started_at is None
-    return row.status != JobStatus.RETRYING
+    return bool(row.status != JobStatus.RETRYING)
 
 
-class Job(models.Model):
-    """One unit of background work and the record of every attempt at it."""
+#: What a job's function returns (for an async def, what its coroutine returns): Job[R].
+R = TypeVar("R")
+
+
+class Job(models.Model, Generic[R]):
+    """One unit of background work and the record of every attempt at it.
+
+    Generic over its function's return type, for type checkers: ``send_receipt.enqueue(1)``
+    is a ``Job[str]`` when send_receipt returns a str, so its ``result`` is a ``str | None``.
+    A job read from the database is a ``Job[Any]``.
+    """
 
     id = models.BigAutoField(primary_key=True)
     name = models.CharField(max_length=255, help_text="The registered job name.")
@@ -403,7 +426,8 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    result = models.JSONField(null=True, blank=True)
+    # The return value, as it comes back from JSON, once the job succeeded; None before.
+    result: models.JSONField[Any, R | None] = models.JSONField(null=True, blank=True)
     unique_key = models.CharField(max_length=255, null=True, blank=True)
     # How long unique_key keeps out other jobs with that key: see UniqueWhile and the constraints.
     # A database default too, so that processes still running the code before this column
@@ -610,6 +634,45 @@ class Job(models.Model):
         self.refresh_from_db()
         return bool(done)
 
+    # -- results from code -------------------------------------------------------------------------
+
+    def wait(self, timeout: float | timedelta | None = None) -> Job[R]:
+        """Block until this job has finished (succeeded, stopped or dead); return it, refreshed.
+
+        Raises TimeoutError if it hasn't within ``timeout`` seconds (None: however long it
+        takes). Woken by the notification a worker sends with the outcome; it polls every
+        POLL_INTERVAL without LISTEN_NOTIFY, and for outcomes no worker writes (an operator
+        stopping a queued job). For commands, scripts and tests: never in a request, whose
+        process would be held as long as the job takes.
+        """
+        seconds = _wait_seconds(timeout)
+        if self.pk is None:
+            raise ValueError("wait() waits for an enqueued job; this one was never saved.")
+        using = self._state.db or Job.objects.db
+        deadline = None if seconds is None else time.monotonic() + seconds
+        with channel.OutcomeWaiter(using, Job._meta.db_table) as waiter:
+            while (status := waiter.status(self.pk)) not in FINISHED_STATUSES:
+                if status is None:
+                    raise self._not_visible(using)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(
+                        f"Job #{self.pk} ({self.name}) hasn't finished within {seconds:g}s: it is {status}."
+                    )
+                waiter.pause(self.pk, waiter.interval if left is None else left)
+        self.refresh_from_db(using=using)
+        return self
+
+    def _not_visible(self, using: str) -> Exception:
+        if Job.objects.using(using).filter(pk=self.pk).exists():
+            return JobNotCommitted(
+                f"Job #{self.pk} ({self.name}) isn't committed yet, so no worker can run it: call "
+                f"wait() after the transaction that enqueued it commits (outside atomic(), or in "
+                f"transaction.on_commit()). In tests, use a transactional test "
+                f"(django_db(transaction=True), TransactionTestCase)."
+            )
+        return Job.DoesNotExist(f"Job #{self.pk} ({self.name}) no longer exists (deleted or pruned).")
+
     def _same(self) -> JobQuerySet:
         return Job.objects.using(self._state.db or Job.objects.db).filter(pk=self.pk)
 
@@ -658,7 +721,7 @@ def _notify_control(message: str) -> None:
     channel.notify(message, control=True)
 
 
-class DeadLetter(Job):
+class DeadLetter(Job[Any]):
     """Dead jobs, for the admin's dead-letter page (a proxy: same table, no extra columns)."""
 
     class Meta:
@@ -667,7 +730,7 @@ class DeadLetter(Job):
         verbose_name_plural = "dead letters"
 
 
-class QueueOverview(Job):
+class QueueOverview(Job[Any]):
     """A hook for the admin's operations overview page (a proxy with no rows of its own)."""
 
     class Meta:
@@ -1087,7 +1150,7 @@ class Schedule(models.Model):
         self.save(update_fields=["enabled", "updated_at"])
         return True
 
-    def run_now(self, now: datetime | None = None) -> Job:
+    def run_now(self, now: datetime | None = None) -> Job[Any]:
         """Enqueue its job at once, outside the cron rhythm; the job links back to this schedule."""
         # The one lazy call up the layers from the models: a schedule enqueueing itself, as
         # JobDefinition.enqueue() does (scheduler imports models).

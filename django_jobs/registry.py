@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from .conf import jobs_settings
 from .exceptions import InvalidCron, InvalidJobOptions, JobNotRegistered
@@ -19,14 +20,20 @@ from .retry import Backoff, default_backoff
 if TYPE_CHECKING:
     from .models import Job
 
+#: The parameters of a job's function, and what it returns (for an ``async def`` job, the
+#: coroutine; its jobs' result is what the coroutine returns, ``T``).
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
 
 class Registry:
     """Registered jobs by name."""
 
     def __init__(self) -> None:
-        self._jobs: dict[str, JobDefinition] = {}
+        self._jobs: dict[str, JobDefinition[..., Any]] = {}
 
-    def register(self, definition: JobDefinition) -> None:
+    def register(self, definition: JobDefinition[..., Any]) -> None:
         existing = self._jobs.get(definition.name)
         if existing is not None and existing.func_path != definition.func_path:
             raise InvalidJobOptions(
@@ -35,10 +42,10 @@ class Registry:
             )
         self._jobs[definition.name] = definition
 
-    def get(self, name: str) -> JobDefinition | None:
+    def get(self, name: str) -> JobDefinition[..., Any] | None:
         return self._jobs.get(name)
 
-    def lookup(self, name: str) -> JobDefinition:
+    def lookup(self, name: str) -> JobDefinition[..., Any]:
         """Return the job registered as ``name`` or raise JobNotRegistered saying what to do."""
         try:
             return self._jobs[name]
@@ -66,7 +73,7 @@ class Registry:
             sequence_continue=frozenset(d.name for d in self if d.sequence_on_dead == "continue"),
         )
 
-    def __iter__(self) -> Iterator[JobDefinition]:
+    def __iter__(self) -> Iterator[JobDefinition[..., Any]]:
         return iter(list(self._jobs.values()))
 
     def __contains__(self, name: object) -> bool:
@@ -286,6 +293,10 @@ class EnqueueOptions:
                 )
 
 
+#: One item of enqueue_many(): a dict of keyword arguments, or a list of positional ones.
+Call = dict[str, Any] | list[Any] | tuple[Any, ...]
+
+
 #: The most upstream jobs one job may wait on (docs/how-to/workflows.md).
 MAX_UPSTREAM = 10_000
 
@@ -327,10 +338,14 @@ def _check_after(options: EnqueueOptions) -> None:
 
 
 @dataclass(frozen=True)
-class JobDefinition:
-    """A function registered with ``@job``. Calling it calls the function directly."""
+class JobDefinition(Generic[P, R]):
+    """A function registered with ``@job``. Calling it calls the function directly.
 
-    func: Callable[..., Any]
+    Generic over the function's parameters and return type, so that type checkers check the
+    arguments of ``enqueue()`` against the function and know the type of the job's result.
+    """
+
+    func: Callable[P, R]
     name: str
     queue: str | None = None
     priority: int = 0
@@ -351,8 +366,34 @@ class JobDefinition:
     sequence_key: KeyTemplate | None = None
     sequence_on_dead: str = "block"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __post_init__(self) -> None:
+        # functools.update_wrapper(self, func) without its setattr, which a frozen dataclass
+        # refuses, and without copying the function's __dict__, whose names could shadow fields:
+        # the definition keeps the function's name, docstring and (through __wrapped__) signature.
+        names = vars(self)
+        for attribute in functools.WRAPPER_ASSIGNMENTS:
+            try:
+                names[attribute] = getattr(self.func, attribute)
+            except AttributeError:
+                pass
+        names["__wrapped__"] = self.func
+
+    if TYPE_CHECKING:
+        # Set by __post_init__; declared here (not as fields) for type checkers.
+        @property
+        def __name__(self) -> str: ...
+        @property
+        def __qualname__(self) -> str: ...
+        @property
+        def __wrapped__(self) -> Callable[P, R]: ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
+
+    @cached_property
+    def is_async(self) -> bool:
+        """Whether the function is an ``async def``: a worker runs it on an event loop."""
+        return inspect.iscoroutinefunction(self.func)
 
     @property
     def func_path(self) -> str:
@@ -397,7 +438,7 @@ class JobDefinition:
             sequence_key = self.sequence_key.render(arguments)
         return concurrency_key, rate_key, sequence_key
 
-    def using(self, **options: Any) -> JobDefinition:
+    def using(self, **options: Any) -> JobDefinition[P, R]:
         """Return a copy whose enqueues use these options (queue, priority, max_attempts,
         run_at, delay, unique_key, on_duplicate, debounce, unique_while, after)."""
         unknown = set(options) - set(EnqueueOptions.__dataclass_fields__)
@@ -414,7 +455,15 @@ class JobDefinition:
         merged.update(options)
         return replace(self, options=EnqueueOptions(**merged))
 
-    def enqueue(self, *args: Any, **kwargs: Any) -> Job:
+    # The job of an async def function has the coroutine's result: the first overload says so.
+    @overload
+    def enqueue(
+        self: JobDefinition[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> Job[T]: ...
+    @overload
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]: ...
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> Job[Any]:
         """Write a job row in the current transaction and return it."""
         # The sanctioned lazy call up the layers, as Django's Task.get_backend(): enqueueing
         # imports the registry (and the models), so a definition reaches it only when called.
@@ -422,9 +471,14 @@ class JobDefinition:
 
         return enqueue(self, *args, **kwargs)
 
+    @overload
     def enqueue_many(
-        self, calls: Iterable[dict[str, Any] | list[Any] | tuple[Any, ...]], *, after: Iterable[Any] | None = None
-    ) -> list[Job]:
+        self: JobDefinition[P, Coroutine[Any, Any, T]], calls: Iterable[Call], *, after: Iterable[Any] | None = None
+    ) -> list[Job[T]]: ...
+    @overload
+    def enqueue_many(self, calls: Iterable[Call], *, after: Iterable[Any] | None = None) -> list[Job[R]]: ...
+
+    def enqueue_many(self, calls: Iterable[Call], *, after: Iterable[Any] | None = None) -> list[Job[Any]]:
         """Enqueue one job per item (a dict of keyword arguments, or a list of positional ones);
         with ``after``, each of them waits on those jobs (as ``using(after=...)``)."""
         from .enqueueing import enqueue_many  # the same up-call as enqueue() above
@@ -432,8 +486,36 @@ class JobDefinition:
         return enqueue_many(self, calls, after=after)
 
 
+class JobOptions(TypedDict, total=False):
+    """The keyword options of ``@job(...)``, for type checkers (job() documents them)."""
+
+    name: str | None
+    queue: str | None
+    priority: int
+    max_attempts: int | None
+    timeout: float | timedelta | None
+    backoff: Backoff | None
+    dont_retry: Iterable[type[BaseException]]
+    cron: str | None
+    concurrency: int | None
+    concurrency_key: str | Callable[..., str] | None
+    rate: str | tuple[int, timedelta] | None
+    rate_key: str | Callable[..., str] | None
+    sequence_key: str | Callable[..., str] | None
+    sequence_on_dead: str
+
+
+@overload
+def job(func: Callable[P, R], /, **options: Unpack[JobOptions]) -> JobDefinition[P, R]: ...
+@overload
+def job(
+    func: None = None, /, **options: Unpack[JobOptions]
+) -> Callable[[Callable[P, R]], JobDefinition[P, R]]: ...
+
+
 def job(
     func: Callable[..., Any] | None = None,
+    /,
     *,
     name: str | None = None,
     queue: str | None = None,
@@ -449,7 +531,7 @@ def job(
     rate_key: str | Callable[..., str] | None = None,
     sequence_key: str | Callable[..., str] | None = None,
     sequence_on_dead: str = "block",
-) -> Any:
+) -> JobDefinition[..., Any] | Callable[[Callable[..., Any]], JobDefinition[..., Any]]:
     """Register a function as a job: ``@job`` or ``@job(queue="emails", max_attempts=5, timeout=30)``.
 
     ``dont_retry`` lists exception classes that end the job as dead on the first failure.
@@ -457,16 +539,12 @@ def job(
     arguments on that rhythm in ``settings.TIME_ZONE`` (see docs/reference/schedules.md).
     ``concurrency``, ``rate`` and ``sequence_key`` (with their keys) limit how many run at once,
     how often they start, and run them one at a time in order (see docs/how-to/limits.md).
+    An ``async def`` function runs on an event loop in the worker's child.
     """
 
-    def decorate(f: Callable[..., Any]) -> JobDefinition:
+    def decorate(f: Callable[..., Any]) -> JobDefinition[..., Any]:
         if not callable(f):
             raise InvalidJobOptions(f"@job decorates a function, not {f!r}.")
-        if inspect.iscoroutinefunction(f):
-            raise InvalidJobOptions(
-                f"{f.__qualname__} is an async function; django-jobs runs plain functions. "
-                f"Wrap it: def job(): asyncio.run(your_coroutine())."
-            )
         t = _check_timeout(timeout)
         if max_attempts is not None:
             _check_max_attempts(max_attempts)
@@ -561,7 +639,7 @@ def _check_cron(f: Callable[..., Any], cron: str | None) -> str | None:
     return expression
 
 
-def resolve(target: str | JobDefinition | Callable[..., Any]) -> JobDefinition:
+def resolve(target: str | JobDefinition[..., Any] | Callable[..., Any]) -> JobDefinition[..., Any]:
     """Turn a registered name, a JobDefinition or a decorated function into its JobDefinition."""
     if isinstance(target, JobDefinition):
         return target

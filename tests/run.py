@@ -14,7 +14,9 @@ stage passed:
 ``lint``        ruff over the repository (rules in pyproject.toml).
 ``layers``      import-linter: django_jobs/ imports only down its layers (the contract in
                 pyproject.toml, drawn in docs/explanation/architecture.md).
-``types``       mypy with django-stubs over django_jobs/.
+``types``       mypy with django-stubs over django_jobs/ (its public API with --strict's
+                flags), then ``mypy --strict`` over tests/typecheck/check_api.py: the types a
+                project sees of the API, and the calls that must stay errors.
 ``migrations``  ``makemigrations --check``: no model change lacks its migration.
 ``docs``        the Sphinx site from docs/, warnings as errors (built in a temporary folder);
                 then every Python sample of README.md and docs/ run in a new ``startproject``
@@ -98,6 +100,8 @@ from tests.support import pgcluster  # noqa: E402  (stdlib only, on purpose)
 
 LOCAL_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 MODES = ("auto", "embedded")
+#: Checked by the types stage with mypy --strict (relative to the repository).
+TYPING_FIXTURE = "tests/typecheck/check_api.py"
 
 # Run inside the venv: does a server accept this URL? psycopg[binary] brings its own libpq.
 _PROBE = """
@@ -274,7 +278,11 @@ def build_stages(python: Path) -> list[Stage]:
         return run_child([_venv_tool(python, "lint-imports"), "--no-cache"], env)
 
     def types(args: list[str], env: dict[str, str]) -> int:
-        return run_child([_venv_tool(python, "mypy")], env)
+        mypy = _venv_tool(python, "mypy")
+        # Then what a project checked with --strict sees of the public API: the fixture's
+        # assert_type()s and needed ignores. Errors inside django_jobs are the first run's.
+        return run_child([mypy], env) or run_child(
+            [mypy, "--strict", "--follow-imports=silent", TYPING_FIXTURE], env)
 
     def migrations(args: list[str], env: dict[str, str]) -> int:
         # Detecting changes reads models, not a database; an empty SQLite one keeps the

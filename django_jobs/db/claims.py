@@ -13,7 +13,7 @@ from django.db import DataError, OperationalError, connections, transaction
 
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, Dependency, JobStatus, Pause
-from .channel import wakeup_sql
+from . import channel
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import (
     KEY_EXPR,
@@ -262,7 +262,8 @@ _WAITING = status_is(JobStatus.WAITING)
 #   reach the same downstream jobs wait on each other instead of deadlocking.
 # - ``cascaded``: a job that ended dead or stopped stops everything waiting downstream of it,
 #   transitively, each naming that job (lifecycle.upstream_failed()).
-# - ``flowcheck``: wakes the workers of the queues that got jobs, and refuses the whole statement
+# - ``flowcheck``: wakes the workers of the queues that got jobs, announces the jobs it stopped to
+#   whoever waits for them (Job.wait(), channel.done_sql()), and refuses the whole statement
 #   (it runs again: see _run_outcomes) when an enqueue after one of these jobs, or a re-arm,
 #   committed while this statement waited on that job's row: its snapshot is then older than the
 #   new rows, which it can't see. downstream_version as this statement found it (a plain read
@@ -293,11 +294,12 @@ _FLOW = (
     f"GROUP BY downstream_id) AS c JOIN locked ON locked.id = c.id "
     f"WHERE d.id = c.id AND d.{_WAITING} AND NOT EXISTS (SELECT 1 FROM doomed WHERE doomed.id = c.id) "
     f"RETURNING d.id, d.status, d.queue, d.run_at), "
-    f"flowcheck AS (SELECT (SELECT count(*) FROM (SELECT {wakeup_sql('q.queue', 'q.due')} FROM ("
+    f"flowcheck AS (SELECT (SELECT count(*) FROM (SELECT {channel.wakeup_sql('q.queue', 'q.due')} FROM ("
     f"SELECT queue, min(run_at) AS due FROM released WHERE status = '{JobStatus.QUEUED.value}' GROUP BY queue) AS q) AS n) "
     f"AS notified, (SELECT count(*) FROM (SELECT id, downstream_version FROM done WHERE downstream_version > 0 "
     f"UNION ALL SELECT id, downstream_version FROM cascaded WHERE downstream_version > 0) AS w "
-    f"WHERE w.downstream_version <> (SELECT s.downstream_version FROM {TABLE} AS s WHERE s.id = w.id)) AS stale) "
+    f"WHERE w.downstream_version <> (SELECT s.downstream_version FROM {TABLE} AS s WHERE s.id = w.id)) AS stale, "
+    f"(SELECT count({channel.done_sql('id', 'true')}) FROM cascaded) AS announced) "
 )
 # The condition on the rows of ``done`` the statement returns: it makes ``flowcheck`` run (a
 # SELECT in WITH runs only when read), and fails the statement when it found a stale snapshot.
@@ -313,8 +315,14 @@ def with_workflow_steps(update: str, select: str) -> str:
     return f"WITH RECURSIVE done AS ({update}), {_FLOW}SELECT {select} FROM done WHERE {_FLOW_CHECK}"
 
 
-# The outcome write alone (record_outcomes()), with its workflow steps.
-OUTCOME_WRITE = with_workflow_steps(OUTCOME_UPDATE, "id, status")
+# A written outcome that finished its job is announced to whoever waits for it (Job.wait()):
+# text, or NULL when it wasn't finished or nobody waits (see channel.done_sql).
+_DONE_ANNOUNCED = channel.done_sql(
+    "id", "status IN (" + ", ".join(f"'{s.value}'" for s in FINISHED_STATUSES) + ")"
+)
+# OUTCOME_UPDATE alone (record_outcomes()) with its workflow steps: {job id: status written},
+# announcing the finished jobs.
+OUTCOME_WRITE = with_workflow_steps(OUTCOME_UPDATE, f"id, status, {_DONE_ANNOUNCED}")
 
 
 def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
@@ -346,7 +354,7 @@ def _sync_sql_pg(filter_queues: bool) -> str:
         f"WITH RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}, "
         f"claimable AS ({_claimable_sql(filter_queues)}), {_PARK}, "
         f"claimed AS ({_CLAIM_UPDATE}) "
-        f"SELECT 'done', id, status::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
+        f"SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, NULL::text, NULL::text, NULL::integer, "
         f"NULL::integer, NULL::double precision FROM done WHERE {_FLOW_CHECK} "
         f"UNION ALL SELECT 'released', id, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
         f"NULL::integer, NULL::double precision FROM released WHERE status = '{JobStatus.QUEUED.value}' "
@@ -497,7 +505,7 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
         return {}
     if connections[using].vendor != "postgresql":
         return _record_outcomes_sqlite(using, worker_id, outcomes)
-    return dict(_run_outcomes(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes)))
+    return {row[0]: row[1] for row in _run_outcomes(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes))}
 
 
 def _run_outcomes(using: str, sql: str, params: dict[str, Any], *, worker: bool = False) -> list[tuple[Any, ...]]:

@@ -10,6 +10,7 @@ import logging
 import os
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import close_old_connections, connections
 
 from ..context import JobContext, _current
@@ -76,7 +77,12 @@ def run_job(
     if close_connections and check_before:
         close_old_connections()
     try:
-        value = definition.func(*message["args"], **message["kwargs"])
+        if definition.is_async:
+            # On a new event loop; Django's thread-sensitive sync_to_async() calls come back to
+            # this thread, so the job's ORM calls use this child's connections, closed below.
+            value = async_to_sync(definition.func)(*message["args"], **message["kwargs"])
+        else:
+            value = definition.func(*message["args"], **message["kwargs"])
         problem = json_problem(value, "the return value")
         if problem:
             return {"outcome": "failed", "retryable": False, "error": {

@@ -228,7 +228,8 @@ class Ledger:
 
     def sync(self, limit: int) -> int:
         """Write pending outcomes and claim up to ``limit`` jobs in one round trip; return the
-        number claimed (they go to the buffer)."""
+        number claimed (they go to the buffer) or set aside (unknown names: see claims._PARK), so
+        that a claim that met only jobs it can't run is followed by another at once."""
         if self.link.is_down() or not self.reconcile():
             return 0
         batch = self.pending[:500]
@@ -285,7 +286,7 @@ class Ledger:
         self.publish_held()
         self.link.ok()
         self._announce(batch, written)
-        return len(rows)
+        return len(rows) + len(synced.parked)
 
     @property
     def names(self) -> list[str]:

@@ -300,8 +300,8 @@ def test_worker__never_imports_a_path_it_reads_from_a_row(
     job = JobFactory(name="tests.testapp.tripwire.run")
     run_worker()
     job.refresh_from_db()
-    assert job.status == JobStatus.DEAD
-    assert "JobNotRegistered" in job.last_error
+    # Set aside for a worker that registers it; none does, so it ends dead after UNKNOWN_JOB_GRACE.
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 0) and job.parked_at is not None
     assert not tripwire.exists()
     assert "tests.testapp.tripwire" not in sys.modules
 

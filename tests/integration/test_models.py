@@ -1,4 +1,4 @@
-"""models.py: the operator transitions in bulk (JobQuerySet.retry/stop/dead_letter)."""
+"""models.py: the operator transitions in bulk (JobQuerySet.retry/stop/dead_letter), Job.wait()."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 from django.utils import timezone
 
 from django_jobs import models
+from django_jobs.exceptions import JobNotCommitted
 from django_jobs.models import Job, JobStatus
 from tests.support.factories import JobFactory
+from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -168,3 +170,52 @@ def test_schedule_problems__a_queue_name_with_a_space_is_fine() -> None:
     )
 
     assert schedule.problems() == {}
+
+
+# -- Job.wait() without a worker (tests/process/test_wait.py runs one) --------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wait__returns_a_finished_job_at_once_refreshed() -> None:
+    job = JobFactory(status="queued")
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.STOPPED, last_error="enough")
+
+    assert job.wait(timeout=0) is job
+    assert (job.status, job.last_error) == (JobStatus.STOPPED, "enough")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("timeout", [0, 0.05, timedelta(milliseconds=50)])
+def test_wait__raises_timeout_error_saying_where_the_job_is(timeout: object) -> None:
+    job = JobFactory(status="queued", name="tests.testapp.jobs.noop")
+
+    with pytest.raises(TimeoutError, match=rf"Job #{job.pk} \(tests\.testapp\.jobs\.noop\) hasn't finished within .*s: it is queued\."):
+        job.wait(timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wait__a_deleted_job_raises_does_not_exist() -> None:
+    job = JobFactory(status="queued")
+    Job.objects.filter(pk=job.pk).delete()
+
+    with pytest.raises(Job.DoesNotExist, match="no longer exists"):
+        job.wait(timeout=1)
+
+
+def test_wait__a_job_whose_enqueue_hasnt_committed_says_so() -> None:
+    # This test runs inside a transaction: no other session, no worker, can see the job.
+    job = jobs.record.enqueue("uncommitted")
+
+    with pytest.raises(JobNotCommitted, match=r"isn't committed yet.*transaction\.on_commit"):
+        job.wait(timeout=1)
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "5", True])
+def test_wait__refuses_a_timeout_that_isnt_seconds(timeout: object) -> None:
+    with pytest.raises(ValueError, match=r"wait\(timeout=…\) takes seconds"):
+        JobFactory.build().wait(timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_wait__refuses_a_job_never_saved() -> None:
+    with pytest.raises(ValueError, match="never saved"):
+        JobFactory.build().wait(timeout=1)

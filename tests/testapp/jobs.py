@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import timedelta
+
+from asgiref.sync import sync_to_async
 
 from django_jobs import Backoff, Retry, StopJob, current_job, job
 
@@ -110,6 +113,49 @@ def fail_with_undecodable_file_name() -> None:
     name = os.fsdecode(b"report-\xff.csv")  # a lone surrogate, '\udcff'
     current_job().set_progress(50, f"reading {name}")
     raise ValueError(f"cannot parse {name}")
+
+
+# async def jobs (tests/process/worker/test_async.py): the same outcomes as the sync ones above.
+
+
+@job(timeout=0.5, max_attempts=2, backoff=Backoff(base=0.05, factor=1, max_delay=0.05, jitter=0))
+async def async_sleep_forever() -> None:
+    await sync_to_async(_record)("async")
+    await asyncio.sleep(3600)
+
+
+@job(max_attempts=2)
+async def async_snooze_once(seconds: float) -> str:
+    ctx = current_job()
+    await sync_to_async(_record)("async")
+    if ctx.attempt == 1:
+        raise Retry(in_=timedelta(seconds=seconds))
+    return f"woke in attempt {ctx.attempt} of job {ctx.id}"
+
+
+@job
+async def async_stop_self(reason: str) -> None:
+    await sync_to_async(_record)("async")
+    raise StopJob(reason)
+
+
+@job
+async def async_cooperative_loop(limit: float = 30.0) -> str:
+    """Report progress and wait until asked to stop, through the context's async methods."""
+    await sync_to_async(_record)("async")
+    await current_job().aset_progress(10, "waiting")
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if await current_job().astop_requested():
+            return "noticed the stop request"
+        await asyncio.sleep(0.05)
+    return "ran out of time"
+
+
+@job(max_attempts=1)
+async def async_orm_without_sync_to_async() -> int:
+    """Call the ORM straight from the event loop, which Django refuses."""
+    return SideEffect.objects.count()
 
 
 # Jobs that misuse their child process (tests/process/worker/test_child.py).

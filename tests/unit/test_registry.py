@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -69,12 +71,34 @@ def test_job__rejects_dont_retry_entries_that_are_not_exception_classes() -> Non
         job(name="tests.registry.bad_dont_retry", dont_retry=["KeyError"])(_plain)  # type: ignore[list-item]
 
 
-def test_job__rejects_async_functions_and_says_how_to_wrap_them() -> None:
-    async def coroutine() -> None:
-        pass
+def test_job__accepts_async_functions() -> None:
+    async def coroutine(n: int) -> int:
+        return n
 
-    with pytest.raises(InvalidJobOptions, match=r"is an async function.*asyncio\.run"):
-        job(name="tests.registry.async")(coroutine)
+    definition = job(name="tests.registry.async")(coroutine)
+
+    assert definition.is_async and not jobs.add.is_async
+    assert registry.lookup("tests.registry.async") is definition
+    assert asyncio.run(definition(3)) == 3
+
+
+def test_job__keeps_the_functions_identity() -> None:
+    def send_receipt(order_id: int, *, resend: bool = False) -> str:
+        """Mail the receipt of an order."""
+        return f"{order_id} {resend}"
+
+    definition = job(name="tests.registry.identity")(send_receipt)
+
+    for copy in (definition, definition.using(queue="slow")):
+        assert copy.__name__ == "send_receipt"
+        assert copy.__qualname__ == send_receipt.__qualname__
+        assert copy.__doc__ == "Mail the receipt of an order."
+        assert copy.__module__ == __name__
+        assert copy.__wrapped__ is send_receipt
+        assert inspect.signature(copy) == inspect.signature(send_receipt)
+    # Fields win over the function's attributes: update_wrapper's __dict__ copy is left out.
+    send_receipt.name = "not the job's name"  # type: ignore[attr-defined]
+    assert job(name="tests.registry.identity2")(send_receipt).name == "tests.registry.identity2"
 
 
 def test_job__rejects_things_that_are_not_callable() -> None:

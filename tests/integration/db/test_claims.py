@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
-from django_jobs.db import claims, tables
+from django_jobs.db import channel, claims, tables
 from django_jobs.db.connection import WORKER_SESSION
 from django_jobs.lifecycle import Transition
 from django_jobs.models import Job, JobStatus, Pause
+from tests.conftest import connect
 from tests.support.factories import JobFactory
+from tests.support.procs import wait_lock_waiter
 
 pytestmark = pytest.mark.django_db
 
@@ -301,3 +304,90 @@ def test_sync__its_generic_plan_on_a_worker_session_walks_the_ready_index(fill: 
     # statistics call empty), the plan scanned the whole unnest once per running job.
     assert "django_jobs_running_idx" not in plan, plan
     assert "Index Cond: (id = v.id)" in plan, plan
+
+
+# -- announcing finished jobs to Job.wait() ----------------------------------------------------
+
+
+def _announced(observer: Any) -> list[str]:
+    """The job ids announced on the done channel so far, as ``observer`` (listening) received them.
+
+    A marker sent now is delivered after every notification committed before it, so reading up
+    to it needs no waiting on time.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(channel.NOTIFY, [channel.DONE_CHANNEL, "marker"])
+    payloads = []
+    for notify in observer.notifies(timeout=10):
+        if notify.payload == "marker":
+            return payloads
+        payloads.append(notify.payload)
+    raise AssertionError(f"the marker never arrived (got {payloads})")
+
+
+@pytest.fixture
+def observer(second_connection: Any) -> Any:
+    second_connection.execute(f"LISTEN {channel.DONE_CHANNEL}")
+    return second_connection
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_outcome__announces_a_finished_job_only_while_someone_waits(observer: Any) -> None:
+    alone, waited = JobFactory(), JobFactory()
+    claim(worker_id="w1")
+
+    assert _outcome(alone.pk, attempt=1, worker_id="w1") == JobStatus.SUCCEEDED
+    assert _announced(observer) == []
+    with channel.OutcomeWaiter("default", tables.TABLE):
+        assert _outcome(waited.pk, attempt=1, worker_id="w1") == JobStatus.SUCCEEDED
+        assert _announced(observer) == [str(waited.pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync__announces_the_finished_jobs_of_its_outcomes_while_someone_waits(observer: Any) -> None:
+    finishing, retrying = JobFactory(), JobFactory()
+    claim(worker_id="w1")
+    now = timezone.now()
+    done = Transition(JobStatus.SUCCEEDED, {"attempt": 1, "outcome": "succeeded"}, set_result=True, result=1)
+    again = Transition(JobStatus.RETRYING, {"attempt": 1, "outcome": "failed"}, run_at=now)
+
+    with channel.OutcomeWaiter("default", tables.TABLE):
+        written, _ = claims.sync(
+            "default", worker_id="w1", limit=0, now=now,
+            outcomes=[claims.OutcomeWrite(finishing.pk, 1, now, done), claims.OutcomeWrite(retrying.pk, 1, now, again)],
+        )
+        assert written == {finishing.pk: JobStatus.SUCCEEDED, retrying.pk: JobStatus.RETRYING}
+        assert _announced(observer) == [str(finishing.pk)]  # a retry isn't an outcome to wait for
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waiter__sees_an_outcome_that_was_written_before_it_came_and_commits_after(
+    second_connection: Any,
+) -> None:
+    # An outcome that found nobody waiting (so announces nothing) and commits only after a
+    # waiter came: the waiter must not look at the job before that commit, or it would wait for
+    # an announcement that never comes.
+    job = JobFactory()
+    claim(worker_id="w1")
+    now = timezone.now()
+    decided = Transition(JobStatus.SUCCEEDED, {"attempt": 1, "outcome": "succeeded"}, set_result=True, result=1)
+    seen: list[str | None] = []
+    waiter = threading.Thread(target=lambda: seen.append(_status_once_waiting(job.pk)))
+    with connect() as worker:  # closed (rolled back) however the test ends: it holds the row
+        worker.execute("BEGIN")
+        params = claims.outcome_params("w1", [claims.OutcomeWrite(job.pk, 1, now, decided)])
+        assert worker.execute(claims.OUTCOME_WRITE, params).fetchall() == [(job.pk, "succeeded", None)]
+        waiter.start()
+        wait_lock_waiter(second_connection, "SELECT pg_advisory_lock(%", "the waiter to wait for the outcome's commit")
+        worker.execute("COMMIT")
+    waiter.join(timeout=10)
+
+    assert seen == [JobStatus.SUCCEEDED]
+
+
+def _status_once_waiting(job_id: int) -> str | None:
+    try:
+        with channel.OutcomeWaiter("default", tables.TABLE) as waiter:
+            return waiter.status(job_id)
+    finally:
+        connections.close_all()
