@@ -213,11 +213,15 @@ def enqueue(target: str | JobDefinition[..., Any] | Callable[..., Any], *args: A
 
 
 @overload
-def enqueue_many(target: JobDefinition[..., Coroutine[Any, Any, T]], calls: Iterable[Call]) -> list[Job[T]]: ...
+def enqueue_many(
+    target: JobDefinition[..., Coroutine[Any, Any, T]], calls: Iterable[Call], *, after: Iterable[Any] | None = None
+) -> list[Job[T]]: ...
 @overload
-def enqueue_many(target: JobDefinition[..., R], calls: Iterable[Call]) -> list[Job[R]]: ...
+def enqueue_many(
+    target: JobDefinition[..., R], calls: Iterable[Call], *, after: Iterable[Any] | None = None
+) -> list[Job[R]]: ...
 @overload
-def enqueue_many(target: str, calls: Iterable[Call]) -> list[Job[Any]]: ...
+def enqueue_many(target: str, calls: Iterable[Call], *, after: Iterable[Any] | None = None) -> list[Job[Any]]: ...
 
 
 def enqueue_many(
@@ -309,9 +313,9 @@ def _enqueue_calls(definition: JobDefinition[..., Any], pairs: list[tuple[list[A
 
 
 def _enqueue_after(
-    definition: JobDefinition, pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
+    definition: JobDefinition[..., Any], pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
     varying: dict[str, list[Any]], fixed: dict[str, Any], keys: list[tuple[str | None, ...]],
-) -> list[Job]:
+) -> list[Job[Any]]:
     """Enqueue jobs that wait on ``using(after=...)``: waiting, queued at once when every upstream
     job has succeeded, or stopped when one has failed for good (lifecycle.arm)."""
     using = jobs_settings.DATABASE
