@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,11 +31,22 @@ class JobContext:
 
     @property
     def stop_requested(self) -> bool:
-        """True once someone asked this job to stop: return soon and the job ends ``stopped``."""
+        """True once someone asked this job to stop, or its worker is shutting down: return soon.
+
+        After an operator's stop the job ends ``stopped``. During the worker's shutdown, a job
+        that returns after this said True is handed back (queued again, no attempt spent) to go
+        on from its checkpoint on the next worker; see docs/how-to/deploying.md.
+        """
+        if worker_shutdown.is_set():
+            worker_shutdown.seen = True
+            return True
         return self._stop_request().exists()
 
     async def astop_requested(self) -> bool:
         """``stop_requested`` for an ``async def`` job: ``if await current_job().astop_requested():``."""
+        if worker_shutdown.is_set():
+            worker_shutdown.seen = True
+            return True
         return await self._stop_request().aexists()
 
     def set_progress(self, percent: float | None = None, message: str = "") -> None:
@@ -79,6 +91,17 @@ class JobContext:
         rows = Job.objects.using(self.using).filter(pk=self.id, status=JobStatus.RUNNING, attempts=self.attempt)
         return rows, value
 
+
+class WorkerShutdown:
+    """Whether the worker running this process's job is shutting down, and whether the job was
+    told so (a worker's child sets ``is_set``; ``run_job()`` reads and resets ``seen``)."""
+
+    def __init__(self) -> None:
+        self.is_set: Callable[[], bool] = lambda: False
+        self.seen = False
+
+
+worker_shutdown = WorkerShutdown()
 
 _current: ContextVar[JobContext | None] = ContextVar("django_jobs_current_job", default=None)
 

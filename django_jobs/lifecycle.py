@@ -44,7 +44,8 @@ class Happened(enum.StrEnum):
     RETRY = "retry"
     # The job raised StopJob, or was stopped on request.
     STOPPED = "stopped"
-    # The worker gave the job back unstarted or unfinished (shutdown): no attempt spent.
+    # The worker gave the job back unstarted or unfinished at shutdown, or the job returned after
+    # stop_requested told it the worker was shutting down: no attempt spent.
     HANDED_BACK = "handed_back"
     # No job of its name is registered where it was claimed: it can't run there. (Stored as
     # "dead", what history entries have always said for it.)
@@ -191,6 +192,8 @@ def decide(attempt: Attempt, ended: Ended, now: datetime, backoff: Backoff | Non
         entry["reason"] = storable(ended.reason)
         return Transition(JobStatus.STOPPED, entry, last_error=storable(ended.reason or "stopped by the job"))
     if happened is Happened.HANDED_BACK:
+        if ended.reason:
+            entry["reason"] = storable(ended.reason)
         return Transition(JobStatus.QUEUED, entry, run_at=now, attempts_delta=-1)
     if happened is Happened.UNREGISTERED:
         entry["error"] = ended.error.as_dict() if ended.error else None
@@ -213,7 +216,27 @@ def on_stop_request(transition: Transition) -> Transition:
     finds it, so a request that lands while the outcome is written still wins
     (db.claims.OUTCOME_UPDATE spells it with these constants).
     """
-    return replace(transition, status=JobStatus.STOPPED, last_error=STOPPED_ON_REQUEST, attempts_delta=0)
+    return replace(transition, status=JobStatus.STOPPED, last_error=STOPPED_ON_REQUEST, attempts_delta=0,
+                   history_entry=stopped_entry(transition.history_entry))
+
+
+def stopped_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """The history entry of an attempt whose job someone asked to stop: its outcome is
+    ``stopped`` like the job's status, and ``ended_as`` keeps what the attempt itself did
+    (``succeeded`` for a job that returned). OUTCOME_UPDATE spells the same in SQL."""
+    if entry.get("outcome") == Happened.STOPPED.value:
+        return entry
+    return {**entry, "outcome": Happened.STOPPED.value, "ended_as": entry.get("outcome"),
+            "reason": STOPPED_ON_REQUEST}
+
+
+def announced_outcome(outcome: str, status: str) -> str:
+    """The outcome the ``job_finished`` signal (and so the log line) gives for an attempt the
+    worker saw end as ``outcome`` and wrote as ``status``: a stop request that won is ``stopped``,
+    as the history says (see stopped_entry)."""
+    if status == JobStatus.STOPPED.value:
+        return Happened.STOPPED.value
+    return outcome
 
 
 def rescue(attempt: Attempt, message: str, now: datetime, *, stop_requested: bool, rescuer: str) -> Transition:

@@ -75,7 +75,8 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "django", "runjobs", *args],
                 cwd=REPO,
-                env=runjobs_env(url or database_url(), **(env or {})),
+                # The test's own temporary directory: health files of killed workers stay there.
+                env=runjobs_env(url or database_url(), **{"TMPDIR": str(tmp_path), **(env or {})}),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -89,6 +90,8 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for handle in started:
         handle.kill()
+    forked = {" ".join(h.args): h.fork_warnings() for h in started if h.fork_warnings()}
+    assert not forked, f"a worker forked while running threads: {forked}"
 
 
 @pytest.fixture
@@ -168,3 +171,27 @@ def no_code_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     from django_jobs.registry import registry
 
     monkeypatch.setattr(registry, "_jobs", {n: d for n, d in registry._jobs.items() if not d.keyed})
+
+
+# -- forking while threads run fails the run (see pyproject.toml's filterwarnings) --------------
+
+_FORKED_WITH_THREADS: list[str] = []
+
+
+def pytest_warning_recorded(warning_message: Any, when: str, nodeid: str, location: Any) -> None:
+    from tests.support.procs import FORK_WARNING_TEXT
+
+    if FORK_WARNING_TEXT in str(warning_message.message):
+        _FORKED_WITH_THREADS.append(f"{nodeid or when}: {warning_message.filename}:{warning_message.lineno}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _FORKED_WITH_THREADS and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _FORKED_WITH_THREADS:
+        terminalreporter.section("forked while threads ran (Python 3.12+ DeprecationWarning): the run fails", red=True)
+        for line in _FORKED_WITH_THREADS:
+            terminalreporter.write_line(line)

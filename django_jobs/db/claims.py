@@ -212,12 +212,14 @@ class OutcomeWrite:
         return self.ended_at if self.transition.status in FINISHED_STATUSES else None
 
 
+_STOPPED = JobStatus.STOPPED.value
+
 # Every outcome of a batch in one statement, one commit. Each row is fenced by the claim: the
 # job must still be running *this* attempt for *this* worker, so a worker that was frozen while
 # its job was rescued and claimed again updates nothing and can't overwrite the newer attempt.
 # A stop request beats every other outcome: the statement applies lifecycle.on_stop_request()
-# itself, from stop_requested_at as it finds it, so a request that lands while the outcome is
-# written is never lost.
+# (and its stopped_entry()) itself, from stop_requested_at as it finds it, so a request that
+# lands while the outcome is written is never lost.
 #
 # The fence's values (status running, this worker's id) come in as arrays like the outcomes,
 # though they are the same in every row. As join conditions they can't match the partial
@@ -230,7 +232,10 @@ OUTCOME_UPDATE = (
     f"status = CASE WHEN j.stop_requested_at IS NULL THEN v.status ELSE '{JobStatus.STOPPED.value}' END, "
     f"worker_id = '', "
     f"finished_at = CASE WHEN j.stop_requested_at IS NULL THEN v.finished_at ELSE v.ended_at END, "
-    f"history = j.history || jsonb_build_array(v.entry::jsonb), "
+    f"history = j.history || jsonb_build_array(CASE WHEN j.stop_requested_at IS NULL "
+    f"OR v.entry::jsonb->>'outcome' = '{_STOPPED}' THEN v.entry::jsonb ELSE v.entry::jsonb || "
+    f"jsonb_build_object('outcome', '{_STOPPED}', 'ended_as', v.entry::jsonb->'outcome', "
+    f"'reason', '{STOPPED_ON_REQUEST}') END), "
     f"run_at = COALESCE(v.run_at, j.run_at), "
     f"result = CASE WHEN v.set_result THEN v.result::jsonb ELSE j.result END, "
     f"last_error = CASE WHEN j.stop_requested_at IS NOT NULL THEN '{STOPPED_ON_REQUEST}' "
@@ -542,7 +547,10 @@ def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[Outco
         f"status = CASE WHEN stop_requested_at IS NULL THEN %s ELSE '{JobStatus.STOPPED.value}' END, "
         f"worker_id = '', "
         f"finished_at = CASE WHEN stop_requested_at IS NULL THEN %s ELSE %s END, "
-        f"history = json_insert(history, '$[#]', json(%s)), "
+        f"history = json_insert(history, '$[#]', CASE WHEN stop_requested_at IS NULL "
+        f"OR json_extract(%s, '$.outcome') = '{_STOPPED}' THEN json(%s) ELSE json_set(%s, "
+        f"'$.outcome', '{_STOPPED}', '$.ended_as', json_extract(%s, '$.outcome'), "
+        f"'$.reason', '{STOPPED_ON_REQUEST}') END), "
         f"run_at = COALESCE(%s, run_at), "
         f"result = CASE WHEN %s THEN %s ELSE result END, "
         f"last_error = CASE WHEN stop_requested_at IS NOT NULL THEN '{STOPPED_ON_REQUEST}' "
@@ -557,7 +565,7 @@ def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[Outco
         for o in outcomes:
             t = o.transition
             cursor.execute(sql, [
-                t.status.value, adapt(o.finished_at), adapt(o.ended_at), json.dumps(t.history_entry),
+                t.status.value, adapt(o.finished_at), adapt(o.ended_at), *[json.dumps(t.history_entry)] * 4,
                 adapt(t.run_at), t.set_result, dump_json(t.result) if t.set_result else None,
                 t.last_error, t.attempts_delta, t.max_attempts_delta, o.job_id, o.attempt,
                 o.fence_worker or worker_id,

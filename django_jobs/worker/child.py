@@ -13,8 +13,13 @@ import time
 
 from django.db import connections
 
+from ..context import worker_shutdown
 from . import protocol
 from .invocation import become_child, run_job
+from .shutdown import ShutdownFlag
+
+# The reply for a job a child was sent but hadn't started when the worker began to shut down.
+NOT_STARTED = {"outcome": "handed_back", "reason": "not started: the worker was shutting down"}
 
 # File descriptors of the parent's ends of every child's socket (and of its pidfd), kept by the
 # pool. A forked child inherits them all and must close them: while any copy of a socket's parent
@@ -23,8 +28,8 @@ from .invocation import become_child, run_job
 PARENT_ENDS: set[int] = set()
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL this child if the worker dies, even mid-job (best effort elsewhere)."""
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process if its parent dies, even mid-job (best effort elsewhere)."""
     try:
         import ctypes  # deferred: only a child needs it, once
 
@@ -40,9 +45,17 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def child_main(sock: socket.socket, worker_id: str, parent_pid: int) -> None:
-    """Run the batches of jobs read from ``sock`` until the worker closes it (the child's body)."""
+def child_main(
+    sock: socket.socket, worker_id: str, parent_pid: int, shutdown: ShutdownFlag | None = None,
+) -> None:
+    """Run the batches of jobs read from ``sock`` until the worker closes it (the child's body).
+
+    ``parent_pid`` is the fork server's (or the worker's, without one); ``shutdown`` is the
+    worker's flag, which jobs see as ``current_job().stop_requested``.
+    """
     pid = become_child()
+    if shutdown is not None:
+        worker_shutdown.is_set = shutdown.is_set
     for fd in list(PARENT_ENDS):
         try:
             os.close(fd)
@@ -58,7 +71,7 @@ def child_main(sock: socket.socket, worker_id: str, parent_pid: int) -> None:
     # period (it kills children with SIGKILL when they don't).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     received = bytearray()
     while True:
         try:
@@ -76,7 +89,10 @@ def child_main(sock: socket.socket, worker_id: str, parent_pid: int) -> None:
             del received[: end + 1]
             for position, message in enumerate(jobs):
                 began = time.monotonic()
-                reply = run_job(message, worker_id, check_before=position == 0)
+                if shutdown is not None and shutdown.is_set():
+                    reply = dict(NOT_STARTED)  # it waited behind another: give it back unstarted
+                else:
+                    reply = run_job(message, worker_id, check_before=position == 0)
                 ended = time.monotonic()
                 try:
                     sock.sendall(protocol.reply_line(reply, message, pid, began, ended))

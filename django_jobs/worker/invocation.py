@@ -13,7 +13,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections, connections
 
-from ..context import JobContext, _current
+from ..context import JobContext, _current, worker_shutdown
 from ..exceptions import Retry, StopJob
 from ..lifecycle import ErrorRecord
 from ..log import log_event
@@ -25,6 +25,10 @@ from ..text import storable
 # job that calls os.fork() and lets the copy return would otherwise have two processes run the
 # child's loop: the copy must not reply, read the socket or close the child's database connections.
 _child_pid: int | None = None
+
+
+#: The history's reason for a job that returned after learning its worker was shutting down.
+WRAPPED_UP = "returned after stop_requested said the worker was shutting down"
 
 
 def become_child() -> int:
@@ -76,6 +80,7 @@ def run_job(
     token = _current.set(context)
     if close_connections and check_before:
         close_old_connections()
+    worker_shutdown.seen = False
     try:
         if definition.is_async:
             # On a new event loop; Django's thread-sensitive sync_to_async() calls come back to
@@ -83,6 +88,10 @@ def run_job(
             value = async_to_sync(definition.func)(*message["args"], **message["kwargs"])
         else:
             value = definition.func(*message["args"], **message["kwargs"])
+        if worker_shutdown.seen:
+            # stop_requested told it the worker is shutting down, and it returned: it wrapped up
+            # (checkpointed), it didn't finish. Queued again, it goes on from there elsewhere.
+            return {"outcome": "handed_back", "reason": WRAPPED_UP}
         problem = json_problem(value, "the return value")
         if problem:
             return {"outcome": "failed", "retryable": False, "error": {

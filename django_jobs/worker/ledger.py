@@ -490,7 +490,8 @@ class Ledger:
             if listening:
                 send_signal(
                     job_finished, sender=Job, job_id=row["id"], name=row["name"], attempt=row["attempt"],
-                    worker_id=self.worker_id, status=status, outcome=outcome.reply["outcome"],
+                    worker_id=self.worker_id, status=status,
+                    outcome=lifecycle.announced_outcome(outcome.reply["outcome"], status),
                     duration=outcome.duration, error=outcome.reply.get("error"),
                 )
 

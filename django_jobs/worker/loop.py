@@ -35,6 +35,7 @@ from .maintenance import Maintenance
 from .pool import ChildStartFailed, Pool, Slot
 from .presence import Presence, default_worker_id
 from .reconnect import DB_DOWN, DatabaseLink
+from .shutdown import ShutdownFlag
 
 
 @dataclass
@@ -67,7 +68,12 @@ class WorkerLoop:
         self.claim_ahead = ClaimAhead(self.concurrency)
         slots = [Slot(i, self.worker_id) for i in range(self.concurrency)]
         self.ledger = Ledger(context=self.context, queues=self.queues, link=self.link, children=slots)
-        self.pool = Pool(slots, context=self.context, ledger=self.ledger, claim_ahead=self.claim_ahead)
+        #: Set when a graceful shutdown begins: jobs see it as current_job().stop_requested.
+        self.shutdown_flag = ShutdownFlag()
+        self.pool = Pool(slots, context=self.context, ledger=self.ledger, claim_ahead=self.claim_ahead,
+                         shutdown=self.shutdown_flag)
+        # PID 1 inherits every orphan in its PID namespace, and must reap them.
+        self._reaper = os.getpid() == 1
         ledger = self.ledger
         self.presence = Presence(context=self.context, queues=self.queues, concurrency=self.concurrency,
                                  link=self.link, held=lambda: ledger.held, wake_fd=self._wake_w)
@@ -88,7 +94,8 @@ class WorkerLoop:
         self.ledger.publish_held()
         code = 0
         try:
-            # Children are forked before any thread starts, and inherit no open database connection.
+            # The fork server (and, without one, the children) is forked before any thread starts,
+            # and inherits no open database connection.
             connections.close_all()
             self.pool.start()
             if connection.is_postgres(self.using) and jobs_settings.LISTEN_NOTIFY:
@@ -120,6 +127,8 @@ class WorkerLoop:
     def _loop(self) -> None:
         while True:
             self.presence.loop_turned = time.monotonic()
+            if self._reaper:
+                self.pool.reap_orphans()
             if self.force:
                 return
             if self.stopping:
@@ -241,6 +250,7 @@ class WorkerLoop:
             log_event("worker_stopping", worker=self.worker_id, mode="now", signal=signal.Signals(signum).name)
         else:
             self.stopping = True
+            self.shutdown_flag.set()  # running jobs now see stop_requested
             self.ledger.stopping_now = True
             self.stop_deadline = time.monotonic() + self.grace
             log_event(
@@ -258,6 +268,7 @@ class WorkerLoop:
             self._listener.stop()
         self.ledger.hand_back_buffer()
         self.pool.shutdown()
+        self.pool.stop_server()
         self.ledger.hand_back_buffer()
         self.ledger.flush(final=True)
         for _ in range(3):

@@ -7,6 +7,7 @@ ran past its timeout or stop grace, and starts a new child in place of one that 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -28,8 +29,12 @@ from ..signals import job_started
 from . import protocol
 from .child import PARENT_ENDS, child_main
 from .claim_ahead import ClaimAhead
+from .forkserver import ForkServer, ForkServerGone, ServedChild
+from .forkserver import available as fork_server_available
 from .ledger import Ledger, Outcome, send_signal
+from .shutdown import ShutdownFlag
 
+# Without a fork server (not Linux, or a slot started on its own in a test): fork from here.
 _FORK = get_context("fork")
 
 # The most children one worker may run (``runjobs --concurrency``). Each child is a forked Python
@@ -58,6 +63,10 @@ class Slot:
 
     index: int
     worker_id: str
+    #: Where its children come from (the pool sets it); None: forked from this process.
+    server: ForkServer | None = None
+    #: The worker's shutdown flag, for a child forked from this process (the server has it).
+    shutdown: ShutdownFlag | None = None
     process: Any = None
     pid: int | None = None  # the child's; a reply from any other process is refused
     pidfd: int | None = None  # readable once the child has exited (Linux), see exit_fd
@@ -79,28 +88,36 @@ class Slot:
         return bool(self.jobs)
 
     def start(self) -> None:
-        """Fork a new child for this slot; ChildStartFailed says why it couldn't."""
+        """Start a new child for this slot; ChildStartFailed says why it couldn't."""
         try:
             parent_end, child_end = socket.socketpair()
         except OSError as exc:
             raise ChildStartFailed(self._start_problem(exc)) from exc
-        process = _FORK.Process(
-            target=child_main,
-            args=(child_end, self.worker_id, os.getpid()),
-            name=f"django_jobs-{self.worker_id}-{self.index}",
-            daemon=True,
-        )
         PARENT_ENDS.add(parent_end.fileno())
         try:
-            process.start()
+            if self.server is not None:
+                process: Any = self.server.spawn(child_end, self.index)
+            else:
+                process = _FORK.Process(
+                    target=child_main,
+                    args=(child_end, self.worker_id, os.getpid(), self.shutdown),
+                    name=f"django_jobs-{self.worker_id}-{self.index}",
+                    daemon=True,
+                )
+                process.start()
         except OSError as exc:
             PARENT_ENDS.discard(parent_end.fileno())
             parent_end.close()
+            if isinstance(exc, ForkServerGone):
+                raise ChildStartFailed(f"could not start child process {self.index + 1}: {exc}") from exc
             raise ChildStartFailed(self._start_problem(exc)) from exc
         finally:
             child_end.close()
         assert process.pid is not None
         self.process, self.pid, self.conn, self.received = process, process.pid, parent_end, bytearray()
+        if isinstance(process, ServedChild):
+            self.pidfd = process.pidfd
+            return
         try:
             self.pidfd = os.pidfd_open(process.pid)
             PARENT_ENDS.add(self.pidfd)
@@ -194,19 +211,23 @@ class Slot:
     def kill(self) -> None:
         """Kill the child at once (a timeout, a stop, a forced shutdown); start() makes a new one."""
         if self.process is not None and self.process.is_alive():
-            try:
-                os.kill(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.process.kill()
         self.close()
 
     def close(self) -> None:
+        """Close the child's socket (at EOF it exits) and forget it, killing it if it hasn't
+        exited within 5 seconds."""
         if self.conn is not None:
             PARENT_ENDS.discard(self.conn.fileno())
             self.conn.close()
         if self.process is not None:
             self.process.join(timeout=5)
-        if self.pidfd is not None:
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(timeout=5)
+        if isinstance(self.process, ServedChild):
+            self.process.close()  # (its pidfd is the slot's)
+        elif self.pidfd is not None:
             PARENT_ENDS.discard(self.pidfd)
             os.close(self.pidfd)
         self.process, self.pid, self.pidfd, self.conn, self.received = None, None, None, None, bytearray()
@@ -225,8 +246,11 @@ class Pool:
 
     def __init__(
         self, slots: list[Slot], *, context: ServiceContext, ledger: Ledger, claim_ahead: ClaimAhead,
+        shutdown: ShutdownFlag | None = None,
     ) -> None:
         self.slots = slots
+        self.shutdown_flag = shutdown
+        self.server: ForkServer | None = None
         self.using, self.worker_id, self.clock = context.using, context.worker_id, context.clock
         self.ledger = ledger
         self.claim_ahead = claim_ahead
@@ -234,9 +258,35 @@ class Pool:
         self.closing = False
 
     def start(self) -> None:
-        """Start every child (before any thread starts: children are forked)."""
+        """Start the fork server, then every child through it (before any thread starts)."""
+        if fork_server_available():
+            self.server = ForkServer(functools.partial(_served_child, self.worker_id, self.shutdown_flag))
+            try:
+                self.server.start()
+            except OSError as exc:
+                self.server = None
+                raise ChildStartFailed(f"could not start the fork server: {exc}") from exc
         for slot in self.slots:
+            slot.server, slot.shutdown = self.server, self.shutdown_flag
             slot.start()
+
+    def reap_orphans(self) -> None:
+        """Reap the processes orphaned here: a worker that is PID 1 (a container's exec-form
+        command) inherits every orphan of its namespace, such as the process a job started
+        before its child was killed, and an unreaped one stays ``<defunct>`` for good.
+
+        Only with a fork server: then the server is this process's only child of its own, and
+        its exit is watched through its pidfd, not its exit status.
+        """
+        if self.server is None:
+            return
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
 
     def busy(self) -> bool:
         """Whether any child has a job."""
@@ -481,8 +531,14 @@ class Pool:
             self._finish(slot, {"outcome": "handed_back"})
 
     def _stop_child(self, slot: Slot) -> None:
-        process = slot.process
         slot.close()  # EOF on its pipe: the child returns from its loop and exits
-        if process is not None and process.is_alive():
-            process.kill()
-            process.join(timeout=5)
+
+    def stop_server(self) -> None:
+        """Stop the fork server (once every child is stopped)."""
+        if self.server is not None:
+            self.server.stop()
+
+
+def _served_child(worker_id: str, shutdown: ShutdownFlag | None, sock: socket.socket, server_pid: int) -> None:
+    """What a child the fork server starts runs."""
+    child_main(sock, worker_id, server_pid, shutdown)

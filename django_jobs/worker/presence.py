@@ -24,6 +24,7 @@ from ..models import KnownName
 from ..models import Worker as WorkerRow
 from ..registry import registry
 from ..services import ServiceContext
+from ..services.health import HealthFile
 from ..services.rescue import own_previous_ids, pid_namespace, rescue
 from .ledger import Held
 from .reconnect import DB_DOWN, DatabaseLink, first_line
@@ -63,11 +64,14 @@ class Presence:
         #: The job names registered in this worker's code (what it claims; see KnownName).
         self.names = registry.names()
         self._names_said = 0.0
+        #: What ``manage.py jobs health`` reads (see services/health.py).
+        self.health = HealthFile(self.using, self.worker_id)
 
     # -- the worker's row -----------------------------------------------------------------------
 
     def register(self) -> None:
         """Write this worker's row, and rescue jobs left running by its own earlier incarnations."""
+        self.health.write(loop_turned_at=time.time())
         for _attempt in range(60):
             try:
                 WorkerRow.objects.using(self.using).update_or_create(
@@ -91,11 +95,16 @@ class Presence:
                 return
             except DB_DOWN as exc:
                 self.link.lost(exc)
-                time.sleep(max(0.0, self.link.down_until - time.monotonic()))
+                # Waiting for the database is being alive: `jobs health` must not fail (and get
+                # the container restarted) while the worker rides out an outage at its start.
+                while (left := self.link.down_until - time.monotonic()) > 0:
+                    self.health.write(loop_turned_at=time.time())
+                    time.sleep(min(left, float(jobs_settings.HEARTBEAT_INTERVAL)))
         raise RuntimeError("the database stayed unreachable; giving up")
 
     def unregister(self) -> None:
-        """Delete this worker's row (rescue removes it if this fails)."""
+        """Delete this worker's row (rescue removes it if this fails) and its health file."""
+        self.health.remove()
         try:
             self.say_names()
             WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).delete()
@@ -111,6 +120,7 @@ class Presence:
 
     def start_heartbeat(self) -> None:
         """Start the heartbeat thread."""
+        self.health.write(loop_turned_at=self._loop_turned_at())
         self._heartbeat = Heartbeat(self)
         self._heartbeat.start()
 
@@ -126,6 +136,7 @@ class Presence:
 
     def beat(self) -> None:
         """Record a heartbeat and look for stop requests (called from the heartbeat thread)."""
+        loop_turned_at = self._loop_turned_at()
         stalled = time.monotonic() - self.loop_turned
         if stalled > float(jobs_settings.RESCUE_AFTER) / 2:
             # A heartbeat promises the worker will record its jobs' outcomes. A main loop stuck
@@ -133,9 +144,13 @@ class Presence:
             # it only waits for a lock on our tables: it will record them once the lock goes, and
             # rescuing them meanwhile would run every one of them twice.
             if not self.link.waiting_on_lock():
+                self.health.write(loop_turned_at=loop_turned_at)
                 log_event("loop_stalled", logging.ERROR, worker=self.worker_id, seconds=f"{stalled:.0f}")
                 return
+            self.health.write(loop_turned_at=loop_turned_at, waiting_on_lock=True)
             log_event("waiting_on_lock", logging.WARNING, worker=self.worker_id, seconds=f"{stalled:.0f}")
+        else:
+            self.health.write(loop_turned_at=loop_turned_at)
         running, listed_at = self.held()
         fields = {"last_heartbeat": self.clock(), "running": list(running), "listed_at": listed_at}
         updated = WorkerRow.objects.using(self.using).filter(worker_id=self.worker_id).update(**fields)
@@ -158,6 +173,10 @@ class Presence:
                 raise
             return  # the job table is locked: look again at the next beat
         self.request_stops(stops)
+
+    def _loop_turned_at(self) -> float:
+        """When the main loop last went round, in wall-clock seconds."""
+        return time.time() - (time.monotonic() - self.loop_turned)
 
     # -- stop requests --------------------------------------------------------------------------
 

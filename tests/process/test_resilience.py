@@ -179,12 +179,49 @@ def test_stop__running_job_that_ignores_it_is_killed_while_its_neighbour_complet
 
 def test_stop__cooperative_job_sees_the_request_and_ends_stopped(workers):
     job = jobs.cooperative_loop.enqueue()
-    workers("--concurrency", "1", settings={"STOP_GRACE": 30.0})
+    worker = workers("--concurrency", "1", settings={"STOP_GRACE": 30.0})
     wait_until(lambda: started(job), message="the job to start")
     job.stop()
     wait_until(lambda: status_of(job) == JobStatus.STOPPED, timeout=15, message="the stop")
     job.refresh_from_db()
     assert job.result == "noticed the stop request"
+    # It returned, but it was asked to stop: status, history and log all say stopped.
+    entry = job.history[-1]
+    assert (entry["outcome"], entry["ended_as"], entry["reason"]) == ("stopped", "succeeded", "stopped on request")
+    worker.wait_for_output(f"event=stopped job={job.id} ")
+    line = next(x for x in worker.output().splitlines() if f"event=stopped job={job.id} " in x)
+    assert "status=stopped" in line
+    assert f"event=succeeded job={job.id} " not in worker.output()
+
+
+def test_sigterm__cooperative_job_checkpoints_is_handed_back_and_goes_on_from_its_checkpoint(workers):
+    job = jobs.checkpointed_steps.enqueue(steps=200, seconds=0.05)  # 10 s of steps
+    worker = workers("--concurrency", "1", "--grace", "25")
+    wait_until(lambda: started(job), message="the job to start")
+    worker.signal(signal.SIGTERM)
+    # It sees stop_requested during the grace, checkpoints and returns: the worker exits at
+    # once instead of killing it 25 s later.
+    assert worker.wait(timeout=20) == 0, worker.describe()
+    checkpoint = SideEffect.objects.get(job_id=job.id, label__startswith="checkpoint:").label
+    step = int(checkpoint.split(":")[1])
+    assert 0 <= step < 200
+    job.refresh_from_db()
+    # Handed back, not succeeded: status, history and log agree, and no attempt was spent.
+    assert job.status == JobStatus.QUEUED and job.attempts == 0
+    entry = job.history[-1]
+    assert entry["outcome"] == "handed_back"
+    assert entry["reason"] == "returned after stop_requested said the worker was shutting down"
+    line = next(x for x in worker.output().splitlines() if f"job={job.id} " in x and "event=handed_back" in x)
+    assert "status=queued" in line
+    assert "event=succeeded" not in worker.output()
+
+    # The next worker goes on from the checkpoint, not from scratch.
+    SideEffect.objects.filter(job_id=job.id, label=checkpoint).update(label="checkpoint:195")
+    workers("--concurrency", "1", "--burst")
+    wait_until(lambda: status_of(job) == JobStatus.SUCCEEDED, timeout=30, message="the later run")
+    job.refresh_from_db()
+    assert job.result == "done from 195" and job.attempts == 1
+    assert [h["outcome"] for h in job.history] == ["handed_back", "succeeded"]
 
 
 def test_stop__waiting_job_never_runs():

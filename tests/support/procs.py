@@ -31,6 +31,13 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
+# Python 3.12+'s warning about forking a process that runs threads: a worker must never fork that
+# way. The subprocesses print every one (an "error" action would be lost: CPython clears the
+# exception inside os.fork()), and the fixtures fail a test whose worker printed one
+# (WorkerProcess.fork_warnings()). The suite's own filter is in pyproject.toml.
+FORK_WARNING_SHOWN = "always:This process (pid=:DeprecationWarning"
+FORK_WARNING_TEXT = "is multi-threaded, use of fork() may lead to deadlocks"
+
 
 def wait_until(
     predicate: Callable[[], Any],
@@ -125,6 +132,10 @@ class WorkerProcess:
     def describe(self) -> str:
         return f"runjobs {' '.join(self.args)} (pid {self.proc.pid}) output:\n{self.output()}"
 
+    def fork_warnings(self) -> list[str]:
+        """The lines where this process warned that it forked while running threads."""
+        return [line for line in self.output().splitlines() if FORK_WARNING_TEXT in line]
+
     def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
         """Wait until ``text`` appears in the worker's output (fail with the output if not)."""
 
@@ -177,7 +188,8 @@ def runjobs_env(url: str, **extra: str) -> dict[str, str]:
     pytest-django point it at ``test_<name>``, so the subprocess gets the test database's real name.
     """
     env = dict(os.environ)
-    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=url, PYTHONUNBUFFERED="1")
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=url, PYTHONUNBUFFERED="1",
+               PYTHONWARNINGS=FORK_WARNING_SHOWN)
     env.update(extra)
     return env
 

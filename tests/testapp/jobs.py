@@ -270,6 +270,34 @@ def apply_feed_item(feed: str, item: int) -> None:
     _span(f"feed:{feed}", 0)
 
 
+@job
+def checkpointed_steps(steps: int = 60, seconds: float = 0.05) -> str:
+    """Take ``steps`` steps, going on from the last checkpoint; when asked to stop (or when the
+    worker shuts down), write a checkpoint (a SideEffect "checkpoint:N") and return."""
+    ctx = current_job()
+    assert ctx is not None
+    done = [int(label.split(":")[1]) for label in
+            SideEffect.objects.filter(job_id=ctx.id, label__startswith="checkpoint:").values_list("label", flat=True)]
+    start = max(done, default=0)
+    _record(f"start:{start}")
+    for step in range(start, steps):
+        if ctx.stop_requested:
+            _record(f"checkpoint:{step}")
+            return f"checkpointed at {step}"
+        time.sleep(seconds)
+    return f"done from {start}"
+
+
+@job(timeout=1.0, max_attempts=1)
+def orphan_a_process(pid_file: str, seconds: float = 4.0) -> None:
+    """Start a process that outlives this attempt (killed at its timeout), writing its pid first."""
+    import subprocess
+
+    _record()
+    subprocess.Popen(["sh", "-c", f'echo $$ > "{pid_file}.tmp" && mv "{pid_file}.tmp" "{pid_file}" && exec sleep {seconds}'])
+    time.sleep(60)
+
+
 # -- workflows (using(after=[...])) ----------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from django_jobs.lifecycle import (
     Ended,
     ErrorRecord,
     Happened,
+    announced_outcome,
     arm,
     decide,
     never_received,
@@ -141,6 +142,31 @@ def test_on_stop_request__beats_any_outcome_and_counts_the_attempt():
     assert (stopped.status, stopped.attempts_delta, stopped.last_error) == (
         JobStatus.STOPPED, 0, STOPPED_ON_REQUEST)
     assert on_stop_request(decide(attempt(), Ended(Happened.SUCCEEDED), NOW, BACKOFF)).status == JobStatus.STOPPED
+
+
+def test_on_stop_request__history_says_stopped_and_keeps_what_the_attempt_did():
+    returned = on_stop_request(decide(attempt(), Ended(Happened.SUCCEEDED, result=7), NOW, BACKOFF))
+    entry = returned.history_entry
+    assert (entry["outcome"], entry["ended_as"], entry["reason"]) == ("stopped", "succeeded", STOPPED_ON_REQUEST)
+    assert returned.result == 7  # a return value is still stored
+    # A job that raised StopJob itself keeps its own reason.
+    own = on_stop_request(decide(attempt(), Ended(Happened.STOPPED, reason="enough"), NOW, BACKOFF))
+    assert own.history_entry["reason"] == "enough" and "ended_as" not in own.history_entry
+    lost = rescue(attempt(1, 3), "gone", NOW, stop_requested=True, rescuer="r")
+    assert (lost.history_entry["outcome"], lost.history_entry["ended_as"]) == ("stopped", "lost")
+
+
+def test_announced_outcome__is_stopped_whenever_the_status_written_is():
+    assert announced_outcome("succeeded", "stopped") == "stopped"
+    assert announced_outcome("failed", "stopped") == "stopped"
+    assert announced_outcome("succeeded", "succeeded") == "succeeded"
+    assert announced_outcome("handed_back", "queued") == "handed_back"
+
+
+def test_decide__a_job_that_wrapped_up_at_shutdown_is_handed_back_with_the_reason():
+    t = decide(attempt(2, 3), Ended.from_reply({"outcome": "handed_back", "reason": "wrapped up"}), NOW, BACKOFF)
+    assert (t.status, t.run_at, t.attempts_delta) == (JobStatus.QUEUED, NOW, -1)
+    assert t.history_entry["outcome"] == "handed_back" and t.history_entry["reason"] == "wrapped up"
 
 
 def test_never_received__goes_back_unstarted_without_spending_an_attempt():

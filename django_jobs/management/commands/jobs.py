@@ -10,7 +10,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from django_jobs.cli import BAD_INPUT, deadletter, list_, pause, resume, retry, show, stats, stop
+from django_jobs.cli import (
+    BAD_INPUT,
+    deadletter,
+    health,
+    list_,
+    pause,
+    resume,
+    retry,
+    show,
+    stats,
+    stop,
+)
 
 SUBCOMMANDS: dict[str, ModuleType] = {
     "list": list_,
@@ -21,6 +32,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "pause": pause,
     "resume": resume,
     "stats": stats,
+    "health": health,
 }
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.conf import jobs_settings
 from django_jobs.registry import queue_problem
-from django_jobs.worker import MAX_CONCURRENCY, WorkerLoop, default_worker_id
+from django_jobs.worker import MAX_CONCURRENCY, WorkerLoop, available_cpus, default_worker_id
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -34,7 +33,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency", default=None, metavar="N",
             help=f"Jobs run at once, each in its own child process (at most {MAX_CONCURRENCY}). "
-                 f"Default: one per CPU.",
+                 f"Default: one per CPU this process may use (its CPU affinity, capped by a cgroup "
+                 f"CPU limit).",
         )
         parser.add_argument("--burst", action="store_true", help="Exit once no job is ready.")
         parser.add_argument("--max-jobs", default=None, metavar="N", help="Exit after claiming N jobs.")
@@ -60,7 +60,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--queue: {problem}.")
         concurrency = options["concurrency"]
         if concurrency is None:
-            concurrency = jobs_settings.CONCURRENCY or os.cpu_count() or 1
+            concurrency = jobs_settings.CONCURRENCY or available_cpus()
         concurrency = _positive_int("--concurrency", concurrency)
         if concurrency > MAX_CONCURRENCY:
             raise CommandError(

@@ -352,10 +352,10 @@ def test_sync__announces_the_finished_jobs_of_its_outcomes_while_someone_waits(o
     again = Transition(JobStatus.RETRYING, {"attempt": 1, "outcome": "failed"}, run_at=now)
 
     with channel.OutcomeWaiter("default", tables.TABLE):
-        written, _ = claims.sync(
-            "default", worker_id="w1", limit=0, now=now,
+        written = claims.sync(
+            "default", worker_id="w1", limit=0, now=now, names=[],
             outcomes=[claims.OutcomeWrite(finishing.pk, 1, now, done), claims.OutcomeWrite(retrying.pk, 1, now, again)],
-        )
+        ).written
         assert written == {finishing.pk: JobStatus.SUCCEEDED, retrying.pk: JobStatus.RETRYING}
         assert _announced(observer) == [str(finishing.pk)]  # a retry isn't an outcome to wait for
 

@@ -75,3 +75,43 @@ def test_stop_deadline__a_reply_already_sent_is_read_before_anything_is_killed(t
 
             os.close(worker._wake_r)
             os.close(worker._wake_w)
+
+
+def test_children__come_from_the_fork_server_and_without_one_from_this_process(
+    run_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    from pathlib import Path
+
+    from django_jobs.worker import pool
+
+    pools: list[Any] = []
+    parents: list[int] = []
+    real_start = pool.Pool.start
+
+    def start(self: Any) -> None:
+        pools[:] = [self]
+        real_start(self)
+
+    def parent_of(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+    def grab(sender: Any, **kwargs: Any) -> None:
+        parents.extend(parent_of(s.pid) for s in pools[0].slots if s.pid)
+
+    monkeypatch.setattr(pool.Pool, "start", start)
+    job_started.connect(grab)
+    try:
+        jobs.record.enqueue("served")
+        run_worker()
+        served = set(parents)
+        # Where there is no fork server (not Linux): forked from the worker itself, as before.
+        monkeypatch.setattr(pool, "fork_server_available", lambda: False)
+        parents.clear()
+        jobs.record.enqueue("forked here")
+        run_worker()
+    finally:
+        job_started.disconnect(grab)
+    assert served and os.getpid() not in served
+    assert set(parents) == {os.getpid()}
+    assert SideEffect.objects.filter(label__in=["served", "forked here"]).count() == 2

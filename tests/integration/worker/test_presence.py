@@ -56,3 +56,7 @@ def test_beat__lists_the_running_jobs_and_brings_back_their_stop_requests(wake: 
     assert Worker.objects.get(worker_id="w-test").running == [asked.pk, other.pk]
     assert me.stop_requests() == {asked.pk}
     assert os.read(wake[0], 10) == b"x"  # the main loop was woken
+    # ...and told `jobs health` it is alive; unregistering says it is gone.
+    assert me.health.path.exists()
+    me.unregister()
+    assert not me.health.path.exists()

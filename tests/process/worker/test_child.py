@@ -6,6 +6,7 @@ Real ``runjobs`` processes against the test database; jobs are in tests/testapp/
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import signal
@@ -68,7 +69,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=runjobs_env(database_url(), DJANGO_JOBS_TEST_SETTINGS=json.dumps(FAST)),
+                env=runjobs_env(database_url(), DJANGO_JOBS_TEST_SETTINGS=json.dumps(FAST), TMPDIR=str(tmp_path)),
                 start_new_session=True, preexec_fn=preexec_fn,
             )
         handle = (NamespacedWorker if pid1 else WorkerProcess)(proc, log_path, list(args))
@@ -78,6 +79,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for handle in started:
         handle.kill()
+    forked = {" ".join(h.args): h.fork_warnings() for h in started if h.fork_warnings()}
+    assert not forked, f"a worker forked while running threads: {forked}"
 
 
 def status_of(job: Job) -> str:
@@ -136,6 +139,58 @@ def test_pid1__sigterm_lets_the_running_job_finish_within_grace(start_worker, as
 
 
 # -- a worker that can't start its children --------------------------------------------------------
+
+
+def test_pid1__reaps_the_process_a_timed_out_job_left_behind(start_worker, as_pid1, tmp_path):
+    # The job starts a process and is killed at its timeout: the process is orphaned, and in a
+    # PID namespace its new parent is the worker (PID 1). Unreaped, it would stay <defunct>.
+    pid_file = tmp_path / "orphan.pid"
+    job = jobs.orphan_a_process.enqueue(str(pid_file), seconds=3.0)
+    worker = start_worker("--concurrency", "1", pid1=True)
+    inner_pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=30,
+                               message=lambda: f"the orphan's pid; {worker.describe()}"))
+    host_pid = wait_until(lambda: _host_pid(inner_pid, worker.worker_pid()), timeout=5,
+                          message="the orphan, as seen from outside the namespace")
+    wait_until(lambda: status_of(job) == JobStatus.DEAD, timeout=30, message="the attempt's timeout")
+    assert job.history[-1]["outcome"] == "timeout"
+    # It exits about 3 s after it started; reaped, it leaves no trace in /proc.
+    wait_until(lambda: not Path(f"/proc/{host_pid}").exists(), timeout=20,
+               message=lambda: f"the orphan to be reaped (state {_state(host_pid)}); {worker.describe()}")
+    assert not [pid for pid in _children(worker.worker_pid()) if _state(pid) == "Z"]
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _host_pid(inner_pid: int, worker_host_pid: int) -> int | None:
+    """The pid outside the worker's namespace of the process whose pid inside it is ``inner_pid``."""
+    namespace = os.readlink(f"/proc/{worker_host_pid}/ns/pid")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "pid") != namespace:
+                continue
+            nspid = next(x for x in (entry / "status").read_text().splitlines() if x.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if nspid.split()[-1] == str(inner_pid):
+            return int(entry.name)
+    return None
 
 
 def test_children_cannot_start__worker_exits_non_zero_with_the_reason(start_worker):

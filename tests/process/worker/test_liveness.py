@@ -172,3 +172,47 @@ def test_worker_in_another_pid_namespace__is_not_taken_for_dead_at_startup(worke
         os.killpg(inside.pid, 9)
         inside.wait(10)
         log.close()
+
+
+# -- manage.py jobs health: the liveness probe ---------------------------------------------------
+
+
+def test_jobs_health__healthy_worker_exits_0_and_a_stopped_one_non_zero_with_the_reason(worker_process, tmp_path):
+    import signal
+
+    # A temporary directory of its own: only this test's worker counts as "every worker".
+    private = {"TMPDIR": str(tmp_path)}
+
+    def _health(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "django", "jobs", "health", *args], cwd=REPO, capture_output=True, text=True,
+            env=runjobs_env(database_url(), **private), timeout=60,
+        )
+
+    worker = worker_process("--concurrency", "1", "--worker-id", "probed",
+                            env={"DJANGO_JOBS_TEST_SETTINGS": json.dumps(FAST), **private})
+    healthy = wait_until(lambda: (r := _health("--worker-id", "probed", "--stale-after", "1.5")).returncode == 0 and r,
+                         timeout=30, message=lambda: f"a healthy probe; {worker.describe()}")
+    assert healthy.stdout.startswith("ok worker=probed "), healthy.stdout
+    everyone = _health("--stale-after", "1.5")  # every worker on this host (of this database)
+    assert everyone.returncode == 0 and "worker=probed " in everyone.stdout, everyone.stderr
+
+    os.kill(worker.pid, signal.SIGSTOP)  # the main loop and the heartbeat thread both stop
+    try:
+        stalled = wait_until(
+            lambda: (r := _health("--worker-id", "probed", "--stale-after", "1.5")).returncode != 0 and r,
+            timeout=30, message="the probe to fail",
+        )
+        reason = stalled.stderr.strip().splitlines()
+        # Stopped, it neither beats nor turns: whichever went quiet first past 1.5 s is the reason.
+        assert len(reason) == 1 and "worker probed" in reason[0], stalled.stderr
+        assert "heartbeat stale" in reason[0] or "loop stalled" in reason[0], stalled.stderr
+        assert stalled.returncode == 1
+        assert _health("--stale-after", "1.5").returncode == 1
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    wait_until(lambda: _health("--worker-id", "probed", "--stale-after", "1.5").returncode == 0,
+               timeout=30, message="the probe to pass again once the worker runs")
+    worker.stop()
+    gone = _health("--worker-id", "probed")
+    assert gone.returncode == 1 and "no worker probed is running" in gone.stderr

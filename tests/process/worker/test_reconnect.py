@@ -69,7 +69,7 @@ def scalar(url: str, sql: str) -> Any:
 
 
 def test_db_restart__worker_waits_out_the_outage_and_runs_every_job_once(
-    cluster: PostgresCluster, worker_process: Any
+    cluster: PostgresCluster, worker_process: Any, tmp_path: Any
 ) -> None:
     url = cluster.url
     worker = worker_process("--concurrency", "2", "--no-scheduler", url=url)
@@ -91,6 +91,12 @@ def test_db_restart__worker_waits_out_the_outage_and_runs_every_job_once(
     first, second = db_unavailable_lines(worker.output())[:2]
     assert "retry_in=0.5s" in first and "retry_in=1.0s" in second, worker.describe()
     assert worker.proc.poll() is None, f"the worker died with the database: {worker.describe()}"
+    # Riding out an outage is being alive: the liveness probe (which reads no database) passes.
+    probe = subprocess.run(
+        [sys.executable, "-m", "django", "jobs", "health"], cwd=REPO, capture_output=True, text=True,
+        env=runjobs_env(url, TMPDIR=str(tmp_path)), timeout=120, check=False,
+    )
+    assert probe.returncode == 0, f"{probe.stdout}{probe.stderr}"
     cluster.start()
 
     enqueue_batch(url, "after ")
