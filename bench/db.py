@@ -24,6 +24,9 @@ from django_jobs.registry import registry
 from tests.support.procs import wait_until
 
 JOB_TABLE = Job._meta.db_table
+#: Whether the measured code's claim sets aside the rows of names it doesn't register (section H;
+#: on older code an unknown row was claimed and ended, or stepped over by every claim).
+SETS_ASIDE = hasattr(claims, "claim_and_park")
 #: The raw loop's table (section E): ``LIKE django_jobs_job INCLUDING ALL``.
 CEILING_TABLE = "bench_ceiling_job"
 
@@ -103,18 +106,22 @@ _OVERRIDES = {
 }
 
 
-def row_template(kind: str) -> tuple[list[str], list[str], list[Any]]:
+def row_template(kind: str, **values: Any) -> tuple[list[str], list[str], list[Any]]:
     """Columns, SQL expressions and parameters of one ``bench.noop`` row as enqueue() builds it.
 
     ``kind`` is "queued" (timestamps ``now()``) or "finished" (succeeded one attempt, finished
     ``(n - g) * 10 ms`` ago for row ``g`` of ``n``: recent enough that no retention prunes it).
     The values come from django_jobs' own ``build_job()``, so a new column keeps the seeded rows
-    identical to enqueued ones.
+    identical to enqueued ones; ``values`` (by field name) replace some of them, e.g. a ``name``
+    no code registers, which enqueue() would refuse.
     """
     from .benchapp.jobs import noop
 
     job = build_job(noop, [], {})
     overrides = _OVERRIDES[kind]
+    unknown = set(values) - {f.attname for f in Job._meta.concrete_fields} - {"id"}
+    if unknown:
+        raise ValueError(f"row_template(): no field {', '.join(sorted(unknown))} on Job")
     columns, exprs, params = [], [], []
     for f in Job._meta.concrete_fields:
         if f.column == "id":
@@ -124,13 +131,15 @@ def row_template(kind: str) -> tuple[list[str], list[str], list[Any]]:
             exprs.append(overrides[f.column])
         else:
             exprs.append(f"CAST(%({f.column})s AS {f.db_type(connection)})")
-            params.append((f.column, f.get_db_prep_save(getattr(job, f.attname), connection)))
+            value = values.get(f.attname, getattr(job, f.attname))
+            params.append((f.column, f.get_db_prep_save(value, connection)))
     return columns, exprs, params
 
 
-def seed(table: str, n: int, kind: str = "queued") -> None:
-    """Insert ``n`` no-op jobs into ``table`` with one ``INSERT … SELECT generate_series``."""
-    columns, exprs, params = row_template(kind)
+def seed(table: str, n: int, kind: str = "queued", **values: Any) -> None:
+    """Insert ``n`` no-op jobs into ``table`` with one ``INSERT … SELECT generate_series``
+    (``values``: as row_template() takes them)."""
+    columns, exprs, params = row_template(kind, **values)
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) "
         f"SELECT {', '.join(exprs)} FROM generate_series(1, %(n)s) AS g"
@@ -308,10 +317,30 @@ def claim_reads(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     planning = re.search(r"Planning Time: ([\d.]+) ms", plan)
     return {
         "buffers": sum(int(v) for v in counts.values()),
+        "index_buffers": index_buffers(plan),
         "ms": float(ms.group(1)) if ms else float("nan"),
         "planning_ms": float(planning.group(1)) if planning else float("nan"),
         "plan": plan,
     }
+
+
+def index_buffers(plan: str) -> dict[str, int]:
+    """The shared buffers (hits and reads) that the index scans of an EXPLAIN (ANALYZE, BUFFERS)
+    text read, by index: what walking each index cost, apart from the rows the statement wrote."""
+    found: dict[str, int] = {}
+    lines = plan.splitlines()
+    for n, line in enumerate(lines):
+        scan = re.search(r"Index (?:Only )?Scan (?:Backward )?using (\S+)", line)
+        if not scan:
+            continue
+        for detail in lines[n + 1 :]:
+            if "->" in detail or not detail.startswith(" "):
+                break  # the next node: this scan read no buffers
+            if detail.strip().startswith("Buffers: shared"):
+                read = sum(int(v) for v in re.findall(r"(?:hit|read)=(\d+)", detail))
+                found[scan.group(1)] = found.get(scan.group(1), 0) + read
+                break
+    return found
 
 
 def ready_index_name(table: str) -> str:

@@ -180,10 +180,11 @@ def time_claims(held_key: str | None = None) -> dict[str, Any]:
         )
         if wrong:
             raise RuntimeError(f"the gated claim took {wrong} job(s) of the held key {held_key}")
-    return {**_claim_figures(times), "jobs_per_claim": sorted(set(claimed))}
+    return {**claim_figures(times), "jobs_per_claim": sorted(set(claimed))}
 
 
-def _claim_figures(times: list[float]) -> dict[str, Any]:
+def claim_figures(times: list[float]) -> dict[str, Any]:
+    """p50, p95 and min of claim times in ms (and the times), as G's and H's claims report them."""
     return {
         "p50_ms": percentile(times, 50),
         "p95_ms": percentile(times, 95),
@@ -197,7 +198,7 @@ def merge_times(*timed: dict[str, Any]) -> dict[str, Any]:
     """The figures of time_claims() over the claims of several of its results together."""
     times = [t for found in timed for t in found["times_ms"]]
     return {
-        **_claim_figures(times),
+        **claim_figures(times),
         "jobs_per_claim": sorted({n for found in timed for n in found["jobs_per_claim"]}),
         "p50_ms_each": [found["p50_ms"] for found in timed],
     }

@@ -1,4 +1,4 @@
-"""The benchmark of issue 7: sections A–H against a database of its own; a table and a JSON file.
+"""The benchmark of issue 7: sections A–I against a database of its own; a table and a JSON file.
 
 Start it with ``python3 bench/run.py`` (which prepares .venv and a PostgreSQL first); run
 directly, ``python -m bench.harness`` uses ``DATABASE_URL``'s server as it is. Each section's
@@ -34,7 +34,7 @@ from .workers import Runjobs
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
-SECTIONS = "ABCDEFGH"
+SECTIONS = "ABCDEFGHI"
 
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
@@ -43,9 +43,9 @@ FILL_CHUNK = 1000  # F: jobs per enqueue_many() while the worker runs
 FLOW_BASELINE = "4aba3d6"  # G: the commit before flow control, B's "before"
 FLOW_KEYS = 100  # G: concurrency keys the keyed drain's jobs are spread over
 FLOW_DRAIN_BUDGET = 6.0  # G: seconds a keyed drain may run before its rate is read where it got
-FAN_IN = 10_000  # H: upstream jobs of the fan-in (times --scale)
-RELEASE_PROBES = 20  # H: fan-ins of 3 run by idle workers, for the release delay
-WAITING_ROWS = 100_000  # H: waiting rows added under the claim (times --scale)
+FAN_IN = 10_000  # I: upstream jobs of the fan-in (times --scale)
+RELEASE_PROBES = 20  # I: fan-ins of 3 run by idle workers, for the release delay
+WAITING_ROWS = 100_000  # I: waiting rows added under the claim (times --scale)
 
 
 #: Drains in a row without VACUUM in section D's churn phase.
@@ -68,6 +68,7 @@ class Sizes:
     rated: int
     held: int
     runnable: int
+    unknown: int
 
     @classmethod
     def at(cls, scale: float) -> Sizes:
@@ -87,6 +88,7 @@ class Sizes:
             rated=scaled(800, 300),
             held=scaled(100_000, 1_000),
             runnable=scaled(1_000, 200),
+            unknown=scaled(10_000, 500),
         )
 
 
@@ -128,7 +130,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--only",
         default=SECTIONS,
         metavar="LETTERS",
-        help="sections to run, e.g. AE or C (default all: ABCDEFGH)",
+        help=f"sections to run, e.g. AE or C (default all: {SECTIONS})",
     )
     parser.add_argument(
         "--memory-budget",
@@ -214,7 +216,8 @@ class Bench:
             ("DE", "D", self.scale),
             ("F", "F", self.memory),
             ("G", "G", self.flow),
-            ("H", "H", self.workflows),
+            ("H", "H", self.rolling),
+            ("I", "I", self.workflows),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -900,10 +903,145 @@ class Bench:
             ),
         )
 
-    # -- H ---------------------------------------------------------------------------------------
+    # -- H -----------------------------------------------------------------------------------------
+
+    def rolling(self) -> None:
+        """H: rolling deploys, jobs of names the measured code doesn't register. A list of parts,
+        each reported on its own if another fails: the plain claim behind unknown names."""
+        from . import db
+
+        if not db.SETS_ASIDE:
+            self.part("H")["skipped"] = "the measured django_jobs doesn't set aside unknown names"
+            self.say("H", "skipped: the measured code's claim doesn't set aside unknown names "
+                     "(no claims.claim_and_park)")
+            return
+        seconds = self.part("H").setdefault("seconds", {})
+        for part in (self._rolling_claim,):
+            started = time.monotonic()
+            try:
+                part()
+            except Exception as exc:  # noqa: BLE001 - report it, then measure the other parts
+                self._failed("H", exc)
+            finally:
+                self.stop_workers()
+                seconds[part.__name__.removeprefix("_rolling_")] = round(time.monotonic() - started, 1)
+
+    def _rolling_claim(self) -> None:
+        """H, the plain claim behind unknown names: claims.claim_and_park() (what claim() runs) for
+        2 jobs, timed over repeated claims each rolled back, on runnable no-op jobs alone, then with
+        many queued jobs of a name no code registers ahead of them (priority 10) once the claims a
+        worker would run have set those aside (committed, LIMIT 100; the first claim that would
+        take a runnable job is rolled back), and again after a VACUUM. The claim's plan must walk
+        django_jobs_ready_idx with no Seq Scan. EXPLAIN ANALYZE of one claim of 100 before and
+        after they are set aside, and after the VACUUM. The runnable jobs alone are timed before
+        and after (the unknown rows deleted again), and their p50 is over both, so that a change
+        in the machine's load doesn't pass for the rows' cost; all of it ``--runs`` times, the
+        p50s over every run's claims."""
+        from . import gated, rolling
+
+        unknown, runnable = self.sizes.unknown, self.sizes.runnable
+        part = self.part("H")
+        part["loadavg_at_claim_start"] = os.getloadavg()
+        runs = []
+        for run in range(1, self.runs + 1):
+            runs.append(self._claim_behind_unknown(run))
+        part["claim_plan"] = runs[0]["plan"]
+        part["claim_alone"] = gated.merge_times(*(r[k] for r in runs for k in ("alone", "alone_after")))
+        for key, label in (("claim_set_aside", "behind"), ("claim_set_aside_vacuumed", "vacuumed")):
+            timed = [r[label] for r in runs]
+            part[key] = {
+                **gated.merge_times(*timed),
+                "set_aside_per_claim": sorted({n for t in timed for n in t["set_aside_per_claim"]}),
+                "unknown": unknown,
+                "runnable": runnable,
+            }
+        asides = [r["set_aside"] for r in runs]
+        part["set_aside"] = {
+            **{k: asides[0][k] for k in ("limit", "unknown")},
+            "claims": max(a["claims"] for a in asides),
+            "set_aside": min(a["set_aside"] for a in asides),
+            "total_ms": summary([a["total_ms"] for a in asides]),
+            "each_run": asides,
+        }
+        part["first_claim_ms"] = summary([r["reads_before"]["ms"] for r in runs])
+        for key in ("reads_before", "reads_after", "reads_vacuumed"):
+            part[f"claim_{key}"] = runs[-1][key]
+        part["ready_idx_buffers"] = {
+            key: summary([r[f"reads_{key}"]["index_buffers"].get(rolling.READY_INDEX, 0) for r in runs])
+            for key in ("before", "after", "vacuumed")
+        }
+        part["dead_tuples_after_set_aside"] = [r["dead_tuples"] for r in runs]
+        part["loadavg_at_claim_end"] = os.getloadavg()
+        plan = part["claim_plan"]
+        self.say(
+            "H",
+            f"over {self.runs} run(s): plain claim of {gated.WANT}, p50 {part['claim_alone']['p50_ms']:.2f} ms "
+            f"alone, {part['claim_set_aside']['p50_ms']:.2f} ms behind {unknown:,} set aside, "
+            f"{part['claim_set_aside_vacuumed']['p50_ms']:.2f} ms after a VACUUM. The claim walks "
+            f"{rolling.READY_INDEX}: {plan['worker_session']['uses_index']}, Seq Scan: "
+            f"{plan['worker_session']['seq_scan']} (under PostgreSQL's default settings: "
+            f"{plan['default_settings']['uses_index']}, {plan['default_settings']['seq_scan']})",
+        )
+
+    def _claim_behind_unknown(self, run: int) -> dict[str, Any]:
+        """One run of _rolling_claim(): its timings, the setting aside, and the claims' reads."""
+        from . import db, gated, rolling
+
+        unknown, runnable = self.sizes.unknown, self.sizes.runnable
+        load = os.getloadavg()
+        found: dict[str, Any] = {}
+        db.reset()
+        db.seed(db.JOB_TABLE, runnable)
+        db.analyze(db.JOB_TABLE)
+        found["alone"] = rolling.time_claims()
+        rolling.seed_unknown(unknown)
+        db.analyze(db.JOB_TABLE)
+        found["reads_before"] = rolling.claim_reads()
+        aside = found["set_aside"] = {**rolling.set_aside(), "unknown": unknown}
+        # (Short of all of them by what the rolled-back last claim set aside beside its jobs.)
+        done, expected = rolling.set_aside_count(), unknown - aside["last_claim"]["set_aside"]
+        if done != expected:
+            raise RuntimeError(f"{done:,} of the {unknown:,} unknown rows set aside, not {expected:,}")
+        db.execute("SELECT pg_stat_force_next_flush()")  # our own updates, counted in n_dead_tup now
+        found["dead_tuples"] = db.table_counters(db.JOB_TABLE).get("n_dead_tup")
+        found["behind"] = rolling.time_claims()
+        if run == 1:  # (the same plan every run)
+            found["plan"] = rolling.claim_plan()
+        found["reads_after"] = rolling.claim_reads()
+        # The claims above step over the set-aside rows' dead entries in the ready index (their
+        # row versions from before parked_at was set) until a VACUUM removes them.
+        db.vacuum_analyze(db.JOB_TABLE)
+        found["vacuumed"] = rolling.time_claims()
+        found["reads_vacuumed"] = rolling.claim_reads()
+        db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE name = %s", [rolling.UNKNOWN_NAME])
+        db.vacuum_analyze(db.JOB_TABLE)
+        found["alone_after"] = rolling.time_claims()
+        reads = {k: found[f"reads_{k}"] for k in ("before", "after", "vacuumed")}
+        walked = {k: r["index_buffers"].get(rolling.READY_INDEX, 0) for k, r in reads.items()}
+        self.say(
+            "H",
+            f"run {run}/{self.runs}, plain claim of {gated.WANT}, p50: {runnable:,} runnable jobs alone "
+            f"{found['alone']['p50_ms']:.2f} ms, again at the end {found['alone_after']['p50_ms']:.2f} ms; "
+            f"+ {unknown:,} of a name no code registers, set aside, ahead of them "
+            f"{found['behind']['p50_ms']:.2f} ms ({found['dead_tuples']:,} dead tuples), after a VACUUM "
+            f"{found['vacuumed']['p50_ms']:.2f} ms. Setting them aside: {aside['claims']} claim(s) of "
+            f"{aside['limit']}, {aside['total_ms']:.0f} ms in all (at most {aside['max_ms']:.1f} ms "
+            f"each). EXPLAIN ANALYZE, one claim of {rolling.SET_ASIDE_LIMIT}: "
+            + "; ".join(
+                f"{label} {reads[k]['ms']:.2f} ms (+ {reads[k]['planning_ms']:.2f} ms planning), "
+                f"{reads[k]['buffers']} buffers, {walked[k]} of them walking {rolling.READY_INDEX}"
+                for k, label in (("before", "before they are set aside"), ("after", "after"),
+                                 ("vacuumed", "after a VACUUM"))
+            )
+            + f". Load average {' '.join(f'{x:.2f}' for x in load)} → "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        )
+        return found
+
+    # -- I ---------------------------------------------------------------------------------------
 
     def workflows(self) -> None:
-        """H (workflows): a fan-in of FAN_IN no-op jobs drained by 2 ``runjobs --burst`` against
+        """I (workflows): a fan-in of FAN_IN no-op jobs drained by 2 ``runjobs --burst`` against
         the same jobs without the job waiting on them; from those drains, and from RELEASE_PROBES
         fan-ins of 3 run by 2 idle workers, the time from the last upstream outcome to the
         downstream job's claim; and the plain claim's time over CLAIM_QUEUED queued jobs, before
@@ -912,33 +1050,33 @@ class Bench:
         from . import workflows as wf
 
         if wf.DEPENDENCY_TABLE is None:
-            self.part("H")["skipped"] = "the measured django_jobs has no workflows"
-            self.say("H", "skipped: the measured django_jobs has no workflows (django_jobs.db.workflows)")
+            self.part("I")["skipped"] = "the measured django_jobs has no workflows"
+            self.say("I", "skipped: the measured django_jobs has no workflows (django_jobs.db.workflows)")
             return
-        part = self.part("H")
+        part = self.part("I")
         n = max(100, round(FAN_IN * self.args.scale))
         plain, fan_in, delays = [], [], []
         for run in range(1, self.runs + 1):
             wf.reset()
             wf.seed_plain(n)
             db.analyze(db.JOB_TABLE)
-            plain.append(self._drain("H", db.JOB_TABLE, 2, n, f"H-plain-run{run}"))
+            plain.append(self._drain("I", db.JOB_TABLE, 2, n, f"I-plain-run{run}"))
             wf.reset()
             downstream = wf.seed_fan_in(n)
             db.analyze(db.JOB_TABLE)
-            fan_in.append(self._drain("H", db.JOB_TABLE, 2, n + 1, f"H-fan-in-run{run}"))
+            fan_in.append(self._drain("I", db.JOB_TABLE, 2, n + 1, f"I-fan-in-run{run}"))
             delays.append(wf.release_delay_ms(downstream))
             self.say(
-                "H",
+                "I",
                 f"run {run}/{self.runs}: plain {plain[-1]['rate']:,.0f} jobs/s, fan-in of {n:,} "
                 f"{fan_in[-1]['rate']:,.0f} jobs/s; downstream claimed {delays[-1]:.1f} ms after the "
                 f"last upstream outcome",
             )
-        self._drain_figure("H", "plain_drain", n, plain)
-        self._drain_figure("H", "fan_in_drain", n, fan_in)
-        self.figure("H", "release_after_drain_ms", delays, "ms")
+        self._drain_figure("I", "plain_drain", n, plain)
+        self._drain_figure("I", "fan_in_drain", n, fan_in)
+        self.figure("I", "release_after_drain_ms", delays, "ms")
         wf.reset()
-        workers = [self.start_worker(f"H-release-{i}") for i in range(2)]
+        workers = [self.start_worker(f"I-release-{i}") for i in range(2)]
         self._wait_idle(len(workers))
         probes = []
         for _ in range(RELEASE_PROBES):
@@ -952,7 +1090,7 @@ class Bench:
         for worker in workers:
             worker.stop()
         self.workers.clear()
-        self.figure("H", "release_idle_ms", probes, "ms", probes=RELEASE_PROBES)
+        self.figure("I", "release_idle_ms", probes, "ms", probes=RELEASE_PROBES)
         waiting = max(1_000, round(WAITING_ROWS * self.args.scale))
         wf.reset()
         db.seed(db.JOB_TABLE, wf.CLAIM_QUEUED)
@@ -967,7 +1105,7 @@ class Bench:
         part["claim_alone"] = {**alone, "p50_ms_each": [alone["p50_ms"], again["p50_ms"]],
                                "p50_ms": percentile(alone["times_ms"] + again["times_ms"], 50)}
         self.say(
-            "H",
+            "I",
             f"release delay p50: {percentile(probes, 50):.1f} ms (idle workers), "
             f"{percentile(delays, 50):.1f} ms (after a drain); plain claim of {wf.CLAIM_LIMIT}, p50: "
             f"{part['claim_alone']['p50_ms']:.3f} ms over {wf.CLAIM_QUEUED:,} queued jobs, "
@@ -1000,11 +1138,14 @@ class Bench:
         if e_ratio is not None:
             self.part("E")["slowdown_1m"] = e_ratio
         h = self.results.get("H", {})
-        fan_in = ratio(median_of(self.results, "H", "fan_in_drain"), median_of(self.results, "H", "plain_drain"))
+        if "claim_set_aside" in h and "claim_alone" in h:
+            h["claim_set_aside_vs_alone"] = h["claim_set_aside"]["p50_ms"] / h["claim_alone"]["p50_ms"]
+        i = self.results.get("I", {})
+        fan_in = ratio(median_of(self.results, "I", "fan_in_drain"), median_of(self.results, "I", "plain_drain"))
         if fan_in is not None:
-            h["fan_in_vs_plain"] = fan_in
-        if "claim_waiting" in h and "claim_alone" in h:
-            h["claim_waiting_vs_alone"] = h["claim_waiting"]["p50_ms"] / h["claim_alone"]["p50_ms"]
+            i["fan_in_vs_plain"] = fan_in
+        if "claim_waiting" in i and "claim_alone" in i:
+            i["claim_waiting_vs_alone"] = i["claim_waiting"]["p50_ms"] / i["claim_alone"]["p50_ms"]
 
 
 # -- the record of where and how it ran ------------------------------------------------------------

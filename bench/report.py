@@ -197,24 +197,39 @@ TARGETS = [
         "ratio",
     ),
     Target(
-        "H_fan_in",
-        "H, fan-in of 10,000 drains ≥ 80% of plain",
-        lambda r: r.get("H", {}).get("fan_in_vs_plain"),
+        "H_claim_plan",
+        "H, claim walks ready_idx, no Seq Scan",
+        lambda r: _flag(r.get("H", {}).get("claim_plan", {}).get("worker_session", {}).get("index_walk")),
+        _const(1.0),
+        unit="yes/no",
+    ),
+    Target(
+        "H_claim_time",
+        "H, claim behind 10,000 set aside ≤ 2× without",
+        lambda r: r.get("H", {}).get("claim_set_aside_vs_alone"),
+        _const(2.0),
+        False,
+        "ratio",
+    ),
+    Target(
+        "I_fan_in",
+        "I, fan-in of 10,000 drains ≥ 80% of plain",
+        lambda r: r.get("I", {}).get("fan_in_vs_plain"),
         _const(0.80),
         unit="ratio",
     ),
     Target(
-        "H_release",
-        "H, downstream starts ≤ 100 ms after the last upstream (p50)",
-        lambda r: median_of(r, "H", "release_idle_ms"),
+        "I_release",
+        "I, downstream starts ≤ 100 ms after the last upstream (p50)",
+        lambda r: median_of(r, "I", "release_idle_ms"),
         _const(100.0),
         False,
         "ms",
     ),
     Target(
-        "H_claim",
-        "H, claim with 100,000 waiting rows ≤ 1.25× without",
-        lambda r: r.get("H", {}).get("claim_waiting_vs_alone"),
+        "I_claim",
+        "I, claim with 100,000 waiting rows ≤ 1.25× without",
+        lambda r: r.get("I", {}).get("claim_waiting_vs_alone"),
         _const(1.25),
         False,
         "ratio",
@@ -309,11 +324,11 @@ _FIGURES: dict[str, list[tuple[str, str, str, Callable[[float], str], str | None
         ("rate_achieved", "rate=\"200/s\": starts per second", "starts/s", _rate1, None, "G_rate"),
         ("rate_most_in_1s", "rate=\"200/s\": most starts in 1 s", "starts", _count, None, "G_rate_max"),
     ],
-    "H": [
+    "I": [
         ("plain_drain", "drain of 10,000, 2 processes", "jobs/s", _rate, None, None),
         ("fan_in_drain", "… the same, a job waiting on all of them", "jobs/s", _rate, None, None),
-        ("fan_in_vs_plain", "fan-in / plain", "ratio", _ratio, None, "H_fan_in"),
-        ("release_idle_ms", "last upstream outcome → downstream claim, idle workers", "ms", _ms, None, "H_release"),
+        ("fan_in_vs_plain", "fan-in / plain", "ratio", _ratio, None, "I_fan_in"),
+        ("release_idle_ms", "last upstream outcome → downstream claim, idle workers", "ms", _ms, None, "I_release"),
         ("release_after_drain_ms", "… at the end of the fan-in's drain", "ms", _ms, None, None),
     ],
     "E": [
@@ -357,7 +372,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         judged = [texts[target], verdicts.get(target, "n/a")] if target else ["", ""]
         rows.append([section, label, *cells, unit, _pct(vs_e) if vs_e is not None else "", *judged])
 
-    for section in "ABCDEFGH":
+    for section in "ABCDEFGHI":
         part = results.get(section)
         if not part:
             continue
@@ -439,16 +454,53 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 add("G", "CANDIDATES: keyed_idx, no Seq Scan", float(plan["index_walk"]), "yes/no", _yes,
                     target="G_claim_plan")
         if section == "H":
+            _add_rolling_rows(part, add)
+        if section == "I":
             for key, label in (
                 ("claim_alone", "plain claim of 4, p50, 1,000 queued jobs"),
                 ("claim_waiting", f"… + {part.get('claim_waiting', {}).get('waiting', 0):,} waiting rows"),
             ):
                 if key in part:
-                    add("H", label, part[key]["p50_ms"], "ms", _ms)
+                    add("I", label, part[key]["p50_ms"], "ms", _ms)
             if "claim_waiting_vs_alone" in part:
-                add("H", "… with / without them", part["claim_waiting_vs_alone"], "ratio", _ratio,
-                    target="H_claim")
+                add("I", "… with / without them", part["claim_waiting_vs_alone"], "ratio", _ratio,
+                    target="I_claim")
     return rows
+
+
+def _add_rolling_rows(part: dict[str, Any], add: Callable[..., None]) -> None:
+    """Section H's rows, through table_rows()'s ``add``."""
+    behind = part.get("claim_set_aside", {})
+    if "claim_alone" in part:
+        add("H", f"plain claim of 2, p50, {behind.get('runnable', 0):,} runnable jobs", part["claim_alone"]["p50_ms"],
+            "ms", _ms)
+    if "claim_set_aside" in part:
+        add("H", f"… + {behind['unknown']:,} unknown-name jobs set aside ahead", behind["p50_ms"], "ms", _ms)
+    if "claim_set_aside_vacuumed" in part:
+        add("H", "… the same after a VACUUM", part["claim_set_aside_vacuumed"]["p50_ms"], "ms", _ms)
+    if "claim_set_aside_vs_alone" in part:
+        add("H", "… set aside / without them", part["claim_set_aside_vs_alone"], "ratio", _ratio,
+            target="H_claim_time")
+    aside = part.get("set_aside")
+    if aside:
+        add("H", f"setting {aside['set_aside']:,} aside: claims of {aside['limit']}", aside["claims"], "claims",
+            _count)
+        add("H", "… their time in all", aside["total_ms"], "ms", _ms)
+    if "first_claim_ms" in part:
+        add("H", f"first claim of {aside['limit'] if aside else 100} ahead of them, EXPLAIN ANALYZE",
+            part["first_claim_ms"], "ms", _ms)
+    walked = part.get("ready_idx_buffers", {})
+    for key, label in (
+        ("before", "ready_idx buffers, claim of 100 ahead of them"),
+        ("after", "… once set aside, before a VACUUM"),
+        ("vacuumed", "… after a VACUUM"),
+    ):
+        if key in walked:
+            add("H", label, walked[key], "buffers", _count)
+    plan = part.get("claim_plan", {}).get("worker_session")
+    if plan:
+        add("H", "claim: ready_idx, no Seq Scan", float(plan["index_walk"]), "yes/no", _yes,
+            target="H_claim_plan")
 
 
 HEADER = ["", "figure", "median", "min", "max", "unit", "vs E", "target", "result"]

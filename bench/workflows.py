@@ -1,4 +1,4 @@
-"""Section H's parts (workflows, issue 15): a fan-in's drain against a plain one, the time from
+"""Section I's parts (workflows, issue 15): a fan-in's drain against a plain one, the time from
 the last upstream outcome to the downstream job's start, and the claim's time with waiting rows.
 
 Everything here runs in the harness process on Django's connection (autocommit).

@@ -676,6 +676,34 @@ def outcomes_written(using: str, worker_id: str, attempts: Sequence[tuple[int, i
         return {r[0]: r[1] for r in cursor.fetchall()}
 
 
+# Every other ready job of names a claim just set aside (_PARK takes only what its LIMIT reached):
+# one walk of django_jobs_ready_idx, so that 10,000 jobs of a new name queued ahead cost the worker
+# that doesn't know it one statement more, not one claim per LIMIT of them.
+PARK_ALL = (
+    f"WITH found AS (SELECT id FROM {TABLE} WHERE {READY_SQL} AND {PLAIN_SQL} "
+    f"AND name = ANY(%(names)s::text[]) FOR UPDATE SKIP LOCKED) "
+    f"UPDATE {TABLE} SET parked_at = %(now)s FROM found WHERE {TABLE}.id = found.id RETURNING {TABLE}.name"
+)
+
+
+def park_all(using: str, names: Sequence[str], now: datetime) -> dict[str, int]:
+    """Set aside every ready job of ``names`` (see PARK_ALL); return how many of each name."""
+    counts: dict[str, int] = {}
+    if not names:
+        return counts
+    if connections[using].vendor != "postgresql":
+        where = f"WHERE {READY_SQL} AND {PLAIN_SQL} AND name IN {placeholders(names)}"
+        adapt = connections[using].ops.adapt_datetimefield_value
+        with transaction.atomic(using=using), connections[using].cursor() as cursor:
+            cursor.execute(f"SELECT name, count(*) FROM {TABLE} {where} GROUP BY name", list(names))
+            counts = dict(cursor.fetchall())
+            cursor.execute(f"UPDATE {TABLE} SET parked_at = %s {where}", [adapt(now), *names])
+        return counts
+    for (name,) in run_prepared(using, PARK_ALL, {"names": list(names), "now": now}, worker=True):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 # Jobs other workers set aside because they didn't know the name (_PARK), back into the claim's
 # indexes, for names the calling worker knows. A probe of django_jobs_parked_idx per name, which
 # is empty but during a deploy; SKIP LOCKED so it never waits behind a claim or the sweep that

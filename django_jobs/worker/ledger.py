@@ -296,20 +296,22 @@ class Ledger:
         return self._names
 
     def _parked(self, parked: list[tuple[int, str]]) -> None:
-        """Say that the claim set aside jobs of names this worker doesn't know, and wake the
-        workers that may know them (see claims._PARK)."""
+        """The claim set aside jobs of names this worker doesn't know (see claims._PARK): set aside
+        the rest of those names' ready jobs too, say so once per name, and wake the workers that
+        may know them."""
         counts: dict[str, int] = {}
         for _, name in parked:
             counts[name] = counts.get(name, 0) + 1
-        for name, count in sorted(counts.items()):
-            log_event("parked", logging.WARNING, name=name, jobs=count, worker=self.worker_id,
-                      note="no job of this name is registered in this worker; left queued for a worker that has it")
         try:
             with self.link.call():
+                for name, more in claims.park_all(self.using, sorted(counts), self.clock()).items():
+                    counts[name] += more
                 channel.notify(CONTROL_PARKED, self.using, control=True)
         except DB_DOWN as exc:
             self.link.lost(exc)
-
+        for name, count in sorted(counts.items()):
+            log_event("parked", logging.WARNING, name=name, jobs=count, worker=self.worker_id,
+                      note="no job of this name is registered in this worker; left queued for a worker that has it")
     def _handoffs(
         self, batch: list[Outcome], paused_queues: list[str], paused_names: list[str]
     ) -> list[claims.Handoff]:

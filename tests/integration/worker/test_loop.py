@@ -495,3 +495,20 @@ def test_wait__pending_outcomes_do_not_spin_the_loop_while_the_database_is_down(
     assert timeouts and timeouts[0] >= 4.0
 
 
+
+
+def test_unknown_job__every_one_of_the_name_is_set_aside_at_once(
+    run_worker: RunWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 300 jobs of a name from newer code queued ahead: one claim meets a few, one statement more
+    # sets the rest aside, and the burst worker goes on to what it knows.
+    Job.objects.bulk_create([Job(name="shop.jobs.gone_in_this_release", priority=10) for _ in range(300)])
+    after = [jobs.record.enqueue(str(n)) for n in range(3)]
+
+    run_worker(concurrency=1)
+
+    aside = Job.objects.filter(name="shop.jobs.gone_in_this_release", status=JobStatus.QUEUED, attempts=0)
+    assert aside.filter(parked_at__isnull=False).count() == 300
+    assert all(reload(job).status == JobStatus.SUCCEEDED for job in after)
+    said = [r.getMessage() for r in caplog.records if "event=parked" in r.getMessage()]
+    assert len(said) == 1 and "jobs=300" in said[0], said
