@@ -1,4 +1,4 @@
-"""The benchmark of issue 7: sections A–H against a database of its own; a table and a JSON file.
+"""The benchmark of issue 7: sections A–I against a database of its own; a table and a JSON file.
 
 Start it with ``python3 bench/run.py`` (which prepares .venv and a PostgreSQL first); run
 directly, ``python -m bench.harness`` uses ``DATABASE_URL``'s server as it is. Each section's
@@ -34,7 +34,7 @@ from .workers import Runjobs
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
-SECTIONS = "ABCDEFGH"
+SECTIONS = "ABCDEFGHI"
 
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
@@ -43,6 +43,9 @@ FILL_CHUNK = 1000  # F: jobs per enqueue_many() while the worker runs
 FLOW_BASELINE = "4aba3d6"  # G: the commit before flow control, B's "before"
 FLOW_KEYS = 100  # G: concurrency keys the keyed drain's jobs are spread over
 FLOW_DRAIN_BUDGET = 6.0  # G: seconds a keyed drain may run before its rate is read where it got
+FAN_IN = 10_000  # I: upstream jobs of the fan-in (times --scale)
+RELEASE_PROBES = 20  # I: fan-ins of 3 run by idle workers, for the release delay
+WAITING_ROWS = 100_000  # I: waiting rows added under the claim (times --scale)
 
 
 #: Drains in a row without VACUUM in section D's churn phase.
@@ -214,6 +217,7 @@ class Bench:
             ("F", "F", self.memory),
             ("G", "G", self.flow),
             ("H", "H", self.rolling),
+            ("I", "I", self.workflows),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -1034,6 +1038,80 @@ class Bench:
         )
         return found
 
+    # -- I ---------------------------------------------------------------------------------------
+
+    def workflows(self) -> None:
+        """I (workflows): a fan-in of FAN_IN no-op jobs drained by 2 ``runjobs --burst`` against
+        the same jobs without the job waiting on them; from those drains, and from RELEASE_PROBES
+        fan-ins of 3 run by 2 idle workers, the time from the last upstream outcome to the
+        downstream job's claim; and the plain claim's time over CLAIM_QUEUED queued jobs, before
+        and with WAITING_ROWS waiting rows in the table."""
+        from . import db
+        from . import workflows as wf
+
+        if wf.DEPENDENCY_TABLE is None:
+            self.part("I")["skipped"] = "the measured django_jobs has no workflows"
+            self.say("I", "skipped: the measured django_jobs has no workflows (django_jobs.db.workflows)")
+            return
+        part = self.part("I")
+        n = max(100, round(FAN_IN * self.args.scale))
+        plain, fan_in, delays = [], [], []
+        for run in range(1, self.runs + 1):
+            wf.reset()
+            wf.seed_plain(n)
+            db.analyze(db.JOB_TABLE)
+            plain.append(self._drain("I", db.JOB_TABLE, 2, n, f"I-plain-run{run}"))
+            wf.reset()
+            downstream = wf.seed_fan_in(n)
+            db.analyze(db.JOB_TABLE)
+            fan_in.append(self._drain("I", db.JOB_TABLE, 2, n + 1, f"I-fan-in-run{run}"))
+            delays.append(wf.release_delay_ms(downstream))
+            self.say(
+                "I",
+                f"run {run}/{self.runs}: plain {plain[-1]['rate']:,.0f} jobs/s, fan-in of {n:,} "
+                f"{fan_in[-1]['rate']:,.0f} jobs/s; downstream claimed {delays[-1]:.1f} ms after the "
+                f"last upstream outcome",
+            )
+        self._drain_figure("I", "plain_drain", n, plain)
+        self._drain_figure("I", "fan_in_drain", n, fan_in)
+        self.figure("I", "release_after_drain_ms", delays, "ms")
+        wf.reset()
+        workers = [self.start_worker(f"I-release-{i}") for i in range(2)]
+        self._wait_idle(len(workers))
+        probes = []
+        for _ in range(RELEASE_PROBES):
+            downstream = wf.seed_fan_in(3)
+            wait_until(
+                lambda job=downstream: db.scalar(f"SELECT status FROM {db.JOB_TABLE} WHERE id = %s", [job])
+                == "succeeded",
+                30, "a fan-in's downstream job to succeed",
+            )
+            probes.append(wf.release_delay_ms(downstream))
+        for worker in workers:
+            worker.stop()
+        self.workers.clear()
+        self.figure("I", "release_idle_ms", probes, "ms", probes=RELEASE_PROBES)
+        waiting = max(1_000, round(WAITING_ROWS * self.args.scale))
+        wf.reset()
+        db.seed(db.JOB_TABLE, wf.CLAIM_QUEUED)
+        db.analyze(db.JOB_TABLE)
+        alone = wf.time_claims()
+        wf.seed_waiting(waiting)
+        db.analyze(db.JOB_TABLE)
+        part["claim_waiting"] = {**wf.time_claims(), "waiting": waiting, "queued": wf.CLAIM_QUEUED}
+        db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE status = 'waiting'")
+        db.vacuum_analyze(db.JOB_TABLE)
+        again = wf.time_claims()
+        part["claim_alone"] = {**alone, "p50_ms_each": [alone["p50_ms"], again["p50_ms"]],
+                               "p50_ms": percentile(alone["times_ms"] + again["times_ms"], 50)}
+        self.say(
+            "I",
+            f"release delay p50: {percentile(probes, 50):.1f} ms (idle workers), "
+            f"{percentile(delays, 50):.1f} ms (after a drain); plain claim of {wf.CLAIM_LIMIT}, p50: "
+            f"{part['claim_alone']['p50_ms']:.3f} ms over {wf.CLAIM_QUEUED:,} queued jobs, "
+            f"{part['claim_waiting']['p50_ms']:.3f} ms with {waiting:,} waiting rows too",
+        )
+
     # -- figures derived from several sections -----------------------------------------------------
 
     def derive(self) -> None:
@@ -1062,6 +1140,12 @@ class Bench:
         h = self.results.get("H", {})
         if "claim_set_aside" in h and "claim_alone" in h:
             h["claim_set_aside_vs_alone"] = h["claim_set_aside"]["p50_ms"] / h["claim_alone"]["p50_ms"]
+        i = self.results.get("I", {})
+        fan_in = ratio(median_of(self.results, "I", "fan_in_drain"), median_of(self.results, "I", "plain_drain"))
+        if fan_in is not None:
+            i["fan_in_vs_plain"] = fan_in
+        if "claim_waiting" in i and "claim_alone" in i:
+            i["claim_waiting_vs_alone"] = i["claim_waiting"]["p50_ms"] / i["claim_alone"]["p50_ms"]
 
 
 # -- the record of where and how it ran ------------------------------------------------------------

@@ -211,6 +211,29 @@ TARGETS = [
         False,
         "ratio",
     ),
+    Target(
+        "I_fan_in",
+        "I, fan-in of 10,000 drains ≥ 80% of plain",
+        lambda r: r.get("I", {}).get("fan_in_vs_plain"),
+        _const(0.80),
+        unit="ratio",
+    ),
+    Target(
+        "I_release",
+        "I, downstream starts ≤ 100 ms after the last upstream (p50)",
+        lambda r: median_of(r, "I", "release_idle_ms"),
+        _const(100.0),
+        False,
+        "ms",
+    ),
+    Target(
+        "I_claim",
+        "I, claim with 100,000 waiting rows ≤ 1.25× without",
+        lambda r: r.get("I", {}).get("claim_waiting_vs_alone"),
+        _const(1.25),
+        False,
+        "ratio",
+    ),
 ]
 
 
@@ -301,6 +324,13 @@ _FIGURES: dict[str, list[tuple[str, str, str, Callable[[float], str], str | None
         ("rate_achieved", "rate=\"200/s\": starts per second", "starts/s", _rate1, None, "G_rate"),
         ("rate_most_in_1s", "rate=\"200/s\": most starts in 1 s", "starts", _count, None, "G_rate_max"),
     ],
+    "I": [
+        ("plain_drain", "drain of 10,000, 2 processes", "jobs/s", _rate, None, None),
+        ("fan_in_drain", "… the same, a job waiting on all of them", "jobs/s", _rate, None, None),
+        ("fan_in_vs_plain", "fan-in / plain", "ratio", _ratio, None, "I_fan_in"),
+        ("release_idle_ms", "last upstream outcome → downstream claim, idle workers", "ms", _ms, None, "I_release"),
+        ("release_after_drain_ms", "… at the end of the fan-in's drain", "ms", _ms, None, None),
+    ],
     "E": [
         ("insert_1_process", "raw INSERT, 1 process", "jobs/s", _rate, None, None),
         ("insert_2_processes", "raw INSERT, 2 processes", "jobs/s", _rate, None, None),
@@ -342,7 +372,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         judged = [texts[target], verdicts.get(target, "n/a")] if target else ["", ""]
         rows.append([section, label, *cells, unit, _pct(vs_e) if vs_e is not None else "", *judged])
 
-    for section in "ABCDEFGH":
+    for section in "ABCDEFGHI":
         part = results.get(section)
         if not part:
             continue
@@ -425,6 +455,16 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                     target="G_claim_plan")
         if section == "H":
             _add_rolling_rows(part, add)
+        if section == "I":
+            for key, label in (
+                ("claim_alone", "plain claim of 4, p50, 1,000 queued jobs"),
+                ("claim_waiting", f"… + {part.get('claim_waiting', {}).get('waiting', 0):,} waiting rows"),
+            ):
+                if key in part:
+                    add("I", label, part[key]["p50_ms"], "ms", _ms)
+            if "claim_waiting_vs_alone" in part:
+                add("I", "… with / without them", part["claim_waiting_vs_alone"], "ratio", _ratio,
+                    target="I_claim")
     return rows
 
 

@@ -13,8 +13,8 @@ every installed app at startup (``registry.autodiscover``) for that reason, and 
 refuses a task whose module was first imported after startup (unless ``DJANGO_JOBS["IMPORTS"]``
 lists it).
 
-Our statuses map onto Django's four (``STATUS_MAP``): queued and retrying are READY (retrying
-is "ready to be executed again"), running is RUNNING, succeeded is SUCCESSFUL, and both stopped
+Our statuses map onto Django's four (``STATUS_MAP``): waiting, queued and retrying are READY
+(retrying is "ready to be executed again"; waiting, on upstream jobs, is not started yet), running is RUNNING, succeeded is SUCCESSFUL, and both stopped
 and dead are FAILED: the task ended without succeeding and won't run again unless an operator
 retries it.
 """
@@ -79,6 +79,7 @@ logger = logging.getLogger("django_jobs")
 
 #: Our job statuses as Django's task statuses.
 STATUS_MAP: dict[str, Any] = {
+    JobStatus.WAITING: TaskResultStatus.READY,
     JobStatus.QUEUED: TaskResultStatus.READY,
     JobStatus.RETRYING: TaskResultStatus.READY,
     JobStatus.RUNNING: TaskResultStatus.RUNNING,

@@ -66,6 +66,24 @@ class JobContext:
 
         return Job.objects.using(self.using).filter(pk=self.id, stop_requested_at__isnull=False)
 
+    def upstream_results(self) -> dict[int, Any]:
+        """The results of the jobs this one waited on (``using(after=[...])``), by job id.
+
+        Every upstream job had succeeded when this one was queued, and pruning keeps them until
+        this job has finished, so each one is here; ``{}`` for a job enqueued without ``after``.
+        """
+        return dict(self._upstream().values_list("pk", "result"))
+
+    async def aupstream_results(self) -> dict[int, Any]:
+        """``upstream_results()`` for an ``async def`` job."""
+        return {pk: result async for pk, result in self._upstream().values_list("pk", "result")}
+
+    def _upstream(self) -> QuerySet[Job[Any]]:
+        from .models import Dependency, Job  # (see _stop_request)
+
+        upstream = Dependency.objects.using(self.using).filter(downstream_id=self.id).values("upstream_id")
+        return Job.objects.using(self.using).filter(pk__in=upstream)
+
     def _progress(self, percent: float | None, message: str) -> tuple[QuerySet[Job[Any]], dict[str, Any]]:
         from .models import Job, JobStatus  # (see _stop_request)
 

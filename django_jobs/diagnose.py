@@ -11,17 +11,48 @@ from django.utils.timesince import timeuntil
 
 from .conf import jobs_settings
 from .db import gates
-from .models import READY_STATUSES, RETRY_FROM, Job, JobStatus, Pause, Worker
+from .models import READY_STATUSES, RETRY_FROM, Dependency, Job, JobStatus, Pause, Worker
 
 
 @dataclass(frozen=True)
 class Reason:
     """One thing keeping a job from running, as a stable code and a sentence."""
 
-    #: not_waiting, scheduled, backoff, paused_queue, paused_name, held, no_worker, unknown_name,
-    #: busy, imminent
+    #: not_waiting, upstream, scheduled, backoff, paused_queue, paused_name, held, no_worker,
+    #: unknown_name, busy, imminent
     code: str
     message: str
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An upstream job a waiting job still waits on, as diagnose() shows it."""
+
+    id: int
+    status: str
+    run_at: datetime
+
+
+#: How many of the upstream jobs not succeeded yet a diagnosis names (the rest are counted).
+UPSTREAM_NAMED = 10
+
+
+def waiting_on(total: int, pending: list[Upstream], now: datetime) -> Reason:
+    """Why a waiting job waits: "waiting on 2 of 3 upstream jobs: #12 (running), #13 (retrying,
+    next attempt in 40 s)". ``pending`` holds the upstream jobs not succeeded, lowest id first."""
+    named = []
+    for upstream in pending[:UPSTREAM_NAMED]:
+        left = round((upstream.run_at - now).total_seconds())
+        if upstream.status == JobStatus.RETRYING and left > 0:
+            named.append(f"#{upstream.id} (retrying, next attempt in {left} s)")
+        elif upstream.status == JobStatus.QUEUED and left > 0:
+            named.append(f"#{upstream.id} (queued, due in {left} s)")
+        else:
+            named.append(f"#{upstream.id} ({upstream.status})")
+    more = len(pending) - UPSTREAM_NAMED
+    listed = ", ".join(named) + (f" and {more} more" if more > 0 else "")
+    jobs = "job" if total == 1 else "jobs"
+    return Reason("upstream", f"Waiting on {len(pending)} of {total} upstream {jobs}: {listed}.")
 
 
 def _when(moment: datetime, now: datetime) -> str:
@@ -37,12 +68,15 @@ def why_not_running(
     workers: Iterable[Worker],
     rescue_after: float,
     held: str | None = None,
+    upstream: Reason | None = None,
 ) -> list[Reason]:
     """Every reason ``job`` isn't running at ``now``, or one saying it should start any moment.
 
     ``workers`` with a heartbeat older than ``rescue_after`` seconds count as gone, as rescue
-    counts them.
+    counts them. ``upstream`` says what a waiting job waits on (waiting_on()).
     """
+    if job.status == JobStatus.WAITING:
+        return [upstream or Reason("upstream", "Waiting on its upstream jobs.")]
     if job.status not in READY_STATUSES:
         return [Reason("not_waiting", _not_waiting(job))]
     reasons: list[Reason] = []
@@ -123,11 +157,21 @@ def diagnose(job: Job, now: datetime | None = None) -> list[Reason]:
     """Why ``job`` isn't running, from the pauses, flow-control limits and workers in its database."""
     using = job._state.db or Job.objects.db
     held = gates.explain(using, job) if job.status in READY_STATUSES else None
+    now = now or timezone.now()
+    upstream = None
+    if job.status == JobStatus.WAITING:
+        edges = Dependency.objects.using(using).filter(downstream_id=job.pk)
+        pending = (
+            Job.objects.using(using).filter(pk__in=edges.values("upstream_id"))
+            .exclude(status=JobStatus.SUCCEEDED).order_by("pk").values_list("pk", "status", "run_at")
+        )
+        upstream = waiting_on(edges.count(), [Upstream(*row) for row in pending], now)
     return why_not_running(
         job,
-        now=now or timezone.now(),
+        now=now,
         pauses=Pause.objects.using(using).all(),
         workers=Worker.objects.using(using).all(),
         rescue_after=float(jobs_settings.RESCUE_AFTER),
         held=held,
+        upstream=upstream,
     )

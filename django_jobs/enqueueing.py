@@ -9,15 +9,17 @@ import gc
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
+from . import lifecycle
 from .conf import jobs_settings
-from .db import inserts
+from .db import inserts, workflows
+from .db.connection import is_postgres
 from .exceptions import InvalidJobArguments, InvalidJobOptions
-from .models import KEY_HOLDERS, Job, UniqueWhile
+from .models import KEY_HOLDERS, Job, JobStatus, UniqueWhile
 from .payload import encode_arguments
 from .registry import Call, JobDefinition, resolve
 from .signals import job_enqueued
@@ -54,6 +56,12 @@ def _fixed_columns(definition: JobDefinition[..., Any]) -> dict[str, Any]:
         "concurrency_key": None,
         "rate_key": None,
         "sequence_key": None,
+        # Set apart from the defaults for a job enqueued after others (_enqueue_after).
+        "status": JobStatus.QUEUED.value,
+        "pending_upstream": 0,
+        "stopped_by": None,
+        "last_error": "",
+        "finished_at": None,
     }
 
 
@@ -74,7 +82,8 @@ def _field_plan() -> list[tuple[str, Any]]:
 
 _FIXED_NAMES = (
     "name", "queue", "priority", "max_attempts", "timeout", "run_at", "created_at", "unique_key",
-    "unique_while", "concurrency_key", "rate_key", "sequence_key",
+    "unique_while", "concurrency_key", "rate_key", "sequence_key", "status", "pending_upstream", "stopped_by",
+    "last_error", "finished_at",
 )
 _KEY_NAMES = ("concurrency_key", "rate_key", "sequence_key")
 
@@ -204,17 +213,27 @@ def enqueue(target: str | JobDefinition[..., Any] | Callable[..., Any], *args: A
 
 
 @overload
-def enqueue_many(target: JobDefinition[..., Coroutine[Any, Any, T]], calls: Iterable[Call]) -> list[Job[T]]: ...
+def enqueue_many(
+    target: JobDefinition[..., Coroutine[Any, Any, T]], calls: Iterable[Call], *, after: Iterable[Any] | None = None
+) -> list[Job[T]]: ...
 @overload
-def enqueue_many(target: JobDefinition[..., R], calls: Iterable[Call]) -> list[Job[R]]: ...
+def enqueue_many(
+    target: JobDefinition[..., R], calls: Iterable[Call], *, after: Iterable[Any] | None = None
+) -> list[Job[R]]: ...
 @overload
-def enqueue_many(target: str, calls: Iterable[Call]) -> list[Job[Any]]: ...
+def enqueue_many(target: str, calls: Iterable[Call], *, after: Iterable[Any] | None = None) -> list[Job[Any]]: ...
 
 
 def enqueue_many(
-    target: str | JobDefinition[..., Any] | Callable[..., Any], calls: Iterable[Call]
+    target: str | JobDefinition[..., Any] | Callable[..., Any],
+    calls: Iterable[Call],
+    *,
+    after: Iterable[Any] | None = None,
 ) -> list[Job[Any]]:
     """Enqueue one job per item in a single INSERT; each item is a kwargs dict or an args list.
+
+    With ``after`` (jobs or their ids), every one of them waits on those jobs, as
+    ``using(after=...)`` does.
 
     Returns the jobs in the order given; where a unique_key was already held, the existing job.
     With ``on_duplicate="replace"`` or ``debounce`` (one key for the whole batch, each item
@@ -222,6 +241,8 @@ def enqueue_many(
     job is returned for every item.
     """
     definition = resolve(target)
+    if after is not None:
+        definition = definition.using(after=after)
     with _collector_paused():
         return _enqueue_many(definition, calls)
 
@@ -282,11 +303,58 @@ def _enqueue_calls(definition: JobDefinition[..., Any], pairs: list[tuple[list[A
             for position, column in enumerate(_KEY_NAMES):
                 varying[column] = [k[position] for k in keys]
                 del shared[column]
+    if definition.options.after:
+        return _enqueue_after(definition, pairs, shared, varying, fixed, keys)
     if definition.sequence_key is not None:
         # Ids must follow commit order within a sequence, or a worker could run a later job
         # before an earlier one commits: enqueues of one sequence take turns (db/inserts.py).
         return _enqueue_in_sequence(definition, pairs, shared, varying, fixed, keys)
     return _insert_and_announce(definition, pairs, shared, varying, fixed, keys)
+
+
+def _enqueue_after(
+    definition: JobDefinition[..., Any], pairs: list[tuple[list[Any], dict[str, Any]]], shared: dict[str, Any],
+    varying: dict[str, list[Any]], fixed: dict[str, Any], keys: list[tuple[str | None, ...]],
+) -> list[Job[Any]]:
+    """Enqueue jobs that wait on ``using(after=...)``: waiting, queued at once when every upstream
+    job has succeeded, or stopped when one has failed for good (lifecycle.arm)."""
+    using = jobs_settings.DATABASE
+    after = definition.options.after or ()
+    if not is_postgres(using):
+        raise InvalidJobOptions(
+            f"Can't enqueue {definition.name!r} with after=: jobs that wait on other jobs need "
+            f"PostgreSQL (the database {using!r} is {connections[using].vendor}). Enqueue it from the "
+            f"upstream job's last step instead, or run the project on PostgreSQL."
+        )
+    for job_id, db in after:
+        if db is not None and db != using:
+            raise InvalidJobOptions(
+                f"after= names job #{job_id}, a row of the database {db!r}, but jobs are enqueued in "
+                f"{using!r} (DJANGO_JOBS['DATABASE']): a job can only wait on jobs of its own database."
+            )
+    ids = [job_id for job_id, _ in after]
+    with transaction.atomic(using=using):
+        statuses = workflows.hold_upstream(using, ids)
+        missing = [job_id for job_id in ids if job_id not in statuses]
+        if missing:
+            raise InvalidJobOptions(
+                f"after= names job #{missing[0]}, which doesn't exist in the database {using!r}"
+                + (f" (nor {len(missing) - 1} other(s) named)" if len(missing) > 1 else "")
+                + ": pass jobs enqueue() returned, or ids of jobs not pruned yet."
+            )
+        armed = lifecycle.arm(statuses)
+        decided = {
+            "status": armed.status.value, "pending_upstream": armed.pending, "stopped_by": armed.stopped_by,
+            "last_error": armed.reason, "finished_at": timezone.now() if armed.status == JobStatus.STOPPED else None,
+        }
+        fixed.update(decided)
+        shared.update(decided)
+        if definition.sequence_key is not None:
+            jobs = _enqueue_in_sequence(definition, pairs, shared, varying, fixed, keys)
+        else:
+            jobs = _insert_and_announce(definition, pairs, shared, varying, fixed, keys)
+        workflows.add_edges(using, ids, [job.pk for job in jobs])
+    return jobs
 
 
 def _enqueue_in_sequence(

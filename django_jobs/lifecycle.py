@@ -323,3 +323,44 @@ def never_known(name: str, now: datetime, grace: float) -> Transition:
     entry: dict[str, Any] = {"finished_at": now.isoformat(), "outcome": ended.happened.value,
                              "error": ended.error.as_dict()}
     return Transition(JobStatus.DEAD, entry, last_error=ended.error.summary)
+
+
+# -- workflows: where a job that waits on upstream jobs stands -------------------------------------
+
+#: Upstream statuses that stop everything downstream (failed for good).
+UPSTREAM_FAILED = frozenset({JobStatus.DEAD.value, JobStatus.STOPPED.value})
+
+
+def upstream_failed(upstream_id: int, status: str) -> str:
+    """The ``last_error`` of a job stopped because upstream job ``upstream_id`` ended ``status``.
+
+    db.claims spells the same sentence in SQL for the cascade in the outcome write.
+    """
+    return f"upstream job #{upstream_id} ended {status}"
+
+
+@dataclass(frozen=True)
+class Armed:
+    """Where a job with upstream jobs stands: waiting on ``pending`` of them, queued, or stopped
+    because ``stopped_by`` failed for good."""
+
+    status: JobStatus
+    pending: int
+    stopped_by: int | None = None
+    reason: str = ""
+
+
+def arm(upstream: dict[int, str]) -> Armed:
+    """Decide where a job stands given its upstream jobs' statuses (id → status).
+
+    At enqueue time and on a retry (re-arming): a failed upstream job stops it (the lowest such
+    id is named); otherwise it waits on every upstream job that hasn't succeeded, or is queued
+    when all have. An upstream job missing from ``upstream`` (pruned: it had finished and every
+    job downstream of it too) counts as done.
+    """
+    pending = sum(1 for status in upstream.values() if status != JobStatus.SUCCEEDED.value)
+    failed = sorted(job_id for job_id, status in upstream.items() if status in UPSTREAM_FAILED)
+    if failed:
+        first = failed[0]
+        return Armed(JobStatus.STOPPED, pending, first, upstream_failed(first, upstream[first]))
+    return Armed(JobStatus.WAITING if pending else JobStatus.QUEUED, pending)

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import stats
 from .conf import jobs_settings
-from .models import ACTIVE_STATUSES, FINISHED_STATUSES, FinishedCounter
+from .models import ACTIVE_STATUSES, FINISHED_STATUSES, FinishedCounter, JobStatus
 from .registry import registry
 from .services import tally as counters
 
@@ -78,7 +78,7 @@ def render(using: str, *, now: datetime) -> str:
         [
             ({"queue": q.queue, "status": s.value}, getattr(q, s.value))
             for q in queues
-            for s in ACTIVE_STATUSES
+            for s in (JobStatus.WAITING, *ACTIVE_STATUSES)
         ],
     )
     out.family(

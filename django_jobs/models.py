@@ -38,6 +38,9 @@ from .registry import queue_problem, registry
 class JobStatus(models.TextChoices):
     """Where a job is in its life. See docs/explanation/lifecycle.md for the diagram."""
 
+    # Enqueued with using(after=[...]): queued once its last upstream job succeeds. Outside the
+    # claim's index, so no claim ever looks at it.
+    WAITING = "waiting", "Waiting"
     # Waiting to run once run_at has passed.
     QUEUED = "queued", "Queued"
     # Claimed by a worker; an attempt is in progress.
@@ -91,8 +94,10 @@ KEYED = Q(sequence_key__isnull=True) & (Q(concurrency_key__isnull=False) | Q(rat
 
 #: The statuses each operator transition applies to; the row and the queryset verbs share them.
 RETRY_FROM = (JobStatus.DEAD, JobStatus.STOPPED, JobStatus.RETRYING)
-STOP_FROM = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
-DEAD_LETTER_FROM = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.STOPPED)
+STOP_FROM = (JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
+DEAD_LETTER_FROM = (JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.STOPPED)
+#: Jobs that haven't started and end at once when stopped (a running one is asked to stop).
+NOT_STARTED = (JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RETRYING)
 
 #: Rows a queryset transition locks and changes per transaction.
 TRANSITION_BATCH = 500
@@ -103,8 +108,9 @@ class Transitioned:
     """What a queryset transition did: the jobs it changed and those it skipped, by status.
 
     Statuses are those the jobs had when the transition looked at them (under a row lock).
-    ``skipped`` may also count ``"stopping"`` (running jobs whose stop was already requested) and
-    ``"key_taken"`` (jobs not retried because another active job holds their ``unique_key``).
+    ``skipped`` may also count ``"stopping"`` (running jobs whose stop was already requested),
+    ``"key_taken"`` (jobs not retried because another active job holds their ``unique_key``) and
+    ``"upstream_failed"`` (jobs not retried because an upstream job of theirs is dead or stopped).
     """
 
     done: Counter[str] = field(default_factory=Counter)
@@ -150,6 +156,12 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
 
         def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             rows = self._without_key_conflicts(rows, result)
+            armed = _arm_downstream(self.db, [r.pk for r in rows])
+            for row in rows:
+                if row.pk in armed and armed[row.pk].status == JobStatus.STOPPED:
+                    # An upstream job failed for good: retry that one (this one then waits again).
+                    result.skipped["upstream_failed"] += 1
+            rows = [r for r in rows if r.pk not in armed or armed[r.pk].status != JobStatus.STOPPED]
             by_name: dict[str, list[int]] = {}
             for row in rows:
                 by_name.setdefault(row.name, []).append(row.pk)
@@ -165,6 +177,8 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
                     max_attempts=F("attempts") + budget,
                     attempts_at_retry=F("attempts"),
                 )
+            _apply_armed(self.db, {pk: armed[pk] for pk in (r.pk for r in rows) if pk in armed})
+            _rearm_stopped_by(self.db, [r.pk for r in rows])
             for row in rows:
                 result.done[row.status] += 1
             for queue in {row.queue for row in rows}:
@@ -177,7 +191,7 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
         now = now or timezone.now()
 
         def apply(rows: list[Job[Any]], result: Transitioned) -> None:
-            waiting = [r.pk for r in rows if r.status in READY_STATUSES]
+            waiting = [r.pk for r in rows if r.status in NOT_STARTED]
             running = [
                 r.pk for r in rows if r.status == JobStatus.RUNNING and not r.stop_requested_at
             ]
@@ -193,6 +207,7 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
                     finished_at=now,
                     last_error=reason or "stopped before it ran",
                 )
+                _cascade_stop(self.db, {r.pk: JobStatus.STOPPED.value for r in rows if r.pk in waiting}, now)
             if running:
                 manager.filter(pk__in=running).update(stop_requested_at=now)
                 _notify_control(CONTROL_STOP)
@@ -215,6 +230,7 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
             self.model.objects.using(self.db).bulk_update(
                 rows, ["status", "finished_at", "last_error", "history"]
             )
+            _cascade_stop(self.db, {row.pk: JobStatus.DEAD.value for row in rows}, now)
 
         return self._transition(DEAD_LETTER_FROM, apply, extra_fields=("history",))
 
@@ -292,6 +308,85 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
                     apply(todo, result)
             if len(ids) < TRANSITION_BATCH:
                 return result
+
+
+# -- workflows: the operator verbs' side (the worker's is in its outcome write, db/claims.py) ------
+#
+# Each step is its own statement inside the verb's transaction, so each sees what the one before
+# waited for: a job added downstream meanwhile (whose enqueue holds its upstream row) is seen by
+# the next level's walk, and an outcome written meanwhile by the re-count.
+
+
+def _cascade_stop(using: str, roots: dict[int, str], now: datetime) -> None:
+    """Stop every job waiting downstream of ``roots`` (id → the status they ended with),
+    transitively, each naming the root whose failure stopped it."""
+    from .lifecycle import upstream_failed
+
+    frontier = {pk: pk for pk in roots}
+    while frontier:
+        doomed: dict[int, int] = {}
+        for up, down in Dependency.objects.using(using).filter(upstream_id__in=list(frontier)).values_list(
+            "upstream_id", "downstream_id"
+        ):
+            doomed.setdefault(down, frontier[up])
+        if not doomed:
+            return
+        stopped = set(
+            Job.objects.using(using).select_for_update()
+            .filter(pk__in=list(doomed), status=JobStatus.WAITING).values_list("pk", flat=True)
+        )
+        for root in {doomed[pk] for pk in stopped}:
+            Job.objects.using(using).filter(pk__in=[pk for pk in stopped if doomed[pk] == root]).update(
+                status=JobStatus.STOPPED, finished_at=now, stopped_by=root,
+                last_error=upstream_failed(root, roots[root]),
+            )
+        frontier = {pk: doomed[pk] for pk in stopped}
+
+
+def _arm_downstream(using: str, ids: list[int], rearming: frozenset[int] = frozenset()) -> dict[int, Any]:
+    """Where each of these (locked) jobs that has upstream jobs would stand now (lifecycle.arm);
+    upstream jobs in ``rearming`` count as waiting (they are being re-armed with these).
+
+    First takes the lock of each of their upstream rows (bumping downstream_version): an outcome
+    write of one of them in flight commits before the statuses are read, and one that starts
+    meanwhile sees the bump and runs again after this transaction (see db/claims.py).
+    """
+    from .lifecycle import arm
+
+    edges = list(Dependency.objects.using(using).filter(downstream_id__in=ids).values_list("downstream_id", "upstream_id"))
+    if not edges:
+        return {}
+    upstream = {up for _, up in edges}
+    jobs = Job.objects.using(using)
+    jobs.filter(pk__in=upstream).update(downstream_version=F("downstream_version") + 1)
+    statuses = dict(jobs.filter(pk__in=upstream).values_list("pk", "status"))
+    statuses.update((pk, JobStatus.WAITING.value) for pk in rearming & upstream)
+    by_job: dict[int, dict[int, str]] = {}
+    for down, up in edges:
+        seen = by_job.setdefault(down, {})
+        if up in statuses:
+            seen[up] = statuses[up]
+    return {pk: arm(seen) for pk, seen in by_job.items()}
+
+
+def _apply_armed(using: str, armed: dict[int, Any]) -> None:
+    """Write what _arm_downstream() decided."""
+    for decision in set(armed.values()):
+        Job.objects.using(using).filter(pk__in=[pk for pk, d in armed.items() if d == decision]).update(
+            status=decision.status, pending_upstream=decision.pending, stopped_by=decision.stopped_by,
+            finished_at=None, last_error=decision.reason,
+        )
+
+
+def _rearm_stopped_by(using: str, retried: list[int]) -> None:
+    """Re-arm the jobs that the failure of one of ``retried`` stopped, now it runs again."""
+    stopped = list(
+        Job.objects.using(using).select_for_update()
+        .filter(stopped_by__in=retried, status=JobStatus.STOPPED).order_by("pk").values_list("pk", flat=True)
+    )
+    rearming = frozenset(stopped)
+    for start in range(0, len(stopped), TRANSITION_BATCH):
+        _apply_armed(using, _arm_downstream(using, stopped[start : start + TRANSITION_BATCH], rearming))
 
 
 def _takes_key(row: Job[Any]) -> bool:
@@ -382,6 +477,18 @@ class Job(models.Model, Generic[R]):
     # index; workers that know the name claim it from django_jobs_parked_idx, and it ends dead
     # with JobNotRegistered only once no live worker has known the name for UNKNOWN_JOB_GRACE.
     parked_at = models.DateTimeField(null=True, blank=True)
+    # Workflows (using(after=[...]), docs/how-to/workflows.md). Database defaults too, so that
+    # processes still running the code before these columns (during a deploy) can insert jobs.
+    # How many upstream jobs of a waiting job haven't succeeded yet: each success takes one off in
+    # the statement that writes it, and the one that reaches 0 queues the job (db/claims.py).
+    pending_upstream = models.PositiveIntegerField(default=0, db_default=0)
+    # 0 for a job nothing waits on. Else bumped by every transaction that adds a downstream job or
+    # re-arms one, under this row's lock: an outcome write that waited on that lock sees its value
+    # change and runs again, with a snapshot that holds the new rows (db/claims.py, _FLOW).
+    downstream_version = models.PositiveIntegerField(default=0, db_default=0)
+    # The upstream job whose failure stopped this one (by a cascade); retrying it re-arms this one.
+    # A plain id: pruning deletes rows with raw SQL, and the upstream may go first.
+    stopped_by = models.BigIntegerField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -450,6 +557,18 @@ class Job(models.Model, Generic[R]):
                 "finished_at",
                 name="django_jobs_dead_idx",
                 condition=Q(status=JobStatus.DEAD),
+            ),
+            # Waiting jobs (workflows), counted by queue for the overview and the metrics.
+            models.Index(
+                "queue",
+                name="django_jobs_waiting_idx",
+                condition=Q(status=JobStatus.WAITING),
+            ),
+            # Re-arming finds the jobs a failed upstream job stopped.
+            models.Index(
+                "stopped_by",
+                name="django_jobs_stopped_by_idx",
+                condition=Q(stopped_by__isnull=False),
             ),
             # Pruning walks finished rows by age.
             models.Index(
@@ -562,6 +681,35 @@ class Job(models.Model, Generic[R]):
 
     def _same(self) -> JobQuerySet:
         return Job.objects.using(self._state.db or Job.objects.db).filter(pk=self.pk)
+
+
+class Dependency(models.Model):
+    """One edge of a workflow: ``downstream`` waits until ``upstream`` has succeeded.
+
+    Rows are written with the downstream job (``using(after=[...])``) and deleted with either job
+    (by pruning's statement, or by Django's delete cascade). No database foreign keys: pruning
+    deletes jobs with raw SQL, and an upstream job may go before its (finished) downstream jobs.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # (No index of their own: the unique constraint and the index below lead with each.)
+    upstream = models.ForeignKey(
+        Job, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="downstream_edges"
+    )
+    downstream = models.ForeignKey(
+        Job, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="upstream_edges"
+    )
+
+    class Meta:
+        default_permissions = ()
+        constraints = [
+            # Also the index of the outcome write's walk from a finished job to its downstream.
+            models.UniqueConstraint(fields=["upstream", "downstream"], name="django_jobs_dependency_unique"),
+        ]
+        indexes = [models.Index("downstream", "upstream", name="django_jobs_downstream_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.downstream_id} after #{self.upstream_id}"
 
 
 #: NOTIFY payloads that aren't queue names start with "!": every worker acts on them.

@@ -225,6 +225,8 @@ class EnqueueOptions:
     debounce: timedelta | None = None
     #: "active" (None) or "waiting": see UNIQUE_WHILE.
     unique_while: str | None = None
+    #: Upstream jobs (``using(after=[...])``), as (id, database of the row given or None for an id).
+    after: tuple[tuple[int, str | None], ...] | None = None
 
     @property
     def replaces(self) -> bool:
@@ -256,6 +258,8 @@ class EnqueueOptions:
             _check_priority(self.priority)
         _check_queue(self.queue)
         self._check_duplicates()
+        if self.after is not None:
+            _check_after(self)
 
     def _check_duplicates(self) -> None:
         for option, choices in (("on_duplicate", ON_DUPLICATE), ("unique_while", UNIQUE_WHILE)):
@@ -296,6 +300,46 @@ class EnqueueOptions:
 
 #: One item of enqueue_many(): a dict of keyword arguments, or a list of positional ones.
 Call = dict[str, Any] | list[Any] | tuple[Any, ...]
+
+
+#: The most upstream jobs one job may wait on (docs/how-to/workflows.md).
+MAX_UPSTREAM = 10_000
+
+
+def upstream_ids(after: Any) -> tuple[tuple[int, str | None], ...]:
+    """Read ``using(after=...)``: Job rows or ids, as (id, the row's database or None)."""
+    if isinstance(after, (str, bytes)) or not isinstance(after, Iterable):
+        raise InvalidJobOptions(
+            f"after= takes a list of jobs (the rows enqueue() returned) or their ids, not {after!r}."
+        )
+    seen: dict[int, str | None] = {}
+    for item in after:
+        if isinstance(item, int) and not isinstance(item, bool):
+            job_id, db = item, None
+        elif isinstance(getattr(item, "pk", None), int) and hasattr(item, "_state"):
+            job_id, db = item.pk, item._state.db
+        else:
+            raise InvalidJobOptions(
+                f"after= takes saved jobs (the rows enqueue() returned) or their ids; {item!r} is neither."
+            )
+        if job_id <= 0:
+            raise InvalidJobOptions(f"after= got the id {job_id}, which no job has.")
+        seen.setdefault(job_id, db)
+    return tuple(seen.items())
+
+
+def _check_after(options: EnqueueOptions) -> None:
+    assert options.after is not None
+    if len(options.after) > MAX_UPSTREAM:
+        raise InvalidJobOptions(
+            f"after= names {len(options.after)} jobs; a job may wait on at most {MAX_UPSTREAM}. Wait on "
+            f"fewer (for instance on one job per batch of chunks, each after its own chunks)."
+        )
+    if options.unique_key is not None:
+        raise InvalidJobOptions(
+            "after= and unique_key= can't be combined: a job that waits on others can't also be "
+            "the one kept among duplicates. Give the unique_key to the upstream job instead."
+        )
 
 
 @dataclass(frozen=True)
@@ -401,7 +445,7 @@ class JobDefinition(Generic[P, R]):
 
     def using(self, **options: Any) -> JobDefinition[P, R]:
         """Return a copy whose enqueues use these options (queue, priority, max_attempts,
-        run_at, delay, unique_key, on_duplicate, debounce, unique_while)."""
+        run_at, delay, unique_key, on_duplicate, debounce, unique_while, after)."""
         unknown = set(options) - set(EnqueueOptions.__dataclass_fields__)
         if unknown:
             allowed = ", ".join(EnqueueOptions.__dataclass_fields__)
@@ -411,6 +455,8 @@ class JobDefinition(Generic[P, R]):
             merged.pop("delay", None)
         if "delay" in options:
             merged.pop("run_at", None)
+        if options.get("after") is not None:
+            options = {**options, "after": upstream_ids(options["after"])}
         merged.update(options)
         return replace(self, options=EnqueueOptions(**merged))
 
@@ -432,16 +478,17 @@ class JobDefinition(Generic[P, R]):
 
     @overload
     def enqueue_many(
-        self: JobDefinition[P, Coroutine[Any, Any, T]], calls: Iterable[Call]
+        self: JobDefinition[P, Coroutine[Any, Any, T]], calls: Iterable[Call], *, after: Iterable[Any] | None = None
     ) -> list[Job[T]]: ...
     @overload
-    def enqueue_many(self, calls: Iterable[Call]) -> list[Job[R]]: ...
+    def enqueue_many(self, calls: Iterable[Call], *, after: Iterable[Any] | None = None) -> list[Job[R]]: ...
 
-    def enqueue_many(self, calls: Iterable[Call]) -> list[Job[Any]]:
-        """Enqueue one job per item (a dict of keyword arguments, or a list of positional ones)."""
+    def enqueue_many(self, calls: Iterable[Call], *, after: Iterable[Any] | None = None) -> list[Job[Any]]:
+        """Enqueue one job per item (a dict of keyword arguments, or a list of positional ones);
+        with ``after``, each of them waits on those jobs (as ``using(after=...)``)."""
         from .enqueueing import enqueue_many  # the same up-call as enqueue() above
 
-        return enqueue_many(self, calls)
+        return enqueue_many(self, calls, after=after)
 
 
 class JobOptions(TypedDict, total=False):

@@ -37,6 +37,8 @@ class QueueStats:
     """One queue's jobs: waiting and running ones by status, and the last hour's outcomes."""
 
     queue: str
+    #: Jobs waiting on upstream jobs (workflows): not claimable until they are queued.
+    waiting: int = 0
     queued: int = 0
     retrying: int = 0
     running: int = 0

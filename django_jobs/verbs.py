@@ -102,14 +102,21 @@ VERBS = {
             done=("%(count)d job retried", "%(count)d jobs retried"),
             explanation="Dead, stopped and retrying jobs go back to the queue, due now, their "
             "history kept. Each starts over: a fresh set of attempts, and a backoff that starts "
-            "again from its first delay.",
+            "again from its first delay. A job that waits on upstream jobs waits again on those "
+            "that haven't succeeded, and the jobs a failure stopped downstream of a retried job "
+            "wait again too.",
             skips={
+                JobStatus.WAITING: ("it is waiting on upstream jobs", "they are waiting on upstream jobs"),
                 JobStatus.QUEUED: ("it is already queued", "they are already queued"),
                 JobStatus.RUNNING: ("it is running", "they are running"),
                 JobStatus.SUCCEEDED: _SUCCEEDED,
                 "key_taken": (
                     "another waiting or running job holds its unique_key",
                     "other waiting or running jobs hold their unique_key",
+                ),
+                "upstream_failed": (
+                    "an upstream job of it failed for good: retry that one",
+                    "an upstream job of theirs failed for good: retry that one",
                 ),
             },
         ),
@@ -121,8 +128,9 @@ VERBS = {
             allowed=tuple(STOP_FROM),
             past="stopped",
             done=("%(count)d job stopped", "%(count)d jobs stopped"),
-            explanation="Queued and retrying jobs end stopped at once; running jobs are asked to "
-            "stop and get STOP_GRACE seconds to return before their process is killed.",
+            explanation="Waiting, queued and retrying jobs end stopped at once; running jobs are "
+            "asked to stop and get STOP_GRACE seconds to return before their process is killed. "
+            "Jobs waiting downstream of a stopped job end stopped too.",
             skips={
                 JobStatus.SUCCEEDED: ("it already succeeded", "they already succeeded"),
                 JobStatus.STOPPED: ("it is already stopped", "they are already stopped"),
@@ -138,8 +146,9 @@ VERBS = {
             allowed=tuple(DEAD_LETTER_FROM),
             past="dead-lettered",
             done=("%(count)d job dead-lettered", "%(count)d jobs dead-lettered"),
-            explanation="Queued, retrying and stopped jobs end dead, with your note in their "
-            "history; they stay on the dead letters page until retried or pruned.",
+            explanation="Waiting, queued, retrying and stopped jobs end dead, with your note in their "
+            "history; they stay on the dead letters page until retried or pruned. Jobs waiting "
+            "downstream of them end stopped.",
             skips={
                 JobStatus.RUNNING: (
                     "it is running: stop it first",

@@ -19,7 +19,7 @@ from ..diagnose import diagnose
 from ..models import READY_STATUSES, Job, JobStatus
 from ..readable import run_time, short_moment
 from ..registry import registry
-from . import display
+from . import display, workflow
 from .filters import FlowKeyFilter, NameFilter, QueueFilter
 from .paginator import EstimatedCountPaginator
 from .verbs import VerbAdmin
@@ -162,8 +162,10 @@ class _JobAdminBase(VerbAdmin):
         keys = tuple(f"{k}_link" for k in FLOW_KEYS if getattr(obj, k))
         if keys:
             fieldsets.append(("Flow control", {"fields": keys}))
-        if obj.status in READY_STATUSES:
+        if obj.status in READY_STATUSES or obj.status == JobStatus.WAITING:
             fieldsets.append(("Why isn't it running?", {"fields": ("diagnosis",)}))
+        if workflow.has_workflow(obj):
+            fieldsets.append(("Workflow", {"fields": ("workflow_section",)}))
         if obj.progress:
             fieldsets.append(("Progress", {"fields": ("progress_detail",)}))
         fieldsets.append(
@@ -234,6 +236,10 @@ class _JobAdminBase(VerbAdmin):
                 ((r.code, r.message) for r in diagnose(obj)),
             ),
         )
+
+    @admin.display(description="Jobs")
+    def workflow_section(self, obj: Job) -> str:
+        return workflow.render(obj, self.admin_site.name)
 
     @admin.display(description="Progress")
     def progress_detail(self, obj: Job) -> str:

@@ -165,6 +165,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         since = (now - stats.RECENT).isoformat()
         return {
             "name": q.queue,
+            "waiting": _jobs_link(q.waiting, queue=q.queue, status="waiting"),
             "queued": _jobs_link(q.queued, queue=q.queue, status="queued"),
             "retrying": _jobs_link(q.retrying, queue=q.queue, status="retrying"),
             "running": _jobs_link(q.running, queue=q.queue, status="running"),

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import DataError, OperationalError, connections, transaction
 from django.db.models import Min
 
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
-from ..models import FINISHED_STATUSES, READY_STATUSES, Job, JobStatus, Pause
+from ..models import FINISHED_STATUSES, READY_STATUSES, Dependency, Job, JobStatus, Pause
 from . import channel
 from .connection import dump_json, json_value, placeholders, run_prepared
 from .tables import (
@@ -25,6 +25,8 @@ from .tables import (
     TABLE,
     WORKER_TABLE,
     lost_count_sql,
+    status_in,
+    status_is,
 )
 
 CLAIM_COLUMNS = (
@@ -255,8 +257,73 @@ OUTCOME_UPDATE = (
     f"attempts_delta, max_attempts_delta, fence_status, fence_worker) "
     f"WHERE j.id = v.id AND j.status = v.fence_status AND j.attempts = v.attempt "
     f"AND j.worker_id = v.fence_worker "
-    f"RETURNING j.id, j.status"
+    f"RETURNING j.id, j.status, j.downstream_version, j.finished_at"
 )
+
+_FINISHED_FOR_GOOD = status_in((JobStatus.DEAD, JobStatus.STOPPED))
+_WAITING = status_is(JobStatus.WAITING)
+# Workflows, in the statement that writes the outcomes (as CTEs after ``done``, the outcome
+# update), so a job is queued, or stopped, in the very commit of its upstream job's outcome:
+# - ``released``: each success takes one off the pending_upstream of every job waiting on it, and
+#   queues those that reach 0. Two workers finishing upstream jobs of one job at the same moment
+#   both update its row: the second waits for the first's commit and then counts down from the
+#   first one's result (READ COMMITTED re-reads an updated row), so no decrement is lost and only
+#   one of them sees 0. A job some failure stops in the same statement is left to ``cascaded``.
+# - ``locked``: both take the rows they change in id order first, so two workers whose outcomes
+#   reach the same downstream jobs wait on each other instead of deadlocking.
+# - ``cascaded``: a job that ended dead or stopped stops everything waiting downstream of it,
+#   transitively, each naming that job (lifecycle.upstream_failed()).
+# - ``flowcheck``: wakes the workers of the queues that got jobs, announces the jobs it stopped to
+#   whoever waits for them (Job.wait(), channel.done_sql()), and refuses the whole statement
+#   (it runs again: see _run_outcomes) when an enqueue after one of these jobs, or a re-arm,
+#   committed while this statement waited on that job's row: its snapshot is then older than the
+#   new rows, which it can't see. downstream_version as this statement found it (a plain read
+#   sees the snapshot) differs then from the row it updated (which is the newest).
+# Jobs nothing waits on (downstream_version 0, nearly all) skip every step: the walks start from
+# ``done`` rows filtered on it, and each walk is an index probe per row (LATERAL … OFFSET 0 keeps
+# the planner from turning it into a scan of the edges).
+_DEPENDENCY = Dependency._meta.db_table
+STALE_MARK = "django_jobs: a job was added downstream while this outcome was written"
+_FLOW = (
+    f"ended AS (SELECT id, status, finished_at FROM done WHERE downstream_version > 0 "
+    f"AND status IN ('{JobStatus.SUCCEEDED.value}', '{JobStatus.DEAD.value}', '{JobStatus.STOPPED.value}')), "
+    f"edges AS (SELECT ended.id AS upstream_id, e.downstream_id, ended.status, ended.finished_at FROM ended "
+    f"CROSS JOIN LATERAL (SELECT downstream_id FROM {_DEPENDENCY} WHERE upstream_id = ended.id OFFSET 0) AS e), "
+    f"doomed(id, root) AS ("
+    f"SELECT downstream_id, upstream_id FROM edges WHERE {_FINISHED_FOR_GOOD} "
+    f"UNION SELECT e.downstream_id, doomed.root FROM doomed "
+    f"CROSS JOIN LATERAL (SELECT downstream_id FROM {_DEPENDENCY} WHERE upstream_id = doomed.id OFFSET 0) AS e), "
+    f"locked AS (SELECT id FROM {TABLE} WHERE id IN (SELECT downstream_id FROM edges UNION SELECT id FROM doomed) "
+    f"AND {_WAITING} ORDER BY id FOR NO KEY UPDATE), "
+    f"cascaded AS (UPDATE {TABLE} AS d SET status = '{JobStatus.STOPPED.value}', finished_at = r.finished_at, "
+    f"stopped_by = r.id, last_error = 'upstream job #' || r.id || ' ended ' || r.status "
+    f"FROM (SELECT id, min(root) AS root FROM doomed GROUP BY id) AS x JOIN ended AS r ON r.id = x.root "
+    f"JOIN locked ON locked.id = x.id WHERE d.id = x.id AND d.{_WAITING} RETURNING d.id, d.downstream_version), "
+    f"released AS (UPDATE {TABLE} AS d SET pending_upstream = GREATEST(d.pending_upstream - c.n, 0), "
+    f"status = CASE WHEN d.pending_upstream <= c.n THEN '{JobStatus.QUEUED.value}' ELSE '{JobStatus.WAITING.value}' END "
+    f"FROM (SELECT downstream_id AS id, count(*) AS n FROM edges WHERE status = '{JobStatus.SUCCEEDED.value}' "
+    f"GROUP BY downstream_id) AS c JOIN locked ON locked.id = c.id "
+    f"WHERE d.id = c.id AND d.{_WAITING} AND NOT EXISTS (SELECT 1 FROM doomed WHERE doomed.id = c.id) "
+    f"RETURNING d.id, d.status, d.queue, d.run_at), "
+    f"flowcheck AS (SELECT (SELECT count(*) FROM (SELECT {channel.wakeup_sql('q.queue', 'q.due')} FROM ("
+    f"SELECT queue, min(run_at) AS due FROM released WHERE status = '{JobStatus.QUEUED.value}' GROUP BY queue) AS q) AS n) "
+    f"AS notified, (SELECT count(*) FROM (SELECT id, downstream_version FROM done WHERE downstream_version > 0 "
+    f"UNION ALL SELECT id, downstream_version FROM cascaded WHERE downstream_version > 0) AS w "
+    f"WHERE w.downstream_version <> (SELECT s.downstream_version FROM {TABLE} AS s WHERE s.id = w.id)) AS stale, "
+    f"(SELECT count({channel.done_sql('id', 'true')}) FROM cascaded) AS announced) "
+)
+# The condition on the rows of ``done`` the statement returns: it makes ``flowcheck`` run (a
+# SELECT in WITH runs only when read), and fails the statement when it found a stale snapshot.
+_FLOW_CHECK = (
+    f"(SELECT CASE WHEN stale = 0 THEN notified ELSE ('{STALE_MARK}: ' || stale)::integer END "
+    f"FROM flowcheck) IS NOT NULL"
+)
+
+
+def with_workflow_steps(update: str, select: str) -> str:
+    """A statement that ends jobs (``update``, returning id, status, downstream_version and
+    finished_at) with the workflow steps after it (_FLOW), selecting ``select`` from its rows."""
+    return f"WITH RECURSIVE done AS ({update}), {_FLOW}SELECT {select} FROM done WHERE {_FLOW_CHECK}"
 
 
 # A written outcome that finished its job is announced to whoever waits for it (Job.wait()):
@@ -264,8 +331,9 @@ OUTCOME_UPDATE = (
 _DONE_ANNOUNCED = channel.done_sql(
     "id", "status IN (" + ", ".join(f"'{s.value}'" for s in FINISHED_STATUSES) + ")"
 )
-# OUTCOME_UPDATE alone: {job id: status written}, announcing the finished jobs.
-OUTCOME_WRITE = f"WITH done AS ({OUTCOME_UPDATE}) SELECT id, status, {_DONE_ANNOUNCED} FROM done"
+# OUTCOME_UPDATE alone (record_outcomes()) with its workflow steps: {job id: status written},
+# announcing the finished jobs.
+OUTCOME_WRITE = with_workflow_steps(OUTCOME_UPDATE, f"id, status, {_DONE_ANNOUNCED}")
 
 
 def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
@@ -324,12 +392,15 @@ def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
         if handoff else ""
     )
     return (
-        f"WITH done AS ({OUTCOME_UPDATE}), "
+        f"WITH RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}, "
         f"claimable AS ({_claimable_sql(filter_queues, 'id, attempts AS spent, max_attempts AS allowed')}), "
         f"{_PARK}, claimed AS ({_CLAIM_UPDATE}), {_FRESH}, "
         f"{handoff}{_declare_cte(bool(handoff))} "
         f"SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision, NULL::integer, NULL::boolean FROM done "
+        f"NULL::integer, NULL::double precision, NULL::integer, NULL::boolean FROM done WHERE {_FLOW_CHECK} "
+        f"UNION ALL SELECT 'released', id, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
+        f"NULL::integer, NULL::double precision, NULL::integer, NULL::boolean FROM released "
+        f"WHERE status = '{JobStatus.QUEUED.value}' "
         f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
         f"max_attempts, timeout, attempts_at_retry, id IN (SELECT id FROM fresh) FROM claimed "
         f"UNION ALL SELECT 'declared', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM declared "
@@ -397,6 +468,8 @@ class Synced:
     claimed: list[dict[str, Any]]
     parked: list[tuple[int, str]]
     fresh: set[int] | None = None
+    #: Jobs the outcomes queued (workflows): the claim in the same statement couldn't see them.
+    released: list[int] = field(default_factory=list)
 
 
 def sync(
@@ -416,6 +489,8 @@ def sync(
     """Write ``outcomes``, claim up to ``limit`` jobs named in ``names`` and write ``declare``, in
     one round trip.
 
+    The ids of jobs those outcomes queued (the last upstream job of each succeeded: see _FLOW)
+    come back in ``released``: the claim in the same statement can't see them yet.
     With ``handoffs``, a slot freed by one of those outcomes goes to the next job of its key (see
     _HANDOFF); those jobs come last among the claimed rows, marked ``gated``.
     """
@@ -443,9 +518,10 @@ def sync(
     handed: list[tuple[Any, ...]] = []
     keys: list[str] = []
     parked: list[tuple[int, str]] = []
+    released: list[int] = []
     fresh: set[int] = set()
     landed = False
-    for row in run_prepared(using, statement, params, worker=True):
+    for row in _run_outcomes(using, statement, params, worker=True):
         kind = row[0]
         if kind == "done":
             written[row[1]] = row[2]
@@ -457,6 +533,8 @@ def sync(
             fresh.add(row[1])
         if kind == "claimed":
             rows.append(row[1:])
+        elif kind == "released":
+            released.append(row[1])
         elif kind == "parked":
             parked.append((row[1], row[2]))
         else:
@@ -467,7 +545,7 @@ def sync(
         job["gated"] = True
         job["handoff"] = key  # and so on: its own slot may pass on in turn
         claimed.append(job)
-    return Synced(written, claimed, parked, fresh if landed else None)
+    return Synced(written, claimed, parked, fresh if landed else None, released)
 
 
 @dataclass(slots=True)
@@ -504,7 +582,33 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
         return {}
     if connections[using].vendor != "postgresql":
         return _record_outcomes_sqlite(using, worker_id, outcomes)
-    return {row[0]: row[1] for row in run_prepared(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes))}
+    return {row[0]: row[1] for row in _run_outcomes(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes))}
+
+
+def _run_outcomes(using: str, sql: str, params: dict[str, Any], *, worker: bool = False) -> list[tuple[Any, ...]]:
+    """Run a statement that writes outcomes; again (a few times) when its workflow check found
+    that a transaction it waited on added or re-armed jobs it couldn't see (see _FLOW), or when
+    it lost a deadlock.
+
+    Each time it runs with a new snapshot, taken after that transaction's commit. Inside a
+    transaction (rescue) each run has a savepoint, so the failed one leaves the transaction usable.
+    """
+    wrapper = connections[using]
+    for tries_left in range(4, -1, -1):
+        try:
+            if wrapper.in_atomic_block:
+                with transaction.atomic(using=using):
+                    return run_prepared(using, sql, params, worker=worker)
+            return run_prepared(using, sql, params, worker=worker)
+        except DataError as exc:
+            if STALE_MARK not in str(exc) or not tries_left:
+                raise
+        except OperationalError as exc:
+            # A deadlock with an operator's verb (which locks in its own order): the statement
+            # was rolled back whole, and runs again.
+            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or not tries_left:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _record_outcomes_sqlite(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[int, str]:

@@ -12,8 +12,18 @@ from django.utils.dateparse import parse_datetime
 
 from ..lifecycle import Attempt, Transition
 from ..models import FINISHED_STATUSES, JobStatus
+from .claims import with_workflow_steps
 from .connection import placeholders
-from .tables import PARKED_SQL, READY_SQL, SCHEDULE_TABLE, TABLE, WORKER_TABLE, lost_count_sql
+from .tables import (
+    PARKED_SQL,
+    READY_SQL,
+    SCHEDULE_TABLE,
+    TABLE,
+    WORKER_TABLE,
+    lost_count_sql,
+    status_in,
+)
+from .workflows import DEPENDENCY_TABLE
 
 
 @dataclass(frozen=True)
@@ -141,16 +151,28 @@ def _aware(value: datetime | str) -> datetime:
 
 
 # Finished jobs of one status past their retention, not pointed at by a schedule's last_job (a
-# raw DELETE would trip that foreign key). Spelled once for the count and the delete.
+# raw DELETE would trip that foreign key), and not the upstream job of one that hasn't finished
+# (it may still read its result; only rows with downstream_version > 0 have such jobs, so the
+# others skip the look-up). Spelled once for the count and the delete.
 _PRUNABLE = (
     f"status = %s AND finished_at < %s AND NOT EXISTS "
-    f"(SELECT 1 FROM {SCHEDULE_TABLE} AS s WHERE s.last_job_id = {TABLE}.id)"
+    f"(SELECT 1 FROM {SCHEDULE_TABLE} AS s WHERE s.last_job_id = {TABLE}.id) "
+    f"AND ({TABLE}.downstream_version = 0 OR NOT EXISTS (SELECT 1 FROM {DEPENDENCY_TABLE} AS e "
+    f"JOIN {TABLE} AS d ON d.id = e.downstream_id WHERE e.upstream_id = {TABLE}.id "
+    f"AND NOT {status_in(FINISHED_STATUSES, 'd.status')}))"
 )
 # How many prune() would delete (prunejobs --dry-run).
 PRUNABLE_COUNT = f"SELECT count(*) FROM {TABLE} WHERE {_PRUNABLE}"
 # Delete one bounded batch: a short statement and modest WAL however much is due. SKIP LOCKED
 # passes over rows another pruner is deleting (PostgreSQL; SQLite has one writer anyway).
 PRUNE_BATCH = f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} WHERE {_PRUNABLE} LIMIT %s{{lock}})"
+# On PostgreSQL the same, and the workflow edges of the deleted jobs with them, in one statement.
+PRUNE_BATCH_PG = (
+    f"WITH deleted AS ({PRUNE_BATCH.format(lock=' FOR UPDATE SKIP LOCKED')} RETURNING id), "
+    f"up AS (DELETE FROM {DEPENDENCY_TABLE} WHERE upstream_id IN (SELECT id FROM deleted)), "
+    f"down AS (DELETE FROM {DEPENDENCY_TABLE} WHERE downstream_id IN (SELECT id FROM deleted)) "
+    f"SELECT count(*) FROM deleted"
+)
 
 
 def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry_run: bool = False) -> int:
@@ -169,8 +191,10 @@ def prune(using: str, *, status: str, finished_before: datetime, batch: int, dry
         if dry_run:
             cursor.execute(PRUNABLE_COUNT, params)
             return int(cursor.fetchone()[0])
-        lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-        cursor.execute(PRUNE_BATCH.format(lock=lock), [*params, batch])
+        if connection.vendor == "postgresql":
+            cursor.execute(PRUNE_BATCH_PG, [*params, batch])
+            return int(cursor.fetchone()[0])
+        cursor.execute(PRUNE_BATCH.format(lock=""), [*params, batch])
         return cursor.rowcount
 
 
@@ -209,10 +233,13 @@ def end_unknown(
     # (SQLite keeps JSON as text, with functions of its own.)
     append = "history || jsonb_build_array(%s::jsonb)" if postgres else "json_insert(history, '$[#]', json(%s))"
     sql = END_UNKNOWN.format(append=append, lock=" FOR UPDATE SKIP LOCKED" if postgres else "")
+    if postgres:
+        # Jobs waiting downstream of the ones that end dead end stopped in the same statement.
+        sql = with_workflow_steps(f"{sql} RETURNING id, status, downstream_version, finished_at", "count(*)")
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(sql, [
             transition.status.value, adapt(now), transition.last_error or "",
             json.dumps(transition.history_entry), name, adapt(parked_before), batch,
         ])
-        return cursor.rowcount
+        return int(cursor.fetchone()[0]) if postgres else cursor.rowcount

@@ -25,6 +25,7 @@ from .tables import KEYED_SQL, PARKED_SQL, PLAIN_SQL, READY_SQL, TABLE, status_i
 #: The predicates of the partial indexes the statements below read.
 IS_READY = READY_SQL
 IS_RUNNING = status_in([JobStatus.RUNNING])
+IS_WAITING = status_is(JobStatus.WAITING)
 IS_FINISHED = status_in(FINISHED_STATUSES)
 IS_DEAD = status_is(JobStatus.DEAD)
 
@@ -44,6 +45,8 @@ ACTIVE_BY_QUEUE = (
     "SELECT queue, status, CAST(sum(n) AS bigint), CAST(sum(due) AS bigint), min(oldest) FROM ("
     + " UNION ALL ".join(_READY_BRANCH.format(p) for p in (PLAIN_SQL, KEYED_SQL, "sequence_key IS NOT NULL", PARKED_SQL))
     + f" UNION ALL SELECT queue, status, count(*), 0, NULL FROM {TABLE} WHERE {IS_RUNNING} GROUP BY queue, status"
+    # Waiting jobs (workflows): an index-only scan of django_jobs_waiting_idx.
+    + f" UNION ALL SELECT queue, status, count(*), 0, NULL FROM {TABLE} WHERE {IS_WAITING} GROUP BY queue, status"
     ") AS active GROUP BY queue, status"
 )
 

@@ -176,12 +176,14 @@ class EnqueuedJobs:
             self._run_on_commit_callbacks()
             # Writes the previous job's outcome and claims the next job, as the worker does.
             claimed = ledger.sync(1)
+            # Jobs that outcome queued (workflows) are claimable from the next sync on.
+            released, ledger.released = ledger.released, 0
             if not ledger.buffer:
                 ledger.gated_dirty = True  # here every look is a fresh one
                 claimed += ledger.claim_gated(1, free=1)
             if not ledger.buffer:
-                if claimed:
-                    continue  # it set aside jobs no registered job names: look again
+                if claimed or released:
+                    continue  # it set aside jobs no registered job names, or queued waiting ones: look again
                 break
             if len(ran) >= max_jobs:
                 raise AssertionError(

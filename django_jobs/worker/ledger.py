@@ -104,6 +104,9 @@ class Ledger:
         #: Outcomes not yet written, oldest first. Appended to in place by the pool.
         self.pending: list[Outcome] = []
         self.claimed_total = 0
+        #: Jobs the written outcomes queued (workflows) since the loop last took the count: they
+        #: were invisible to the claim in the same statement, so the loop claims again at once.
+        self.released = 0
         #: Epoch time up to which announced run_at times are covered by a claim (see
         #: Listener.take_due).
         self.claim_covered = 0.0
@@ -292,6 +295,9 @@ class Ledger:
             self._write_one_by_one(batch)
             return 0
         written, rows = synced.written, synced.claimed
+        if synced.released:
+            self.released += len(synced.released)
+            self.gated_dirty = True  # a job just queued may be one flow control holds
         del self.pending[: len(batch)]
         self._forget_declared(batch)
         if synced.parked:

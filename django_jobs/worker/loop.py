@@ -163,12 +163,13 @@ class WorkerLoop:
                 room = self._gated_room()
                 claimed += self.ledger.claim_gated(max(room, self._gated_ahead()), free=room)
                 self.pool.dispatch_buffer()
+            released, self.ledger.released = self.ledger.released, 0  # (workflows: see Ledger.released)
             if not self.pool.busy() and not self.ledger.pending and not self.ledger.buffer:
-                if self.burst and claimed == 0 and not self.link.is_down() and not self._due_soon():
+                if self.burst and claimed == 0 and not released and not self.link.is_down() and not self._due_soon():
                     return
                 if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
                     return
-            self._wait(idle_left=want > 0 and claimed == want)
+            self._wait(idle_left=(want > 0 and claimed == want) or released > 0)
 
     def _claim_target(self) -> int:
         """How many jobs to claim now (see ClaimAhead.claim_target)."""

@@ -359,3 +359,32 @@ def kill_own_child() -> None:
     """A poison pill of the other kind: kills the child process running it each time."""
     _record()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- workflows (using(after=[...])) ----------------------------------------------------------------
+
+
+@job
+def step(label: str, value: int = 0) -> int:
+    """A workflow's step: records that it ran and returns ``value``."""
+    _record(label)
+    return value
+
+
+@job
+def total_upstream(label: str) -> int:
+    """Records the sum of its upstream jobs' results, and returns it."""
+    context = current_job()
+    assert context is not None
+    total = sum(int(v) for v in context.upstream_results().values())
+    _record(f"{label}={total}")
+    return total
+
+
+@job(max_attempts=1)
+def fail_unless_fixed(label: str) -> int:
+    """Fails for good until a test "fixes" it (a SideEffect labelled "fixed"), then succeeds."""
+    if not SideEffect.objects.filter(label="fixed").exists():
+        raise ValueError(f"{label} isn't fixed yet")
+    _record(label)
+    return 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from django_jobs.diagnose import Reason, why_not_running
+from django_jobs.diagnose import Reason, Upstream, waiting_on, why_not_running
 from django_jobs.models import Job, Pause, Worker
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -158,3 +158,23 @@ def test_why__a_job_not_waiting_says_what_it_is_doing(status: str, message: str)
     j = job(status=status, attempts=1, worker_id="host:9")
 
     assert why(j) == [Reason("not_waiting", message)]
+
+
+# -- workflows ---------------------------------------------------------------------------------------
+
+
+def test_waiting_on__names_each_upstream_job_not_succeeded_with_when_it_runs_next() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    pending = [Upstream(12, "running", now), Upstream(13, "retrying", now + timedelta(seconds=40))]
+
+    reason = waiting_on(3, pending, now)
+
+    assert reason.code == "upstream"
+    assert reason.message == "Waiting on 2 of 3 upstream jobs: #12 (running), #13 (retrying, next attempt in 40 s)."
+
+
+def test_waiting_on__counts_the_upstream_jobs_past_the_first_ten() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    pending = [Upstream(n, "queued", now) for n in range(1, 26)]
+
+    assert waiting_on(10_000, pending, now).message.endswith("#10 (queued) and 15 more.")

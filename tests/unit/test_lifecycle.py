@@ -12,16 +12,19 @@ from django_jobs.lifecycle import (
     AT_MOST_ONCE,
     NEVER_STARTED,
     STOPPED_ON_REQUEST,
+    Armed,
     Attempt,
     Ended,
     ErrorRecord,
     Happened,
     announced_outcome,
+    arm,
     decide,
     never_received,
     never_started,
     on_stop_request,
     rescue,
+    upstream_failed,
 )
 from django_jobs.models import JobStatus
 from django_jobs.retry import Backoff
@@ -230,3 +233,25 @@ def test_decide__a_result_not_stored_is_marked_with_a_warning_in_the_history_ent
     assert (t.set_result, t.result) == (True, None)
     assert t.history_entry["result_unstorable"] is True
     assert t.history_entry["warning"] == "the return value is a set"
+
+
+# -- workflows: lifecycle.arm() ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("upstream", "expected"),
+    [
+        ({}, Armed(JobStatus.QUEUED, 0)),
+        ({1: "succeeded", 2: "succeeded"}, Armed(JobStatus.QUEUED, 0)),
+        ({1: "succeeded", 2: "running", 3: "waiting"}, Armed(JobStatus.WAITING, 2)),
+        ({1: "queued"}, Armed(JobStatus.WAITING, 1)),
+        ({1: "retrying", 2: "dead"}, Armed(JobStatus.STOPPED, 2, 2, "upstream job #2 ended dead")),
+        ({7: "stopped", 3: "dead"}, Armed(JobStatus.STOPPED, 2, 3, "upstream job #3 ended dead")),
+    ],
+    ids=["none", "all-succeeded", "some-pending", "queued", "one-dead", "lowest-failed-named"],
+)
+def test_arm__waits_on_what_hasnt_succeeded_and_stops_on_a_failure(upstream: dict[int, str], expected: Armed) -> None:
+    assert arm(upstream) == expected
+
+
+def test_upstream_failed__names_the_job_and_how_it_ended() -> None:
+    assert upstream_failed(12, "stopped") == "upstream job #12 ended stopped"

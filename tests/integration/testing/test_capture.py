@@ -128,6 +128,17 @@ class CaptureJobsInATestCase(TestCase):
         # Written through sync_to_async() on this test's connection, inside its transaction.
         assert list(SideEffect.objects.order_by("id").values_list("label", "attempt")) == [("async", 1), ("async", 2)]
 
+    def test_run__runs_a_workflow_each_job_after_its_upstream_jobs(self) -> None:
+        with capture_jobs() as captured:
+            parts = [jobs.step.enqueue(f"part{n}", n) for n in range(3)]
+            total = jobs.total_upstream.using(after=parts).enqueue("total")
+            jobs.step.using(after=[total]).enqueue("after total")
+            ran = captured.run()
+        assert [j.status for j in ran] == [JobStatus.SUCCEEDED] * 5
+        assert list(SideEffect.objects.order_by("id").values_list("label", flat=True)) == [
+            "part0", "part1", "part2", "total=3", "after total",
+        ]
+
     def test_run__runs_on_commit_enqueues_as_a_commit_would(self) -> None:
         with capture_jobs() as captured:
             transaction.on_commit(lambda: jobs.record.enqueue("on commit"))

@@ -45,7 +45,7 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert f"results: {out}" in result.stdout
 
     results = json.loads(out.read_text())
-    for section in "ABCDEFGH":
+    for section in "ABCDEFGHI":
         assert results.get(section), f"section {section} missing: {sorted(results)}"
         assert "error" not in results[section], results[section]["error"]
     assert {"enqueue_one_per_transaction", "enqueue_many"} <= set(results["A"])
@@ -81,6 +81,12 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert rolling["claim_set_aside"]["jobs_per_claim"] == [2]  # runnable ones, past the set-aside rows
     assert rolling["claim_set_aside"]["set_aside_per_claim"] == [0]  # none left in its way
     assert rolling["claim_plan"]["worker_session"]["index_walk"], rolling["claim_plan"]["worker_session"]
+    # Workflows: a fan-in against a plain drain, the release delay, the claim with waiting rows.
+    assert {
+        "plain_drain", "fan_in_drain", "fan_in_vs_plain", "release_after_drain_ms", "release_idle_ms",
+        "claim_alone", "claim_waiting", "claim_waiting_vs_alone",
+    } <= set(results["I"])
+    assert results["I"]["claim_waiting"]["waiting"] >= 1_000
     assert {t["key"] for t in results["targets"]} == {t.key for t in TARGETS}
     assert all(t["result"] in ("PASS", "FAIL") for t in results["targets"]), results["targets"]
     assert results["meta"]["machine"]["cpus"] and results["worker_logs"]["files"] > 0
