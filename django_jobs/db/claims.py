@@ -760,18 +760,27 @@ PARK_ALL = (
 
 def park_all(using: str, names: Sequence[str], now: datetime) -> dict[str, int]:
     """Set aside every ready job of ``names`` (see PARK_ALL); return how many of each name."""
+    return _set_parked(using, names, now, PARK_ALL, f"{READY_SQL} AND {PLAIN_SQL}")
+
+
+def _set_parked(
+    using: str, names: Sequence[str], parked_at: datetime | None, statement: str, where: str
+) -> dict[str, int]:
+    """Set ``parked_at`` on the rows ``where`` holds of ``names`` (PostgreSQL: ``statement``, which
+    returns each row's name); return how many of each name."""
     counts: dict[str, int] = {}
     if not names:
         return counts
-    if connections[using].vendor != "postgresql":
-        where = f"WHERE {READY_SQL} AND {PLAIN_SQL} AND name IN {placeholders(names)}"
-        adapt = connections[using].ops.adapt_datetimefield_value
-        with transaction.atomic(using=using), connections[using].cursor() as cursor:
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        where = f"WHERE {where} AND name IN {placeholders(names)}"
+        value = connection.ops.adapt_datetimefield_value(parked_at) if parked_at else None
+        with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(f"SELECT name, count(*) FROM {TABLE} {where} GROUP BY name", list(names))
             counts = dict(cursor.fetchall())
-            cursor.execute(f"UPDATE {TABLE} SET parked_at = %s {where}", [adapt(now), *names])
+            cursor.execute(f"UPDATE {TABLE} SET parked_at = %s {where}", [value, *names])
         return counts
-    for (name,) in run_prepared(using, PARK_ALL, {"names": list(names), "now": now}, worker=True):
+    for (name,) in run_prepared(using, statement, {"names": list(names), "now": parked_at}, worker=True):
         counts[name] = counts.get(name, 0) + 1
     return counts
 
@@ -789,19 +798,7 @@ UNPARK = (
 
 def unpark(using: str, names: Sequence[str]) -> dict[str, int]:
     """Put back the parked ready jobs of ``names``; return how many of each name."""
-    counts: dict[str, int] = {}
-    if not names:
-        return counts
-    if connections[using].vendor != "postgresql":
-        where = f"WHERE {READY_SQL} AND {PARKED_SQL} AND name IN {placeholders(names)}"
-        with transaction.atomic(using=using), connections[using].cursor() as cursor:
-            cursor.execute(f"SELECT name, count(*) FROM {TABLE} {where} GROUP BY name", list(names))
-            counts = dict(cursor.fetchall())
-            cursor.execute(f"UPDATE {TABLE} SET parked_at = NULL {where}", list(names))
-        return counts
-    for (name,) in run_prepared(using, UNPARK, {"names": list(names)}, worker=True):
-        counts[name] = counts.get(name, 0) + 1
-    return counts
+    return _set_parked(using, names, None, UNPARK, f"{READY_SQL} AND {PARKED_SQL}")
 
 
 def lost_before(using: str, job_id: int) -> int:
