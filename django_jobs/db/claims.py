@@ -270,7 +270,10 @@ _WAITING = status_is(JobStatus.WAITING)
 #   first one's result (READ COMMITTED re-reads an updated row), so no decrement is lost and only
 #   one of them sees 0. A job some failure stops in the same statement is left to ``cascaded``.
 # - ``locked``: both take the rows they change in id order first, so two workers whose outcomes
-#   reach the same downstream jobs wait on each other instead of deadlocking.
+#   reach the same downstream jobs wait on each other instead of deadlocking. They are found by
+#   one primary-key probe per id (``id = ANY(ARRAY(…))``): written ``id IN (…)``, the generic plan
+#   of a worker's session (sorts priced out, see WORKER_SESSION) walked the whole primary key in id
+#   order instead, reading every row of the table for each outcome of a fan-in's members.
 # - ``cascaded``: a job that ended dead or stopped stops everything waiting downstream of it,
 #   transitively, each naming that job (lifecycle.upstream_failed()).
 # - ``flowcheck``: wakes the workers of the queues that got jobs, announces the jobs it stopped to
@@ -293,7 +296,7 @@ _FLOW = (
     f"SELECT downstream_id, upstream_id FROM edges WHERE {_FINISHED_FOR_GOOD} "
     f"UNION SELECT e.downstream_id, doomed.root FROM doomed "
     f"CROSS JOIN LATERAL (SELECT downstream_id FROM {_DEPENDENCY} WHERE upstream_id = doomed.id OFFSET 0) AS e), "
-    f"locked AS (SELECT id FROM {TABLE} WHERE id IN (SELECT downstream_id FROM edges UNION SELECT id FROM doomed) "
+    f"locked AS (SELECT id FROM {TABLE} WHERE id = ANY(ARRAY(SELECT downstream_id FROM edges UNION SELECT id FROM doomed)) "
     f"AND {_WAITING} ORDER BY id FOR NO KEY UPDATE), "
     f"cascaded AS (UPDATE {TABLE} AS d SET status = '{JobStatus.STOPPED.value}', finished_at = r.finished_at, "
     f"stopped_by = r.id, last_error = 'upstream job #' || r.id || ' ended ' || r.status "

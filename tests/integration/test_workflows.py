@@ -381,3 +381,34 @@ def test_delete__of_a_job_deletes_its_edges_and_a_stopped_then_retried_downstrea
     assert fresh(downstream).stop()
     assert fresh(downstream).retry()
     assert fresh(downstream).status == JobStatus.QUEUED
+
+
+def test_outcome_write__a_fan_in_member_reads_a_few_rows_however_big_the_fan_in() -> None:
+    # Workers run the outcome write with a generic plan on a session that prices out sorts. Asked
+    # to lock the downstream jobs in id order, that plan once walked the whole primary key instead,
+    # filtering every row for `waiting`: each member's outcome read the whole table.
+    import re
+
+    from django_jobs.db.connection import WORKER_SESSION
+    from django_jobs.lifecycle import Attempt, Ended, Happened, decide
+
+    members = jobs.step.enqueue_many([[str(n)] for n in range(2_000)])
+    downstream = jobs.step.using(after=members).enqueue("down")
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Job._meta.db_table}")
+    (claimed,) = claims.claim("default", worker_id="w", limit=1, now=timezone.now())
+    attempt = Attempt(claimed["id"], jobs.step.name, 1, 3, "w", timezone.now(), 0.0)
+    write = claims.OutcomeWrite(
+        claimed["id"], 1, timezone.now(), decide(attempt, Ended(Happened.SUCCEEDED, 1), timezone.now(), None)
+    )
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(WORKER_SESSION)  # undone with the rollback below
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + claims.OUTCOME_WRITE,
+                       claims.outcome_params("w", [write]))
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+        transaction.set_rollback(True)
+
+    removed = [int(n) for n in re.findall(r"Rows Removed by Filter: (\d+)", plan)]
+    assert max(removed, default=0) < 10, plan
+    assert fresh(downstream).status == JobStatus.WAITING
