@@ -14,7 +14,7 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
-from . import lifecycle
+from . import lifecycle, tracing
 from .conf import jobs_settings
 from .db import inserts, workflows
 from .db.connection import is_postgres
@@ -43,6 +43,7 @@ def _fixed_columns(definition: JobDefinition[..., Any]) -> dict[str, Any]:
         run_at = now + options.debounce
     else:
         run_at = now
+    traceparent, tracestate = tracing.trace_context() if tracing.ENABLED else tracing.NO_CONTEXT
     return {
         "name": definition.name,
         "queue": options.queue or definition.queue or jobs_settings.DEFAULT_QUEUE,
@@ -62,6 +63,8 @@ def _fixed_columns(definition: JobDefinition[..., Any]) -> dict[str, Any]:
         "stopped_by": None,
         "last_error": "",
         "finished_at": None,
+        "traceparent": traceparent,
+        "tracestate": tracestate,
     }
 
 
@@ -83,7 +86,7 @@ def _field_plan() -> list[tuple[str, Any]]:
 _FIXED_NAMES = (
     "name", "queue", "priority", "max_attempts", "timeout", "run_at", "created_at", "unique_key",
     "unique_while", "concurrency_key", "rate_key", "sequence_key", "status", "pending_upstream", "stopped_by",
-    "last_error", "finished_at",
+    "last_error", "finished_at", "traceparent", "tracestate",
 )
 _KEY_NAMES = ("concurrency_key", "rate_key", "sequence_key")
 

@@ -489,6 +489,11 @@ class Job(models.Model, Generic[R]):
     # The upstream job whose failure stopped this one (by a cascade); retrying it re-arms this one.
     # A plain id: pruning deletes rows with raw SQL, and the upstream may go first.
     stopped_by = models.BigIntegerField(null=True, blank=True)
+    # The W3C trace context current when the job was enqueued (only with opentelemetry-api
+    # installed and a span recording, else NULL): each attempt's span is its child, in the same
+    # trace as the request that enqueued it (django_jobs/tracing.py, docs/how-to/tracing.md).
+    traceparent = models.CharField(max_length=55, null=True, blank=True, editable=False)
+    tracestate = models.TextField(null=True, blank=True, editable=False)
 
     objects = JobQuerySet.as_manager()
 

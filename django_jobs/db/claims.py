@@ -31,6 +31,7 @@ from .tables import (
 
 CLAIM_COLUMNS = (
     "id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout", "attempts_at_retry",
+    "traceparent", "tracestate",
 )
 
 
@@ -78,7 +79,7 @@ def _claim_sql_pg(filter_queues: bool) -> str:
     return (
         f"WITH claimable AS ({_claimable_sql(filter_queues)}), {_PARK}, claimed AS ({_CLAIM_UPDATE}) "
         f"SELECT 'claimed', {', '.join(CLAIM_COLUMNS)} FROM claimed UNION ALL "
-        f"SELECT 'parked', id, name, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
+        f"SELECT 'parked', id, name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
     )
 
 
@@ -157,6 +158,9 @@ def claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
             "max_attempts": r[6],
             "timeout": r[7],
             "attempts_at_retry": r[8],
+            # The enqueue's trace context (NULL unless it was traced): see tracing.py.
+            "traceparent": r[9],
+            "tracestate": r[10],
         }
         for r in rows
     ]
@@ -390,7 +394,7 @@ def _declare_cte(handed: bool) -> str:
 def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
     handed = (
         " UNION ALL SELECT 'handed:' || concurrency_key, id, name::text, args::text, kwargs::text, "
-        "queue::text, attempts, max_attempts, timeout, attempts_at_retry, "
+        "queue::text, attempts, max_attempts, timeout, attempts_at_retry, traceparent::text, tracestate, "
         "%(declaring)b AND attempts < max_attempts FROM handed"
         if handoff else ""
     )
@@ -400,19 +404,25 @@ def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
         f"{_PARK}, claimed AS ({_CLAIM_UPDATE}), {_FRESH}, "
         f"{handoff}{_declare_cte(bool(handoff))} "
         f"SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision, NULL::integer, NULL::boolean FROM done WHERE {_FLOW_CHECK} "
+        f"NULL::integer, NULL::double precision, NULL::integer, NULL::text, NULL::text, NULL::boolean "
+        f"FROM done WHERE {_FLOW_CHECK} "
         f"UNION ALL SELECT 'released', id, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision, NULL::integer, NULL::boolean FROM released "
+        f"NULL::integer, NULL::double precision, NULL::integer, NULL::text, NULL::text, NULL::boolean FROM released "
         f"WHERE status = '{JobStatus.QUEUED.value}' "
         f"UNION ALL SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
-        f"max_attempts, timeout, attempts_at_retry, id IN (SELECT id FROM fresh) FROM claimed "
-        f"UNION ALL SELECT 'declared', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM declared "
-        f"UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
+        f"max_attempts, timeout, attempts_at_retry, traceparent::text, tracestate, "
+        f"id IN (SELECT id FROM fresh) FROM claimed "
+        f"UNION ALL SELECT 'declared', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+        f"FROM declared "
+        f"UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+        f"FROM parked"
         f"{handed}"
     )
 
 
 _SYNC_PG = {True: _sync_sql_pg(True), False: _sync_sql_pg(False)}
+# Where a row of the round trip says whether the job is fresh: after its kind and the claim's columns.
+_FRESH_AT = 1 + len(CLAIM_COLUMNS)
 
 
 # A slot handed over: when a job whose only limit is a concurrency key ends, the same statement
@@ -532,7 +542,7 @@ def sync(
         if kind == "declared":
             landed = True
             continue
-        if row[10]:
+        if row[_FRESH_AT]:
             fresh.add(row[1])
         if kind == "claimed":
             rows.append(row[1:])

@@ -13,6 +13,7 @@ import time
 
 from django.db import connections
 
+from .. import tracing
 from ..context import worker_shutdown
 from . import protocol
 from .invocation import become_child, run_job
@@ -72,6 +73,16 @@ def child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     die_with_parent(parent_pid)
+    try:
+        _serve(sock, worker_id, pid, shutdown)
+    finally:
+        if tracing.ENABLED:
+            # The child ends with os._exit(), which skips atexit: a batching span processor would
+            # lose the spans of its last jobs.
+            tracing.flush()
+
+
+def _serve(sock: socket.socket, worker_id: str, pid: int, shutdown: ShutdownFlag | None) -> None:
     received = bytearray()
     while True:
         try:

@@ -13,6 +13,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections, connections
 
+from .. import tracing
 from ..context import JobContext, _current, worker_shutdown
 from ..exceptions import Retry, StopJob
 from ..lifecycle import ErrorRecord
@@ -58,7 +59,17 @@ def run_job(
     which runs jobs inside a test's transaction (closing its connection would end the test's).
     ``check_before=False`` skips the check of old connections before the job, for a job that
     follows another at once (the check after that one just ran).
+
+    With opentelemetry installed the attempt runs in its span (tracing.py).
     """
+    if tracing.ENABLED:
+        return tracing.run_in_span(
+            message, worker_id, lambda: _run_job(message, worker_id, close_connections, check_before)
+        )
+    return _run_job(message, worker_id, close_connections, check_before)
+
+
+def _run_job(message: dict[str, Any], worker_id: str, close_connections: bool, check_before: bool) -> dict[str, Any]:
     definition = registry.get(message["name"])
     if definition is None:  # the parent checks first; this guards against a stale registry
         return {"outcome": "failed", "retryable": False, "error": {

@@ -20,6 +20,7 @@ from multiprocessing import get_context
 from multiprocessing.connection import wait
 from typing import Any
 
+from .. import tracing
 from ..conf import jobs_settings
 from ..lifecycle import ErrorRecord
 from ..log import log_event
@@ -483,6 +484,9 @@ class Pool:
         they never started, so they spend no attempt."""
         slot.kill()
         self._requeue(slot)
+        if tracing.ENABLED and slot.job is not None:
+            # Its child never ended the attempt's span: the worker records one in its place.
+            tracing.record_ended(slot.job, self.worker_id, reply, slot.started_at)
         self._finish(slot, reply)
         if not self.closing:
             slot.start()

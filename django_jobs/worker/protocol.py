@@ -49,11 +49,14 @@ def payload_bytes(row: dict[str, Any]) -> int:
 
 def encode_job(job: dict[str, Any]) -> str:
     """The message for one claimed row: what run_job() reads, with the arguments as stored."""
-    return (
+    head = (
         f'{{"id":{int(job["id"])},"name":{_quoted(job["name"])},"queue":{_quoted(job["queue"])},'
         f'"attempt":{int(job["attempt"])},"max_attempts":{int(job["max_attempts"])},'
-        f'"args":{_one_line(job["args_json"])},"kwargs":{_one_line(job["kwargs_json"])}}}'
+        f'"args":{_one_line(job["args_json"])},"kwargs":{_one_line(job["kwargs_json"])}'
     )
+    if job.get("traceparent"):  # the enqueue's trace context, only when there is one (tracing.py)
+        head += f',"traceparent":{_encode(job["traceparent"])},"tracestate":{_encode(job.get("tracestate"))}'
+    return head + "}"
 
 
 def batch_line(jobs: list[dict[str, Any]], using: str) -> bytes:

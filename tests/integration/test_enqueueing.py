@@ -612,3 +612,20 @@ def test_enqueue_many__sends_job_enqueued_only_for_inserted_rows() -> None:
         job_enqueued.disconnect(receiver)
 
     assert seen == [j.pk for j in fresh]
+
+
+def test_enqueue__stores_the_trace_context_of_the_current_span_and_nothing_without_one() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    with TracerProvider().get_tracer("tests").start_as_current_span("request") as span:
+        one = jobs.record.enqueue("traced")
+        batch = enqueue_many(jobs.record, [["a"], ["b"]])
+    untraced = jobs.record.enqueue("untraced")
+
+    context = span.get_span_context()
+    prefix = f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+    rows = Job.objects.in_bulk([one.pk, *(j.pk for j in batch), untraced.pk])
+    for job in (one, *batch):
+        assert (job.traceparent or "").startswith(prefix)  # the returned instance…
+        assert rows[job.pk].traceparent == job.traceparent  # …is the row written
+    assert (rows[untraced.pk].traceparent, rows[untraced.pk].tracestate, untraced.traceparent) == (None, None, None)

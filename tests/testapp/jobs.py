@@ -388,3 +388,14 @@ def fail_unless_fixed(label: str) -> int:
         raise ValueError(f"{label} isn't fixed yet")
     _record(label)
     return 1
+
+
+@job
+def make_span(label: str) -> str:
+    """Make a span of its own (tests/process/test_tracing.py: it nests under the attempt's)."""
+    # Imported here: only the tracing tests enqueue it, and test_tracing runs the app without it.
+    from opentelemetry import trace
+
+    with trace.get_tracer("tests.testapp").start_as_current_span(f"inside {label}"):
+        _record(label)
+    return label

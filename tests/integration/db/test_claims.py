@@ -102,14 +102,16 @@ def test_claim__only_queued_and_retrying_jobs_are_claimed(status: JobStatus) -> 
 
 def test_claim__marks_rows_running_for_the_worker_and_counts_the_attempt() -> None:
     now = timezone.now()
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     job = JobFactory(args=[1], kwargs={"b": 2}, name="tests.add", queue="q", max_attempts=4, timeout=2.5,
-                     status=JobStatus.RETRYING, attempts=1, run_at=now)
+                     status=JobStatus.RETRYING, attempts=1, run_at=now, traceparent=traceparent, tracestate="k=v")
 
     (row,) = claim(worker_id="host:1", now=now)
 
     assert row == {
         "id": job.pk, "name": "tests.add", "args_json": "[1]", "kwargs_json": '{"b": 2}', "queue": "q",
         "attempt": 2, "max_attempts": 4, "timeout": 2.5, "attempts_at_retry": 0,
+        "traceparent": traceparent, "tracestate": "k=v",
     }
     job.refresh_from_db()
     assert (job.status, job.attempts, job.worker_id) == (JobStatus.RUNNING, 2, "host:1")

@@ -46,3 +46,14 @@ def test_read_replies__drops_and_logs_lines_that_are_not_replies(caplog: pytest.
     assert replies == [{"id": 1}]
     refused = [r.getMessage() for r in caplog.records if "event=reply_refused" in r.getMessage()]
     assert len(refused) == 2 and all("child=99" in line for line in refused)
+
+
+def test_batch_line__carries_the_trace_context_only_when_the_row_has_one() -> None:
+    traced = {**row(1), "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+              "tracestate": "k=v"}
+    untraced = {**row(2), "traceparent": None, "tracestate": None}
+
+    first, second = protocol.read_batch(protocol.batch_line([traced, untraced], "default")[:-1])
+
+    assert (first["traceparent"], first["tracestate"]) == (traced["traceparent"], "k=v")
+    assert "traceparent" not in second and "tracestate" not in second
