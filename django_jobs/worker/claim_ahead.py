@@ -13,6 +13,12 @@ have finished the average means little, so the buffer starts at PREFETCH_FACTOR 
 Jobs averaging under BATCH_BELOW seconds go to a child several at a time: up to BATCH_WORK seconds
 of them, and no more than an even share of the buffer per idle child. The child runs them back to
 back and answers each; a longer job always goes alone.
+
+Jobs that flow control holds (db/gates.py) are claimed ahead less: each one takes a slot of a
+limit shared by every worker from its claim on, so a buffer of them is slots no other worker can
+use meanwhile. One worker claiming 0.1 s of no-op jobs over 100 keys limited to one each took
+every key's slot, and the other workers had nothing to run until the drain ended. So at most
+GATED_AHEAD_PER_CHILD of them wait per child.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ MAX_CLAIM = 200
 WARMUP = 8
 BATCH_BELOW = 0.005
 BATCH_WORK = 0.02
+GATED_AHEAD_PER_CHILD = 32
 
 
 @dataclass(slots=True)
@@ -58,6 +65,10 @@ class ClaimAhead:
             return 0
         per_child = CLAIM_AHEAD / max(self.average, 1e-4)
         return int(min(MAX_CLAIM, self.concurrency * per_child))
+
+    def gated_buffer_size(self) -> int:
+        """How many claimed jobs held by flow control to keep waiting for a child (see above)."""
+        return min(self.buffer_size(), GATED_AHEAD_PER_CHILD * self.concurrency)
 
     def claim_target(self, idle: int, buffered: int, waiting: int, left: int | None) -> int:
         """How many jobs to claim now: the ``idle`` children, plus a buffer while jobs are short.

@@ -120,6 +120,9 @@ class Ledger:
         self.gated_dirty = True
         #: Monotonic time at which a rate lets a held job start (None: nothing waits on a rate).
         self.gate_due: float | None = None
+        #: The last gated claim passed over gates another worker held for a moment: a burst
+        #: worker looks again (at gate_due) rather than taking it for the end of the work.
+        self.gates_contended = False
         self._gate_cursors = ("", "")
         #: Set by the loop while it shuts down: no slot is handed to a job it would only hand back.
         self.stopping_now = False
@@ -508,6 +511,7 @@ class Ledger:
             self.gated_dirty = True
             return 0
         self._gate_cursors = (claim.key_cursor, claim.sequence_cursor)
+        self.gates_contended = claim.contended
         if claim.next_start is not None:
             wait = (claim.next_start - self.clock()).total_seconds()
             self.gate_due = time.monotonic() + max(wait, 0.0) + 0.001

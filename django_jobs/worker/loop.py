@@ -165,7 +165,8 @@ class WorkerLoop:
                 self.pool.dispatch_buffer()
             released, self.ledger.released = self.ledger.released, 0  # (workflows: see Ledger.released)
             if not self.pool.busy() and not self.ledger.pending and not self.ledger.buffer:
-                if self.burst and claimed == 0 and not released and not self.link.is_down() and not self._due_soon():
+                if (self.burst and claimed == 0 and not released and not self.link.is_down()
+                        and not self.ledger.gates_contended and not self._due_soon()):
                     return
                 if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
                     return
@@ -208,12 +209,12 @@ class WorkerLoop:
         return max(room, 0)
 
     def _gated_ahead(self) -> int:
-        """How many gated jobs to claim ahead: the buffer's room, refilled whenever there is room
-        (a gated claim walks every key, so each one should take all it can)."""
+        """How many gated jobs to claim ahead: the room in their share of the buffer, refilled
+        whenever there is room (a gated claim walks every key, so each one should take all it can)."""
         if self.stopping or self.link.is_down():
             return 0
         held = len(self.ledger.buffer) + self.pool.waiting()
-        ahead = self.claim_ahead.buffer_size() + self.pool.idle() - held
+        ahead = self.claim_ahead.gated_buffer_size() + self.pool.idle() - held
         if self.max_jobs is not None:
             ahead = min(ahead, self.max_jobs - self.claimed_total)
         return max(ahead, 0)

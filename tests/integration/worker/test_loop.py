@@ -546,3 +546,41 @@ def test_unknown_job__every_one_of_the_name_is_set_aside_at_once(
     assert all(reload(job).status == JobStatus.SUCCEEDED for job in after)
     said = [r.getMessage() for r in caplog.records if "event=parked" in r.getMessage()]
     assert len(said) == 1 and "jobs=300" in said[0], said
+
+
+def test_flow_control__a_burst_worker_that_met_a_gate_another_worker_held_looks_again(
+    transactional_db: None,
+) -> None:
+    # Another worker's gated claim holds the key's gate for the length of its transaction. A
+    # burst worker that meets it then has claimed nothing, but the work isn't over: it must look
+    # again, not exit with the job still queued.
+    import threading
+
+    from django.db import connections
+    from django.test import override_settings
+
+    from django_jobs.conf import jobs_settings
+    from django_jobs.worker import WorkerLoop
+
+    held = jobs.sync_account.enqueue("acme", seconds=0)
+    holder = connections.create_connection("default")  # a session of its own, as another worker's
+    holder.inc_thread_sharing()  # closed by the thread below
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtextextended('django_jobs:concurrency:account:acme', 0))")
+    with override_settings(DJANGO_JOBS={**jobs_settings.user_settings(), "LISTEN_NOTIFY": False}):
+        worker = WorkerLoop(concurrency=1, burst=True, scheduler=False, grace=5.0)
+
+        def release_once_it_met_the_gate() -> None:
+            deadline = time.monotonic() + 30
+            while not worker.ledger.gates_contended and time.monotonic() < deadline:
+                time.sleep(0.005)  # polling the worker's state, with a deadline
+            holder.close()  # ends the session: its advisory lock goes with it
+
+        releaser = threading.Thread(target=release_once_it_met_the_gate, name="test-gate-holder")
+        releaser.start()
+        try:
+            assert worker.run() == 0
+        finally:
+            releaser.join(timeout=60)
+
+    assert reload(held).status == JobStatus.SUCCEEDED

@@ -8,6 +8,7 @@ from django_jobs.worker.claim_ahead import (
     BATCH_BELOW,
     BATCH_WORK,
     CLAIM_AHEAD,
+    GATED_AHEAD_PER_CHILD,
     MAX_CLAIM,
     PREFETCH_BELOW,
     PREFETCH_FACTOR,
@@ -138,3 +139,19 @@ def test_declare_ahead__two_batches_per_child() -> None:
     assert warmed(2, 0.01).declare_ahead() == 2 * 2  # 10 ms jobs: one per batch, 10 buffered per child
     # No-op jobs: each child's batch is its share of the buffer, so the whole buffer is declared.
     assert warmed(2, 0.0001).declare_ahead() >= warmed(2, 0.0001).buffer_size()
+
+
+# -- jobs flow control holds -----------------------------------------------------------------------
+
+
+def test_gated_buffer_size__short_jobs_hold_a_few_slots_per_child_not_the_whole_buffer() -> None:
+    # 0.1 s of 0.1 ms jobs would be the whole MAX_CLAIM buffer: every key's slot in one worker.
+    policy = warmed(2, 0.0001)
+
+    assert policy.buffer_size() == MAX_CLAIM
+    assert policy.gated_buffer_size() == 2 * GATED_AHEAD_PER_CHILD
+
+
+def test_gated_buffer_size__is_never_more_than_the_plain_buffer() -> None:
+    assert warmed(2, 1.0).gated_buffer_size() == 0  # long jobs: nothing claimed ahead
+    assert ClaimAhead(2).gated_buffer_size() == min(PREFETCH_FACTOR * 2, 2 * GATED_AHEAD_PER_CHILD)
