@@ -2,7 +2,6 @@
 
 from django.db import migrations, models
 
-
 # The admin's charts: a small table of per-minute and per-hour buckets, written by the tally
 # service (db/series.py). A new table: nothing existing is rewritten.
 
