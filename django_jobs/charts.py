@@ -21,9 +21,14 @@ from datetime import datetime
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH, HEIGHT = 640, 180
+# The viewBox; the page scales it to the figure's width (about 420 to 560 px on the admin's pages,
+# where 12 units of text read as 10 to 13 px).
+WIDTH, HEIGHT = 480, 170
 # The plot's area inside the viewBox: room on the left for the values, below for the times.
-LEFT, RIGHT, TOP, BOTTOM = 52, 632, 10, 156
+LEFT, RIGHT, TOP, BOTTOM = 54, 472, 10, 144
+#: Round ceilings for an axis of seconds: whole seconds, minutes and hours, not "1.67 min".
+SECOND_CEILINGS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 4 * 3600, 8 * 3600,
+                   12 * 3600, 86400)
 
 #: Per line key: the fallback colour (readable on the light and dark themes) and a dash pattern.
 STYLES: dict[str, tuple[str, str]] = {
@@ -74,6 +79,13 @@ def nice_ceiling(value: float) -> float:
     return 10.0 * power  # pragma: no cover - the loop always returns
 
 
+def axis_ceiling(value: float, unit: str) -> float:
+    """The top of an axis showing ``value``: ``nice_ceiling``, in round durations for seconds."""
+    if unit == "seconds" and value > 1:
+        return float(next((c for c in SECOND_CEILINGS if value <= c), 86400 * nice_ceiling(value / 86400)))
+    return nice_ceiling(value)
+
+
 def format_value(value: float, unit: str) -> str:
     """A value as the axis and the table show it: ``1,234``, ``2.5k``; ``120 ms``, ``1.5 s``."""
     if unit == "seconds":
@@ -85,7 +97,9 @@ def format_value(value: float, unit: str) -> str:
             return f"{value:.3g} s"
         if value < 3600:
             return f"{value / 60:.3g} min"
-        return f"{value / 3600:.3g} h"
+        if value < 86400:
+            return f"{value / 3600:.3g} h"
+        return f"{value / 86400:.3g} d"
     if value >= 10_000:
         return f"{value / 1000:.3g}k" if value < 1_000_000 else f"{value / 1_000_000:.3g}M"
     return f"{value:,.0f}" if value == int(value) else f"{value:,.2g}"
@@ -147,11 +161,11 @@ def svg(chart: Chart) -> str:
     title_id, desc_id = escape(f"{chart.id}-title"), escape(f"{chart.id}-desc")
     count = len(chart.times)
     known = [v for line in chart.lines for v in line.values if v is not None]
-    top = nice_ceiling(max(known, default=0.0))
+    top = axis_ceiling(max(known, default=0.0), chart.unit)
     out = [
         f'<svg class="dj-chart-svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
         f'aria-labelledby="{title_id} {desc_id}" xmlns="http://www.w3.org/2000/svg" '
-        f'font-size="11" style="max-width: {WIDTH}px; color: inherit">',
+        f'font-size="12" style="color: inherit">',
         f'<title id="{title_id}">{escape(chart.title)}</title>',
         f'<desc id="{desc_id}">{escape(summary(chart))}</desc>',
     ]

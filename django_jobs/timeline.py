@@ -25,6 +25,11 @@ OUTCOME_LABELS = {"succeeded": "Succeeded", "stopped": "Stopped", "dead": "Dead 
 _AT, _QUEUE, _NAME, _SUCCEEDED, _STOPPED, _DEAD, _P50, _P95, _DEPTH, _LAG = range(10)
 
 
+#: How long after a minute ends workers have recorded it: SETTLE (30 s) plus a tally interval
+#: (15 s), with room to spare.
+RECORDED_AFTER = timedelta(seconds=90)
+
+
 @dataclass(frozen=True)
 class View:
     """A period the charts can show: how far back, from which buckets, how many seconds a point."""
@@ -42,8 +47,10 @@ class View:
         return {60: "minute", 3600: "hour"}.get(self.step, f"{self.step // 60} minutes")
 
     def times(self, now: datetime) -> tuple[datetime, ...]:
-        """The points' times (UTC): the last one holds ``now``."""
-        epoch = int(now.timestamp())
+        """The points' times (UTC): the last one is the last step that ended ``RECORDED_AFTER``
+        before ``now``, so the newest point is never a step half recorded (which would read as a
+        drop in throughput)."""
+        epoch = int((now - RECORDED_AFTER).timestamp()) - self.step
         last = datetime.fromtimestamp(epoch - epoch % self.step, tz=UTC)
         count = int(self.length.total_seconds() // self.step)
         return tuple(last - timedelta(seconds=self.step * (count - 1 - i)) for i in range(count))

@@ -52,7 +52,7 @@ def test_nice_ceiling__rounds_up_to_1_2_or_5_times_a_power_of_ten(value: float, 
     ("value", "unit", "text"),
     [(0, "jobs", "0"), (1234, "jobs", "1,234"), (25_000, "jobs", "25k"), (2_500_000, "jobs", "2.5M"),
      (0.5, "jobs", "0.5"), (0, "seconds", "0 s"), (0.12, "seconds", "120 ms"), (1.5, "seconds", "1.5 s"),
-     (150, "seconds", "2.5 min"), (5400, "seconds", "1.5 h")],
+     (150, "seconds", "2.5 min"), (5400, "seconds", "1.5 h"), (172800, "seconds", "2 d")],
 )
 def test_format_value__counts_and_durations(value: float, unit: str, text: str) -> None:
     assert charts.format_value(value, unit) == text
@@ -71,6 +71,16 @@ def test_svg__is_well_formed_with_a_title_and_a_description_it_is_labelled_by() 
 def test_svg__the_y_axis_goes_from_0_to_a_round_ceiling_above_the_peak() -> None:
     assert texts(chart(1, 4, 2), "dj-y") == ["0", "2.5", "5"]
     assert texts(chart(0.2, 1.5, unit="seconds", key="p50"), "dj-y") == ["0 s", "1 s", "2 s"]
+    assert texts(chart(0.2, 0.3, unit="seconds", key="p50"), "dj-y") == ["0 s", "250 ms", "500 ms"]
+
+
+@pytest.mark.parametrize(
+    ("value", "ceiling"), [(0.3, 0.5), (1.5, 2), (40, 60), (90, 120), (3000, 3600), (100_000, 2 * 86400)]
+)
+def test_axis_ceiling__durations_round_up_to_whole_seconds_minutes_hours_and_days(
+    value: float, ceiling: float
+) -> None:
+    assert charts.axis_ceiling(value, "seconds") == ceiling
 
 
 def test_svg__the_x_axis_names_the_first_middle_and_last_times() -> None:

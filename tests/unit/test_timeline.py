@@ -25,16 +25,18 @@ def values(chart: Any, line: int = 0) -> tuple[float | None, ...]:
     return chart.lines[line].values
 
 
-def test_view_times__end_with_the_point_holding_now_evenly_spaced() -> None:
-    now = at(59) + timedelta(seconds=42)
+def test_view_times__evenly_spaced_up_to_the_last_step_recorded_in_full() -> None:
+    now = T0 + timedelta(hours=1, seconds=42)  # 13:00:42
 
     hour = timeline.VIEWS["hour"].times(now)
     day = timeline.VIEWS["day"].times(now)
     week = timeline.VIEWS["week"].times(now)
 
-    assert (len(hour), hour[0], hour[-1]) == (60, at(0), at(59))
-    assert (len(day), day[-1], day[-1] - day[-2]) == (144, at(50), timedelta(minutes=10))
-    assert (len(week), week[-1]) == (168, T0)
+    # 12:58 ended at 12:59, recorded by 13:00:30; 12:59 isn't recorded yet.
+    assert (len(hour), hour[0], hour[-1]) == (60, at(-1), at(58))
+    assert (len(day), day[-1], day[-1] - day[-2]) == (144, at(40), timedelta(minutes=10))
+    assert (len(week), week[-1]) == (168, T0 - timedelta(hours=1))
+    assert timeline.VIEWS["hour"].times(now + timedelta(seconds=60))[-1] == at(59)
 
 
 def test_view_named__falls_back_to_the_last_hour() -> None:

@@ -72,7 +72,7 @@ def test_overview__says_so_before_anything_was_recorded(client: Client) -> None:
 
 
 def test_overview__the_selector_picks_the_period_and_keeps_the_other_parameters(client: Client) -> None:
-    recorded(0, "emails", span=3600, succeeded=4)
+    recorded(60 * 2, "emails", span=3600, succeeded=4)
     recorded(60 * 30, "emails", span=3600, succeeded=2)  # 30 hours ago: in the week only
 
     week = client.get(reverse(OVERVIEW), {"range": "week", "refresh": "30"}).content.decode()
@@ -96,7 +96,7 @@ def test_overview__reads_the_buckets_not_the_job_table_for_its_charts(client: Cl
 
 
 def test_job_list__filtered_to_a_name_charts_its_runs_and_durations(client: Client) -> None:
-    recorded(2, "emails", "shop.send", succeeded=3, dead=2, p50=1, p95=4)
+    recorded(4, "emails", "shop.send", succeeded=3, dead=2, p50=1, p95=4)
 
     html = client.get(reverse(JOBS), {"name": "shop.send", "range": "hour"}).content.decode()
     unfiltered = client.get(reverse(JOBS)).content.decode()
