@@ -218,9 +218,11 @@ def read(
     """Run READ: (at, queue, name, succeeded, stopped, dead, p50, p95, depth, lag) rows.
 
     With ``name``, that name's rows (per queue) and the all-queues rows; without, the queues' rows
-    and the all-queues rows.
+    and the all-queues rows. None on SQLite, where nothing is recorded.
     """
     connection = connections[using]
+    if connection.vendor != "postgresql":
+        return []
     adapt = connection.ops.adapt_datetimefield_value
     params = {
         "span": span, "step": step, "since": adapt(since), "until": adapt(until),

@@ -12,6 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_jobs.db import series
+from django_jobs.db.connection import WORKER_SESSION
 from django_jobs.models import CounterMark, JobStatus, Sample
 from django_jobs.services import ServiceContext
 from django_jobs.services.prune import prune_samples
@@ -252,3 +253,22 @@ def test_record__at_200k_jobs_reads_the_minute_from_the_indexes_never_the_whole_
 
     assert "django_jobs_finished_idx" in plan and "django_jobs_ready_idx" in plan, plan
     assert f"Seq Scan on {series.TABLE}" not in plan, plan
+
+
+@pytest.mark.django_db
+def test_record__on_a_worker_session_the_same_minute_is_recorded() -> None:
+    """A worker's connection prices sorts and sequential scans out (WORKER_SESSION); the tally
+    service runs the statement there."""
+    start_at(minute(0))
+    ran(minute(0) + timedelta(seconds=10), 1, queue="q", name="n")
+    ran(minute(0) + timedelta(seconds=20), 3, queue="q", name="n")
+    with connection.cursor() as cursor:
+        cursor.execute(WORKER_SESSION)
+    try:
+        done = record_samples("default", now=after(0))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ALL")
+
+    assert done.minute_rows == 3
+    assert rows()[(minute(0), "q", "n")]["p50"] == pytest.approx(2.0)
