@@ -198,9 +198,9 @@ class ScheduleAdmin(admin.ModelAdmin):
             obj.save()
 
     @admin.display(description="Runs of its job")
-    def activity(self, obj: Schedule) -> str:
+    def activity(self, obj: Schedule | None) -> str:
         """The charts of the job's runs, failures and durations: the last day and the last week."""
-        if not obj.pk:
+        if obj is None or not obj.pk:
             return "—"
         now = timezone.now()
         return render_charts([
