@@ -1,4 +1,4 @@
-"""The benchmark of issue 7: sections A–I against a database of its own; a table and a JSON file.
+"""The benchmark of issue 7: sections A–J against a database of its own; a table and a JSON file.
 
 Start it with ``python3 bench/run.py`` (which prepares .venv and a PostgreSQL first); run
 directly, ``python -m bench.harness`` uses ``DATABASE_URL``'s server as it is. Each section's
@@ -34,7 +34,7 @@ from .workers import Runjobs
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
-SECTIONS = "ABCDEFGHI"
+SECTIONS = "ABCDEFGHIJ"
 
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
@@ -218,6 +218,7 @@ class Bench:
             ("G", "G", self.flow),
             ("H", "H", self.rolling),
             ("I", "I", self.workflows),
+            ("J", "J", self.charts),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -1111,6 +1112,55 @@ class Bench:
             f"{part['claim_alone']['p50_ms']:.3f} ms over {wf.CLAIM_QUEUED:,} queued jobs, "
             f"{part['claim_waiting']['p50_ms']:.3f} ms with {waiting:,} waiting rows too",
         )
+
+    # -- J (charts) --------------------------------------------------------------------------------
+
+    def charts(self) -> None:
+        """J (charts, issue 18): the overview's load time, per period of its charts, with
+        ``finished`` jobs in the table and the charts' table full (48 hours of minutes and 90 days
+        of hours for 3 queues and 20 job names); and the per-minute statement's time recording a
+        minute of 6,000 jobs (at scale 1), and its number of statements. The finished jobs are
+        spread over a week, as a site with a week of retention keeps them."""
+        from . import charts as ch
+        from . import db
+
+        if ch.SAMPLE_TABLE is None:
+            self.part("J")["skipped"] = "the measured django_jobs has no charts"
+            self.say("J", "skipped: the measured django_jobs has no charts (django_jobs.db.series)")
+            return
+        part = self.part("J")
+        finished = self.sizes.finished
+        names = max(2, round(ch.NAMES * self.args.scale))
+        started = time.monotonic()
+        db.reset()
+        db.execute(f"TRUNCATE {ch.SAMPLE_TABLE}")
+        ch.seed_finished(finished, ch.SPREAD_SECONDS, names)
+        db.seed(db.JOB_TABLE, 1_000)  # a backlog: the overview's queues and the charts' depth
+        samples = ch.fill_samples(names)
+        db.vacuum_analyze(db.JOB_TABLE)
+        db.vacuum_analyze(ch.SAMPLE_TABLE)
+        part["sizes"] = {"finished": finished, "queued": 1_000, "samples": samples, "names": names}
+        self.say("J", f"{finished:,} jobs finished over a week and {samples:,} chart rows in place "
+                      f"({time.monotonic() - started:.1f} s)")
+        loads = ch.load_overview()
+        for view, found in loads.items():
+            self.figure("J", f"overview_{view}_ms", found["times_ms"], "ms",
+                        charts=found["charts"], empty_charts=found["empty_charts"], bytes=found["bytes"])
+        part["overview_worst_p50_ms"] = max(percentile(f["times_ms"], 50) for f in loads.values())
+        self.say("J", "overview p50: " + ", ".join(
+            f"{view} {percentile(f['times_ms'], 50):.0f} ms ({f['charts']} charts)" for view, f in loads.items()
+        ))
+        # Then busy minutes for the per-minute statement to record.
+        busy = max(100, round(ch.BUSY_PER_MINUTE * self.args.scale))
+        ch.seed_finished(busy * (ch.RECORDS + 2), (ch.RECORDS + 2) * 60, names)
+        db.analyze(db.JOB_TABLE)
+        record = ch.time_records()
+        part["record"] = record
+        self.figure("J", "record_ms", record["times_ms"], "ms", jobs=record["jobs_in_a_minute"])
+        part["record_statements"] = record["statements"]
+        self.say("J", f"per-minute statement: {record['p50_ms']:.1f} ms p50 recording "
+                      f"{record['jobs_in_a_minute']:,} jobs a minute ({record['statements']} statement); "
+                      f"{record['lost_p50_ms']:.2f} ms when another worker got there first")
 
     # -- figures derived from several sections -----------------------------------------------------
 

@@ -234,6 +234,22 @@ TARGETS = [
         False,
         "ratio",
     ),
+    Target(
+        "J_overview",
+        "J, overview with 1,000,000 jobs and full charts, p50 ≤ 200 ms",
+        lambda r: r.get("J", {}).get("overview_worst_p50_ms"),
+        _const(200.0),
+        False,
+        "ms",
+    ),
+    Target(
+        "J_record",
+        "J, per-minute write: 1 statement per worker",
+        lambda r: r.get("J", {}).get("record_statements"),
+        _const(1.0),
+        False,
+        "statements",
+    ),
 ]
 
 
@@ -331,6 +347,14 @@ _FIGURES: dict[str, list[tuple[str, str, str, Callable[[float], str], str | None
         ("release_idle_ms", "last upstream outcome → downstream claim, idle workers", "ms", _ms, None, "I_release"),
         ("release_after_drain_ms", "… at the end of the fan-in's drain", "ms", _ms, None, None),
     ],
+    "J": [
+        ("overview_hour_ms", "overview, last hour's charts", "ms", _ms, None, None),
+        ("overview_day_ms", "overview, last day's charts", "ms", _ms, None, None),
+        ("overview_week_ms", "overview, last week's charts", "ms", _ms, None, None),
+        ("overview_worst_p50_ms", "overview, the slowest period's p50", "ms", _ms, None, "J_overview"),
+        ("record_ms", "per-minute statement, recording a minute", "ms", _ms, None, None),
+        ("record_statements", "… its statements", "statements", _count, None, "J_record"),
+    ],
     "E": [
         ("insert_1_process", "raw INSERT, 1 process", "jobs/s", _rate, None, None),
         ("insert_2_processes", "raw INSERT, 2 processes", "jobs/s", _rate, None, None),
@@ -372,7 +396,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         judged = [texts[target], verdicts.get(target, "n/a")] if target else ["", ""]
         rows.append([section, label, *cells, unit, _pct(vs_e) if vs_e is not None else "", *judged])
 
-    for section in "ABCDEFGHI":
+    for section in "ABCDEFGHIJ":
         part = results.get(section)
         if not part:
             continue

@@ -91,6 +91,16 @@ def _check_retention(value: Any) -> list[Any]:
     return errors
 
 
+#: The charts' retentions, and their defaults in words.
+CHART_RETENTIONS = {"CHARTS_MINUTE_RETENTION": "48 hours", "CHARTS_HOUR_RETENTION": "90 days"}
+
+
+def _at_least_an_hour(value: Any) -> bool:
+    if isinstance(value, timedelta):
+        return value >= timedelta(hours=1)
+    return _is_number(value) and value >= 3600
+
+
 def _settings_dict() -> dict[str, Any] | None:
     """``settings.DJANGO_JOBS`` when it is a dict (the only shape the other checks read)."""
     value = getattr(settings, "DJANGO_JOBS", {})
@@ -181,6 +191,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(Error(f"DJANGO_JOBS[{key!r}] must be True or False.", id="django_jobs.E003"))
     if "RETENTION" in value:
         errors.extend(_check_retention(value["RETENTION"]))
+    for key in CHART_RETENTIONS:
+        if key in value and not _at_least_an_hour(value[key]):
+            errors.append(Error(
+                f"DJANGO_JOBS[{key!r}] is {value[key]!r}; it must be seconds >= 3600 or a "
+                f"timedelta of at least an hour.",
+                hint=f"The default is {DEFAULTS[key]!r} ({CHART_RETENTIONS[key]}).",
+                id="django_jobs.E003",
+            ))
     if "IMPORTS" in value:
         imports = value["IMPORTS"]
         if not (isinstance(imports, (list, tuple)) and all(isinstance(m, str) and m for m in imports)):

@@ -53,6 +53,10 @@ DEFAULTS: dict[str, Any] = {
     # Rows deleted per pruning statement, and seconds between a worker's pruning runs.
     "PRUNE_BATCH": 1000,
     "PRUNE_INTERVAL": 300.0,
+    # How long the admin's charts keep their buckets (services/tally.py records them), in seconds
+    # or a timedelta: minute buckets (the hour and day views), hourly ones (the week view).
+    "CHARTS_MINUTE_RETENTION": 48 * 3600,
+    "CHARTS_HOUR_RETENTION": 90 * 86400,
     # Cron schedules declared in code, synced into the schedule table when workers start:
     # {"nightly-report": {"job": "shop.jobs.report", "cron": "5 0 * * *", ...}}. See
     # docs/reference/schedules.md for the keys.

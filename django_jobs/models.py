@@ -1232,6 +1232,55 @@ class CounterMark(models.Model):
         return f"{self.key} until {self.counted_until.isoformat()}"
 
 
+class Sample(models.Model):
+    """One bucket of the admin's charts: a minute (``span`` 60) or an hour (``span`` 3600).
+
+    Written by the tally service (services/tally.py, db/series.py) once per minute, on whichever
+    worker gets there first, and rolled up into hours as each hour ends. Three kinds of row share
+    the table, so that each chart reads rows already summed: per queue and job name (``queue`` and
+    ``name`` set), per queue (``name`` empty) and for every queue (both empty, written for every
+    bucket recorded, so a missing bucket means nothing was recorded rather than nothing happened).
+    Pruned after ``CHARTS_MINUTE_RETENTION`` and ``CHARTS_HOUR_RETENTION``.
+    """
+
+    #: Seconds the bucket covers: 60 or 3600.
+    span = models.PositiveIntegerField()
+    #: When the bucket begins.
+    bucket = models.DateTimeField()
+    queue = models.CharField(max_length=100, blank=True, default="")
+    name = models.CharField(max_length=255, blank=True, default="")
+    # Jobs that finished in the bucket, by outcome.
+    succeeded = models.PositiveIntegerField(default=0)
+    stopped = models.PositiveIntegerField(default=0)
+    dead = models.PositiveIntegerField(default=0)
+    # Their last attempt's duration in seconds (finished_at - started_at); None without jobs.
+    # An hour's are the minutes' weighted by their jobs: an approximation.
+    p50 = models.FloatField(null=True, blank=True)
+    p95 = models.FloatField(null=True, blank=True)
+    # Rows without a name: jobs ready to run (due) and the oldest one's wait in seconds, as the
+    # minute was recorded (an hour: the highest of its minutes). None for a minute a worker
+    # caught up after it passed, whose depth nobody saw.
+    depth = models.PositiveIntegerField(null=True, blank=True)
+    lag = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        default_permissions = ()
+        constraints = [
+            # Also the index every chart reads: one name (or "" for the queues) at one span, over
+            # a range of buckets.
+            models.UniqueConstraint(
+                fields=["span", "name", "bucket", "queue"], name="django_jobs_sample_unique"
+            ),
+        ]
+        indexes = [
+            # Pruning deletes by age whatever the name.
+            models.Index("span", "bucket", name="django_jobs_sample_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.span}s at {self.bucket.isoformat()} {self.queue or '*'} {self.name or '*'}"
+
+
 class DeadJobMail(models.Model):
     """When ADMINS were last mailed about a job name going dead (alerts.py's rate limit)."""
 

@@ -5,8 +5,9 @@ database ``django_jobs_screenshots`` on 127.0.0.1:5432, created when missing, it
 emptied), fills it with a shop's afternoon (``seed()``: three queues, two workers, running,
 retrying, dead and paused work), serves it with ``runserver``, and photographs the pages of
 the operator's guide with headless Chromium (Debian's ``chromium``, driven by Playwright):
-the overview, the job list, a dead job's page, a confirmation page and the dead
-letters. ``pngquant`` shrinks them
+the overview, the job list, a dead job's page, a confirmation page, the dead
+letters, and the overview's charts in the light and dark themes (their buckets made up by
+``seed_charts()``: a day and a week of a shop's traffic). ``pngquant`` shrinks them
 into ``docs/img/``. Needs ``apt-get install chromium pngquant``.
 """
 
@@ -223,6 +224,68 @@ def seed(now: datetime) -> dict[str, Any]:
     return {"dead": dead[0]}
 
 
+def seed_charts(now: datetime) -> None:
+    """Fill the charts' buckets with a week of made-up traffic: a daily rhythm, a deploy 3 hours
+    ago that stalls the emails queue for 20 minutes (its backlog and lag climb, then drain), and
+    the Stripe sync dying for 40 minutes 7 hours ago."""
+    import math
+    import random
+
+    from django_jobs.db.series import HOUR, MINUTE, floor_minute
+    from django_jobs.models import Sample
+
+    dice = random.Random(18)
+    last = floor_minute(now) - timedelta(minutes=1)
+    minutes_kept = 48 * 60
+    hours: dict[tuple[datetime, str, str], dict[str, float]] = {}
+    rows: list[dict[str, Any]] = []
+    for ago in range(7 * 24 * 60, 0, -1):
+        bucket = last - timedelta(minutes=ago - 1)
+        hour_of_day = bucket.hour + bucket.minute / 60
+        busy = 0.55 + 0.45 * math.sin((hour_of_day - 9) / 24 * 2 * math.pi)
+        stalled = 180 >= ago > 160
+        backlog = 0 if ago > 180 or ago < 130 else (180 - ago) * 9 if stalled else max(0, 180 - (160 - ago) * 6)
+        sent = 0 if stalled else round(busy * 24 + dice.random() * 6 + (30 if 160 >= ago > 140 else 0))
+        synced = round(busy * 6 + dice.random() * 2)
+        sync_dead = synced if 420 >= ago > 380 else 0
+        per_name = {
+            ("emails", EMAIL): (sent, 0, 1 if dice.random() < 0.02 else 0, 0.6 + busy * 0.3, 1.4 + busy),
+            ("default", SYNC): (synced - sync_dead, 0, sync_dead, 4 + busy * 3, 9 + busy * 6),
+        }
+        depth = {"emails": backlog + round(busy * 3), "default": round(dice.random() * 2), "reports": 3}
+        lag = {"emails": 1 + backlog * 1.3, "default": dice.random() * 2, "reports": 60 * 60 + ago * 0}
+        queues = {}
+        for (queue, name), (ok, stopped, dead, p50, p95) in per_name.items():
+            queues[queue] = (ok, stopped, dead, p50, p95)
+            rows.append(dict(queue=queue, name=name, succeeded=ok, stopped=stopped, dead=dead,
+                             p50=p50, p95=p95))
+        for queue in depth:
+            ok, stopped, dead, p50, p95 = queues.get(queue, (0, 0, 0, None, None))
+            rows.append(dict(queue=queue, name="", succeeded=ok, stopped=stopped, dead=dead, p50=p50,
+                             p95=p95, depth=depth[queue], lag=lag[queue]))
+        rows.append(dict(queue="", name="", succeeded=sent + synced - sync_dead, stopped=0,
+                         dead=sync_dead, depth=sum(depth.values()), lag=max(lag.values())))
+        for row in rows:
+            key = (bucket.replace(minute=0), row["queue"], row["name"])
+            total = hours.setdefault(key, {"succeeded": 0, "stopped": 0, "dead": 0, "depth": 0, "lag": 0})
+            for field in ("succeeded", "stopped", "dead"):
+                total[field] += row[field]
+            for field in ("depth", "lag"):
+                if row.get(field) is not None:
+                    total[field] = max(total[field], row[field])
+            for field in ("p50", "p95"):
+                if row.get(field) is not None:
+                    total[field] = row[field]
+        if ago <= minutes_kept:
+            Sample.objects.bulk_create([Sample(span=MINUTE, bucket=bucket, **row) for row in rows])
+        rows = []
+    Sample.objects.bulk_create(
+        Sample(span=HOUR, bucket=at, queue=queue, name=name, **values)
+        for (at, queue, name), values in hours.items()
+        if at + timedelta(hours=1) <= last
+    )
+
+
 def _prepare_database(url: str) -> None:
     import psycopg
 
@@ -317,6 +380,13 @@ def photograph(
             else:
                 page.screenshot(path=str(raw), full_page=True)
             written.append(_shrink(raw, name))
+        # The overview's charts, in the light theme and in the dark one.
+        for name, scheme in (("admin-charts", "light"), ("admin-charts-dark", "dark")):
+            page.emulate_media(color_scheme=scheme)
+            page.goto("/admin/django_jobs/queueoverview/?range=day")
+            raw = workdir / f"{name}.png"
+            page.locator("#activity").screenshot(path=str(raw))
+            written.append(_shrink(raw, name))
         browser.close()
     return written
 
@@ -344,13 +414,15 @@ def main() -> int:
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from django_jobs.models import Job, Pause, Worker
+    from django_jobs.models import Job, Pause, Sample, Worker
 
     call_command("migrate", verbosity=0)
+    Sample.objects.all().delete()
     Job.objects.all().delete()
     Worker.objects.all().delete()
     Pause.objects.all().delete()
     jobs = seed(timezone.now())
+    seed_charts(timezone.now())
     password = secrets.token_urlsafe(12)
     User = get_user_model()
     User.objects.filter(username="operator").delete()

@@ -14,12 +14,15 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
+from .. import timeline
+from ..conf import jobs_settings
 from ..db import gates
 from ..diagnose import diagnose
 from ..models import READY_STATUSES, Job, JobStatus
 from ..readable import run_time, short_moment
 from ..registry import registry
 from . import display, workflow
+from .charts import CHART_PARAMETER, chart_context
 from .filters import FlowKeyFilter, NameFilter, QueueFilter
 from .paginator import EstimatedCountPaginator
 from .verbs import VerbAdmin
@@ -314,6 +317,23 @@ class JobAdmin(_JobAdminBase):
     )
     actions = ("retry_jobs", "stop_jobs", "dead_letter_jobs")
     verbs = ("retry", "stop", "dead-letter")
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        """The list; filtered to one job name, that name's charts above it (``?range=`` picks
+        the period)."""
+        view = timeline.view_named(request.GET.get(CHART_PARAMETER))
+        if CHART_PARAMETER in request.GET:
+            # Not a filter: the change list would refuse it as an unknown lookup.
+            query = request.GET.copy()
+            del query[CHART_PARAMETER]
+            request.GET = query  # type: ignore[assignment]
+        name = request.GET.get(NameFilter.parameter_name)
+        if name and self.has_view_permission(request):
+            charts = timeline.name_charts(jobs_settings.DATABASE, view, name, now=timezone.now())
+            extra_context = {**(extra_context or {}), **chart_context(request, view, [("", charts)])}
+        return super().changelist_view(request, extra_context)
 
 
 class DeadLetterAdmin(_JobAdminBase):

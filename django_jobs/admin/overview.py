@@ -20,11 +20,12 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .. import stats
+from .. import stats, timeline
 from ..conf import jobs_settings
 from ..models import Job, Pause
 from ..readable import format_age
 from ..registry import registry
+from .charts import chart_context
 
 TEMPLATE = "admin/django_jobs/overview.html"
 PAUSE_PERMISSION = "django_jobs.add_pause"
@@ -102,6 +103,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         stored = stats.stored_finished(using)
         grace = float(jobs_settings.UNKNOWN_JOB_GRACE)
         refresh = request.GET.get("refresh", "")
+        view = timeline.view_named(request.GET.get("range"))
         context = {
             **self.admin_site.each_context(request),
             **(extra_context or {}),
@@ -145,6 +147,9 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             "can_resume": request.user.has_perm(RESUME_PERMISSION),
             "refresh": next((r for r in REFRESH_CHOICES if refresh == str(r)), None),
             "refresh_choices": REFRESH_CHOICES,
+            **chart_context(request, view, [
+                (q.queue, q.charts) for q in timeline.queue_charts(using, view, now=now)
+            ]),
             "dead_letters_url": _url("admin:django_jobs_deadletter_changelist"),
             "limits": [_limit_row(u) for u in stats.limit_usage(using, now=now)],
             "limits_url": (

@@ -16,11 +16,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
-from .. import cron, stats
+from .. import cron, stats, timeline
+from ..conf import jobs_settings
 from ..exceptions import InvalidCron
 from ..models import Job, Schedule, ScheduleQuerySet
 from ..registry import registry
 from ..scheduler import describe_error
+from .charts import render_charts
 
 #: The fields a schedule declared in code takes from the code; the admin shows them read-only.
 CODE_OWNED_FIELDS = (
@@ -156,12 +158,15 @@ class ScheduleAdmin(admin.ModelAdmin):
     search_fields = ("name", "job_name")
     list_select_related = ("last_job",)
     actions = ("run_now", "enable", "disable")
-    readonly_fields = ("attention", "next_run", "last_run", "last_error", "source", "created_at", "updated_at")
+    readonly_fields = (
+        "attention", "next_run", "last_run", "last_error", "source", "created_at", "updated_at", "activity"
+    )
     fieldsets = (
         (None, {"fields": ("name", "job_name", "args", "kwargs")}),
         ("When", {"fields": ("cron", "timezone", "preview", "catch_up", "enabled")}),
         ("Overrides", {"fields": ("queue", "priority"), "classes": ("collapse",)}),
         ("State", {"fields": ("next_run", "last_run", "last_error", "source", "created_at", "updated_at")}),
+        ("Activity", {"fields": ("activity",)}),
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
@@ -191,6 +196,18 @@ class ScheduleAdmin(admin.ModelAdmin):
             obj.save(update_fields=[*fields, "updated_at"])
         else:
             obj.save()
+
+    @admin.display(description="Runs of its job")
+    def activity(self, obj: Schedule | None) -> str:
+        """The charts of the job's runs, failures and durations: the last day and the last week."""
+        if obj is None or not obj.pk:
+            return "—"
+        now = timezone.now()
+        return render_charts([
+            (view.label, timeline.name_charts(jobs_settings.DATABASE, view, obj.job_name, now=now,
+                                              slug=f"dj-chart-{view.key}"))
+            for view in (timeline.VIEWS["day"], timeline.VIEWS["week"])
+        ])
 
     @admin.display(description="Schedule", ordering="cron")
     def rhythm(self, obj: Schedule) -> str:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ..conf import jobs_settings
-from ..db import gates, maintenance
+from ..db import gates, maintenance, series
 from ..db.connection import is_postgres
 from ..flow import MAX_PERIOD
 from ..log import log_event
@@ -29,6 +29,29 @@ def retention() -> dict[str, timedelta | None]:
         else:
             result[status.value] = timedelta(seconds=float(value))
     return result
+
+
+def chart_retention(key: str) -> timedelta:
+    """How long the charts keep buckets: ``CHARTS_MINUTE_RETENTION`` or ``CHARTS_HOUR_RETENTION``."""
+    value = getattr(jobs_settings, key)
+    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+
+
+def prune_samples(using: str, *, now: datetime, max_batches: int | None = None) -> dict[int, int]:
+    """Delete the charts' buckets past their retention, in bounded batches: {span: deleted}."""
+    batch = int(jobs_settings.PRUNE_BATCH)
+    counts: dict[int, int] = {}
+    for span, key in ((series.MINUTE, "CHARTS_MINUTE_RETENTION"), (series.HOUR, "CHARTS_HOUR_RETENTION")):
+        before = now - chart_retention(key)
+        total = batches = 0
+        while max_batches is None or batches < max_batches:
+            deleted = series.prune(using, span=span, before=before, batch=batch)
+            total += deleted
+            batches += 1
+            if deleted < batch:
+                break
+        counts[span] = total
+    return counts
 
 
 def prune(
@@ -71,4 +94,5 @@ class Pruner:
         # The rate gates' start log: nothing reads a start older than the longest period.
         if is_postgres(self.context.using):
             gates.prune_starts(self.context.using, now - MAX_PERIOD)
+            prune_samples(self.context.using, now=now, max_batches=20)
         return float(jobs_settings.PRUNE_INTERVAL)

@@ -12,6 +12,10 @@ The tally stops ``SETTLE`` seconds short of now: an outcome is written a moment 
 worker's clock stamped its ``finished_at`` (and clocks of different hosts differ a little), so
 the newest rows may not be visible yet. An outcome written later than that (say, held back by a
 database outage longer than ``SETTLE``) is missed by the counters; the job table still has it.
+
+The same service records the admin's charts (``Sample`` rows, db/series.py): once a minute, each
+worker runs one statement that records the minutes ended ``SETTLE`` ago and not yet recorded, on
+whichever worker gets there first.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.db.models import F
 
+from ..db import series
 from ..db import stats as db_stats
+from ..db.connection import is_postgres
 from ..models import CounterMark, FinishedCounter
+from .prune import chart_retention
 
 if TYPE_CHECKING:
     from . import ServiceContext
@@ -72,6 +79,22 @@ def counted_until(using: str) -> datetime | None:
     return mark.counted_until if mark else None
 
 
+def record_samples(using: str, *, now: datetime) -> series.Recorded:
+    """Record the charts' minutes that ended ``SETTLE`` before ``now``: one statement.
+
+    Safe when every worker calls it at once (each minute is recorded by exactly one of them). A
+    worker back from an outage catches up 60 minutes per call, back to CHARTS_MINUTE_RETENTION.
+    """
+    return series.record(
+        using, now=now, settle=SETTLE, keep=chart_retention("CHARTS_MINUTE_RETENTION"),
+        most=CATCH_UP_MINUTES,
+    )
+
+
+#: Minutes one record_samples() call records at most (a worker catching up calls again).
+CATCH_UP_MINUTES = 60
+
+
 class Tally:
     """The counting service each worker runs every ``TALLY_INTERVAL`` seconds."""
 
@@ -79,7 +102,14 @@ class Tally:
 
     def __init__(self, context: ServiceContext):
         self.context = context
+        # The end of the last minute this worker tried to record: it tries once per minute.
+        self.recorded_until: datetime | None = None
 
     def run(self, now: datetime) -> float:
         tally(self.context.using, now=now)
+        target = series.floor_minute(now - SETTLE)
+        if is_postgres(self.context.using) and (self.recorded_until is None or target > self.recorded_until):
+            done = record_samples(self.context.using, now=now)
+            # Behind (an outage): try again at the next run rather than a minute later.
+            self.recorded_until = target if done.until is None or done.until >= target else done.until
         return TALLY_INTERVAL

@@ -54,6 +54,7 @@ def only(value: Any) -> Any:
         {"RETENTION": {}},
         {"RETENTION": {"dead": 0, "succeeded": None, "stopped": None}},
         {"IMPORTS": ["shop.billing.tasks"], "ADMIN_BASE_URL": "https://ops.example.com"},
+        {"CHARTS_MINUTE_RETENTION": 3600, "CHARTS_HOUR_RETENTION": timedelta(days=365)},
     ],
 )
 def test_check_settings__good_settings_pass(value: dict[str, Any]) -> None:
@@ -148,6 +149,10 @@ def test_e002__one_error_per_unknown_key() -> None:
         ("RETENTION", {"dead": timedelta(days=-1)}, "seconds >= 0, a timedelta, or None"),
         ("IMPORTS", "shop.billing.tasks", "a list of module paths"),
         ("IMPORTS", ["shop.tasks", None], "a list of module paths"),
+        ("CHARTS_MINUTE_RETENTION", 60, "seconds >= 3600 or a timedelta of at least an hour"),
+        ("CHARTS_MINUTE_RETENTION", None, "seconds >= 3600 or a timedelta of at least an hour"),
+        ("CHARTS_HOUR_RETENTION", timedelta(minutes=5), "seconds >= 3600 or a timedelta of at least an hour"),
+        ("CHARTS_HOUR_RETENTION", "90d", "seconds >= 3600 or a timedelta of at least an hour"),
     ],
 )
 def test_e003__bad_value_names_the_key_and_the_rule(key: str, bad: Any, rule: str) -> None:

@@ -45,7 +45,7 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert f"results: {out}" in result.stdout
 
     results = json.loads(out.read_text())
-    for section in "ABCDEFGHI":
+    for section in "ABCDEFGHIJ":
         assert results.get(section), f"section {section} missing: {sorted(results)}"
         assert "error" not in results[section], results[section]["error"]
     assert {"enqueue_one_per_transaction", "enqueue_many"} <= set(results["A"])
@@ -87,6 +87,14 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
         "claim_alone", "claim_waiting", "claim_waiting_vs_alone",
     } <= set(results["I"])
     assert results["I"]["claim_waiting"]["waiting"] >= 1_000
+    # Charts: the overview per period, with charts drawn, and the per-minute statement.
+    charts = results["J"]
+    assert {"overview_hour_ms", "overview_day_ms", "overview_week_ms", "overview_worst_p50_ms", "record_ms"} <= set(
+        charts
+    )
+    assert charts["overview_day_ms"]["charts"] >= 9 and charts["overview_day_ms"]["empty_charts"] == 0
+    assert charts["record_statements"] == 1
+    assert charts["sizes"]["samples"] > 2 * 24 * 60
     assert {t["key"] for t in results["targets"]} == {t.key for t in TARGETS}
     assert all(t["result"] in ("PASS", "FAIL") for t in results["targets"]), results["targets"]
     assert results["meta"]["machine"]["cpus"] and results["worker_logs"]["files"] > 0
