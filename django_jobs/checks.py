@@ -345,8 +345,8 @@ METRICS_TOKEN_MIN_LENGTH = 24
 
 @register(Tags.compatibility)
 def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Check METRICS_TOKEN, and that MAIL_ADMINS_ON_DEAD has someone to mail and links to give
-    (W002, W003, W005)."""
+    """Check METRICS_TOKEN, MAIL_ADMINS_ON_MISSED, and that the admin mails have someone to mail
+    and links to give (E003, W002, W003, W005)."""
     value = _settings_dict()
     if value is None:
         return []  # E001 says so
@@ -368,7 +368,7 @@ def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="django_jobs.W002",
         ))
     on_missed = value.get("MAIL_ADMINS_ON_MISSED")
-    if on_missed not in (None, True, False):
+    if not (on_missed is None or isinstance(on_missed, bool)):
         errors.append(Error(
             f"DJANGO_JOBS['MAIL_ADMINS_ON_MISSED'] is {on_missed!r}; it must be True, False or None.",
             hint="None (the default) mails about missed schedules when MAIL_ADMINS_ON_DEAD is on.",
@@ -398,10 +398,10 @@ def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint='The scheme and host the admin is served from, e.g. "https://ops.example.com".',
             id="django_jobs.E003",
         ))
-    elif base_url is None and value.get("MAIL_ADMINS_ON_DEAD") is True:
+    elif base_url is None and mailing:
         errors.append(Warning(
-            "DJANGO_JOBS['MAIL_ADMINS_ON_DEAD'] is on, but ADMIN_BASE_URL isn't set: the mail's "
-            "links to the dead job are paths without a host, which mail clients can't open.",
+            f"DJANGO_JOBS[{mailing[0]!r}] is on, but ADMIN_BASE_URL isn't set: the mail's "
+            "links to the admin are paths without a host, which mail clients can't open.",
             hint='Set DJANGO_JOBS["ADMIN_BASE_URL"] to the scheme and host the admin is served '
             'from, e.g. "https://ops.example.com".',
             id="django_jobs.W005",

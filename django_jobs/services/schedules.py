@@ -72,13 +72,13 @@ def record_successes(using: str) -> int:
     """Store each schedule's latest success on its row, where pruning can't take it; return how
     many rows moved. Only ever forwards, so every worker may run it at once."""
     moved = 0
-    for schedule in Schedule.objects.using(using).with_last_success().only("pk", "last_success_at"):
-        latest = getattr(schedule, "latest_success", None)
-        if latest is None or latest == schedule.last_success_at:
+    rows = Schedule.objects.using(using).with_last_success().values_list("pk", "last_success_at", "latest_success")
+    for pk, stored, latest in rows:
+        if latest is None or latest == stored:
             continue
         moved += (
             Schedule.objects.using(using)
-            .filter(Q(last_success_at__isnull=True) | Q(last_success_at__lt=latest), pk=schedule.pk)
+            .filter(Q(last_success_at__isnull=True) | Q(last_success_at__lt=latest), pk=pk)
             .update(last_success_at=latest)
         )
     return moved
