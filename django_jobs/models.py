@@ -586,7 +586,7 @@ class Job(models.Model, Generic[R]):
             models.Index(
                 "schedule",
                 "finished_at",
-                name="django_jobs_schedule_success_idx",
+                name="django_jobs_sched_success_idx",
                 condition=Q(schedule__isnull=False, status=JobStatus.SUCCEEDED),
             ),
             # The admin's dead-letter page groups dead jobs by name; only dead rows are in it, so
@@ -1051,7 +1051,7 @@ class ScheduleQuerySet(models.QuerySet["Schedule"]):
     def with_last_success(self) -> ScheduleQuerySet:
         """Annotate ``latest_success``: the later of ``last_success_at`` (stored by the
         missed-schedule service, kept when pruning deletes the job) and the latest succeeded job
-        still in the table (an index probe on django_jobs_schedule_success_idx)."""
+        still in the table (an index probe on django_jobs_sched_success_idx)."""
         latest_job = Subquery(
             Job.objects.filter(schedule=OuterRef("pk"), status=JobStatus.SUCCEEDED)
             .order_by("-finished_at")

@@ -37,6 +37,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='job',
-            index=models.Index(models.F('schedule'), models.F('finished_at'), condition=models.Q(('schedule__isnull', False), ('status', 'succeeded')), name='django_jobs_schedule_success_idx'),
+            index=models.Index(models.F('schedule'), models.F('finished_at'), condition=models.Q(('schedule__isnull', False), ('status', 'succeeded')), name='django_jobs_sched_success_idx'),
         ),
     ]

@@ -139,7 +139,7 @@ def watch(using: str, *, now: datetime) -> list[Missed]:
     for item in missed:
         if not (mailing and claim_mail(using, item.schedule, now=now)):
             continue
-        log_event("schedule_missed", logging.WARNING, schedule=item.schedule.name, tick=item.tick.isoformat())
+        log_event("missed_alert", logging.WARNING, schedule=item.schedule.name, tick=item.tick.isoformat())
         subject, body = compose(item, now=now)
         if SEND_IN_BACKGROUND:
             threading.Thread(
