@@ -72,9 +72,9 @@ def record_successes(using: str) -> int:
     """Store each schedule's latest success on its row, where pruning can't take it; return how
     many rows moved. Only ever forwards, so every worker may run it at once."""
     moved = 0
-    rows = Schedule.objects.using(using).with_last_success().values_list("pk", "last_success_at", "latest_success")
-    for pk, stored, latest in rows:
-        if latest is None or latest == stored:
+    for schedule in Schedule.objects.using(using).with_last_success():
+        pk, latest = schedule.pk, getattr(schedule, "latest_success", None)
+        if latest is None or latest == schedule.last_success_at:
             continue
         moved += (
             Schedule.objects.using(using)

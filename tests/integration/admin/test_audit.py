@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from django_jobs.models import Job, Limit, Pause, Schedule
-from tests.support.admin import RECORD, bulk_url, change_url, dead, do_url, login
+from tests.support.admin import RECORD, bulk_url, dead, do_url, login
 from tests.support.factories import JobFactory
 from tests.support.schedules import make
 
