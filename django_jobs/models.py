@@ -157,7 +157,9 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
     def retry(self, now: datetime | None = None, *, by: str = "") -> Transitioned:
         """Queue the dead, stopped or retrying jobs among these to run now (see ``Job.retry``).
 
-        ``by`` names the operator, for the ``retried`` entry each job's history gets.
+        ``by`` names the operator (the admin and ``manage.py jobs`` pass it): each job retried
+        then gets a ``retried`` entry in its history saying who. Without it the history is as
+        it was.
         """
         now = now or timezone.now()
         entry = _operator_entry("retried", now, by)
@@ -191,7 +193,8 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
                 result.done[row.status] += 1
                 result.changed[row.pk] = row.name
                 row.history = [*row.history, entry]
-            self.model.objects.using(self.db).bulk_update(rows, ["history"])
+            if by:
+                self.model.objects.using(self.db).bulk_update(rows, ["history"])
             for queue in {row.queue for row in rows}:
                 _notify(queue)
 
@@ -202,9 +205,9 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
     def stop(self, reason: str = "", now: datetime | None = None, *, by: str = "") -> Transitioned:
         """Stop these jobs: waiting ones end ``stopped`` at once, running ones are asked to stop.
 
-        A job stopped at once gets a ``stopped`` entry in its history, naming the operator
-        (``by``); a running one doesn't (its attempt's own entry, written by its worker, ends the
-        history and says it was stopped).
+        With ``by`` (the operator's name), a job stopped at once gets a ``stopped`` entry in its
+        history saying who; a running one doesn't (its attempt's own entry, written by its
+        worker, ends the history and says it was stopped).
         """
         now = now or timezone.now()
         entry = _operator_entry("stopped", now, by, reason)
@@ -226,7 +229,8 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
                     row.status = JobStatus.STOPPED
                     row.finished_at = now
                     row.last_error = reason or "stopped before it ran"
-                    row.history = [*row.history, entry]
+                    if by:
+                        row.history = [*row.history, entry]
                 manager.bulk_update(waiting, ["status", "finished_at", "last_error", "history"])
                 _cascade_stop(self.db, {r.pk: JobStatus.STOPPED.value for r in waiting}, now)
             if running:
