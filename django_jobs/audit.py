@@ -29,9 +29,14 @@ INSERT_BATCH = 5000
 
 def find_user(username: str) -> Any | None:
     """The active user of that username (the user model's USERNAME_FIELD), or None."""
+    if not username:
+        return None
     model = get_user_model()
-    lookup = {model.USERNAME_FIELD: username}
-    return model._default_manager.filter(is_active=True, **lookup).first() if username else None
+    users = model._default_manager.filter(**{model.USERNAME_FIELD: username})
+    # A custom user model may have no is_active column (AbstractBaseUser's is a constant True).
+    if any(f.name == "is_active" for f in model._meta.concrete_fields):
+        users = users.filter(is_active=True)
+    return users.first()
 
 
 def log_jobs(user: Any, result: Transitioned, message: str) -> int:

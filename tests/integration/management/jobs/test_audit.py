@@ -88,3 +88,11 @@ def test_pause_and_resume__log_the_pause(alice: User, login: None) -> None:
         ADDITION, "Paused from the command line by alice. Reason: smtp down"
     )
     assert (removed.action_flag, removed.object_id) == (DELETION, added.object_id)
+
+
+def test_inactive_user__is_refused_like_an_unknown_one(alice: User) -> None:
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+
+    ran = jobs("retry", JobFactory(status=JobStatus.DEAD).pk, "--user", "alice")
+
+    assert ran.code == 2 and "no active user is named 'alice'" in ran.err
