@@ -19,12 +19,12 @@ from typing import Any
 
 from django.core.mail import mail_admins
 from django.db import transaction
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from .conf import jobs_settings
 from .log import log_event
 from .models import DeadJobMail, Job, JobStatus
+from .readable import admin_url
 from .signals import job_finished
 
 logger = logging.getLogger("django_jobs")
@@ -63,16 +63,6 @@ def decide(using: str, *, name: str, now: datetime) -> tuple[bool, int, datetime
         return False, row.unmailed, row.mailed_at
 
 
-def _admin_url(name: str, *args: Any) -> str | None:
-    """The admin page's absolute URL (``ADMIN_BASE_URL`` + its path); its path alone without it."""
-    try:
-        path = reverse(name, args=args)
-    except NoReverseMatch:
-        return None
-    base = jobs_settings.ADMIN_BASE_URL
-    return f"{str(base).rstrip('/')}{path}" if base else path
-
-
 def compose(
     *,
     job_id: int,
@@ -107,8 +97,8 @@ def compose(
             f"(DJANGO_JOBS['MAIL_ADMINS_INTERVAL'] is {interval:g} s).",
             "",
         ]
-    job_url = _admin_url("admin:django_jobs_job_change", job_id)
-    dead_url = _admin_url("admin:django_jobs_deadletter_changelist")
+    job_url = admin_url("admin:django_jobs_job_change", job_id)
+    dead_url = admin_url("admin:django_jobs_deadletter_changelist")
     if job_url:
         lines.append(f"The job in the admin: {job_url}")
     if dead_url:

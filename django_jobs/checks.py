@@ -281,6 +281,14 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint="A tick later than this counts as missed; the default is 60.",
             id="django_jobs.E101",
         ))
+    watch = value.get("SCHEDULE_GRACE", 1)
+    if not (_is_number(watch) and watch > 0):
+        errors.append(Error(
+            f"DJANGO_JOBS['SCHEDULE_GRACE'] is {watch!r}; it must be seconds > 0.",
+            hint="How long after a tick a job of the schedule must have succeeded before the "
+            "schedule is flagged as missed; the default is 3600. A schedule's own grace replaces it.",
+            id="django_jobs.E101",
+        ))
     cap = value.get("SCHEDULE_CATCH_UP_MAX", 1)
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
         errors.append(Error(
@@ -355,8 +363,8 @@ METRICS_TOKEN_MIN_LENGTH = 24
 
 @register(Tags.compatibility)
 def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """Check METRICS_TOKEN, and that MAIL_ADMINS_ON_DEAD has someone to mail and links to give
-    (W002, W003, W005)."""
+    """Check METRICS_TOKEN, MAIL_ADMINS_ON_MISSED, and that the admin mails have someone to mail
+    and links to give (E003, W002, W003, W005)."""
     value = _settings_dict()
     if value is None:
         return []  # E001 says so
@@ -377,9 +385,22 @@ def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint=f"Use at least {METRICS_TOKEN_MIN_LENGTH} random characters. {generate}",
             id="django_jobs.W002",
         ))
-    if value.get("MAIL_ADMINS_ON_DEAD") is True and not getattr(settings, "ADMINS", None):
+    on_missed = value.get("MAIL_ADMINS_ON_MISSED")
+    if not (on_missed is None or isinstance(on_missed, bool)):
+        errors.append(Error(
+            f"DJANGO_JOBS['MAIL_ADMINS_ON_MISSED'] is {on_missed!r}; it must be True, False or None.",
+            hint="None (the default) mails about missed schedules when MAIL_ADMINS_ON_DEAD is on.",
+            id="django_jobs.E003",
+        ))
+    mailing = [
+        key for key, on in (
+            ("MAIL_ADMINS_ON_DEAD", value.get("MAIL_ADMINS_ON_DEAD") is True),
+            ("MAIL_ADMINS_ON_MISSED", on_missed is True),
+        ) if on
+    ]
+    if mailing and not getattr(settings, "ADMINS", None):
         errors.append(Warning(
-            "DJANGO_JOBS['MAIL_ADMINS_ON_DEAD'] is on, but ADMINS is empty: "
+            f"DJANGO_JOBS[{mailing[0]!r}] is on, but ADMINS is empty: "
             "mail_admins() sends nothing.",
             hint='Set ADMINS (["ops@example.com"] on Django 6, [("Ops", "ops@example.com")] '
             "on 5.2) and an EMAIL_BACKEND that delivers.",
@@ -395,10 +416,10 @@ def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint='The scheme and host the admin is served from, e.g. "https://ops.example.com".',
             id="django_jobs.E003",
         ))
-    elif base_url is None and value.get("MAIL_ADMINS_ON_DEAD") is True:
+    elif base_url is None and mailing:
         errors.append(Warning(
-            "DJANGO_JOBS['MAIL_ADMINS_ON_DEAD'] is on, but ADMIN_BASE_URL isn't set: the mail's "
-            "links to the dead job are paths without a host, which mail clients can't open.",
+            f"DJANGO_JOBS[{mailing[0]!r}] is on, but ADMIN_BASE_URL isn't set: the mail's "
+            "links to the admin are paths without a host, which mail clients can't open.",
             hint='Set DJANGO_JOBS["ADMIN_BASE_URL"] to the scheme and host the admin is served '
             'from, e.g. "https://ops.example.com".',
             id="django_jobs.W005",

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE_MISFIRE_GRACE": 60.0,
     # Most jobs one catch-up enqueues for a schedule with catch_up="all" (the latest ticks win).
     "SCHEDULE_CATCH_UP_MAX": 100,
+    # Seconds after a tick by which a job of the schedule must have succeeded, or the schedule is
+    # flagged as missed (admin, overview, metrics, mail); a schedule's own grace replaces it.
+    "SCHEDULE_GRACE": 3600.0,
     # The bearer token that lets Prometheus read the metrics endpoint (django_jobs.urls). Read it
     # from the environment in your settings; None: only logged-in staff can read the metrics.
     "METRICS_TOKEN": None,
@@ -72,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
     # MAIL_ADMINS_INTERVAL seconds; the next mail says how many more died meanwhile.
     "MAIL_ADMINS_ON_DEAD": False,
     "MAIL_ADMINS_INTERVAL": 3600.0,
+    # Email ADMINS when a schedule is missed, at most once per schedule per MAIL_ADMINS_INTERVAL
+    # while it stays missed. None: the same as MAIL_ADMINS_ON_DEAD.
+    "MAIL_ADMINS_ON_MISSED": None,
     # Scheme and host the admin is served from ("https://ops.example.com"): links in mails (the
     # dead-job mail) are this plus the admin's path. None: the links are paths only.
     "ADMIN_BASE_URL": None,

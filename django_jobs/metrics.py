@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import stats
 from .conf import jobs_settings
-from .models import ACTIVE_STATUSES, FINISHED_STATUSES, FinishedCounter, JobStatus
+from .models import ACTIVE_STATUSES, FINISHED_STATUSES, FinishedCounter, JobStatus, Schedule
 from .registry import registry
 from .services import tally as counters
 
@@ -132,15 +132,18 @@ def render(using: str, *, now: datetime) -> str:
             for p in [*paused_queues, *paused_names]
         ],
     )
+    problems = stats.schedule_problems(using, now=now)
+    _schedule_families(out, using, problems)
     out.family(
         "django_jobs_schedule_problem",
         "gauge",
         "Enabled schedules that don't fire as they should: problem=\"failing\" when their last due "
         "tick enqueued nothing (the admin shows why), \"unregistered\" when no job of their job "
-        "name is registered; absent while none.",
+        "name is registered, \"missed\" when no job of theirs succeeded within their grace of a "
+        "tick; absent while none.",
         [
             ({"schedule": p.schedule.name, "job": p.schedule.job_name, "problem": p.problem}, 1)
-            for p in stats.schedule_problems(using)
+            for p in problems
         ],
     )
     unknown = stats.unknown_names(using, now=now)
@@ -154,6 +157,36 @@ def render(using: str, *, now: datetime) -> str:
     )
     _limit_families(out, stats.limit_usage(using, now=now))
     return out.text()
+
+
+def _schedule_families(out: Exposition, using: str, problems: list[stats.ScheduleProblem]) -> None:
+    """Each enabled schedule's last success and missed flag: the dead-man alert's two series."""
+    missed = {p.schedule.pk for p in problems if p.problem == "missed"}
+    schedules = list(
+        Schedule.objects.using(using).filter(enabled=True).with_last_success().order_by("name")
+    )
+
+    def labels(s: Schedule) -> dict[str, str]:
+        return {"schedule": s.name, "name": s.job_name}
+
+    out.family(
+        "django_jobs_schedule_last_success_timestamp_seconds",
+        "gauge",
+        "When a job of the schedule last succeeded (Unix time); absent until one has. Alert on "
+        "time() minus this, or on django_jobs_schedule_missed.",
+        [
+            (labels(s), round(latest.timestamp(), 3))
+            for s in schedules
+            if (latest := getattr(s, "latest_success", None)) is not None
+        ],
+    )
+    out.family(
+        "django_jobs_schedule_missed",
+        "gauge",
+        "1 while the enabled schedule has missed a run: no job of it succeeded within its grace "
+        "(DJANGO_JOBS[\"SCHEDULE_GRACE\"], or the schedule's own) of a tick; else 0.",
+        [(labels(s), 1 if s.pk in missed else 0) for s in schedules],
+    )
 
 
 def _limit_families(out: Exposition, usages: list[stats.LimitUsage]) -> None:

@@ -14,13 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.timezone import now as _now
 
 from . import cron
+from .conf import jobs_settings
 from .db import channel
 from .exceptions import (
     InvalidCron,
@@ -115,6 +117,8 @@ class Transitioned:
 
     done: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    #: The jobs changed, id → name: what an audit trail logs (one entry per job acted on).
+    changed: dict[int, str] = field(default_factory=dict)
 
     @property
     def done_count(self) -> int:
@@ -150,9 +154,15 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
 
     # -- operator transitions, in bulk (Job.retry() and friends are these on one row) ------------
 
-    def retry(self, now: datetime | None = None) -> Transitioned:
-        """Queue the dead, stopped or retrying jobs among these to run now (see ``Job.retry``)."""
+    def retry(self, now: datetime | None = None, *, by: str = "") -> Transitioned:
+        """Queue the dead, stopped or retrying jobs among these to run now (see ``Job.retry``).
+
+        ``by`` names the operator (the admin and ``manage.py jobs`` pass it): each job retried
+        then gets a ``retried`` entry in its history saying who. Without it the history is as
+        it was.
+        """
         now = now or timezone.now()
+        entry = _operator_entry("retried", now, by)
 
         def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             rows = self._without_key_conflicts(rows, result)
@@ -181,17 +191,29 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
             _rearm_stopped_by(self.db, [r.pk for r in rows])
             for row in rows:
                 result.done[row.status] += 1
+                result.changed[row.pk] = row.name
+                row.history = [*row.history, entry]
+            if by:
+                self.model.objects.using(self.db).bulk_update(rows, ["history"])
             for queue in {row.queue for row in rows}:
                 _notify(queue)
 
-        return self._transition(RETRY_FROM, apply, extra_fields=("unique_key", "unique_while", "started_at"))
+        return self._transition(
+            RETRY_FROM, apply, extra_fields=("unique_key", "unique_while", "started_at", "history")
+        )
 
-    def stop(self, reason: str = "", now: datetime | None = None) -> Transitioned:
-        """Stop these jobs: waiting ones end ``stopped`` at once, running ones are asked to stop."""
+    def stop(self, reason: str = "", now: datetime | None = None, *, by: str = "") -> Transitioned:
+        """Stop these jobs: waiting ones end ``stopped`` at once, running ones are asked to stop.
+
+        With ``by`` (the operator's name), a job stopped at once gets a ``stopped`` entry in its
+        history saying who; a running one doesn't (its attempt's own entry, written by its
+        worker, ends the history and says it was stopped).
+        """
         now = now or timezone.now()
+        entry = _operator_entry("stopped", now, by, reason)
 
         def apply(rows: list[Job[Any]], result: Transitioned) -> None:
-            waiting = [r.pk for r in rows if r.status in NOT_STARTED]
+            waiting = [r for r in rows if r.status in NOT_STARTED]
             running = [
                 r.pk for r in rows if r.status == JobStatus.RUNNING and not r.stop_requested_at
             ]
@@ -200,29 +222,34 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
                     result.skipped["stopping"] += 1
                 else:
                     result.done[row.status] += 1
+                    result.changed[row.pk] = row.name
             manager = self.model.objects.using(self.db)
             if waiting:
-                manager.filter(pk__in=waiting).update(
-                    status=JobStatus.STOPPED,
-                    finished_at=now,
-                    last_error=reason or "stopped before it ran",
-                )
-                _cascade_stop(self.db, {r.pk: JobStatus.STOPPED.value for r in rows if r.pk in waiting}, now)
+                for row in waiting:
+                    row.status = JobStatus.STOPPED
+                    row.finished_at = now
+                    row.last_error = reason or "stopped before it ran"
+                    if by:
+                        row.history = [*row.history, entry]
+                manager.bulk_update(waiting, ["status", "finished_at", "last_error", "history"])
+                _cascade_stop(self.db, {r.pk: JobStatus.STOPPED.value for r in waiting}, now)
             if running:
                 manager.filter(pk__in=running).update(stop_requested_at=now)
                 _notify_control(CONTROL_STOP)
 
-        return self._transition(STOP_FROM, apply)
+        return self._transition(STOP_FROM, apply, extra_fields=("history",))
 
-    def dead_letter(self, note: str = "", now: datetime | None = None) -> Transitioned:
-        """Move the queued, retrying and stopped jobs among these to ``dead``, noting why."""
+    def dead_letter(self, note: str = "", now: datetime | None = None, *, by: str = "") -> Transitioned:
+        """Move the queued, retrying and stopped jobs among these to ``dead``, noting why (and,
+        in each job's history, who: ``by``)."""
         now = now or timezone.now()
-        entry: dict[str, Any] = {"event": "dead-lettered", "at": now.isoformat(), "note": note}
+        entry = _operator_entry("dead-lettered", now, by, note)
         error = f"dead-lettered by an operator: {note}" if note else "dead-lettered"
 
         def apply(rows: list[Job[Any]], result: Transitioned) -> None:
             for row in rows:
                 result.done[row.status] += 1
+                result.changed[row.pk] = row.name
                 row.status = JobStatus.DEAD
                 row.finished_at = now
                 row.last_error = error
@@ -308,6 +335,14 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
                     apply(todo, result)
             if len(ids) < TRANSITION_BATCH:
                 return result
+
+
+def _operator_entry(event: str, now: datetime, by: str, note: str = "") -> dict[str, Any]:
+    """The history entry an operator's verb adds to each job it changes: what, when, who, why."""
+    entry: dict[str, Any] = {"event": event, "at": now.isoformat(), "note": note}
+    if by:
+        entry["by"] = by
+    return entry
 
 
 # -- workflows: the operator verbs' side (the worker's is in its outcome write, db/claims.py) ------
@@ -555,6 +590,14 @@ class Job(models.Model, Generic[R]):
                 name="django_jobs_schedule_idx",
                 condition=Q(schedule__isnull=False),
             ),
+            # A schedule's latest success (the missed-schedule check, the metrics): one probe at
+            # the end of its entries. Only succeeded scheduled jobs are in it.
+            models.Index(
+                "schedule",
+                "finished_at",
+                name="django_jobs_sched_success_idx",
+                condition=Q(schedule__isnull=False, status=JobStatus.SUCCEEDED),
+            ),
             # The admin's dead-letter page groups dead jobs by name; only dead rows are in it, so
             # it doesn't read the (many) succeeded ones.
             models.Index(
@@ -618,7 +661,7 @@ class Job(models.Model, Generic[R]):
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
-    def retry(self, now: datetime | None = None) -> bool:
+    def retry(self, now: datetime | None = None, *, by: str = "") -> bool:
         """Queue a dead, stopped or retrying job to run now, keeping its history.
 
         Returns False (and changes nothing) when the job is in another state. The job gets a fresh
@@ -626,22 +669,22 @@ class Job(models.Model, Generic[R]):
         from the first delay (``attempts`` keeps counting up, so the attempt number stays a
         fencing token; ``attempts_at_retry`` notes where the new budget began).
         """
-        done = self._same().retry(now=now).done_count
+        done = self._same().retry(now=now, by=by).done_count
         self.refresh_from_db()
         return bool(done)
 
-    def stop(self, reason: str = "", now: datetime | None = None) -> bool:
+    def stop(self, reason: str = "", now: datetime | None = None, *, by: str = "") -> bool:
         """Stop this job: a waiting job ends ``stopped`` at once; a running one is asked to stop.
 
         Returns False when the job had already finished.
         """
-        done = self._same().stop(reason, now=now).done_count
+        done = self._same().stop(reason, now=now, by=by).done_count
         self.refresh_from_db()
         return bool(done or self.stop_requested_at)
 
-    def dead_letter(self, note: str = "", now: datetime | None = None) -> bool:
+    def dead_letter(self, note: str = "", now: datetime | None = None, *, by: str = "") -> bool:
         """Move a queued, retrying or stopped job to ``dead``, with an optional operator note."""
-        done = self._same().dead_letter(note, now=now).done_count
+        done = self._same().dead_letter(note, now=now, by=by).done_count
         self.refresh_from_db()
         return bool(done)
 
@@ -1014,6 +1057,22 @@ class ScheduleQuerySet(models.QuerySet["Schedule"]):
         """Disable the enabled schedules among these: no tick fires until they are enabled."""
         return self.filter(enabled=True).update(enabled=False, next_run_at=None, updated_at=_now())
 
+    def with_last_success(self) -> ScheduleQuerySet:
+        """Annotate ``latest_success``: the later of ``last_success_at`` (stored by the
+        missed-schedule service, kept when pruning deletes the job) and the latest succeeded job
+        still in the table (an index probe on django_jobs_sched_success_idx)."""
+        latest_job = Subquery(
+            Job.objects.filter(schedule=OuterRef("pk"), status=JobStatus.SUCCEEDED)
+            .order_by("-finished_at")
+            .values("finished_at")[:1]
+        )
+        # Coalesce both ways: GREATEST is NULL on some databases when either side is.
+        return self.annotate(
+            latest_success=Greatest(
+                Coalesce("last_success_at", latest_job), Coalesce(latest_job, "last_success_at")
+            )
+        )
+
 
 class Schedule(models.Model):
     """A recurring job: enqueues its registered job on a cron rhythm (see scheduler.py).
@@ -1071,6 +1130,22 @@ class Schedule(models.Model):
     last_job = models.ForeignKey(
         Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The missed-schedule check (services/schedules.py): each tick must give a succeeded job
+    # within the grace, or the schedule is flagged (admin, overview, metrics, mail).
+    grace = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Seconds after a tick by which a job of this schedule must have succeeded, "
+        "or the schedule is flagged as missed. Empty: DJANGO_JOBS[\"SCHEDULE_GRACE\"].",
+    )
+    last_success_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a job of this schedule last succeeded."
+    )
+    # Ticks before this don't count for the missed check: set when the schedule is created,
+    # enabled again, or given a new cron or timezone (None on rows older than the field:
+    # created_at counts then).
+    watched_from = models.DateTimeField(null=True, blank=True)
+    # When ADMINS were last mailed about this schedule being missed (the mail's rate limit).
+    missed_mailed_at = models.DateTimeField(null=True, blank=True)
     # Why the last due tick enqueued nothing (e.g. arguments the job no longer accepts).
     last_error = models.TextField(blank=True, default="")
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.ADMIN)
@@ -1148,10 +1223,15 @@ class Schedule(models.Model):
         loaded = None if self._state.adding else self._loaded
         changed = loaded is None or loaded != (self.cron, self.timezone, self.enabled)
         if changed or (self.enabled and self.next_run_at is None) or not self.enabled:
-            self.next_run_at = self.next_tick_after(now or timezone.now()) if self.enabled else None
+            moment = now or timezone.now()
+            self.next_run_at = self.next_tick_after(moment) if self.enabled else None
+            also = {"next_run_at"}
+            if changed and self.enabled:
+                self.watched_from = moment
+                also.add("watched_from")
             update_fields = kwargs.get("update_fields")
             if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "next_run_at"}
+                kwargs["update_fields"] = {*update_fields, *also}
         super().save(*args, **kwargs)
         self._remember()
 
@@ -1166,6 +1246,34 @@ class Schedule(models.Model):
     def describe(self) -> str:
         """The cron in words: "At 00:05, every day"."""
         return cron.describe(self.cron)
+
+    @property
+    def effective_grace(self) -> timedelta:
+        """Its ``grace``, or ``DJANGO_JOBS["SCHEDULE_GRACE"]`` when it has none."""
+        seconds = self.grace if self.grace is not None else jobs_settings.SCHEDULE_GRACE
+        return timedelta(seconds=float(seconds))
+
+    def missed_tick(self, now: datetime, last_success: datetime | None = None) -> datetime | None:
+        """The tick this schedule missed as of ``now``, or None while it isn't missed.
+
+        Missed: it is enabled, and its latest tick at least ``effective_grace`` before ``now``
+        (and not before ``watched_from``) has no success at or after it. ``last_success``
+        defaults to ``last_success_at``; pass ``latest_success`` from ``with_last_success()``.
+        """
+        if not self.enabled:
+            return None
+        if last_success is None:
+            last_success = self.last_success_at
+        since = self.watched_from or self.created_at
+        try:
+            tick = cron.latest_at_or_before(self.cron, self.timezone, now - self.effective_grace)
+        except InvalidCron:
+            return None  # the schedule's page and check W101 say what is wrong with it
+        if tick is None or tick < since:
+            return None
+        if last_success is not None and last_success >= tick:
+            return None
+        return tick
 
     # -- transitions an operator may ask for ------------------------------------------------------
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+
+from .conf import jobs_settings
 
 
 def format_age(age: timedelta | None) -> str:
@@ -75,3 +78,14 @@ def run_time(
     if finished_at is None or finished_at < started_at:
         return "—"
     return format_duration(finished_at - started_at)
+
+
+def admin_url(name: str, *args: Any) -> str | None:
+    """The admin page's absolute URL (``ADMIN_BASE_URL`` + its path), for mails; its path alone
+    without the setting, and None while that admin page isn't registered."""
+    try:
+        path = reverse(name, args=args)
+    except NoReverseMatch:
+        return None
+    base = jobs_settings.ADMIN_BASE_URL
+    return f"{str(base).rstrip('/')}{path}" if base else path

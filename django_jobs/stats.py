@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connections
-from django.db.models import Q
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .conf import jobs_settings
@@ -23,6 +23,7 @@ from .db import stats as db_stats
 from .exceptions import JobNotRegistered
 from .flow import KeyTemplate, Limits, Rate
 from .models import FINISHED_STATUSES, Job, JobStatus, KnownName, Limit, Pause, Schedule, Worker
+from .readable import format_age
 from .registry import registry
 
 #: How far back "recently finished" looks.
@@ -252,9 +253,22 @@ class ScheduleProblem:
 
     schedule: Schedule
     #: ``unregistered``: no job of its job name is registered, so no worker fires it;
-    #: ``failing``: its last due tick enqueued nothing (``message`` is its ``last_error``).
+    #: ``failing``: its last due tick enqueued nothing (``message`` is its ``last_error``);
+    #: ``missed``: no job of it succeeded within its grace of a tick (``Schedule.missed_tick``).
     problem: str
     message: str
+
+
+def missed_message(schedule: Schedule, tick: datetime, last_success: datetime | None, now: datetime) -> str:
+    """What the admin and the overview say about a missed schedule."""
+    since = (
+        f"its last success was {format_age(now - last_success)} ago"
+        if last_success else "no job of it has succeeded yet"
+    )
+    return (
+        f"Missed: no job succeeded within {format_age(schedule.effective_grace)} of its tick at "
+        f"{timezone.localtime(tick):%Y-%m-%d %H:%M %Z}; {since}."
+    )
 
 
 def unregistered_message(schedule: Schedule) -> str:
@@ -266,25 +280,27 @@ def unregistered_message(schedule: Schedule) -> str:
     return ""
 
 
-def schedule_problems(using: str) -> list[ScheduleProblem]:
-    """Enabled schedules whose job isn't registered or whose last due tick failed, by name.
+def schedule_problems(using: str, now: datetime | None = None) -> list[ScheduleProblem]:
+    """Enabled schedules whose job isn't registered, whose last due tick failed, or that missed a
+    run (as of ``now``), by name.
 
     "Registered" means in this process's code: the web process and the workers load the same
     apps, so a name unknown here is unknown to them too (during a rolling deploy, briefly, the
     old code may not know a new job yet).
     """
-    rows = (
-        Schedule.objects.using(using)
-        .filter(enabled=True)
-        .filter(~Q(job_name__in=registry.names()) | ~Q(last_error=""))
-        .order_by("name")
-    )
+    now = now or timezone.now()
+    # Every enabled schedule: whether one missed its run depends on the clock, not on a column.
+    rows = Schedule.objects.using(using).filter(enabled=True).with_last_success().order_by("name")
     problems = []
     for schedule in rows:
         if schedule.job_name not in registry:
             problems.append(ScheduleProblem(schedule, "unregistered", unregistered_message(schedule)))
         if schedule.last_error:
             problems.append(ScheduleProblem(schedule, "failing", schedule.last_error))
+        latest = getattr(schedule, "latest_success", None)
+        tick = schedule.missed_tick(now, latest)
+        if tick is not None:
+            problems.append(ScheduleProblem(schedule, "missed", missed_message(schedule, tick, latest, now)))
     return problems
 
 

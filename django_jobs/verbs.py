@@ -75,6 +75,11 @@ class Verb:
             parts.append(f"{count} skipped: {self.skip_reason(key, count)}")
         return "; ".join(parts) + "."
 
+    def audit_message(self, via: str, note: str = "") -> str:
+        """The change message of each job's LogEntry: "Retried from the admin." plus the note."""
+        done = "Stopped (asked to stop, if it was running)" if self.name == "stop" else self.past.capitalize()
+        return f"{done} from {via}." + (f" Note: {note}" if note else "")
+
     def report_one(self, job: Job, result: Transitioned) -> str:
         """ "Job #12 retried." or "Job #12 not retried: it is running." """
         if result.done_count:

@@ -88,7 +88,9 @@ def _history_row(entry: Any, last: bool) -> str:
     if "event" in entry:
         note = entry.get("note") or ""
         at = moment(entry.get("at"))
-        return _row("—", entry["event"], "", "", at, "", f"Note: {note}" if note else "")
+        # The operator's name in the Worker column: who did it, as a worker does an attempt.
+        by = f"by {entry['by']}" if entry.get("by") else ""
+        return _row("—", entry["event"], by, "", at, "", f"Note: {note}" if note else "")
     details = []
     error = entry.get("error")
     if isinstance(error, dict):

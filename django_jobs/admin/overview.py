@@ -20,7 +20,7 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .. import stats, timeline
+from .. import audit, stats, timeline
 from ..conf import jobs_settings
 from ..models import Job, Pause
 from ..readable import format_age
@@ -37,7 +37,9 @@ REFRESH_CHOICES = (5, 10, 30, 60)
 QUEUE_MAX_LENGTH = Job._meta.get_field("queue").max_length or 100
 REASON_MAX_LENGTH = Pause._meta.get_field("reason").max_length or 255
 #: How the overview names each kind of stats.ScheduleProblem.
-SCHEDULE_PROBLEMS = {"unregistered": "Job not registered", "failing": "Last tick failed"}
+SCHEDULE_PROBLEMS = {
+    "unregistered": "Job not registered", "failing": "Last tick failed", "missed": "Missed its run",
+}
 
 
 def _url(name: str, *args: Any, query: dict[str, Any] | None = None) -> str | None:
@@ -129,7 +131,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
                     "problem": SCHEDULE_PROBLEMS[p.problem],
                     "message": p.message,
                 }
-                for p in stats.schedule_problems(using)
+                for p in stats.schedule_problems(using, now=now)
             ],
             "unknown_names": [
                 {
@@ -256,8 +258,11 @@ class QueueOverviewAdmin(admin.ModelAdmin):
         reason = request.POST.get("reason", "").strip()[:REASON_MAX_LENGTH]
         pauses = Pause.objects.db_manager(jobs_settings.DATABASE)
         existed = pauses.filter(kind=kind, value=value).exists()
-        pauses.pause(kind, value, reason)
+        pause = pauses.pause(kind, value, reason)
         label = _label(kind, value)
+        if not existed:
+            message = "Paused from the overview." + (f" Reason: {reason}" if reason else "")
+            audit.log_objects(request.user, [pause], audit.ADDITION, message)
         if existed:
             self.message_user(
                 request, f"Nothing to do: {label} was already paused.", messages.WARNING
@@ -278,7 +283,10 @@ class QueueOverviewAdmin(admin.ModelAdmin):
             return posted
         kind, value = posted
         label = _label(kind, value)
-        if Pause.objects.db_manager(jobs_settings.DATABASE).resume(kind, value):
+        pauses = Pause.objects.db_manager(jobs_settings.DATABASE)
+        pause = pauses.filter(kind=kind, value=value).first()
+        if pause is not None and pauses.resume(kind, value):
+            audit.log_objects(request.user, [pause], audit.DELETION, "Resumed from the overview.")
             self.message_user(
                 request, f"Resumed {label}: workers claim its jobs again.", messages.SUCCESS
             )

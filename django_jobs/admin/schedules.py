@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
-from .. import cron, stats, timeline
+from .. import audit, cron, stats, timeline
 from ..conf import jobs_settings
 from ..exceptions import InvalidCron
 from ..models import Job, Schedule, ScheduleQuerySet
@@ -50,13 +50,24 @@ def _job_link(job: Job, text: str) -> str:
     return format_html('<a href="{}">{}</a>', url, text)
 
 
+def missed(schedule: Schedule, now: datetime | None = None) -> str:
+    """What the page says when ``schedule`` missed a run (see Schedule.missed_tick), else ""."""
+    now = now or timezone.now()
+    latest = getattr(schedule, "latest_success", schedule.last_success_at)
+    tick = schedule.missed_tick(now, latest)
+    return stats.missed_message(schedule, tick, latest, now) if tick is not None else ""
+
+
 def schedule_problems(schedule: Schedule) -> list[str]:
-    """Why ``schedule`` doesn't fire as it should, for its page: an unknown job, a failed tick."""
+    """Why ``schedule`` doesn't fire as it should, for its page: an unknown job, a failed tick,
+    a missed run."""
     problems = []
     if schedule.job_name not in registry:
         problems.append(stats.unregistered_message(schedule))
     if schedule.last_error:
         problems.append(f"Its last due tick enqueued nothing: {schedule.last_error}")
+    if message := missed(schedule):
+        problems.append(message)
     return problems
 
 
@@ -81,7 +92,10 @@ class ScheduleForm(forms.ModelForm):
 
     class Meta:
         model = Schedule
-        fields = ["name", "job_name", "args", "kwargs", "cron", "timezone", "catch_up", "enabled", "queue", "priority"]
+        fields = [
+            "name", "job_name", "args", "kwargs", "cron", "timezone", "catch_up", "enabled", "queue", "priority",
+            "grace",
+        ]
         widgets = {
             "cron": forms.TextInput(attrs={"placeholder": "5 0 * * *", "class": "vTextField", "spellcheck": "false"}),
             "timezone": forms.TextInput(attrs={"list": "django-jobs-timezones", "class": "vTextField"}),
@@ -153,21 +167,31 @@ class ScheduleAdmin(admin.ModelAdmin):
     """Cron schedules to edit, preview, run now, enable or disable; code-owned rows read-only."""
 
     form = ScheduleForm
-    list_display = ("name", "rhythm", "timezone", "next_run", "last_run", "enabled", "source")
+    list_display = ("name", "rhythm", "timezone", "next_run", "last_run", "last_success", "enabled", "source")
     list_filter = ("enabled", "source", "catch_up")
     search_fields = ("name", "job_name")
     list_select_related = ("last_job",)
     actions = ("run_now", "enable", "disable")
     readonly_fields = (
-        "attention", "next_run", "last_run", "last_error", "source", "created_at", "updated_at", "activity"
+        "attention", "next_run", "last_run", "last_success", "last_error", "source", "created_at", "updated_at",
+        "activity",
     )
     fieldsets = (
         (None, {"fields": ("name", "job_name", "args", "kwargs")}),
         ("When", {"fields": ("cron", "timezone", "preview", "catch_up", "enabled")}),
         ("Overrides", {"fields": ("queue", "priority"), "classes": ("collapse",)}),
-        ("State", {"fields": ("next_run", "last_run", "last_error", "source", "created_at", "updated_at")}),
+        ("Missed-run alert", {"fields": ("grace",)}),
+        ("State", {"fields": (
+            "next_run", "last_run", "last_success", "last_error", "source", "created_at", "updated_at"
+        )}),
         ("Activity", {"fields": ("activity",)}),
     )
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # latest_success: the stored last success or a later one still in the job table.
+        queryset = super().get_queryset(request)
+        assert isinstance(queryset, ScheduleQuerySet)
+        return queryset.with_last_success()
 
     def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
         fieldsets = tuple(super().get_fieldsets(request, obj))
@@ -208,6 +232,14 @@ class ScheduleAdmin(admin.ModelAdmin):
                                               slug=f"dj-chart-{view.key}"))
             for view in (timeline.VIEWS["day"], timeline.VIEWS["week"])
         ])
+
+    @admin.display(description="Last success", ordering="last_success_at")
+    def last_success(self, obj: Schedule) -> str:
+        latest = getattr(obj, "latest_success", obj.last_success_at)
+        text = _local(latest, obj.timezone) if latest else "never"
+        if missed(obj):
+            return format_html('{}<br><span class="errornote dj-missed">Missed</span>', text)
+        return text
 
     @admin.display(description="Schedule", ordering="cron")
     def rhythm(self, obj: Schedule) -> str:
@@ -251,6 +283,7 @@ class ScheduleAdmin(admin.ModelAdmin):
                 message = f"{schedule.name}: nothing enqueued: {describe_error(exc)}"
                 self.message_user(request, message, messages.ERROR)
                 continue
+            audit.log_objects(request.user, [schedule], audit.CHANGE, f"Ran now: enqueued job #{job.pk}.")
             enqueued.append(f"{schedule.name} (job #{job.pk})")
         if enqueued:
             message = ngettext(
@@ -260,16 +293,20 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable (from the next tick; missed ticks are not replayed)", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: ScheduleQuerySet) -> None:
+        changed = [s for s in queryset.filter(enabled=False) if s.enable()]
+        audit.log_objects(request.user, changed, audit.CHANGE, "Enabled.")
         self._report_toggle(
-            request, queryset, queryset.enable(),
+            request, queryset, len(changed),
             ("Enabled %(count)d schedule.", "Enabled %(count)d schedules."),
             ("%(count)d was already enabled.", "%(count)d were already enabled."),
         )
 
     @admin.action(description="Disable", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: ScheduleQuerySet) -> None:
+        changed = [s for s in queryset.filter(enabled=True) if s.disable()]
+        audit.log_objects(request.user, changed, audit.CHANGE, "Disabled.")
         self._report_toggle(
-            request, queryset, queryset.disable(),
+            request, queryset, len(changed),
             ("Disabled %(count)d schedule.", "Disabled %(count)d schedules."),
             ("%(count)d was already disabled.", "%(count)d were already disabled."),
         )

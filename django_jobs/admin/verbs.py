@@ -25,6 +25,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from .. import audit
 from ..models import Job, Transitioned
 from ..verbs import NOTE_MAX_LENGTH, VERBS, Verb, preview
 
@@ -225,12 +226,17 @@ class VerbAdmin(admin.ModelAdmin):
     def _perform(
         self, request: HttpRequest, verb: Verb, queryset: QuerySet[Any], form: NoteForm | None
     ) -> Transitioned:
+        """Apply ``verb``; each job it changed gets a LogEntry, and its history names the user."""
+        username = request.user.get_username()
+        note = form.cleaned_data["note"] if form is not None else ""
         if verb.name == "stop":
             # What a waiting job's last_error will say: who stopped it.
-            arguments = [f"stopped by {request.user.get_username()} in the admin"]
+            arguments = [f"stopped by {username} in the admin"]
         else:
-            arguments = [form.cleaned_data["note"]] if form is not None else []
-        return getattr(queryset, verb.name)(*arguments)
+            arguments = [note] if form is not None else []
+        result: Transitioned = getattr(queryset, verb.name)(*arguments, by=username)
+        audit.log_jobs(request.user, result, verb.audit_message("the admin", note))
+        return result
 
     def _confirm(
         self,

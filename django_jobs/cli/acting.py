@@ -5,32 +5,74 @@ from __future__ import annotations
 
 import argparse
 import getpass
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from .. import audit
 from ..verbs import Verb, preview
 from . import output
 from .selection import Selection, add_confirmation, add_filters, bad_input, confirm
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ids or filters that select the jobs, ``--dry-run`` and ``--yes``."""
+    """The ids or filters that select the jobs, ``--dry-run``, ``--yes`` and ``--user``."""
     add_filters(parser, ids=True)
     add_confirmation(parser)
+    add_user(parser)
 
 
-def operator() -> str:
-    """Who is at the keyboard, for a stopped job's last error: the login name, if there is one."""
+def add_user(parser: argparse.ArgumentParser) -> None:
+    """``--user USERNAME``: who acts, for the audit trail."""
+    parser.add_argument(
+        "--user", metavar="USERNAME", default="",
+        help="The site user you act as: each object changed gets an entry in the admin's "
+        "\"Recent actions\" and history pages, and the jobs' history names you. Default: your "
+        "login name, when a user of that name exists (else no admin entry is written).",
+    )
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who acts from the command line: the name a job's history and last error show, and the
+    site user the admin's audit trail logs (None: no user matches, nothing is logged there)."""
+
+    name: str
+    user: Any | None
+
+
+def login_name() -> str:
+    """The login name of whoever runs the command, or "" when there is none."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name: a container running as an unnamed uid
-        return "an operator"
+        return ""
 
 
-def act(command: BaseCommand, verb: Verb, options: dict[str, Any], *arguments: str) -> None:
-    """Apply ``verb`` (with ``arguments``: a reason or a note) to the jobs the options select."""
+def operator(options: dict[str, Any]) -> Operator:
+    """The operator: the ``--user`` given (which must exist), else the login name."""
+    given = (options.get("user") or "").strip()
+    if given:
+        user = audit.find_user(given)
+        if user is None:
+            raise bad_input(
+                f"--user: no active user is named {given!r}. Give the username you log in to "
+                "the admin with, or leave --user out."
+            )
+        return Operator(given, user)
+    login = login_name()
+    return Operator(login or "an operator", audit.find_user(login))
+
+
+def act(
+    command: BaseCommand, verb: Verb, options: dict[str, Any], *arguments: str,
+    who: Operator | None = None, note: str = "",
+) -> None:
+    """Apply ``verb`` (with ``arguments``: a reason or a note) to the jobs the options select,
+    as ``who`` (by default the options' operator); log each job changed for the audit trail."""
+    who = who or operator(options)
     selection = Selection.from_options(options)
     if not selection.filtered:
         raise bad_input(
@@ -67,5 +109,6 @@ def act(command: BaseCommand, verb: Verb, options: dict[str, Any], *arguments: s
         return
     if shown.total > 1:
         confirm(command, options, f"{verb.label} these {shown.total} jobs?")
-    result = getattr(jobs, verb.name)(*arguments)
+    result = getattr(jobs, verb.name)(*arguments, by=who.name)
+    audit.log_jobs(who.user, result, verb.audit_message("the command line", note))
     command.stdout.write(verb.report(result))

@@ -30,4 +30,4 @@ def handle(command: BaseCommand, **options: Any) -> None:
     note = storable(options["note"].strip())
     if len(note) > NOTE_MAX_LENGTH:
         raise bad_input(f"--note has {len(note)} characters; at most {NOTE_MAX_LENGTH} are kept.")
-    acting.act(command, VERBS["dead-letter"], options, note)
+    acting.act(command, VERBS["dead-letter"], options, note, note=note)

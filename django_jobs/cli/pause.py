@@ -8,12 +8,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from .. import audit
 from ..conf import jobs_settings
 from ..exceptions import JobNotRegistered
 from ..models import Pause, Worker
 from ..registry import registry
 from ..stats import known_queues
 from ..text import storable
+from .acting import add_user, operator
 from .selection import bad_input, job_name, queues
 
 HELP = "Pause a queue or a job name: no worker claims its jobs until it is resumed."
@@ -43,10 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Why: the admin, `jobs stats` and `jobs show` show it with the pause (at most "
         f"{REASON_MAX_LENGTH} characters).",
     )
+    add_user(parser)
 
 
 def handle(command: BaseCommand, **options: Any) -> None:
     kind, value, label = target(options)
+    who = operator(options)
     reason = storable(options["reason"].strip())
     if len(reason) > REASON_MAX_LENGTH:
         raise bad_input(f"--reason has {len(reason)} characters; at most {REASON_MAX_LENGTH} fit.")
@@ -64,7 +68,9 @@ def handle(command: BaseCommand, **options: Any) -> None:
         return
     if kind == Pause.Kind.QUEUE:
         _warn_unknown_queue(command, value)
-    pauses.pause(kind, value, reason)
+    pause = pauses.pause(kind, value, reason)
+    message = f"Paused from the command line by {who.name}." + (f" Reason: {reason}" if reason else "")
+    audit.log_objects(who.user, [pause], audit.ADDITION, message)
     command.stdout.write(
         f"Paused {label}: workers finish what they are running and claim no more of its jobs "
         "until it is resumed."

@@ -69,7 +69,7 @@ def gather(now: datetime) -> dict[str, Any]:
         "schedule_problems": [
             {"schedule": p.schedule.name, "job": p.schedule.job_name, "problem": p.problem,
              "message": p.message}
-            for p in stats.schedule_problems(using)
+            for p in stats.schedule_problems(using, now=now)
         ],
     }
 

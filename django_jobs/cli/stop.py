@@ -20,4 +20,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def handle(command: BaseCommand, **options: Any) -> None:
     # What a waiting job's last_error will say: who stopped it, as the admin writes it.
-    acting.act(command, VERBS["stop"], options, f"stopped by {acting.operator()} from the command line")
+    who = acting.operator(options)
+    acting.act(command, VERBS["stop"], options, f"stopped by {who.name} from the command line", who=who)

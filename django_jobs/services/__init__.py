@@ -15,6 +15,7 @@ from typing import Protocol
 from .prune import Pruner
 from .rescue import Rescuer
 from .scheduler import Scheduler
+from .schedules import ScheduleWatch
 from .tally import Tally
 from .unknown import UnknownSweeper
 
@@ -39,7 +40,9 @@ class Service(Protocol):
 
 def default_services(context: ServiceContext, *, scheduler: bool = True) -> list[Service]:
     """The services a worker runs; ``scheduler=False`` is ``runjobs --no-scheduler``."""
-    services: list[Service] = [Rescuer(context), Pruner(context), Tally(context), UnknownSweeper(context)]
+    services: list[Service] = [
+        Rescuer(context), Pruner(context), Tally(context), UnknownSweeper(context), ScheduleWatch(context)
+    ]
     if scheduler:
         services.append(Scheduler(context))
     return services

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from django_jobs.models import Job, Schedule
+from django_jobs.models import Job, Pause, Schedule
 from tests.support import REPO
 from tests.support.procs import database_url, runjobs_env, wait_until
 from tests.support.schedules import T0, UTC, make, ticks_of
@@ -93,5 +94,35 @@ def test_runjobs__four_workers_fire_each_due_schedule_once(worker_process: Calla
 
     for schedule in schedules:
         assert Job.objects.filter(schedule=schedule).count() == 1
+    for w in workers:
+        assert w.stop() == 0, w.describe()
+
+
+@pytest.mark.subprocess
+@pytest.mark.django_db(transaction=True)
+def test_runjobs__a_schedule_paused_past_its_grace_is_flagged_and_mailed_once(
+    worker_process: Callable[..., Any],
+) -> None:
+    # Every minute for the last hour, with a minute's grace, and its queue paused: its ticks'
+    # jobs wait, so none succeeds. Two workers check it; one mail goes out.
+    start = timezone.now() - timedelta(hours=1)
+    schedule = make("* * * * *", name="every-minute", now=start, grace=60)
+    Pause.objects.pause_queue("default", "maintenance")
+    # An unregistered schedule: each worker logs it once its first maintenance pass has run the
+    # missed-schedule check (which comes before the scheduler), so the test knows both checked.
+    Schedule(name="marker", job_name="tests.nope", cron="0 0 1 1 *", timezone="UTC").save(now=start)
+    env = {"DJANGO_JOBS_TEST_SETTINGS": json.dumps({"POLL_INTERVAL": 0.2, "MAIL_ADMINS_ON_MISSED": True})}
+
+    workers = [worker_process("--concurrency", "1", env=env) for _ in range(2)]
+    for w in workers:
+        w.wait_for_output("event=schedule_unregistered", timeout=60)
+    wait_until(lambda: "event=missed_mailed schedule=every-minute" in "".join(w.output() for w in workers),
+               timeout=20, message=lambda: "\n".join(w.describe() for w in workers))
+
+    claimed = [line for w in workers for line in w.output().splitlines()
+               if "event=missed_alert schedule=every-minute" in line]
+    assert len(claimed) == 1, "\n".join(w.describe() for w in workers)
+    assert Schedule.objects.get(pk=schedule.pk).missed_mailed_at is not None
+    assert not Job.objects.filter(schedule=schedule, status="succeeded").exists()
     for w in workers:
         assert w.stop() == 0, w.describe()

@@ -315,6 +315,21 @@ def test_w003__mail_on_dead_without_admins_is_a_warning() -> None:
     assert "ADMINS is empty" in message.msg
 
 
+@pytest.mark.parametrize("value", ["yes", 1, "true"])
+def test_e003__mail_on_missed_must_be_true_false_or_none(value: Any) -> None:
+    (message,) = monitoring({"MAIL_ADMINS_ON_MISSED": value})
+
+    assert message.id == "django_jobs.E003"
+    assert "must be True, False or None" in message.msg
+
+
+def test_w003__mail_on_missed_without_admins_is_a_warning() -> None:
+    (message,) = monitoring({"MAIL_ADMINS_ON_MISSED": True, "ADMIN_BASE_URL": "https://ops.example.com"}, ADMINS=[])
+
+    assert message.id == "django_jobs.W003"
+    assert message.msg.startswith("DJANGO_JOBS['MAIL_ADMINS_ON_MISSED'] is on, but ADMINS is empty")
+
+
 def test_w005__mail_on_dead_without_admin_base_url_is_a_warning() -> None:
     (message,) = monitoring({"MAIL_ADMINS_ON_DEAD": True}, ADMINS=[("Ops", "ops@example.com")])
 

@@ -223,3 +223,10 @@ def test_cron_module__is_the_only_one_importing_croniter() -> None:
         and any(line.lstrip().startswith(("import croniter", "from croniter")) for line in p.read_text().splitlines())
     )
     assert importers == ["cron.py"]
+
+
+def test_latest_at_or_before__includes_the_moment_itself() -> None:
+    assert cron.latest_at_or_before("0 * * * *", "UTC", utc(2030, 1, 7, 10, 0)) == utc(2030, 1, 7, 10, 0)
+    assert cron.latest_at_or_before("0 * * * *", "UTC", utc(2030, 1, 7, 10, 59)) == utc(2030, 1, 7, 10, 0)
+    # In the schedule's zone: 03:00 in Berlin is 02:00 UTC in winter.
+    assert cron.latest_at_or_before("0 3 * * *", "Europe/Berlin", utc(2030, 1, 7, 12, 0)) == utc(2030, 1, 7, 2, 0)

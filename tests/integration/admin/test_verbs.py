@@ -61,11 +61,13 @@ def test_button_retry__queues_a_dead_job_now_keeping_its_history(client: Client)
 
     assert said(response) == [f"Job #{job.pk} retried."]
     job.refresh_from_db()
-    assert (job.status, job.history, job.max_attempts) == (
+    assert (job.status, job.history[0], job.max_attempts) == (
         "queued",
-        [{"attempt": 3, "outcome": "failed"}],
+        {"attempt": 3, "outcome": "failed"},
         6,
     )
+    # The history is kept, and says who retried it.
+    assert [(e["event"], e["by"]) for e in job.history[1:]] == [("retried", "admin")]
     assert timezone.now() - job.run_at < timedelta(minutes=1)
     assert response.redirect_chain[-1][0] == change_url(job)
 
