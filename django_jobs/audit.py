@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
-from django.contrib.auth import get_user_model
-from django.contrib.contenttypes.models import ContentType
+from django.apps import apps
 from django.db import models
 
 from .models import Job, Transitioned
 
-__all__ = ["ADDITION", "CHANGE", "DELETION", "find_user", "log_jobs", "log_objects"]
+__all__ = ["ADDITION", "CHANGE", "DELETION", "enabled", "find_user", "log_jobs", "log_objects"]
+
+# django.contrib.admin.models' action flags, repeated so that importing this module (every
+# `manage.py jobs` does) doesn't import the admin's models: a project without the admin, or
+# without contenttypes, can't load them, and its `manage.py jobs` must still work.
+ADDITION, CHANGE, DELETION = 1, 2, 3
 
 #: How long LogEntry.object_repr may be.
 REPR_MAX_LENGTH = 200
@@ -27,10 +30,20 @@ REPR_MAX_LENGTH = 200
 INSERT_BATCH = 5000
 
 
+def enabled() -> bool:
+    """Whether the project can keep an audit trail: the admin (its LogEntry), auth and contenttypes."""
+    return all(apps.is_installed(app) for app in (
+        "django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes"
+    ))
+
+
 def find_user(username: str) -> Any | None:
-    """The active user of that username (the user model's USERNAME_FIELD), or None."""
-    if not username:
+    """The active user of that username (the user model's USERNAME_FIELD), or None (also when
+    the project has no audit trail: see enabled())."""
+    if not username or not enabled():
         return None
+    from django.contrib.auth import get_user_model
+
     model = get_user_model()
     users = model._default_manager.filter(**{model.USERNAME_FIELD: username})
     # A custom user model may have no is_active column (AbstractBaseUser's is a constant True).
@@ -45,8 +58,11 @@ def log_jobs(user: Any, result: Transitioned, message: str) -> int:
     As ``LogEntry.objects.log_actions()`` writes them, except that the jobs aren't loaded: the
     entry's text is "#id name" (a job's status would be stale the moment it is written).
     """
-    if user is None or not result.changed:
+    if user is None or not result.changed or not enabled():
         return 0
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
     content_type = ContentType.objects.get_for_model(Job)
     entries = [
         LogEntry(
@@ -66,6 +82,8 @@ def log_jobs(user: Any, result: Transitioned, message: str) -> int:
 def log_objects(user: Any, objects: Iterable[models.Model], flag: int, message: str) -> None:
     """One entry of ``flag`` (ADDITION, CHANGE, DELETION) per object, with ``message``."""
     objects = list(objects)
-    if user is None or not objects:
+    if user is None or not objects or not enabled():
         return
+    from django.contrib.admin.models import LogEntry
+
     LogEntry.objects.log_actions(user.pk, objects, flag, change_message=message)

@@ -22,7 +22,7 @@ from .exceptions import (
     JobNotRegistered,
 )
 from .flow import RATE_FORMS, check_concurrency, parse_rate
-from .models import FINISHED_STATUSES, Schedule
+from .models import FINISHED_STATUSES, MAX_SCHEDULE_GRACE, Schedule
 from .registry import queue_problem, registry
 from .scheduler import parse_declaration
 from .stats import unregistered_message
@@ -282,9 +282,10 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="django_jobs.E101",
         ))
     watch = value.get("SCHEDULE_GRACE", 1)
-    if not (_is_number(watch) and watch > 0):
+    if not (_is_number(watch) and 0 < watch <= MAX_SCHEDULE_GRACE):
         errors.append(Error(
-            f"DJANGO_JOBS['SCHEDULE_GRACE'] is {watch!r}; it must be seconds > 0.",
+            f"DJANGO_JOBS['SCHEDULE_GRACE'] is {watch!r}; it must be seconds > 0 and at most "
+            f"{MAX_SCHEDULE_GRACE:,} (10 years).",
             hint="How long after a tick a job of the schedule must have succeeded before the "
             "schedule is flagged as missed; the default is 3600. A schedule's own grace replaces it.",
             id="django_jobs.E101",

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
@@ -1045,6 +1045,10 @@ def default_timezone() -> str:
     return getattr(settings, "TIME_ZONE", None) or "UTC"
 
 
+#: The longest grace a schedule may have (10 years): longer would be no alarm at all.
+MAX_SCHEDULE_GRACE = 10 * 365 * 24 * 3600
+
+
 class ScheduleQuerySet(models.QuerySet["Schedule"]):
     def enable(self, now: datetime | None = None) -> int:
         """Enable the disabled schedules among these, each from its next tick after ``now``."""
@@ -1133,7 +1137,7 @@ class Schedule(models.Model):
     # The missed-schedule check (services/schedules.py): each tick must give a succeeded job
     # within the grace, or the schedule is flagged (admin, overview, metrics, mail).
     grace = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_SCHEDULE_GRACE)],
         help_text="Seconds after a tick by which a job of this schedule must have succeeded, "
         "or the schedule is flagged as missed. Empty: DJANGO_JOBS[\"SCHEDULE_GRACE\"].",
     )

@@ -55,6 +55,11 @@ def operator(options: dict[str, Any]) -> Operator:
     """The operator: the ``--user`` given (which must exist), else the login name."""
     given = (options.get("user") or "").strip()
     if given:
+        if not audit.enabled():
+            raise bad_input(
+                "--user: this project keeps no audit trail (it needs django.contrib.admin, "
+                "django.contrib.auth and django.contrib.contenttypes in INSTALLED_APPS). Leave --user out."
+            )
         user = audit.find_user(given)
         if user is None:
             raise bad_input(

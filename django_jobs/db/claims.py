@@ -676,11 +676,15 @@ LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 BACKEND_STATE = "SELECT state, wait_event_type FROM pg_stat_activity WHERE pid = %s"
 # Of (id, attempt) pairs, those whose last history entry is this worker's own for that attempt
 # (a rescuer's has rescued_by): outcomes a lost reply hid, already written.
+# The last attempt's entry is the last one without an "event" key: an operator's verb (retry,
+# stop, dead-letter) may have added its own entry after it since.
 OUTCOMES_WRITTEN = (
     f"SELECT j.id, j.status FROM {TABLE} AS j "
     f"JOIN unnest(%s::bigint[], %s::integer[]) AS v(id, attempt) ON j.id = v.id "
-    f"WHERE j.history -> -1 ->> 'worker' = %s AND (j.history -> -1 ->> 'attempt')::integer = v.attempt "
-    f"AND NOT (j.history -> -1 ? 'rescued_by')"
+    f"CROSS JOIN LATERAL (SELECT h.e FROM jsonb_array_elements(j.history) WITH ORDINALITY AS h(e, i) "
+    f"WHERE NOT h.e ? 'event' ORDER BY h.i DESC LIMIT 1) AS last "
+    f"WHERE last.e ->> 'worker' = %s AND (last.e ->> 'attempt')::integer = v.attempt "
+    f"AND NOT (last.e ? 'rescued_by')"
 )
 # A worker's running rows whose (id, attempt) it doesn't hold: rows a claim committed for it but
 # whose reply never reached it. The held pairs come as two arrays (one parameter each however
@@ -749,7 +753,7 @@ def unheld(using: str, worker_id: str, held: Iterable[tuple[int, int]]) -> list[
 
 def outcomes_written(using: str, worker_id: str, attempts: Sequence[tuple[int, int]]) -> dict[int, str]:
     """Of these (job id, attempt) pairs, the ones whose outcome this worker already wrote (the
-    last history entry is its own for that attempt, not a rescuer's): {job id: status}.
+    last attempt's history entry is its own for that attempt, not a rescuer's): {job id: status}.
 
     For outcomes re-sent after a lost reply: the fence refuses the second write, which doesn't
     mean someone else took the job.

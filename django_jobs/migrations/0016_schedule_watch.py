@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='schedule',
             name='grace',
-            field=models.PositiveIntegerField(blank=True, help_text='Seconds after a tick by which a job of this schedule must have succeeded, or the schedule is flagged as missed. Empty: DJANGO_JOBS["SCHEDULE_GRACE"].', null=True, validators=[django.core.validators.MinValueValidator(1)]),
+            field=models.PositiveIntegerField(blank=True, help_text='Seconds after a tick by which a job of this schedule must have succeeded, or the schedule is flagged as missed. Empty: DJANGO_JOBS["SCHEDULE_GRACE"].', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(315360000)]),
         ),
         migrations.AddField(
             model_name='schedule',

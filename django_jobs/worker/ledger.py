@@ -491,6 +491,8 @@ class Ledger:
         Runs only when something may have changed since the last one: a slot freed, a
         notification, a rate window opening, or the last one filling every free child.
         """
+        if not self._gated:  # (no limits left: what an earlier gated claim saw is moot)
+            self.gates_contended, self.gate_due = False, None
         if want <= 0 or not self._gated or self.link.is_down() or not self.reconcile():
             return 0
         if not self.gated_dirty and not (self.gate_due is not None and time.monotonic() >= self.gate_due):

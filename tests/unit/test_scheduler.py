@@ -57,8 +57,10 @@ def test_job_cron__a_function_that_needs_arguments_is_refused() -> None:
         ({"SCHEDULE_CATCH_UP_MAX": 0}, "django_jobs.E101", "SCHEDULE_CATCH_UP_MAX"),
         ({"SCHEDULE_MISFIRE_GRACE": -1}, "django_jobs.E101", "SCHEDULE_MISFIRE_GRACE"),
         ({"SCHEDULE_MISFIRE_GRACE": float("nan")}, "django_jobs.E101", "SCHEDULE_MISFIRE_GRACE"),
-        ({"SCHEDULE_GRACE": 0}, "django_jobs.E101", "DJANGO_JOBS['SCHEDULE_GRACE'] is 0; it must be seconds > 0."),
+        ({"SCHEDULE_GRACE": 0}, "django_jobs.E101", "DJANGO_JOBS['SCHEDULE_GRACE'] is 0; it must be seconds > 0 and at most 315,360,000"),
         ({"SCHEDULE_GRACE": "1h"}, "django_jobs.E101", "SCHEDULE_GRACE"),
+        ({"SCHEDULE_GRACE": 1e11}, "django_jobs.E101", "at most 315,360,000 (10 years)"),
+        ({"SCHEDULE_GRACE": float("inf")}, "django_jobs.E101", "SCHEDULE_GRACE"),
     ],
 )
 def test_checks__refuse_bad_scheduling_settings(value: dict[str, Any], check_id: str, text: str) -> None:

@@ -195,6 +195,20 @@ def test_record_outcome__the_current_claim_writes_its_outcome() -> None:
     assert job.finished_at is not None
 
 
+def test_outcomes_written__sees_the_worker_s_own_write_behind_an_operator_s_entry() -> None:
+    # A lost reply: the worker wrote the outcome but never heard so, and an operator retried the
+    # job before the worker asked. The write is still its own, not a rescuer's.
+    job = JobFactory()
+    claim(worker_id="w1")
+    died = Transition(JobStatus.DEAD, {"attempt": 1, "worker": "w1", "outcome": "failed"}, last_error="boom")
+    assert claims.record_outcome("default", "w1", claims.OutcomeWrite(job.pk, 1, timezone.now(), died)) == "dead"
+    Job.objects.filter(pk=job.pk).retry(by="alice")
+
+    assert claims.outcomes_written("default", "w1", [(job.pk, 1)]) == {job.pk: JobStatus.QUEUED}
+    assert claims.outcomes_written("default", "w2", [(job.pk, 1)]) == {}
+    assert claims.outcomes_written("default", "w1", [(job.pk, 2)]) == {}
+
+
 # -- the claim's index -----------------------------------------------------------------------
 
 

@@ -96,3 +96,33 @@ def test_inactive_user__is_refused_like_an_unknown_one(alice: User) -> None:
     ran = jobs("retry", JobFactory(status=JobStatus.DEAD).pk, "--user", "alice")
 
     assert ran.code == 2 and "no active user is named 'alice'" in ran.err
+
+
+# A project with only django_jobs installed (no admin, auth or contenttypes): the quickstart's.
+MINIMAL_PROJECT = """
+import django, sys
+from django.conf import settings
+settings.configure(INSTALLED_APPS=["django_jobs"], USE_TZ=True,
+                   DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}})
+django.setup()
+from django.core.management import CommandError, call_command, load_command_class
+load_command_class("django_jobs", "jobs")
+try:
+    call_command("jobs", "retry", "1", "--user", "alice")
+except CommandError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.mark.django_db(databases=[])
+def test_without_the_admin__the_command_loads_and_user_says_why_it_cant_log() -> None:
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    done = subprocess.run([sys.executable, "-c", MINIMAL_PROJECT], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert "refused: --user: this project keeps no audit trail" in done.stdout, done.stdout
