@@ -44,7 +44,9 @@ def test_rolling_deploy__a_new_job_waits_for_a_worker_that_knows_it(worker_proce
     wait_until(lambda: _status(new_job) == (JobStatus.QUEUED, 0, True), timeout=30,
                message=lambda: f"{_status(new_job)}; {old.describe()}")
     old.wait_for_output("event=parked name=tests.v2app.jobs.added_in_v2")
-    assert Job.objects.get(id=known.id).status == JobStatus.SUCCEEDED
+    # (The body's record comes before its outcome, which the worker writes a moment later.)
+    wait_until(lambda: Job.objects.get(id=known.id).status == JobStatus.SUCCEEDED, timeout=30,
+               message=old.describe)
 
     # A new worker starts (the deploy goes on): it puts the job back and runs it, once.
     new = _start(worker_process, "new-1", old=False)
