@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..conf import jobs_settings
@@ -37,20 +39,28 @@ def chart_retention(key: str) -> timedelta:
     return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
 
 
+def _in_batches(delete: Callable[[], int], batch: int, max_batches: int | None) -> int:
+    """Call ``delete`` (one batch of at most ``batch`` rows) until a batch comes back short, or
+    ``max_batches`` times; return how many rows it deleted in all."""
+    total = batches = 0
+    while max_batches is None or batches < max_batches:
+        deleted = delete()
+        total += deleted
+        batches += 1
+        if deleted < batch:
+            break
+    return total
+
+
 def prune_samples(using: str, *, now: datetime, max_batches: int | None = None) -> dict[int, int]:
     """Delete the charts' buckets past their retention, in bounded batches: {span: deleted}."""
     batch = int(jobs_settings.PRUNE_BATCH)
     counts: dict[int, int] = {}
     for span, key in ((series.MINUTE, "CHARTS_MINUTE_RETENTION"), (series.HOUR, "CHARTS_HOUR_RETENTION")):
         before = now - chart_retention(key)
-        total = batches = 0
-        while max_batches is None or batches < max_batches:
-            deleted = series.prune(using, span=span, before=before, batch=batch)
-            total += deleted
-            batches += 1
-            if deleted < batch:
-                break
-        counts[span] = total
+        counts[span] = _in_batches(
+            partial(series.prune, using, span=span, before=before, batch=batch), batch, max_batches
+        )
     return counts
 
 
@@ -68,13 +78,10 @@ def prune(
         if dry_run:
             counts[status] = maintenance.prune(using, status=status, finished_before=cutoff, batch=batch, dry_run=True)
             continue
-        total = batches = 0
-        while max_batches is None or batches < max_batches:
-            deleted = maintenance.prune(using, status=status, finished_before=cutoff, batch=batch)
-            total += deleted
-            batches += 1
-            if deleted < batch:
-                break
+        total = _in_batches(
+            partial(maintenance.prune, using, status=status, finished_before=cutoff, batch=batch),
+            batch, max_batches,
+        )
         counts[status] = total
         if total:
             log_event("pruned", status=status, jobs=total, older_than=cutoff.isoformat())
