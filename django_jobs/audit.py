@@ -9,6 +9,7 @@ log here (the layers forbid it): an entry is an operator's, and it needs a user.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from django.apps import apps
@@ -64,19 +65,22 @@ def log_jobs(user: Any, result: Transitioned, message: str) -> int:
     from django.contrib.contenttypes.models import ContentType
 
     content_type = ContentType.objects.get_for_model(Job)
-    entries = [
-        LogEntry(
-            user_id=user.pk,
-            content_type_id=content_type.pk,
-            object_id=str(pk),
-            object_repr=f"#{pk} {name}"[:REPR_MAX_LENGTH],
-            action_flag=CHANGE,
-            change_message=message,
-        )
-        for pk, name in result.changed.items()
-    ]
-    LogEntry.objects.bulk_create(entries, batch_size=INSERT_BATCH)
-    return len(entries)
+    changed = iter(result.changed.items())
+    # Built and inserted INSERT_BATCH at a time: a retry of a million jobs from the command line
+    # never holds a million unsaved entries.
+    while chunk := list(islice(changed, INSERT_BATCH)):
+        LogEntry.objects.bulk_create([
+            LogEntry(
+                user_id=user.pk,
+                content_type_id=content_type.pk,
+                object_id=str(pk),
+                object_repr=f"#{pk} {name}"[:REPR_MAX_LENGTH],
+                action_flag=CHANGE,
+                change_message=message,
+            )
+            for pk, name in chunk
+        ])
+    return len(result.changed)
 
 
 def log_objects(user: Any, objects: Iterable[models.Model], flag: int, message: str) -> None:

@@ -192,3 +192,35 @@ def test_schedule_actions__log_each_schedule_changed_and_none_left_as_it_was(cli
     (ran,) = entries()[3:]
     job = Job.objects.get(schedule=on)
     assert (ran.object_repr, ran.change_message) == ("on", f"Ran now: enqueued job #{job.pk}.")
+
+
+def test_log_jobs__builds_each_chunk_only_when_the_one_before_is_inserted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A retry of a million jobs from the command line must not hold a million unsaved entries.
+    from django.contrib.auth.models import User
+
+    from django_jobs import audit
+    from django_jobs.models import Transitioned
+
+    monkeypatch.setattr(audit, "INSERT_BATCH", 3)
+    built: list[int] = []
+    built_at_insert: list[int] = []
+    init = LogEntry.__init__
+
+    def counting_init(self: LogEntry, *args: object, **kwargs: object) -> None:
+        built.append(1)
+        init(self, *args, **kwargs)
+
+    bulk_create = LogEntry.objects.bulk_create
+
+    def recording_bulk_create(entries: list[LogEntry], *args: object, **kwargs: object) -> object:
+        built_at_insert.append(len(built))
+        return bulk_create(entries, *args, **kwargs)
+
+    monkeypatch.setattr(LogEntry, "__init__", counting_init)
+    monkeypatch.setattr(LogEntry.objects, "bulk_create", recording_bulk_create)
+    user = User.objects.create_user("carol")
+
+    assert audit.log_jobs(user, Transitioned(changed={n: "shop.sync" for n in range(1, 8)}), "Retried.") == 7
+
+    assert built_at_insert == [3, 6, 7]
+    assert sorted(int(e.object_id) for e in LogEntry.objects.filter(user=user)) == list(range(1, 8))
