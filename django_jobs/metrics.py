@@ -132,8 +132,9 @@ def render(using: str, *, now: datetime) -> str:
             for p in [*paused_queues, *paused_names]
         ],
     )
-    problems = stats.schedule_problems(using, now=now)
-    _schedule_families(out, using, problems)
+    schedules = stats.watched_schedules(using)  # read once for both families below
+    problems = stats.schedule_problems(using, now=now, schedules=schedules)
+    _schedule_families(out, schedules, problems)
     out.family(
         "django_jobs_schedule_problem",
         "gauge",
@@ -159,12 +160,9 @@ def render(using: str, *, now: datetime) -> str:
     return out.text()
 
 
-def _schedule_families(out: Exposition, using: str, problems: list[stats.ScheduleProblem]) -> None:
+def _schedule_families(out: Exposition, schedules: list[Schedule], problems: list[stats.ScheduleProblem]) -> None:
     """Each enabled schedule's last success and missed flag: the dead-man alert's two series."""
     missed = {p.schedule.pk for p in problems if p.problem == "missed"}
-    schedules = list(
-        Schedule.objects.using(using).filter(enabled=True).with_last_success().order_by("name")
-    )
 
     def labels(s: Schedule) -> dict[str, str]:
         return {"schedule": s.name, "name": s.job_name}

@@ -280,17 +280,25 @@ def unregistered_message(schedule: Schedule) -> str:
     return ""
 
 
-def schedule_problems(using: str, now: datetime | None = None) -> list[ScheduleProblem]:
+def watched_schedules(using: str) -> list[Schedule]:
+    """The enabled schedules, by name, each with its ``latest_success`` (the missed check's input)."""
+    return list(Schedule.objects.using(using).filter(enabled=True).with_last_success().order_by("name"))
+
+
+def schedule_problems(
+    using: str, now: datetime | None = None, schedules: list[Schedule] | None = None
+) -> list[ScheduleProblem]:
     """Enabled schedules whose job isn't registered, whose last due tick failed, or that missed a
     run (as of ``now``), by name.
 
     "Registered" means in this process's code: the web process and the workers load the same
     apps, so a name unknown here is unknown to them too (during a rolling deploy, briefly, the
-    old code may not know a new job yet).
+    old code may not know a new job yet). ``schedules``: watched_schedules(), when the caller
+    has them already.
     """
     now = now or timezone.now()
     # Every enabled schedule: whether one missed its run depends on the clock, not on a column.
-    rows = Schedule.objects.using(using).filter(enabled=True).with_last_success().order_by("name")
+    rows = watched_schedules(using) if schedules is None else schedules
     problems = []
     for schedule in rows:
         if schedule.job_name not in registry:
