@@ -109,7 +109,9 @@ def test_tracing__the_job_span_continues_the_trace_of_the_request_that_enqueued_
                message="the job's own span")
     (inner,) = [s for s in read_spans(spans_file) if s["name"] == "inside traced"]
     assert (inner["trace_id"], inner["parent_span_id"]) == (request["trace_id"], span["span_id"])
-    assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
+    # The span ends when the outcome is decided; the row is written a moment later.
+    wait_until(lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED, timeout=30,
+               message="the job's outcome written")
 
 
 def test_tracing__a_failed_attempt_records_its_error_and_the_retry_is_a_span_of_the_same_trace(
