@@ -21,6 +21,7 @@ yet written: if the worker dies, no more of them end ``dead`` than it has childr
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -52,6 +53,12 @@ logger = logging.getLogger("django_jobs")
 GATED_OUTCOME_DELAY = 0.001
 # The longest an outcome waits to be written with the next claim before it is written alone.
 OUTCOME_DELAY = 0.05
+# The pauses and the operators' limits (three statements) are read again once this old, at the
+# end of a loop turn, where the time is the worker's own (refresh_pauses); a claim reads them
+# first only past PAUSES_STALE, so a job picked up on a wake-up never waits for them. A change
+# made in the admin sends a notification that drops them at once (forget_pauses).
+PAUSES_FRESH = 1.0
+PAUSES_STALE = 2.0
 
 #: The ids of the jobs a worker holds, and when it listed them (see Ledger.publish_held).
 Held = tuple[tuple[int, ...], datetime | None]
@@ -112,7 +119,8 @@ class Ledger:
         self.claim_covered = 0.0
         #: The held ids as last published, for the heartbeat thread (see publish_held).
         self.held: Held = ((), None)
-        self._paused: tuple[float, list[str], list[str]] = (0.0, [], [])
+        #: (when they were read (monotonic), paused queues, paused names)
+        self._paused: tuple[float, list[str], list[str]] = (-math.inf, [], [])
         # Flow control (db/gates.py): the limits in effect, read with the pauses.
         self.limits = flow.Limits()
         self._gated = False
@@ -236,27 +244,40 @@ class Ledger:
 
     def forget_pauses(self) -> None:
         """Read the paused queues and jobs again before the next claim (one was just changed)."""
-        self._paused = (0.0, [], [])
+        self._paused = (-math.inf, [], [])
+
+    def refresh_pauses(self) -> None:
+        """Read the pauses and limits again if they are PAUSES_FRESH old (the loop calls this
+        before it waits); on a database outage leave them for the next claim."""
+        if self.link.is_down() or time.monotonic() - self._paused[0] < PAUSES_FRESH:
+            return
+        try:
+            self._read_pauses()
+        except DB_DOWN as exc:
+            self.link.lost(exc)
 
     def _paused_lists(self) -> tuple[list[str], list[str]]:
         """The queues and names the plain claim leaves alone: paused, or limited (the gated
         claim takes those)."""
-        expires, queues, names = self._paused
-        if time.monotonic() >= expires:
-            with self.link.call():
-                queues, names = claims.paused(self.using)
-                limits = gates.limits_in_effect(self.using)
-                unparked = claims.unpark(self.using, self.names)
-            for name, count in unparked.items():
-                log_event("unparked", name=name, jobs=count, worker=self.worker_id)
-            if limits != self.limits:
-                log_event("limits_changed", worker=self.worker_id,
-                          queues=",".join(limits.limited_queues) or "-", names=",".join(limits.limited_names) or "-")
-            self.limits = limits
-            self._gated = gates.any_gated(self.limits)
-            self.gated_dirty = True
-            self._paused = (time.monotonic() + 1.0, queues, names)
+        if time.monotonic() - self._paused[0] >= PAUSES_STALE:
+            self._read_pauses()
+        _, queues, names = self._paused
         return queues + self.limits.limited_queues, names + self.limits.limited_names
+
+    def _read_pauses(self) -> None:
+        with self.link.call():
+            queues, names = claims.paused(self.using)
+            limits = gates.limits_in_effect(self.using)
+            unparked = claims.unpark(self.using, self.names)
+        for name, count in unparked.items():
+            log_event("unparked", name=name, jobs=count, worker=self.worker_id)
+        if limits != self.limits:
+            log_event("limits_changed", worker=self.worker_id,
+                      queues=",".join(limits.limited_queues) or "-", names=",".join(limits.limited_names) or "-")
+        self.limits = limits
+        self._gated = gates.any_gated(self.limits)
+        self.gated_dirty = True
+        self._paused = (time.monotonic(), queues, names)
 
     def sync(self, limit: int) -> int:
         """Write pending outcomes and claim up to ``limit`` jobs in one round trip; return the

@@ -158,6 +158,8 @@ class WorkerLoop:
             if self.ledger.row_gone and self.presence.write_row_again(sorted(self.ledger.declared)):
                 self.ledger.row_gone = False
             if not self.stopping:
+                # The jobs just claimed go to children before the gated claim's round trip.
+                self.pool.dispatch_buffer()
                 # Jobs flow control may hold (db/gates.py): for the idle children, and ahead as far
                 # as the plain claim left room; rate-held ones only for idle children.
                 room = self._gated_room()
@@ -170,6 +172,8 @@ class WorkerLoop:
                     return
                 if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
                     return
+            if not self.stopping:
+                self.ledger.refresh_pauses()
             self._wait(idle_left=(want > 0 and claimed == want) or released > 0)
 
     def _claim_target(self) -> int:

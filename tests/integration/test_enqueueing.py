@@ -322,6 +322,52 @@ def test_enqueue__its_insert_is_a_prepared_statement_and_django_s_queries_are_no
     assert not any("COUNT(*)" in s.upper() for s in statements)
 
 
+def test_enqueue__columns_every_row_leaves_null_are_not_sent_and_a_set_one_is() -> None:
+    # The insert writes NULL for the columns a job leaves empty (most of them) in its text; a job
+    # that sets one of them (a unique_key, a timeout) gets a statement of its own shape.
+    plain = jobs.record.enqueue("a")
+    keyed = jobs.record.using(unique_key="k-1").enqueue("b")
+    again = jobs.record.enqueue("c")
+
+    inserts = [s for s in _prepared_statements() if "INSERT INTO django_jobs_job" in s]
+    assert len(inserts) == 2, inserts
+    assert all("NULL" in s for s in inserts)
+    stored = {job.pk: Job.objects.get(pk=job.pk) for job in (plain, keyed, again)}
+    assert [stored[j.pk].unique_key for j in (plain, keyed, again)] == [None, "k-1", None]
+    assert [stored[j.pk].args for j in (plain, keyed, again)] == [["a"], ["b"], ["c"]]
+
+
+def test_enqueue__returns_an_instance_equal_to_its_row_with_fresh_mutable_fields() -> None:
+    first = jobs.record.using(unique_key="eq-1", priority=3, delay=dt.timedelta(seconds=5)).enqueue("x")
+    second = jobs.record.enqueue("y")
+
+    for job in (first, second):
+        stored = Job.objects.get(pk=job.pk)
+        assert [(f.attname, getattr(job, f.attname)) for f in Job._meta.concrete_fields] == [
+            (f.attname, getattr(stored, f.attname)) for f in Job._meta.concrete_fields
+        ]
+        assert job._state.adding is False and job._state.db == "default"
+    first.history.append({"attempt": 1})
+    assert second.history == []
+    first.refresh_from_db()  # a model instance like any other
+    assert first.history == []
+
+
+def test_enqueue__the_instance_goes_through_init_while_pre_init_has_a_receiver() -> None:
+    from django.db.models.signals import pre_init
+
+    seen: list[Any] = []
+    receiver = lambda sender, args, kwargs, **extra: seen.append(len(args))  # noqa: E731
+    pre_init.connect(receiver, sender=Job)
+    try:
+        job = jobs.record.enqueue("z")
+    finally:
+        pre_init.disconnect(receiver, sender=Job)
+
+    assert seen == [len(Job._meta.concrete_fields)]
+    assert Job.objects.get(pk=job.pk).args == job.args == ["z"]
+
+
 def test_enqueue__prepare_statements_off_prepares_nothing() -> None:
     with override_settings(DJANGO_JOBS={"PREPARE_STATEMENTS": False}):
         jobs.record.enqueue()

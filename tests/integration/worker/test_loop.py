@@ -584,3 +584,75 @@ def test_flow_control__a_burst_worker_that_met_a_gate_another_worker_held_looks_
             releaser.join(timeout=60)
 
     assert reload(held).status == JobStatus.SUCCEEDED
+
+
+# -- pickup: nothing between the claim and the child ---------------------------------------------
+
+
+def test_pickup__a_claimed_job_goes_to_a_child_before_the_gated_claim_runs(
+    run_worker: RunWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tests.testapp registers jobs with flow-control keys, so every turn of the loop may also run
+    # the gated claim: a round trip the plain job just claimed must not wait for.
+    from django_jobs.db import gates
+    from django_jobs.worker.pool import Slot
+
+    events: list[Any] = []
+    real_gated, real_send = gates.claim_gated, Slot.send
+
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        events.append("gated claim")
+        return real_gated(*args, **kwargs)
+
+    def send(self: Slot, rows: list[dict[str, Any]], *args: Any) -> Any:
+        events.append(("sent", [row["id"] for row in rows]))
+        return real_send(self, rows, *args)
+
+    monkeypatch.setattr(gates, "claim_gated", gated)
+    monkeypatch.setattr(Slot, "send", send)
+    plain = jobs.record.enqueue("plain")
+
+    run_worker(concurrency=1, clock=at(1))
+
+    assert ("sent", [plain.pk]) in events and "gated claim" in events, events
+    assert events.index(("sent", [plain.pk])) < events.index("gated claim"), events
+    assert reload(plain).status == JobStatus.SUCCEEDED
+
+
+def test_pickup__a_claim_reads_the_pauses_only_when_the_loop_has_not_for_a_while(
+    transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_jobs.db import claims
+    from django_jobs.worker import WorkerLoop
+    from django_jobs.worker.ledger import PAUSES_FRESH, PAUSES_STALE
+
+    reads: list[float] = []
+    real_paused = claims.paused
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        reads.append(time.monotonic())
+        return real_paused(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "paused", paused)
+    ledger = WorkerLoop(concurrency=1, burst=True, scheduler=False).ledger
+    ledger.sync(1)  # never read: the first claim reads them
+    assert len(reads) == 1
+
+    # Read by the loop a little over PAUSES_FRESH ago: the claim on a wake-up doesn't wait for them,
+    # and the loop reads them again before it waits.
+    ledger._paused = (time.monotonic() - (PAUSES_FRESH + PAUSES_STALE) / 2, *ledger._paused[1:])
+    ledger.sync(1)
+    assert len(reads) == 1
+    ledger.refresh_pauses()
+    assert len(reads) == 2
+    ledger.refresh_pauses()  # fresh now: nothing read
+    assert len(reads) == 2
+
+    # A loop that never got to refresh them (a turn longer than PAUSES_STALE): the claim reads them.
+    ledger._paused = (time.monotonic() - PAUSES_STALE, *ledger._paused[1:])
+    ledger.sync(1)
+    assert len(reads) == 3
+    # An operator's change (its notification) drops them: the next claim reads them.
+    ledger.forget_pauses()
+    ledger.sync(1)
+    assert len(reads) == 4
