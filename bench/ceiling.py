@@ -5,7 +5,8 @@ CTE shape as django_jobs' claim (``SELECT … FOR UPDATE SKIP LOCKED LIMIT n`` f
 ``UPDATE … RETURNING``), calls each job's function, and writes the batch's outcomes with one
 ``UPDATE … WHERE id = ANY(%s)`` that appends a history entry as the worker does. Inserts are
 one row per transaction, with the NOTIFY in the same statement, like ``enqueue()``. It runs on
-``bench_ceiling_job``, a ``LIKE django_jobs_job INCLUDING ALL`` copy (same columns and indexes).
+``bench_ceiling_job``, a ``LIKE django_jobs_job INCLUDING ALL`` copy (same columns and indexes),
+and the inserts also on ``bench_lean_job``, a table with only the columns and index a queue needs.
 
 Processes are forked from the harness: they open their own psycopg connections and touch
 nothing Django holds open.
@@ -24,7 +25,7 @@ from django.db import connections
 from django_jobs.models import JobStatus
 from django_jobs.registry import registry
 
-from .db import CEILING_TABLE, ready_predicate, row_template
+from .db import CEILING_TABLE, LEAN_TABLE, ready_predicate, row_template
 
 BATCH = 100
 _FORK = multiprocessing.get_context("fork")
@@ -72,6 +73,21 @@ def insert_statement() -> tuple[str, dict[str, Any]]:
     return sql, dict(params)
 
 
+# The lean table's row (issue 19): the same job, with only what a queue needs, and its NOTIFY.
+LEAN_INSERT = (
+    f"WITH inserted AS (INSERT INTO {LEAN_TABLE} (name, args, queue, priority, run_at, status) "
+    "VALUES (%(name)s, %(args)s::jsonb, %(queue)s, %(priority)s, now(), 'queued') RETURNING queue) "
+    "SELECT pg_notify('bench_ceiling', queue) FROM inserted"
+)
+
+
+def lean_statement() -> tuple[str, dict[str, Any]]:
+    """One job in the lean table and its NOTIFY, as a single statement."""
+    _, _, params = row_template("queued")
+    values = dict(params)
+    return LEAN_INSERT, {k: values[k] for k in ("name", "args", "queue", "priority")}
+
+
 def _insert_loop(
     url: str, sql: str, params: dict[str, Any], n: int, barrier: Any, ends: Any
 ) -> None:
@@ -82,9 +98,10 @@ def _insert_loop(
         ends.put(time.perf_counter())
 
 
-def insert_rate(url: str, n: int, processes: int) -> float:
-    """Jobs/s inserting ``n`` rows one per transaction from ``processes`` processes at once."""
-    sql, params = insert_statement()
+def insert_rate(url: str, n: int, processes: int, *, lean: bool = False) -> float:
+    """Jobs/s inserting ``n`` rows one per transaction from ``processes`` processes at once,
+    into the job table's copy, or with ``lean`` into the lean table."""
+    sql, params = lean_statement() if lean else insert_statement()
     connections.close_all()  # the children must not inherit Django's open connection
     barrier, ends = _FORK.Barrier(processes + 1), _FORK.Queue()
     shares = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]

@@ -39,6 +39,7 @@ SECTIONS = "ABCDEFGHIJ"
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
 WARMUP_PROBES = 3  # C: run (and ignored) before measuring, so first-use costs don't count
+IDLE_SECONDS = 5.0  # C: how long the idle workers' CPU is measured
 FILL_CHUNK = 1000  # F: jobs per enqueue_many() while the worker runs
 FLOW_BASELINE = "4aba3d6"  # G: the commit before flow control, B's "before"
 FLOW_KEYS = 100  # G: concurrency keys the keyed drain's jobs are spread over
@@ -244,7 +245,7 @@ class Bench:
         from .benchapp.jobs import noop
 
         n_one, n_many = self.sizes.enqueue_one, self.sizes.enqueue_many
-        one, many, raw1, raw2 = [], [], [], []
+        one, many, raw1, raw2, lean = [], [], [], [], []
         for run in range(1, self.runs + 1):
             if "A" in self.only:
                 db.reset()
@@ -269,15 +270,18 @@ class Bench:
                 db.reset()
                 raw2.append(ceiling.insert_rate(self.url, n_one, 2))
                 self._check_count(db.CEILING_TABLE, n_one)
+                lean.append(ceiling.insert_rate(self.url, n_one, 1, lean=True))
+                self._check_count(db.LEAN_TABLE, n_one)
                 self.say(
                     "E",
                     f"run {run}/{self.runs}: raw INSERT {raw1[-1]:,.0f} jobs/s (1 process), "
-                    f"{raw2[-1]:,.0f} jobs/s (2 processes)",
+                    f"{raw2[-1]:,.0f} jobs/s (2 processes); into the lean table {lean[-1]:,.0f} jobs/s",
                 )
         self.figure("A", "enqueue_one_per_transaction", one, "jobs/s", jobs=n_one)
         self.figure("A", "enqueue_many", many, "jobs/s", jobs=n_many)
         self.figure("E", "insert_1_process", raw1, "jobs/s", jobs=n_one)
         self.figure("E", "insert_2_processes", raw2, "jobs/s", jobs=n_one)
+        self.figure("E", "insert_lean_1_process", lean, "jobs/s", jobs=n_one)
 
     def _check_count(self, table: str, expected: int) -> None:
         from . import db
@@ -412,11 +416,14 @@ class Bench:
         from . import db
 
         per_run: dict[str, dict[str, list[float]]] = {"immediate": {}, "delayed": {}}
+        idle: list[float] = []
         for run in range(1, self.runs + 1):
             db.reset()
             workers = [self.start_worker(f"C-run{run}-{i}") for i in range(2)]
             self._wait_idle(len(workers))
             self._probe(WARMUP_PROBES, delayed=False, rng=random.Random(0))
+            idle.append(self._idle_cpu(workers))
+            self.say("C", f"run {run}/{self.runs}: idle workers used {idle[-1]:.2%} of a core each")
             for phase, count in (("immediate", self.sizes.probes), ("delayed", self.sizes.delayed)):
                 ms = self._probe(count, delayed=phase == "delayed", rng=random.Random(run))
                 stats = {
@@ -435,6 +442,7 @@ class Bench:
             for worker in workers:
                 worker.stop()
             self.workers.clear()
+        self.figure("C", "idle_cpu", idle, "share of a core", seconds=IDLE_SECONDS)
         for phase, count in (("immediate", self.sizes.probes), ("delayed", self.sizes.delayed)):
             self.part("C")[phase] = {
                 "jobs": count,
@@ -445,6 +453,16 @@ class Bench:
                 **({"delay_seconds": list(DELAY_RANGE)} if phase == "delayed" else {}),
                 **{f"{q}_ms": summary(v) for q, v in per_run[phase].items()},
             }
+
+    @staticmethod
+    def _idle_cpu(workers: list[Runjobs]) -> float:
+        """The CPU an idle worker uses (with its children), as a share of one core: each of
+        ``workers`` is measured over IDLE_SECONDS with nothing to do, and the shares averaged."""
+        before = [w.cpu_seconds() for w in workers]
+        started = time.monotonic()
+        time.sleep(IDLE_SECONDS)  # the measurement itself: the workers' CPU over this window
+        elapsed = time.monotonic() - started
+        return sum(w.cpu_seconds() - b for w, b in zip(workers, before)) / len(workers) / elapsed
 
     def _wait_idle(self, procs: int) -> None:
         """Wait until ``procs`` workers have registered and listen for NOTIFY."""

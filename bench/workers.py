@@ -83,6 +83,19 @@ class Runjobs:
         }
 
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the worker and every process below it have used so far."""
+        total = 0
+        for pid in process_tree(self.pid):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
+
 def process_tree(root: int) -> list[int]:
     """``root`` and all its descendants, from each process's parent pid in /proc."""
     children: dict[int, list[int]] = {}

@@ -52,6 +52,10 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert {"drain_1_process", "drain_2_processes"} <= set(results["B"])
     assert {"p50_ms", "p95_ms", "p99_ms", "max_ms"} <= set(results["C"]["immediate"])
     assert {"p50_ms", "p99_ms"} <= set(results["C"]["delayed"])
+    # An idle worker's CPU share: measured, and a share (idle workers poll once a second).
+    assert 0 <= results["C"]["idle_cpu"]["median"] < 1
+    # The lean table's insert beside the full table's (issue 19).
+    assert results["E"]["insert_lean_1_process"]["median"] > 0
     assert {"drain_2_processes", "ratio_to_B", "sizes", "explain", "dead_tuples", "churn_ratio"} <= set(
         results["D"]
     )
