@@ -53,6 +53,12 @@ logger = logging.getLogger("django_jobs")
 GATED_OUTCOME_DELAY = 0.001
 # The longest an outcome waits to be written with the next claim before it is written alone.
 OUTCOME_DELAY = 0.05
+# The least time between two gated claims a wake-up asks for (a notification: an enqueue, usually
+# of a job no gate holds). A burst of enqueues wakes the worker thousands of times a second, and
+# each gated claim walks every key and sequence: spaced out, a burst costs at most 200 of them a
+# second, and a job a gate may hold waits at most this long for its first claim. A freed slot or
+# a rate's window asks at once (gated_dirty), as before.
+GATED_WAKE_SPACING = 0.005
 # The pauses and the operators' limits (three statements) are read again once this old, at the
 # end of a loop turn, where the time is the worker's own (refresh_pauses); a claim reads them
 # first only past PAUSES_STALE, so a job picked up on a wake-up never waits for them. A change
@@ -124,8 +130,12 @@ class Ledger:
         # Flow control (db/gates.py): the limits in effect, read with the pauses.
         self.limits = flow.Limits()
         self._gated = False
-        #: Set when a gated claim may find something new: a slot freed, a wake-up, a rate's window.
+        #: Set when a gated claim may find something new: a slot freed, a rate's window, more left.
         self.gated_dirty = True
+        #: Set on a wake-up (a notification): a gated claim may find a new job, once
+        #: GATED_WAKE_SPACING has passed since the last one.
+        self.gated_woken = False
+        self._gated_at = -math.inf
         #: Monotonic time at which a rate lets a held job start (None: nothing waits on a rate).
         self.gate_due: float | None = None
         #: The last gated claim passed over gates another worker held for a moment: a burst
@@ -516,9 +526,15 @@ class Ledger:
             self.gates_contended, self.gate_due = False, None
         if want <= 0 or not self._gated or self.link.is_down() or not self.reconcile():
             return 0
-        if not self.gated_dirty and not (self.gate_due is not None and time.monotonic() >= self.gate_due):
+        now = time.monotonic()
+        woken = self.gated_woken and now - self._gated_at >= GATED_WAKE_SPACING
+        if not (self.gated_dirty or woken or (self.gate_due is not None and now >= self.gate_due)):
+            if self.gated_woken:  # woken too soon after the last one: then, not at the next poll
+                spaced = self._gated_at + GATED_WAKE_SPACING
+                self.gate_due = spaced if self.gate_due is None else min(self.gate_due, spaced)
             return 0
-        self.gated_dirty = False
+        self.gated_dirty = self.gated_woken = False
+        self._gated_at = now
         self.gate_due = None
         paused_queues, paused_names = self._paused[1], self._paused[2]
         try:

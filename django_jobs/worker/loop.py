@@ -256,7 +256,7 @@ class WorkerLoop:
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - now))
         if self.pool.wait(timeout, self._wake_r):
-            self.ledger.gated_dirty = True  # woken by a notification or a signal
+            self.ledger.gated_woken = True  # woken by a notification or a signal
 
     # -- stop requests and signals --------------------------------------------------------------
 

@@ -656,3 +656,44 @@ def test_pickup__a_claim_reads_the_pauses_only_when_the_loop_has_not_for_a_while
     ledger.forget_pauses()
     ledger.sync(1)
     assert len(reads) == 4
+
+
+def test_flow_control__wake_ups_run_the_gated_claim_at_most_once_per_spacing(
+    transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst of enqueues wakes a worker thousands of times a second; each wake-up used to run a
+    # gated claim (every key and sequence walked) whether or not any job had a key.
+    from django_jobs.db import gates
+    from django_jobs.worker import WorkerLoop
+    from django_jobs.worker.ledger import GATED_WAKE_SPACING
+
+    ran: list[float] = []
+
+    def claim_gated(*args: Any, **kwargs: Any) -> gates.GatedClaim:
+        ran.append(time.monotonic())
+        return gates.GatedClaim([])
+
+    monkeypatch.setattr(gates, "claim_gated", claim_gated)
+    ledger = WorkerLoop(concurrency=1, burst=True, scheduler=False).ledger
+    ledger.sync(1)  # reads the limits (nothing to claim): tests.testapp registers jobs with keys
+    ledger.claim_gated(1)
+    assert len(ran) == 1
+
+    ledger.gated_woken = True
+    ledger.claim_gated(1)  # woken right after the last one: not yet, but soon, not at the next poll
+    assert len(ran) == 1
+    assert ledger.gate_due is not None and ledger.gate_due <= ran[0] + GATED_WAKE_SPACING + 1e-9
+    wait_until_monotonic(ledger.gate_due)
+    ledger.claim_gated(1)
+    assert len(ran) == 2 and not ledger.gated_woken
+
+    # A freed slot (gated_dirty) doesn't wait.
+    ledger.gated_dirty = True
+    ledger.claim_gated(1)
+    assert len(ran) == 3
+
+
+def wait_until_monotonic(moment: float) -> None:
+    """Block until time.monotonic() reaches ``moment`` (a deadline the code under test set)."""
+    while time.monotonic() < moment:
+        time.sleep(max(0.0, moment - time.monotonic()))
