@@ -78,3 +78,30 @@ def test_run_in_span__marks_failures_as_errors(
     assert span.status.status_code == status
     assert dict(span.attributes or {}).get("error.type") == error_type
     assert [e.name for e in span.events] == (["exception"] if error_type else [])
+
+
+def test_run_in_span__without_a_tracer_provider_makes_no_span_and_keeps_the_context_current(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The API installed, no provider set (the SDK not set up): every span would be a no-op, so none
+    # is made (a fifth of a child's time per short job), but the stored context is still current
+    # while the job runs: what the job enqueues continues the trace, as under a no-op span.
+    from opentelemetry import trace
+
+    monkeypatch.setattr(tracing, "_tracer", None)
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+    def no_span(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a span was started")
+
+    monkeypatch.setattr(trace.ProxyTracer, "start_as_current_span", no_span)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    seen: list[Any] = []
+
+    reply = tracing.run_in_span({**JOB, "traceparent": traceparent}, "host:1",
+                                lambda: seen.append(tracing.trace_context()) or {"outcome": "succeeded"})
+
+    assert reply == {"outcome": "succeeded"}
+    assert seen == [(traceparent, None)]
+    assert tracing.trace_context() == (None, None)  # and no longer once it returned
+    assert tracing.run_in_span(dict(JOB), "host:1", lambda: {"outcome": "succeeded"}) == {"outcome": "succeeded"}
