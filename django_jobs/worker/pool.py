@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import select
 import signal
 import socket
 import time
@@ -17,7 +18,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from multiprocessing import get_context
-from multiprocessing.connection import wait
 from typing import Any
 
 from .. import tracing
@@ -52,6 +52,24 @@ def _failure(outcome: str, error_class: str, message: str) -> dict[str, Any]:
     """A reply the worker makes up for an attempt whose child never answered."""
     return {"outcome": outcome, "retryable": True,
             "error": ErrorRecord.ours(error_class, message).as_dict()}
+
+
+def _ready(waitables: list[Any], timeout: float) -> list[Any]:
+    """The sockets and descriptors of ``waitables`` that are readable, have closed or failed,
+    waiting at most ``timeout`` seconds for one.
+
+    What multiprocessing.connection.wait() answers, with one poll() object per call and no
+    selector: that built and registered a selector each time, ~14 µs against ~3 µs, and the loop
+    waits after every batch of replies. (poll, not select: no limit on descriptor numbers.)
+    """
+    poller = select.poll()
+    by_fd: dict[int, Any] = {}
+    for item in waitables:
+        fd = item if isinstance(item, int) else item.fileno()
+        by_fd[fd] = item
+        poller.register(fd, select.POLLIN)
+    # (Hang-ups, errors and closed descriptors are reported whatever was asked for.)
+    return [by_fd[fd] for fd, _events in poller.poll(max(0.0, timeout) * 1000)]
 
 
 @functools.cache
@@ -393,7 +411,7 @@ class Pool:
         # Every child's exit too: a child can die while a process it forked keeps its socket open,
         # and then only this tells.
         exits: dict[Any, Slot] = {s.exit_fd: s for s in self.slots if s.process is not None}
-        ready = wait(conns + list(exits) + [wake_fd], timeout)
+        ready = _ready(conns + list(exits) + [wake_fd], timeout)
         exited = []
         woken = False
         for item in ready:

@@ -520,7 +520,7 @@ def test_wait__pending_outcomes_do_not_spin_the_loop_while_the_database_is_down(
                                   queued_at=now - 60))
     worker.maintenance.due = {key: now - 60 for key in worker.maintenance.due}
     timeouts: list[float] = []
-    monkeypatch.setattr(pool_module, "wait", lambda conns, timeout: timeouts.append(timeout) or [])
+    monkeypatch.setattr(pool_module, "_ready", lambda conns, timeout: timeouts.append(timeout) or [])
 
     worker._wait(idle_left=False)
 
