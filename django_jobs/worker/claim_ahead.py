@@ -14,6 +14,12 @@ Jobs averaging under BATCH_BELOW seconds go to a child several at a time: up to 
 of them, and no more than an even share of the buffer per idle child. The child runs them back to
 back and answers each; a longer job always goes alone.
 
+A queue of mixed jobs is not short, whatever its average: claimed ahead behind a child's
+one-second job, a 1 ms job waits out that second while another worker's children are free (bench
+K saw 1 ms jobs wait 0.75 s in a buffer so). Any job of the last RECENT that took PREFETCH_BELOW
+or more stops claiming ahead (and batching) until RECENT shorter ones have followed it: each
+worker then claims for its idle children only, and a short job goes to whichever has one.
+
 Jobs that flow control holds (db/gates.py) are claimed ahead less: each one takes a slot of a
 limit shared by every worker from its claim on, so a buffer of them is slots no other worker can
 use meanwhile. One worker claiming 0.1 s of no-op jobs over 100 keys limited to one each took
@@ -33,6 +39,7 @@ WARMUP = 8
 BATCH_BELOW = 0.005
 BATCH_WORK = 0.02
 GATED_AHEAD_PER_CHILD = 32
+RECENT = 64
 
 
 @dataclass(slots=True)
@@ -45,6 +52,8 @@ class ClaimAhead:
     #: An exponential moving average of job durations, in seconds; the first job sets it, so one
     #: hour-long job is enough to stop claiming ahead.
     average: float = 0.0
+    #: Jobs finished since the last one that took PREFETCH_BELOW or more (None: none has).
+    since_long: int | None = None
 
     def record(self, duration: float) -> None:
         """Count a finished job that took ``duration`` seconds."""
@@ -53,6 +62,14 @@ class ClaimAhead:
         else:
             self.average = duration
         self.finished += 1
+        if duration >= PREFETCH_BELOW:
+            self.since_long = 0
+        elif self.since_long is not None:
+            self.since_long += 1
+
+    def _mixed(self) -> bool:
+        """Whether one of the last RECENT jobs was long (see the module's docstring)."""
+        return self.since_long is not None and self.since_long < RECENT
 
     def buffer_size(self) -> int:
         """How many claimed jobs to keep waiting for a child (see CLAIM_AHEAD)."""
@@ -61,7 +78,7 @@ class ClaimAhead:
             if self.finished and self.average >= PREFETCH_BELOW:
                 return 0
             return PREFETCH_FACTOR * self.concurrency
-        if self.average >= PREFETCH_BELOW:
+        if self.average >= PREFETCH_BELOW or self._mixed():
             return 0
         per_child = CLAIM_AHEAD / max(self.average, 1e-4)
         return int(min(MAX_CLAIM, self.concurrency * per_child))
@@ -97,7 +114,7 @@ class ClaimAhead:
 
     def batch_size(self, idle: int, buffered: int) -> int:
         """How many of ``buffered`` jobs to hand each of ``idle`` children at once (see BATCH_WORK)."""
-        if self.finished < WARMUP or self.average >= BATCH_BELOW:
+        if self.finished < WARMUP or self.average >= BATCH_BELOW or self._mixed():
             return 1
         share = -(-buffered // idle)  # spread the buffer over the idle children
         return max(1, min(share, int(BATCH_WORK / max(self.average, 1e-5))))

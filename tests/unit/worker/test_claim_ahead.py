@@ -155,3 +155,30 @@ def test_gated_buffer_size__short_jobs_hold_a_few_slots_per_child_not_the_whole_
 def test_gated_buffer_size__is_never_more_than_the_plain_buffer() -> None:
     assert warmed(2, 1.0).gated_buffer_size() == 0  # long jobs: nothing claimed ahead
     assert ClaimAhead(2).gated_buffer_size() == min(PREFETCH_FACTOR * 2, 2 * GATED_AHEAD_PER_CHILD)
+
+
+# -- mixed queues ---------------------------------------------------------------------------------
+
+
+def test_mixed__one_long_job_among_short_ones_stops_claiming_ahead_and_batching() -> None:
+    from django_jobs.worker.claim_ahead import RECENT
+
+    policy = warmed(2, 0.001)
+    assert policy.buffer_size() > 0 and policy.batch_size(2, 100) > 1
+
+    policy.record(1.0)  # a one-second job: the average moves a tenth of the way, to ~0.1 s…
+    policy.average = 0.001  # …but even were it still short, a job claimed ahead could wait a second
+    assert (policy.buffer_size(), policy.batch_size(2, 100)) == (0, 1)
+    assert policy.claim_target(idle=1, buffered=0, waiting=0, left=None) == 1  # the idle child only
+
+    for _ in range(RECENT - 1):
+        policy.record(0.001)
+    assert policy.buffer_size() == 0  # still within the last RECENT jobs
+    policy.record(0.001)
+    assert policy.buffer_size() > 0 and policy.batch_size(2, 100) > 1
+
+
+def test_mixed__a_job_just_under_the_prefetch_line_is_not_long() -> None:
+    policy = warmed(2, 0.001)
+    policy.record(PREFETCH_BELOW * 0.99)
+    assert policy.since_long is None and policy.buffer_size() > 0
