@@ -114,7 +114,7 @@ def insert_rate(url: str, n: int, processes: int, *, lean: bool = False) -> floa
     barrier.wait(timeout=60)
     started = time.perf_counter()
     finished = [ends.get(timeout=600) for _ in children]
-    _join(children)
+    join(children)
     return n / (max(finished) - started)
 
 
@@ -144,10 +144,12 @@ def drain(url: str, processes: int, timeout: float) -> None:
     ]
     for child in children:
         child.start()
-    _join(children, timeout)
+    join(children, timeout)
 
 
-def _join(children: list[Any], timeout: float = 600.0) -> None:
+def join(children: list[Any], timeout: float = 600.0) -> None:
+    """Wait for forked ``children``; kill any still running after ``timeout`` and raise, as for
+    any that exited with an error."""
     deadline = time.monotonic() + timeout
     for child in children:
         child.join(max(0.0, deadline - time.monotonic()))
@@ -157,6 +159,6 @@ def _join(children: list[Any], timeout: float = 600.0) -> None:
         child.join(5)
     failed = [c.exitcode for c in children if c.exitcode]
     if alive:
-        raise TimeoutError(f"{len(alive)} raw loop process(es) still running after {timeout:g}s")
+        raise TimeoutError(f"{len(alive)} forked process(es) still running after {timeout:g}s")
     if failed:
-        raise RuntimeError(f"raw loop process(es) exited with {failed}")
+        raise RuntimeError(f"forked process(es) exited with {failed}")

@@ -1,4 +1,4 @@
-"""The benchmark of issue 7: sections A–J against a database of its own; a table and a JSON file.
+"""The benchmark of issue 7: sections A–K against a database of its own; a table and a JSON file.
 
 Start it with ``python3 bench/run.py`` (which prepares .venv and a PostgreSQL first); run
 directly, ``python -m bench.harness`` uses ``DATABASE_URL``'s server as it is. Each section's
@@ -34,7 +34,7 @@ from .workers import Runjobs
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
-SECTIONS = "ABCDEFGHIJ"
+SECTIONS = "ABCDEFGHIJK"
 
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
@@ -47,6 +47,12 @@ FLOW_DRAIN_BUDGET = 6.0  # G: seconds a keyed drain may run before its rate is r
 FAN_IN = 10_000  # I: upstream jobs of the fan-in (times --scale)
 RELEASE_PROBES = 20  # I: fan-ins of 3 run by idle workers, for the release delay
 WAITING_ROWS = 100_000  # I: waiting rows added under the claim (times --scale)
+MIX_WINDOW = 15.0  # K: seconds of steady load on the four queues (times --scale) ...
+MIX_WINDOW_MIN = 4.0  # ... but at least this many
+MIX_TAIL = 15.0  # K: seconds the four queues' workers get after the load to finish its jobs
+#: K: the children's CONN_MAX_AGE where their jobs keep a connection (BENCH_CONN_MAX_AGE).
+PERSISTENT = {"BENCH_CONN_MAX_AGE": "60"}
+RECONNECT_BUDGET = 10.0  # K: seconds the ORM writes with a connection per job may drain
 
 
 #: Drains in a row without VACUUM in section D's churn phase.
@@ -70,6 +76,7 @@ class Sizes:
     held: int
     runnable: int
     unknown: int
+    burst: int
 
     @classmethod
     def at(cls, scale: float) -> Sizes:
@@ -90,6 +97,7 @@ class Sizes:
             held=scaled(100_000, 1_000),
             runnable=scaled(1_000, 200),
             unknown=scaled(10_000, 500),
+            burst=scaled(100_000, 1_000),
         )
 
 
@@ -199,8 +207,8 @@ class Bench:
         if values:
             self.part(section)[key] = {"unit": unit, **extra, **summary(values)}
 
-    def start_worker(self, name: str, *args: str) -> Runjobs:
-        worker = Runjobs(list(args), self.log_dir / f"{name}.log")
+    def start_worker(self, name: str, *args: str, env: dict[str, str] | None = None) -> Runjobs:
+        worker = Runjobs(list(args), self.log_dir / f"{name}.log", env)
         self.workers.append(worker)
         return worker
 
@@ -220,6 +228,7 @@ class Bench:
             ("H", "H", self.rolling),
             ("I", "I", self.workflows),
             ("J", "J", self.charts),
+            ("K", "K", self.mixes),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -346,6 +355,7 @@ class Bench:
         name: str,
         after_id: int = 0,
         budget: float | None = None,
+        env: dict[str, str] | None = None,
     ) -> dict[str, float]:
         """Drain ``table``'s queued rows; return jobs/s (from the table's timestamps) and details.
 
@@ -354,7 +364,7 @@ class Bench:
         (pg_stat_database, flushed by each backend as it exits). With a ``budget`` (seconds, the
         library's workers only), workers still running then are stopped (SIGTERM: they hand back
         what they hold), the figures count the jobs that succeeded, and the details say how many
-        that was and whether the budget ran out.
+        that was and whether the budget ran out. ``env``: the workers' environment (Runjobs).
         """
         from . import ceiling, db
 
@@ -363,7 +373,7 @@ class Bench:
         started, began = time.monotonic(), time.time()
         budget_hit = False
         if table == db.JOB_TABLE:
-            workers = [self.start_worker(f"{name}-{i}", "--burst") for i in range(procs)]
+            workers = [self.start_worker(f"{name}-{i}", "--burst", env=env) for i in range(procs)]
             if budget is not None:
                 budget_hit = not self._exited(workers, started + budget)
             for worker in workers:
@@ -701,16 +711,21 @@ class Bench:
             self.part("G")["skipped"] = "the measured django_jobs has no flow control"
             self.say("G", "skipped: the measured django_jobs has no flow control (django_jobs.flow)")
             return
-        seconds = self.part("G").setdefault("seconds", {})
-        for part in (self._flow_before_after, self._flow_keyed, self._flow_rate, self._flow_claim):
+        self._parts("G", self._flow_before_after, self._flow_keyed, self._flow_rate, self._flow_claim)
+
+    def _parts(self, section: str, *parts: Callable[[], None]) -> None:
+        """Run a section's ``parts`` in turn, each reported on its own if another fails; the
+        section's ``seconds`` say how long each took (by name less prefix: ``_flow_rate``, rate)."""
+        seconds = self.part(section).setdefault("seconds", {})
+        for part in parts:
             started = time.monotonic()
             try:
                 part()
             except Exception as exc:  # noqa: BLE001 - report it, then measure the other parts
-                self._failed("G", exc)
+                self._failed(section, exc)
             finally:
                 self.stop_workers()
-                seconds[part.__name__.removeprefix("_flow_")] = round(time.monotonic() - started, 1)
+                seconds[part.__name__.lstrip("_").split("_", 1)[1]] = round(time.monotonic() - started, 1)
 
     def _failed(self, section: str, exc: Exception) -> None:
         """Record an error of ``section`` (after any earlier one) and print it with its traceback."""
@@ -934,16 +949,7 @@ class Bench:
             self.say("H", "skipped: the measured code's claim doesn't set aside unknown names "
                      "(no claims.claim_and_park)")
             return
-        seconds = self.part("H").setdefault("seconds", {})
-        for part in (self._rolling_claim,):
-            started = time.monotonic()
-            try:
-                part()
-            except Exception as exc:  # noqa: BLE001 - report it, then measure the other parts
-                self._failed("H", exc)
-            finally:
-                self.stop_workers()
-                seconds[part.__name__.removeprefix("_rolling_")] = round(time.monotonic() - started, 1)
+        self._parts("H", self._rolling_claim)
 
     def _rolling_claim(self) -> None:
         """H, the plain claim behind unknown names: claims.claim_and_park() (what claim() runs) for
@@ -1180,6 +1186,143 @@ class Bench:
                       f"{record['jobs_in_a_minute']:,} jobs a minute ({record['statements']} statement); "
                       f"{record['lost_p50_ms']:.2f} ms when another worker got there first")
 
+    # -- K (realistic mixes) -----------------------------------------------------------------------
+
+    def mixes(self) -> None:
+        """K (realistic mixes, issue 19): jobs that each write a row of their own; four queues of
+        short and long jobs on the same workers; a burst of enqueues from 8 processes while 2
+        workers drain. Each part is reported on its own if another fails."""
+        self._parts("K", self._mix_orm_writes, self._mix_queues, self._mix_burst)
+
+    def _mix_orm_writes(self) -> None:
+        """K, ORM writes: B's 2-process drain (``runjobs --burst``) of bench.orm_write jobs, each
+        adding one to a Counter row of its own with one ORM UPDATE: with the children's connections
+        kept between jobs (CONN_MAX_AGE 60, PERSISTENT), and with Django's default (0: a connection
+        per job; stopped after RECONNECT_BUDGET seconds, its rate read from the jobs done by then);
+        against B's no-op jobs, in turns run by run (the order reverses every other run). After each
+        ORM drain every row must read 1 if its job succeeded, else 0."""
+        from . import db, mixes
+
+        n = self.sizes.drain
+        options: dict[str, dict[str, Any]] = {
+            "noop": {}, "orm": {"env": PERSISTENT}, "orm_reconnect": {"budget": RECONNECT_BUDGET}
+        }
+        found: dict[str, list[dict[str, float]]] = {label: [] for label in options}
+        not_once = []
+        for run in range(1, self.runs + 1):
+            for label in list(found) if run % 2 else list(found)[::-1]:
+                db.reset()
+                if label == "noop":
+                    db.seed(db.JOB_TABLE, n)
+                else:
+                    mixes.seed_counters(n)
+                    mixes.enqueue_writes(n)
+                db.analyze(db.JOB_TABLE)
+                found[label].append(self._drain("K", db.JOB_TABLE, 2, n, f"K-{label}-run{run}", **options[label]))
+                if label != "noop":
+                    not_once.append(mixes.counters_not_once(n))
+            reconnect = found["orm_reconnect"][-1]
+            self.say(
+                "K",
+                f"run {run}/{self.runs}, 2 processes, one ORM UPDATE per job: "
+                + self._describe_drain(n, found["orm"][-1])
+                + f"; a connection per job (CONN_MAX_AGE 0) {reconnect['rate']:,.0f} jobs/s"
+                + (f" ({reconnect['jobs_done']:,} done in the {RECONNECT_BUDGET:g} s budget)"
+                   if reconnect["budget_hit"] else "")
+                + f"; no-op jobs in turn {found['noop'][-1]['rate']:,.0f} jobs/s; "
+                f"{sum(not_once[-2:])} row(s) not matching their job",
+            )
+        self._drain_figure("K", "orm_drain", n, found["orm"], conn_max_age=int(PERSISTENT["BENCH_CONN_MAX_AGE"]))
+        self._drain_figure("K", "orm_reconnect_drain", n, found["orm_reconnect"], conn_max_age=0,
+                           budget_seconds=RECONNECT_BUDGET)
+        self._drain_figure("K", "noop_drain", n, found["noop"])
+        self.part("K")["orm_rows_not_once"] = not_once
+
+    def _mix_queues(self) -> None:
+        """K, four queues: 2 ``runjobs`` processes (not burst, default concurrency) serving the
+        queues of mixes.QUEUES, fed bench.sleep jobs at each queue's rate for MIX_WINDOW seconds
+        (times --scale, at least MIX_WINDOW_MIN), one enqueue() per transaction; then up to
+        MIX_TAIL seconds to finish. Per queue: jobs finished per second during the load, and each
+        job's pickup, from its enqueue's commit to its body's start (as C's). A queue starves when
+        it finished nothing during the load or one of its jobs waited over mixes.STARVE_AFTER."""
+        from . import db, mixes
+
+        window = max(MIX_WINDOW_MIN, MIX_WINDOW * self.args.scale)
+        queues = [arg for queue in mixes.QUEUES for arg in ("--queue", queue)]
+        runs = []
+        for run in range(1, self.runs + 1):
+            db.reset()
+            workers = [self.start_worker(f"K-queues-run{run}-{i}", *queues) for i in range(2)]
+            self._wait_idle(len(workers))
+            events = mixes.schedule(window, random.Random(run))
+            started = time.time()
+            committed = mixes.enqueue_load(events)
+            ended = time.time()
+            deadline = time.monotonic() + MIX_TAIL
+            while db.active_count() and time.monotonic() < deadline:
+                time.sleep(0.1)  # polling the table while the workers finish the load
+            observed = time.time()
+            for worker in workers:
+                worker.stop()
+            self.workers.clear()
+            runs.append(mixes.queue_figures(committed, (started, ended), observed))
+            self.say(
+                "K",
+                f"run {run}/{self.runs}, {len(events):,} jobs over {ended - started:.1f} s: "
+                + "; ".join(
+                    f"{queue} {f['per_second']:,.1f} jobs/s, pickup p50 {f['pickup_p50_ms']:.1f} ms "
+                    f"p99 {f['pickup_p99_ms']:.1f} ms, longest wait {f['longest_wait_s']:.2f} s"
+                    + (" STARVED" if f["starved"] else "")
+                    for queue, f in runs[-1].items()
+                ),
+            )
+        part = self.part("K")
+        part["queues"] = {"window_seconds": window, "rates": mixes.RATES, "durations": mixes.QUEUES,
+                          "starve_after_seconds": mixes.STARVE_AFTER, "runs": runs}
+        for queue in mixes.QUEUES:
+            self.figure("K", f"per_second_{queue}", [r[queue]["per_second"] for r in runs], "jobs/s",
+                        rate=mixes.RATES[queue])
+        for q in ("p50", "p99"):
+            self.figure("K", f"short_pickup_{q}_ms", [r[mixes.SHORT_QUEUE][f"pickup_{q}_ms"] for r in runs], "ms")
+        self.figure("K", "longest_wait_s", [max(f["longest_wait_s"] for f in r.values()) for r in runs], "s")
+        part["no_queue_starves"] = not any(f["starved"] for r in runs for f in r.values())
+
+    def _mix_burst(self) -> None:
+        """K, burst: 2 ``runjobs`` processes (not burst, PERSISTENT) idle and listening, then 8 forked
+        processes enqueue a bench.orm_write job for each of ``burst`` Counter rows at once, one
+        enqueue() per transaction. The enqueue rate over the 8; the jobs finished while they
+        enqueued, per second; the time from the last enqueue to the last outcome; and the jobs that
+        did not succeed after exactly one attempt, or whose row does not read 1. Once, not --runs
+        times, as F: at scale 1 it is the longest part (every enqueue waits for its own WAL flush,
+        see docs/performance.md)."""
+        from . import db, mixes
+
+        n = self.sizes.burst
+        db.reset()
+        mixes.seed_counters(n)
+        workers = [self.start_worker(f"K-burst-{i}", env=PERSISTENT) for i in range(2)]
+        self._wait_idle(len(workers))
+        started, last_enqueue = mixes.burst(n)
+        wait_until(lambda: db.active_count() == 0, 120 + n / 200, f"the burst's {n:,} jobs to finish")
+        for worker in workers:
+            worker.stop()
+        self.workers.clear()
+        found = mixes.burst_outcome(n, started, last_enqueue)
+        self.say(
+            "K",
+            f"{n:,} enqueues from {mixes.BURST_PROCESSES} processes: "
+            f"{found['enqueue_rate']:,.0f} jobs/s over {found['enqueue_seconds']:.1f} s; "
+            f"{found['done_by_last_enqueue']:,} done meanwhile ({found['drain_rate_during']:,.0f} "
+            f"jobs/s); last outcome {found['tail_seconds']:.2f} s after the last enqueue; "
+            f"{found['jobs_not_once']} job(s) not succeeded once, {found['rows_not_once']} row(s) "
+            f"not updated once",
+        )
+        for key, unit in (("enqueue_rate", "jobs/s"), ("drain_rate_during", "jobs/s"), ("tail_seconds", "s")):
+            self.figure("K", f"burst_{key}", [found[key]], unit, jobs=n, processes=mixes.BURST_PROCESSES)
+        part = self.part("K")
+        part["burst"] = found
+        part["burst_not_once"] = found["jobs_not_once"] + found["rows_not_once"]
+
     # -- figures derived from several sections -----------------------------------------------------
 
     def derive(self) -> None:
@@ -1214,6 +1357,15 @@ class Bench:
             i["fan_in_vs_plain"] = fan_in
         if "claim_waiting" in i and "claim_alone" in i:
             i["claim_waiting_vs_alone"] = i["claim_waiting"]["p50_ms"] / i["claim_alone"]["p50_ms"]
+        k = self.results.get("K", {})
+        for key, a, b in (
+            ("orm_vs_noop", "orm_drain", "noop_drain"),
+            ("orm_reconnect_vs_noop", "orm_reconnect_drain", "noop_drain"),
+            ("burst_drain_vs_enqueue", "burst_drain_rate_during", "burst_enqueue_rate"),
+        ):
+            value = ratio(median_of(self.results, "K", a), median_of(self.results, "K", b))
+            if value is not None:
+                k[key] = value
 
 
 # -- the record of where and how it ran ------------------------------------------------------------

@@ -270,6 +270,33 @@ TARGETS = [
 ]
 
 
+TARGETS += [
+    Target(
+        "K_orm_once",
+        "K, ORM writes: every job's row updated exactly once",
+        lambda r: max(r["K"]["orm_rows_not_once"]) if r.get("K", {}).get("orm_rows_not_once") else None,
+        _const(0),
+        False,
+        "rows",
+    ),
+    Target(
+        "K_starve",
+        "K, four queues: none starves (each finishes jobs, none waits > 5 s)",
+        lambda r: _flag(r.get("K", {}).get("no_queue_starves")),
+        _const(1.0),
+        unit="yes/no",
+    ),
+    Target(
+        "K_burst_once",
+        "K, burst: every job succeeded once, its row updated once",
+        lambda r: r.get("K", {}).get("burst_not_once"),
+        _const(0),
+        False,
+        "jobs",
+    ),
+]
+
+
 def judge_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [t.judge(results) for t in TARGETS]
 
@@ -315,6 +342,10 @@ def _yes(x: float) -> str:
 
 def _count(x: float) -> str:
     return f"{x:,.0f}"
+
+
+def _seconds(x: float) -> str:
+    return f"{x:,.2f}"
 
 
 # Per section: (figure key, label, unit, formatter, E counterpart figure key, target key).
@@ -429,7 +460,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         judged = [texts[target], verdicts.get(target, "n/a")] if target else ["", ""]
         rows.append([section, label, *cells, unit, _pct(vs_e) if vs_e is not None else "", *judged])
 
-    for section in "ABCDEFGHIJ":
+    for section in "ABCDEFGHIJK":
         part = results.get(section)
         if not part:
             continue
@@ -512,6 +543,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                     target="G_claim_plan")
         if section == "H":
             _add_rolling_rows(part, add)
+        if section == "K":
+            _add_mix_rows(results, add)
         if section == "I":
             for key, label in (
                 ("claim_alone", "plain claim of 4, p50, 1,000 queued jobs"),
@@ -558,6 +591,42 @@ def _add_rolling_rows(part: dict[str, Any], add: Callable[..., None]) -> None:
     if plan:
         add("H", "claim: ready_idx, no Seq Scan", float(plan["index_walk"]), "yes/no", _yes,
             target="H_claim_plan")
+
+
+def _add_mix_rows(results: dict[str, Any], add: Callable[..., None]) -> None:
+    """Section K's rows, through table_rows()'s ``add``: each part's figures, then its check."""
+    part = results["K"]
+
+    def figure(key: str, label: str, unit: str, fmt: Callable[[float], str], e_key: str | None = None,
+               target: str | None = None) -> None:
+        if key in part:
+            vs_e = ratio(median_of(results, "K", key), median_of(results, "E", e_key)) if e_key else None
+            add("K", label, part[key], unit, fmt, vs_e, target)
+
+    figure("orm_drain", "drain, 2 processes, an ORM UPDATE a job, CONN_MAX_AGE 60", "jobs/s", _rate,
+           "drain_2_processes")
+    figure("orm_reconnect_drain", "… with a connection per job (CONN_MAX_AGE 0)", "jobs/s", _rate,
+           "drain_2_processes")
+    figure("noop_drain", "… no-op jobs (B's drain), in turns", "jobs/s", _rate, "drain_2_processes")
+    figure("orm_vs_noop", "ORM-write jobs / no-op jobs", "ratio", _ratio)
+    figure("orm_reconnect_vs_noop", "… with a connection per job / no-op jobs", "ratio", _ratio)
+    if part.get("orm_rows_not_once"):
+        add("K", "… rows not updated exactly once", max(part["orm_rows_not_once"]), "rows", _count,
+            target="K_orm_once")
+    for queue, label in (("k-1ms", "1 ms"), ("k-50ms", "50 ms"), ("k-1s", "1 s"), ("k-mixed", "mixed")):
+        figure(f"per_second_{queue}", f"{label} queue, jobs finished per second", "jobs/s", _rate1)
+    figure("short_pickup_p50_ms", "1 ms jobs' pickup p50, among long ones", "ms", _ms)
+    figure("short_pickup_p99_ms", "1 ms jobs' pickup p99, among long ones", "ms", _ms)
+    figure("longest_wait_s", "longest wait, any job of any queue", "s", _seconds)
+    if "no_queue_starves" in part:
+        add("K", "no queue starves", float(part["no_queue_starves"]), "yes/no", _yes, target="K_starve")
+    figure("burst_enqueue_rate", "burst: enqueue() from 8 processes", "jobs/s", _rate, "insert_2_processes")
+    figure("burst_drain_rate_during", "burst: jobs done per second meanwhile", "jobs/s", _rate)
+    figure("burst_drain_vs_enqueue", "… as a share of the enqueue rate", "ratio", _pct)
+    figure("burst_tail_seconds", "burst: last enqueue → last outcome", "s", _seconds)
+    if "burst_not_once" in part:
+        add("K", "burst: jobs not run exactly once", part["burst_not_once"], "jobs", _count,
+            target="K_burst_once")
 
 
 HEADER = ["", "figure", "median", "min", "max", "unit", "vs E", "target", "result"]

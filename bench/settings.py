@@ -22,6 +22,8 @@ DATABASES = {
         os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/django_jobs_bench")
     )
 }
+if "BENCH_CONN_MAX_AGE" in os.environ:  # section K's ORM writes with persistent connections
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["BENCH_CONN_MAX_AGE"])
 INSTALLED_APPS = ["django_jobs", "bench.benchapp"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {

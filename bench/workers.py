@@ -15,13 +15,15 @@ REPO = Path(__file__).resolve().parent.parent
 class Runjobs:
     """A ``runjobs ARGS…`` process (and its children) writing its output to a file."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+        """``extra_env``: variables to set for it on top of the harness's own."""
         self.args = args
         self.log_path = log_path
         # ``python -m django`` is what manage.py runs. Started in the measured code's directory,
         # which -m puts first on the path; the bench package comes from the repository (code.py).
         code_dir = os.environ.get("BENCH_CODE_DIR", str(REPO))
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, **(extra_env or {}))
+        env.update(DJANGO_SETTINGS_MODULE="bench.settings", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(

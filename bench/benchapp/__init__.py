@@ -1,1 +1,1 @@
-"""The benchmark's jobs: a no-op, a latency probe, and flow control's limited jobs."""
+"""The benchmark's jobs: no-op, probe, section K's writer and sleeper, flow control's."""

@@ -1,11 +1,16 @@
-"""Jobs the benchmark enqueues. Their bodies do as little as possible: we measure the queue."""
+"""Jobs the benchmark enqueues. Their bodies do as little as possible (we measure the queue), but for
+section K's, which write a row or sleep as real jobs do."""
 
 from __future__ import annotations
 
 import inspect
 import time
 
+from django.db.models import F
+
 from django_jobs import job
+
+from .models import Counter
 
 
 @job(name="bench.noop")
@@ -17,6 +22,21 @@ def noop() -> None:
 def probe() -> float:
     """Return the wall-clock time the body started (the harness subtracts the enqueue's commit)."""
     return time.time()
+
+
+@job(name="bench.orm_write")
+def orm_write(n: int) -> None:
+    """Add one to Counter row ``n`` with one ORM UPDATE (section K: a job that writes a row)."""
+    Counter.objects.filter(pk=n).update(counter=F("counter") + 1)
+
+
+@job(name="bench.sleep")
+def sleep(seconds: float) -> float:
+    """Sleep ``seconds`` (a job waiting on I/O, section K's queues); return when the body started,
+    as bench.probe does."""
+    started = time.time()
+    time.sleep(seconds)
+    return started
 
 
 # Section G's jobs, registered only where @job has flow control: a run pinned to an older commit

@@ -45,7 +45,7 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert f"results: {out}" in result.stdout
 
     results = json.loads(out.read_text())
-    for section in "ABCDEFGHIJ":
+    for section in "ABCDEFGHIJK":
         assert results.get(section), f"section {section} missing: {sorted(results)}"
         assert "error" not in results[section], results[section]["error"]
     assert {"enqueue_one_per_transaction", "enqueue_many"} <= set(results["A"])
@@ -99,6 +99,21 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert charts["overview_day_ms"]["charts"] >= 9 and charts["overview_day_ms"]["empty_charts"] == 0
     assert charts["record_statements"] == 1
     assert charts["sizes"]["samples"] > 2 * 24 * 60
+    # Realistic mixes: ORM-write jobs against no-op ones, four queues on the same workers, a burst.
+    mixes = results["K"]
+    assert {
+        "orm_drain", "orm_reconnect_drain", "noop_drain", "orm_vs_noop", "orm_reconnect_vs_noop",
+        "short_pickup_p50_ms", "short_pickup_p99_ms", "longest_wait_s", "burst_enqueue_rate",
+        "burst_drain_rate_during", "burst_tail_seconds",
+    } <= set(mixes)
+    assert mixes["orm_rows_not_once"] == [0, 0]  # each row written by its own job, exactly once
+    queues = mixes["queues"]["runs"][0]
+    assert set(queues) == {"k-1ms", "k-50ms", "k-1s", "k-mixed"}
+    for queue, found in queues.items():
+        assert found["enqueued"] > 0 and found["succeeded"] == found["enqueued"], (queue, found)
+        assert {"per_second", "pickup_p50_ms", "pickup_p99_ms", "longest_wait_s"} <= set(found)
+    assert mixes["burst_not_once"] == 0  # every job succeeded at its first attempt, its row read 1
+    assert mixes["burst"]["done_by_last_enqueue"] <= mixes["burst_enqueue_rate"]["jobs"]
     assert {t["key"] for t in results["targets"]} == {t.key for t in TARGETS}
     assert all(t["result"] in ("PASS", "FAIL") for t in results["targets"]), results["targets"]
     assert results["meta"]["machine"]["cpus"] and results["worker_logs"]["files"] > 0
