@@ -15,6 +15,7 @@ from .tables import KEY_HOLDERS_SQL, READY_SQL, TABLE, status_in, unique_target
 # Columns written by insert_columns(): every concrete field but the serial id, as (attname, field).
 INSERT_FIELDS = [(f.attname, f) for f in Job._meta.concrete_fields if f.column != "id"]
 _COLUMNS = {attname: field.column for attname, field in INSERT_FIELDS}
+_NAMES = tuple(attname for attname, _ in INSERT_FIELDS)
 
 
 def _is_json(field: Any) -> bool:
@@ -102,17 +103,20 @@ def insert_columns(
         # The columns all rows leave NULL (most of a plain job's: its keys, its schedule, its
         # result…) are written as NULL in the text rather than sent: a job has 33 columns and
         # enqueue() sends about half of them. A few shapes, each prepared once per connection.
-        shape = (
-            tuple(a for a, _ in INSERT_FIELDS if a in varying), scope,
-            tuple(a for a, _ in INSERT_FIELDS if a not in varying and shared[a] is None),
-        )
+        if varying:
+            shape = (
+                tuple(a for a in _NAMES if a in varying), scope,
+                tuple(a for a in _NAMES if a not in varying and shared[a] is None),
+            )
+        else:
+            shape = ((), scope, tuple(a for a in _NAMES if shared[a] is None))
         sql = _INSERT_PG.get(shape)
         if sql is None:
             sql = _INSERT_PG[shape] = _insert_sql_pg(connection, *shape)
         params = dict(shared)
         for attname, values in varying.items():
             params[f"{_COLUMNS[attname]}__all"] = values
-        returned = run_prepared(using, sql, params)
+        returned = run_prepared(connection, sql, params)
     else:
         returned = []
         for start in range(0, count, 500):  # SQLite caps the number of parameters
