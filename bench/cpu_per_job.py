@@ -46,7 +46,7 @@ def _processes() -> dict[int, tuple[int, str, int]]:
     return found
 
 
-def measure(url: str, database: str, jobs: int, processes: int, code_dir: str) -> dict[str, Any]:
+def measure(url: str, database: str, jobs: int, processes: int, code_dir: str, raw: bool = False) -> dict[str, Any]:
     import django
     from django.db import connection
 
@@ -57,21 +57,39 @@ def measure(url: str, database: str, jobs: int, processes: int, code_dir: str) -
 
     call_command("migrate", verbosity=0)
     db.create_ceiling_table()
+    table = db.CEILING_TABLE if raw else db.JOB_TABLE
     db.reset()
-    db.seed(db.JOB_TABLE, jobs)
-    db.vacuum_analyze(db.JOB_TABLE)
+    db.seed(table, jobs)
+    db.vacuum_analyze(table)
     connection.close()
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings", BENCH_DATABASE_URL=url)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "django", "runjobs", "--burst"], cwd=code_dir, env=env,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        for _ in range(processes)
-    ]
-    roots = {w.pid for w in workers}
+    if raw:  # section E's raw loop: forked from this process, in a thread so that we can sample
+        import threading
+
+        from . import ceiling
+
+        before = set(_processes())
+        loop = threading.Thread(target=ceiling.drain, args=(url, processes, 600.0))
+        loop.start()
+        running = loop.is_alive
+        roots: set[int] = set()
+    else:
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings", BENCH_DATABASE_URL=url)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        workers = [
+            subprocess.Popen([sys.executable, "-m", "django", "runjobs", "--burst"], cwd=code_dir, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            for _ in range(processes)
+        ]
+        roots = {w.pid for w in workers}
+
+        def running() -> bool:
+            return any(w.poll() is None for w in workers)
+
     seen: dict[int, tuple[str, int]] = {}
-    while any(w.poll() is None for w in workers):
+    while running():
         found = _processes()
+        if raw:
+            roots = {pid for pid, (parent, _, _) in found.items() if parent == os.getpid() and pid not in before}
         tree, grew = set(roots), True
         while grew:
             grew = False
@@ -89,7 +107,7 @@ def measure(url: str, database: str, jobs: int, processes: int, code_dir: str) -
         time.sleep(SAMPLE_EVERY)
     done, span = db.execute(
         "SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) "
-        f"FROM {db.JOB_TABLE} WHERE status = 'succeeded'"
+        f"FROM {table} WHERE status = 'succeeded'"
     )[0]
     connection.close()
     tick = os.sysconf("SC_CLK_TCK")
@@ -105,6 +123,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--database", default="django_jobs_bench_cpu")
     parser.add_argument("--at", help="measure django_jobs/ as committed at this revision")
+    parser.add_argument("--raw", action="store_true", help="section E's raw loop instead of runjobs")
     args = parser.parse_args(argv)
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres").rsplit("/", 1)[0]
     url = f"{server}/{args.database}"
@@ -122,8 +141,8 @@ def main(argv: list[str]) -> int:
             code_dir = str(REPO)
         # A worker's start and exit (~0.5 s of CPU: Python, Django, the registry) are no job's:
         # measured with nothing to drain, and taken off.
-        fixed = measure(url, args.database, 0, args.processes, code_dir)["cpu_seconds"]
-        found = measure(url, args.database, args.jobs, args.processes, code_dir)
+        fixed = measure(url, args.database, 0, args.processes, code_dir, args.raw)["cpu_seconds"]
+        found = measure(url, args.database, args.jobs, args.processes, code_dir, args.raw)
     cpu = {kind: max(0.0, spent - fixed.get(kind, 0.0)) / max(found["jobs"], 1) * 1e6
            for kind, spent in found["cpu_seconds"].items()}
     cpu["total"] = sum(cpu.values())
