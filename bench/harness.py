@@ -1341,6 +1341,8 @@ class Bench:
             deleted = pruned["deleted"]
             alone.append(self._prune_rate(pruned)["rows_per_minute"])
         base = self._reseed("L", db.JOB_TABLE, base, 0, top_up=deleted)
+        part["finished_rows_after_pruning"] = db.scalar(
+            f"SELECT count(*) FROM {db.JOB_TABLE} WHERE status = 'succeeded'")
         self._drain_figure("L", "drain_prune_alone", n, drains["alone"])
         self._drain_figure("L", "drain_prune_pruning", n, drains["pruning"])
         self.figure("L", "prune_rows_per_minute", [p["rows_per_minute"] for p in prunes], "rows/min")
