@@ -53,6 +53,7 @@ BIG_LOADS = 15  # L: loads per admin page (after warm-ups), within BIG_PAGE_BUDG
 BIG_PAGE_BUDGET = 30.0
 BIG_PAGES = ("overview", "jobs", "jobs_succeeded", "jobs_search", "jobs_search_miss")
 BIG_PRUNE_ALONE = 2.0  # L: seconds the pruner runs with no drain, for its rate alone
+BIG_PRUNE_PACE = 1_000_000  # L: rows a minute the paced pruner keeps to (the issue's target)
 
 
 #: Drains in a row without VACUUM in section D's churn phase.
@@ -1304,22 +1305,23 @@ class Bench:
         from . import db
 
         part = self.part("L")
-        drains: dict[str, list[dict[str, float]]] = {"alone": [], "pruning": []}
-        prunes: list[dict[str, Any]] = []
+        drains: dict[str, list[dict[str, float]]] = {"alone": [], "pruning": [], "paced": []}
+        prunes: dict[str, list[dict[str, Any]]] = {"pruning": [], "paced": []}
         alone: list[float] = []
         pruned: dict[str, Any] = {}
         deleted = 0
         for run in range(1, self.runs + 1):
-            for mode in ("alone", "pruning") if run % 2 else ("pruning", "alone"):
+            modes = ("alone", "pruning", "paced")
+            for mode in modes[run % 3:] + modes[:run % 3]:
                 base = self._reseed("L", db.JOB_TABLE, base, n, top_up=deleted)
                 deleted = 0
                 if mode == "alone":
                     drain = self._drain("L", db.JOB_TABLE, 2, n, f"L-prune{run}-alone", after_id=base)
                 else:
-                    pruner = self._start_pruner(base)
+                    pruner = self._start_pruner(base, BIG_PRUNE_PACE if mode == "paced" else None)
                     pruned = {}
                     try:
-                        drain = self._drain("L", db.JOB_TABLE, 2, n, f"L-prune{run}-pruning", after_id=base,
+                        drain = self._drain("L", db.JOB_TABLE, 2, n, f"L-prune{run}-{mode}", after_id=base,
                                             after_workers=partial(self._stop_into, pruner, pruned))
                     finally:
                         if pruner.poll() is None:
@@ -1328,11 +1330,11 @@ class Bench:
                     deleted = pruned["deleted"]
                     first, last = drain["first_claim"], drain["last_outcome"]
                     pruned.update(self._prune_rate(pruned), during_drain=self._deleted_between(pruned, first, last))
-                    prunes.append(pruned)
+                    prunes[mode].append(pruned)
                 drains[mode].append(drain)
                 self.say("L", f"run {run}/{self.runs}, drain {mode}: " + self._describe_drain(n, drain)
-                              + (f"; pruned {pruned['deleted']:,} rows at {pruned['rows_per_minute']:,.0f}/min"
-                                 if mode == "pruning" else ""))
+                              + (f"; pruned {pruned['deleted']:,} rows at {pruned['rows_per_minute']:,.0f}/min, "
+                                 f"{pruned['during_drain']:,} in the drain's window" if mode != "alone" else ""))
             # The pruner alone, for its rate without a drain.
             base = self._reseed("L", db.JOB_TABLE, base, 0, top_up=deleted)
             pruner = self._start_pruner(base)
@@ -1345,17 +1347,21 @@ class Bench:
             f"SELECT count(*) FROM {db.JOB_TABLE} WHERE status = 'succeeded'")
         self._drain_figure("L", "drain_prune_alone", n, drains["alone"])
         self._drain_figure("L", "drain_prune_pruning", n, drains["pruning"])
-        self.figure("L", "prune_rows_per_minute", [p["rows_per_minute"] for p in prunes], "rows/min")
+        self._drain_figure("L", "drain_prune_paced", n, drains["paced"], pace=BIG_PRUNE_PACE)
+        self.figure("L", "prune_rows_per_minute", [p["rows_per_minute"] for p in prunes["pruning"]], "rows/min")
+        self.figure("L", "prune_paced_rows_per_minute", [p["rows_per_minute"] for p in prunes["paced"]], "rows/min",
+                    pace=BIG_PRUNE_PACE)
         self.figure("L", "prune_alone_rows_per_minute", alone, "rows/min")
         part["prunes"] = prunes
-        self.say("L", f"pruning while draining: {statistics.median(p['rows_per_minute'] for p in prunes):,.0f} "
-                      f"rows/min; alone {statistics.median(alone):,.0f} rows/min")
+        self.say("L", "pruning while draining: " + ", ".join(
+            f"{mode} {statistics.median(p['rows_per_minute'] for p in found):,.0f} rows/min"
+            for mode, found in prunes.items()) + f"; alone {statistics.median(alone):,.0f} rows/min")
         return base
 
-    def _start_pruner(self, base: int) -> subprocess.Popen[str]:
+    def _start_pruner(self, base: int, pace: float | None = None) -> subprocess.Popen[str]:
         """Start bench/pruner.py over the finished rows up to ``base`` (its cutoff: the newest of
-        them; at most a quarter of them, so the table stays big) and wait until its first call has
-        returned."""
+        them; at most a quarter of them, so the table stays big), at ``pace`` rows a minute or as
+        fast as it can, and wait until its first call has returned."""
         from . import db
 
         cutoff = db.scalar(f"SELECT max(finished_at) FROM {db.JOB_TABLE} WHERE id <= %s", [base])
@@ -1364,7 +1370,8 @@ class Bench:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         with open(self.log_dir / "L-pruner.log", "a") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.pruner", cutoff.isoformat(), str(self.sizes.finished // 4)],
+                [sys.executable, "-m", "bench.pruner", cutoff.isoformat(), str(self.sizes.finished // 4),
+                 *([str(pace)] if pace else [])],
                 cwd=code_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
             )
         line = proc.stdout.readline() if proc.stdout else ""
@@ -1378,8 +1385,16 @@ class Bench:
 
     @staticmethod
     def _stop_pruner(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        # Not communicate(): it reads the pipe's file descriptor, past what readline() buffered.
+        assert proc.stdin is not None and proc.stdout is not None
         try:
-            out, _ = proc.communicate("stop\n", timeout=120)
+            proc.stdin.write("stop\n")
+            proc.stdin.close()
+        except BrokenPipeError:  # it had stopped already: nothing left that was due
+            pass
+        out = proc.stdout.read()
+        try:
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
@@ -1389,13 +1404,11 @@ class Bench:
 
     @staticmethod
     def _prune_rate(pruned: dict[str, Any]) -> dict[str, float]:
-        """Rows per minute from the end of the pruner's first call to the end of its last (its
-        start-up and first statement's planning are outside)."""
-        calls = pruned["calls"]
-        (t0, n0), (t1, n1) = calls[0], calls[-1]
-        if n1 <= n0:  # the first call took all that was due (a tiny run): count it, from the start
-            t0, n0 = pruned["began"], 0
-        return {"rows_per_minute": (n1 - n0) / max(t1 - t0, 1e-6) * 60, "seconds": t1 - t0}
+        """Rows per minute from the start of the pruner's first call to the end of its last (the
+        pace it keeps counts from there too)."""
+        t1, n1 = pruned["calls"][-1]
+        seconds = t1 - pruned["began"]
+        return {"rows_per_minute": n1 / max(seconds, 1e-6) * 60, "seconds": seconds}
 
     @staticmethod
     def _deleted_between(pruned: dict[str, Any], first: float, last: float) -> int:
@@ -1438,6 +1451,7 @@ class Bench:
             ("ratio", "drain_2_processes", "drain_2_processes_empty"),
             ("raw_ratio", "raw_drain_2_processes", "raw_drain_2_processes_empty"),
             ("prune_slowdown", "drain_prune_pruning", "drain_prune_alone"),
+            ("prune_paced_slowdown", "drain_prune_paced", "drain_prune_alone"),
         ):
             value = ratio(median_of(self.results, "L", a), median_of(self.results, "L", b))
             if value is not None:

@@ -1,4 +1,4 @@
-"""Section L's pruner, in a process of its own: ``python -m bench.pruner CUTOFF MAX_ROWS``.
+"""Section L's pruner, in a process of its own: ``python -m bench.pruner CUTOFF MAX_ROWS [PACE]``.
 
 It calls django_jobs' pruning service as a worker's ``Pruner`` does (``prune(using, now=…,
 max_batches=20)``: up to 20 batches of ``PRUNE_BATCH`` rows per status, one bounded ``DELETE``
@@ -7,7 +7,8 @@ fast as the service can. ``now`` is CUTOFF (ISO 8601) plus the succeeded jobs' r
 finished jobs up to CUTOFF are due and nothing newer is. It prints ``started`` once its first
 call has returned, and stops when a line arrives on stdin, when it has deleted MAX_ROWS rows or
 when nothing is left that is due; then it prints, as JSON, the Unix time and the running total
-after each call.
+after each call. With PACE (rows per minute), it waits after a call for as long as keeps its
+deletions since it started at that pace.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from datetime import datetime
 
 
-def main(cutoff: datetime, max_rows: int) -> dict[str, object]:
+def main(cutoff: datetime, max_rows: int, pace: float | None = None) -> dict[str, object]:
     import django
 
     django.setup()
@@ -48,9 +49,13 @@ def main(cutoff: datetime, max_rows: int) -> dict[str, object]:
             print("started", flush=True)
         if not deleted:
             break
-    return {"began": began, "calls": calls, "deleted": total, "batch": int(jobs_settings.PRUNE_BATCH)}
+        if pace:
+            stop.wait(max(0.0, began + total / pace * 60 - time.time()))
+    return {
+        "began": began, "calls": calls, "deleted": total, "batch": int(jobs_settings.PRUNE_BATCH), "pace": pace,
+    }
 
 
 if __name__ == "__main__":
-    found = main(datetime.fromisoformat(sys.argv[1]), int(sys.argv[2]))
+    found = main(datetime.fromisoformat(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else None)
     print(json.dumps(found), flush=True)
