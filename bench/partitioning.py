@@ -17,10 +17,12 @@ days:
 and ``finished_at`` is NULL until a job ends. An outcome sets it, which moves the row from the
 live partition to its day's (an UPDATE across partitions is a DELETE and an INSERT).
 
-On each table it measures, with the harness's raw-loop statements (bench/ceiling.py's shape): a
-batch INSERT of ``--jobs`` queued rows and as many one-row INSERTs, one per transaction; a drain
-of those jobs by one process claiming 100 at a time; one claim of 100 under EXPLAIN (ANALYZE,
-BUFFERS); and deleting the oldest day: on ``plain_job`` with the pruning service's own batched
+On each table it measures, with the harness's raw-loop statements (bench/ceiling.py's shape), in
+``--rounds`` rounds taken in turns (medians reported): a batch INSERT of ``--jobs`` queued rows
+and as many one-row INSERTs, one per transaction; a drain of those jobs by one process claiming
+100 at a time, after one claim of 100 under EXPLAIN (ANALYZE, BUFFERS); on the partitioned table,
+the same drain again with statements that name the live partition. Then, once, deleting the
+oldest day: on ``plain_job`` with the pruning service's own batched
 ``DELETE`` (1,000 rows a statement) and the VACUUM that has to follow, on ``part_job`` by
 ``DETACH PARTITION`` and ``DROP TABLE``. Prints a table; ``--json`` writes the figures.
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -159,7 +162,7 @@ def drain(table: str, partitioned: bool, live_only: bool = False) -> dict[str, A
     seconds = time.perf_counter() - started
     if done != queued:
         raise RuntimeError(f"{table}: drained {done} of {queued}")
-    return {"jobs": done, "jobs_per_s": done / seconds, "claim_explain": plan}
+    return {"jobs": done, "jobs_per_s": done / seconds, "claim_ms": float(_exec_ms(plan)), "claim_explain": plan}
 
 
 def _queue(table: str, jobs: int) -> None:
@@ -210,6 +213,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="finished rows per table (default 1,000,000)")
     parser.add_argument("--days", type=int, default=10, help="days they are spread over (default 10)")
     parser.add_argument("--jobs", type=int, default=10_000, help="queued jobs inserted and drained (default 10,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of inserts and drains, in turns (default 3)")
     parser.add_argument("--database", default="django_jobs_partitioning")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -228,18 +232,28 @@ def main(argv: list[str]) -> int:
 
     from . import db
 
-    results: dict[str, Any] = {"rows": args.rows, "days": args.days, "jobs": args.jobs,
+    results: dict[str, Any] = {"rows": args.rows, "days": args.days, "jobs": args.jobs, "rounds": args.rounds,
                                "loadavg_at_start": os.getloadavg()}
     try:
         call_command("migrate", verbosity=0, interactive=False)
         results["build"] = build(args.rows, args.days)
-        for table, partitioned in (("plain_job", False), ("part_job", True)):
-            results[table] = {"insert": inserts(table, args.jobs), "drain": drain(table, partitioned)}
-            if partitioned:
-                _queue(table, args.jobs)
-                results[table]["drain_live_only"] = drain(table, partitioned, live_only=True)
-            results[table]["prune_day"] = prune_day(table, partitioned, args.days)
+        # Rounds in turns (who goes first alternates), so that both tables see the same machine;
+        # the table shows the medians.
+        tables = [("plain_job", False), ("part_job", True)]
+        rounds: dict[str, dict[str, list[Any]]] = {t: {} for t, _ in tables}
+        for round_ in range(args.rounds):
             db.checkpoint()
+            for table, partitioned in tables if round_ % 2 == 0 else tables[::-1]:
+                found = rounds[table]
+                found.setdefault("insert", []).append(inserts(table, args.jobs))
+                found.setdefault("drain", []).append(drain(table, partitioned))
+                if partitioned:
+                    _queue(table, args.jobs)
+                    found.setdefault("drain_live_only", []).append(drain(table, partitioned, live_only=True))
+        for table, partitioned in tables:
+            results[table] = {key: _median(runs) for key, runs in rounds[table].items()}
+            results[table]["rounds"] = rounds[table]
+            results[table]["prune_day"] = prune_day(table, partitioned, args.days)
     finally:
         connections.close_all()
         pg.drop_database(server, args.database)
@@ -251,9 +265,9 @@ def main(argv: list[str]) -> int:
         ("one-row INSERT per transaction, µs", f"{p['insert']['one_per_transaction_us']:.0f}",
          f"{q['insert']['one_per_transaction_us']:.0f}"),
         ("drain, 1 process, jobs/s", f"{p['drain']['jobs_per_s']:,.0f}", f"{q['drain']['jobs_per_s']:,.0f}"),
-        ("one claim of 100, ms", _exec_ms(p["drain"]["claim_explain"]), _exec_ms(q["drain"]["claim_explain"])),
+        ("one claim of 100, ms", f"{p['drain']['claim_ms']:.2f}", f"{q['drain']['claim_ms']:.2f}"),
         ("… statements reading the live partition only: drain", "", f"{q['drain_live_only']['jobs_per_s']:,.0f}"),
-        ("… one claim of 100, ms", "", _exec_ms(q["drain_live_only"]["claim_explain"])),
+        ("… one claim of 100, ms", "", f"{q['drain_live_only']['claim_ms']:.2f}"),
         ("oldest day's rows", f"{p['prune_day']['rows']:,}", f"{q['prune_day']['rows']:,}"),
         ("… deleted in, s", f"{p['prune_day']['delete_ms'] / 1000:.1f} (+ VACUUM {p['prune_day']['vacuum_ms'] / 1000:.1f})",
          f"{(q['prune_day']['detach_ms'] + q['prune_day']['drop_ms']) / 1000:.2f} (DETACH + DROP)"),
@@ -268,6 +282,14 @@ def main(argv: list[str]) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each numeric figure's median over the rounds; the first round's texts (plans)."""
+    return {
+        key: statistics.median(r[key] for r in runs) if isinstance(value, (int, float)) else value
+        for key, value in runs[0].items()
+    }
 
 
 def _exec_ms(plan: str) -> str:
