@@ -6,7 +6,8 @@ CTE shape as django_jobs' claim (``SELECT … FOR UPDATE SKIP LOCKED LIMIT n`` f
 ``UPDATE … WHERE id = ANY(%s)`` that appends a history entry as the worker does. Inserts are
 one row per transaction, with the NOTIFY in the same statement, like ``enqueue()``. It runs on
 ``bench_ceiling_job``, a ``LIKE django_jobs_job INCLUDING ALL`` copy (same columns and indexes),
-and the inserts also on ``bench_lean_job``, a table with only the columns and index a queue needs.
+and the inserts also on ``bench_lean_job``, a table with only the columns and index a queue needs;
+or, for section L, on ``django_jobs_job`` itself (the same big table under both loops).
 
 Processes are forked from the harness: they open their own psycopg connections and touch
 nothing Django holds open.
@@ -33,7 +34,7 @@ _T = CEILING_TABLE
 
 
 
-def claim_sql() -> str:
+def claim_sql(table: str = _T) -> str:
     """The raw loop's claim: its WHERE is the ready index's own predicate, read from the table.
 
     Spelled out as ``status IN ('queued', 'retrying')`` it no longer implies the index's
@@ -41,20 +42,23 @@ def claim_sql() -> str:
     sequential scan and a sort of the whole table. Read from the catalog, it fits the schema of
     whichever commit the run measures.
     """
+    t = table
     return f"""
 WITH claimable AS (
-    SELECT id FROM {_T} WHERE {ready_predicate(_T)} AND run_at <= now()
+    SELECT id FROM {t} WHERE {ready_predicate(t)} AND run_at <= now()
     ORDER BY priority DESC, run_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
-UPDATE {_T} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = now(),
+UPDATE {t} SET status = '{JobStatus.RUNNING.value}', attempts = attempts + 1, started_at = now(),
     worker_id = %(worker_id)s
-FROM claimable WHERE {_T}.id = claimable.id
-RETURNING {_T}.id, {_T}.name, {_T}.args, {_T}.kwargs
+FROM claimable WHERE {t}.id = claimable.id
+RETURNING {t}.id, {t}.name, {t}.args, {t}.kwargs
 """
 
 
-COMPLETE = f"""
-UPDATE {_T} SET status = '{JobStatus.SUCCEEDED.value}', finished_at = now(), worker_id = '',
+def complete_sql(table: str = _T) -> str:
+    """The raw loop's outcome write: one statement for a batch, a history entry appended."""
+    return f"""
+UPDATE {table} SET status = '{JobStatus.SUCCEEDED.value}', finished_at = now(), worker_id = '',
     last_error = '', result = NULL,
     history = history || jsonb_build_array(jsonb_build_object(
         'attempt', attempts, 'worker', worker_id, 'started_at', started_at,
@@ -119,7 +123,7 @@ def insert_rate(url: str, n: int, processes: int, *, lean: bool = False) -> floa
 
 
 def _drain_loop(
-    url: str, claim: str, worker_id: str, functions: dict[str, Callable[..., Any]]
+    url: str, claim: str, complete: str, worker_id: str, functions: dict[str, Callable[..., Any]]
 ) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
@@ -130,16 +134,16 @@ def _drain_loop(
             for job_id, name, args, kwargs in rows:
                 functions[name](*args, **kwargs)
                 done.append(job_id)
-            conn.execute(COMPLETE, (done, worker_id))
+            conn.execute(complete, (done, worker_id))
 
 
-def drain(url: str, processes: int, timeout: float) -> None:
-    """Run ``processes`` raw loops until none finds a ready row."""
+def drain(url: str, processes: int, timeout: float, table: str = _T) -> None:
+    """Run ``processes`` raw loops on ``table`` until none finds a ready row."""
     functions = {name: registry.lookup(name).func for name in registry.names()}
-    claim = claim_sql()
+    claim, complete = claim_sql(table), complete_sql(table)
     connections.close_all()
     children = [
-        _FORK.Process(target=_drain_loop, args=(url, claim, f"bench-ceiling:{i}", functions))
+        _FORK.Process(target=_drain_loop, args=(url, claim, complete, f"bench-ceiling:{i}", functions))
         for i in range(processes)
     ]
     for child in children:

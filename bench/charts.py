@@ -121,14 +121,17 @@ def time_records() -> dict[str, Any]:
     }
 
 
-def load_overview() -> dict[str, Any]:
-    """Load the overview LOADS times per period in a process with the admin; its JSON."""
+def load_overview(pages: tuple[str, ...] = (), loads: int = LOADS, budget: float | None = None) -> dict[str, Any]:
+    """Load admin pages (bench/overview.py's PAGES; by default the overview per period) ``loads``
+    times each in a process with the admin; its JSON. ``budget``: seconds of loads per page."""
     code_dir = os.environ.get("BENCH_CODE_DIR", str(REPO))
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.admin_settings")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-m", "bench.overview", str(LOADS)], cwd=code_dir, env=env,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600, check=False,
+        [sys.executable, "-m", "bench.overview", str(loads), *pages,
+         *(["--budget", str(budget)] if budget is not None else [])],
+        cwd=code_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"bench.overview failed ({result.returncode}): {result.stderr[-2000:]}")

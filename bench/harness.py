@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from .workers import Runjobs
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
-SECTIONS = "ABCDEFGHIJK"
+SECTIONS = "ABCDEFGHIJKL"
 
 PROBE_RATE = 20.0  # C: enqueues per second
 DELAY_RANGE = (0.5, 1.0)  # C: seconds a delayed probe waits, drawn uniformly
@@ -53,6 +55,12 @@ MIX_TAIL = 15.0  # K: seconds the four queues' workers get after the load to fin
 #: K: the children's CONN_MAX_AGE where their jobs keep a connection (BENCH_CONN_MAX_AGE).
 PERSISTENT = {"BENCH_CONN_MAX_AGE": "60"}
 RECONNECT_BUDGET = 10.0  # K: seconds the ORM writes with a connection per job may drain
+BIG_DRAIN_CAP = 10_000  # L: its drains stay this size at any --scale (the table grows, not the drain)
+BIG_LOADS = 15  # L: loads per admin page (after warm-ups), within BIG_PAGE_BUDGET seconds of loads
+BIG_PAGE_BUDGET = 30.0
+BIG_PAGES = ("overview", "jobs", "jobs_succeeded", "jobs_search", "jobs_search_miss")
+BIG_PRUNE_ALONE = 2.0  # L: seconds the pruner runs with no drain, for its rate alone
+BIG_PRUNE_PACE = 1_000_000  # L: rows a minute the paced pruner keeps to (the issue's target)
 
 
 #: Drains in a row without VACUUM in section D's churn phase.
@@ -229,6 +237,7 @@ class Bench:
             ("I", "I", self.workflows),
             ("J", "J", self.charts),
             ("K", "K", self.mixes),
+            ("L", "L", self.big_table),
         ]
         load = self.results.setdefault("meta", {}).setdefault("load_at_stage_start", {})
         for letters, main, stage in stages:
@@ -356,8 +365,15 @@ class Bench:
         after_id: int = 0,
         budget: float | None = None,
         env: dict[str, str] | None = None,
+        raw: bool | None = None,
+        after_workers: Callable[[], None] | None = None,
     ) -> dict[str, float]:
         """Drain ``table``'s queued rows; return jobs/s (from the table's timestamps) and details.
+
+        ``raw``: with the raw loop (section E's) rather than ``runjobs``; by default, the raw loop
+        on its own table and ``runjobs`` on django_jobs'. ``after_workers``: called once they have
+        exited, before this waits for every other connection to close (section L stops its
+        pruner there).
 
         Details: wall seconds; seconds from starting the processes to the first claim, and from the
         last outcome to the last exit; database commits and row updates per job
@@ -372,7 +388,9 @@ class Bench:
         before = db.database_counters()
         started, began = time.monotonic(), time.time()
         budget_hit = False
-        if table == db.JOB_TABLE:
+        if raw is None:
+            raw = table != db.JOB_TABLE
+        if not raw:
             workers = [self.start_worker(f"{name}-{i}", "--burst", env=env) for i in range(procs)]
             if budget is not None:
                 budget_hit = not self._exited(workers, started + budget)
@@ -381,8 +399,10 @@ class Bench:
                 if code != 0:
                     raise RuntimeError(f"runjobs exited with {code}; see {worker.log_path}")
         else:
-            ceiling.drain(self.url, procs, timeout)
+            ceiling.drain(self.url, procs, timeout, table)
         wall, ended = time.monotonic() - started, time.time()
+        if after_workers is not None:
+            after_workers()
         db.wait_backends_gone()
         after = db.database_counters()
         counts = dict(
@@ -395,6 +415,8 @@ class Bench:
         first_claim, last_outcome, rows = db.drain_window(table, after_id)
         found = {
             "rate": rows / (last_outcome - first_claim),
+            "first_claim": first_claim,
+            "last_outcome": last_outcome,
             "wall_seconds": wall,
             "startup_seconds": first_claim - began,
             "exit_seconds": ended - last_outcome,
@@ -545,9 +567,7 @@ class Bench:
         started = time.monotonic()
         base: dict[str, int] = {}
         for section in sections:
-            db.seed(tables[section], finished, "finished")
-            db.vacuum_analyze(tables[section])
-            base[section] = db.scalar(f"SELECT max(id) FROM {tables[section]}")
+            base[section] = self._seed_finished(tables[section], finished)
         self.say(
             sections[0],
             f"{finished:,} finished rows inserted and vacuumed in "
@@ -560,11 +580,7 @@ class Bench:
         for run in range(1, self.runs + 1):
             for section in sections:
                 table = tables[section]
-                db.execute(f"DELETE FROM {table} WHERE id > %s", [base[section]])
-                db.vacuum_analyze(table)
-                db.seed(table, n)
-                db.analyze(table)
-                self.part(section)["checkpointed"] = db.checkpoint()
+                self._reseed(section, table, base[section], n)
                 if run == 1:
                     try:
                         plan = self._explain(table)
@@ -599,6 +615,32 @@ class Bench:
             self.part(section)["sizes" + suffix] = db.table_sizes(tables[section])
             self.part(section)["dead_tuples" + suffix] = dead[section]
             self.part(section)["finished_rows"] = finished
+
+    @staticmethod
+    def _seed_finished(table: str, rows: int) -> int:
+        """Insert ``rows`` finished jobs into ``table`` (one INSERT … SELECT generate_series) and
+        VACUUM ANALYZE it; the highest id, below which they are."""
+        from . import db
+
+        db.seed(table, rows, "finished")
+        db.vacuum_analyze(table)
+        return int(db.scalar(f"SELECT max(id) FROM {table}"))
+
+    def _reseed(self, section: str, table: str, base: int, n: int, top_up: int = 0) -> int:
+        """Before a drain over the finished rows: delete the last drain's rows (ids past ``base``),
+        add ``top_up`` finished rows back (after pruning took as many), vacuum, queue ``n`` jobs,
+        ANALYZE and CHECKPOINT. Returns the new ``base``: the queued jobs' ids are past it."""
+        from . import db
+
+        db.execute(f"DELETE FROM {table} WHERE id > %s", [base])
+        if top_up:
+            db.seed(table, top_up, "finished")
+            base = int(db.scalar(f"SELECT max(id) FROM {table}"))
+        db.vacuum_analyze(table)
+        db.seed(table, n)
+        db.analyze(table)
+        self.part(section)["checkpointed"] = db.checkpoint()
+        return base
 
     def _churn(self, base: int) -> None:
         """D, churn: CHURN_ROUNDS drains in a row over the finished rows, with no VACUUM between.
@@ -1322,6 +1364,219 @@ class Bench:
         part = self.part("K")
         part["burst"] = found
         part["burst_not_once"] = found["jobs_not_once"] + found["rows_not_once"]
+    # -- L (a big table) ----------------------------------------------------------------------------
+
+    def big_table(self) -> None:
+        """L: a big table of finished jobs (``finished`` rows: 1,000,000 × --scale).
+
+        Three parts on the same rows, each reported on its own if another fails: B's 2-process
+        drain and the raw loop's, over the rows and (after a TRUNCATE, at the end) without them;
+        the admin's overview and job list; the pruning service deleting while a drain runs.
+        """
+        from . import db
+
+        n, finished = min(self.sizes.drain, BIG_DRAIN_CAP), self.sizes.finished
+        part, table = self.part("L"), db.JOB_TABLE
+        part.update(finished_rows=finished, jobs=n)
+        db.reset()
+        started = time.monotonic()
+        base = self._seed_finished(table, finished)
+        part["seed_seconds"] = round(time.monotonic() - started, 1)
+        part["sizes"] = db.table_sizes(table)
+        part["database_bytes"] = db.scalar("SELECT pg_database_size(current_database())")
+        self.say("L", f"{finished:,} finished rows inserted and vacuumed in {part['seed_seconds']:.1f} s: "
+                      f"table {part['sizes']['table_bytes'] / 2**20:,.0f} MB, indexes "
+                      f"{part['sizes']['indexes_bytes'] / 2**20:,.0f} MB")
+        for step in (self._big_drains, self._big_pages, self._big_prune, self._big_drains_without):
+            begun = time.monotonic()
+            try:
+                base = step(base, n) or base
+            except Exception as exc:  # noqa: BLE001 - report it, then measure the other parts
+                self._failed("L", exc)
+            finally:
+                self.stop_workers()
+                part.setdefault("seconds", {})[step.__name__.removeprefix("_big_")] = round(
+                    time.monotonic() - begun, 1)
+
+    def _big_drains(self, base: int, n: int) -> None:
+        """L: ``runjobs`` and the raw loop drain ``n`` jobs with 2 processes over the big table, in
+        turns (who goes first alternates run by run), each after _reseed()."""
+        from . import db
+
+        found: dict[str, list[dict[str, float]]] = {"library": [], "raw": []}
+        for run in range(1, self.runs + 1):
+            for who in ("library", "raw") if run % 2 else ("raw", "library"):
+                self._reseed("L", db.JOB_TABLE, base, n)
+                if run == 1 and who == "library":
+                    self.part("L")["explain"] = self._explain(db.JOB_TABLE)
+                drain = self._drain("L", db.JOB_TABLE, 2, n, f"L-run{run}-{who}", after_id=base,
+                                    raw=who == "raw")
+                found[who].append(drain)
+                self.say("L", f"run {run}/{self.runs}, {who}, 2 processes, over the big table: "
+                              + self._describe_drain(n, drain))
+        self._drain_figure("L", "drain_2_processes", n, found["library"])
+        self._drain_figure("L", "raw_drain_2_processes", n, found["raw"])
+        db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE id > %s", [base])
+
+    def _big_drains_without(self, base: int, n: int) -> None:
+        """L: the same drains on the emptied table (TRUNCATE, so B's conditions): the baseline of
+        both ratios."""
+        from . import db
+
+        found: dict[str, list[dict[str, float]]] = {"library": [], "raw": []}
+        for run in range(1, self.runs + 1):
+            for who in ("library", "raw") if run % 2 else ("raw", "library"):
+                db.reset()
+                db.seed(db.JOB_TABLE, n)
+                db.analyze(db.JOB_TABLE)
+                drain = self._drain("L", db.JOB_TABLE, 2, n, f"L-empty{run}-{who}", raw=who == "raw")
+                found[who].append(drain)
+                self.say("L", f"run {run}/{self.runs}, {who}, 2 processes, empty table: "
+                              + self._describe_drain(n, drain))
+        self._drain_figure("L", "drain_2_processes_empty", n, found["library"])
+        self._drain_figure("L", "raw_drain_2_processes_empty", n, found["raw"])
+
+    def _big_pages(self, base: int, n: int) -> None:
+        """L: the admin's overview and job list over the big table (bench/overview.py), with the
+        drains' rows deleted and 1,000 jobs queued, as in section J."""
+        from . import charts as ch
+        from . import db
+
+        db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE id > %s", [base])
+        db.seed(db.JOB_TABLE, 1_000)
+        db.vacuum_analyze(db.JOB_TABLE)
+        loads = ch.load_overview(BIG_PAGES, BIG_LOADS, BIG_PAGE_BUDGET)
+        part = self.part("L")
+        for page, found in loads.items():
+            self.figure("L", f"page_{page}_ms", found["times_ms"], "ms", rows=found["rows"],
+                        bytes=found["bytes"])
+        part["jobs_worst_p50_ms"] = max(
+            percentile(loads[p]["times_ms"], 50) for p in ("jobs", "jobs_succeeded", "jobs_search"))
+        self.say("L", "admin p50: " + ", ".join(
+            f"{page} {percentile(f['times_ms'], 50):,.0f} ms ({len(f['times_ms'])} loads)"
+            for page, f in loads.items()))
+        db.execute(f"DELETE FROM {db.JOB_TABLE} WHERE id > %s", [base])
+
+    def _big_prune(self, base: int, n: int) -> int:
+        """L: the pruning service (bench/pruner.py) deleting finished rows while ``runjobs``
+        drains, against the same drain without it, in turns; and the pruner alone. Each drain is
+        after _reseed(), which first adds back as many finished rows as pruning took, so the
+        table keeps its size. Returns the new base."""
+        from . import db
+
+        part = self.part("L")
+        drains: dict[str, list[dict[str, float]]] = {"alone": [], "pruning": [], "paced": []}
+        prunes: dict[str, list[dict[str, Any]]] = {"pruning": [], "paced": []}
+        alone: list[float] = []
+        pruned: dict[str, Any] = {}
+        deleted = 0
+        for run in range(1, self.runs + 1):
+            modes = ("alone", "pruning", "paced")
+            for mode in modes[run % 3:] + modes[:run % 3]:
+                base = self._reseed("L", db.JOB_TABLE, base, n, top_up=deleted)
+                deleted = 0
+                if mode == "alone":
+                    drain = self._drain("L", db.JOB_TABLE, 2, n, f"L-prune{run}-alone", after_id=base)
+                else:
+                    pruner = self._start_pruner(base, BIG_PRUNE_PACE if mode == "paced" else None)
+                    pruned = {}
+                    try:
+                        drain = self._drain("L", db.JOB_TABLE, 2, n, f"L-prune{run}-{mode}", after_id=base,
+                                            after_workers=partial(self._stop_into, pruner, pruned))
+                    finally:
+                        if pruner.poll() is None:
+                            pruner.kill()
+                            pruner.wait()
+                    deleted = pruned["deleted"]
+                    first, last = drain["first_claim"], drain["last_outcome"]
+                    pruned.update(self._prune_rate(pruned), during_drain=self._deleted_between(pruned, first, last))
+                    prunes[mode].append(pruned)
+                drains[mode].append(drain)
+                self.say("L", f"run {run}/{self.runs}, drain {mode}: " + self._describe_drain(n, drain)
+                              + (f"; pruned {pruned['deleted']:,} rows at {pruned['rows_per_minute']:,.0f}/min, "
+                                 f"{pruned['during_drain']:,} in the drain's window" if mode != "alone" else ""))
+            # The pruner alone, for its rate without a drain.
+            base = self._reseed("L", db.JOB_TABLE, base, 0, top_up=deleted)
+            pruner = self._start_pruner(base)
+            time.sleep(BIG_PRUNE_ALONE)  # the pruner runs this long; its own clock gives the rate
+            pruned = self._stop_pruner(pruner)
+            deleted = pruned["deleted"]
+            alone.append(self._prune_rate(pruned)["rows_per_minute"])
+        base = self._reseed("L", db.JOB_TABLE, base, 0, top_up=deleted)
+        part["finished_rows_after_pruning"] = db.scalar(
+            f"SELECT count(*) FROM {db.JOB_TABLE} WHERE status = 'succeeded'")
+        self._drain_figure("L", "drain_prune_alone", n, drains["alone"])
+        self._drain_figure("L", "drain_prune_pruning", n, drains["pruning"])
+        self._drain_figure("L", "drain_prune_paced", n, drains["paced"], pace=BIG_PRUNE_PACE)
+        self.figure("L", "prune_rows_per_minute", [p["rows_per_minute"] for p in prunes["pruning"]], "rows/min")
+        self.figure("L", "prune_paced_rows_per_minute", [p["rows_per_minute"] for p in prunes["paced"]], "rows/min",
+                    pace=BIG_PRUNE_PACE)
+        self.figure("L", "prune_alone_rows_per_minute", alone, "rows/min")
+        part["prunes"] = prunes
+        self.say("L", "pruning while draining: " + ", ".join(
+            f"{mode} {statistics.median(p['rows_per_minute'] for p in found):,.0f} rows/min"
+            for mode, found in prunes.items()) + f"; alone {statistics.median(alone):,.0f} rows/min")
+        return base
+
+    def _start_pruner(self, base: int, pace: float | None = None) -> subprocess.Popen[str]:
+        """Start bench/pruner.py over the finished rows up to ``base`` (its cutoff: the newest of
+        them; at most a quarter of them, so the table stays big), at ``pace`` rows a minute or as
+        fast as it can, and wait until its first call has returned."""
+        from . import db
+
+        cutoff = db.scalar(f"SELECT max(finished_at) FROM {db.JOB_TABLE} WHERE id <= %s", [base])
+        code_dir = os.environ.get("BENCH_CODE_DIR", str(REPO))
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        with open(self.log_dir / "L-pruner.log", "a") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.pruner", cutoff.isoformat(), str(self.sizes.finished // 4),
+                 *([str(pace)] if pace else [])],
+                cwd=code_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+            )
+        line = proc.stdout.readline() if proc.stdout else ""
+        if line.strip() != "started":
+            proc.kill()
+            raise RuntimeError(f"bench.pruner did not start ({line!r}); see {self.log_dir / 'L-pruner.log'}")
+        return proc
+
+    def _stop_into(self, proc: subprocess.Popen[str], found: dict[str, Any]) -> None:
+        found.update(self._stop_pruner(proc))
+
+    @staticmethod
+    def _stop_pruner(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        # Not communicate(): it reads the pipe's file descriptor, past what readline() buffered.
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write("stop\n")
+            proc.stdin.close()
+        except BrokenPipeError:  # it had stopped already: nothing left that was due
+            pass
+        out = proc.stdout.read()
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench.pruner exited with {proc.returncode}")
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+    @staticmethod
+    def _prune_rate(pruned: dict[str, Any]) -> dict[str, float]:
+        """Rows per minute from the start of the pruner's first call to the end of its last (the
+        pace it keeps counts from there too)."""
+        t1, n1 = pruned["calls"][-1]
+        seconds = t1 - pruned["began"]
+        return {"rows_per_minute": n1 / max(seconds, 1e-6) * 60, "seconds": seconds}
+
+    @staticmethod
+    def _deleted_between(pruned: dict[str, Any], first: float, last: float) -> int:
+        """Rows the pruner deleted from ``first`` to ``last`` (Unix times), counting the calls that
+        ended in that window."""
+        inside = [n for t, n in pruned["calls"] if first <= t <= last]
+        before = [n for t, n in pruned["calls"] if t < first]
+        return (max(inside) - (before[-1] if before else 0)) if inside else 0
 
     # -- figures derived from several sections -----------------------------------------------------
 
@@ -1351,6 +1606,16 @@ class Bench:
         h = self.results.get("H", {})
         if "claim_set_aside" in h and "claim_alone" in h:
             h["claim_set_aside_vs_alone"] = h["claim_set_aside"]["p50_ms"] / h["claim_alone"]["p50_ms"]
+        big = self.results.get("L", {})
+        for key, a, b in (
+            ("ratio", "drain_2_processes", "drain_2_processes_empty"),
+            ("raw_ratio", "raw_drain_2_processes", "raw_drain_2_processes_empty"),
+            ("prune_slowdown", "drain_prune_pruning", "drain_prune_alone"),
+            ("prune_paced_slowdown", "drain_prune_paced", "drain_prune_alone"),
+        ):
+            value = ratio(median_of(self.results, "L", a), median_of(self.results, "L", b))
+            if value is not None:
+                big[key] = value
         i = self.results.get("I", {})
         fan_in = ratio(median_of(self.results, "I", "fan_in_drain"), median_of(self.results, "I", "plain_drain"))
         if fan_in is not None:

@@ -260,6 +260,58 @@ TARGETS = [
         "ms",
     ),
     Target(
+        "L_claim",
+        "L, drain over the big table / without, no worse than E's",
+        lambda r: r.get("L", {}).get("ratio"),
+        lambda r: r.get("L", {}).get("raw_ratio"),
+        unit="ratio",
+    ),
+    Target(
+        "L_overview",
+        "L, overview over the big table, p50 ≤ 200 ms",
+        lambda r: median_of(r, "L", "page_overview_ms"),
+        _const(200.0),
+        False,
+        "ms",
+    ),
+    Target(
+        "L_jobs",
+        "L, job list: all, succeeded, a search, p50 ≤ 200 ms",
+        lambda r: r.get("L", {}).get("jobs_worst_p50_ms"),
+        _const(200.0),
+        False,
+        "ms",
+    ),
+    Target(
+        "L_search_miss",
+        "L, job list, a search no job matches, p50 ≤ 200 ms",
+        lambda r: median_of(r, "L", "page_jobs_search_miss_ms"),
+        _const(200.0),
+        False,
+        "ms",
+    ),
+    Target(
+        "L_prune_rate",
+        "L, pruning flat out during a drain ≥ 1,000,000 rows/min",
+        lambda r: median_of(r, "L", "prune_rows_per_minute"),
+        _const(1_000_000),
+        unit="rows/min",
+    ),
+    Target(
+        "L_prune_paced_rate",
+        "L, paced pruning kept ≥ 1,000,000 rows/min during a drain",
+        lambda r: median_of(r, "L", "prune_paced_rows_per_minute"),
+        _const(1_000_000),
+        unit="rows/min",
+    ),
+    Target(
+        "L_prune_slowdown",
+        "L, drain while pruning 1,000,000 rows/min ≥ 90% of without",
+        lambda r: r.get("L", {}).get("prune_paced_slowdown"),
+        _const(0.90),
+        unit="ratio",
+    ),
+    Target(
         "J_record",
         "J, per-minute write: 1 statement per worker",
         lambda r: r.get("J", {}).get("record_statements"),
@@ -418,6 +470,30 @@ _FIGURES: dict[str, list[tuple[str, str, str, Callable[[float], str], str | None
         ("record_ms", "per-minute statement, recording a minute", "ms", _ms, None, None),
         ("record_statements", "… its statements", "statements", _count, None, "J_record"),
     ],
+    "L": [
+        ("drain_2_processes", "drain, 2 processes, over the big table", "jobs/s", _rate, None, None),
+        ("drain_2_processes_empty", "… the same, table emptied", "jobs/s", _rate, None, None),
+        ("ratio", "… over the big table / emptied", "ratio", _ratio, None, "L_claim"),
+        ("raw_drain_2_processes", "raw loop's drain, over the big table", "jobs/s", _rate, None, None),
+        ("raw_drain_2_processes_empty", "… the same, table emptied", "jobs/s", _rate, None, None),
+        ("raw_ratio", "… over the big table / emptied", "ratio", _ratio, None, None),
+        ("page_overview_ms", "overview", "ms", _ms, None, "L_overview"),
+        ("page_jobs_ms", "job list", "ms", _ms, None, None),
+        ("page_jobs_succeeded_ms", "job list, status succeeded", "ms", _ms, None, None),
+        ("page_jobs_search_ms", "job list, search matching every row", "ms", _ms, None, None),
+        ("jobs_worst_p50_ms", "job list, the slowest of those three's p50", "ms", _ms, None, "L_jobs"),
+        ("page_jobs_search_miss_ms", "job list, search matching no row", "ms", _ms, None, "L_search_miss"),
+        ("prune_alone_rows_per_minute", "pruning flat out, alone", "rows/min", _rate, None, None),
+        ("prune_rows_per_minute", "pruning flat out, while a drain runs", "rows/min", _rate, None, "L_prune_rate"),
+        ("prune_paced_rows_per_minute", "pruning paced to 1,000,000/min, while a drain runs", "rows/min", _rate,
+         None, "L_prune_paced_rate"),
+        ("drain_prune_alone", "drain, 2 processes, no pruning", "jobs/s", _rate, None, None),
+        ("drain_prune_pruning", "… while pruning flat out", "jobs/s", _rate, None, None),
+        ("prune_slowdown", "… while pruning flat out / without", "ratio", _ratio, None, None),
+        ("drain_prune_paced", "… while pruning 1,000,000/min", "jobs/s", _rate, None, None),
+        ("prune_paced_slowdown", "… while pruning 1,000,000/min / without", "ratio", _ratio, None,
+         "L_prune_slowdown"),
+    ],
     "E": [
         ("insert_1_process", "raw INSERT, 1 process", "jobs/s", _rate, None, None),
         ("insert_2_processes", "raw INSERT, 2 processes", "jobs/s", _rate, None, None),
@@ -460,7 +536,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         judged = [texts[target], verdicts.get(target, "n/a")] if target else ["", ""]
         rows.append([section, label, *cells, unit, _pct(vs_e) if vs_e is not None else "", *judged])
 
-    for section in "ABCDEFGHIJK":
+    for section in "ABCDEFGHIJKL":
         part = results.get(section)
         if not part:
             continue
@@ -476,6 +552,9 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                     else None
                 )
                 add(section, label, part[key], unit, fmt, vs_e, target)
+        if section == "L" and "finished_rows" in part:
+            rows.insert(len(rows) - len([k for k, *_ in _FIGURES["L"] if k in part]),
+                        ["L", "finished rows in the table", _count(part["finished_rows"]), "", "", "rows", "", "", ""])
         if section == "C":
             for phase, what, targets in (
                 ("immediate", "pickup", {"p50": "C_p50", "p99": "C_p99"}),

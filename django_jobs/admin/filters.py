@@ -6,28 +6,39 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from .. import stats
-from ..models import READY_STATUSES, Job, Pause, Schedule, Worker
+from ..models import KEYED, PARKED, READY_STATUSES, UNGATED, UNPARKED, Job, Pause, Schedule, Worker
 from ..registry import registry
 
 #: Rows of recent and ready jobs sampled for the queue and name filters' choices.
 FILTER_SAMPLE = 1000
 
 
+#: The ready jobs, split as the partial indexes on them are (models.Job.Meta.indexes): each read
+#: repeats one index's predicate, so that it walks that index. ``status IN (queued, retrying)``
+#: alone implies none of them (the claim's index also leaves out keyed and parked rows), and the
+#: planner would read the whole table, finished rows and all, to find the few ready ones.
+READY_BY_INDEX = (
+    Q(status__in=READY_STATUSES) & UNGATED & UNPARKED,  # django_jobs_ready_idx
+    Q(status__in=READY_STATUSES) & KEYED,  # django_jobs_keyed_idx
+    Q(status__in=READY_STATUSES, sequence_key__isnull=False),  # django_jobs_sequence_idx
+    Q(status__in=READY_STATUSES) & PARKED,  # django_jobs_parked_idx
+)
+
+
 def _sample(request: HttpRequest, field_name: str) -> set[str]:
-    """Values of ``field_name`` among the newest and the ready jobs: two bounded index reads,
-    however many rows the table holds (a DISTINCT over the table would read every row)."""
+    """Values of ``field_name`` among the newest and the ready jobs: bounded index reads, however
+    many rows the table holds (a DISTINCT over the table would read every row)."""
     cache = getattr(request, "_django_jobs_sample", None)
     if cache is None:
         newest = Job.objects.order_by("-id").values_list("queue", "name")[:FILTER_SAMPLE]
-        ready = (
-            Job.objects.filter(status__in=READY_STATUSES).order_by().values_list("queue", "name")
-        )
-        rows = [*newest, *ready[:FILTER_SAMPLE]]
+        rows = list(newest)
+        for ready in READY_BY_INDEX:
+            rows += Job.objects.filter(ready).order_by().values_list("queue", "name")[:FILTER_SAMPLE]
         cache = {"queue": {q for q, _ in rows}, "name": {n for _, n in rows}}
         request._django_jobs_sample = cache  # type: ignore[attr-defined]
     return cache[field_name]

@@ -45,7 +45,7 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert f"results: {out}" in result.stdout
 
     results = json.loads(out.read_text())
-    for section in "ABCDEFGHIJK":
+    for section in "ABCDEFGHIJKL":
         assert results.get(section), f"section {section} missing: {sorted(results)}"
         assert "error" not in results[section], results[section]["error"]
     assert {"enqueue_one_per_transaction", "enqueue_many"} <= set(results["A"])
@@ -114,6 +114,20 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
         assert {"per_second", "pickup_p50_ms", "pickup_p99_ms", "longest_wait_s"} <= set(found)
     assert mixes["burst_not_once"] == 0  # every job succeeded at its first attempt, its row read 1
     assert mixes["burst"]["done_by_last_enqueue"] <= mixes["burst_enqueue_rate"]["jobs"]
+    # A big table: drains over it and without it, ours and the raw loop's; the admin's pages; pruning.
+    big = results["L"]
+    assert {
+        "drain_2_processes", "drain_2_processes_empty", "raw_drain_2_processes", "raw_drain_2_processes_empty",
+        "ratio", "raw_ratio", "page_overview_ms", "page_jobs_ms", "page_jobs_succeeded_ms", "page_jobs_search_ms",
+        "page_jobs_search_miss_ms", "jobs_worst_p50_ms", "prune_rows_per_minute", "prune_alone_rows_per_minute",
+        "drain_prune_alone", "drain_prune_pruning", "prune_slowdown", "prune_paced_rows_per_minute",
+        "drain_prune_paced", "prune_paced_slowdown",
+    } <= set(big)
+    assert big["explain"]["uses_index"], big["explain"]
+    assert big["page_jobs_ms"]["rows"] == 50 and big["page_jobs_search_ms"]["rows"] == 50  # a full first page
+    assert big["page_jobs_search_miss_ms"]["rows"] == 0
+    assert all(p["deleted"] > 0 for mode in ("pruning", "paced") for p in big["prunes"][mode]), big["prunes"]
+    assert big["finished_rows_after_pruning"] == big["finished_rows"]  # pruned rows were put back
     assert {t["key"] for t in results["targets"]} == {t.key for t in TARGETS}
     assert all(t["result"] in ("PASS", "FAIL") for t in results["targets"]), results["targets"]
     assert results["meta"]["machine"]["cpus"] and results["worker_logs"]["files"] > 0
