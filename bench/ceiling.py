@@ -113,13 +113,20 @@ def insert_rate(url: str, n: int, processes: int, *, lean: bool = False) -> floa
         _FORK.Process(target=_insert_loop, args=(url, sql, params, share, barrier, ends))
         for share in shares
     ]
+    started, finished = run_together(children, barrier, ends, time.perf_counter)
+    return n / (finished - started)
+
+
+def run_together(children: list[Any], barrier: Any, ends: Any, clock: Callable[[], float]) -> tuple[float, float]:
+    """Start forked ``children`` that meet at ``barrier`` and put the time they end on ``ends``;
+    return when they started (``clock``, read once all met) and when the last one ended."""
     for child in children:
         child.start()
     barrier.wait(timeout=60)
-    started = time.perf_counter()
+    started = clock()
     finished = [ends.get(timeout=600) for _ in children]
     join(children)
-    return n / (max(finished) - started)
+    return started, max(finished)
 
 
 def _drain_loop(

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connection, connections
 
 from . import db
-from .ceiling import join
+from .ceiling import run_together
 from .report import percentile
 
 #: The four queues: each one's job duration (seconds; None: drawn for each job from the other
@@ -168,13 +168,7 @@ def burst(n: int, processes: int = BURST_PROCESSES) -> tuple[float, float]:
         _FORK.Process(target=_enqueuer, args=(first, processes, n, barrier, ends))
         for first in range(1, processes + 1)
     ]
-    for child in children:
-        child.start()
-    barrier.wait(timeout=60)
-    started = time.time()
-    finished = [ends.get(timeout=600) for _ in children]
-    join(children)
-    return started, max(finished)
+    return run_together(children, barrier, ends, time.time)
 
 
 def burst_outcome(n: int, started: float, last_enqueue: float) -> dict[str, Any]:
