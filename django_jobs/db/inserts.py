@@ -103,13 +103,10 @@ def insert_columns(
         # The columns all rows leave NULL (most of a plain job's: its keys, its schedule, its
         # result…) are written as NULL in the text rather than sent: a job has 33 columns and
         # enqueue() sends about half of them. A few shapes, each prepared once per connection.
-        if varying:
-            shape = (
-                tuple(a for a in _NAMES if a in varying), scope,
-                tuple(a for a in _NAMES if a not in varying and shared[a] is None),
-            )
-        else:
-            shape = ((), scope, tuple(a for a in _NAMES if shared[a] is None))
+        shape = (
+            tuple(a for a in _NAMES if a in varying), scope,
+            tuple(a for a in _NAMES if a not in varying and shared[a] is None),
+        )
         sql = _INSERT_PG.get(shape)
         if sql is None:
             sql = _INSERT_PG[shape] = _insert_sql_pg(connection, *shape)
