@@ -387,15 +387,6 @@ def _declare_cte(handed: bool) -> str:
     )
 
 
-# A worker's round trip: the outcomes of the jobs that finished since the last one, the claim of
-# the next jobs and the declaration of those it may start next, in one statement and one commit.
-# Both job UPDATEs see the same snapshot and touch disjoint rows (outcomes only running rows, the
-# claim only queued or retrying ones). The claim's rows come first in the result: PostgreSQL runs
-# the branches of a UNION ALL in order, so the claim (which never waits: SKIP LOCKED) is done
-# before the workflow steps lock the downstream rows, and those locks, which another worker
-# finishing members of the same fan-in waits on, are held only for the end of the statement and
-# its commit. Bench I, 10 runs each: a fan-in of 10,000 drained at a median 17,700 jobs/s
-# (16,300-20,500) against 16,600 (16,100-18,400) with the claim last.
 # The rows a round trip returns for its claim (what sync() reads): each claimed job with the
 # claim's columns and whether it is fresh (_FRESH_AT), whether the declaration landed, and the
 # rows set aside.
@@ -410,6 +401,24 @@ _CLAIM_ROWS = (
 )
 
 
+# The claim as both round trips write it, in CTEs: the ready rows it walks (with the attempts they
+# had, for _FRESH), the rows it sets aside (_PARK), the rows it claims, and the fresh ones among them.
+def _claim_ctes(filter_queues: bool) -> str:
+    return (
+        f"claimable AS ({_claimable_sql(filter_queues, 'id, attempts AS spent, max_attempts AS allowed')}), "
+        f"{_PARK}, claimed AS ({_CLAIM_UPDATE}), {_FRESH}"
+    )
+
+
+# A worker's round trip: the outcomes of the jobs that finished since the last one, the claim of
+# the next jobs and the declaration of those it may start next, in one statement and one commit.
+# Both job UPDATEs see the same snapshot and touch disjoint rows (outcomes only running rows, the
+# claim only queued or retrying ones). The claim's rows come first in the result: PostgreSQL runs
+# the branches of a UNION ALL in order, so the claim (which never waits: SKIP LOCKED) is done
+# before the workflow steps lock the downstream rows, and those locks, which another worker
+# finishing members of the same fan-in waits on, are held only for the end of the statement and
+# its commit. Bench I, 10 runs each: a fan-in of 10,000 drained at a median 17,700 jobs/s
+# (16,300-20,500) against 16,600 (16,100-18,400) with the claim last.
 def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
     handed = (
         " UNION ALL SELECT 'handed:' || concurrency_key, id, name::text, args::text, kwargs::text, "
@@ -419,9 +428,7 @@ def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
     )
     return (
         f"WITH RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}, "
-        f"claimable AS ({_claimable_sql(filter_queues, 'id, attempts AS spent, max_attempts AS allowed')}), "
-        f"{_PARK}, claimed AS ({_CLAIM_UPDATE}), {_FRESH}, "
-        f"{handoff}{_declare_cte(bool(handoff))} "
+        f"{_claim_ctes(filter_queues)}, {handoff}{_declare_cte(bool(handoff))} "
         f"{_CLAIM_ROWS}{handed} "
         f"UNION ALL SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, NULL::text, NULL::text, NULL::integer, "
         f"NULL::integer, NULL::double precision, NULL::integer, NULL::text, NULL::text, NULL::boolean "
@@ -441,8 +448,7 @@ _SYNC_PG = {True: _sync_sql_pg(True), False: _sync_sql_pg(False)}
 # pay between the enqueue's commit and the job's first line.
 def _claim_only_sql_pg(filter_queues: bool) -> str:
     return (
-        f"WITH claimable AS ({_claimable_sql(filter_queues, 'id, attempts AS spent, max_attempts AS allowed')}), "
-        f"{_PARK}, claimed AS ({_CLAIM_UPDATE}), {_FRESH}, {_declare_cte(False)} {_CLAIM_ROWS}"
+        f"WITH {_claim_ctes(filter_queues)}, {_declare_cte(False)} {_CLAIM_ROWS}"
     )
 
 
