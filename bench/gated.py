@@ -151,6 +151,8 @@ def usage_params(keys: list[str]) -> dict[str, Any]:
         "start_keys": [],
         "periods": [],
         "continue_names": [],
+        "lost_after": 60.0,
+        "worker_queues": [],
     }
 
 

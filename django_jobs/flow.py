@@ -265,6 +265,25 @@ def gates_of(candidate: Candidate, limits: Limits) -> list[Gate]:
     return gates
 
 
+#: The gate kinds that count running jobs: their slots are what fair_share() divides.
+SLOT_KINDS = ("concurrency", "queue-concurrency", "sequence")
+
+
+def fair_share(gates: Iterable[Gate], children: int, fleet: int) -> int:
+    """How many slots of ``gates`` a worker with ``children`` may hold: its part of their
+    slots as its children are of the ``fleet``'s (every live worker's), rounded up.
+
+    A slot a worker claims ahead of its children is one no other worker can use meanwhile, and
+    the worker that ends a job passes its slot to the key's next job (claims._HANDOFF). Without
+    a share, the first of two workers to claim 100 keys limited to one each took 66 of them and
+    kept them to the end, running two thirds of the jobs while the other went idle. With 2
+    workers of 2 children over those 100 keys, each may hold 50: ``fair_share(gates, 2, 4)``.
+    A rate has no slots (its jobs are claimed only for idle children), so it counts for none.
+    """
+    slots = sum(gate.concurrency for gate in set(gates) if gate.kind in SLOT_KINDS)
+    return -(-slots * children // max(fleet, children, 1))
+
+
 @dataclass
 class Usage:
     """What the gates' counters read, in the claim's transaction after its locks were taken."""
@@ -278,6 +297,8 @@ class Usage:
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: Per sequence key: a running job of it, if any.
     sequence_running: dict[str, int] = field(default_factory=dict)
+    #: Children of every live worker that may run these jobs (None: not read).
+    fleet: int | None = None
 
 
 @dataclass
@@ -293,24 +314,29 @@ class Admission:
 
 def admit(
     candidates: Sequence[Candidate], limits: Limits, usage: Usage, now: datetime, want: int,
-    rate_want: int | None = None,
+    rate_want: int | None = None, slot_want: int | None = None,
 ) -> Admission:
     """Pick, in claim order, up to ``want`` candidates whose every gate is open, counting each
     admitted job against its gates as it goes. Candidates are due already; ``now`` is the clock
     the rate windows were read with. At most ``rate_want`` (None: ``want``) of those admitted may
-    be held by a rate: a worker claims those only for children free to start them at once."""
+    be held by a rate: a worker claims those only for children free to start them at once. At
+    most ``slot_want`` (None: ``want``) may take a slot (SLOT_KINDS): the worker's fair share
+    (fair_share); the rest are left to other workers."""
     ordered = sorted(candidates, key=lambda c: (-c.priority, c.run_at, c.id))
     running = {gate: len(ids) for gate, ids in usage.running.items()}
     starts = {key: count for key, (count, _) in usage.starts.items()}
     sequences_taken: set[str] = set()
     decision = Admission()
-    rated = 0
+    rated = slotted = 0
     for candidate in ordered:
         if len(decision.ids) >= want:
             break
         gates = gates_of(candidate, limits)
         has_rate = any(gate.rate is not None for gate in gates)
         if has_rate and rate_want is not None and rated >= rate_want:
+            continue
+        takes_slot = any(gate.kind in SLOT_KINDS for gate in gates)
+        if takes_slot and slot_want is not None and slotted >= slot_want:
             continue
         reason = None
         for gate in gates:
@@ -322,6 +348,7 @@ def admit(
             continue
         decision.ids.append(candidate.id)
         rated += has_rate
+        slotted += takes_slot
         for gate in gates:
             if gate.kind in ("concurrency", "queue-concurrency"):
                 running[(gate.kind, gate.key)] = running.get((gate.kind, gate.key), 0) + 1

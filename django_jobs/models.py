@@ -765,6 +765,8 @@ CONTROL_STOP = "!stop"
 CONTROL_PAUSE = "!pause"
 #: A worker set aside jobs whose name it doesn't know: workers that know it put them back.
 CONTROL_PARKED = "!parked"
+#: A worker joined: every worker's fair share of the slots of limits changes (flow.fair_share).
+CONTROL_JOINED = "!joined"
 
 
 def _notify(queue: str) -> None:

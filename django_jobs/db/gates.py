@@ -36,7 +36,7 @@ from ..models import READY_STATUSES, SEQUENCE_STATUSES, Job, JobStatus, Limit, S
 from ..registry import registry
 from .claims import CLAIM_COLUMNS, CLAIM_SET, claimed_rows
 from .connection import run_prepared
-from .tables import KEY_EXPR, KEYED_SQL, PLAIN_SQL, READY_SQL, TABLE, status_in
+from .tables import KEY_EXPR, KEYED_SQL, PLAIN_SQL, READY_SQL, TABLE, WORKER_TABLE, status_in
 
 START_TABLE = Start._meta.db_table
 _SEQUENCE_SQL = f"sequence_key IS NOT NULL AND {status_in(SEQUENCE_STATUSES)}"
@@ -104,7 +104,8 @@ TRY_LOCK_GATES = "SELECT g FROM unnest(%(gates)s::text[]) AS g WHERE pg_try_advi
 
 # What the gates count, read after the locks: the clock, the running jobs that hold a concurrency
 # gate or a sequence (few rows: at most the fleet's concurrency, via django_jobs_running_idx),
-# the starts in each rate's window (django_jobs_start_key_idx), and each sequence's head.
+# the starts in each rate's window (django_jobs_start_key_idx), each sequence's head, and the
+# children of the live workers that share this worker's queues (flow.fair_share).
 USAGE = (
     "SELECT 'now', NULL::bigint, NULL::text, NULL::text, NULL::text, statement_timestamp(), NULL::bigint "
     f"UNION ALL SELECT 'running', id, COALESCE(concurrency_key, name), queue, sequence_key, NULL, NULL "
@@ -118,7 +119,10 @@ USAGE = (
     f"FROM unnest(%(sequences)s::text[]) AS q(k) CROSS JOIN LATERAL ("
     f"SELECT id, status FROM {TABLE} WHERE {_SEQUENCE_SQL} AND sequence_key = q.k "
     f"AND NOT (status = '{JobStatus.DEAD.value}' AND name = ANY(%(continue_names)s::text[])) "
-    f"ORDER BY id LIMIT 1) AS h"
+    f"ORDER BY id LIMIT 1) AS h "
+    f"UNION ALL SELECT 'fleet', NULL, NULL, NULL, NULL, NULL, sum(concurrency) FROM {WORKER_TABLE} "
+    f"WHERE last_heartbeat > statement_timestamp() - make_interval(secs => %(lost_after)s) "
+    f"AND (cardinality(%(worker_queues)s::text[]) = 0 OR queues = '[]'::jsonb OR queues ?| %(worker_queues)s::text[])"
 )
 
 # Marks the admitted jobs running (only if still ready: an operator may have stopped one since
@@ -160,15 +164,23 @@ class GatedClaim:
     sequence_cursor: str = ""
     #: Another worker held some of the gates wanted: look again shortly.
     contended: bool = False
+    #: How many slots this worker may hold (flow.fair_share; None: no share was asked for).
+    share: int | None = None
+    #: Other workers hold more than their shares of the slots this one wanted: look again shortly.
+    crowded: bool = False
 
 
 def claim_gated(
     using: str, *, worker_id: str, want: int, now: datetime, limits: flow.Limits, queues: Sequence[str] = (),
     paused_queues: Sequence[str] = (), paused_names: Sequence[str] = (), key_cursor: str = "",
-    sequence_cursor: str = "", rate_want: int | None = None,
+    sequence_cursor: str = "", rate_want: int | None = None, children: int | None = None, held: int = 0,
 ) -> GatedClaim:
     """Claim up to ``want`` jobs that gates may hold (of them at most ``rate_want`` held by a
-    rate), never more than every gate allows."""
+    rate), never more than every gate allows.
+
+    For a worker with ``children`` that holds ``held`` gated jobs already, no more than its fair
+    share of the slots (flow.fair_share) beyond the ``rate_want`` jobs its idle children can start
+    now: those it always may take. None: no share (a claim made outside a worker)."""
     if want <= 0:
         return GatedClaim([], key_cursor=key_cursor, sequence_cursor=sequence_cursor)
     if connections[using].vendor != "postgresql":
@@ -204,8 +216,19 @@ def claim_gated(
             return result
         # A new statement, so a new snapshot: it sees what every earlier holder of these locks
         # committed.
-        usage, db_now = _usage(using, {g for c in locked for g in gates_of[c.id]}, limits)
-        decision = flow.admit(locked, limits, usage, db_now, want, rate_want)
+        usage, db_now = _usage(using, {g for c in locked for g in gates_of[c.id]}, limits, queues)
+        slot_want = None
+        if children is not None:
+            every = [g for gates in gates_of.values() for g in gates]
+            fleet = max(usage.fleet or 0, children)
+            result.share = flow.fair_share(every, children, fleet)
+            slot_want = max(result.share - held, rate_want or 0)
+            # Other workers hold more slots of these gates than their shares add up to (one
+            # claimed before this worker joined): they give them back as their jobs end, so look
+            # again soon rather than at the next slot this worker frees.
+            theirs = sum(len(ids) for ids in usage.running.values()) - held
+            result.crowded = held < result.share and theirs > flow.fair_share(every, fleet - children, fleet)
+        decision = flow.admit(locked, limits, usage, db_now, want, rate_want, slot_want)
         result.next_start = decision.next_start
         if decision.ids:
             starts = [(i, g.start_key) for i in decision.ids for g in gates_of[i] if g.rate]
@@ -255,7 +278,9 @@ def _candidates(
     return list(candidates.values()), keys_seen, sequences_seen
 
 
-def _usage(using: str, gates: set[flow.Gate], limits: flow.Limits) -> tuple[flow.Usage, datetime]:
+def _usage(
+    using: str, gates: set[flow.Gate], limits: flow.Limits, queues: Sequence[str] = ()
+) -> tuple[flow.Usage, datetime]:
     concurrency = {g.key for g in gates if g.kind == "concurrency"}
     queue_concurrency = {g.key for g in gates if g.kind == "queue-concurrency"}
     sequences = sorted({g.key for g in gates if g.kind == "sequence"})
@@ -264,6 +289,7 @@ def _usage(using: str, gates: set[flow.Gate], limits: flow.Limits) -> tuple[flow
         "keys": sorted(concurrency), "queues": sorted(queue_concurrency), "sequences": sequences,
         "start_keys": list(rates), "periods": list(rates.values()),
         "continue_names": sorted(limits.sequence_continue),
+        "lost_after": jobs_settings.RESCUE_AFTER, "worker_queues": list(queues),
     }, worker=True)
     usage = flow.Usage()
     db_now: datetime | None = None
@@ -279,6 +305,8 @@ def _usage(using: str, gates: set[flow.Gate], limits: flow.Limits) -> tuple[flow
                 usage.sequence_running[third] = job_id
         elif tag == "starts":
             usage.starts[first] = (count, moment)
+        elif tag == "fleet":
+            usage.fleet = count
         else:
             usage.heads[first] = (job_id, second)
     assert db_now is not None

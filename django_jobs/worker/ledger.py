@@ -59,6 +59,9 @@ OUTCOME_DELAY = 0.05
 # second, and a job a gate may hold waits at most this long for its first claim. A freed slot or
 # a rate's window asks at once (gated_dirty), as before.
 GATED_WAKE_SPACING = 0.005
+# How soon a worker under its fair share of slots (flow.fair_share) claims again while other
+# workers hold more than theirs: they give slots back as their jobs end (see _handoffs).
+GATED_CROWDED_POLL = 0.02
 # The pauses and the operators' limits (three statements) are read again once this old, at the
 # end of a loop turn, where the time is the worker's own (refresh_pauses); a claim reads them
 # first only past PAUSES_STALE, so a job picked up on a wake-up never waits for them. A change
@@ -142,6 +145,8 @@ class Ledger:
         #: worker looks again (at gate_due) rather than taking it for the end of the work.
         self.gates_contended = False
         self._gate_cursors = ("", "")
+        #: How many slots the last gated claim said this worker may hold (None: any number).
+        self.gated_share: int | None = None
         #: Set by the loop while it shuts down: no slot is handed to a job it would only hand back.
         self.stopping_now = False
         self._names: list[str] | None = None
@@ -175,6 +180,12 @@ class Ledger:
             ids.extend(row["id"] for row in slot.jobs)
         ids.extend(o.slot_job["id"] for o in self.pending)
         return ids
+
+    def gated_held(self) -> int:
+        """How many held jobs came from the gated claim: each holds a slot of a limit."""
+        rows = [*self.buffer, *(row for slot in self.children for row in slot.jobs)]
+        rows.extend(o.slot_job for o in self.pending)
+        return sum(1 for row in rows if row.get("gated"))
 
     def _held_attempts(self) -> set[tuple[int, int]]:
         """(id, attempt) of every job held (see held_ids)."""
@@ -495,12 +506,17 @@ class Ledger:
     ) -> list[claims.Handoff]:
         """The outcomes of the batch whose slot may pass to the next job of their key (see
         claims._HANDOFF), under the limits in effect now: a job whose name or queue was since
-        paused or limited some other way frees its slot the ordinary way."""
-        handoffs = []
+        paused or limited some other way frees its slot the ordinary way. So does one that would
+        keep more slots here than this worker's fair share: that slot goes to whoever claims it."""
+        handoffs: list[claims.Handoff] = []
+        if self.gated_share is None:
+            room = len(batch)
+        else:  # the slots held once the batch's are freed, against the share
+            room = self.gated_share - self.gated_held() + sum(1 for o in batch if o.slot_job.get("gated"))
         for outcome in batch:
             row = outcome.slot_job
             key = row.get("handoff")
-            if key is None or self.stopping_now:
+            if key is None or self.stopping_now or len(handoffs) >= room:
                 continue
             name, queue = row["name"], row["queue"]
             limit = self.limits.concurrency.get(name)
@@ -544,6 +560,7 @@ class Ledger:
                     limits=self.limits,
                     queues=self.queues, paused_queues=paused_queues, paused_names=paused_names,
                     key_cursor=self._gate_cursors[0], sequence_cursor=self._gate_cursors[1],
+                    children=len(self.children) or None, held=self.gated_held(),
                 )
         except DB_DOWN as exc:
             self._reply_lost([], exc)
@@ -551,12 +568,17 @@ class Ledger:
             return 0
         self._gate_cursors = (claim.key_cursor, claim.sequence_cursor)
         self.gates_contended = claim.contended
+        if claim.share is not None:
+            self.gated_share = claim.share
         if claim.next_start is not None:
             wait = (claim.next_start - self.clock()).total_seconds()
             self.gate_due = time.monotonic() + max(wait, 0.0) + 0.001
         if claim.contended:  # another worker held some gates for a moment: look again soon
             soon = time.monotonic() + 0.005
             self.gate_due = soon if self.gate_due is None else min(self.gate_due, soon)
+        if claim.crowded:
+            crowded = time.monotonic() + GATED_CROWDED_POLL
+            self.gate_due = crowded if self.gate_due is None else min(self.gate_due, crowded)
         rows = claim.rows
         if len(rows) == want or claim.key_cursor or claim.sequence_cursor:
             self.gated_dirty = True  # there may be more: look again next time round

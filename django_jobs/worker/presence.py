@@ -18,9 +18,9 @@ from datetime import datetime
 from django.db import DatabaseError, OperationalError, connections
 
 from ..conf import jobs_settings
-from ..db import claims
+from ..db import channel, claims
 from ..log import log_event
-from ..models import KnownName
+from ..models import CONTROL_JOINED, KnownName
 from ..models import Worker as WorkerRow
 from ..registry import registry
 from ..services import ServiceContext
@@ -83,6 +83,8 @@ class Presence:
                 self._write_row({"started_at": now, "last_heartbeat": now, "running": [], "listed_at": now,
                                  "may_start": []})
                 self.say_names()
+                # The others' shares of limited slots shrink: they read the fleet again at once.
+                channel.notify(CONTROL_JOINED, self.using, control=True)
                 self.link.ok()
                 return
             except DB_DOWN as exc:

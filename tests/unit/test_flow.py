@@ -14,6 +14,7 @@ from django_jobs.flow import (
     Rate,
     Usage,
     admit,
+    fair_share,
     gates_of,
     key_template,
     merge_limits,
@@ -136,6 +137,33 @@ def test_admit__every_gate_must_be_open() -> None:
 def test_admit__never_more_than_wanted() -> None:
     assert admit([candidate(i, concurrency_key=f"k{i}") for i in range(10)], Limits(concurrency={"n": 1}),
                  Usage(), NOW, 3).ids == [0, 1, 2]
+
+
+def test_fair_share__a_worker_may_hold_its_children_s_part_of_the_slots_rounded_up() -> None:
+    limits = Limits(concurrency={"n": 1})
+    keys = [gate for i in range(100) for gate in gates_of(candidate(i, concurrency_key=f"k{i}"), limits)]
+    assert fair_share(keys, 2, 4) == 50
+    assert fair_share(keys, 2, 2) == 100  # alone
+    assert fair_share(keys, 1, 3) == 34
+    assert fair_share(keys[:1], 2, 8) == 1  # every worker may hold one
+    assert fair_share(keys + keys, 2, 4) == 50  # a gate counts once
+
+
+def test_fair_share__counts_each_gate_s_slots_and_no_rates() -> None:
+    limits = Limits(concurrency={"n": 3}, rate={"r": Rate(5, 1)}, queue_concurrency={"q2": 4})
+    gates = [*gates_of(candidate(1, concurrency_key="k"), limits), *gates_of(candidate(2, name="r"), limits),
+             *gates_of(candidate(3, name="m", queue="q2"), limits), *gates_of(candidate(4, name="m", sequence_key="s"), limits)]
+    assert fair_share(gates, 1, 1) == 3 + 4 + 1
+    assert fair_share(gates_of(candidate(2, name="r"), limits), 1, 1) == 0
+
+
+def test_admit__no_more_slots_than_the_share_and_rates_beside_them() -> None:
+    limits = Limits(concurrency={"n": 1}, rate={"r": Rate(100, 1)})
+    keyed = [candidate(i, concurrency_key=f"k{i}") for i in range(10)]
+    rated = [candidate(i, name="r") for i in range(10, 13)]
+    decision = admit(keyed + rated, limits, Usage(), NOW, 20, slot_want=4)
+    assert decision.ids == [0, 1, 2, 3, 10, 11, 12]
+    assert not decision.held  # left to other workers, not held by a limit
 
 
 def test_merge_limits__operators_replace_code_and_settings() -> None:

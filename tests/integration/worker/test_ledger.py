@@ -168,3 +168,42 @@ def test_sync__a_worker_taken_for_dead_starts_none_of_the_jobs_rescue_gave_back(
     for job in Job.objects.filter(pk__in=[j.pk for j in created]):
         assert len(job.history) == 1  # rescue's entry only: the worker's late writes were fenced
         assert job.status == (JobStatus.DEAD if job.pk in declared else JobStatus.QUEUED)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_gated__a_worker_that_joins_gets_its_share_of_the_keys_as_the_first_gives_them_back() -> None:
+    from django.utils import timezone
+
+    from django_jobs.models import Worker
+
+    for key in range(6):
+        for _ in range(3):
+            jobs.sync_account.enqueue(f"acct_{key}")
+    first = _worker_ledger("w-first", children=2)
+    first.refresh_pauses()
+    assert first.claim_gated(10, free=2) == 6  # alone: every key
+    assert first.gated_share == 6
+
+    second = _worker_ledger("w-second", children=2)
+    second.refresh_pauses()
+    assert second.claim_gated(10, free=2) == 0  # every key is held, by more than the first's share
+    assert second.gated_share == 3 and second.gate_due is not None  # so it looks again soon
+
+    first.gated_dirty = True  # (as the second's "!joined" notification makes it)
+    assert first.claim_gated(10, free=0) == 0 and first.gated_share == 3
+    # Three of the first's jobs end: their keys' next jobs are not handed to it but left queued.
+    for _ in range(3):
+        first.queue(first.buffer.popleft(), {"outcome": "succeeded", "result": None}, 0.01)
+    first.sync(0)
+    assert len(first.buffer) == 3
+    assert Job.objects.filter(status=JobStatus.RUNNING).count() == 3
+
+    second.gated_dirty = True
+    assert second.claim_gated(10, free=2) == 3
+    running = Job.objects.filter(status=JobStatus.RUNNING)
+    assert sorted(running.values_list("worker_id", flat=True)) == ["w-first"] * 3 + ["w-second"] * 3
+    assert running.values("concurrency_key").distinct().count() == 6
+    Worker.objects.filter(worker_id="w-second").update(last_heartbeat=timezone.now() - timezone.timedelta(hours=1))
+    first.gated_dirty = True
+    first.claim_gated(10, free=0)
+    assert first.gated_share == 6  # the second counts no more once it is lost

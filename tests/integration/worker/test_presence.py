@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -42,6 +43,19 @@ def test_register__writes_the_worker_row_and_unregister_deletes_it(wake: tuple[i
 
     me.unregister()
     assert not Worker.objects.filter(worker_id="w-test").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_register__tells_the_other_workers_it_joined(wake: tuple[int, int], second_connection: Any) -> None:
+    from django_jobs.db import channel
+    from django_jobs.models import CONTROL_JOINED
+
+    second_connection.execute(f"LISTEN {channel.CHANNEL}")
+    presence(wake[1]).register()
+
+    # Their shares of limited slots shrink (flow.fair_share): the control message makes them look.
+    payload = next(second_connection.notifies(timeout=10)).payload
+    assert payload == CONTROL_JOINED
 
 
 def test_beat__lists_the_running_jobs_and_brings_back_their_stop_requests(wake: tuple[int, int]) -> None:
