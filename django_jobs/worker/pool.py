@@ -32,7 +32,7 @@ from .child import PARENT_ENDS, child_main
 from .claim_ahead import ClaimAhead
 from .forkserver import ForkServer, ForkServerGone, ServedChild
 from .forkserver import available as fork_server_available
-from .ledger import Ledger, Outcome, last_attempt, send_signal
+from .ledger import Ledger, Outcome, last_attempt, send_signals
 from .shutdown import ShutdownFlag
 
 # Without a fork server (not Linux, or a slot started on its own in a test): fork from here.
@@ -398,9 +398,8 @@ class Pool:
             self.ledger.buffer.extendleft(reversed(rows))  # handed back at shutdown
             raise
         if job_started.has_listeners(Job):
-            for row in rows:
-                send_signal(job_started, sender=Job, job_id=row["id"], name=row["name"],
-                            attempt=row["attempt"], worker_id=self.worker_id)
+            send_signals(job_started, ({"job_id": row["id"], "name": row["name"], "attempt": row["attempt"],
+                                        "worker_id": self.worker_id} for row in rows))
 
     # -- replies out ----------------------------------------------------------------------------
 

@@ -36,3 +36,49 @@ def test_job_finished__carries_the_documented_arguments(enqueued_jobs: EnqueuedJ
     assert (kwargs["job_id"], kwargs["name"], kwargs["attempt"]) == (queued.pk, "tests.add", 1)
     assert (kwargs["worker_id"], kwargs["status"], kwargs["outcome"]) == (INLINE_WORKER_ID, "succeeded", "succeeded")
     assert kwargs["error"] is None and kwargs["duration"] >= 0
+
+
+@pytest.mark.django_db
+def test_job_finished__a_receiver_that_raises_is_logged_and_the_others_still_hear(
+    enqueued_jobs: EnqueuedJobs, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[int] = []
+
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("receiver bug")
+
+    def receive(sender: Any, job_id: int, **kwargs: Any) -> None:
+        heard.append(job_id)
+
+    queued = [jobs.add.enqueue(1, i) for i in range(2)]
+    signals.job_finished.connect(broken)
+    signals.job_finished.connect(receive)
+    try:
+        enqueued_jobs.run()
+    finally:
+        signals.job_finished.disconnect(broken)
+        signals.job_finished.disconnect(receive)
+
+    assert heard == [job.pk for job in queued]
+    for job in queued:
+        job.refresh_from_db()
+        assert job.status == "succeeded"
+    failures = [r.getMessage() for r in caplog.records if "event=receiver_failed" in r.getMessage()]
+    assert len(failures) == 2 and "receiver bug" in failures[0] and "broken" in failures[0]
+
+
+@pytest.mark.django_db
+def test_job_finished__reaches_an_async_receiver(enqueued_jobs: EnqueuedJobs) -> None:
+    heard: list[int] = []
+
+    async def receive(sender: Any, job_id: int, **kwargs: Any) -> None:
+        heard.append(job_id)
+
+    queued = jobs.add.enqueue(2, 3)
+    signals.job_finished.connect(receive)
+    try:
+        enqueued_jobs.run()
+    finally:
+        signals.job_finished.disconnect(receive)
+
+    assert heard == [queued.pk]
