@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -10,6 +12,17 @@ from django.dispatch import Signal
 from django_jobs import signals
 from django_jobs.testing import INLINE_WORKER_ID, EnqueuedJobs
 from tests.testapp import jobs
+
+
+@contextmanager
+def connected(signal: Signal, *receivers: Callable[..., Any]) -> Iterator[None]:
+    for receiver in receivers:
+        signal.connect(receiver)
+    try:
+        yield
+    finally:
+        for receiver in receivers:
+            signal.disconnect(receiver)
 
 
 def test_signals__the_public_ones_exist() -> None:
@@ -25,11 +38,8 @@ def test_job_finished__carries_the_documented_arguments(enqueued_jobs: EnqueuedJ
         sent.append(kwargs)
 
     queued = jobs.add.enqueue(2, 3)
-    signals.job_finished.connect(receive)
-    try:
+    with connected(signals.job_finished, receive):
         enqueued_jobs.run()
-    finally:
-        signals.job_finished.disconnect(receive)
 
     (kwargs,) = sent
     assert set(kwargs) >= {"job_id", "name", "attempt", "worker_id", "status", "outcome", "duration", "error"}
@@ -51,13 +61,8 @@ def test_job_finished__a_receiver_that_raises_is_logged_and_the_others_still_hea
         heard.append(job_id)
 
     queued = [jobs.add.enqueue(1, i) for i in range(2)]
-    signals.job_finished.connect(broken)
-    signals.job_finished.connect(receive)
-    try:
+    with connected(signals.job_finished, broken, receive):
         enqueued_jobs.run()
-    finally:
-        signals.job_finished.disconnect(broken)
-        signals.job_finished.disconnect(receive)
 
     assert heard == [job.pk for job in queued]
     for job in queued:
@@ -75,10 +80,7 @@ def test_job_finished__reaches_an_async_receiver(enqueued_jobs: EnqueuedJobs) ->
         heard.append(job_id)
 
     queued = jobs.add.enqueue(2, 3)
-    signals.job_finished.connect(receive)
-    try:
+    with connected(signals.job_finished, receive):
         enqueued_jobs.run()
-    finally:
-        signals.job_finished.disconnect(receive)
 
     assert heard == [queued.pk]
