@@ -31,10 +31,26 @@ from .verbs import VerbAdmin
 FLOW_KEYS = ("concurrency_key", "rate_key", "sequence_key")
 #: Dead-letter groups listed above the dead jobs.
 DEAD_LETTER_GROUPS_SHOWN = 50
+#: The query parameter that searches every job rather than the newest (JobAdmin.search_window).
+SEARCH_ALL = "search_all"
 
 
 class JobChangeList(ChangeList):
     """The job list: its rows without the JSON columns, which only the job's own page shows."""
+
+    def __init__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request, *args, **kwargs)
+        #: The lowest id a text search looked at (None: it looked at every job), and the link
+        #: that searches every job (see JobAdmin.get_search_results).
+        self.search_from: int | None = getattr(request, "_django_jobs_search_from", None)
+        self.search_all_url = self.get_query_string({SEARCH_ALL: "1"})
+
+    def get_filters_params(self, params: Any = None) -> Any:
+        # Not a filter: the list would refuse it as an unknown lookup. It stays in the query
+        # string, so the next page searches as this one did.
+        lookup_params = super().get_filters_params(params)
+        lookup_params.pop(SEARCH_ALL, None)
+        return lookup_params
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
         queryset = super().get_queryset(request, exclude_parameters)
@@ -52,6 +68,9 @@ class _JobAdminBase(VerbAdmin):
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    #: A text search looks at this many of the newest jobs (by id) unless asked for every one;
+    #: None: always every one. A search for a job's id finds it wherever it is.
+    search_window: int | None = None
     show_facets = admin.ShowFacets.NEVER
     # Only the primary key has an index that serves an ORDER BY over the whole table.
     sortable_by = ("job_id",)
@@ -91,6 +110,15 @@ class _JobAdminBase(VerbAdmin):
             by_id = queryset.filter(pk=int(number))
             if by_id.exists():
                 return by_id, False
+        if term and self.search_window and request.GET.get(SEARCH_ALL) != "1":
+            # No index serves a substring, so a term no job has reads every row to say so: 1.3 s
+            # at a million jobs, 9 s at ten million. The newest jobs, by id, are what an operator
+            # searches; the list says how far it looked and links to a search of every job.
+            newest = Job.objects.using(queryset.db).aggregate(newest=Max("pk"))["newest"] or 0
+            if newest > self.search_window:
+                lowest = newest - self.search_window + 1
+                request._django_jobs_search_from = lowest  # type: ignore[attr-defined]
+                queryset = queryset.filter(pk__gte=lowest)
         return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="ID", ordering="id")
@@ -317,6 +345,7 @@ class JobAdmin(_JobAdminBase):
     )
     actions = ("retry_jobs", "stop_jobs", "dead_letter_jobs")
     verbs = ("retry", "stop", "dead-letter")
+    search_window = 100_000
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -101,6 +101,31 @@ def test_list__search_by_id_name_unique_key_or_error(client: Client) -> None:
     assert ids("tests.add") == {c.pk}
 
 
+def test_list__a_text_search_looks_at_the_newest_jobs_and_links_to_every_one(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_jobs.admin.jobs import JobAdmin
+
+    old = JobFactory(unique_key="order-7")
+    newer = [JobFactory(unique_key=f"order-{i}") for i in range(10, 15)]
+    monkeypatch.setattr(JobAdmin, "search_window", 3)
+
+    response = client.get(LIST, {"q": "order-"})
+    cl = response.context["cl"]
+    assert {j.pk for j in cl.result_list} == {j.pk for j in newer[-3:]}
+    assert cl.search_from == newer[-3].pk
+    page = html.unescape(response.content.decode())
+    assert f"Searched the newest jobs, #{newer[-3].pk} and later." in page
+    assert "search_all=1" in cl.search_all_url and "q=order-" in cl.search_all_url
+
+    everything = client.get(LIST + cl.search_all_url)
+    assert everything.status_code == 200
+    assert {j.pk for j in everything.context["cl"].result_list} == {old.pk, *(j.pk for j in newer)}
+    assert everything.context["cl"].search_from is None
+    assert client.get(LIST, {"q": f"#{old.pk}"}).context["cl"].result_list[0].pk == old.pk  # an id: anywhere
+    assert client.get(LIST, {"q": "order-7"}).context["cl"].result_count == 0  # older than the window
+
+
 @pytest.mark.parametrize("url", [LIST, DEAD, bulk_url("retry")])
 @pytest.mark.parametrize(
     "query",
