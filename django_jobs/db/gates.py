@@ -178,10 +178,11 @@ def claim_gated(
     """Claim up to ``want`` jobs that gates may hold (of them at most ``rate_want`` held by a
     rate), never more than every gate allows.
 
-    For a worker with ``children`` that holds ``held`` gated jobs already, no more than its fair
-    share of the slots (flow.fair_share) beyond the ``rate_want`` jobs its idle children can start
-    now: those it always may take. None: no share (a claim made outside a worker)."""
-    if want <= 0:
+    For a worker with ``children`` that holds ``held`` slots already, no more than its fair share
+    of the slots (flow.fair_share) beyond the ``rate_want`` jobs its idle children can start now:
+    those it always may take. None: no share (a claim made outside a worker). A worker's claim
+    of nothing (``want`` 0) still reads its share."""
+    if want <= 0 and children is None:  # (a worker's claim of nothing still learns its share)
         return GatedClaim([], key_cursor=key_cursor, sequence_cursor=sequence_cursor)
     if connections[using].vendor != "postgresql":
         # Flow control is PostgreSQL's (advisory locks, arrays): elsewhere limited jobs wait, and
@@ -239,6 +240,9 @@ def claim_gated(
             }, worker=True))
             for row in result.rows:
                 row["gated"] = True
+                # Holds a slot (flow.SLOT_KINDS), which the worker counts against its share; a
+                # job held by a rate alone holds none.
+                row["slotted"] = any(g.kind in flow.SLOT_KINDS for g in gates_of[row["id"]])
                 # A rate counted its start now: the worker starts it now, alone (see Pool.dispatch_buffer).
                 row["rated"] = row["id"] in rated
                 # Held by one concurrency key alone: its slot may pass to the key's next job in the

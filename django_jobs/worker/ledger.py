@@ -60,8 +60,12 @@ OUTCOME_DELAY = 0.05
 # a rate's window asks at once (gated_dirty), as before.
 GATED_WAKE_SPACING = 0.005
 # How soon a worker under its fair share of slots (flow.fair_share) claims again while other
-# workers hold more than theirs: they give slots back as their jobs end (see _handoffs).
+# workers hold more than theirs: they give slots back as their jobs end (see _handoffs). Only for
+# GATED_CROWDED_FOR seconds after its share changed (a worker joined or left): others may hold more
+# than their share for good (an older version's worker, a worker of other queues, a dead one not
+# yet rescued), and then the slots they free are found at the next ordinary gated claim.
 GATED_CROWDED_POLL = 0.02
+GATED_CROWDED_FOR = 2.0
 # The pauses and the operators' limits (three statements) are read again once this old, at the
 # end of a loop turn, where the time is the worker's own (refresh_pauses); a claim reads them
 # first only past PAUSES_STALE, so a job picked up on a wake-up never waits for them. A change
@@ -165,6 +169,10 @@ class Ledger:
         self._gate_cursors = ("", "")
         #: How many slots the last gated claim said this worker may hold (None: any number).
         self.gated_share: int | None = None
+        #: The fleet may have changed (a control message): the next gated claim runs even with
+        #: no room, to bring gated_share up to date before more slots are handed over.
+        self.share_stale = False
+        self._crowded_until = -math.inf
         #: Set by the loop while it shuts down: no slot is handed to a job it would only hand back.
         self.stopping_now = False
         self._names: list[str] | None = None
@@ -200,10 +208,11 @@ class Ledger:
         return ids
 
     def gated_held(self) -> int:
-        """How many held jobs came from the gated claim: each holds a slot of a limit."""
+        """How many held jobs hold a slot of a limit (db/gates.py marks them; a job handed a
+        slot as another ended holds one too)."""
         rows = [*self.buffer, *(row for slot in self.children for row in slot.jobs)]
         rows.extend(o.slot_job for o in self.pending)
-        return sum(1 for row in rows if row.get("gated"))
+        return sum(1 for row in rows if row.get("gated") and row.get("slotted", True))
 
     def _held_attempts(self) -> set[tuple[int, int]]:
         """(id, attempt) of every job held (see held_ids)."""
@@ -282,8 +291,10 @@ class Ledger:
     # -- round trips ----------------------------------------------------------------------------
 
     def forget_pauses(self) -> None:
-        """Read the paused queues and jobs again before the next claim (one was just changed)."""
+        """Read the paused queues and jobs again before the next claim (one was just changed),
+        and this worker's share of limited slots (a worker may have joined)."""
         self._paused = (-math.inf, [], [])
+        self.share_stale = True
 
     def refresh_pauses(self) -> None:
         """Read the pauses and limits again if they are PAUSES_FRESH old (the loop calls this
@@ -530,7 +541,8 @@ class Ledger:
         if self.gated_share is None:
             room = len(batch)
         else:  # the slots held once the batch's are freed, against the share
-            room = self.gated_share - self.gated_held() + sum(1 for o in batch if o.slot_job.get("gated"))
+            ending = sum(1 for o in batch if o.slot_job.get("gated") and o.slot_job.get("slotted", True))
+            room = self.gated_share - self.gated_held() + ending
         for outcome in batch:
             row = outcome.slot_job
             key = row.get("handoff")
@@ -558,18 +570,25 @@ class Ledger:
         """
         if not self._gated:  # (no limits left: what an earlier gated claim saw is moot)
             self.gates_contended, self.gate_due = False, None
-        if want <= 0 or not self._gated or self.link.is_down() or not self.reconcile():
+        if want <= 0 and not (self.share_stale and self.gated_share is not None):
+            if self.gate_due is not None and time.monotonic() >= self.gate_due:
+                # No room for what it was due for: look once there is room (a reply makes some),
+                # not at a deadline already past, which would wake the loop at once, every turn.
+                self.gate_due, self.gated_dirty = None, True
+            return 0
+        if not self._gated or self.link.is_down() or not self.reconcile():
             return 0
         now = time.monotonic()
         woken = self.gated_woken and now - self._gated_at >= GATED_WAKE_SPACING
-        if not (self.gated_dirty or woken or (self.gate_due is not None and now >= self.gate_due)):
+        if not (self.gated_dirty or self.share_stale or woken or (self.gate_due is not None and now >= self.gate_due)):
             if self.gated_woken:  # woken too soon after the last one: then, not at the next poll
                 spaced = self._gated_at + GATED_WAKE_SPACING
                 self.gate_due = spaced if self.gate_due is None else min(self.gate_due, spaced)
             return 0
-        self.gated_dirty = self.gated_woken = False
+        self.gated_dirty = self.gated_woken = self.share_stale = False
         self._gated_at = now
         self.gate_due = None
+        want = max(want, 0)
         paused_queues, paused_names = self._paused[1], self._paused[2]
         try:
             with self.link.call():
@@ -587,6 +606,8 @@ class Ledger:
         self._gate_cursors = (claim.key_cursor, claim.sequence_cursor)
         self.gates_contended = claim.contended
         if claim.share is not None:
+            if claim.share != self.gated_share:
+                self._crowded_until = time.monotonic() + GATED_CROWDED_FOR
             self.gated_share = claim.share
         if claim.next_start is not None:
             wait = (claim.next_start - self.clock()).total_seconds()
@@ -594,7 +615,7 @@ class Ledger:
         if claim.contended:  # another worker held some gates for a moment: look again soon
             soon = time.monotonic() + 0.005
             self.gate_due = soon if self.gate_due is None else min(self.gate_due, soon)
-        if claim.crowded:
+        if claim.crowded and time.monotonic() < self._crowded_until:
             crowded = time.monotonic() + GATED_CROWDED_POLL
             self.gate_due = crowded if self.gate_due is None else min(self.gate_due, crowded)
         rows = claim.rows

@@ -187,10 +187,14 @@ def test_claim_gated__a_worker_that_joins_gets_its_share_of_the_keys_as_the_firs
     second = _worker_ledger("w-second", children=2)
     second.refresh_pauses()
     assert second.claim_gated(10, free=2) == 0  # every key is held, by more than the first's share
-    assert second.gated_share == 3 and second.gate_due is not None  # so it looks again soon
+    assert second.gated_share == 3 and not second.gates_contended
+    assert second.gate_due is not None  # crowded: it looks again soon
 
-    first.gated_dirty = True  # (as the second's "!joined" notification makes it)
-    assert first.claim_gated(10, free=0) == 0 and first.gated_share == 3
+    # The first has no room (its buffer is full: the loop asks for nothing), yet the second's
+    # "!joined" makes it read its share before it hands more slots over.
+    assert first.claim_gated(0, free=0) == 0 and first.gated_share == 6
+    first.forget_pauses()
+    assert first.claim_gated(0, free=0) == 0 and first.gated_share == 3
     # Three of the first's jobs end: their keys' next jobs are not handed to it but left queued.
     for _ in range(3):
         first.queue(first.buffer.popleft(), {"outcome": "succeeded", "result": None}, 0.01)
@@ -207,3 +211,31 @@ def test_claim_gated__a_worker_that_joins_gets_its_share_of_the_keys_as_the_firs
     first.gated_dirty = True
     first.claim_gated(10, free=0)
     assert first.gated_share == 6  # the second counts no more once it is lost
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_gated__a_worker_crowded_for_good_stops_polling_and_never_spins(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from django_jobs.worker import ledger as ledger_module
+
+    for key in range(4):
+        for _ in range(2):
+            jobs.sync_account.enqueue(f"acct_{key}")
+    first = _worker_ledger("w-first", children=2)
+    first.refresh_pauses()
+    assert first.claim_gated(10, free=2) == 4
+    # Another version's worker, say, that never gives slots back: the second's share is 2 and
+    # the first holds 4, so the second is crowded; it polls only for GATED_CROWDED_FOR.
+    second = _worker_ledger("w-second", children=2)
+    second.refresh_pauses()
+    monkeypatch.setattr(ledger_module, "GATED_CROWDED_FOR", 0.0)
+    assert second.claim_gated(10, free=2) == 0
+    assert second.gated_share == 2 and second.gate_due is None
+
+    # A deadline that came due while there was no room doesn't stay in the past (the loop would
+    # wait 0 s, turn after turn): it becomes a look as soon as there is room.
+    second.gate_due = time.monotonic() - 1
+    second.gated_dirty = False
+    assert second.claim_gated(0, free=0) == 0
+    assert second.gate_due is None and second.gated_dirty
