@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -126,6 +126,12 @@ def send_signals(signal_: Any, calls: Iterable[dict[str, Any]]) -> None:
                 )
 
 
+def holds_slot(row: dict[str, Any]) -> bool:
+    """Whether a claimed job holds a slot of a limit: db/gates.py marks the ones it claimed, and
+    a job handed a slot as another ended (claims._HANDOFF) holds one."""
+    return bool(row.get("gated")) and row.get("slotted", True)
+
+
 class Ledger:
     """The claimed jobs (``buffer``) and pending outcomes (``pending``) of one worker."""
 
@@ -198,29 +204,27 @@ class Ledger:
 
     # -- what the worker holds -------------------------------------------------------------------
 
-    def held_ids(self) -> list[int]:
-        """Ids of the jobs this worker holds: claimed, sent to a child, or with an outcome not
-        yet written (main thread only; the heartbeat reads what publish_held() stored)."""
-        ids = [row["id"] for row in self.buffer]
+    def _held_rows(self) -> Iterator[dict[str, Any]]:
+        """The claimed rows of the jobs this worker holds: claimed, sent to a child, or with an
+        outcome not yet written."""
+        yield from self.buffer
         for slot in self.children:
-            ids.extend(row["id"] for row in slot.jobs)
-        ids.extend(o.slot_job["id"] for o in self.pending)
-        return ids
+            yield from slot.jobs
+        for outcome in self.pending:
+            yield outcome.slot_job
+
+    def held_ids(self) -> list[int]:
+        """Ids of the jobs this worker holds (main thread only; the heartbeat reads what
+        publish_held() stored)."""
+        return [row["id"] for row in self._held_rows()]
 
     def gated_held(self) -> int:
-        """How many held jobs hold a slot of a limit (db/gates.py marks them; a job handed a
-        slot as another ended holds one too)."""
-        rows = [*self.buffer, *(row for slot in self.children for row in slot.jobs)]
-        rows.extend(o.slot_job for o in self.pending)
-        return sum(1 for row in rows if row.get("gated") and row.get("slotted", True))
+        """How many held jobs hold a slot of a limit (see holds_slot)."""
+        return sum(1 for row in self._held_rows() if holds_slot(row))
 
     def _held_attempts(self) -> set[tuple[int, int]]:
         """(id, attempt) of every job held (see held_ids)."""
-        held = {(row["id"], row["attempt"]) for row in self.buffer}
-        for slot in self.children:
-            held.update((row["id"], row["attempt"]) for row in slot.jobs)
-        held.update((o.slot_job["id"], o.slot_job["attempt"]) for o in self.pending)
-        return held
+        return {(row["id"], row["attempt"]) for row in self._held_rows()}
 
     def publish_held(self) -> None:
         """Publish the held ids for the heartbeat, after a statement changed them.
@@ -538,11 +542,12 @@ class Ledger:
         paused or limited some other way frees its slot the ordinary way. So does one that would
         keep more slots here than this worker's fair share: that slot goes to whoever claims it."""
         handoffs: list[claims.Handoff] = []
+        if not any(o.slot_job.get("handoff") for o in batch):
+            return handoffs
         if self.gated_share is None:
             room = len(batch)
         else:  # the slots held once the batch's are freed, against the share
-            ending = sum(1 for o in batch if o.slot_job.get("gated") and o.slot_job.get("slotted", True))
-            room = self.gated_share - self.gated_held() + ending
+            room = self.gated_share - self.gated_held() + sum(1 for o in batch if holds_slot(o.slot_job))
         for outcome in batch:
             row = outcome.slot_job
             key = row.get("handoff")
