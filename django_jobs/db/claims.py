@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from django.db import DataError, OperationalError, connections, transaction
@@ -344,6 +345,11 @@ OUTCOME_WRITE = with_workflow_steps(OUTCOME_UPDATE, f"id, status, {_DONE_ANNOUNC
 
 
 def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str, Any]:
+    # In id order: the update locks its rows in the order of these arrays (one primary-key probe
+    # per element), and an enqueue after some of them locks theirs in id order too
+    # (db/workflows.HOLD_UPSTREAM). In the order the children replied, each could hold a row the
+    # other waits on, and PostgreSQL would abort one: the enqueue, raising to its caller.
+    outcomes = sorted(outcomes, key=attrgetter("job_id"))
     decided = [o.transition for o in outcomes]
     return {
         "worker_id": worker_id,

@@ -11,10 +11,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from django_jobs import enqueue_many
-from django_jobs.db import claims
+from django_jobs.db import claims, tables
 from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.models import Dependency, Job, JobStatus
 from django_jobs.services.prune import prune
+from tests.conftest import connect
+from tests.support.procs import wait_lock_waiter
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
@@ -294,6 +296,62 @@ def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(sec
     assert written == {upstream.pk: JobStatus.SUCCEEDED}
     assert fresh(result["job"]).status == JobStatus.QUEUED
     assert connection.vendor == "postgresql"
+
+
+def test_outcome_write__locks_in_id_order_so_an_enqueue_after_the_same_jobs_cannot_deadlock(
+    second_connection: Any,
+) -> None:
+    """An enqueue after running jobs locks their rows in id order (db/workflows.HOLD_UPSTREAM);
+    a worker's outcome write, whose outcomes come in the order its children replied, must take
+    them in the same order, or each can hold a row the other waits on. Here the enqueue holds
+    the first job and waits on the second (another session holds it) while the worker writes the
+    third's outcome before the first's."""
+    import threading
+
+    from django.db import connections
+
+    from django_jobs.lifecycle import Attempt, Ended, Happened, decide
+
+    first, middle, last = (jobs.step.enqueue(x) for x in "abc")
+    claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
+    errors: list[BaseException] = []
+    enqueued: list[Job] = []
+
+    def in_a_session(body: Any, deadlock_timeout: str) -> threading.Thread:
+        def run() -> None:
+            try:
+                with connection.cursor() as cursor:  # this thread's own connection
+                    cursor.execute(f"SET deadlock_timeout = '{deadlock_timeout}'")
+                body()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connections.close_all()
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def outcome(job: Job) -> claims.OutcomeWrite:
+        attempt = Attempt(job.pk, jobs.step.name, 1, 3, "w1", timezone.now(), 0.0)
+        return claims.OutcomeWrite(job.pk, 1, timezone.now(), decide(attempt, Ended(Happened.SUCCEEDED, 0), timezone.now(), None))
+
+    with connect() as holder:  # rolled back however the test ends
+        holder.execute("BEGIN")
+        holder.execute(f"SELECT id FROM {tables.TABLE} WHERE id = %s FOR UPDATE", [middle.pk])
+        # The enqueue finds a deadlock at once (it would be the one to fail); the worker never does.
+        enqueue = in_a_session(lambda: enqueued.append(jobs.step.using(after=[first, middle, last]).enqueue("d")), "50ms")
+        wait_lock_waiter(second_connection, "%WITH held AS%", "the enqueue to hold the first job and wait on the second")
+        write = in_a_session(lambda: claims.sync(
+            "default", worker_id="w1", limit=0, now=timezone.now(), names=[], outcomes=[outcome(last), outcome(first)],
+        ), "1min")
+        wait_lock_waiter(second_connection, "%done AS%", "the outcome write to wait on a job the enqueue holds")
+        holder.execute("COMMIT")
+    enqueue.join(timeout=30)
+    write.join(timeout=30)
+
+    assert errors == []
+    assert [fresh(j).status for j in (first, middle, last)] == [JobStatus.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED]
+    assert fresh(enqueued[0]).status == JobStatus.WAITING  # on the middle one
 
 
 def test_rescue__a_lost_upstream_job_with_no_attempts_left_stops_its_downstream() -> None:
