@@ -7,8 +7,10 @@ fast as the service can. ``now`` is CUTOFF (ISO 8601) plus the succeeded jobs' r
 finished jobs up to CUTOFF are due and nothing newer is. It prints ``started`` once its first
 call has returned, and stops when a line arrives on stdin, when it has deleted MAX_ROWS rows or
 when nothing is left that is due; then it prints, as JSON, the Unix time and the running total
-after each call. With PACE (rows per minute), it waits after a call for as long as keeps its
-deletions since it started at that pace.
+after each call. With PACE (rows per minute), each call deletes one batch per status and the
+pruner waits after it for as long as keeps its deletions since it started at that pace: with the
+service's 20 batches a call, it deleted 20,000 rows in a burst every 1.2 s and kept 1.27-1.32
+million rows a minute, not the million asked.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def main(cutoff: datetime, max_rows: int, pace: float | None = None) -> dict[str
     calls: list[tuple[float, int]] = []
     total = 0
     while not stop.is_set() and total < max_rows:
-        deleted = sum(prune(jobs_settings.DATABASE, now=now, max_batches=20).values())
+        deleted = sum(prune(jobs_settings.DATABASE, now=now, max_batches=1 if pace else 20).values())
         total += deleted
         calls.append((time.time(), total))
         if len(calls) == 1:
