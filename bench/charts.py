@@ -121,6 +121,23 @@ def time_records() -> dict[str, Any]:
     }
 
 
+def record_last_hour() -> int:
+    """Record the charts' minutes of the last hour with the tally's statement, as the workers of a
+    running site have; return how many minutes it recorded."""
+    now = timezone.now()
+    first = _series.floor_minute(now - timedelta(hours=1)) + timedelta(minutes=1)
+    db.execute(f"DELETE FROM {SAMPLE_TABLE}")
+    db.execute(
+        "INSERT INTO django_jobs_countermark (key, counted_until) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET counted_until = EXCLUDED.counted_until",
+        [_series.MARK, first],
+    )
+    done = record_samples("default", now=now)
+    if done.since != first or done.until is None:
+        raise RuntimeError(f"the tally recorded {done}, not the minutes from {first}")
+    return int((done.until - done.since).total_seconds() // 60)
+
+
 def load_overview(pages: tuple[str, ...] = (), loads: int = LOADS, budget: float | None = None) -> dict[str, Any]:
     """Load admin pages (bench/overview.py's PAGES; by default the overview per period) ``loads``
     times each in a process with the admin; its JSON. ``budget``: seconds of loads per page."""

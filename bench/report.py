@@ -269,7 +269,7 @@ TARGETS = [
     Target(
         "L_overview",
         "L, overview over the big table, p50 ≤ 200 ms",
-        lambda r: median_of(r, "L", "page_overview_ms"),
+        lambda r: median_of(r, "L", "page_overview_recorded_ms") or median_of(r, "L", "page_overview_ms"),
         _const(200.0),
         False,
         "ms",
@@ -477,7 +477,8 @@ _FIGURES: dict[str, list[tuple[str, str, str, Callable[[float], str], str | None
         ("raw_drain_2_processes", "raw loop's drain, over the big table", "jobs/s", _rate, None, None),
         ("raw_drain_2_processes_empty", "… the same, table emptied", "jobs/s", _rate, None, None),
         ("raw_ratio", "… over the big table / emptied", "ratio", _ratio, None, None),
-        ("page_overview_ms", "overview", "ms", _ms, None, "L_overview"),
+        ("page_overview_ms", "overview, no chart minutes recorded", "ms", _ms, None, None),
+        ("page_overview_recorded_ms", "overview, the last hour's minutes recorded", "ms", _ms, None, "L_overview"),
         ("page_jobs_ms", "job list", "ms", _ms, None, None),
         ("page_jobs_succeeded_ms", "job list, status succeeded", "ms", _ms, None, None),
         ("page_jobs_search_ms", "job list, search matching every row", "ms", _ms, None, None),

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .conf import jobs_settings
-from .db import gates
+from .db import gates, series
 from .db import maintenance as db_maintenance
 from .db import stats as db_stats
 from .exceptions import JobNotRegistered
@@ -136,14 +136,53 @@ def queue_stats(
         if oldest is not None and (row.oldest_ready_at is None or oldest < row.oldest_ready_at):
             row.oldest_ready_at = oldest
     if recent:
-        for queue, status, count in db_stats.finished_since_by_queue(using, since=now - RECENT):
-            get(queue).recent[status] = int(count)
+        for queue, status, count in _recent_by_queue(using, since=now - RECENT, now=now):
+            get(queue).recent[status] = count
     paused = set(
         Pause.objects.using(using).filter(kind=Pause.Kind.QUEUE).values_list("value", flat=True)
     )
     for queue in paused:
         get(queue).paused = True
     return sorted(stats.values(), key=lambda s: s.queue)
+
+
+def _recent_by_queue(using: str, *, since: datetime, now: datetime) -> list[tuple[str, str, int]]:
+    """(queue, status, count) of the jobs that finished since ``since``.
+
+    The whole minutes the charts recorded (db/series.py) are read from their rows; only the
+    minutes around them are counted in the job table. A site finishing 100 jobs a second has
+    360,000 in the last hour, a range scan of ~200 ms on every load of the overview; the minute
+    rows are 60 per queue. The minutes used are those from the window's first whole minute on
+    that were all recorded (each has its all-queues row), so a gap in the recording (no worker
+    ran) is counted in the table, as everything is where nothing was recorded. They count each
+    job that finished in a minute as it was then: an operator's retry of a job that died since
+    doesn't take it back, as it does in the table.
+    """
+    first = series.floor_minute(since)
+    if first < since:
+        first += timedelta(minutes=1)
+    end = first
+    totals: dict[tuple[str, str], int] = {}
+    rows = series.minutes(using, since=first, until=series.floor_minute(now))
+    recorded = [bucket for bucket, queue, *_ in rows if queue == ""]
+    for bucket in recorded:
+        if bucket != end:
+            break
+        end += timedelta(minutes=1)
+    if end == first:
+        found = db_stats.finished_since_by_queue(using, since=since)
+    else:
+        for bucket, queue, *counts in rows:
+            if queue and bucket < end:
+                for status, n in zip(_FINISHED_NAMES, counts):
+                    totals[(queue, status)] = totals.get((queue, status), 0) + int(n)
+        found = db_stats.finished_around_by_queue(using, since=since, first=first, end=end)
+    for queue, status, n in found:
+        totals[(queue, status)] = totals.get((queue, status), 0) + int(n)
+    return [(queue, status, n) for (queue, status), n in totals.items() if n]
+
+
+_FINISHED_NAMES = (JobStatus.SUCCEEDED.value, JobStatus.STOPPED.value, JobStatus.DEAD.value)
 
 
 def stored_finished(using: str) -> StoredFinished:

@@ -169,6 +169,15 @@ WHERE span = %(span)s AND name = ANY(%(names)s) AND (name <> '' OR %(queues)s OR
 GROUP BY 1, 2, 3 ORDER BY 1
 """
 
+# The queues' minute rows and the all-queues ones (which say a minute was recorded) from
+# %(since)s to %(until)s, oldest first: what the overview's last hour reads instead of counting
+# the job table over the minutes recorded. A range scan of django_jobs_sample_unique.
+MINUTES = f"""
+SELECT bucket, queue, succeeded, stopped, dead FROM {SAMPLE_TABLE}
+WHERE span = {MINUTE} AND name = '' AND bucket >= %(since)s AND bucket < %(until)s
+ORDER BY bucket
+"""
+
 # Delete one bounded batch of buckets of a span older than the cutoff (django_jobs_sample_age_idx).
 PRUNE = (
     f"DELETE FROM {SAMPLE_TABLE} WHERE id IN (SELECT id FROM {SAMPLE_TABLE} "
@@ -230,6 +239,17 @@ def read(
     }
     with connection.cursor() as cursor:
         cursor.execute(READ, params)
+        return cursor.fetchall()
+
+
+def minutes(using: str, *, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+    """Run MINUTES: (bucket, queue, succeeded, stopped, dead) rows; none on SQLite."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return []
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(MINUTES, {"since": adapt(since), "until": adapt(until)})
         return cursor.fetchall()
 
 

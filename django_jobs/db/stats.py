@@ -58,6 +58,15 @@ FINISHED_SINCE_BY_QUEUE = (
     f"WHERE {IS_FINISHED} AND finished_at >= %(since)s GROUP BY queue, status"
 )
 
+# The same outside the minutes the charts recorded (stats.queue_stats reads those from their
+# rows): before the first of them and after the last, two range scans of the same index.
+FINISHED_AROUND_BY_QUEUE = (
+    f"SELECT queue, status, count(*) FROM {TABLE} "
+    f"WHERE {IS_FINISHED} AND finished_at >= %(since)s AND finished_at < %(first)s GROUP BY queue, status "
+    f"UNION ALL SELECT queue, status, count(*) FROM {TABLE} "
+    f"WHERE {IS_FINISHED} AND finished_at >= %(end)s GROUP BY queue, status"
+)
+
 # Every finished row, counted: the caller runs it only while the planner expects few.
 FINISHED_BY_STATUS = f"SELECT status, count(*) FROM {TABLE} WHERE {IS_FINISHED} GROUP BY status"
 
@@ -160,6 +169,14 @@ def active_by_queue(using: str, *, now: datetime) -> list[tuple[Any, ...]]:
 def finished_since_by_queue(using: str, *, since: datetime) -> list[tuple[Any, ...]]:
     """Run FINISHED_SINCE_BY_QUEUE: (queue, status, count) rows."""
     return _fetch(using, FINISHED_SINCE_BY_QUEUE, {"since": since})
+
+
+def finished_around_by_queue(
+    using: str, *, since: datetime, first: datetime, end: datetime
+) -> list[tuple[Any, ...]]:
+    """Run FINISHED_AROUND_BY_QUEUE: (queue, status, count) rows of the jobs that finished from
+    ``since`` to ``first`` or from ``end`` on (each queue and status may come twice)."""
+    return _fetch(using, FINISHED_AROUND_BY_QUEUE, {"since": since, "first": first, "end": end})
 
 
 def finished_by_status(using: str) -> list[tuple[Any, ...]]:

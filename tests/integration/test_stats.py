@@ -12,7 +12,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_jobs import stats
-from django_jobs.models import Job, JobStatus, Limit, Pause, Start, Worker
+from django_jobs.db import series
+from django_jobs.models import CounterMark, Job, JobStatus, Limit, Pause, Sample, Start, Worker
+from django_jobs.services.tally import SETTLE
 from tests.support.factories import JobFactory, fill
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +69,55 @@ def test_queue_stats__counts_the_last_hours_outcomes_only() -> None:
 
     assert emails.recent == {"succeeded": 2, "dead": 1, "stopped": 1}
     assert (emails.recent_finished, emails.recent_failed) == (4, 1)
+
+
+def _record_the_last_hour(now: Any) -> Any:
+    """Record the charts' minutes of the hour before ``now``, as the workers' tally would have;
+    return the first whole minute of that hour."""
+    first = (now - stats.RECENT).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    CounterMark.objects.create(key=series.MARK, counted_until=first)
+    recorded = series.record("default", now=now, settle=SETTLE, keep=timedelta(days=1))
+    assert recorded.until == (now - SETTLE).replace(second=0, microsecond=0)
+    return first
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the charts are recorded on PostgreSQL only")
+def test_queue_stats__reads_the_recorded_minutes_from_the_charts_and_counts_only_the_rest() -> None:
+    now = NOW.replace(second=40)
+    since = now - stats.RECENT
+    kept = JobFactory(queue="emails", status="succeeded", finished_at=now - timedelta(minutes=5))
+    for status, ago in [("succeeded", timedelta(minutes=59)), ("dead", timedelta(minutes=10)),
+                        ("succeeded", timedelta(minutes=61))]:
+        JobFactory(queue="emails", status=status, finished_at=now - ago)
+    first = _record_the_last_hour(now)
+    # After the recording: a job gone from the table (pruned) is still counted from the minute
+    # rows; jobs before the first whole minute and after the last recorded one from the table.
+    kept.delete()
+    JobFactory(queue="emails", status="stopped", finished_at=now - timedelta(seconds=10))
+    JobFactory(queue="emails", status="succeeded", finished_at=since + timedelta(seconds=5))
+    assert since + timedelta(seconds=5) < first
+
+    emails = stats_by_queue_at(now)["emails"]
+
+    assert emails.recent == {"succeeded": 3, "dead": 1, "stopped": 1}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the charts are recorded on PostgreSQL only")
+def test_queue_stats__counts_the_table_from_a_minute_the_charts_did_not_record() -> None:
+    now = NOW.replace(second=40)
+    JobFactory(queue="emails", status="succeeded", finished_at=now - timedelta(minutes=40))
+    gone = JobFactory(queue="emails", status="succeeded", finished_at=now - timedelta(minutes=5))
+    _record_the_last_hour(now)
+    gone.delete()
+    # Nothing recorded 20 minutes ago (no worker ran): from then on, the table is the truth.
+    gap = (now - timedelta(minutes=20)).replace(second=0)
+    Sample.objects.filter(span=series.MINUTE, bucket=gap, queue="", name="").delete()
+
+    assert stats_by_queue_at(now)["emails"].recent == {"succeeded": 1}
+
+
+def stats_by_queue_at(now: Any) -> dict[str, stats.QueueStats]:
+    return {s.queue: s for s in stats.queue_stats("default", now=now)}
 
 
 def test_queue_stats__lists_known_and_paused_queues_even_when_empty() -> None:

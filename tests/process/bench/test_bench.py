@@ -118,7 +118,7 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     big = results["L"]
     assert {
         "drain_2_processes", "drain_2_processes_empty", "raw_drain_2_processes", "raw_drain_2_processes_empty",
-        "ratio", "raw_ratio", "page_overview_ms", "page_jobs_ms", "page_jobs_succeeded_ms", "page_jobs_search_ms",
+        "ratio", "raw_ratio", "page_overview_ms", "page_overview_recorded_ms", "page_jobs_ms", "page_jobs_succeeded_ms", "page_jobs_search_ms",
         "page_jobs_search_miss_ms", "jobs_worst_p50_ms", "prune_rows_per_minute", "prune_alone_rows_per_minute",
         "drain_prune_alone", "drain_prune_pruning", "prune_slowdown", "prune_paced_rows_per_minute",
         "drain_prune_paced", "prune_paced_slowdown",
