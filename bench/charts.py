@@ -121,17 +121,19 @@ def time_records() -> dict[str, Any]:
     }
 
 
+def forget_samples() -> None:
+    """Delete the charts' rows and the mark of their recording: as if no minute was recorded."""
+    db.execute(f"DELETE FROM {SAMPLE_TABLE}")
+    db.execute("DELETE FROM django_jobs_countermark WHERE key = %s", [_series.MARK])
+
+
 def record_last_hour() -> int:
     """Record the charts' minutes of the last hour with the tally's statement, as the workers of a
     running site have; return how many minutes it recorded."""
     now = timezone.now()
     first = _series.floor_minute(now - timedelta(hours=1)) + timedelta(minutes=1)
-    db.execute(f"DELETE FROM {SAMPLE_TABLE}")
-    db.execute(
-        "INSERT INTO django_jobs_countermark (key, counted_until) VALUES (%s, %s) "
-        "ON CONFLICT (key) DO UPDATE SET counted_until = EXCLUDED.counted_until",
-        [_series.MARK, first],
-    )
+    forget_samples()
+    db.execute("INSERT INTO django_jobs_countermark (key, counted_until) VALUES (%s, %s)", [_series.MARK, first])
     done = record_samples("default", now=now)
     if done.since != first or done.until is None:
         raise RuntimeError(f"the tally recorded {done}, not the minutes from {first}")
