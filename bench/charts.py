@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +93,7 @@ def time_records() -> dict[str, Any]:
     for n in range(RECORDS):
         minute = target - timedelta(minutes=n + 1)
         db.execute(f"DELETE FROM {SAMPLE_TABLE} WHERE span = 60 AND bucket >= %s", [minute])
-        db.execute(
-            "INSERT INTO django_jobs_countermark (key, counted_until) VALUES (%s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET counted_until = EXCLUDED.counted_until",
-            [_series.MARK, minute],
-        )
+        _recorded_until(minute)
         at = minute + timedelta(minutes=1) + SETTLE
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()
@@ -121,6 +117,15 @@ def time_records() -> dict[str, Any]:
     }
 
 
+def _recorded_until(moment: datetime) -> None:
+    """Set the mark of the charts' recording: the next record starts at ``moment``."""
+    db.execute(
+        "INSERT INTO django_jobs_countermark (key, counted_until) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET counted_until = EXCLUDED.counted_until",
+        [_series.MARK, moment],
+    )
+
+
 def forget_samples() -> None:
     """Delete the charts' rows and the mark of their recording: as if no minute was recorded."""
     db.execute(f"DELETE FROM {SAMPLE_TABLE}")
@@ -133,7 +138,7 @@ def record_last_hour() -> int:
     now = timezone.now()
     first = _series.floor_minute(now - timedelta(hours=1)) + timedelta(minutes=1)
     forget_samples()
-    db.execute("INSERT INTO django_jobs_countermark (key, counted_until) VALUES (%s, %s)", [_series.MARK, first])
+    _recorded_until(first)
     done = record_samples("default", now=now)
     if done.since != first or done.until is None:
         raise RuntimeError(f"the tally recorded {done}, not the minutes from {first}")

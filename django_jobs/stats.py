@@ -7,6 +7,7 @@ comes from the planner's estimate once the table is large (see ``stored_finished
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -162,7 +163,7 @@ def _recent_by_queue(using: str, *, since: datetime, now: datetime) -> list[tupl
     if first < since:
         first += timedelta(minutes=1)
     end = first
-    totals: dict[tuple[str, str], int] = {}
+    totals: Counter[tuple[str, str]] = Counter()
     rows = series.minutes(using, since=first, until=series.floor_minute(now))
     recorded = [bucket for bucket, queue, *_ in rows if queue == ""]
     for bucket in recorded:
@@ -174,15 +175,12 @@ def _recent_by_queue(using: str, *, since: datetime, now: datetime) -> list[tupl
     else:
         for bucket, queue, *counts in rows:
             if queue and bucket < end:
-                for status, n in zip(_FINISHED_NAMES, counts):
-                    totals[(queue, status)] = totals.get((queue, status), 0) + int(n)
+                for status, n in zip(series.OUTCOMES, counts):
+                    totals[(queue, status)] += int(n)
         found = db_stats.finished_around_by_queue(using, since=since, first=first, end=end)
-    for queue, status, n in found:
-        totals[(queue, status)] = totals.get((queue, status), 0) + int(n)
+    for queue, status, n in found:  # (FINISHED_AROUND_BY_QUEUE may give a queue and status twice)
+        totals[(queue, status)] += int(n)
     return [(queue, status, n) for (queue, status), n in totals.items() if n]
-
-
-_FINISHED_NAMES = (JobStatus.SUCCEEDED.value, JobStatus.STOPPED.value, JobStatus.DEAD.value)
 
 
 def stored_finished(using: str) -> StoredFinished:

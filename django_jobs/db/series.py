@@ -26,10 +26,9 @@ HOUR = 3600
 # date_bin's origin: buckets fall on whole minutes and hours of UTC, whatever the session's zone.
 ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
-_COUNTS = ", ".join(
-    f"count(*) FILTER (WHERE status = '{s.value}') AS {s.value}"
-    for s in (JobStatus.SUCCEEDED, JobStatus.STOPPED, JobStatus.DEAD)
-)
+#: The outcomes a bucket counts, in the order of its columns (and of MINUTES' counts).
+OUTCOMES = (JobStatus.SUCCEEDED.value, JobStatus.STOPPED.value, JobStatus.DEAD.value)
+_COUNTS = ", ".join(f"count(*) FILTER (WHERE status = '{s}') AS {s}" for s in OUTCOMES)
 _COLUMNS = "bucket, queue, name, succeeded, stopped, dead, p50, p95, depth, lag"
 
 # Ready jobs that are due, per queue: one branch per partial index the ready rows are split
@@ -173,7 +172,7 @@ GROUP BY 1, 2, 3 ORDER BY 1
 # %(since)s to %(until)s, oldest first: what the overview's last hour reads instead of counting
 # the job table over the minutes recorded. A range scan of django_jobs_sample_unique.
 MINUTES = f"""
-SELECT bucket, queue, succeeded, stopped, dead FROM {SAMPLE_TABLE}
+SELECT bucket, queue, {", ".join(OUTCOMES)} FROM {SAMPLE_TABLE}
 WHERE span = {MINUTE} AND name = '' AND bucket >= %(since)s AND bucket < %(until)s
 ORDER BY bucket
 """
@@ -243,7 +242,7 @@ def read(
 
 
 def minutes(using: str, *, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
-    """Run MINUTES: (bucket, queue, succeeded, stopped, dead) rows; none on SQLite."""
+    """Run MINUTES: (bucket, queue, *the OUTCOMES' counts) rows; none on SQLite."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return []

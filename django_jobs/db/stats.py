@@ -53,18 +53,14 @@ ACTIVE_BY_QUEUE = (
 # Finished since %(since)s, by queue and status: a range scan of django_jobs_finished_idx
 # (partial on the finished statuses, ordered by finished_at), which touches only the recent rows
 # however long the retention keeps the older ones.
-FINISHED_SINCE_BY_QUEUE = (
-    f"SELECT queue, status, count(*) FROM {TABLE} "
-    f"WHERE {IS_FINISHED} AND finished_at >= %(since)s GROUP BY queue, status"
-)
+_FINISHED_BY_QUEUE = f"SELECT queue, status, count(*) FROM {TABLE} WHERE {IS_FINISHED} AND {{}} GROUP BY queue, status"
+FINISHED_SINCE_BY_QUEUE = _FINISHED_BY_QUEUE.format("finished_at >= %(since)s")
 
 # The same outside the minutes the charts recorded (stats.queue_stats reads those from their
 # rows): before the first of them and after the last, two range scans of the same index.
 FINISHED_AROUND_BY_QUEUE = (
-    f"SELECT queue, status, count(*) FROM {TABLE} "
-    f"WHERE {IS_FINISHED} AND finished_at >= %(since)s AND finished_at < %(first)s GROUP BY queue, status "
-    f"UNION ALL SELECT queue, status, count(*) FROM {TABLE} "
-    f"WHERE {IS_FINISHED} AND finished_at >= %(end)s GROUP BY queue, status"
+    _FINISHED_BY_QUEUE.format("finished_at >= %(since)s AND finished_at < %(first)s")
+    + " UNION ALL " + _FINISHED_BY_QUEUE.format("finished_at >= %(end)s")
 )
 
 # Every finished row, counted: the caller runs it only while the planner expects few.
