@@ -16,7 +16,7 @@ from django.db.models import Min
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, READY_STATUSES, Dependency, Job, JobStatus, Pause
 from . import channel
-from .connection import dump_json, json_value, placeholders, run_prepared
+from .connection import dump_json, is_deadlock, json_value, placeholders, run_prepared
 from .tables import (
     KEY_EXPR,
     KEYED_SQL,
@@ -658,7 +658,7 @@ def _run_outcomes(using: str, sql: str, params: dict[str, Any], *, worker: bool 
         except OperationalError as exc:
             # A deadlock with an operator's verb (which locks in its own order): the statement
             # was rolled back whole, and runs again.
-            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or not tries_left:
+            if not is_deadlock(exc) or not tries_left:
                 raise
     raise AssertionError("unreachable")
 

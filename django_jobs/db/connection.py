@@ -26,6 +26,13 @@ def is_postgres(using: str) -> bool:
     return connections[using].vendor == "postgresql"
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether ``exc`` (a Django database error) is PostgreSQL aborting this transaction to break a
+    deadlock (SQLSTATE 40P01): everything the transaction did is rolled back, and running it again
+    is safe."""
+    return getattr(exc.__cause__, "sqlstate", None) == "40P01"
+
+
 def json_value(value: Any) -> str:
     """A JSON column's value as JSON text."""
     # Django registers a text loader for jsonb; a backend without one hands back the value.

@@ -4,10 +4,11 @@ burst workers in this process)."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from django_jobs import enqueue_many
@@ -245,12 +246,6 @@ def test_prune__keeps_an_upstream_job_a_waiting_job_needs(run_worker: Any) -> No
 def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(second_connection: Any) -> None:
     """An enqueue after a running job holds its row; the outcome write that waited for it must
     not miss the new job (it runs again with a snapshot that has it)."""
-    import threading
-
-    from django.db import connections
-
-    from django_jobs.lifecycle import Attempt, Ended, Happened, decide
-
     upstream = jobs.step.enqueue("up")
     claimed = claims.claim("default", worker_id="w1", limit=1, now=timezone.now())
     assert [c["id"] for c in claimed] == [upstream.pk]
@@ -273,8 +268,7 @@ def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(sec
     thread.start()
     assert enqueued.wait(10)
 
-    attempt = Attempt(upstream.pk, jobs.step.name, 1, 3, "w1", timezone.now(), 0.0)
-    write = claims.OutcomeWrite(upstream.pk, 1, timezone.now(), decide(attempt, Ended(Happened.SUCCEEDED, 0), timezone.now(), None))
+    write = succeeded(upstream)
 
     def commit_soon() -> None:
         # Let the outcome write start (and wait on the row), then commit the enqueue.
@@ -298,24 +292,18 @@ def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(sec
     assert connection.vendor == "postgresql"
 
 
-def test_outcome_write__locks_in_id_order_so_an_enqueue_after_the_same_jobs_cannot_deadlock(
-    second_connection: Any,
-) -> None:
-    """An enqueue after running jobs locks their rows in id order (db/workflows.HOLD_UPSTREAM);
-    a worker's outcome write, whose outcomes come in the order its children replied, must take
-    them in the same order, or each can hold a row the other waits on. Here the enqueue holds
-    the first job and waits on the second (another session holds it) while the worker writes the
-    third's outcome before the first's."""
-    import threading
+def race(
+    watcher: Any, held: Job, first: tuple[Any, str, str], second: tuple[Any, str, str]
+) -> list[BaseException]:
+    """Run two bodies, each in a thread on its own connection, into a deadlock; what they raised.
 
-    from django.db import connections
-
-    from django_jobs.lifecycle import Attempt, Ended, Happened, decide
-
-    first, middle, last = (jobs.step.enqueue(x) for x in "abc")
-    claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
+    Another session holds the row of ``held`` while ``first`` starts, until it waits on a lock
+    (``watcher``, a session outside any transaction, sees its statement, SQL LIKE its pattern),
+    and then ``second`` starts and waits too; then that session lets go. Each is ``(body,
+    statement pattern, what it waits for)``. The first has the shorter ``deadlock_timeout``: it
+    finds the deadlock, and it is the one PostgreSQL aborts.
+    """
     errors: list[BaseException] = []
-    enqueued: list[Job] = []
 
     def in_a_session(body: Any, deadlock_timeout: str) -> threading.Thread:
         def run() -> None:
@@ -327,31 +315,89 @@ def test_outcome_write__locks_in_id_order_so_an_enqueue_after_the_same_jobs_cann
                 errors.append(exc)
             finally:
                 connections.close_all()
+
         thread = threading.Thread(target=run)
         thread.start()
         return thread
 
-    def outcome(job: Job) -> claims.OutcomeWrite:
-        attempt = Attempt(job.pk, jobs.step.name, 1, 3, "w1", timezone.now(), 0.0)
-        return claims.OutcomeWrite(job.pk, 1, timezone.now(), decide(attempt, Ended(Happened.SUCCEEDED, 0), timezone.now(), None))
-
     with connect() as holder:  # rolled back however the test ends
         holder.execute("BEGIN")
-        holder.execute(f"SELECT id FROM {tables.TABLE} WHERE id = %s FOR UPDATE", [middle.pk])
-        # The enqueue finds a deadlock at once (it would be the one to fail); the worker never does.
-        enqueue = in_a_session(lambda: enqueued.append(jobs.step.using(after=[first, middle, last]).enqueue("d")), "50ms")
-        wait_lock_waiter(second_connection, "%WITH held AS%", "the enqueue to hold the first job and wait on the second")
-        write = in_a_session(lambda: claims.sync(
-            "default", worker_id="w1", limit=0, now=timezone.now(), names=[], outcomes=[outcome(last), outcome(first)],
-        ), "1min")
-        wait_lock_waiter(second_connection, "%done AS%", "the outcome write to wait on a job the enqueue holds")
+        holder.execute(f"SELECT id FROM {tables.TABLE} WHERE id = %s FOR UPDATE", [held.pk])
+        threads = []
+        for (body, like, waits_for), timeout in ((first, "50ms"), (second, "1min")):
+            threads.append(in_a_session(body, timeout))
+            wait_lock_waiter(watcher, like, waits_for)
         holder.execute("COMMIT")
-    enqueue.join(timeout=30)
-    write.join(timeout=30)
+    for thread in threads:
+        thread.join(timeout=30)
+    return errors
+
+
+def succeeded(job: Job, worker_id: str = "w1") -> claims.OutcomeWrite:
+    """What a worker writes for ``job`` (claimed by ``worker_id``) having succeeded."""
+    from django_jobs.lifecycle import Attempt, Ended, Happened, decide
+
+    attempt = Attempt(job.pk, job.name, 1, 3, worker_id, timezone.now(), 0.0)
+    return claims.OutcomeWrite(job.pk, 1, timezone.now(), decide(attempt, Ended(Happened.SUCCEEDED, 0), timezone.now(), None))
+
+
+def test_outcome_write__locks_in_id_order_so_an_enqueue_after_the_same_jobs_cannot_deadlock(
+    second_connection: Any,
+) -> None:
+    """An enqueue after running jobs locks their rows in id order (db/workflows.HOLD_UPSTREAM);
+    a worker's outcome write, whose outcomes come in the order its children replied, must take
+    them in the same order, or each can hold a row the other waits on. Here the enqueue holds
+    the first job and waits on the second (another session holds it) while the worker writes the
+    third's outcome before the first's."""
+    first, middle, last = (jobs.step.enqueue(x) for x in "abc")
+    claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
+    enqueued: list[Job] = []
+
+    errors = race(
+        second_connection,
+        middle,
+        (lambda: enqueued.append(jobs.step.using(after=[first, middle, last]).enqueue("d")),
+         "%WITH held AS%", "the enqueue to hold the first job and wait on the second"),
+        (lambda: claims.sync("default", worker_id="w1", limit=0, now=timezone.now(), names=[],
+                             outcomes=[succeeded(last), succeeded(first)]),
+         "%done AS%", "the outcome write to wait on a job the enqueue holds"),
+    )
 
     assert errors == []
     assert [fresh(j).status for j in (first, middle, last)] == [JobStatus.SUCCEEDED, JobStatus.RUNNING, JobStatus.SUCCEEDED]
     assert fresh(enqueued[0]).status == JobStatus.WAITING  # on the middle one
+
+
+def test_operator_verb__a_batch_that_loses_a_deadlock_to_a_worker_runs_again(second_connection: Any) -> None:
+    """A worker's outcome write locks its jobs in id order and then their downstream jobs, which
+    come after some of them; an operator's verb locks its batch in id order. So each can hold a
+    row the other waits on, and PostgreSQL aborts one. The worker's write runs again; so must the
+    verb's batch, rather than fail the admin action. Here the verb holds the downstream job and
+    waits (on a row another session holds) before the last one, which the worker's write takes
+    before it waits on the downstream job."""
+    upstream = jobs.step.enqueue("up")
+    downstream = jobs.step.using(after=[upstream]).enqueue("down")
+    between, last = jobs.step.enqueue("between"), jobs.step.enqueue("last")
+    claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
+    stopped: list[Any] = []
+
+    errors = race(
+        second_connection,
+        between,
+        (lambda: stopped.append(Job.objects.filter(pk__in=[downstream.pk, between.pk, last.pk]).stop(by="ops")),
+         "%FOR UPDATE", "the verb to hold the downstream job and wait on the next"),
+        (lambda: claims.sync("default", worker_id="w1", limit=0, now=timezone.now(), names=[],
+                             outcomes=[succeeded(upstream), succeeded(last)]),
+         "%done AS%", "the outcome write to wait on the downstream job"),
+    )
+
+    assert errors == []
+    assert [fresh(j).status for j in (upstream, last)] == [JobStatus.SUCCEEDED, JobStatus.SUCCEEDED]
+    assert fresh(downstream).status == JobStatus.STOPPED
+    assert fresh(between).stop_requested_at is not None
+    # Counted once each, as the batch that landed saw them: after the worker's write.
+    assert dict(stopped[0].done) == {JobStatus.QUEUED: 1, JobStatus.RUNNING: 1}
+    assert dict(stopped[0].skipped) == {JobStatus.SUCCEEDED: 1}
 
 
 def test_rescue__a_lost_upstream_job_with_no_attempts_left_stops_its_downstream() -> None:
