@@ -1,6 +1,7 @@
 """Where a drain's CPU goes, per job: ``python -m bench.cpu_per_job [--jobs N] [--processes P] [--at REV]``.
 
-Seeds N queued no-op jobs (as section B does), drains them with P ``runjobs --burst`` processes,
+Seeds N queued no-op jobs (as section B does; with ``--keys K``, section G's over K keys with
+``concurrency=1`` per key, or with ``--keys K --unlimited`` the same jobs unlimited), drains them with P ``runjobs --burst`` processes,
 and reads the CPU time (user + system, from ``/proc``) of every process involved while they run:
 each worker's main process, its fork server and children, and the PostgreSQL backends of the
 bench database. The same with no job to drain gives what starting and stopping cost, which is
@@ -46,7 +47,10 @@ def _processes() -> dict[int, tuple[int, str, int]]:
     return found
 
 
-def measure(url: str, database: str, jobs: int, processes: int, code_dir: str, raw: bool = False) -> dict[str, Any]:
+def measure(
+    url: str, database: str, jobs: int, processes: int, code_dir: str, raw: bool = False, keys: int = 0,
+    unlimited: bool = False,
+) -> dict[str, Any]:
     import django
     from django.db import connection
 
@@ -59,7 +63,13 @@ def measure(url: str, database: str, jobs: int, processes: int, code_dir: str, r
     db.create_ceiling_table()
     table = db.CEILING_TABLE if raw else db.JOB_TABLE
     db.reset()
-    db.seed(table, jobs)
+    if keys:  # section G's jobs, spread over the keys (bench.keyed: concurrency=1 per key)
+        from . import gated
+        from .benchapp.limited import keyed, unkeyed
+
+        gated.enqueue_keyed(unkeyed if unlimited else keyed, gated.spread(jobs, keys))
+    else:
+        db.seed(table, jobs)
     db.vacuum_analyze(table)
     connection.close()
     if raw:  # section E's raw loop: forked from this process, in a thread so that we can sample
@@ -124,6 +134,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--database", default="django_jobs_bench_cpu")
     parser.add_argument("--at", help="measure django_jobs/ as committed at this revision")
     parser.add_argument("--raw", action="store_true", help="section E's raw loop instead of runjobs")
+    parser.add_argument("--keys", type=int, default=0,
+                        help="section G's jobs over this many keys, concurrency=1 per key (bench.keyed)")
+    parser.add_argument("--unlimited", action="store_true",
+                        help="with --keys: the same jobs without the limit (bench.unkeyed)")
     args = parser.parse_args(argv)
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres").rsplit("/", 1)[0]
     url = f"{server}/{args.database}"
@@ -142,7 +156,7 @@ def main(argv: list[str]) -> int:
         # A worker's start and exit (~0.5 s of CPU: Python, Django, the registry) are no job's:
         # measured with nothing to drain, and taken off.
         fixed = measure(url, args.database, 0, args.processes, code_dir, args.raw)["cpu_seconds"]
-        found = measure(url, args.database, args.jobs, args.processes, code_dir, args.raw)
+        found = measure(url, args.database, args.jobs, args.processes, code_dir, args.raw, args.keys, args.unlimited)
     cpu = {kind: max(0.0, spent - fixed.get(kind, 0.0)) / max(found["jobs"], 1) * 1e6
            for kind, spent in found["cpu_seconds"].items()}
     cpu["total"] = sum(cpu.values())
