@@ -3,6 +3,7 @@ burst workers in this process)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from typing import Any
@@ -368,23 +369,31 @@ def test_outcome_write__locks_in_id_order_so_an_enqueue_after_the_same_jobs_cann
     assert fresh(enqueued[0]).status == JobStatus.WAITING  # on the middle one
 
 
-def test_operator_verb__a_batch_that_loses_a_deadlock_to_a_worker_runs_again(second_connection: Any) -> None:
+@pytest.mark.parametrize("in_a_transaction", [False, True], ids=["autocommit", "inside atomic()"])
+def test_operator_verb__a_batch_that_loses_a_deadlock_to_a_worker_runs_again(
+    second_connection: Any, in_a_transaction: bool
+) -> None:
     """A worker's outcome write locks its jobs in id order and then their downstream jobs, which
     come after some of them; an operator's verb locks its batch in id order. So each can hold a
     row the other waits on, and PostgreSQL aborts one. The worker's write runs again; so must the
     verb's batch, rather than fail the admin action. Here the verb holds the downstream job and
     waits (on a row another session holds) before the last one, which the worker's write takes
-    before it waits on the downstream job."""
+    before it waits on the downstream job. Inside the caller's transaction (ATOMIC_REQUESTS, say)
+    the batch's savepoint is what is rolled back and run again."""
     upstream = jobs.step.enqueue("up")
     downstream = jobs.step.using(after=[upstream]).enqueue("down")
     between, last = jobs.step.enqueue("between"), jobs.step.enqueue("last")
     claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
     stopped: list[Any] = []
 
+    def stop() -> None:
+        with transaction.atomic() if in_a_transaction else contextlib.nullcontext():
+            stopped.append(Job.objects.filter(pk__in=[downstream.pk, between.pk, last.pk]).stop(by="ops"))
+
     errors = race(
         second_connection,
         between,
-        (lambda: stopped.append(Job.objects.filter(pk__in=[downstream.pk, between.pk, last.pk]).stop(by="ops")),
+        (stop,
          "%FOR UPDATE", "the verb to hold the downstream job and wait on the next"),
         (lambda: claims.sync("default", worker_id="w1", limit=0, now=timezone.now(), names=[],
                              outcomes=[succeeded(upstream), succeeded(last)]),
