@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import OperationalError, models, transaction
+from django.db import models
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -24,7 +24,7 @@ from django.utils.timezone import now as _now
 from . import cron
 from .conf import jobs_settings
 from .db import channel
-from .db.connection import is_deadlock
+from .db.connection import retrying_deadlocks
 from .exceptions import (
     InvalidCron,
     InvalidJobArguments,
@@ -104,8 +104,6 @@ NOT_STARTED = (JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RETRYING)
 
 #: Rows a queryset transition locks and changes per transaction.
 TRANSITION_BATCH = 500
-#: How many times a transition's batch runs again after PostgreSQL aborted it to break a deadlock.
-DEADLOCK_RETRIES = 4
 
 
 @dataclass
@@ -342,30 +340,29 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
         A worker's outcome write locks its jobs in id order and then their downstream jobs, which
         can come before some of them; this locks in id order. When each holds a row the other waits
         on, PostgreSQL aborts one transaction whole: the worker's runs again (db/claims.py), and
-        so does this, with the rows read afresh, rather than fail the operator's action.
+        so does this (retrying_deadlocks), with the rows read afresh, rather than fail the
+        operator's action.
         """
-        for tries_left in range(DEADLOCK_RETRIES, -1, -1):
+
+        def batch() -> Transitioned:
             result = Transitioned()
-            try:
-                with transaction.atomic(using=self.db):
-                    rows = list(
-                        self.model.objects.using(self.db)
-                        .select_for_update()
-                        .filter(pk__in=ids)
-                        .order_by("pk")
-                        .only(*fields)
-                    )
-                    todo = [r for r in rows if r.status in allowed]
-                    for row in rows:
-                        if row.status not in allowed:
-                            result.skipped[row.status] += 1
-                    if todo:
-                        apply(todo, result)
-                return result
-            except OperationalError as exc:
-                if not is_deadlock(exc) or not tries_left:
-                    raise
-        raise AssertionError("unreachable")
+            rows = list(
+                self.model.objects.using(self.db)
+                .select_for_update()
+                .filter(pk__in=ids)
+                .order_by("pk")
+                .only(*fields)
+            )
+            todo = [r for r in rows if r.status in allowed]
+            for row in rows:
+                if row.status not in allowed:
+                    result.skipped[row.status] += 1
+            if todo:
+                apply(todo, result)
+            return result
+
+        return retrying_deadlocks(self.db, batch)
+
 
 def _operator_entry(event: str, now: datetime, by: str, note: str = "") -> dict[str, Any]:
     """The history entry an operator's verb adds to each job it changes: what, when, who, why."""

@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from .. import timeline
 from ..conf import jobs_settings
 from ..db import gates
+from ..db.connection import retrying_deadlocks
 from ..diagnose import diagnose
 from ..models import READY_STATUSES, Job, JobStatus
 from ..readable import run_time, short_moment
@@ -92,6 +93,18 @@ class _JobAdminBase(VerbAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    # A delete locks its rows in its own order while workers write outcomes and lock the jobs
+    # downstream of them in theirs: when PostgreSQL aborts the delete to break a deadlock, it runs
+    # again rather than fail the page (what the verbs do too: JobQuerySet._locked_batch).
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        delete = super().delete_model
+        retrying_deadlocks(obj._state.db or jobs_settings.DATABASE, lambda: delete(request, obj))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        delete = super().delete_queryset
+        retrying_deadlocks(queryset.db, lambda: delete(request, queryset))
 
     # -- the list ---------------------------------------------------------------------------------
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import time
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
-from django.db import connections
+from django.db import OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import _queries
 
 from ..conf import jobs_settings
+
+T = TypeVar("T")
 
 
 def placeholders(values: Sequence[Any]) -> str:
@@ -26,11 +28,33 @@ def is_postgres(using: str) -> bool:
     return connections[using].vendor == "postgresql"
 
 
+#: How many times retrying_deadlocks() runs its body again after PostgreSQL aborted it.
+DEADLOCK_RETRIES = 4
+
+
 def is_deadlock(exc: BaseException) -> bool:
     """Whether ``exc`` (a Django database error) is PostgreSQL aborting this transaction to break a
     deadlock (SQLSTATE 40P01): everything the transaction did is rolled back, and running it again
     is safe."""
     return getattr(exc.__cause__, "sqlstate", None) == "40P01"
+
+
+def retrying_deadlocks(using: str, body: Callable[[], T]) -> T:
+    """``body()`` in a transaction (a savepoint inside the caller's), run again from the start
+    when PostgreSQL aborts it to break a deadlock, up to DEADLOCK_RETRIES more times.
+
+    For an operator's change, which locks rows in its own order while workers lock theirs in
+    another: whichever PostgreSQL aborts has done nothing, and runs again with fresh reads. The
+    body must keep its effects inside the transaction (its writes, NOTIFY, on_commit callbacks).
+    """
+    for tries_left in range(DEADLOCK_RETRIES, -1, -1):
+        try:
+            with transaction.atomic(using=using):
+                return body()
+        except OperationalError as exc:
+            if not is_deadlock(exc) or not tries_left:
+                raise
+    raise AssertionError("unreachable")
 
 
 def json_value(value: Any) -> str:

@@ -409,6 +409,31 @@ def test_operator_verb__a_batch_that_loses_a_deadlock_to_a_worker_runs_again(
     assert dict(stopped[0].skipped) == {JobStatus.SUCCEEDED: 1}
 
 
+def test_admin_delete__a_delete_that_loses_a_deadlock_to_a_worker_runs_again(second_connection: Any) -> None:
+    """The admin's delete locks its rows in id order too (the same race as the verbs above): the
+    page deletes the jobs rather than fail with a deadlock."""
+    from django.contrib import admin
+
+    upstream = jobs.step.enqueue("up")
+    downstream = jobs.step.using(after=[upstream]).enqueue("down")
+    between, last = jobs.step.enqueue("between"), jobs.step.enqueue("last")
+    claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
+    job_admin = admin.site._registry[Job]
+
+    errors = race(
+        second_connection,
+        between,
+        (lambda: job_admin.delete_queryset(None, Job.objects.filter(pk__in=[downstream.pk, between.pk, last.pk])),
+         '%DELETE FROM "django_jobs_job"%', "the delete to hold the downstream job and wait on the next"),
+        (lambda: claims.sync("default", worker_id="w1", limit=0, now=timezone.now(), names=[],
+                             outcomes=[succeeded(upstream), succeeded(last)]),
+         "%done AS%", "the outcome write to wait on the downstream job"),
+    )
+
+    assert errors == []
+    assert list(Job.objects.order_by("pk").values_list("pk", "status")) == [(upstream.pk, JobStatus.SUCCEEDED)]
+
+
 def test_rescue__a_lost_upstream_job_with_no_attempts_left_stops_its_downstream() -> None:
     from django_jobs.services.rescue import rescue
 
