@@ -1,10 +1,10 @@
 """Where a drain's CPU goes, per job: ``python -m bench.cpu_per_job [--jobs N] [--processes P] [--at REV]``.
 
 Seeds N queued no-op jobs (as section B does; with ``--keys K``, section G's over K keys with
-``concurrency=1`` per key, or with ``--keys K --unlimited`` the same jobs unlimited), drains them with P ``runjobs --burst`` processes,
-and reads the CPU time (user + system, from ``/proc``) of every process involved while they run:
-each worker's main process, its fork server and children, and the PostgreSQL backends of the
-bench database. The same with no job to drain gives what starting and stopping cost, which is
+``concurrency=1`` per key, or with ``--keys K --unlimited`` the same jobs unlimited), drains them
+with P ``runjobs --burst`` processes, and reads the CPU time (user + system, from ``/proc``) of
+every process involved while they run: each worker's main process, its fork server and children,
+and the PostgreSQL backends of the bench database. The same with no job to drain gives what starting and stopping cost, which is
 taken off. Prints microseconds of CPU per job for each kind, and the drain's rate.
 
 Unlike the rates, CPU per job hardly moves with the machine's load (a busy machine slows a
@@ -156,7 +156,8 @@ def main(argv: list[str]) -> int:
         # A worker's start and exit (~0.5 s of CPU: Python, Django, the registry) are no job's:
         # measured with nothing to drain, and taken off.
         fixed = measure(url, args.database, 0, args.processes, code_dir, args.raw)["cpu_seconds"]
-        found = measure(url, args.database, args.jobs, args.processes, code_dir, args.raw, args.keys, args.unlimited)
+        found = measure(url, args.database, args.jobs, args.processes, code_dir, args.raw,
+                        keys=args.keys, unlimited=args.unlimited)
     cpu = {kind: max(0.0, spent - fixed.get(kind, 0.0)) / max(found["jobs"], 1) * 1e6
            for kind, spent in found["cpu_seconds"].items()}
     cpu["total"] = sum(cpu.values())

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -320,7 +321,10 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
             if not ids:
                 return result
             last = ids[-1]
-            batch_result = self._locked_batch(ids, allowed, apply, fields)
+            # Again, with fresh reads, if PostgreSQL aborts it to break a deadlock (_locked_batch).
+            batch_result = retrying_deadlocks(
+                self.db, partial(self._locked_batch, ids, allowed, apply, fields)
+            )
             result.done.update(batch_result.done)
             result.skipped.update(batch_result.skipped)
             result.changed.update(batch_result.changed)
@@ -334,34 +338,30 @@ class JobQuerySet(models.QuerySet["Job[Any]"]):
         apply: Callable[[list[Job[Any]], Transitioned], None],
         fields: Sequence[str],
     ) -> Transitioned:
-        """Lock the rows of ``ids`` and ``apply`` the change to those whose status allows it, in
-        one transaction (a savepoint inside the caller's); what it did.
+        """Lock the rows of ``ids`` and ``apply`` the change to those whose status allows it; what
+        it did. _transition runs it with retrying_deadlocks(), in a transaction of its own (or a
+        savepoint inside the caller's).
 
         A worker's outcome write locks its jobs in id order and then their downstream jobs, which
         can come before some of them; this locks in id order. When each holds a row the other waits
         on, PostgreSQL aborts one transaction whole: the worker's runs again (db/claims.py), and
-        so does this (retrying_deadlocks), with the rows read afresh, rather than fail the
-        operator's action.
+        so does this, with the rows read afresh, rather than fail the operator's action.
         """
-
-        def batch() -> Transitioned:
-            result = Transitioned()
-            rows = list(
-                self.model.objects.using(self.db)
-                .select_for_update()
-                .filter(pk__in=ids)
-                .order_by("pk")
-                .only(*fields)
-            )
-            todo = [r for r in rows if r.status in allowed]
-            for row in rows:
-                if row.status not in allowed:
-                    result.skipped[row.status] += 1
-            if todo:
-                apply(todo, result)
-            return result
-
-        return retrying_deadlocks(self.db, batch)
+        result = Transitioned()
+        rows = list(
+            self.model.objects.using(self.db)
+            .select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .only(*fields)
+        )
+        todo = [r for r in rows if r.status in allowed]
+        for row in rows:
+            if row.status not in allowed:
+                result.skipped[row.status] += 1
+        if todo:
+            apply(todo, result)
+        return result
 
 
 def _operator_entry(event: str, now: datetime, by: str, note: str = "") -> dict[str, Any]:

@@ -369,6 +369,27 @@ def test_outcome_write__locks_in_id_order_so_an_enqueue_after_the_same_jobs_cann
     assert fresh(enqueued[0]).status == JobStatus.WAITING  # on the middle one
 
 
+def crossing_jobs() -> tuple[Job, Job, Job, Job]:
+    """Jobs an operator's change and a worker's outcome write lock in crossing orders: ``upstream``
+    and ``last`` running on worker w1, ``downstream`` waiting on ``upstream`` (its id before
+    ``last``'s), and ``between`` running, for another session to hold."""
+    upstream = jobs.step.enqueue("up")
+    downstream = jobs.step.using(after=[upstream]).enqueue("down")
+    between, last = jobs.step.enqueue("between"), jobs.step.enqueue("last")
+    claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
+    return upstream, downstream, between, last
+
+
+def outcome_write(upstream: Job, last: Job) -> tuple[Any, str, str]:
+    """race()'s side for worker w1 writing the successes of ``upstream`` and ``last``: it locks
+    both, then waits on ``upstream``'s downstream job."""
+    return (
+        lambda: claims.sync("default", worker_id="w1", limit=0, now=timezone.now(), names=[],
+                            outcomes=[succeeded(upstream), succeeded(last)]),
+        "%done AS%", "the outcome write to wait on the downstream job",
+    )
+
+
 @pytest.mark.parametrize("in_a_transaction", [False, True], ids=["autocommit", "inside atomic()"])
 def test_operator_verb__a_batch_that_loses_a_deadlock_to_a_worker_runs_again(
     second_connection: Any, in_a_transaction: bool
@@ -380,10 +401,7 @@ def test_operator_verb__a_batch_that_loses_a_deadlock_to_a_worker_runs_again(
     waits (on a row another session holds) before the last one, which the worker's write takes
     before it waits on the downstream job. Inside the caller's transaction (ATOMIC_REQUESTS, say)
     the batch's savepoint is what is rolled back and run again."""
-    upstream = jobs.step.enqueue("up")
-    downstream = jobs.step.using(after=[upstream]).enqueue("down")
-    between, last = jobs.step.enqueue("between"), jobs.step.enqueue("last")
-    claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
+    upstream, downstream, between, last = crossing_jobs()
     stopped: list[Any] = []
 
     def stop() -> None:
@@ -395,9 +413,7 @@ def test_operator_verb__a_batch_that_loses_a_deadlock_to_a_worker_runs_again(
         between,
         (stop,
          "%FOR UPDATE", "the verb to hold the downstream job and wait on the next"),
-        (lambda: claims.sync("default", worker_id="w1", limit=0, now=timezone.now(), names=[],
-                             outcomes=[succeeded(upstream), succeeded(last)]),
-         "%done AS%", "the outcome write to wait on the downstream job"),
+        outcome_write(upstream, last),
     )
 
     assert errors == []
@@ -414,10 +430,7 @@ def test_admin_delete__a_delete_that_loses_a_deadlock_to_a_worker_runs_again(sec
     page deletes the jobs rather than fail with a deadlock."""
     from django.contrib import admin
 
-    upstream = jobs.step.enqueue("up")
-    downstream = jobs.step.using(after=[upstream]).enqueue("down")
-    between, last = jobs.step.enqueue("between"), jobs.step.enqueue("last")
-    claims.claim("default", worker_id="w1", limit=3, now=timezone.now())
+    upstream, downstream, between, last = crossing_jobs()
     job_admin = admin.site._registry[Job]
 
     errors = race(
@@ -425,9 +438,7 @@ def test_admin_delete__a_delete_that_loses_a_deadlock_to_a_worker_runs_again(sec
         between,
         (lambda: job_admin.delete_queryset(None, Job.objects.filter(pk__in=[downstream.pk, between.pk, last.pk])),
          '%DELETE FROM "django_jobs_job"%', "the delete to hold the downstream job and wait on the next"),
-        (lambda: claims.sync("default", worker_id="w1", limit=0, now=timezone.now(), names=[],
-                             outcomes=[succeeded(upstream), succeeded(last)]),
-         "%done AS%", "the outcome write to wait on the downstream job"),
+        outcome_write(upstream, last),
     )
 
     assert errors == []
