@@ -4,8 +4,8 @@ Seeds N queued no-op jobs (as section B does; with ``--keys K``, section G's ove
 ``concurrency=1`` per key, or with ``--keys K --unlimited`` the same jobs unlimited), drains them
 with P ``runjobs --burst`` processes, and reads the CPU time (user + system, from ``/proc``) of
 every process involved while they run: each worker's main process, its fork server and children,
-and the PostgreSQL backends of the bench database. The same with no job to drain gives what starting and stopping cost, which is
-taken off. Prints microseconds of CPU per job for each kind, and the drain's rate.
+and the PostgreSQL backends of the bench database. The same with no job to drain gives what
+starting and stopping cost, which is taken off. Prints microseconds of CPU per job for each kind, and the drain's rate.
 
 Unlike the rates, CPU per job hardly moves with the machine's load (a busy machine slows a
 drain by making it wait, not by making it do more), which makes this the figure to compare

@@ -44,11 +44,6 @@ WARMUP_PROBES = 3  # C: run (and ignored) before measuring, so first-use costs d
 IDLE_SECONDS = 5.0  # C: how long the idle workers' CPU is measured
 FILL_CHUNK = 1000  # F: jobs per enqueue_many() while the worker runs
 FLOW_BASELINE = "4aba3d6"  # G: the commit before flow control, B's "before"
-# G, before and after: the --scale of its drains (both sides), this many times the run's and at
-# most FLOW_BEFORE_SCALE_CAP (50,000 jobs): B's 10,000 jobs drain in ~1 s, and in one full run
-# the pairs' ratios were 0.99, 0.85 and 0.99 (their medians' ratio 0.87).
-FLOW_BEFORE_FACTOR = 5
-FLOW_BEFORE_SCALE_CAP = 5.0
 FLOW_KEYS = 100  # G: concurrency keys the keyed drain's jobs are spread over
 FLOW_DRAIN_BUDGET = 6.0  # G: seconds a keyed drain may run before its rate is read where it got
 FAN_IN = 10_000  # I: upstream jobs of the fan-in (times --scale)
@@ -65,12 +60,14 @@ BIG_PAGE_BUDGET = 30.0
 BIG_PAGES = ("overview", "jobs", "jobs_succeeded", "jobs_search", "jobs_search_miss")
 BIG_PRUNE_ALONE = 2.0  # L: seconds the pruner runs with no drain, for its rate alone
 BIG_PRUNE_PACE = 1_000_000  # L: rows a minute the paced pruner keeps to (the issue's target)
-# L: its drains are this many times B's, and at most BIG_DRAIN_CAP jobs at any --scale (the table
-# grows, not the drain): 10,000 jobs drain in ~0.6 s, too short for a 10% difference to stand out
-# of the noise (one run's paced-pruner/alone ratios were 1.10, 0.79 and 0.63; the claim's ratio
-# fell on either side of its line from one L-only run to the next).
-BIG_DRAIN_FACTOR = 5
-BIG_DRAIN_CAP = 50_000
+# L's drains, and G's before and after, are this many times B's, and at most LONG_DRAIN_CAP jobs
+# at any --scale (L's table grows, not the drain). B's 10,000 jobs drain in ~0.6-1 s, too short
+# for a 10% difference to stand out of the noise: one run's L paced-pruner/alone ratios were
+# 1.10, 0.79 and 0.63, L's claim ratio fell on either side of its line from one L-only run to
+# the next, and G's before-and-after pairs in one full run were 0.99, 0.85 and 0.99 (their
+# medians' ratio 0.87).
+LONG_DRAIN_FACTOR = 5
+LONG_DRAIN_CAP = 50_000
 
 
 #: Drains in a row without VACUUM in section D's churn phase.
@@ -794,7 +791,8 @@ class Bench:
         --runs 1 --drain-processes 2``) on a database of its own, migrated by that code."""
         from . import db
 
-        scale = min(self.args.scale * FLOW_BEFORE_FACTOR, FLOW_BEFORE_SCALE_CAP)
+        # (The baseline's child harness takes a --scale, not a size: the same size as one.)
+        scale = min(self.args.scale * LONG_DRAIN_FACTOR, LONG_DRAIN_CAP / Sizes.at(1.0).drain)
         n, rev = Sizes.at(scale).drain, self.args.baseline
         found: dict[str, list[dict[str, float]]] = {"before": [], "now": []}
         for run in range(1, self.runs + 1):
@@ -1386,7 +1384,7 @@ class Bench:
         """
         from . import db
 
-        n, finished = min(self.sizes.drain * BIG_DRAIN_FACTOR, BIG_DRAIN_CAP), self.sizes.finished
+        n, finished = min(self.sizes.drain * LONG_DRAIN_FACTOR, LONG_DRAIN_CAP), self.sizes.finished
         part, table = self.part("L"), db.JOB_TABLE
         part.update(finished_rows=finished, jobs=n)
         db.reset()
