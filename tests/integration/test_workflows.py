@@ -13,12 +13,12 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from django_jobs import enqueue_many
-from django_jobs.db import claims, tables
+from django_jobs.db import claims, maintenance, tables
 from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.models import Dependency, Job, JobStatus
 from django_jobs.services.prune import prune
 from tests.conftest import connect
-from tests.support.procs import wait_lock_waiter
+from tests.support.procs import wait_lock_waiter, wait_until
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
@@ -242,6 +242,57 @@ def test_prune__keeps_an_upstream_job_a_waiting_job_needs(run_worker: Any) -> No
         prune("default", now=timezone.now() + dt.timedelta(days=1))
     assert not Job.objects.exists()
     assert not Dependency.objects.exists()
+
+
+def test_prune__keeps_an_upstream_job_an_enqueue_named_while_the_batch_ran(second_connection: Any) -> None:
+    """An enqueue after a finished job that commits while a prune batch is on its way to that
+    job's row: the batch (whose snapshot has no edge yet) finds the row changed when it locks it,
+    and must leave it, since the new job will read its result."""
+    ahead = 200_000  # rows the batch locks before it reaches the upstream job's: ~1 s of work
+    old = timezone.now() - dt.timedelta(days=2)
+    seed = jobs.step.enqueue("seed")
+    Job.objects.filter(pk=seed.pk).update(status=JobStatus.SUCCEEDED, finished_at=old)
+    columns = ", ".join(f.column for f in Job._meta.concrete_fields if f.column != "id")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {tables.TABLE} ({columns}) SELECT {columns} FROM {tables.TABLE} "
+            f"CROSS JOIN generate_series(2, %s) WHERE id = %s",
+            [ahead, seed.pk],
+        )
+        cursor.execute(f"ANALYZE {tables.TABLE}")
+    upstream = jobs.step.enqueue("up", 7)
+    Job.objects.filter(pk=upstream.pk).update(
+        status=JobStatus.SUCCEEDED, finished_at=old + dt.timedelta(hours=1), result=7,
+    )
+    pruned: list[int] = []
+
+    def prune_in_other_session() -> None:
+        try:
+            pruned.append(maintenance.prune(
+                "default", status=JobStatus.SUCCEEDED, finished_before=timezone.now(), batch=ahead + 10,
+            ))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=prune_in_other_session)
+    thread.start()
+    try:
+        wait_until(
+            lambda: second_connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'active' AND query LIKE 'WITH deleted AS%%'"
+            ).fetchone()[0] == 1,
+            message="the prune batch to start",
+            interval=0.001,
+        )
+        downstream = jobs.total_upstream.using(after=[upstream]).enqueue("sum")
+        assert not pruned, "the batch ended before the enqueue: raise `ahead`"
+    finally:
+        thread.join()
+
+    assert pruned == [ahead]
+    assert Job.objects.filter(pk=upstream.pk).exists()
+    assert Dependency.objects.filter(upstream=upstream, downstream=downstream).exists()
 
 
 def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(second_connection: Any) -> None:
