@@ -1,4 +1,5 @@
-"""The benchmark's arithmetic and its code export (bench/report.py, bench/code.py); nothing runs."""
+"""The benchmark's arithmetic and its code export (bench/report.py, bench/code.py,
+bench/round_trip.py); nothing runs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from bench import code
 from bench.report import judge_targets, percentile, summary, table_rows
+from bench.round_trip import fit
 
 
 def test_percentile__interpolates_between_closest_ranks() -> None:
@@ -16,6 +18,14 @@ def test_percentile__interpolates_between_closest_ranks() -> None:
     assert percentile(values, 50) == pytest.approx(50.5)
     assert percentile(values, 99) == pytest.approx(99.01)
     assert percentile([3.0], 99) == 3.0
+
+
+def test_round_trip_fit__splits_the_cost_per_job_from_the_cost_per_statement() -> None:
+    # 16 µs a job and 300 µs a statement: 31 µs a job in batches of 20, 16.75 in batches of 400.
+    line = fit({20: 31.0, 100: 19.0, 400: 16.75})
+
+    assert line == (pytest.approx(16.0), pytest.approx(300.0))
+    assert fit({100: 19.0}) is None  # one batch size can't tell the two apart
 
 
 def test_judge_targets__missing_figures_are_not_judged() -> None:
