@@ -283,7 +283,7 @@ _WAITING = status_is(JobStatus.WAITING)
 #   transitively, each naming that job (lifecycle.upstream_failed()).
 # - ``flowcheck``: wakes the workers of the queues that got jobs, announces the jobs it stopped to
 #   whoever waits for them (Job.wait(), channel.done_sql()), and refuses the whole statement
-#   (it runs again: see _run_outcomes) when an enqueue after one of these jobs, or a re-arm,
+#   (it runs again: see run_outcome_statement) when an enqueue after one of these jobs, or a re-arm,
 #   committed while this statement waited on that job's row: its snapshot is then older than the
 #   new rows, which it can't see. downstream_version as this statement found it (a plain read
 #   sees the snapshot) differs then from the row it updated (which is the newest).
@@ -573,7 +573,7 @@ def sync(
     released: list[int] = []
     fresh: set[int] = set()
     landed = False
-    for row in _run_outcomes(using, statement, params, worker=True):
+    for row in run_outcome_statement(using, statement, params, worker=True):
         kind = row[0]
         if kind == "done":
             written[row[1]] = row[2]
@@ -634,11 +634,11 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
         return {}
     if connections[using].vendor != "postgresql":
         return _record_outcomes_sqlite(using, worker_id, outcomes)
-    return {row[0]: row[1] for row in _run_outcomes(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes))}
+    return {row[0]: row[1] for row in run_outcome_statement(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes))}
 
 
-def _run_outcomes(using: str, sql: str, params: dict[str, Any], *, worker: bool = False) -> list[tuple[Any, ...]]:
-    """Run a statement that writes outcomes; again (a few times) when its workflow check found
+def run_outcome_statement(using: str, sql: str, params: Any, *, worker: bool = False) -> list[tuple[Any, ...]]:
+    """Run a statement that writes outcomes (with_workflow_steps()); again (a few times) when its workflow check found
     that a transaction it waited on added or re-armed jobs it couldn't see (see _FLOW), or when
     it lost a deadlock.
 

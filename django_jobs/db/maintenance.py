@@ -12,7 +12,7 @@ from django.utils.dateparse import parse_datetime
 
 from ..lifecycle import Attempt, Transition
 from ..models import FINISHED_STATUSES, JobStatus
-from .claims import with_workflow_steps
+from .claims import run_outcome_statement, with_workflow_steps
 from .connection import placeholders
 from .tables import (
     PARKED_SQL,
@@ -243,13 +243,16 @@ def end_unknown(
     # (SQLite keeps JSON as text, with functions of its own.)
     append = "history || jsonb_build_array(%s::jsonb)" if postgres else "json_insert(history, '$[#]', json(%s))"
     sql = END_UNKNOWN.format(append=append, lock=" FOR UPDATE SKIP LOCKED" if postgres else "")
-    if postgres:
-        # Jobs waiting downstream of the ones that end dead end stopped in the same statement.
-        sql = with_workflow_steps(f"{sql} RETURNING id, status, downstream_version, finished_at", "count(*)")
     adapt = connection.ops.adapt_datetimefield_value
+    params = [
+        transition.status.value, adapt(now), transition.last_error or "",
+        json.dumps(transition.history_entry), name, adapt(parked_before), batch,
+    ]
+    if postgres:
+        # Jobs waiting downstream of the ones that end dead end stopped in the same statement,
+        # which runs again when an enqueue after one of them committed while it ran.
+        sql = with_workflow_steps(f"{sql} RETURNING id, status, downstream_version, finished_at", "count(*)")
+        return int(run_outcome_statement(using, sql, params)[0][0])
     with connection.cursor() as cursor:
-        cursor.execute(sql, [
-            transition.status.value, adapt(now), transition.last_error or "",
-            json.dumps(transition.history_entry), name, adapt(parked_before), batch,
-        ])
-        return int(cursor.fetchone()[0]) if postgres else cursor.rowcount
+        cursor.execute(sql, params)
+        return cursor.rowcount
