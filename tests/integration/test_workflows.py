@@ -18,7 +18,8 @@ from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.models import Dependency, Job, JobStatus
 from django_jobs.services.prune import prune
 from tests.conftest import connect
-from tests.support.procs import wait_lock_waiter, wait_until
+from tests.support import snapshots
+from tests.support.procs import wait_lock_waiter
 from tests.testapp import jobs
 from tests.testapp.models import SideEffect
 
@@ -252,45 +253,21 @@ def test_prune__keeps_an_upstream_job_an_enqueue_named_while_the_batch_ran(secon
     old = timezone.now() - dt.timedelta(days=2)
     seed = jobs.step.enqueue("seed")
     Job.objects.filter(pk=seed.pk).update(status=JobStatus.SUCCEEDED, finished_at=old)
-    columns = ", ".join(f.column for f in Job._meta.concrete_fields if f.column != "id")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {tables.TABLE} ({columns}) SELECT {columns} FROM {tables.TABLE} "
-            f"CROSS JOIN generate_series(2, %s) WHERE id = %s",
-            [ahead, seed.pk],
-        )
-        cursor.execute(f"ANALYZE {tables.TABLE}")
+    snapshots.copies(seed, ahead - 1)
     upstream = jobs.step.enqueue("up", 7)
     Job.objects.filter(pk=upstream.pk).update(
         status=JobStatus.SUCCEEDED, finished_at=old + dt.timedelta(hours=1), result=7,
     )
-    pruned: list[int] = []
 
-    def prune_in_other_session() -> None:
-        try:
-            pruned.append(maintenance.prune(
-                "default", status=JobStatus.SUCCEEDED, finished_before=timezone.now(), batch=ahead + 10,
-            ))
-        finally:
-            connections.close_all()
+    def prune_batch() -> int:
+        return maintenance.prune("default", status=JobStatus.SUCCEEDED, finished_before=timezone.now(),
+                                 batch=ahead + 10)
 
-    thread = threading.Thread(target=prune_in_other_session)
-    thread.start()
-    try:
-        wait_until(
-            lambda: second_connection.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND state = 'active' AND query LIKE 'WITH deleted AS%%'"
-            ).fetchone()[0] == 1,
-            message="the prune batch to start",
-            interval=0.001,
-        )
+    with snapshots.running(second_connection, "WITH deleted AS%", prune_batch) as batch:
         downstream = jobs.total_upstream.using(after=[upstream]).enqueue("sum")
-        assert not pruned, "the batch ended before the enqueue: raise `ahead`"
-    finally:
-        thread.join()
+        assert not batch.ended, "the batch ended before the enqueue: raise `ahead`"
 
-    assert pruned == [ahead]
+    assert (batch.returned, batch.raised) == ([ahead], [])
     assert Job.objects.filter(pk=upstream.pk).exists()
     assert Dependency.objects.filter(upstream=upstream, downstream=downstream).exists()
 

@@ -3,19 +3,17 @@ the name, and ended dead only once no live worker has known the name for UNKNOWN
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
 from django.utils import timezone
 
 from django_jobs import diagnose, lifecycle, metrics, stats
-from django_jobs.db import claims, maintenance, tables
+from django_jobs.db import claims, maintenance
 from django_jobs.models import Job, JobStatus, KnownName, Worker
 from django_jobs.services.unknown import end_unknown
-from tests.support.procs import wait_until
+from tests.support import snapshots
 from tests.testapp import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,53 +123,22 @@ def test_end_unknown__stops_a_job_enqueued_after_one_of_them_while_the_batch_ran
     that job's row: the batch's snapshot has no edge, so its workflow step can't stop the new job;
     it must run again (with a snapshot that has it) rather than fail."""
     ahead = 200_000  # rows the batch locks before it reaches the upstream job's: ~1 s of work
-    old = timezone.now() - timedelta(hours=1)
-    seed = _parked(1, ago=3600)[0]
-    columns = ", ".join(f.column for f in Job._meta.concrete_fields if f.column != "id")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {tables.TABLE} ({columns}) SELECT {columns} FROM {tables.TABLE} "
-            f"CROSS JOIN generate_series(2, %s) WHERE id = %s",
-            [ahead, seed.pk],
-        )
-        cursor.execute(f"ANALYZE {tables.TABLE}")
+    snapshots.copies(_parked(1, ago=3600)[0], ahead - 1)
     upstream = _parked(1, ago=3500)[0]  # the highest id: the batch, in id order, locks it last
-    ended: list[int] = []
-    failed: list[BaseException] = []
 
-    def end_in_other_session() -> None:
-        try:
-            ended.append(maintenance.end_unknown(
-                "default", name=NEW, parked_before=timezone.now(), batch=ahead + 10,
-                transition=lifecycle.never_known(NEW, timezone.now(), GRACE), now=timezone.now(),
-            ))
-        except BaseException as exc:
-            failed.append(exc)
-        finally:
-            connections.close_all()
+    def end_batch() -> int:
+        return maintenance.end_unknown("default", name=NEW, parked_before=timezone.now(), batch=ahead + 10,
+                                       transition=lifecycle.never_known(NEW, timezone.now(), GRACE),
+                                       now=timezone.now())
 
-    thread = threading.Thread(target=end_in_other_session)
-    thread.start()
-    try:
-        wait_until(
-            lambda: second_connection.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND state = 'active' AND query LIKE 'WITH RECURSIVE done AS (UPDATE%%'"
-            ).fetchone()[0] == 1,
-            message="the batch to start",
-            interval=0.001,
-        )
+    with snapshots.running(second_connection, "WITH RECURSIVE done AS (UPDATE%", end_batch) as batch:
         downstream = jobs.step.using(after=[upstream.pk]).enqueue("down")
-        assert not ended and not failed, "the batch ended before the enqueue: raise `ahead`"
-    finally:
-        thread.join()
+        assert not batch.ended, "the batch ended before the enqueue: raise `ahead`"
 
-    assert failed == []
-    assert ended == [ahead + 1]
+    assert (batch.returned, batch.raised) == ([ahead + 1], [])
     assert Job.objects.get(pk=upstream.pk).status == JobStatus.DEAD
     stopped = Job.objects.get(pk=downstream.pk)
     assert (stopped.status, stopped.last_error) == (JobStatus.STOPPED, f"upstream job #{upstream.pk} ended dead")
-    assert old < stopped.finished_at
 
 
 def test_unknown_names__what_the_overview_and_metrics_show() -> None:
