@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -145,19 +145,21 @@ def main(argv: list[str]) -> int:
     os.environ["BENCH_DATABASE_URL"] = url
     subprocess.run(["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", args.database], check=False)
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", args.database], check=True)
-    with tempfile.TemporaryDirectory() as code_dir:
-        if args.at:
-            archive = subprocess.run(["git", "archive", args.at, "django_jobs"], cwd=REPO, check=True,
-                                     capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", code_dir], input=archive, check=True)
-            sys.path.insert(0, code_dir)
-        else:
-            code_dir = str(REPO)
+    from . import code
+
+    exported = code.export(args.at)[0] if args.at else None
+    code_dir = str(exported or REPO)
+    if exported:
+        sys.path.insert(0, code_dir)
+    try:
         # A worker's start and exit (~0.5 s of CPU: Python, Django, the registry) are no job's:
         # measured with nothing to drain, and taken off.
         fixed = measure(url, args.database, 0, args.processes, code_dir, args.raw)["cpu_seconds"]
         found = measure(url, args.database, args.jobs, args.processes, code_dir, args.raw,
                         keys=args.keys, unlimited=args.unlimited)
+    finally:
+        if exported:
+            shutil.rmtree(exported, ignore_errors=True)
     cpu = {kind: max(0.0, spent - fixed.get(kind, 0.0)) / max(found["jobs"], 1) * 1e6
            for kind, spent in found["cpu_seconds"].items()}
     cpu["total"] = sum(cpu.values())

@@ -638,9 +638,9 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
 
 
 def run_outcome_statement(using: str, sql: str, params: Any, *, worker: bool = False) -> list[tuple[Any, ...]]:
-    """Run a statement that writes outcomes (with_workflow_steps()); again (a few times) when its workflow check found
-    that a transaction it waited on added or re-armed jobs it couldn't see (see _FLOW), or when
-    it lost a deadlock.
+    """Run a statement that writes outcomes (with_workflow_steps()); again (a few times) when its
+    workflow check found that a transaction it waited on added or re-armed jobs it couldn't see
+    (see _FLOW), or when it lost a deadlock.
 
     Each time it runs with a new snapshot, taken after that transaction's commit. Inside a
     transaction (rescue) each run has a savepoint, so the failed one leaves the transaction usable.

@@ -158,18 +158,18 @@ def _aware(value: datetime | str) -> datetime:
 # An enqueue after a job bumps its downstream_version (db/workflows.HOLD_UPSTREAM). When one
 # commits while a batch runs, the batch's FOR UPDATE finds the row changed and checks these
 # conditions again on the new row, but its subqueries still read the batch's snapshot, which has
-# no edge yet: the job would pass as prunable, and the new job would lose its upstream. The last
-# condition sees that: the row's downstream_version no longer matches the one in the snapshot,
-# and the job is left for a later batch, which sees the edge (the same check as the outcome
-# write's in db/claims._FLOW).
+# no edge yet: the job would pass as prunable, and the new job would lose its upstream. So a row
+# with jobs downstream must also have the downstream_version the snapshot has: a changed one is
+# left for a later batch, which sees the edge (the same check as the outcome write's in
+# db/claims._FLOW).
 _PRUNABLE = (
     f"status = %s AND finished_at < %s AND NOT EXISTS "
     f"(SELECT 1 FROM {SCHEDULE_TABLE} AS s WHERE s.last_job_id = {TABLE}.id) "
-    f"AND ({TABLE}.downstream_version = 0 OR NOT EXISTS (SELECT 1 FROM {DEPENDENCY_TABLE} AS e "
+    f"AND ({TABLE}.downstream_version = 0 OR ({TABLE}.downstream_version = "
+    f"(SELECT s.downstream_version FROM {TABLE} AS s WHERE s.id = {TABLE}.id) "
+    f"AND NOT EXISTS (SELECT 1 FROM {DEPENDENCY_TABLE} AS e "
     f"JOIN {TABLE} AS d ON d.id = e.downstream_id WHERE e.upstream_id = {TABLE}.id "
-    f"AND NOT {status_in(FINISHED_STATUSES, 'd.status')})) "
-    f"AND ({TABLE}.downstream_version = 0 OR {TABLE}.downstream_version = "
-    f"(SELECT s.downstream_version FROM {TABLE} AS s WHERE s.id = {TABLE}.id))"
+    f"AND NOT {status_in(FINISHED_STATUSES, 'd.status')})))"
 )
 # How many prune() would delete (prunejobs --dry-run).
 PRUNABLE_COUNT = f"SELECT count(*) FROM {TABLE} WHERE {_PRUNABLE}"
