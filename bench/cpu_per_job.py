@@ -5,7 +5,10 @@ Seeds N queued no-op jobs (as section B does; with ``--keys K``, section G's ove
 with P ``runjobs --burst`` processes, and reads the CPU time (user + system, from ``/proc``) of
 every process involved while they run: each worker's main process, its fork server and children,
 and the PostgreSQL backends of the bench database. The same with no job to drain gives what
-starting and stopping cost, which is taken off. Prints microseconds of CPU per job for each kind, and the drain's rate.
+starting and stopping cost, which is taken off. Prints microseconds of CPU per job for each kind
+(autovacuum's workers on their own, when one ran), the drain's rate, and how many jobs a commit
+carried (the database's committed transactions, so the round trips and anything else the
+workers committed).
 
 Unlike the rates, CPU per job hardly moves with the machine's load (a busy machine slows a
 drain by making it wait, not by making it do more), which makes this the figure to compare
@@ -71,6 +74,7 @@ def measure(
     else:
         db.seed(table, jobs)
     db.vacuum_analyze(table)
+    commits = _commits(database)
     connection.close()
     if raw:  # section E's raw loop: forked from this process, in a thread so that we can sample
         import threading
@@ -112,6 +116,8 @@ def measure(
                 seen[pid] = ("main", ticks)
             elif pid in tree:
                 seen[pid] = ("children", ticks)
+            elif command.startswith("postgres: autovacuum") and database in command.split():
+                seen[pid] = ("autovacuum", ticks)
             elif command.startswith("postgres:") and f" {database} " in command:
                 seen[pid] = ("postgres", ticks)
         time.sleep(SAMPLE_EVERY)
@@ -119,12 +125,22 @@ def measure(
         "SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) "
         f"FROM {table} WHERE status = 'succeeded'"
     )[0]
+    commits = _commits(database) - commits
     connection.close()
     tick = os.sysconf("SC_CLK_TCK")
     seconds: dict[str, float] = {}
     for kind, ticks in seen.values():
         seconds[kind] = seconds.get(kind, 0.0) + ticks / tick
-    return {"jobs": done, "rate": done / float(span) if span else None, "cpu_seconds": seconds}
+    return {"jobs": done, "rate": done / float(span) if span else None, "cpu_seconds": seconds, "commits": commits}
+
+
+def _commits(database: str) -> int:
+    """Transactions committed in the database so far (the statistics lag by up to a second)."""
+    from . import db
+
+    time.sleep(1.0)  # PostgreSQL flushes a backend's counters at most once a second (PGSTAT_MIN_INTERVAL)
+    db.execute("SELECT pg_stat_clear_snapshot()")
+    return int(db.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [database])[0][0])
 
 
 def main(argv: list[str]) -> int:
@@ -154,7 +170,8 @@ def main(argv: list[str]) -> int:
     try:
         # A worker's start and exit (~0.5 s of CPU: Python, Django, the registry) are no job's:
         # measured with nothing to drain, and taken off.
-        fixed = measure(url, args.database, 0, args.processes, code_dir, args.raw)["cpu_seconds"]
+        idle = measure(url, args.database, 0, args.processes, code_dir, args.raw)
+        fixed = idle["cpu_seconds"]
         found = measure(url, args.database, args.jobs, args.processes, code_dir, args.raw,
                         keys=args.keys, unlimited=args.unlimited)
     finally:
@@ -164,7 +181,8 @@ def main(argv: list[str]) -> int:
            for kind, spent in found["cpu_seconds"].items()}
     cpu["total"] = sum(cpu.values())
     print(f"{found['jobs']:,} jobs, {args.processes} process(es), {found['rate']:,.0f} jobs/s; CPU per job: "
-          + ", ".join(f"{kind} {cpu[kind]:.0f} µs" for kind in ("main", "children", "postgres", "total") if kind in cpu))
+          + ", ".join(f"{kind} {cpu[kind]:.0f} µs" for kind in ("main", "children", "postgres", "autovacuum", "total") if kind in cpu)
+          + f"; {found['jobs'] / max(found['commits'] - idle['commits'], 1):.1f} jobs a commit")
     subprocess.run(["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", args.database], check=False)
     return 0
 

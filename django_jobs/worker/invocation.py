@@ -57,14 +57,16 @@ def run_job(
 
     ``close_connections=False`` leaves database connections alone, for django_jobs.testing,
     which runs jobs inside a test's transaction (closing its connection would end the test's).
-    ``check_before=False`` skips the check of old connections before the job, for a job that
-    follows another at once (the check after that one just ran).
+    ``check_before=False`` skips the checks a child makes once per batch, for a job that follows
+    another at once: of old connections before the job (the check after that one just ran), and
+    of whether a tracer provider was set since.
 
     With opentelemetry installed the attempt runs in its span (tracing.py).
     """
     if tracing.ENABLED:
         return tracing.run_in_span(
-            message, worker_id, lambda: _run_job(message, worker_id, close_connections, check_before)
+            message, worker_id, lambda: _run_job(message, worker_id, close_connections, check_before),
+            look=check_before,
         )
     return _run_job(message, worker_id, close_connections, check_before)
 

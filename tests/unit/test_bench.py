@@ -1,5 +1,5 @@
 """The benchmark's arithmetic and its code export (bench/report.py, bench/code.py,
-bench/round_trip.py); nothing runs."""
+bench/round_trip.py), and bench/child_cpu.py's forked child; no database."""
 
 from __future__ import annotations
 
@@ -127,3 +127,11 @@ def test_index_buffers__counts_each_index_walk_apart_from_the_writes() -> None:
     from bench.db import index_buffers
 
     assert index_buffers(_PLAN) == {"django_jobs_ready_idx": 93, "django_jobs_job_pkey": 300}
+
+
+def test_child_cpu__a_forked_child_answers_every_job_and_its_cpu_and_calls_are_counted() -> None:
+    from bench.child_cpu import BATCH, run_child
+
+    # (bench.noop isn't registered here: the child answers each job at once, as not registered.)
+    assert run_child(2) > 0
+    assert 10 <= run_child(2, profile=True) / (2 * BATCH) <= 1000

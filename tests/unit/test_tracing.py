@@ -105,3 +105,21 @@ def test_run_in_span__without_a_tracer_provider_makes_no_span_and_keeps_the_cont
     assert seen == [(traceparent, None)]
     assert tracing.trace_context() == (None, None)  # and no longer once it returned
     assert tracing.run_in_span(dict(JOB), "host:1", lambda: {"outcome": "succeeded"}) == {"outcome": "succeeded"}
+
+
+def test_run_in_span__without_look_takes_what_the_last_look_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A child asks whether a provider is set once per batch (look=True for its first job): the
+    # jobs after it reuse that answer, and the next batch's first job sees a provider set since.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(tracing, "_found", None)
+    tracing.run_in_span(dict(JOB), "host:1", lambda: {"outcome": "succeeded"})  # no provider: no span
+
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("tests"))  # a provider, set meanwhile
+    tracing.run_in_span(dict(JOB), "host:1", lambda: {"outcome": "succeeded"}, look=False)
+    assert exporter.get_finished_spans() == ()
+    tracing.run_in_span(dict(JOB), "host:1", lambda: {"outcome": "succeeded"}, look=True)
+    tracing.run_in_span(dict(JOB), "host:1", lambda: {"outcome": "succeeded"}, look=False)
+    assert [s.name for s in exporter.get_finished_spans()] == ["process tests.add"] * 2
