@@ -12,7 +12,8 @@ statement: the statement's fixed part (its plan's start and end, the CTEs that h
 and what each job adds.
 
 With ``--at REV``, ``django_jobs/`` as committed at REV (the bench itself comes from the working
-tree), on a database migrated by that code. Run it from the repository with the bench's venv:
+tree), on a database migrated by that code. ``--drop-index`` drops indexes of the job table after
+migrating, to see what keeping each one up to date costs a job. Run it from the repository with the bench's venv:
 
     .venv/bin/python -m bench.round_trip --batches 20,400 --rounds 5
     .venv/bin/python -m bench.round_trip --batches 20,400 --rounds 5 --at 4aba3d6
@@ -54,14 +55,17 @@ def drain(jobs: int, batch: int) -> float:
     db.reset()
     db.seed(db.JOB_TABLE, jobs)
     db.vacuum_analyze(db.JOB_TABLE)
-    # Older commits' sync() took no ``names`` and returned (written, claimed).
+    # Older commits' sync() took no ``names`` and returned (written, claimed), and no ``downstream``.
     claim_and_write: Any = claims.sync
-    named = "names" in inspect.signature(claim_and_write).parameters
+    parameters = inspect.signature(claim_and_write).parameters
+    named = "names" in parameters
 
-    def sync(outcomes: list[Any], limit: int) -> list[dict[str, Any]]:
-        extra = {"names": [noop.name]} if named else {}
-        synced = claim_and_write("default", worker_id="bench-round-trip", outcomes=outcomes, limit=limit,
-                                 now=timezone.now(), **extra)
+    def sync(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {"names": [noop.name]} if named else {}
+        if "downstream" in parameters:  # as the worker passes it
+            extra["downstream"] = any(r.get("downstream", True) for r in rows)
+        synced = claim_and_write("default", worker_id="bench-round-trip", outcomes=[succeeded(r) for r in rows],
+                                 limit=limit, now=timezone.now(), **extra)
         return synced.claimed if named else synced[1]
 
     def succeeded(row: dict[str, Any]) -> Any:
@@ -78,7 +82,7 @@ def drain(jobs: int, batch: int) -> float:
     before, done = _backend_cpu(pid), 0
     while rows:
         done += len(rows)
-        rows = sync([succeeded(r) for r in rows], batch)
+        rows = sync(rows, batch)
     spent = _backend_cpu(pid) - before
     if done != jobs:
         raise RuntimeError(f"drained {done:,} of {jobs:,} jobs")
@@ -103,6 +107,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each batch size; the least is kept")
     parser.add_argument("--database", default="django_jobs_bench_round_trip")
     parser.add_argument("--at", help="measure django_jobs/ as committed at this revision")
+    parser.add_argument("--drop-index", default="", metavar="NAMES",
+                        help="drop these indexes of the job table first, comma-separated (what each costs)")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres").rsplit("/", 1)[0]
@@ -123,6 +129,8 @@ def main(argv: list[str]) -> int:
         call_command("migrate", verbosity=0)
         from . import db
 
+        for index in filter(None, args.drop_index.split(",")):
+            db.execute(f'DROP INDEX "{index}"')
         db.create_ceiling_table()  # (db.reset() empties it too)
         least: dict[int, float] = {}
         for _ in range(args.rounds):
@@ -136,7 +144,8 @@ def main(argv: list[str]) -> int:
         subprocess.run(["dropdb", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", args.database], check=False)
         if code_dir:
             shutil.rmtree(code_dir, ignore_errors=True)
-    print(f"django_jobs at {args.at or 'the working tree'}; PostgreSQL's CPU per job, the least of {args.rounds}:")
+    dropped = f", without {args.drop_index}" if args.drop_index else ""
+    print(f"django_jobs at {args.at or 'the working tree'}{dropped}; PostgreSQL's CPU per job, the least of {args.rounds}:")
     for batch, per_job in least.items():
         print(f"  batch {batch:>4}: {per_job:5.1f} µs a job, {per_job * batch:7.0f} µs a statement")
     line = fit(least)

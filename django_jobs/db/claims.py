@@ -32,7 +32,7 @@ from .tables import (
 
 CLAIM_COLUMNS = (
     "id", "name", "args", "kwargs", "queue", "attempts", "max_attempts", "timeout", "attempts_at_retry",
-    "traceparent", "tracestate",
+    "traceparent", "tracestate", "downstream_version",
 )
 
 
@@ -80,7 +80,7 @@ def _claim_sql_pg(filter_queues: bool) -> str:
     return (
         f"WITH claimable AS ({_claimable_sql(filter_queues)}), {_PARK}, claimed AS ({_CLAIM_UPDATE}) "
         f"SELECT 'claimed', {', '.join(CLAIM_COLUMNS)} FROM claimed UNION ALL "
-        f"SELECT 'parked', id, name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
+        f"SELECT 'parked', id, name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM parked"
     )
 
 
@@ -162,6 +162,9 @@ def claimed_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
             # The enqueue's trace context (NULL unless it was traced): see tracing.py.
             "traceparent": r[9],
             "tracestate": r[10],
+            # Whether jobs waited downstream of it at its claim (workflows): its outcome is then
+            # written with the workflow steps (see sync()).
+            "downstream": bool(r[11]),
         }
         for r in rows
     ]
@@ -398,11 +401,11 @@ def _declare_cte(handed: bool) -> str:
 # rows set aside.
 _CLAIM_ROWS = (
     "SELECT 'claimed', id, name::text, args::text, kwargs::text, queue::text, attempts, "
-    "max_attempts, timeout, attempts_at_retry, traceparent::text, tracestate, "
+    "max_attempts, timeout, attempts_at_retry, traceparent::text, tracestate, downstream_version, "
     "id IN (SELECT id FROM fresh) FROM claimed "
-    "UNION ALL SELECT 'declared', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+    "UNION ALL SELECT 'declared', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
     "FROM declared "
-    "UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
+    "UNION ALL SELECT 'parked', id, name::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL "
     "FROM parked"
 )
 
@@ -425,27 +428,46 @@ def _claim_ctes(filter_queues: bool) -> str:
 # finishing members of the same fan-in waits on, are held only for the end of the statement and
 # its commit. Bench I, 10 runs each: a fan-in of 10,000 drained at a median 17,700 jobs/s
 # (16,300-20,500) against 16,600 (16,100-18,400) with the claim last.
-def _sync_sql_pg(filter_queues: bool, handoff: str = "") -> str:
+def _sync_sql_pg(filter_queues: bool, handoff: str = "", *, workflows: bool = True) -> str:
     handed = (
         " UNION ALL SELECT 'handed:' || concurrency_key, id, name::text, args::text, kwargs::text, "
         "queue::text, attempts, max_attempts, timeout, attempts_at_retry, traceparent::text, tracestate, "
-        "%(declaring)b AND attempts < max_attempts FROM handed"
+        "downstream_version, %(declaring)b AND attempts < max_attempts FROM handed"
         if handoff else ""
     )
+    if workflows:
+        steps, check = f"RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}, ", _FLOW_CHECK
+        released = (f" UNION ALL SELECT 'released', id, NULL::text, NULL::text, {_AFTER_ARGS} FROM released "
+                    f"WHERE status = '{JobStatus.QUEUED.value}'")
+    else:
+        steps, check, released = f"done AS ({OUTCOME_UPDATE}), ", _NOTHING_DOWNSTREAM, ""
     return (
-        f"WITH RECURSIVE done AS ({OUTCOME_UPDATE}), {_FLOW}, "
-        f"{_claim_ctes(filter_queues)}, {handoff}{_declare_cte(bool(handoff))} "
+        f"WITH {steps}{_claim_ctes(filter_queues)}, {handoff}{_declare_cte(bool(handoff))} "
         f"{_CLAIM_ROWS}{handed} "
-        f"UNION ALL SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision, NULL::integer, NULL::text, NULL::text, NULL::boolean "
-        f"FROM done WHERE {_FLOW_CHECK} "
-        f"UNION ALL SELECT 'released', id, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer, "
-        f"NULL::integer, NULL::double precision, NULL::integer, NULL::text, NULL::text, NULL::boolean FROM released "
-        f"WHERE status = '{JobStatus.QUEUED.value}'"
+        f"UNION ALL SELECT 'done', id, status::text, {_DONE_ANNOUNCED}, {_AFTER_ARGS} FROM done WHERE {check}"
+        f"{released}"
     )
 
 
+# The columns after the claim's arguments, in a row of the round trip that isn't a claimed job.
+_AFTER_ARGS = (
+    "NULL::text, NULL::text, NULL::integer, NULL::integer, NULL::double precision, NULL::integer, "
+    "NULL::text, NULL::text, NULL::integer, NULL::boolean"
+)
+# The round trip without the workflow steps, for outcomes of jobs that had nothing downstream at
+# their claim (nearly all): those steps have nothing to do then, but each of their UPDATEs opens
+# every index of the job table all the same, which was a third of the statement's fixed cost.
+# Should one of these jobs have jobs downstream after all (an enqueue after it committed while it
+# ran: its outcome's UPDATE returns the newest row), the statement fails whole, and sync() runs
+# the one with the steps instead (run_outcome_statement).
+DOWNSTREAM_MARK = "django_jobs: a job whose outcome this writes has jobs downstream"
+_NOTHING_DOWNSTREAM = (
+    f"(SELECT CASE WHEN count(*) = 0 THEN true ELSE ('{DOWNSTREAM_MARK}: ' || count(*))::boolean END "
+    f"FROM done WHERE downstream_version > 0)"
+)
+
 _SYNC_PG = {True: _sync_sql_pg(True), False: _sync_sql_pg(False)}
+_SYNC_LEAN_PG = {True: _sync_sql_pg(True, workflows=False), False: _sync_sql_pg(False, workflows=False)}
 
 
 # The round trip with no outcome to write: the claim and the declaration alone. The statement
@@ -503,10 +525,13 @@ class Handoff:
     limit: int
 
 
-def sync_sql(*, filter_queues: bool = False, outcomes: bool = True) -> str:
+def sync_sql(*, filter_queues: bool = False, outcomes: bool = True, downstream: bool = True) -> str:
     """The text of the statement a worker runs each round trip (for EXPLAIN): with outcomes to
-    write, or (``outcomes=False``) the claim alone."""
-    return (_SYNC_PG if outcomes else _CLAIM_ONLY_PG)[filter_queues]
+    write (with the workflow steps, or ``downstream=False`` without), or (``outcomes=False``) the
+    claim alone."""
+    if not outcomes:
+        return _CLAIM_ONLY_PG[filter_queues]
+    return (_SYNC_PG if downstream else _SYNC_LEAN_PG)[filter_queues]
 
 
 @dataclass(slots=True)
@@ -537,9 +562,14 @@ def sync(
     paused_names: Sequence[str] = (),
     handoffs: Sequence[Handoff] = (),
     declare: Declaration | None = None,
+    downstream: bool = True,
 ) -> Synced:
     """Write ``outcomes``, claim up to ``limit`` jobs named in ``names`` and write ``declare``, in
     one round trip.
+
+    ``downstream=False`` says none of the outcomes' jobs had jobs downstream at its claim (a
+    claimed row's ``downstream``): the statement then leaves out the workflow steps, and runs
+    again with them should one have some by now (see _NOTHING_DOWNSTREAM).
 
     The ids of jobs those outcomes queued (the last upstream job of each succeeded: see _FLOW)
     come back in ``released``: the claim in the same statement can't see them yet.
@@ -558,7 +588,7 @@ def sync(
                   paused_names=list(paused_names), limit=max(limit, 0), names=list(names),
                   declaring=declare is not None, declare=list(declare.ids) if declare else [],
                   declare_fresh=declare.fresh if declare else 0)
-    statement = _SYNC_PG[bool(queues)] if outcomes else _CLAIM_ONLY_PG[bool(queues)]
+    statement = sync_sql(filter_queues=bool(queues), outcomes=bool(outcomes), downstream=downstream)
     if handoffs:
         statement = _SYNC_HANDOFF_PG[bool(queues)]
         params.update(
@@ -573,7 +603,7 @@ def sync(
     released: list[int] = []
     fresh: set[int] = set()
     landed = False
-    for row in run_outcome_statement(using, statement, params, worker=True):
+    for row in run_outcome_statement(using, statement, params, worker=True, with_steps=_SYNC_PG[bool(queues)]):
         kind = row[0]
         if kind == "done":
             written[row[1]] = row[2]
@@ -637,10 +667,13 @@ def record_outcomes(using: str, worker_id: str, outcomes: Sequence[OutcomeWrite]
     return {row[0]: row[1] for row in run_outcome_statement(using, OUTCOME_WRITE, outcome_params(worker_id, outcomes))}
 
 
-def run_outcome_statement(using: str, sql: str, params: Any, *, worker: bool = False) -> list[tuple[Any, ...]]:
+def run_outcome_statement(
+    using: str, sql: str, params: Any, *, worker: bool = False, with_steps: str | None = None
+) -> list[tuple[Any, ...]]:
     """Run a statement that writes outcomes (with_workflow_steps()); again (a few times) when its
     workflow check found that a transaction it waited on added or re-armed jobs it couldn't see
-    (see _FLOW), or when it lost a deadlock.
+    (see _FLOW), or when it lost a deadlock. A statement without the workflow steps that found a
+    job with jobs downstream (_NOTHING_DOWNSTREAM) runs again as ``with_steps``.
 
     Each time it runs with a new snapshot, taken after that transaction's commit. Inside a
     transaction (rescue) each run has a savepoint, so the failed one leaves the transaction usable.
@@ -653,6 +686,9 @@ def run_outcome_statement(using: str, sql: str, params: Any, *, worker: bool = F
                     return run_prepared(using, sql, params, worker=worker)
             return run_prepared(using, sql, params, worker=worker)
         except DataError as exc:
+            if with_steps is not None and DOWNSTREAM_MARK in str(exc):
+                sql, with_steps = with_steps, None
+                continue
             if STALE_MARK not in str(exc) or not tries_left:
                 raise
         except OperationalError as exc:

@@ -361,6 +361,9 @@ class Ledger:
                     paused_names=paused_names,
                     handoffs=handoffs,
                     declare=declare,
+                    # Without the workflow steps when none of these jobs had any downstream at its
+                    # claim (a row without the claim's columns counts as having some).
+                    downstream=any(o.slot_job.get("downstream", True) for o in batch),
                 )
         except DB_DOWN as exc:
             self._reply_lost(batch, exc)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_jobs import enqueue_many
@@ -272,12 +273,26 @@ def test_prune__keeps_an_upstream_job_an_enqueue_named_while_the_batch_ran(secon
     assert Dependency.objects.filter(upstream=upstream, downstream=downstream).exists()
 
 
-def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(second_connection: Any) -> None:
+def lean_round_trip(write: claims.OutcomeWrite) -> dict[int, str]:
+    """A worker's round trip for a job that had nothing downstream at its claim: without the
+    workflow steps (claims._SYNC_LEAN_PG)."""
+    return claims.sync("default", worker_id="w1", outcomes=[write], limit=0, now=timezone.now(), names=[],
+                       downstream=False).written
+
+
+def outcome_alone(write: claims.OutcomeWrite) -> dict[int, str]:
+    return claims.record_outcomes("default", "w1", [write])
+
+
+@pytest.mark.parametrize("write_outcome", [outcome_alone, lean_round_trip])
+def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(
+    second_connection: Any, write_outcome: Any
+) -> None:
     """An enqueue after a running job holds its row; the outcome write that waited for it must
-    not miss the new job (it runs again with a snapshot that has it)."""
+    not miss the new job (it runs again with a snapshot that has it, and with the workflow steps)."""
     upstream = jobs.step.enqueue("up")
     claimed = claims.claim("default", worker_id="w1", limit=1, now=timezone.now())
-    assert [c["id"] for c in claimed] == [upstream.pk]
+    assert [(c["id"], c["downstream"]) for c in claimed] == [(upstream.pk, False)]
 
     # Another session enqueues a job after the running one and keeps its transaction open.
     enqueued = threading.Event()
@@ -312,7 +327,7 @@ def test_outcome_write__runs_again_when_a_job_was_added_downstream_meanwhile(sec
 
     committer = threading.Thread(target=commit_soon)
     committer.start()
-    written = claims.record_outcomes("default", "w1", [write])
+    written = write_outcome(write)
     committer.join()
     thread.join()
 
@@ -486,6 +501,34 @@ def test_rescue__a_lost_upstream_job_with_no_attempts_left_stops_its_downstream(
     assert rescued == [(upstream.pk, jobs.step.name, JobStatus.DEAD)]
     assert fresh(downstream).status == JobStatus.STOPPED
     assert fresh(downstream).last_error == f"upstream job #{upstream.pk} ended dead"
+
+
+def test_round_trip__without_the_workflow_steps_runs_with_them_for_a_job_given_downstream_since_its_claim() -> None:
+    upstream = jobs.step.enqueue("up")
+    (row,) = claims.claim("default", worker_id="w1", limit=1, now=timezone.now())
+    assert row["downstream"] is False  # so the worker writes its outcome without the steps
+    downstream = jobs.step.using(after=[upstream]).enqueue("down")  # while it runs
+
+    with CaptureQueriesContext(connection) as queries:
+        synced = claims.sync("default", worker_id="w1", outcomes=[succeeded(upstream)], limit=0,
+                             now=timezone.now(), names=[], downstream=False)
+
+    assert synced.written == {upstream.pk: JobStatus.SUCCEEDED}
+    assert synced.released == [downstream.pk]
+    assert fresh(downstream).status == JobStatus.QUEUED
+    # (Only statements that ran to the end are logged: the one without the steps failed.)
+    assert [q["sql"][:22] for q in queries.captured_queries] == ["WITH RECURSIVE done AS"]
+
+    # A job with nothing downstream is written without the steps; one claimed with jobs
+    # downstream says so.
+    plain, after = jobs.step.enqueue("plain"), jobs.step.enqueue("after")
+    jobs.step.using(after=[after]).enqueue("waits")
+    rows = claims.claim("default", worker_id="w1", limit=5, now=timezone.now())
+    assert {r["id"]: r["downstream"] for r in rows} == {downstream.pk: False, plain.pk: False, after.pk: True}
+    with CaptureQueriesContext(connection) as queries:
+        written = lean_round_trip(succeeded(plain))
+    assert written == {plain.pk: JobStatus.SUCCEEDED}
+    assert [q["sql"][:12] for q in queries.captured_queries] == ["WITH done AS"]
 
 
 def test_outcome_write__a_job_with_no_downstream_reads_no_edge() -> None:

@@ -111,7 +111,7 @@ def test_claim__marks_rows_running_for_the_worker_and_counts_the_attempt() -> No
     assert row == {
         "id": job.pk, "name": "tests.add", "args_json": "[1]", "kwargs_json": '{"b": 2}', "queue": "q",
         "attempt": 2, "max_attempts": 4, "timeout": 2.5, "attempts_at_retry": 0,
-        "traceparent": traceparent, "tracestate": "k=v",
+        "traceparent": traceparent, "tracestate": "k=v", "downstream": False,
     }
     job.refresh_from_db()
     assert (job.status, job.attempts, job.worker_id) == (JobStatus.RUNNING, 2, "host:1")
