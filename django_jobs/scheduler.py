@@ -353,8 +353,9 @@ def sync_declared(using: str, now: datetime) -> dict[str, int]:
 
     A declared schedule is created (``source=code``) or has the fields the code owns overwritten;
     its ``enabled`` flag, once created, is the operators'. A row of the same name made in the
-    admin is taken over. Code schedules no longer declared are deleted. Safe when every worker
-    runs it at once: rows are locked in name order and a lost creation race is ignored.
+    admin is taken over. Code schedules no longer declared are deleted, once a worker firing one
+    (on older code, during a rolling deploy) has committed. Safe when every worker runs it at once:
+    rows are locked in name order and a lost creation race is ignored.
     """
     declared = declared_schedules()
     counts = {"created": 0, "updated": 0, "deleted": 0}
@@ -380,8 +381,15 @@ def sync_declared(using: str, now: datetime) -> dict[str, int]:
                 row.source = Schedule.Source.CODE
                 row.save(using=using, now=now, update_fields=[*changed, "updated_at"])
                 counts["updated"] += 1
-        stale = Schedule.objects.using(using).filter(source=Schedule.Source.CODE)
-        counts["deleted"], _ = stale.exclude(name__in=[d.name for d in declared]).delete()
+        # Locked first (a worker on older code may be firing one during a rolling deploy: this
+        # waits for its commit), so that the delete's SET_NULL of the jobs naming them, a later
+        # statement, sees the jobs that firing added.
+        stale = list(
+            Schedule.objects.using(using).select_for_update().filter(source=Schedule.Source.CODE)
+            .exclude(name__in=[d.name for d in declared]).order_by("name").values_list("pk", flat=True)
+        )
+        if stale:
+            counts["deleted"], _ = Schedule.objects.using(using).filter(pk__in=stale).delete()
     if any(counts.values()):
         log_event("schedules_synced", **counts)
     return counts

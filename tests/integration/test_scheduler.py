@@ -3,15 +3,17 @@ schedules, and real processes racing on the same schedules."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 
 from django_jobs.models import Job, Schedule
 from django_jobs.scheduler import fire_due, sync_declared, ticks_to_fire
+from tests.support.procs import wait_lock_waiter
 from tests.support.schedules import RECORD, T0, UTC, jobs_settings, make, ticks_of
 from tests.testapp.models import SideEffect
 
@@ -573,6 +575,51 @@ def test_sync__deletes_code_schedules_no_longer_declared_and_keeps_admin_ones() 
         assert sync_declared("default", T0)["deleted"] == 1
 
     assert list(Schedule.objects.values_list("name", flat=True)) == ["from the admin"]
+
+
+def test_sync__deletes_a_code_schedule_an_old_worker_is_firing_once_it_has_fired(second_connection: Any) -> None:
+    # A rolling deploy: the new code no longer declares "report" while a worker on the old code
+    # fires it. The firing holds the schedule's row and adds a job naming it; the sync waits for
+    # it, then deletes the schedule and leaves the job without one (SET_NULL), in one commit.
+    with jobs_settings(SCHEDULES={"report": {"job": RECORD, "cron": "5 0 * * *"}}):
+        sync_declared("default", T0)
+    schedule = Schedule.objects.get(name="report")
+    fired, release = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def fire() -> None:
+        try:
+            with transaction.atomic():
+                Schedule.objects.select_for_update().get(pk=schedule.pk)
+                outcome["job"] = Job.objects.create(name=RECORD, schedule=schedule)
+                fired.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    def sync() -> None:
+        try:
+            outcome["counts"] = sync_declared("default", T0)
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    firing = threading.Thread(target=fire)
+    firing.start()
+    assert fired.wait(10)
+    with jobs_settings(SCHEDULES={}):
+        syncing = threading.Thread(target=sync)
+        syncing.start()
+        wait_lock_waiter(second_connection, "%django_jobs_schedule%", "the sync to wait on the firing's row")
+        release.set()
+        firing.join(10)
+        syncing.join(10)
+
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["counts"]["deleted"] == 1
+    assert not Schedule.objects.filter(pk=schedule.pk).exists()
+    assert Job.objects.get(pk=outcome["job"].pk).schedule_id is None
 
 
 @pytest.mark.django_db
