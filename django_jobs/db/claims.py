@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import DataError, OperationalError, connections, transaction
 from django.db.models import Min
+from psycopg.types.json import Jsonb
 
 from ..lifecycle import STOPPED_ON_REQUEST, Transition
 from ..models import FINISHED_STATUSES, READY_STATUSES, Dependency, Job, JobStatus, Pause
@@ -240,15 +241,16 @@ _STOPPED = JobStatus.STOPPED.value
 # django_jobs_running_idx, whose statistics say it is empty (nothing is running when ANALYZE
 # looks); compared with constants, the generic plan drove the update from that index and scanned
 # the unnest once per running job: 8 ms for 100 outcomes. This way the only plan is one lookup
-# by primary key per outcome.
+# by primary key per outcome. The history entries come as one JSON array (one json.dumps() per
+# batch), which each row reads by its position in the arrays.
 OUTCOME_UPDATE = (
     f"UPDATE {TABLE} AS j SET "
     f"status = CASE WHEN j.stop_requested_at IS NULL THEN v.status ELSE '{JobStatus.STOPPED.value}' END, "
     f"worker_id = '', "
     f"finished_at = CASE WHEN j.stop_requested_at IS NULL THEN v.finished_at ELSE v.ended_at END, "
     f"history = j.history || jsonb_build_array(CASE WHEN j.stop_requested_at IS NULL "
-    f"OR v.entry::jsonb->>'outcome' = '{_STOPPED}' THEN v.entry::jsonb ELSE v.entry::jsonb || "
-    f"jsonb_build_object('outcome', '{_STOPPED}', 'ended_as', v.entry::jsonb->'outcome', "
+    f"OR v.entry->>'outcome' = '{_STOPPED}' THEN v.entry ELSE v.entry || "
+    f"jsonb_build_object('outcome', '{_STOPPED}', 'ended_as', v.entry->'outcome', "
     f"'reason', '{STOPPED_ON_REQUEST}') END), "
     f"run_at = COALESCE(v.run_at, j.run_at), "
     f"result = CASE WHEN v.set_result THEN v.result::jsonb ELSE j.result END, "
@@ -256,13 +258,14 @@ OUTCOME_UPDATE = (
     f"ELSE COALESCE(v.last_error, j.last_error) END, "
     f"attempts = j.attempts + CASE WHEN j.stop_requested_at IS NULL THEN v.attempts_delta ELSE 0 END, "
     f"max_attempts = j.max_attempts + v.max_attempts_delta "
+    f"FROM (SELECT u.*, %(o_entries)b::jsonb -> (u.n::integer - 1) AS entry "
     f"FROM unnest(%(o_id)b::bigint[], %(o_attempt)b::integer[], %(o_status)b::text[], "
-    f"%(o_finished_at)b::timestamptz[], %(o_ended_at)b::timestamptz[], %(o_entry)b::text[], "
+    f"%(o_finished_at)b::timestamptz[], %(o_ended_at)b::timestamptz[], "
     f"%(o_run_at)b::timestamptz[], %(o_set_result)b::boolean[], %(o_result)b::text[], "
     f"%(o_last_error)b::text[], %(o_attempts_delta)b::integer[], %(o_max_attempts_delta)b::integer[], "
-    f"%(o_fence_status)b::text[], %(o_fence_worker)b::text[]) "
-    f"AS v(id, attempt, status, finished_at, ended_at, entry, run_at, set_result, result, last_error, "
-    f"attempts_delta, max_attempts_delta, fence_status, fence_worker) "
+    f"%(o_fence_status)b::text[], %(o_fence_worker)b::text[]) WITH ORDINALITY "
+    f"AS u(id, attempt, status, finished_at, ended_at, run_at, set_result, result, last_error, "
+    f"attempts_delta, max_attempts_delta, fence_status, fence_worker, n)) AS v "
     f"WHERE j.id = v.id AND j.status = v.fence_status AND j.attempts = v.attempt "
     f"AND j.worker_id = v.fence_worker "
     f"RETURNING j.id, j.status, j.downstream_version, j.finished_at"
@@ -361,7 +364,9 @@ def outcome_params(worker_id: str, outcomes: Sequence[OutcomeWrite]) -> dict[str
         "o_status": [t.status.value for t in decided],
         "o_finished_at": [o.finished_at for o in outcomes],
         "o_ended_at": [o.ended_at for o in outcomes],
-        "o_entry": [json.dumps(t.history_entry) for t in decided],
+        # One JSON array, its items read by position: one json.dumps for the batch instead of one
+        # per outcome (~3 µs each), and one parse in PostgreSQL.
+        "o_entries": Jsonb([t.history_entry for t in decided]),
         "o_run_at": [t.run_at for t in decided],
         "o_set_result": [t.set_result for t in decided],
         "o_result": [dump_json(t.result) if t.set_result else None for t in decided],

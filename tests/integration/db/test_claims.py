@@ -322,7 +322,7 @@ def test_sync__its_generic_plan_on_a_worker_session_walks_the_ready_index(fill: 
     # statistics call empty), the plan scanned the whole unnest once per running job.
     assert "django_jobs_running_idx" not in plan, plan
     if outcomes:
-        assert "Index Cond: (id = v.id)" in plan, plan
+        assert "Index Cond: (id = u.id)" in plan, plan
 
 
 def test_sync__a_round_trip_with_no_outcome_runs_the_claim_alone_and_one_with_outcomes_both() -> None:
