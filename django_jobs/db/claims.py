@@ -517,6 +517,9 @@ _HANDOFF = (
 
 
 _SYNC_HANDOFF_PG = {True: _sync_sql_pg(True, _HANDOFF), False: _sync_sql_pg(False, _HANDOFF)}
+_SYNC_HANDOFF_LEAN_PG = {
+    True: _sync_sql_pg(True, _HANDOFF, workflows=False), False: _sync_sql_pg(False, _HANDOFF, workflows=False),
+}
 
 
 @dataclass(slots=True)
@@ -594,8 +597,10 @@ def sync(
                   declaring=declare is not None, declare=list(declare.ids) if declare else [],
                   declare_fresh=declare.fresh if declare else 0)
     statement = sync_sql(filter_queues=bool(queues), outcomes=bool(outcomes), downstream=downstream)
+    with_steps = _SYNC_PG[bool(queues)]
     if handoffs:
-        statement = _SYNC_HANDOFF_PG[bool(queues)]
+        statement = (_SYNC_HANDOFF_PG if downstream else _SYNC_HANDOFF_LEAN_PG)[bool(queues)]
+        with_steps = _SYNC_HANDOFF_PG[bool(queues)]
         params.update(
             h_id=[h.job_id for h in handoffs], h_key=[h.key for h in handoffs], h_name=[h.name for h in handoffs],
             h_queue=[h.queue for h in handoffs], h_limit=[h.limit for h in handoffs],
@@ -608,7 +613,7 @@ def sync(
     released: list[int] = []
     fresh: set[int] = set()
     landed = False
-    for row in run_outcome_statement(using, statement, params, worker=True, with_steps=_SYNC_PG[bool(queues)]):
+    for row in run_outcome_statement(using, statement, params, worker=True, with_steps=with_steps):
         kind = row[0]
         if kind == "done":
             written[row[1]] = row[2]

@@ -204,22 +204,42 @@ def _succeeded(job: Job) -> OutcomeWrite:
         status=JobStatus.SUCCEEDED, history_entry={"attempt": job.attempts, "outcome": "succeeded"}))
 
 
-def test_handoff__the_outcome_starts_the_next_job_of_its_key_in_the_same_statement() -> None:
+@pytest.mark.parametrize("downstream", [True, False], ids=["with-workflow-steps", "without"])
+def test_handoff__the_outcome_starts_the_next_job_of_its_key_in_the_same_statement(downstream: bool) -> None:
     from django_jobs.db import claims
 
     first, second, third = (jobs.sync_account.enqueue("a") for _ in range(3))
     result = gates.claim_gated("default", worker_id="w1", want=5, now=timezone.now(),
                                limits=gates.limits_in_effect("default"))
     assert [r["id"] for r in result.rows] == [first.id] and result.rows[0]["handoff"] == "account:a"
+    assert result.rows[0]["downstream"] is False
     first.refresh_from_db()
 
     synced = claims.sync("default", worker_id="w1", outcomes=[_succeeded(first)], limit=0, names=registry.names(),
-                         now=timezone.now(), handoffs=[claims.Handoff(first.id, "account:a", first.name, "default", 1)])
+                         now=timezone.now(), handoffs=[claims.Handoff(first.id, "account:a", first.name, "default", 1)],
+                         downstream=downstream)
 
     assert synced.written == {first.id: "succeeded"}
     assert [(r["id"], r["gated"], r["handoff"]) for r in synced.claimed] == [(second.id, True, "account:a")]
     assert list(Job.objects.filter(status=JobStatus.RUNNING).values_list("id", flat=True)) == [second.id]
     assert Job.objects.get(id=third.id).status == JobStatus.QUEUED
+
+
+def test_handoff__without_the_workflow_steps_runs_with_them_for_a_job_given_downstream_since_its_claim() -> None:
+    from django_jobs.db import claims
+
+    first, second = (jobs.sync_account.enqueue("a") for _ in range(2))
+    gates.claim_gated("default", worker_id="w1", want=5, now=timezone.now(), limits=gates.limits_in_effect("default"))
+    first.refresh_from_db()
+    downstream = jobs.sync_account.using(after=[first]).enqueue("b")  # while it runs
+
+    synced = claims.sync("default", worker_id="w1", outcomes=[_succeeded(first)], limit=0, names=registry.names(),
+                         now=timezone.now(), handoffs=[claims.Handoff(first.id, "account:a", first.name, "default", 1)],
+                         downstream=False)
+
+    assert synced.written == {first.id: "succeeded"}
+    assert synced.released == [downstream.id]
+    assert [(r["id"], r["handoff"]) for r in synced.claimed] == [(second.id, "account:a")]
 
 
 def test_handoff__not_while_the_key_runs_over_a_lowered_limit() -> None:
