@@ -13,7 +13,8 @@ and what each job adds.
 
 With ``--at REV``, ``django_jobs/`` as committed at REV (the bench itself comes from the working
 tree), on a database migrated by that code. ``--drop-index`` drops indexes of the job table after
-migrating, to see what keeping each one up to date costs a job. Run it from the repository with the bench's venv:
+migrating, to see what keeping each one up to date costs a job. Run it from the repository with
+the bench's venv:
 
     .venv/bin/python -m bench.round_trip --batches 20,400 --rounds 5
     .venv/bin/python -m bench.round_trip --batches 20,400 --rounds 5 --at 4aba3d6
@@ -55,7 +56,7 @@ def drain(jobs: int, batch: int) -> float:
     db.reset()
     db.seed(db.JOB_TABLE, jobs)
     db.vacuum_analyze(db.JOB_TABLE)
-    # Older commits' sync() took no ``names`` and returned (written, claimed), and no ``downstream``.
+    # Older commits' sync() took neither ``names`` nor ``downstream``, and returned (written, claimed).
     claim_and_write: Any = claims.sync
     parameters = inspect.signature(claim_and_write).parameters
     named = "names" in parameters
