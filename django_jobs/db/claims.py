@@ -471,8 +471,6 @@ _NOTHING_DOWNSTREAM = (
     f"FROM done WHERE downstream_version > 0)"
 )
 
-_SYNC_PG = {True: _sync_sql_pg(True), False: _sync_sql_pg(False)}
-_SYNC_LEAN_PG = {True: _sync_sql_pg(True, workflows=False), False: _sync_sql_pg(False, workflows=False)}
 
 
 # The round trip with no outcome to write: the claim and the declaration alone. The statement
@@ -516,9 +514,10 @@ _HANDOFF = (
 )
 
 
-_SYNC_HANDOFF_PG = {True: _sync_sql_pg(True, _HANDOFF), False: _sync_sql_pg(False, _HANDOFF)}
-_SYNC_HANDOFF_LEAN_PG = {
-    True: _sync_sql_pg(True, _HANDOFF, workflows=False), False: _sync_sql_pg(False, _HANDOFF, workflows=False),
+# Every round trip with outcomes, by (filter_queues, handing a slot over, with the workflow steps).
+_SYNC_PG = {
+    (queues, handing, steps): _sync_sql_pg(queues, _HANDOFF if handing else "", workflows=steps)
+    for queues in (True, False) for handing in (True, False) for steps in (True, False)
 }
 
 
@@ -539,7 +538,7 @@ def sync_sql(*, filter_queues: bool = False, outcomes: bool = True, downstream: 
     claim alone."""
     if not outcomes:
         return _CLAIM_ONLY_PG[filter_queues]
-    return (_SYNC_PG if downstream else _SYNC_LEAN_PG)[filter_queues]
+    return _SYNC_PG[filter_queues, False, downstream]
 
 
 @dataclass(slots=True)
@@ -596,11 +595,9 @@ def sync(
                   paused_names=list(paused_names), limit=max(limit, 0), names=list(names),
                   declaring=declare is not None, declare=list(declare.ids) if declare else [],
                   declare_fresh=declare.fresh if declare else 0)
-    statement = sync_sql(filter_queues=bool(queues), outcomes=bool(outcomes), downstream=downstream)
-    with_steps = _SYNC_PG[bool(queues)]
-    if handoffs:
-        statement = (_SYNC_HANDOFF_PG if downstream else _SYNC_HANDOFF_LEAN_PG)[bool(queues)]
-        with_steps = _SYNC_HANDOFF_PG[bool(queues)]
+    handing = bool(handoffs)
+    statement = _SYNC_PG[bool(queues), handing, downstream] if outcomes or handing else _CLAIM_ONLY_PG[bool(queues)]
+    if handing:
         params.update(
             h_id=[h.job_id for h in handoffs], h_key=[h.key for h in handoffs], h_name=[h.name for h in handoffs],
             h_queue=[h.queue for h in handoffs], h_limit=[h.limit for h in handoffs],
@@ -613,6 +610,7 @@ def sync(
     released: list[int] = []
     fresh: set[int] = set()
     landed = False
+    with_steps = _SYNC_PG[bool(queues), handing, True]
     for row in run_outcome_statement(using, statement, params, worker=True, with_steps=with_steps):
         kind = row[0]
         if kind == "done":

@@ -275,7 +275,7 @@ def test_prune__keeps_an_upstream_job_an_enqueue_named_while_the_batch_ran(secon
 
 def lean_round_trip(write: claims.OutcomeWrite) -> dict[int, str]:
     """A worker's round trip for a job that had nothing downstream at its claim: without the
-    workflow steps (claims._SYNC_LEAN_PG)."""
+    workflow steps (claims._sync_sql_pg(workflows=False))."""
     return claims.sync("default", worker_id="w1", outcomes=[write], limit=0, now=timezone.now(), names=[],
                        downstream=False).written
 
