@@ -16,6 +16,7 @@ nothing Django holds open.
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,8 +32,6 @@ from .db import CEILING_TABLE, LEAN_TABLE, ready_predicate, row_template
 BATCH = 100
 _FORK = multiprocessing.get_context("fork")
 _T = CEILING_TABLE
-
-
 
 def claim_sql(table: str = _T) -> str:
     """The raw loop's claim: its WHERE is the ready index's own predicate, read from the table.
@@ -156,6 +155,76 @@ def drain(url: str, processes: int, timeout: float, table: str = _T) -> None:
     for child in children:
         child.start()
     join(children, timeout)
+
+
+def _pickup_child(sock: socket.socket, other: socket.socket, results: Any) -> None:
+    """The bare loop's child: reads claimed ids, one per line, and notes when each one "runs"."""
+    other.close()  # (the loop's end: inherited, and the loop's exit must reach us as EOF)
+    started: dict[int, float] = {}
+    with sock, sock.makefile("rb") as lines:
+        for line in lines:
+            started[int(line)] = time.time()
+    results.put(started)
+
+
+def _pickup_loop(url: str, claim: str, sock: socket.socket, other: socket.socket, listening: Any) -> None:
+    """The bare loop's worker: one connection that LISTENs, claims one job per notification with
+    a durable commit, and passes its id to the child, nothing else in between."""
+    other.close()
+    with sock, psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("LISTEN bench_ceiling")
+        listening.set()
+        while True:
+            payload = next(iter(conn.notifies(stop_after=1))).payload
+            if payload == "stop":
+                return
+            for (job_id, *_) in conn.execute(claim, {"limit": 1, "worker_id": "bench-ceiling:pickup"}):
+                sock.sendall(b"%d\n" % job_id)
+
+
+def pickup(url: str, count: int, rate: float) -> list[float]:
+    """C's probes through the bare loop: ``count`` rows inserted one per transaction with their
+    NOTIFY at ``rate`` a second; return each one's commit → "first line" in ms.
+
+    The floor for django_jobs' pickup on this machine: the same wake-ups (the notification, the
+    claim and its commit, a child's socket) with no Python of ours between them.
+    """
+    claim = claim_sql()
+    columns, exprs, params = row_template("queued")
+    insert = (
+        f"WITH inserted AS (INSERT INTO {_T} ({', '.join(columns)}) VALUES ({', '.join(exprs)}) "
+        f"RETURNING id, queue) SELECT id, pg_notify('bench_ceiling', queue) FROM inserted"
+    )
+    values = dict(params)
+    connections.close_all()
+    ours, theirs = socket.socketpair()
+    listening, results = _FORK.Event(), _FORK.Queue()
+    child = _FORK.Process(target=_pickup_child, args=(theirs, ours, results))
+    loop = _FORK.Process(target=_pickup_loop, args=(url, claim, ours, theirs, listening))
+    child.start()
+    loop.start()
+    ours.close()
+    theirs.close()
+    committed: dict[int, float] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not listening.wait(60):
+            raise RuntimeError("the bare pickup loop did not LISTEN within 60 s")
+        begin = time.monotonic()
+        for i in range(count):
+            pause = begin + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # pacing the inserts, not waiting for an outcome
+            job_id = conn.execute(insert, values).fetchone()[0]  # type: ignore[index]
+            committed[job_id] = time.time()  # autocommit: execute() returned after the COMMIT
+        # Notifications arrive in commit order, one claim each: this one comes after the last claim.
+        conn.execute("SELECT pg_notify('bench_ceiling', 'stop')")
+    join([loop])
+    started = results.get(timeout=60)
+    join([child])
+    missing = set(committed) - set(started)
+    if missing:
+        raise RuntimeError(f"the bare pickup loop never started {len(missing)} of {count} probes")
+    return [(started[i] - committed[i]) * 1000 for i in committed]
 
 
 def join(children: list[Any], timeout: float = 600.0) -> None:

@@ -450,12 +450,14 @@ class Bench:
     def latency(self) -> None:
         """C: two idle ``runjobs`` processes; probes enqueued at 20/s; commit → body start.
 
-        Then probes delayed 0.5–1 s: body start − run_at.
+        Then probes delayed 0.5–1 s: body start − run_at. Then the immediate probes again through
+        the bare loop (ceiling.pickup), the floor for the first figure on this machine.
         """
-        from . import db
+        from . import ceiling, db
 
         per_run: dict[str, dict[str, list[float]]] = {"immediate": {}, "delayed": {}}
         idle: list[float] = []
+        raw: dict[str, list[float]] = {"p50": [], "p99": []}  # the bare loop's (ceiling.pickup)
         for run in range(1, self.runs + 1):
             db.reset()
             workers = [self.start_worker(f"C-run{run}-{i}") for i in range(2)]
@@ -481,7 +483,15 @@ class Bench:
             for worker in workers:
                 worker.stop()
             self.workers.clear()
+            db.reset()
+            ms = ceiling.pickup(self.url, self.sizes.probes, PROBE_RATE)
+            raw["p50"].append(percentile(ms, 50))
+            raw["p99"].append(percentile(ms, 99))
+            self.say("C", f"run {run}/{self.runs}, the bare loop: {len(ms)} probes, "
+                          f"p50 {raw['p50'][-1]:.2f} ms, p99 {raw['p99'][-1]:.2f} ms")
         self.figure("C", "idle_cpu", idle, "share of a core", seconds=IDLE_SECONDS)
+        self.figure("C", "raw_pickup_p50_ms", raw["p50"], "ms", probes=self.sizes.probes)
+        self.figure("C", "raw_pickup_p99_ms", raw["p99"], "ms", probes=self.sizes.probes)
         for phase, count in (("immediate", self.sizes.probes), ("delayed", self.sizes.delayed)):
             self.part("C")[phase] = {
                 "jobs": count,

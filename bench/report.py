@@ -571,6 +571,9 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                             _ms,
                             target=targets.get(q),
                         )
+            for q in ("p50", "p99"):
+                if f"raw_pickup_{q}_ms" in part:
+                    add("C", f"pickup {q}, the bare loop (LISTEN, claim, child)", part[f"raw_pickup_{q}_ms"], "ms", _ms)
         if section == "B":
             b2_vs_e = next(t.value(results) for t in TARGETS if t.key == "B2_vs_E")
             if b2_vs_e is not None:

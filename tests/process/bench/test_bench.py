@@ -54,6 +54,8 @@ def test_bench__tiny_run_writes_every_section(tmp_path: Path) -> None:
     assert {"p50_ms", "p99_ms"} <= set(results["C"]["delayed"])
     # An idle worker's CPU share: measured, and a share (idle workers poll once a second).
     assert 0 <= results["C"]["idle_cpu"]["median"] < 1
+    # The same probes through the bare loop (the pickup's floor): every one started, so a figure.
+    assert results["C"]["raw_pickup_p50_ms"]["median"] > 0
     # The lean table's insert beside the full table's (issue 19).
     assert results["E"]["insert_lean_1_process"]["median"] > 0
     assert {"drain_2_processes", "ratio_to_B", "sizes", "explain", "dead_tuples", "churn_ratio"} <= set(
