@@ -195,6 +195,8 @@ class Ledger:
         self.declare_due = False
         #: The worker's row was gone when a round trip declared: no declaring until it is back.
         self.row_gone = False
+        #: The last claim found fewer ready jobs than it asked for (see loop.DRY_FOR).
+        self.claimed_short = False
 
     @classmethod
     def inline(cls, *, using: str, worker_id: str, clock: Callable[[], datetime] = timezone.now) -> Ledger:
@@ -337,6 +339,7 @@ class Ledger:
         """Write pending outcomes and claim up to ``limit`` jobs in one round trip; return the
         number claimed (they go to the buffer) or set aside (unknown names: see claims._PARK), so
         that a claim that met only jobs it can't run is followed by another at once."""
+        self.claimed_short = False  # (a claim that didn't run found nothing either way)
         if self.link.is_down() or not self.reconcile():
             return 0
         batch = self.pending[:500]
@@ -389,6 +392,8 @@ class Ledger:
             self.gated_dirty = True
         if limit > 0:
             self.claim_covered = covered
+            # (The handed-over jobs among the rows aren't the claim's: it asked for plain jobs.)
+            self.claimed_short = sum(1 for r in rows if not r.get("gated")) < limit
         self.claimed_total += len(rows)
         if handoffs:  # a handed-over job goes first (it holds its slot from its claim on)
             handed = [r for r in rows if r.get("gated")]

@@ -13,6 +13,7 @@ services.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -36,6 +37,18 @@ from .pool import ChildStartFailed, Pool, Slot
 from .presence import Presence, default_worker_id
 from .reconnect import DB_DOWN, DatabaseLink
 from .shutdown import ShutdownFlag
+
+# After a claim that came back with fewer jobs than it asked for (nothing more was ready for this
+# worker), the loop doesn't claim again on each reply of its children while they still run jobs:
+# only once it is woken (a notification: an enqueue, a pause lifted; a signal), an announced job
+# falls due, its outcomes released workflow jobs, or DRY_FOR has passed. Outcomes are written when
+# due (Ledger.outcomes_due) instead of riding along with claims that find nothing. Without it a
+# worker whose children run limited jobs (claimed by the gated claim, never by this one) ran a
+# round trip on every reply, each with the few outcomes that had come in, and a limited job's
+# round trips carried half the jobs they could. A job that becomes ready without a notification
+# (a retry due at once, a job another worker handed back) waits at most DRY_FOR for this worker,
+# as before for an idle worker's POLL_INTERVAL.
+DRY_FOR = 0.05
 
 
 @dataclass
@@ -64,6 +77,8 @@ class WorkerLoop:
         self.force = False
         #: When (monotonic) the job a burst waits for falls due (see due_within).
         self._due_at: float | None = None
+        #: Until when (monotonic) the plain claim waits for a reason to look again (see DRY_FOR).
+        self._dry_until = -math.inf
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -152,9 +167,13 @@ class WorkerLoop:
                 # No room to claim: a job falling due now waits for a free child, whose reply
                 # wakes the loop anyway, not for its announced time.
                 self.ledger.claim_covered = time.time()
+            elif self.pool.busy() and time.monotonic() < self._dry_until:
+                want = 0  # the last claim found the queue dry (see DRY_FOR)
             claimed = 0
             if want > 0 or self.ledger.outcomes_due(self.stopping, self.pool.busy()):
                 claimed = self.ledger.sync(want)
+                if want > 0:
+                    self._dry_until = time.monotonic() + DRY_FOR if self.ledger.claimed_short else -math.inf
             if self.ledger.row_gone and self.presence.write_row_again(sorted(self.ledger.declared)):
                 self.ledger.row_gone = False
             if not self.stopping:
@@ -240,6 +259,7 @@ class WorkerLoop:
             next_write = self.ledger.next_write()
             if next_write is not None:
                 deadlines.append(next_write)
+        due = None
         if self._listener is not None:
             due = self._listener.take_due(self.ledger.claim_covered)
             if due is not None:
@@ -257,6 +277,9 @@ class WorkerLoop:
             timeout = max(0.0, min(timeout, min(deadlines) - now))
         if self.pool.wait(timeout, self._wake_r):
             self.ledger.gated_woken = True  # woken by a notification or a signal
+            self._dry_until = -math.inf
+        elif idle_left or (due is not None and time.monotonic() >= due):
+            self._dry_until = -math.inf  # jobs were released, or one announced falls due now
 
     # -- stop requests and signals --------------------------------------------------------------
 

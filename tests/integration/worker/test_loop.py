@@ -586,6 +586,52 @@ def test_flow_control__a_burst_worker_that_met_a_gate_another_worker_held_looks_
     assert reload(held).status == JobStatus.SUCCEEDED
 
 
+def test_flow_control__while_children_run_limited_jobs_a_dry_claim_is_not_repeated_on_every_reply(
+    run_worker: RunWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Limited jobs come from the gated claim (and its handovers), never from the plain one. Once a
+    # plain claim found nothing, running it again on every child's reply only split the limited
+    # jobs' outcomes over many round trips: the loop waits DRY_FOR, or for a reason to look.
+    from django_jobs.worker.ledger import Ledger
+    from django_jobs.worker.loop import DRY_FOR
+    from django_jobs.worker.pool import Pool
+
+    events: list[tuple[str, float, int, bool, bool]] = []
+    real_sync, real_wait = Ledger.sync, Pool.wait
+
+    def sync(self: Ledger, limit: int) -> int:
+        busy = any(slot.busy for slot in self.children)
+        claimed = real_sync(self, limit)
+        events.append(("sync", time.monotonic(), limit, self.claimed_short, busy))
+        return claimed
+
+    def wait(self: Pool, timeout: float, wake_fd: int) -> bool:
+        woken = real_wait(self, timeout, wake_fd)
+        if woken:
+            events.append(("woken", time.monotonic(), 0, False, False))
+        return woken
+
+    monkeypatch.setattr(Ledger, "sync", sync)
+    monkeypatch.setattr(Pool, "wait", wait)
+    queued = [jobs.sync_account.enqueue(f"acct_{n % 3}", seconds=0.02) for n in range(30)]
+
+    run_worker(concurrency=3, clock=at(1))
+
+    assert all(reload(j).status == JobStatus.SUCCEEDED for j in queued)
+    plain = [e for e in events if e[0] == "woken" or e[2] > 0]
+    too_soon = [
+        (round(later[1] - dry[1], 4), later)
+        for dry, later in zip(plain, plain[1:])
+        if dry[0] == "sync" and dry[3] and later[0] == "sync" and later[4]
+        and later[1] - dry[1] < DRY_FOR
+    ]
+    assert not too_soon, too_soon
+    # The limited jobs' outcomes were still written as they came (the drain didn't wait on DRY_FOR
+    # for each one): fewer round trips than jobs, and more of them than plain claims.
+    syncs = [e for e in events if e[0] == "sync"]
+    assert len([e for e in syncs if e[2] > 0]) < len(syncs) < len(queued) + 5
+
+
 # -- pickup: nothing between the claim and the child ---------------------------------------------
 
 
