@@ -797,24 +797,18 @@ class Bench:
     def _flow_before_after(self) -> None:
         """G, before and after: B's drain of no-op jobs (no limits declared) with 2 processes, by
         django_jobs as of ``--baseline`` and by the measured code, in turns run by run so that
-        both see the same machine. The baseline runs in a child harness (``--only B --at REV
-        --runs 1 --drain-processes 2``) on a database of its own, migrated by that code."""
-        from . import db
-
-        # (The baseline's child harness takes a --scale, not a size: the same size as one.)
+        both see the same machine. Each runs in a child harness (``--only B --runs 1
+        --drain-processes 2``, with ``--at REV`` for the baseline) on a database of its own,
+        migrated by that code: the measured code's drain doesn't run in a database sections A to
+        F have used while the baseline's gets a new one."""
+        # (The child harness takes a --scale, not a size: the same size as one.)
         scale = min(self.args.scale * LONG_DRAIN_FACTOR, LONG_DRAIN_CAP / Sizes.at(1.0).drain)
         n, rev = Sizes.at(scale).drain, self.args.baseline
         found: dict[str, list[dict[str, float]]] = {"before": [], "now": []}
         for run in range(1, self.runs + 1):
             # Alternating who goes first, so a trend in the machine's load favours neither.
             for which in ("before", "now") if run % 2 else ("now", "before"):
-                if which == "before":
-                    found["before"].append(self._baseline_drain(rev, run, scale))
-                    continue
-                db.reset()
-                db.seed(db.JOB_TABLE, n)
-                db.analyze(db.JOB_TABLE)
-                found["now"].append(self._drain("G", db.JOB_TABLE, 2, n, f"G-now-run{run}"))
+                found[which].append(self._child_drain(which, rev if which == "before" else None, run, scale))
             self.say(
                 "G",
                 f"run {run}/{self.runs}, B's drain of {n:,} jobs, 2 processes: before ({rev}) "
@@ -824,15 +818,16 @@ class Bench:
         self._drain_figure("G", "before_drain_2_processes", n, found["before"], baseline=rev)
         self._drain_figure("G", "drain_2_processes", n, found["now"])
 
-    def _baseline_drain(self, rev: str, run: int, scale: float) -> dict[str, float]:
-        """B's drain with 2 processes by django_jobs as of ``rev``, from a child harness at ``scale``."""
-        out = self.log_dir / f"G-before-run{run}.json"
+    def _child_drain(self, which: str, rev: str | None, run: int, scale: float) -> dict[str, float]:
+        """B's drain with 2 processes by django_jobs as of ``rev`` (None: the measured code), from
+        a child harness at ``scale`` on the database ``<database>_<which>``."""
+        out = self.log_dir / f"G-{which}-run{run}.json"
         command = [
             sys.executable, "-m", "bench.harness", "--only", "B", "--runs", "1",
-            "--drain-processes", "2", "--at", rev, "--scale", f"{scale:g}",
-            "--json", str(out), "--database", f"{self.args.database}_before",
+            "--drain-processes", "2", *(["--at", rev] if rev else []), "--scale", f"{scale:g}",
+            "--json", str(out), "--database", f"{self.args.database}_{which}",
         ]
-        with open(self.log_dir / f"G-before-run{run}.out", "wb") as log:
+        with open(self.log_dir / f"G-{which}-run{run}.out", "wb") as log:
             code = subprocess.run(
                 command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 timeout=600, check=False,
@@ -841,10 +836,11 @@ class Bench:
         figure = results.get("B", {}).get("drain_2_processes")
         if code != 0 or not figure:
             error = results.get("B", {}).get("error", "no figures")
-            raise RuntimeError(f"the baseline run at {rev} failed (exit {code}): {error}; see {log.name}")
+            raise RuntimeError(f"the {which} run ({rev or 'this code'}) failed (exit {code}): {error}; see {log.name}")
         part = self.part("G")
-        part.setdefault("before_worker_log_lines", []).append(results["worker_logs"]["lines"])
-        part["baseline_commit"] = results["meta"]["code"]["commit"]
+        part.setdefault(f"{which}_worker_log_lines", []).append(results["worker_logs"]["lines"])
+        if rev:
+            part["baseline_commit"] = results["meta"]["code"]["commit"]
         # A figure holds each run's details as lists (see _drain_figure); this one ran once.
         return {k: v[0] for k, v in figure.items() if isinstance(v, list) and k != "runs"} | {
             "rate": figure["runs"][0]
