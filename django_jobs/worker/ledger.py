@@ -392,8 +392,8 @@ class Ledger:
             self.gated_dirty = True
         if limit > 0:
             self.claim_covered = covered
-            # (The handed-over jobs among the rows aren't the claim's: it asked for plain jobs.)
-            self.claimed_short = sum(1 for r in rows if not r.get("gated")) < limit
+            # (The handed-over jobs among the rows aren't the claim's; the rows it set aside are.)
+            self.claimed_short = sum(1 for r in rows if not r.get("gated")) + len(synced.parked) < limit
         self.claimed_total += len(rows)
         if handoffs:  # a handed-over job goes first (it holds its slot from its claim on)
             handed = [r for r in rows if r.get("gated")]

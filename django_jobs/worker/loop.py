@@ -167,7 +167,8 @@ class WorkerLoop:
                 # No room to claim: a job falling due now waits for a free child, whose reply
                 # wakes the loop anyway, not for its announced time.
                 self.ledger.claim_covered = time.time()
-            elif self.pool.busy() and time.monotonic() < self._dry_until:
+            dry = want > 0 and self.pool.busy() and time.monotonic() < self._dry_until
+            if dry:
                 want = 0  # the last claim found the queue dry (see DRY_FOR)
             claimed = 0
             if want > 0 or self.ledger.outcomes_due(self.stopping, self.pool.busy()):
@@ -193,7 +194,9 @@ class WorkerLoop:
                     return
             if not self.stopping:
                 self.ledger.refresh_pauses()
-            self._wait(idle_left=(want > 0 and claimed == want) or released > 0)
+            # (Whether the claim filled what it asked for: the gated claim's jobs and the handed-over
+            # ones are not its, and counting them let a dry claim pass for a full one.)
+            self._wait(idle_left=(want > 0 and not self.ledger.claimed_short) or released > 0, dry=dry)
 
     def _claim_target(self) -> int:
         """How many jobs to claim now (see ClaimAhead.claim_target)."""
@@ -242,8 +245,9 @@ class WorkerLoop:
             ahead = min(ahead, self.max_jobs - self.claimed_total)
         return max(ahead, 0)
 
-    def _wait(self, idle_left: bool) -> None:
-        """Block until a child replies, a notification or signal arrives, or the next deadline."""
+    def _wait(self, idle_left: bool, dry: bool = False) -> None:
+        """Block until a child replies, a notification or signal arrives, or the next deadline
+        (``dry``: this turn left out a claim for DRY_FOR, whose end is one)."""
         now = time.monotonic()
         down_until = self.link.down_until
         if down_until > now:
@@ -259,6 +263,8 @@ class WorkerLoop:
             next_write = self.ledger.next_write()
             if next_write is not None:
                 deadlines.append(next_write)
+            if dry:
+                deadlines.append(self._dry_until)
         due = None
         if self._listener is not None:
             due = self._listener.take_due(self.ledger.claim_covered)

@@ -531,6 +531,26 @@ def test_wait__pending_outcomes_do_not_spin_the_loop_while_the_database_is_down(
 
 
 
+def test_wait__a_turn_that_left_out_a_dry_claim_wakes_when_the_dry_spell_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing else may be due (a limited job's outcome is written 1 ms after it comes in): without
+    # its own deadline the claim left out would wait for the next poll, a second later.
+    from django_jobs.worker import pool as pool_module
+
+    worker = _worker()
+    now = time.monotonic()
+    worker._dry_until = now + 0.03
+    worker.maintenance.due = {key: now + 60 for key in worker.maintenance.due}
+    timeouts: list[float] = []
+    monkeypatch.setattr(pool_module, "_ready", lambda conns, timeout: timeouts.append(timeout) or [])
+
+    worker._wait(idle_left=False, dry=True)
+    worker._wait(idle_left=False)  # a turn that claimed (or had no room): no such deadline
+
+    assert timeouts[0] <= 0.03 < 0.1 <= timeouts[1], timeouts  # (the tests poll every 0.2 s)
+
+
 def test_unknown_job__every_one_of_the_name_is_set_aside_at_once(
     run_worker: RunWorker, caplog: pytest.LogCaptureFixture
 ) -> None:
