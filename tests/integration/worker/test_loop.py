@@ -646,10 +646,10 @@ def test_flow_control__while_children_run_limited_jobs_a_dry_claim_is_not_repeat
         and later[1] - dry[1] < DRY_FOR
     ]
     assert not too_soon, too_soon
-    # The limited jobs' outcomes were still written as they came (the drain didn't wait on DRY_FOR
-    # for each one): fewer round trips than jobs, and more of them than plain claims.
+    # The limited jobs' outcomes were still written as they came, in round trips of their own
+    # (a limited outcome is due 1 ms after it comes in), not only with plain claims.
     syncs = [e for e in events if e[0] == "sync"]
-    assert len([e for e in syncs if e[2] > 0]) < len(syncs) < len(queued) + 5
+    assert len([e for e in syncs if e[2] > 0]) < len(syncs)
 
 
 # -- pickup: nothing between the claim and the child ---------------------------------------------
