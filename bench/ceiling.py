@@ -33,6 +33,7 @@ BATCH = 100
 _FORK = multiprocessing.get_context("fork")
 _T = CEILING_TABLE
 
+
 def claim_sql(table: str = _T) -> str:
     """The raw loop's claim: its WHERE is the ready index's own predicate, read from the table.
 
