@@ -74,6 +74,9 @@ def test_build__the_wheel_has_the_package_and_nothing_else(dist: Path) -> None:
         assert needed in names
     assert any(n.startswith("django_jobs/templates/admin/") for n in names)
     assert not [n for n in names if n.startswith(("tests/", "example_project/", "docs/"))]
+    # pyproject.toml declares MIT; the licence's text travels with the wheel (setuptools' default
+    # license-files pattern picks LICENSE up).
+    assert [n for n in names if n.endswith(".dist-info/licenses/LICENSE")], names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[pytest11]" in text and "django_jobs.testing.pytest_plugin" in text
