@@ -310,6 +310,9 @@ class Admission:
     held: dict[int, str] = field(default_factory=dict)
     #: The earliest time a rate-held job may start (None: no job waits on a rate).
     next_start: datetime | None = None
+    #: A job a rate let through was passed over only because ``rate_want`` was reached: there
+    #: is more to start as soon as a child is free.
+    rate_bound: bool = False
 
 
 def admit(
@@ -334,6 +337,8 @@ def admit(
         gates = gates_of(candidate, limits)
         has_rate = any(gate.rate is not None for gate in gates)
         if has_rate and rate_want is not None and rated >= rate_want:
+            # (Whether the rate would let it through isn't known here; the next claim finds out.)
+            decision.rate_bound = True
             continue
         takes_slot = any(gate.kind in SLOT_KINDS for gate in gates)
         if takes_slot and slot_want is not None and slotted >= slot_want:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
@@ -40,7 +40,13 @@ from .tables import KEY_EXPR, KEYED_SQL, PLAIN_SQL, READY_SQL, TABLE, WORKER_TAB
 
 START_TABLE = Start._meta.db_table
 _SEQUENCE_SQL = f"sequence_key IS NOT NULL AND {status_in(SEQUENCE_STATUSES)}"
-_CANDIDATE_COLUMNS = "id, name, queue, priority, run_at, concurrency_key, rate_key, sequence_key, status"
+# run_at as whole microseconds since the epoch: Django's loader of timestamptz values parses each
+# one in Python (~12 µs), which made loading a claim's 200 candidates cost more than finding them.
+_CANDIDATE_COLUMNS = (
+    "id, name, queue, priority, (extract(epoch FROM run_at) * 1000000)::bigint AS run_at_us, "
+    "concurrency_key, rate_key, sequence_key, status"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Distinct keys (and sequences) one gated claim looks at; the next claim goes on from the last.
 MAX_KEYS = 256
 
@@ -126,15 +132,24 @@ USAGE = (
 )
 
 # Marks the admitted jobs running (only if still ready: an operator may have stopped one since
-# step 1) and logs a start per rate gate of each, with the clock USAGE read.
+# step 1) and logs a start per rate gate of each, with the clock USAGE read. The jobs of
+# ``declare`` that aren't on their last attempt (the ones the worker sends to its idle children at
+# once) are added to its declaration (Worker.may_start, see claims._declare_cte) in the same
+# commit, so they go to a child without a round trip to declare them first; the last column says
+# which were. A job on its last attempt is left to the worker's own declaration (one per child).
+_DECLARABLE = "id = ANY(%(declare)s::bigint[]) AND attempts < max_attempts"
 CLAIM_GATED = (
     f"WITH claimed AS (UPDATE {TABLE} {CLAIM_SET} "
     f"WHERE id = ANY(%(ids)s::bigint[]) AND {status_in(READY_STATUSES)} "
     f"RETURNING {', '.join(CLAIM_COLUMNS)}), "
     f"started AS (INSERT INTO {START_TABLE} (key, started_at) SELECT s.key, %(now)s "
     f"FROM unnest(%(start_ids)s::bigint[], %(start_keys)s::text[]) AS s(id, key) "
-    f"WHERE s.id IN (SELECT id FROM claimed)) "
-    f"SELECT {', '.join(CLAIM_COLUMNS)} FROM claimed"
+    f"WHERE s.id IN (SELECT id FROM claimed)), "
+    f"declared AS (UPDATE {WORKER_TABLE} SET may_start = may_start || "
+    f"to_jsonb(ARRAY(SELECT id FROM claimed WHERE {_DECLARABLE})) "
+    f"WHERE worker_id = %(worker_id)s AND may_start IS NOT NULL "
+    f"AND EXISTS (SELECT 1 FROM claimed WHERE {_DECLARABLE}) RETURNING 1) "
+    f"SELECT {', '.join(CLAIM_COLUMNS)}, {_DECLARABLE} AND EXISTS (SELECT 1 FROM declared) FROM claimed"
 )
 
 # Starts older than the longest period a rate can have are never counted again.
@@ -168,15 +183,21 @@ class GatedClaim:
     share: int | None = None
     #: Other workers hold more than their shares of the slots this one wanted: look again shortly.
     crowded: bool = False
+    #: Jobs held by a rate alone were left for want of idle children: claim again once one is free.
+    rate_bound: bool = False
+    #: Jobs the gates let through that another worker claimed first: look again at once.
+    lost: int = 0
 
 
 def claim_gated(
     using: str, *, worker_id: str, want: int, now: datetime, limits: flow.Limits, queues: Sequence[str] = (),
     paused_queues: Sequence[str] = (), paused_names: Sequence[str] = (), key_cursor: str = "",
     sequence_cursor: str = "", rate_want: int | None = None, children: int | None = None, held: int = 0,
+    declare: int = 0,
 ) -> GatedClaim:
     """Claim up to ``want`` jobs that gates may hold (of them at most ``rate_want`` held by a
-    rate), never more than every gate allows.
+    rate), never more than every gate allows. The first ``declare`` of them in claim order are
+    added to the worker's declaration (see CLAIM_GATED): their rows come back ``declared``.
 
     For a worker with ``children`` that holds ``held`` slots already, no more than its fair share
     of the slots (flow.fair_share) beyond the ``rate_want`` jobs its idle children can start now:
@@ -231,14 +252,19 @@ def claim_gated(
             result.crowded = held < result.share and theirs > flow.fair_share(every, fleet - children, fleet)
         decision = flow.admit(locked, limits, usage, db_now, want, rate_want, slot_want)
         result.next_start = decision.next_start
+        result.rate_bound = decision.rate_bound
         if decision.ids:
             starts = [(i, g.start_key) for i in decision.ids for g in gates_of[i] if g.rate]
             rated = {i for i, _ in starts}
-            result.rows = claimed_rows(run_prepared(using, CLAIM_GATED, {
+            found = run_prepared(using, CLAIM_GATED, {
                 "now": db_now, "worker_id": worker_id, "ids": decision.ids,
                 "start_ids": [s[0] for s in starts], "start_keys": [s[1] for s in starts],
-            }, worker=True))
-            for row in result.rows:
+                "declare": decision.ids[:declare],
+            }, worker=True)
+            result.rows = claimed_rows(found)
+            result.lost = len(decision.ids) - len(result.rows)
+            for row, (*_, declared) in zip(result.rows, found):
+                row["declared"] = declared
                 row["gated"] = True
                 # Holds a slot (flow.SLOT_KINDS), which the worker counts against its share; a
                 # job held by a rate alone holds none.
@@ -268,7 +294,8 @@ def _candidates(
     sequences_seen: list[str] = []
     for source, key, *row in found:
         (keys_seen if source == "key" else sequences_seen if source == "sequence" else []).append(key)
-        job_id, name, queue, priority, run_at, concurrency_key, rate_key, sequence_key, status = row
+        job_id, name, queue, priority, run_at_us, concurrency_key, rate_key, sequence_key, status = row
+        run_at = _EPOCH + timedelta(microseconds=run_at_us)
         if source == "sequence" and (
             status not in READY_STATUSES or run_at > now or (queues and queue not in queues)
             or queue in paused_queues or name in paused_names

@@ -172,6 +172,10 @@ class Ledger:
         #: The last gated claim passed over gates another worker held for a moment: a burst
         #: worker looks again (at gate_due) rather than taking it for the end of the work.
         self.gates_contended = False
+        #: The last gated claim left jobs a rate would let through for want of idle children:
+        #: the next one runs as soon as a child is free (a rate-held job holds no slot, so its
+        #: outcome frees nothing that would set gated_dirty).
+        self.rate_bound = False
         self._gate_cursors = ("", "")
         #: How many slots the last gated claim said this worker may hold (None: any number).
         self.gated_share: int | None = None
@@ -593,7 +597,11 @@ class Ledger:
             return 0
         now = time.monotonic()
         woken = self.gated_woken and now - self._gated_at >= GATED_WAKE_SPACING
-        if not (self.gated_dirty or self.share_stale or woken or (self.gate_due is not None and now >= self.gate_due)):
+        child_free = self.rate_bound and (free is None or free > 0)
+        if not (
+            self.gated_dirty or self.share_stale or woken or child_free
+            or (self.gate_due is not None and now >= self.gate_due)
+        ):
             if self.gated_woken:  # woken too soon after the last one: then, not at the next poll
                 spaced = self._gated_at + GATED_WAKE_SPACING
                 self.gate_due = spaced if self.gate_due is None else min(self.gate_due, spaced)
@@ -611,6 +619,9 @@ class Ledger:
                     queues=self.queues, paused_queues=paused_queues, paused_names=paused_names,
                     key_cursor=self._gate_cursors[0], sequence_cursor=self._gate_cursors[1],
                     children=len(self.children) or None, held=self.gated_held(),
+                    # The jobs for the idle children are declared by the claim itself, so they go
+                    # out at once (no job runs here without children: nothing to declare then).
+                    declare=0 if not self.children or self.row_gone else want if free is None else free,
                 )
         except DB_DOWN as exc:
             self._reply_lost([], exc)
@@ -618,6 +629,9 @@ class Ledger:
             return 0
         self._gate_cursors = (claim.key_cursor, claim.sequence_cursor)
         self.gates_contended = claim.contended
+        self.rate_bound = claim.rate_bound
+        if claim.lost:
+            self.gated_dirty = True  # another worker claimed what the gates let through: look again
         if claim.share is not None:
             if claim.share != self.gated_share:
                 self._crowded_until = time.monotonic() + GATED_CROWDED_FOR
@@ -636,6 +650,10 @@ class Ledger:
             self.gated_dirty = True  # there may be more: look again next time round
         self.claimed_total += len(rows)
         self.buffer.extendleft(reversed(rows))
+        declared = [row["id"] for row in rows if row.pop("declared")]
+        if declared:
+            self.declared.update(declared)
+            self._declared_first()
         self.publish_held()
         self.link.ok()
         return len(rows)

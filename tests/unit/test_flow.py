@@ -117,6 +117,16 @@ def test_admit__a_rate_counts_starts_in_the_window_and_says_when_it_opens() -> N
     assert decision.held[2] == "rate `3/m` reached: next start in 10 s"
 
 
+def test_admit__says_when_idle_children_not_the_rate_left_rated_jobs_behind() -> None:
+    limits = Limits(rate={"n": Rate(100, 1)})
+    rated = [candidate(i) for i in range(1, 4)]
+    short = admit(rated, limits, Usage(), NOW, 10, rate_want=1)
+    assert (short.ids, short.rate_bound, short.held) == ([1], True, {})
+    assert not admit(rated, limits, Usage(), NOW, 10, rate_want=3).rate_bound
+    full = Usage(starts={"n": (100, NOW - timedelta(seconds=0.5))})
+    assert not admit(rated, limits, full, NOW, 10, rate_want=1).rate_bound  # the rate holds them
+
+
 def test_admit__a_sequence_runs_its_head_only() -> None:
     usage = Usage(heads={"s": (1, "queued")})
     decision = admit([candidate(1, sequence_key="s"), candidate(2, sequence_key="s")], Limits(), usage, NOW, 10)

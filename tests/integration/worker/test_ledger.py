@@ -239,3 +239,60 @@ def test_claim_gated__a_worker_crowded_for_good_stops_polling_and_never_spins(mo
     second.gated_dirty = False
     assert second.claim_gated(0, free=0) == 0
     assert second.gate_due is None and second.gated_dirty
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_gated__declares_the_jobs_for_its_idle_children_in_the_claim_itself() -> None:
+    last = jobs.sync_account.using(max_attempts=1).enqueue("acct_9")
+    keyed = [jobs.sync_account.enqueue(f"acct_{key}") for key in range(4)]
+    book = _worker_ledger("w-gated", children=2)
+    book.refresh_pauses()
+
+    assert book.claim_gated(10, free=2) == 5  # two for the idle children, three ahead
+
+    # Of the two for the idle children, the claim's own commit declares the one not on its last
+    # attempt (it goes out with no round trip first); a last attempt is left to the worker, which
+    # declares those one per child, and the jobs ahead to its next declaration.
+    assert book.declared == {keyed[0].pk} and last.pk not in book.declared
+    assert _may_start("w-gated") == [keyed[0].pk]
+    assert book.buffer[0]["id"] == keyed[0].pk  # a declared job first: the pool sends from the head
+    assert len(book.buffer) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_gated__rate_held_jobs_left_for_want_of_a_child_are_claimed_once_one_is_free() -> None:
+    for n in range(3):
+        jobs.rated.enqueue(n)
+    book = _worker_ledger("w-rated", children=2)
+    book.refresh_pauses()
+
+    assert book.claim_gated(10, free=1) == 1  # one child free: one start counted
+    assert book.rate_bound and not book.gated_dirty
+    # Its outcome frees no slot (a rate holds none), so nothing else would set gated_dirty: the
+    # next claim runs as soon as a child is free, and not before.
+    assert book.claim_gated(10, free=0) == 0
+    assert Job.objects.filter(status=JobStatus.RUNNING).count() == 1
+    assert book.claim_gated(10, free=2) == 2
+    assert not book.rate_bound  # nothing left behind
+    assert Job.objects.filter(status=JobStatus.RUNNING).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_gated__jobs_another_worker_claimed_first_make_it_look_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_jobs.db import gates
+
+    for key in range(3):
+        jobs.sync_account.enqueue(f"acct_{key}")
+    book = _worker_ledger("w-raced", children=2)
+    book.refresh_pauses()
+    original = gates.run_prepared
+
+    def claimed_elsewhere(using: str, sql: str, params: object, **kwargs: object) -> object:
+        if sql == gates.CLAIM_GATED:  # another worker's claim committed between the reads and this
+            Job.objects.filter(pk=min(params["ids"])).update(status=JobStatus.RUNNING)  # type: ignore[index]
+        return original(using, sql, params, **kwargs)
+
+    monkeypatch.setattr(gates, "run_prepared", claimed_elsewhere)
+
+    assert book.claim_gated(10, free=3) == 2
+    assert book.gated_dirty  # the next turn looks again rather than waiting for a slot to free
