@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
+from django.utils import timezone
 
 from .. import flow
 from ..conf import jobs_settings
@@ -259,7 +260,8 @@ def claim_gated(
             found = run_prepared(using, CLAIM_GATED, {
                 "now": db_now, "worker_id": worker_id, "ids": decision.ids,
                 "start_ids": [s[0] for s in starts], "start_keys": [s[1] for s in starts],
-                "declare": decision.ids[:declare],
+                # A job a rate let through first: its start is counted now.
+                "declare": sorted(decision.ids, key=lambda i: i not in rated)[:declare],
             }, worker=True)
             result.rows = claimed_rows(found)
             result.lost = len(decision.ids) - len(result.rows)
@@ -296,6 +298,8 @@ def _candidates(
         (keys_seen if source == "key" else sequences_seen if source == "sequence" else []).append(key)
         job_id, name, queue, priority, run_at_us, concurrency_key, rate_key, sequence_key, status = row
         run_at = _EPOCH + timedelta(microseconds=run_at_us)
+        if timezone.is_naive(now):  # USE_TZ = False: the project's clock is naive local time
+            run_at = timezone.make_naive(run_at)
         if source == "sequence" and (
             status not in READY_STATUSES or run_at > now or (queues and queue not in queues)
             or queue in paused_queues or name in paused_names

@@ -628,10 +628,10 @@ class Ledger:
             self.gated_dirty = True
             return 0
         self._gate_cursors = (claim.key_cursor, claim.sequence_cursor)
-        self.gates_contended = claim.contended
+        # (Another worker claiming what the gates let through counts as holding a gate: look
+        # again soon, and a burst worker doesn't take it for the end of the work.)
+        self.gates_contended = claim.contended or claim.lost > 0
         self.rate_bound = claim.rate_bound
-        if claim.lost:
-            self.gated_dirty = True  # another worker claimed what the gates let through: look again
         if claim.share is not None:
             if claim.share != self.gated_share:
                 self._crowded_until = time.monotonic() + GATED_CROWDED_FOR
@@ -639,7 +639,7 @@ class Ledger:
         if claim.next_start is not None:
             wait = (claim.next_start - self.clock()).total_seconds()
             self.gate_due = time.monotonic() + max(wait, 0.0) + 0.001
-        if claim.contended:  # another worker held some gates for a moment: look again soon
+        if self.gates_contended:  # another worker held some gates for a moment: look again soon
             soon = time.monotonic() + 0.005
             self.gate_due = soon if self.gate_due is None else min(self.gate_due, soon)
         if claim.crowded and time.monotonic() < self._crowded_until:

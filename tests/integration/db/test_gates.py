@@ -255,3 +255,21 @@ def test_handoff__not_while_the_key_runs_over_a_lowered_limit() -> None:
                          handoffs=[claims.Handoff(ended.id, ended.concurrency_key, ended.name, "default", 1)])
     assert synced.written == {ended.id: "succeeded"} and synced.claimed == []
     assert Job.objects.filter(id__in=[j.id for j in created], status=JobStatus.RUNNING).count() == 1
+
+
+def test_claim_gated__a_sequence_head_is_claimed_with_use_tz_false() -> None:
+    # The candidates' run_at comes back as microseconds since the epoch; under USE_TZ = False it
+    # must become the naive local time the claim's clock is in, or comparing them raises.
+    from django.test import override_settings
+
+    queued = jobs.apply_webhook.enqueue("c1", 1)
+    try:
+        with override_settings(USE_TZ=False):
+            connection.close()  # a new connection, with Django's naive timestamptz loader
+            now = timezone.now()
+            assert timezone.is_naive(now)
+            claim = gates.claim_gated("default", worker_id="w-naive", want=1, now=now,
+                                      limits=gates.limits_in_effect("default"))
+            assert [row["id"] for row in claim.rows] == [queued.pk]
+    finally:
+        connection.close()

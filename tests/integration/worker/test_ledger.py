@@ -279,6 +279,8 @@ def test_claim_gated__rate_held_jobs_left_for_want_of_a_child_are_claimed_once_o
 
 @pytest.mark.django_db(transaction=True)
 def test_claim_gated__jobs_another_worker_claimed_first_make_it_look_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
     from django_jobs.db import gates
 
     for key in range(3):
@@ -295,4 +297,18 @@ def test_claim_gated__jobs_another_worker_claimed_first_make_it_look_again(monke
     monkeypatch.setattr(gates, "run_prepared", claimed_elsewhere)
 
     assert book.claim_gated(10, free=3) == 2
-    assert book.gated_dirty  # the next turn looks again rather than waiting for a slot to free
+    # It looks again soon rather than at the next poll, and a burst worker doesn't stop here.
+    assert book.gates_contended and book.gate_due is not None and book.gate_due - time.monotonic() < 0.1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_gated__a_job_a_rate_let_through_is_declared_before_slot_holders_ahead_of_it() -> None:
+    for key in range(3):
+        jobs.sync_account.enqueue(f"acct_{key}")
+    rated = jobs.rated.enqueue(1)  # after the keyed ones in claim order
+    book = _worker_ledger("w-first-rated", children=2)
+    book.refresh_pauses()
+
+    assert book.claim_gated(10, free=1) == 4
+    # Its start was counted at the claim: it is the one the idle child gets at once.
+    assert book.declared == {rated.pk} and book.buffer[0]["id"] == rated.pk
