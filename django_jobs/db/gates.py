@@ -186,7 +186,7 @@ class GatedClaim:
     crowded: bool = False
     #: Jobs held by a rate alone were left for want of idle children: claim again once one is free.
     rate_bound: bool = False
-    #: Jobs the gates let through that another worker claimed first: look again at once.
+    #: Jobs the gates let through that another worker claimed first: look again shortly.
     lost: int = 0
 
 
@@ -197,8 +197,9 @@ def claim_gated(
     declare: int = 0,
 ) -> GatedClaim:
     """Claim up to ``want`` jobs that gates may hold (of them at most ``rate_want`` held by a
-    rate), never more than every gate allows. The first ``declare`` of them in claim order are
-    added to the worker's declaration (see CLAIM_GATED): their rows come back ``declared``.
+    rate), never more than every gate allows. ``declare`` of them (those a rate let through
+    first, then in claim order) are added to the worker's declaration (see CLAIM_GATED): their
+    rows come back ``declared``.
 
     For a worker with ``children`` that holds ``held`` slots already, no more than its fair share
     of the slots (flow.fair_share) beyond the ``rate_want`` jobs its idle children can start now:
