@@ -138,6 +138,9 @@ USAGE = (
 # once) are added to its declaration (Worker.may_start, see claims._declare_cte) in the same
 # commit, so they go to a child without a round trip to declare them first; the last column says
 # which were. A job on its last attempt is left to the worker's own declaration (one per child).
+# Every claimed id is first taken out of the declaration: one can still be there from the job's
+# earlier attempt here, if its outcome was written without a new declaration (Ledger.flush), and
+# rescue would take this attempt, which never started, for one that may have (a last one: dead).
 _DECLARABLE = "id = ANY(%(declare)s::bigint[]) AND attempts < max_attempts"
 CLAIM_GATED = (
     f"WITH claimed AS (UPDATE {TABLE} {CLAIM_SET} "
@@ -146,10 +149,12 @@ CLAIM_GATED = (
     f"started AS (INSERT INTO {START_TABLE} (key, started_at) SELECT s.key, %(now)s "
     f"FROM unnest(%(start_ids)s::bigint[], %(start_keys)s::text[]) AS s(id, key) "
     f"WHERE s.id IN (SELECT id FROM claimed)), "
-    f"declared AS (UPDATE {WORKER_TABLE} SET may_start = may_start || "
+    f"declared AS (UPDATE {WORKER_TABLE} SET may_start = "
+    f"COALESCE((SELECT jsonb_agg(e) FROM jsonb_array_elements(may_start) AS e "
+    f"WHERE e NOT IN (SELECT to_jsonb(id) FROM claimed)), '[]'::jsonb) || "
     f"to_jsonb(ARRAY(SELECT id FROM claimed WHERE {_DECLARABLE})) "
-    f"WHERE worker_id = %(worker_id)s AND may_start IS NOT NULL "
-    f"AND EXISTS (SELECT 1 FROM claimed WHERE {_DECLARABLE}) RETURNING 1) "
+    f"WHERE worker_id = %(worker_id)s AND jsonb_typeof(may_start) = 'array' "
+    f"AND EXISTS (SELECT 1 FROM claimed) RETURNING 1) "
     f"SELECT {', '.join(CLAIM_COLUMNS)}, {_DECLARABLE} AND EXISTS (SELECT 1 FROM declared) FROM claimed"
 )
 

@@ -193,6 +193,11 @@ class Ledger:
         self.declared: set[int] = set()
         #: Of those, the jobs on their last attempt: at most one per child.
         self.declared_last: set[int] = set()
+        #: Ids whose outcomes were written by a statement that didn't declare again (a flush, a
+        #: round trip with nothing new to declare): still in the row's declaration, so the next
+        #: round trip declares, which drops them. Else a job claimed here again on its last attempt
+        #: and never sent would be counted by rescue as started (and end dead).
+        self._stale_declared: set[int] = set()
         #: How many buffered jobs (not on their last attempt) to keep declared ahead (the pool sets it).
         self.declare_ahead = 1
         #: An idle child waits for a buffered job to be declared: a round trip is due now.
@@ -387,7 +392,7 @@ class Ledger:
             self.released += len(synced.released)
             self.gated_dirty = True  # a job just queued may be one flow control holds
         del self.pending[: len(batch)]
-        self._forget_declared(batch)
+        self._forget_declared(batch, declared_again=declare is not None and synced.fresh is not None)
         if synced.parked:
             self._parked(synced.parked)
         passed = {h.job_id for h in handoffs} if sum(1 for r in rows if r.get("gated")) == len(handoffs) else set()
@@ -469,7 +474,7 @@ class Ledger:
                 adding.append(job_id)
                 ahead += 1
         fresh = max(0, self.declare_ahead - ahead) if limit > 0 else 0
-        if not adding and not fresh and not handoffs:
+        if not adding and not fresh and not handoffs and not (limit > 0 and self._stale_declared):
             return None, []
         return claims.Declaration(sorted((declared - ending).union(adding)), fresh), adding
 
@@ -518,10 +523,15 @@ class Ledger:
         self.buffer.extend(ready)
         self.buffer.extend(waiting)
 
-    def _forget_declared(self, outcomes: list[Outcome]) -> None:
-        """Outcomes were written (or fenced): their jobs are no longer this worker's to declare."""
+    def _forget_declared(self, outcomes: list[Outcome], declared_again: bool = False) -> None:
+        """Outcomes were written (or fenced): their jobs are no longer this worker's to declare.
+        ``declared_again``: the same statement wrote a new declaration, without them."""
+        if declared_again:
+            self._stale_declared.clear()
         for outcome in outcomes:
             job_id = outcome.slot_job["id"]
+            if job_id in self.declared and not declared_again:
+                self._stale_declared.add(job_id)
             self.declared.discard(job_id)
             self.declared_last.discard(job_id)
 

@@ -312,3 +312,73 @@ def test_claim_gated__a_job_a_rate_let_through_is_declared_before_slot_holders_a
     assert book.claim_gated(10, free=1) == 4
     # Its start was counted at the claim: it is the one the idle child gets at once.
     assert book.declared == {rated.pk} and book.buffer[0]["id"] == rated.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_gated__a_job_claimed_again_leaves_no_declaration_of_its_earlier_attempt() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_jobs.models import Worker
+    from django_jobs.services.rescue import rescue
+
+    queued = jobs.sync_account.using(max_attempts=2).enqueue("acct_1")
+    book = _worker_ledger("w-again", children=2)
+    book.refresh_pauses()
+    assert book.claim_gated(10, free=1) == 1
+    assert _may_start("w-again") == [queued.pk]
+    # It fails, and the outcome is written without a new declaration (a flush): its id stays.
+    book.queue(book.buffer.popleft(), {"outcome": "failed", "error": {"class": "ValueError", "message": "boom"}}, 0.01)
+    book.flush()
+    assert Job.objects.get(pk=queued.pk).status == JobStatus.RETRYING
+    assert _may_start("w-again") == [queued.pk]
+
+    Job.objects.filter(pk=queued.pk).update(run_at=timezone.now())  # its retry is due
+    book.gated_dirty = True
+    assert book.claim_gated(10, free=1) == 1  # its last attempt: never declared by a claim
+
+    assert _may_start("w-again") == [] and not book.declared
+    # The worker dies before it sends the job: rescue gives the attempt back unspent. (Had the
+    # earlier attempt's id been left in the declaration, rescue would have counted this one,
+    # which never started, as lost: its last, so the job would have ended dead without running.)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Worker.objects.filter(worker_id="w-again").update(last_heartbeat=long_ago)
+    Job.objects.filter(pk=queued.pk).update(started_at=long_ago)
+    rescue("default", now=timezone.now(), rescuer="r")
+    job = Job.objects.get(pk=queued.pk)
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync__a_job_claimed_again_is_not_left_declared_from_its_earlier_attempt() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_jobs.models import Worker
+    from django_jobs.services.rescue import rescue
+
+    again = jobs.record.using(max_attempts=2).enqueue("again")
+    ahead = jobs.record.enqueue("ahead")
+    book = _worker_ledger("w-plain-again", children=2)
+    book.declare_ahead = 2
+    book.sync(2)
+    assert _may_start("w-plain-again") == sorted([again.pk, ahead.pk])
+    sent = next(row for row in book.buffer if row["id"] == again.pk)
+    book.buffer.remove(sent)
+    book.queue(sent, {"outcome": "failed", "error": {"class": "ValueError", "message": "boom"}}, 0.01)
+    book.flush()  # written without a new declaration: its id is still in the row's
+    assert Job.objects.get(pk=again.pk).status == JobStatus.RETRYING
+
+    Job.objects.filter(pk=again.pk).update(run_at=timezone.now())
+    book.declare_ahead = 1  # the buffer's declared job is enough ahead: nothing new to declare...
+    assert book.sync(5) == 1  # ...but this claim takes the job again, on its last attempt
+
+    assert _may_start("w-plain-again") == [ahead.pk]
+    long_ago = timezone.now() - timedelta(hours=1)
+    Worker.objects.filter(worker_id="w-plain-again").update(last_heartbeat=long_ago)
+    Job.objects.filter(worker_id="w-plain-again").update(started_at=long_ago)
+    rescue("default", now=timezone.now(), rescuer="r")
+    job = Job.objects.get(pk=again.pk)
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)  # never sent: given back unspent
