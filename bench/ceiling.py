@@ -168,19 +168,28 @@ def _pickup_child(sock: socket.socket, other: socket.socket, results: Any) -> No
     results.put(started)
 
 
-def _pickup_loop(url: str, claim: str, sock: socket.socket, other: socket.socket, listening: Any) -> None:
+def _pickup_loop(
+    url: str, claim: str, sock: socket.socket, other: socket.socket, listening: Any, count: int
+) -> None:
     """The bare loop's worker: one connection that LISTENs, claims one job per notification with
-    a durable commit, and passes its id to the child, nothing else in between."""
+    a durable commit, and passes its id to the child, nothing else in between; until it has
+    passed on ``count`` jobs.
+
+    A notification that arrives while the claim runs is not kept for the next ``notifies()``
+    (psycopg delivers it to handlers only): so after a second without one the loop claims what is
+    there, and ends by counting, not on a last notification, which it could miss the same way.
+    """
     other.close()
+    passed = 0
     with sock, psycopg.connect(url, autocommit=True) as conn:
         conn.execute("LISTEN bench_ceiling")
         listening.set()
-        while True:
-            payload = next(iter(conn.notifies(stop_after=1))).payload
-            if payload == "stop":
-                return
-            for (job_id, *_) in conn.execute(claim, {"limit": 1, "worker_id": "bench-ceiling:pickup"}):
+        while passed < count:
+            woken = next(iter(conn.notifies(timeout=1.0, stop_after=1)), None) is not None
+            limit = 1 if woken else count - passed
+            for (job_id, *_) in conn.execute(claim, {"limit": limit, "worker_id": "bench-ceiling:pickup"}):
                 sock.sendall(b"%d\n" % job_id)
+                passed += 1
 
 
 def pickup(url: str, count: int, rate: float) -> list[float]:
@@ -201,7 +210,7 @@ def pickup(url: str, count: int, rate: float) -> list[float]:
     ours, theirs = socket.socketpair()
     listening, results = _FORK.Event(), _FORK.Queue()
     child = _FORK.Process(target=_pickup_child, args=(theirs, ours, results))
-    loop = _FORK.Process(target=_pickup_loop, args=(url, claim, ours, theirs, listening))
+    loop = _FORK.Process(target=_pickup_loop, args=(url, claim, ours, theirs, listening, count))
     child.start()
     loop.start()
     ours.close()
@@ -217,9 +226,7 @@ def pickup(url: str, count: int, rate: float) -> list[float]:
                 time.sleep(pause)  # pacing the inserts, not waiting for an outcome
             job_id = conn.execute(insert, values).fetchone()[0]  # type: ignore[index]
             committed[job_id] = time.time()  # autocommit: execute() returned after the COMMIT
-        # Notifications arrive in commit order, one claim each: this one comes after the last claim.
-        conn.execute("SELECT pg_notify('bench_ceiling', 'stop')")
-    join([loop])
+    join([loop], timeout=120)
     started = results.get(timeout=60)
     join([child])
     missing = set(committed) - set(started)
