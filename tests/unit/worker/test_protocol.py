@@ -33,6 +33,16 @@ def test_reply_line__stamps_id_attempt_pid_end_and_duration() -> None:
                                 "t": 10.5, "d": 0.5}
 
 
+def test_reply_line__a_job_that_returned_none_reads_as_the_encoded_reply_would() -> None:
+    returned_none = {"outcome": "succeeded", "result": None}
+    line = protocol.reply_line(dict(returned_none), {"id": 7, "attempt": 2}, pid=42, began=0.1, ended=1765152000.3)
+
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    stamped = {**returned_none, "id": 7, "a": 2, "pid": 42, "t": 1765152000.3, "d": 1765152000.3 - 0.1}
+    assert line == json.dumps(stamped, separators=(",", ":")).encode() + b"\n"
+    assert json.loads(line) == stamped
+
+
 def test_read_replies__parses_every_whole_line_at_once() -> None:
     lines = b"\n".join(protocol.reply_line({"outcome": "succeeded"}, {"id": i, "attempt": 1}, 1, 0.0, 1.0)[:-1]
                        for i in range(3))
