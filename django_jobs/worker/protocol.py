@@ -77,18 +77,16 @@ def read_batch(line: bytes | bytearray) -> list[dict[str, Any]]:
 
 def reply_line(reply: dict[str, Any], message: dict[str, Any], pid: int, began: float, ended: float) -> bytes:
     """The line answering ``message`` with ``reply`` (child side), stamped as the module says."""
-    if reply == _RETURNED_NONE:
-        # Most replies: a job that returned None. Written out, a third of what encoding the dict
-        # costs (~1 µs against ~3.4 µs, of a child's ~15 µs per no-op job); the same JSON, as
-        # the stamps are ints and finite floats, which json writes as repr() does.
-        return (f'{{"outcome":"succeeded","result":null,"id":{int(message["id"])},'
-                f'"a":{int(message["attempt"])},"pid":{int(pid)},"t":{ended!r},"d":{ended - began!r}}}\n').encode()
-    reply["id"], reply["a"], reply["pid"] = message["id"], message["attempt"], pid
-    reply["t"], reply["d"] = ended, ended - began
-    return _encode(reply).encode() + b"\n"
+    # The reply of a job that returned None (most of them) is encoded once; the stamps are ints
+    # and finite floats, written as json writes them (repr()). ~1.9 µs a reply against ~4.2 µs for
+    # encoding the stamped dict, of a child's ~15 µs per no-op job.
+    head = _RETURNED_NONE_HEAD if reply == _RETURNED_NONE else _encode(reply)[:-1] + ("," if reply else "")
+    return (f'{head}"id":{int(message["id"])},"a":{int(message["attempt"])},"pid":{int(pid)},'
+            f'"t":{ended!r},"d":{ended - began!r}}}\n').encode()
 
 
 _RETURNED_NONE = {"outcome": "succeeded", "result": None}
+_RETURNED_NONE_HEAD = '{"outcome":"succeeded","result":null,'
 
 
 def read_replies(complete: bytes, worker_id: str, child: int | None) -> list[dict[str, Any]]:
